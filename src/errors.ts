@@ -1,0 +1,85 @@
+/**
+ * One errors module with stable codes. Code strings are API: operators grep
+ * logs for them and tests assert on them, so never rename one; add new ones.
+ */
+
+export const ErrorCodes = {
+  // Stream framing and headers
+  STREAM_BAD_MARKER: 'ERR_STREAM_BAD_MARKER',
+  STREAM_BAD_IDENT: 'ERR_STREAM_BAD_IDENT',
+  STREAM_BAD_VERSION: 'ERR_STREAM_BAD_VERSION',
+  STREAM_BAD_OPTIONS: 'ERR_STREAM_BAD_OPTIONS',
+  STREAM_RESERVED_NONZERO: 'ERR_STREAM_RESERVED_NONZERO',
+  STREAM_BAD_DOMAIN_TYPE: 'ERR_STREAM_BAD_DOMAIN_TYPE',
+  STREAM_BAD_PAGE_SHIFT: 'ERR_STREAM_BAD_PAGE_SHIFT',
+  STREAM_UNKNOWN_FORMAT: 'ERR_STREAM_UNKNOWN_FORMAT',
+  STREAM_TRUNCATED: 'ERR_STREAM_TRUNCATED',
+  STREAM_TRAILING_DATA: 'ERR_STREAM_TRAILING_DATA',
+  STREAM_FAILED: 'ERR_STREAM_FAILED',
+  // Records
+  RECORD_UNKNOWN_MANDATORY: 'ERR_RECORD_UNKNOWN_MANDATORY',
+  RECORD_TOO_LARGE: 'ERR_RECORD_TOO_LARGE',
+  RECORD_BAD_LENGTH: 'ERR_RECORD_BAD_LENGTH',
+  RECORD_BAD_PADDING: 'ERR_RECORD_BAD_PADDING',
+  RECORD_BAD_FIELD: 'ERR_RECORD_BAD_FIELD',
+  RECORD_RESERVED_NONZERO: 'ERR_RECORD_RESERVED_NONZERO',
+  RECORD_WRONG_DOMAIN_TYPE: 'ERR_RECORD_WRONG_DOMAIN_TYPE',
+  RECORD_BAD_PAGE_TYPE: 'ERR_RECORD_BAD_PAGE_TYPE',
+  RECORD_OUT_OF_ORDER: 'ERR_RECORD_OUT_OF_ORDER',
+  RECORD_NOT_IN_VERSION: 'ERR_RECORD_NOT_IN_VERSION',
+  RECORD_DEPRECATED: 'ERR_RECORD_DEPRECATED',
+  // Configuration and command line
+  CONFIG_INVALID: 'ERR_CONFIG_INVALID',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class TandemError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  override get name(): string {
+    return 'TandemError';
+  }
+}
+
+export interface StreamErrorContext {
+  /** Byte offset in the stream of the header or record at fault. */
+  offset: number;
+  /** Record name (e.g. `libxc PAGE_DATA`) or header name; absent if unknown. */
+  record?: string;
+}
+
+/**
+ * A malformed migration stream. Carries the byte offset and the record so an
+ * operator can open the file in a hex editor at the right place.
+ */
+export class StreamError extends TandemError {
+  readonly offset: number;
+  readonly record: string | undefined;
+
+  constructor(code: ErrorCode, detail: string, ctx: StreamErrorContext, options?: { cause?: unknown }) {
+    const where = ctx.record === undefined ? `offset ${ctx.offset}` : `${ctx.record} at offset ${ctx.offset}`;
+    super(code, `${where}: ${detail}`, options);
+    this.offset = ctx.offset;
+    this.record = ctx.record;
+  }
+
+  override get name(): string {
+    return 'StreamError';
+  }
+}
+
+export class ConfigError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.CONFIG_INVALID, message, options);
+  }
+
+  override get name(): string {
+    return 'ConfigError';
+  }
+}

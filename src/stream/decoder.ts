@@ -1,0 +1,237 @@
+/**
+ * Incremental decoder for Xen migration v2/v3 streams, libxc or libxl framed.
+ * Pure: fed Buffers of any size, returns what they completed; no I/O.
+ *
+ * Every length is checked against the limits before the decoder waits for
+ * (and so buffers) the body it announces. After the first error the decoder
+ * stops for good: every later call throws ERR_STREAM_FAILED with the original
+ * error as its cause.
+ */
+import { ErrorCodes, StreamError } from '../errors.js';
+import { ChunkQueue } from './chunks.js';
+import {
+  DOMAIN_HEADER_SIZE,
+  IMAGE_HEADER_SIZE,
+  LIBXL_HEADER_SIZE,
+  LibxcType,
+  MAX_PFN,
+  PAGE_SIZE,
+  RECORD_HEADER_SIZE,
+  alignUp,
+  recordTypeName,
+  type Layer,
+} from './format.js';
+import {
+  isImageMarker,
+  isLibxlIdent,
+  parseDomainHeader,
+  parseImageHeader,
+  parseLibxlHeader,
+  type DomainHeader,
+  type ImageHeader,
+  type LibxlHeader,
+} from './headers.js';
+import { StreamLayout, type Framing } from './layout.js';
+import { parseRecord, type ParseLimits, type StreamRecord } from './records.js';
+
+export interface DecoderLimits extends ParseLimits {
+  /** Largest record body accepted, in bytes. */
+  maxRecordBytes: number;
+}
+
+export const DEFAULT_DECODER_LIMITS: Readonly<DecoderLimits> = {
+  maxRecordBytes: 64 * 1024 * 1024,
+  maxPagesPerRecord: 1024,
+  maxPfn: MAX_PFN,
+};
+
+export interface DecoderOptions {
+  /** Framing of the stream; `auto` tells libxc from libxl by the first 8 bytes. */
+  format?: Framing | 'auto';
+  limits?: Partial<DecoderLimits>;
+}
+
+export type StreamItem =
+  | { kind: 'libxl-header'; offset: number; header: LibxlHeader }
+  | { kind: 'image-header'; offset: number; header: ImageHeader }
+  | { kind: 'domain-header'; offset: number; header: DomainHeader }
+  | {
+      kind: 'record';
+      offset: number;
+      /** Body length (padding excluded). */
+      length: number;
+      record: StreamRecord;
+    };
+
+interface PendingRecord {
+  layer: Layer;
+  code: number;
+  length: number;
+  offset: number;
+}
+
+export class StreamDecoder {
+  private readonly queue = new ChunkQueue();
+  private readonly limits: DecoderLimits;
+  private readonly format: Framing | 'auto';
+  private layout: StreamLayout | undefined;
+  private pending: PendingRecord | undefined;
+  private offset = 0; // stream offset of the first queued byte
+  private failure: StreamError | undefined;
+
+  constructor(options: DecoderOptions = {}) {
+    this.format = options.format ?? 'auto';
+    this.limits = { ...DEFAULT_DECODER_LIMITS, ...options.limits };
+  }
+
+  /** Framing in use, once known. */
+  get framing(): Framing | undefined {
+    return this.layout?.framing;
+  }
+
+  /** Checkpoints (libxc CHECKPOINT records) decoded so far. */
+  get checkpoints(): number {
+    return this.layout?.checkpoints ?? 0;
+  }
+
+  /** True once the final END record has been decoded. */
+  get done(): boolean {
+    return this.layout?.expecting === 'done';
+  }
+
+  /** Bytes consumed so far. */
+  get position(): number {
+    return this.offset;
+  }
+
+  /** Feeds bytes; returns the headers and records they complete, in order. */
+  push(chunk: Buffer): StreamItem[] {
+    if (this.failure) {
+      throw new StreamError(ErrorCodes.STREAM_FAILED, `decoder stopped after an earlier error: ${this.failure.message}`, { offset: this.failure.offset }, { cause: this.failure });
+    }
+    this.queue.push(chunk);
+    const items: StreamItem[] = [];
+    try {
+      while (this.step(items));
+    } catch (err) {
+      if (err instanceof StreamError) this.failure = err;
+      throw err;
+    }
+    return items;
+  }
+
+  /** Declares the end of input; throws if the stream stopped short of its END. */
+  end(): void {
+    if (this.failure) throw this.failure;
+    if (this.done) return;
+    const what = this.pending ? ` inside ${this.pending.layer} ${recordTypeName(this.pending.layer, this.pending.code)}` : '';
+    const expecting = this.layout?.expecting ?? 'stream header';
+    this.failure = new StreamError(ErrorCodes.STREAM_TRUNCATED, `stream ends${what} while expecting ${expecting === 'record' ? 'more records' : expecting}`, {
+      offset: this.pending?.offset ?? this.offset + this.queue.length,
+    });
+    throw this.failure;
+  }
+
+  /** Decodes at most one item; false when more input is needed. */
+  private step(items: StreamItem[]): boolean {
+    if (this.layout === undefined) return this.detect();
+    const layout = this.layout;
+    switch (layout.expecting) {
+      case 'libxl-header': {
+        if (this.queue.length < LIBXL_HEADER_SIZE) return false;
+        const at = this.offset;
+        const header = parseLibxlHeader(this.take(LIBXL_HEADER_SIZE), at);
+        layout.libxlHeader({ offset: at });
+        items.push({ kind: 'libxl-header', offset: at, header });
+        return true;
+      }
+      case 'image-header': {
+        if (this.queue.length < IMAGE_HEADER_SIZE) return false;
+        const at = this.offset;
+        const header = parseImageHeader(this.take(IMAGE_HEADER_SIZE), at);
+        layout.imageHeader(header.version, { offset: at });
+        items.push({ kind: 'image-header', offset: at, header });
+        return true;
+      }
+      case 'domain-header': {
+        if (this.queue.length < DOMAIN_HEADER_SIZE) return false;
+        const at = this.offset;
+        const header = parseDomainHeader(this.take(DOMAIN_HEADER_SIZE), at);
+        layout.domainHeader(header.type, { offset: at });
+        items.push({ kind: 'domain-header', offset: at, header });
+        return true;
+      }
+      case 'record':
+        return this.record(layout, items);
+      case 'done':
+        if (this.queue.length > 0) {
+          throw new StreamError(ErrorCodes.STREAM_TRAILING_DATA, `${this.queue.length} bytes after the final END record`, { offset: this.offset });
+        }
+        return false;
+    }
+  }
+
+  private detect(): boolean {
+    if (this.format !== 'auto') {
+      this.layout = new StreamLayout(this.format);
+      return true;
+    }
+    if (this.queue.length < 8) return false;
+    const head = this.queue.peek(8);
+    if (isImageMarker(head)) this.layout = new StreamLayout('libxc');
+    else if (isLibxlIdent(head)) this.layout = new StreamLayout('libxl');
+    else {
+      throw new StreamError(ErrorCodes.STREAM_UNKNOWN_FORMAT, 'neither a libxc image header (8 x 0xFF) nor a libxl header ("LibxlFmt")', { offset: 0 });
+    }
+    return true;
+  }
+
+  private record(layout: StreamLayout, items: StreamItem[]): boolean {
+    if (this.pending === undefined) {
+      if (this.queue.length < RECORD_HEADER_SIZE) return false;
+      const offset = this.offset;
+      const head = this.take(RECORD_HEADER_SIZE);
+      const code = head.readUInt32LE(0);
+      const length = head.readUInt32LE(4);
+      const layer = layout.layer;
+      // Order and mandatory-type checks first: a bad record is refused before
+      // the decoder waits for (and buffers) its body.
+      layout.record(layer, code, { offset });
+      const max = this.maxBodyFor(layer, code);
+      if (length > max) {
+        throw new StreamError(ErrorCodes.RECORD_TOO_LARGE, `body length ${length} exceeds the limit of ${max} bytes`, { offset, record: `${layer} ${recordTypeName(layer, code)}` });
+      }
+      this.pending = { layer, code, length, offset };
+    }
+    const p = this.pending;
+    const padded = alignUp(p.length);
+    if (this.queue.length < padded) return false;
+    const name = `${p.layer} ${recordTypeName(p.layer, p.code)}`;
+    const body = this.queue.take(p.length);
+    if (padded > p.length) {
+      const pad = this.queue.takeContiguous(padded - p.length);
+      for (let i = 0; i < pad.length; i++) {
+        if (pad[i] !== 0) throw new StreamError(ErrorCodes.RECORD_BAD_PADDING, 'padding contains non-zero bytes', { offset: p.offset, record: name });
+      }
+    }
+    this.offset += padded;
+    this.pending = undefined;
+    const record = parseRecord(p.layer, p.code, body, p.length, this.limits, { offset: p.offset, name });
+    items.push({ kind: 'record', offset: p.offset, length: p.length, record });
+    return true;
+  }
+
+  private maxBodyFor(layer: Layer, code: number): number {
+    if (layer === 'libxc' && code === LibxcType.PAGE_DATA) {
+      // count/reserved, then a pfn word and at most one page per pfn.
+      return Math.min(this.limits.maxRecordBytes, 8 + this.limits.maxPagesPerRecord * (8 + PAGE_SIZE));
+    }
+    return this.limits.maxRecordBytes;
+  }
+
+  private take(n: number): Buffer {
+    const b = this.queue.takeContiguous(n);
+    this.offset += n;
+    return b;
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * The layout rules of a stream: which header or record may come next, and in
+ * which layer. Shared by the decoder (to reject a bad stream) and the writer
+ * (so Tandem can never emit one).
+ *
+ * A libxl stream: header, LIBXC_CONTEXT (hands the stream to libxc), the libxc
+ * image and domain headers and records. A libxc CHECKPOINT hands the stream
+ * back to libxl, whose CHECKPOINT_END hands it to libxc again for the next
+ * epoch; libxc END hands it back for good, and libxl END closes the stream.
+ */
+import { ErrorCodes, StreamError } from '../errors.js';
+import { DomainType, LibxcType, LibxlType, isKnownType, isOptionalType, recordTypeName, type Layer } from './format.js';
+
+export type Framing = 'libxc' | 'libxl';
+
+export type Expect = 'libxl-header' | 'image-header' | 'domain-header' | 'record' | 'done';
+
+const PV_ONLY = new Set<number>([
+  LibxcType.X86_PV_INFO,
+  LibxcType.X86_PV_P2M_FRAMES,
+  LibxcType.X86_PV_VCPU_BASIC,
+  LibxcType.X86_PV_VCPU_EXTENDED,
+  LibxcType.X86_PV_VCPU_XSAVE,
+  LibxcType.X86_PV_VCPU_MSRS,
+  LibxcType.SHARED_INFO,
+]);
+const HVM_ONLY = new Set<number>([LibxcType.HVM_CONTEXT, LibxcType.HVM_PARAMS]);
+
+/** Records describing guest state that v3 requires to follow STATIC_DATA_END. */
+const DYNAMIC = new Set<number>([
+  LibxcType.PAGE_DATA,
+  LibxcType.X86_PV_P2M_FRAMES,
+  LibxcType.X86_PV_VCPU_BASIC,
+  LibxcType.X86_PV_VCPU_EXTENDED,
+  LibxcType.X86_PV_VCPU_XSAVE,
+  LibxcType.X86_PV_VCPU_MSRS,
+  LibxcType.SHARED_INFO,
+  LibxcType.X86_TSC_INFO,
+  LibxcType.HVM_CONTEXT,
+  LibxcType.HVM_PARAMS,
+  LibxcType.VERIFY,
+  LibxcType.CHECKPOINT,
+  LibxcType.END,
+]);
+const STATIC = new Set<number>([LibxcType.X86_PV_INFO, LibxcType.X86_CPUID_POLICY, LibxcType.X86_MSR_POLICY]);
+
+export interface Site {
+  offset: number;
+}
+
+export class StreamLayout {
+  /** Layer the next record belongs to. */
+  layer: Layer;
+  /** Completed checkpoints (libxc CHECKPOINT records seen). */
+  checkpoints = 0;
+  libxcVersion = 0;
+  domainType = 0;
+  private phase: Expect;
+  private libxcStarted = false;
+  private libxcEnded = false;
+  private inCheckpoint = false;
+  private staticDone = false;
+  private pvInfoSeen = false;
+  private p2mSeen = false;
+
+  constructor(readonly framing: Framing) {
+    this.layer = framing;
+    this.phase = framing === 'libxl' ? 'libxl-header' : 'image-header';
+  }
+
+  get expecting(): Expect {
+    return this.phase;
+  }
+
+  libxlHeader(site: Site): void {
+    this.expect('libxl-header', 'libxl header', site);
+    this.phase = 'record';
+  }
+
+  imageHeader(version: number, site: Site): void {
+    this.expect('image-header', 'image header', site);
+    this.libxcVersion = version;
+    this.phase = 'domain-header';
+  }
+
+  domainHeader(type: number, site: Site): void {
+    this.expect('domain-header', 'domain header', site);
+    this.domainType = type;
+    this.phase = 'record';
+  }
+
+  /** Checks that a record of `code` may come next in `layer`, and moves on. */
+  record(layer: Layer, code: number, site: Site): void {
+    const name = `${layer} ${recordTypeName(layer, code)}`;
+    this.expect('record', name, site);
+    if (layer !== this.layer) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, `a ${this.layer} record is due here`, name, site);
+    if (!isKnownType(layer, code) && !isOptionalType(code)) {
+      this.fail(ErrorCodes.RECORD_UNKNOWN_MANDATORY, 'unknown mandatory record type', name, site);
+    }
+    if (layer === 'libxl') this.libxlRecord(code, name, site);
+    else this.libxcRecord(code, name, site);
+  }
+
+  private libxlRecord(code: number, name: string, site: Site): void {
+    switch (code) {
+      case LibxlType.LIBXC_CONTEXT:
+        if (this.libxcStarted) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'the libxc stream was already started', name, site);
+        this.libxcStarted = true;
+        this.layer = 'libxc';
+        this.phase = 'image-header';
+        return;
+      case LibxlType.CHECKPOINT_END:
+        if (!this.inCheckpoint) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'no libxc CHECKPOINT precedes it', name, site);
+        this.inCheckpoint = false;
+        this.layer = 'libxc';
+        return;
+      case LibxlType.END:
+        if (!this.libxcEnded) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'the libxc stream has not ended', name, site);
+        this.phase = 'done';
+        return;
+      default:
+        return;
+    }
+  }
+
+  private libxcRecord(code: number, name: string, site: Site): void {
+    const hvm = this.domainType === DomainType.X86_HVM;
+    if ((hvm && PV_ONLY.has(code)) || (!hvm && HVM_ONLY.has(code))) {
+      this.fail(ErrorCodes.RECORD_WRONG_DOMAIN_TYPE, `not valid for an ${hvm ? 'HVM' : 'PV'} domain`, name, site);
+    }
+    const v3 = this.libxcVersion >= 3;
+    if (code === LibxcType.STATIC_DATA_END || code === LibxcType.X86_CPUID_POLICY || code === LibxcType.X86_MSR_POLICY) {
+      if (!v3) this.fail(ErrorCodes.RECORD_NOT_IN_VERSION, 'not valid in a v2 stream', name, site);
+    }
+    if (STATIC.has(code) && this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'static data record after the end of static data', name, site);
+    if (code === LibxcType.STATIC_DATA_END) {
+      if (this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'duplicate STATIC_DATA_END', name, site);
+      this.staticDone = true;
+      return;
+    }
+    if (DYNAMIC.has(code) && !this.staticDone) {
+      // v3 "mandates the presence of a STATIC_DATA_END record ahead of any
+      // memory/register content"; a v2 reader infers it at the first
+      // X86_PV_P2M_FRAMES (PV) or PAGE_DATA (HVM).
+      if (v3) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'guest state before STATIC_DATA_END', name, site);
+      this.staticDone = true;
+    }
+    // PV ordering: "X86_PV_INFO record, X86_PV_P2M_FRAMES record, PAGE_DATA records".
+    if (!hvm && code === LibxcType.X86_PV_P2M_FRAMES) {
+      if (!this.pvInfoSeen) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'X86_PV_P2M_FRAMES before X86_PV_INFO', name, site);
+      this.p2mSeen = true;
+    }
+    if (!hvm && code === LibxcType.PAGE_DATA && !this.p2mSeen) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'PAGE_DATA before X86_PV_P2M_FRAMES', name, site);
+    switch (code) {
+      case LibxcType.X86_PV_INFO:
+        this.pvInfoSeen = true;
+        return;
+      case LibxcType.CHECKPOINT:
+        this.checkpoints++;
+        // Inside a libxl stream the CHECKPOINT hands the stream back to libxl.
+        if (this.framing === 'libxl') {
+          this.inCheckpoint = true;
+          this.layer = 'libxl';
+        }
+        return;
+      case LibxcType.END:
+        this.libxcEnded = true;
+        if (this.framing === 'libxl') this.layer = 'libxl';
+        else this.phase = 'done';
+        return;
+      case LibxcType.CHECKPOINT_DIRTY_PFN_LIST:
+        this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'only valid on the COLO back-channel', name, site);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private expect(phase: Expect, what: string, site: Site): void {
+    if (this.phase === phase) return;
+    const code = this.phase === 'done' ? ErrorCodes.STREAM_TRAILING_DATA : ErrorCodes.RECORD_OUT_OF_ORDER;
+    this.fail(code, this.phase === 'done' ? 'data after the final END record' : `expected ${this.phase}`, what, site);
+  }
+
+  private fail(code: (typeof ErrorCodes)[keyof typeof ErrorCodes], detail: string, record: string, site: Site): never {
+    throw new StreamError(code, detail, { offset: site.offset, record });
+  }
+}
