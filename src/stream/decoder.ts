@@ -51,13 +51,15 @@ export interface DecoderOptions {
   limits?: Partial<DecoderLimits>;
 }
 
+/** `offset` is where the item starts in the stream, `end` just past it. */
 export type StreamItem =
-  | { kind: 'libxl-header'; offset: number; header: LibxlHeader }
-  | { kind: 'image-header'; offset: number; header: ImageHeader }
-  | { kind: 'domain-header'; offset: number; header: DomainHeader }
+  | { kind: 'libxl-header'; offset: number; end: number; header: LibxlHeader }
+  | { kind: 'image-header'; offset: number; end: number; header: ImageHeader }
+  | { kind: 'domain-header'; offset: number; end: number; header: DomainHeader }
   | {
       kind: 'record';
       offset: number;
+      end: number;
       /** Body length (padding excluded). */
       length: number;
       record: StreamRecord;
@@ -142,7 +144,7 @@ export class StreamDecoder {
         const at = this.offset;
         const header = parseLibxlHeader(this.take(LIBXL_HEADER_SIZE), at);
         layout.libxlHeader({ offset: at });
-        items.push({ kind: 'libxl-header', offset: at, header });
+        items.push({ kind: 'libxl-header', offset: at, end: this.offset, header });
         return true;
       }
       case 'image-header': {
@@ -150,7 +152,7 @@ export class StreamDecoder {
         const at = this.offset;
         const header = parseImageHeader(this.take(IMAGE_HEADER_SIZE), at);
         layout.imageHeader(header.version, { offset: at });
-        items.push({ kind: 'image-header', offset: at, header });
+        items.push({ kind: 'image-header', offset: at, end: this.offset, header });
         return true;
       }
       case 'domain-header': {
@@ -158,7 +160,7 @@ export class StreamDecoder {
         const at = this.offset;
         const header = parseDomainHeader(this.take(DOMAIN_HEADER_SIZE), at);
         layout.domainHeader(header.type, { offset: at });
-        items.push({ kind: 'domain-header', offset: at, header });
+        items.push({ kind: 'domain-header', offset: at, end: this.offset, header });
         return true;
       }
       case 'record':
@@ -217,7 +219,7 @@ export class StreamDecoder {
     this.offset += padded;
     this.pending = undefined;
     const record = parseRecord(p.layer, p.code, body, p.length, this.limits, { offset: p.offset, name });
-    items.push({ kind: 'record', offset: p.offset, length: p.length, record });
+    items.push({ kind: 'record', offset: p.offset, end: this.offset, length: p.length, record });
     return true;
   }
 

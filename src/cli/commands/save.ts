@@ -1,0 +1,66 @@
+/**
+ * `tandem save --sim --out FILE`: writes a migration stream from a simulated
+ * HVM domain, plain or checkpointed.
+ */
+import { closeSync, openSync } from 'node:fs';
+import type { Argv } from 'yargs';
+import { saveDomain } from '../../checkpoint/save.js';
+import { MAX_SIM_PAGES, SimDomain } from '../../domain/sim.js';
+import { SimWorkload } from '../../domain/sim-workload.js';
+import { writeAllSync } from '../../util/file-sink.js';
+import { UsageError } from '../errors.js';
+
+export const MAX_CHECKPOINTS = 1_000_000;
+
+interface SaveArgs {
+  sim: boolean;
+  out: string;
+  format: 'libxc' | 'libxl' | undefined;
+  'stream-version': number;
+  checkpoints: number;
+  pages: number;
+}
+
+export function saveCommand(yargs: Argv): Argv {
+  return yargs.command<SaveArgs>(
+    'save',
+    'write a migration stream from a domain',
+    (y) =>
+      y
+        .option('sim', { type: 'boolean', default: false, describe: 'save the embedded simulated domain' })
+        .option('out', { type: 'string', demandOption: true, describe: 'output file' })
+        .option('format', { choices: ['libxc', 'libxl'] as const, describe: 'stream framing (default: libxl when checkpointed, else libxl)' })
+        .option('stream-version', { type: 'number', choices: [2, 3], default: 3, describe: 'libxc stream version' })
+        .option('checkpoints', { type: 'number', default: 0, describe: 'N > 0: a checkpointed stream of exactly N epochs' })
+        .option('pages', { type: 'number', default: 4096, describe: `guest RAM in 4 KiB pages (1..${MAX_SIM_PAGES})` })
+        .check((a) => {
+          if (!a.sim) throw new UsageError('only the simulated domain can be saved here: pass --sim');
+          if (!Number.isInteger(a.checkpoints) || a.checkpoints < 0 || a.checkpoints > MAX_CHECKPOINTS) {
+            throw new UsageError(`--checkpoints must be an integer in 0..${MAX_CHECKPOINTS}, got ${a.checkpoints}`);
+          }
+          if (!Number.isInteger(a.pages) || a.pages < 1 || a.pages > MAX_SIM_PAGES) {
+            throw new UsageError(`--pages must be an integer in 1..${MAX_SIM_PAGES}, got ${a.pages}`);
+          }
+          if (a.out === '') throw new UsageError('--out must name a file');
+          return true;
+        }),
+    (args) => {
+      const domain = new SimDomain({ pages: args.pages });
+      const guest = new SimWorkload(domain);
+      guest.boot();
+      const fd = openSync(args.out, 'w');
+      try {
+        const summary = saveDomain(
+          domain,
+          { framing: args.format ?? 'libxl', version: args['stream-version'] as 2 | 3, checkpoints: args.checkpoints },
+          (chunks) => writeAllSync(fd, chunks),
+          () => guest.run(Math.max(16, args.pages >>> 6)),
+        );
+        const kind = args.checkpoints === 0 ? 'plain' : `${args.checkpoints} checkpoints`;
+        process.stdout.write(`wrote ${args.out}: ${summary.bytes} bytes, ${kind}, ${args.pages} pages\n`);
+      } finally {
+        closeSync(fd);
+      }
+    },
+  );
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+/**
+ * The `tandem` command line. Each subcommand lives in commands/; this file
+ * only wires them up and turns any failure into one line on stderr.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { saveCommand } from './commands/save.js';
+import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
+import { UsageError, exitWith } from './errors.js';
+
+async function main(argv: string[]): Promise<void> {
+  // yargs-parser reads a lone "-" as an empty flag; keep it as the stdin operand.
+  let cli = yargs(argv.map((a) => (a === '-' ? STDIN_ARG : a))).scriptName('tandem');
+  cli = saveCommand(cli);
+  cli = streamCommand(cli);
+  await cli
+    .demandCommand(1, 'name a command')
+    .strict()
+    .help()
+    .version()
+    .fail((msg: string | null, err: Error | undefined) => {
+      exitWith(err ?? new UsageError(msg ?? 'bad usage'));
+    })
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch(exitWith);

@@ -1,0 +1,56 @@
+/**
+ * Xen's own migration-stream verifier (Debian xen-utils-4.17). Tests that use
+ * it fail, never skip, when it is missing: `npm test` installs it as root.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const XEN_PYTHONPATH = '/usr/lib/xen-4.17/lib/python';
+export const VERIFY_STREAM = '/usr/lib/xen-4.17/bin/verify-stream-v2';
+export const PYTHON = '/usr/bin/python3';
+const CHECKPOINTED_DRIVER = fileURLToPath(new URL('../../../test/fixtures/xen_verify_checkpointed.py', import.meta.url));
+
+export function requireXenVerifier(): void {
+  assert.ok(
+    existsSync(VERIFY_STREAM) && existsSync(PYTHON),
+    `Xen's stream verifier is missing (${VERIFY_STREAM}); install it: apt-get install -y --no-install-recommends xen-utils-4.17`,
+  );
+}
+
+export interface VerifyResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** verify-stream-v2 on a plain stream file. */
+export function verifyStream(file: string, format: 'libxc' | 'libxl'): VerifyResult {
+  requireXenVerifier();
+  const r = spawnSync(PYTHON, [VERIFY_STREAM, '-v', '-f', format, '-i', file], {
+    env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH },
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface CheckpointedResult extends VerifyResult {
+  epochs?: number;
+  records?: [string, number][];
+}
+
+/** Xen's VerifyLibxl/VerifyLibxc classes driven across a checkpointed stream. */
+export function verifyCheckpointed(file: string): CheckpointedResult {
+  requireXenVerifier();
+  const r = spawnSync(PYTHON, [CHECKPOINTED_DRIVER, file], {
+    env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH },
+    encoding: 'utf8',
+    timeout: 120_000,
+    maxBuffer: 64 << 20,
+  });
+  const out: CheckpointedResult = { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  if (r.status === 0) Object.assign(out, JSON.parse(r.stdout) as { epochs: number; records: [string, number][] });
+  return out;
+}
