@@ -4,8 +4,8 @@
  *
  * Every length is checked against the limits before the decoder waits for
  * (and so buffers) the body it announces. After the first error the decoder
- * stops for good: every later call throws ERR_STREAM_FAILED with the original
- * error as its cause.
+ * stops for good: a later push() throws ERR_STREAM_FAILED with the original
+ * error as its cause, and end() throws the original error again.
  */
 import { ErrorCodes, StreamError } from '../errors.js';
 import { ChunkQueue } from './chunks.js';
@@ -14,6 +14,7 @@ import {
   IMAGE_HEADER_SIZE,
   LIBXL_HEADER_SIZE,
   LibxcType,
+  LibxlType,
   MAX_PFN,
   PAGE_SIZE,
   RECORD_HEADER_SIZE,
@@ -72,6 +73,11 @@ interface PendingRecord {
   offset: number;
 }
 
+/** Marker records whose body is empty by definition. */
+const EMPTY_LIBXC = new Set<number>([LibxcType.END, LibxcType.VERIFY, LibxcType.CHECKPOINT, LibxcType.STATIC_DATA_END]);
+const EMPTY_LIBXL = new Set<number>([LibxlType.END, LibxlType.LIBXC_CONTEXT, LibxlType.CHECKPOINT_END]);
+const isEmptyRecord = (layer: Layer, code: number): boolean => (layer === 'libxc' ? EMPTY_LIBXC : EMPTY_LIBXL).has(code);
+
 export class StreamDecoder {
   private readonly queue = new ChunkQueue();
   private readonly limits: DecoderLimits;
@@ -96,9 +102,9 @@ export class StreamDecoder {
     return this.layout?.checkpoints ?? 0;
   }
 
-  /** True once the final END record has been decoded. */
+  /** True once the final END record has been decoded, body and all. */
   get done(): boolean {
-    return this.layout?.expecting === 'done';
+    return this.failure === undefined && this.layout?.expecting === 'done' && this.pending === undefined;
   }
 
   /** Bytes consumed so far. */
@@ -138,6 +144,8 @@ export class StreamDecoder {
   private step(items: StreamItem[]): boolean {
     if (this.layout === undefined) return this.detect();
     const layout = this.layout;
+    // The layout moves on at a record's header; its body comes first.
+    if (this.pending !== undefined) return this.record(layout, items);
     switch (layout.expecting) {
       case 'libxl-header': {
         if (this.queue.length < LIBXL_HEADER_SIZE) return false;
@@ -199,9 +207,13 @@ export class StreamDecoder {
       // Order and mandatory-type checks first: a bad record is refused before
       // the decoder waits for (and buffers) its body.
       layout.record(layer, code, { offset });
+      const name = `${layer} ${recordTypeName(layer, code)}`;
+      if (length !== 0 && isEmptyRecord(layer, code)) {
+        throw new StreamError(ErrorCodes.RECORD_BAD_LENGTH, `body length ${length}, expected 0`, { offset, record: name });
+      }
       const max = this.maxBodyFor(layer, code);
       if (length > max) {
-        throw new StreamError(ErrorCodes.RECORD_TOO_LARGE, `body length ${length} exceeds the limit of ${max} bytes`, { offset, record: `${layer} ${recordTypeName(layer, code)}` });
+        throw new StreamError(ErrorCodes.RECORD_TOO_LARGE, `body length ${length} exceeds the limit of ${max} bytes`, { offset, record: name });
       }
       this.pending = { layer, code, length, offset };
     }
