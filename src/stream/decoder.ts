@@ -135,7 +135,7 @@ export class StreamDecoder {
     const what = this.pending ? ` inside ${this.pending.layer} ${recordTypeName(this.pending.layer, this.pending.code)}` : '';
     const expecting = this.layout?.expecting ?? 'stream header';
     this.failure = new StreamError(ErrorCodes.STREAM_TRUNCATED, `stream ends${what} while expecting ${expecting === 'record' ? 'more records' : expecting}`, {
-      offset: this.pending?.offset ?? this.offset + this.queue.length,
+      offset: this.pending?.offset ?? this.offset, // start of the unfinished item
     });
     throw this.failure;
   }

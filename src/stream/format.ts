@@ -116,7 +116,7 @@ export const PFN_BITS = 52;
 export const MAX_PFN = 2 ** PFN_BITS - 1;
 
 /** "Restoring an image with unrecognised page types shall fail": 0x5-0x8 are reserved. */
-export const isValidPageType = (t: number): boolean => t <= 0x4 || (t >= 0x9 && t <= 0xf);
+export const isValidPageType = (t: number): boolean => Number.isInteger(t) && t >= 0 && (t <= 0x4 || (t >= 0x9 && t <= 0xf));
 /** "PFNs with type BROKEN, XALLOC, or XTAB do not have any corresponding page_data." */
 export const pageTypeHasData = (t: number): boolean => t < PageType.BROKEN;
 

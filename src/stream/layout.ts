@@ -124,36 +124,34 @@ export class StreamLayout {
   }
 
   private libxcRecord(code: number, name: string, site: Site): void {
+    // Every check first, then the state changes: a refused record leaves the
+    // layout as it was (the encoder relies on this).
     const hvm = this.domainType === DomainType.X86_HVM;
+    const v3 = this.libxcVersion >= 3;
     if ((hvm && PV_ONLY.has(code)) || (!hvm && HVM_ONLY.has(code))) {
       this.fail(ErrorCodes.RECORD_WRONG_DOMAIN_TYPE, `not valid for an ${hvm ? 'HVM' : 'PV'} domain`, name, site);
     }
-    const v3 = this.libxcVersion >= 3;
-    if (code === LibxcType.STATIC_DATA_END || code === LibxcType.X86_CPUID_POLICY || code === LibxcType.X86_MSR_POLICY) {
-      if (!v3) this.fail(ErrorCodes.RECORD_NOT_IN_VERSION, 'not valid in a v2 stream', name, site);
+    if (code === LibxcType.CHECKPOINT_DIRTY_PFN_LIST) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'only valid on the COLO back-channel', name, site);
+    if (!v3 && (code === LibxcType.STATIC_DATA_END || code === LibxcType.X86_CPUID_POLICY || code === LibxcType.X86_MSR_POLICY)) {
+      this.fail(ErrorCodes.RECORD_NOT_IN_VERSION, 'not valid in a v2 stream', name, site);
     }
     if (STATIC.has(code) && this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'static data record after the end of static data', name, site);
-    if (code === LibxcType.STATIC_DATA_END) {
-      if (this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'duplicate STATIC_DATA_END', name, site);
-      this.staticDone = true;
-      return;
-    }
-    if (DYNAMIC.has(code) && !this.staticDone) {
-      // v3 "mandates the presence of a STATIC_DATA_END record ahead of any
-      // memory/register content"; a v2 reader infers it at the first
-      // X86_PV_P2M_FRAMES (PV) or PAGE_DATA (HVM).
-      if (v3) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'guest state before STATIC_DATA_END', name, site);
-      this.staticDone = true;
-    }
+    if (code === LibxcType.STATIC_DATA_END && this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'duplicate STATIC_DATA_END', name, site);
+    // v3 "mandates the presence of a STATIC_DATA_END record ahead of any
+    // memory/register content"; a v2 reader infers it at the first
+    // X86_PV_P2M_FRAMES (PV) or PAGE_DATA (HVM).
+    if (v3 && DYNAMIC.has(code) && !this.staticDone) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'guest state before STATIC_DATA_END', name, site);
     // PV ordering: "X86_PV_INFO record, X86_PV_P2M_FRAMES record, PAGE_DATA records".
-    if (!hvm && code === LibxcType.X86_PV_P2M_FRAMES) {
-      if (!this.pvInfoSeen) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'X86_PV_P2M_FRAMES before X86_PV_INFO', name, site);
-      this.p2mSeen = true;
-    }
+    if (!hvm && code === LibxcType.X86_PV_P2M_FRAMES && !this.pvInfoSeen) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'X86_PV_P2M_FRAMES before X86_PV_INFO', name, site);
     if (!hvm && code === LibxcType.PAGE_DATA && !this.p2mSeen) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'PAGE_DATA before X86_PV_P2M_FRAMES', name, site);
+
+    if (code === LibxcType.STATIC_DATA_END || DYNAMIC.has(code)) this.staticDone = true;
     switch (code) {
       case LibxcType.X86_PV_INFO:
         this.pvInfoSeen = true;
+        return;
+      case LibxcType.X86_PV_P2M_FRAMES:
+        this.p2mSeen = true;
         return;
       case LibxcType.CHECKPOINT:
         this.checkpoints++;
@@ -167,9 +165,6 @@ export class StreamLayout {
         this.libxcEnded = true;
         if (this.framing === 'libxl') this.layer = 'libxl';
         else this.phase = 'done';
-        return;
-      case LibxcType.CHECKPOINT_DIRTY_PFN_LIST:
-        this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'only valid on the COLO back-channel', name, site);
         return;
       default:
         return;

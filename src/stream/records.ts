@@ -375,19 +375,21 @@ export function encodeRecordBody(rec: StreamRecord): Buffer[] {
       assertEncodable(rec.pfns.length > 0 && rec.pfns.length === rec.types.length, 'pfns and types must be non-empty and equal in length');
       let withData = 0;
       for (let i = 0; i < rec.types.length; i++) {
-        assertEncodable(isValidPageType(rec.types[i]) && rec.pfns[i] >= 0 && rec.pfns[i] < 2 ** PFN_BITS, `bad pfn/type at ${i}`);
+        assertEncodable(isValidPageType(rec.types[i]) && Number.isInteger(rec.pfns[i]) && rec.pfns[i] >= 0 && rec.pfns[i] < 2 ** PFN_BITS, `bad pfn/type at ${i}`);
         if (pageTypeHasData(rec.types[i])) withData++;
       }
       assertEncodable(withData === rec.pages.length && rec.pages.every((p) => p.length === PAGE_SIZE), 'one 4 KiB page per data-bearing pfn');
       return [encodePageDataHead(rec.pfns, rec.types), ...rec.pages];
     }
     case 'X86_PV_INFO': {
+      assertEncodable((rec.guestWidth === 4 || rec.guestWidth === 8) && (rec.ptLevels === 3 || rec.ptLevels === 4), 'guest width 4 or 8, pt_levels 3 or 4');
       const b = Buffer.alloc(X86_PV_INFO_SIZE);
       b.writeUInt8(rec.guestWidth, 0);
       b.writeUInt8(rec.ptLevels, 1);
       return [b];
     }
     case 'X86_PV_P2M_FRAMES': {
+      assertEncodable(rec.endPfn >= rec.startPfn, 'p2m_end_pfn not below p2m_start_pfn');
       const b = Buffer.allocUnsafe(8 + rec.frames.length * 8);
       b.writeUInt32LE(rec.startPfn, 0);
       b.writeUInt32LE(rec.endPfn, 4);
@@ -462,12 +464,16 @@ function encodeLibxlBody(rec: LibxlRecord): Buffer[] {
     case 'CHECKPOINT_END':
       return [];
     case 'EMULATOR_XENSTORE_DATA': {
+      assertEncodable(rec.emulatorId <= 2, 'emulator id 0..2');
+      assertEncodable(rec.entries.every(([k, v]) => XS_KEY.test(k) && XS_VALUE.test(v)), 'xenstore keys of [A-Za-z0-9-/_@], printable values');
       const text = rec.entries.map(([k, v]) => `${k}\0${v}\0`).join('');
       return [u32s(rec.emulatorId, rec.index), Buffer.from(text, 'latin1')];
     }
     case 'EMULATOR_CONTEXT':
+      assertEncodable(rec.emulatorId <= 2, 'emulator id 0..2');
       return [u32s(rec.emulatorId, rec.index), rec.data];
     case 'CHECKPOINT_STATE':
+      assertEncodable(Number.isInteger(rec.controlId) && rec.controlId >= 0 && rec.controlId <= 3, 'control id 0..3');
       // Byte-exact with libxl: the body is the bare u32 control id.
       return [u32s(rec.controlId)];
     case 'OPTIONAL':
