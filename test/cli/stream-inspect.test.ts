@@ -1,18 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { runTandem, tempDir } from '../helpers/cli.js';
+import { runTandem, saveSim, tempDir } from '../helpers/cli.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
-function save(name: string, args: string[]): string {
-  const file = tmp.path(name);
-  const r = runTandem(['save', '--sim', '--out', file, ...args]);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, new RegExp(`^wrote ${file}: \\d+ bytes`));
-  return file;
-}
+const save = (name: string, args: string[]): string => saveSim(tmp, name, args);
 
 /** One line on stderr, naming the code, and no stack trace. */
 function assertOneLineError(stderr: string, pattern: RegExp): void {

@@ -1,4 +1,5 @@
 /** Runs the built `tandem` CLI as a child process, as an operator would. */
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,4 +24,13 @@ export function runTandem(args: string[], options: { input?: Buffer } = {}): Run
 export function tempDir(prefix = 'tandem-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** `tandem save --sim --out DIR/NAME ARGS...`, asserting it succeeded; returns the file. */
+export function saveSim(dir: { path: (name: string) => string }, name: string, args: string[]): string {
+  const file = dir.path(name);
+  const r = runTandem(['save', '--sim', '--out', file, ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`^wrote ${file}: \\d+ bytes`));
+  return file;
 }

@@ -15,18 +15,13 @@ import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { LibxcType, LibxlType, PageType } from '../../src/stream/format.js';
 import { recordCode } from '../../src/stream/records.js';
-import { runTandem, tempDir } from '../helpers/cli.js';
+import { saveSim, tempDir } from '../helpers/cli.js';
 import { verifyCheckpointed, verifyStream } from '../helpers/xen.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
-function save(name: string, args: string[]): string {
-  const file = tmp.path(name);
-  const r = runTandem(['save', '--sim', '--out', file, ...args]);
-  assert.equal(r.status, 0, r.stderr);
-  return file;
-}
+const save = (name: string, args: string[]): string => saveSim(tmp, name, args);
 
 /** The (layer, type) sequence Tandem's decoder reads from a file. */
 function tandemRecords(file: string): [string, number][] {
