@@ -73,10 +73,10 @@ export class StreamSaver {
   }
 
   /** PAGE_DATA records for `pfns`, in batches. */
-  sendPages(pfns: readonly number[]): SentPages {
+  sendPages(pfns: ArrayLike<number>): SentPages {
     const before = this.encoder.position;
     for (let i = 0; i < pfns.length; i += this.batch) {
-      const slice = pfns.slice(i, i + this.batch);
+      const slice = Array.from({ length: Math.min(this.batch, pfns.length - i) }, (_, k) => pfns[i + k]);
       const pages = slice.map((pfn) => this.domain.readPage(pfn));
       this.sink(this.encoder.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: slice, types: slice.map(() => PageType.NOTAB), pages }));
     }
@@ -89,10 +89,10 @@ export class StreamSaver {
    * writes them the other way round; its restore accepts both).
    */
   endOfCheckpoint(): void {
-    const tsc = this.domain.tscInfo();
-    this.sink(this.encoder.record({ layer: 'libxc', type: 'X86_TSC_INFO', ...tsc }));
-    this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_PARAMS', params: this.domain.hvmParams() }));
-    this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_CONTEXT', data: this.domain.hvmContext() }));
+    const ctx = this.domain.platformContext();
+    this.sink(this.encoder.record({ layer: 'libxc', type: 'X86_TSC_INFO', ...ctx.tsc }));
+    this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_PARAMS', params: ctx.hvmParams }));
+    this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_CONTEXT', data: ctx.hvmContext }));
   }
 
   /** CHECKPOINT, then (libxl framing) the device-model records and CHECKPOINT_END. */

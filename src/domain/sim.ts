@@ -1,12 +1,13 @@
 /**
  * `sim`: a simulated x86 HVM-shaped domain inside the Tandem process. Guest
  * RAM is page-addressed memory; every guest write goes through write(),
- * which marks the pages it touches in a dirty bitmap; pause() really stops
- * the guest (a write while paused is refused).
+ * which marks the pages it touches in the dirty log; pause() really stops
+ * the guest: guest code runs only through run(), which holds tasks while the
+ * domain is paused, and a guest write while paused is refused.
  */
-import { DomainType, EmulatorId, PAGE_SHIFT, PAGE_SIZE } from '../stream/format.js';
+import { DomainType, EmulatorId, PAGE_SIZE } from '../stream/format.js';
 import type { CpuidLeaf, HvmParam, MsrEntry } from '../stream/records.js';
-import type { Domain, DomainInfo, TscInfo } from './types.js';
+import type { Domain, DomainInfo, PlatformContext } from './types.js';
 
 export const MAX_SIM_PAGES = (4 * 1024 * 1024 * 1024) / PAGE_SIZE; // 4 GiB
 
@@ -25,6 +26,9 @@ const HVM_SAVE_HEADER = 1;
 const HVM_SAVE_CPU = 2;
 const HVM_FILE_MAGIC = 0x54381286;
 const HVM_FILE_VERSION = 1;
+const CPU_RECORD_BYTES = VCPU_REGISTERS.length * 8;
+
+const DM_SIGNATURE = Buffer.from('TandemSimDM\0', 'latin1');
 
 export interface SimDomainOptions {
   pages: number;
@@ -37,13 +41,18 @@ export interface SimDomainOptions {
 export class SimDomain implements Domain {
   readonly info: DomainInfo;
   readonly ram: Buffer;
-  private readonly dirty: Uint32Array;
+  private readonly bitmap: Uint32Array;
+  /** PFNs dirtied since the last read, in first-write order (O(dirty) reads, whatever the RAM size). */
+  private dirtyList: Uint32Array;
+  private dirtyCount = 0;
   private readonly vcpuState: VcpuState[];
   private readonly tscKhz: number;
   private readonly now: () => bigint;
   private logDirty = false;
   private isPaused = false;
-  private dmGeneration = 0;
+  private dmGeneration = 0n;
+  private held: (() => void)[] = [];
+  private draining = false;
 
   constructor(options: SimDomainOptions) {
     const { pages } = options;
@@ -53,7 +62,8 @@ export class SimDomain implements Domain {
     const vcpus = options.vcpus ?? 1;
     this.info = { type: DomainType.X86_HVM, pages, vcpus, emulatorId: EmulatorId.QEMU_UPSTREAM };
     this.ram = Buffer.alloc(pages * PAGE_SIZE);
-    this.dirty = new Uint32Array(Math.ceil(pages / 32));
+    this.bitmap = new Uint32Array(Math.ceil(pages / 32));
+    this.dirtyList = new Uint32Array(Math.min(pages, 4096));
     this.vcpuState = Array.from({ length: vcpus }, () => Object.fromEntries(VCPU_REGISTERS.map((r) => [r, 0n])) as VcpuState);
     this.tscKhz = options.tscKhz ?? 2_000_000;
     this.now = options.now ?? (() => process.hrtime.bigint());
@@ -69,16 +79,64 @@ export class SimDomain implements Domain {
 
   unpause(): void {
     this.isPaused = false;
+    if (this.held.length > 0 && !this.draining) {
+      this.draining = true;
+      // Held guest work runs after the caller (the engine's resume) returns.
+      setImmediate(() => this.drain());
+    }
+  }
+
+  /**
+   * Runs guest code: now if the domain runs, else when it is unpaused, in
+   * order. Every guest action (a service handling a request) goes through here.
+   */
+  run(task: () => void): void {
+    if (this.isPaused || this.held.length > 0) this.held.push(task);
+    else task();
+  }
+
+  private drain(): void {
+    this.draining = false;
+    while (this.held.length > 0 && !this.isPaused) this.held.shift()!();
   }
 
   /** A guest write to guest-physical address `gpa`. */
-  write(gpa: number, data: Buffer): void {
+  write(gpa: number, data: Uint8Array): void {
     if (this.isPaused) throw new Error('sim domain is paused: guest writes are stopped');
-    if (gpa < 0 || gpa + data.length > this.ram.length) throw new RangeError(`guest write [${gpa}, +${data.length}) outside RAM`);
-    data.copy(this.ram, gpa);
-    if (!this.logDirty || data.length === 0) return;
-    const last = (gpa + data.length - 1) >>> PAGE_SHIFT;
-    for (let pfn = gpa >>> PAGE_SHIFT; pfn <= last; pfn++) this.dirty[pfn >>> 5] |= 1 << (pfn & 31);
+    if (!(gpa >= 0 && gpa + data.length <= this.ram.length)) throw new RangeError(`guest write [${gpa}, +${data.length}) outside RAM`);
+    this.ram.set(data, gpa);
+    if (this.logDirty && data.length > 0) this.markDirty(gpa, gpa + data.length - 1);
+  }
+
+  /** A guest write of a 32-bit little-endian value. */
+  writeU32(gpa: number, value: number): void {
+    if (this.isPaused) throw new Error('sim domain is paused: guest writes are stopped');
+    this.ram.writeUInt32LE(value >>> 0, gpa);
+    if (this.logDirty) this.markDirty(gpa, gpa + 3);
+  }
+
+  /** A guest write of a 64-bit little-endian value (a JS number up to 2^53). */
+  writeU64(gpa: number, value: number): void {
+    if (this.isPaused) throw new Error('sim domain is paused: guest writes are stopped');
+    this.ram.writeUInt32LE(value % 2 ** 32, gpa);
+    this.ram.writeUInt32LE(Math.floor(value / 2 ** 32), gpa + 4);
+    if (this.logDirty) this.markDirty(gpa, gpa + 7);
+  }
+
+  private markDirty(first: number, last: number): void {
+    const end = Math.floor(last / PAGE_SIZE);
+    for (let pfn = Math.floor(first / PAGE_SIZE); pfn <= end; pfn++) {
+      const bit = 1 << (pfn & 31);
+      const w = pfn >>> 5;
+      if ((this.bitmap[w] & bit) !== 0) continue;
+      this.bitmap[w] |= bit;
+      if (this.dirtyCount === this.dirtyList.length) {
+        const grown = new Uint32Array(Math.min(this.info.pages, this.dirtyList.length * 2));
+        grown.set(this.dirtyList);
+        this.dirtyList = grown;
+      }
+      this.dirtyList[this.dirtyCount++] = pfn;
+    }
   }
 
   /** Guest vCPU execution changes registers; saved in the HVM context. */
@@ -98,28 +156,41 @@ export class SimDomain implements Domain {
 
   enableLogDirty(): void {
     this.logDirty = true;
-    this.dirty.fill(0);
+    this.bitmap.fill(0);
+    this.dirtyCount = 0;
   }
 
-  readAndClearDirty(): number[] {
-    const out: number[] = [];
-    const words = this.dirty;
-    for (let w = 0; w < words.length; w++) {
-      let bits = words[w];
-      if (bits === 0) continue;
-      words[w] = 0;
-      while (bits !== 0) {
-        const low = bits & -bits;
-        out.push(w * 32 + 31 - Math.clz32(low));
-        bits ^= low;
-      }
-    }
-    return out;
+  disableLogDirty(): void {
+    this.logDirty = false;
+  }
+
+  readAndClearDirty(): Uint32Array {
+    const out = this.dirtyList.slice(0, this.dirtyCount);
+    for (let i = 0; i < out.length; i++) this.bitmap[out[i] >>> 5] = 0;
+    this.dirtyCount = 0;
+    return out.sort();
   }
 
   readPage(pfn: number): Buffer {
     if (!Number.isInteger(pfn) || pfn < 0 || pfn >= this.info.pages) throw new RangeError(`pfn ${pfn} outside guest RAM`);
     return this.ram.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);
+  }
+
+  copyPages(pfns: ArrayLike<number>, count: number, dest: Buffer): void {
+    if (dest.length < count * PAGE_SIZE) throw new RangeError(`staging buffer of ${dest.length} bytes too small for ${count} pages`);
+    const ram = this.ram;
+    const pages = this.info.pages;
+    for (let i = 0; i < count; i++) {
+      const pfn = pfns[i];
+      if (!(pfn >= 0 && pfn < pages)) throw new RangeError(`pfn ${pfn} outside guest RAM`);
+      ram.copy(dest, i * PAGE_SIZE, pfn * PAGE_SIZE, pfn * PAGE_SIZE + PAGE_SIZE);
+    }
+  }
+
+  writePage(pfn: number, data: Buffer): void {
+    if (!(Number.isInteger(pfn) && pfn >= 0 && pfn < this.info.pages)) throw new RangeError(`pfn ${pfn} outside guest RAM`);
+    if (data.length !== PAGE_SIZE) throw new RangeError(`a page is ${PAGE_SIZE} bytes, got ${data.length}`);
+    data.copy(this.ram, pfn * PAGE_SIZE);
   }
 
   cpuidPolicy(): CpuidLeaf[] {
@@ -139,12 +210,20 @@ export class SimDomain implements Domain {
     ];
   }
 
-  tscInfo(): TscInfo {
-    return { mode: 0, khz: this.tscKhz, nsec: this.now(), incarnation: 0 };
+  platformContext(): PlatformContext {
+    return {
+      tsc: { mode: 0, khz: this.tscKhz, nsec: this.now(), incarnation: 0 },
+      hvmParams: this.hvmParams(),
+      hvmContext: this.hvmContext(),
+    };
   }
 
-  hvmParams(): HvmParam[] {
-    // HVM_PARAM_STORE_PFN (1), HVM_PARAM_CONSOLE_PFN (17), HVM_PARAM_IOREQ_PFN (5):
+  setPlatformContext(ctx: PlatformContext): void {
+    this.loadHvmContext(ctx.hvmContext);
+  }
+
+  private hvmParams(): HvmParam[] {
+    // HVM_PARAM_STORE_PFN (1), HVM_PARAM_IOREQ_PFN (5), HVM_PARAM_CONSOLE_PFN (17):
     // the sim places them in the top pages of RAM, as hvmloader would.
     const top = BigInt(this.info.pages);
     return [
@@ -155,37 +234,72 @@ export class SimDomain implements Domain {
   }
 
   hvmContext(): Buffer {
-    const cpuBytes = VCPU_REGISTERS.length * 8;
-    const parts: Buffer[] = [];
-    const desc = (type: number, instance: number, length: number): Buffer => {
-      const d = Buffer.alloc(8);
-      d.writeUInt16LE(type, 0);
-      d.writeUInt16LE(instance, 2);
-      d.writeUInt32LE(length, 4);
-      return d;
+    const b = Buffer.alloc(8 + 24 + this.vcpuState.length * (8 + CPU_RECORD_BYTES) + 8);
+    let at = 0;
+    const desc = (type: number, instance: number, length: number): void => {
+      b.writeUInt16LE(type, at);
+      b.writeUInt16LE(instance, at + 2);
+      b.writeUInt32LE(length, at + 4);
+      at += 8;
     };
-    const header = Buffer.alloc(24);
-    header.writeUInt32LE(HVM_FILE_MAGIC, 0);
-    header.writeUInt32LE(HVM_FILE_VERSION, 4);
-    header.writeUInt32LE(this.tscKhz, 20);
-    parts.push(desc(HVM_SAVE_HEADER, 0, header.length), header);
+    desc(HVM_SAVE_HEADER, 0, 24);
+    b.writeUInt32LE(HVM_FILE_MAGIC, at);
+    b.writeUInt32LE(HVM_FILE_VERSION, at + 4);
+    b.writeUInt32LE(this.tscKhz, at + 20);
+    at += 24;
     this.vcpuState.forEach((regs, i) => {
-      const b = Buffer.alloc(cpuBytes);
-      VCPU_REGISTERS.forEach((r, k) => b.writeBigUInt64LE(regs[r], k * 8));
-      parts.push(desc(HVM_SAVE_CPU, i, cpuBytes), b);
+      desc(HVM_SAVE_CPU, i, CPU_RECORD_BYTES);
+      VCPU_REGISTERS.forEach((r, k) => b.writeBigUInt64LE(regs[r], at + k * 8));
+      at += CPU_RECORD_BYTES;
     });
-    parts.push(desc(HVM_SAVE_END, 0, 0));
-    return Buffer.concat(parts);
+    desc(HVM_SAVE_END, 0, 0);
+    return b;
+  }
+
+  /** Restores vCPU registers from an HVM context this sim wrote; refuses anything else. */
+  private loadHvmContext(ctx: Buffer): void {
+    let at = 0;
+    const loaded: VcpuState[] = [];
+    let sawHeader = false;
+    while (true) {
+      if (at + 8 > ctx.length) throw new RangeError('HVM context: truncated record descriptor');
+      const type = ctx.readUInt16LE(at);
+      const instance = ctx.readUInt16LE(at + 2);
+      const length = ctx.readUInt32LE(at + 4);
+      at += 8;
+      if (at + length > ctx.length) throw new RangeError(`HVM context: record type ${type} overruns the blob`);
+      if (type === HVM_SAVE_END) break;
+      if (type === HVM_SAVE_HEADER) {
+        if (length !== 24 || ctx.readUInt32LE(at) !== HVM_FILE_MAGIC) throw new RangeError('HVM context: bad header record');
+        sawHeader = true;
+      } else if (type === HVM_SAVE_CPU) {
+        if (length !== CPU_RECORD_BYTES || instance !== loaded.length || instance >= this.vcpuState.length) {
+          throw new RangeError(`HVM context: bad CPU record for vCPU ${instance}`);
+        }
+        const regs = {} as VcpuState;
+        VCPU_REGISTERS.forEach((r, k) => (regs[r] = ctx.readBigUInt64LE(at + k * 8)));
+        loaded.push(regs);
+      }
+      at += length;
+    }
+    if (!sawHeader || loaded.length !== this.vcpuState.length) throw new RangeError('HVM context: missing header or vCPU records');
+    loaded.forEach((regs, i) => Object.assign(this.vcpuState[i], regs));
   }
 
   deviceModelState(): Buffer {
     // A QEMU save file starts with its own signature; the sim's blob is
     // versioned the same way and carries the device-model generation.
-    const sig = Buffer.from('TandemSimDM\0', 'latin1');
-    const b = Buffer.alloc(sig.length + 8);
-    sig.copy(b);
-    b.writeBigUInt64LE(BigInt(this.dmGeneration), sig.length);
+    const b = Buffer.alloc(DM_SIGNATURE.length + 8);
+    DM_SIGNATURE.copy(b);
+    b.writeBigUInt64LE(this.dmGeneration, DM_SIGNATURE.length);
     return b;
+  }
+
+  loadDeviceModelState(state: Buffer): void {
+    if (state.length !== DM_SIGNATURE.length + 8 || !state.subarray(0, DM_SIGNATURE.length).equals(DM_SIGNATURE)) {
+      throw new RangeError('device-model state is not a sim device-model blob');
+    }
+    this.dmGeneration = state.readBigUInt64LE(DM_SIGNATURE.length);
   }
 
   deviceModelXenstore(): [string, string][] {
@@ -194,3 +308,4 @@ export class SimDomain implements Domain {
     return [];
   }
 }
+

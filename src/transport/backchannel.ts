@@ -1,0 +1,136 @@
+/**
+ * The back-channel: secondary -> primary, on the reverse direction of the
+ * replication connection, so the forward direction stays a pure Xen stream
+ * a Xen reader can consume. It carries records framed like the stream's
+ * (u32 type, u32 body length, body, zero padding to 8 octets), without a
+ * header, as Xen's own COLO back-channel does:
+ *
+ * - TANDEM_ACK (0x80005401, in the optional range so no Xen reader chokes):
+ *   the secondary applied (or refused) checkpoint `epoch`;
+ * - libxl CHECKPOINT_STATE (0x5) and libxc CHECKPOINT_DIRTY_PFN_LIST (0xf),
+ *   the COLO handshake records, as Xen sends them.
+ */
+import { ErrorCodes, StreamError } from '../errors.js';
+import { ChunkQueue } from '../stream/chunks.js';
+import { frameRecord } from '../stream/encoder.js';
+import { RECORD_HEADER_SIZE, alignUp, isOptionalType } from '../stream/format.js';
+
+export const BackType = {
+  CHECKPOINT_STATE: 0x05,
+  CHECKPOINT_DIRTY_PFN_LIST: 0x0f,
+  TANDEM_ACK: 0x80005401,
+} as const;
+
+export const AckStatus = {
+  /** The checkpoint is applied: the replica is at this epoch. */
+  APPLIED: 0,
+  /** The epoch did not fit the secondary's buffer limit; it was discarded. Start over with a fresh pre-copy. */
+  OVER_BUFFER_LIMIT: 1,
+  /** The stream was malformed; the epoch was discarded and the connection is closing. */
+  STREAM_ERROR: 2,
+} as const;
+export type AckStatusCode = (typeof AckStatus)[keyof typeof AckStatus];
+
+export const MAX_ACK_REASON = 256;
+/** Largest back-channel record accepted: a dirty-pfn list for a 4 GiB guest. */
+export const MAX_BACK_RECORD = 8 * 1024 * 1024;
+
+export type BackRecord =
+  | { type: 'ACK'; epoch: number; status: AckStatusCode; reason: string }
+  | { type: 'CHECKPOINT_STATE'; controlId: number }
+  | { type: 'CHECKPOINT_DIRTY_PFN_LIST'; pfns: Uint32Array };
+
+export function encodeBackRecord(rec: BackRecord): Buffer {
+  switch (rec.type) {
+    case 'ACK': {
+      const reason = Buffer.from(rec.reason.slice(0, MAX_ACK_REASON), 'utf8').subarray(0, MAX_ACK_REASON);
+      const body = Buffer.alloc(16 + reason.length);
+      body.writeUInt32LE(rec.epoch % 2 ** 32, 0);
+      body.writeUInt32LE(Math.floor(rec.epoch / 2 ** 32), 4);
+      body.writeUInt32LE(rec.status, 8);
+      body.writeUInt32LE(reason.length, 12);
+      reason.copy(body, 16);
+      return Buffer.concat(frameRecord(BackType.TANDEM_ACK, [body]));
+    }
+    case 'CHECKPOINT_STATE': {
+      const body = Buffer.alloc(4);
+      body.writeUInt32LE(rec.controlId, 0);
+      return Buffer.concat(frameRecord(BackType.CHECKPOINT_STATE, [body]));
+    }
+    case 'CHECKPOINT_DIRTY_PFN_LIST': {
+      const body = Buffer.alloc(rec.pfns.length * 8);
+      for (let i = 0; i < rec.pfns.length; i++) body.writeUInt32LE(rec.pfns[i], i * 8);
+      return Buffer.concat(frameRecord(BackType.CHECKPOINT_DIRTY_PFN_LIST, [body]));
+    }
+  }
+}
+
+const fail = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], detail: string, offset: number, record?: string): never => {
+  throw new StreamError(code, detail, { offset, record: record === undefined ? undefined : `back-channel ${record}` });
+};
+
+/** Incremental decoder for the back-channel; stops for good on the first error. */
+export class BackChannelDecoder {
+  private readonly queue = new ChunkQueue();
+  private offset = 0;
+  private failure: StreamError | undefined;
+
+  push(chunk: Buffer): BackRecord[] {
+    if (this.failure) throw new StreamError(ErrorCodes.STREAM_FAILED, `back-channel decoder stopped: ${this.failure.message}`, { offset: this.failure.offset }, { cause: this.failure });
+    this.queue.push(chunk);
+    const out: BackRecord[] = [];
+    try {
+      while (this.queue.length >= RECORD_HEADER_SIZE) {
+        const head = this.queue.peek(RECORD_HEADER_SIZE);
+        const type = head.readUInt32LE(0);
+        const length = head.readUInt32LE(4);
+        const name = type === BackType.TANDEM_ACK ? 'TANDEM_ACK' : type === BackType.CHECKPOINT_STATE ? 'CHECKPOINT_STATE' : type === BackType.CHECKPOINT_DIRTY_PFN_LIST ? 'CHECKPOINT_DIRTY_PFN_LIST' : `type 0x${type.toString(16)}`;
+        const known = type === BackType.TANDEM_ACK || type === BackType.CHECKPOINT_STATE || type === BackType.CHECKPOINT_DIRTY_PFN_LIST;
+        if (!known && !isOptionalType(type)) fail(ErrorCodes.RECORD_UNKNOWN_MANDATORY, 'unknown mandatory record type', this.offset, name);
+        if (length > MAX_BACK_RECORD) fail(ErrorCodes.RECORD_TOO_LARGE, `body length ${length} exceeds ${MAX_BACK_RECORD}`, this.offset, name);
+        const total = RECORD_HEADER_SIZE + alignUp(length);
+        if (this.queue.length < total) break;
+        const at = this.offset;
+        const rec = this.queue.takeContiguous(total);
+        this.offset += total;
+        const body = rec.subarray(RECORD_HEADER_SIZE, RECORD_HEADER_SIZE + length);
+        for (let i = RECORD_HEADER_SIZE + length; i < total; i++) if (rec[i] !== 0) fail(ErrorCodes.RECORD_BAD_PADDING, 'padding contains non-zero bytes', at, name);
+        if (known) out.push(parseBack(type, body, at, name));
+      }
+    } catch (err) {
+      if (err instanceof StreamError) this.failure = err;
+      throw err;
+    }
+    return out;
+  }
+}
+
+function parseBack(type: number, body: Buffer, at: number, name: string): BackRecord {
+  switch (type) {
+    case BackType.TANDEM_ACK: {
+      if (body.length < 16) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected at least 16`, at, name);
+      const hi = body.readUInt32LE(4);
+      if (hi >= 2 ** 21) fail(ErrorCodes.RECORD_BAD_FIELD, 'epoch beyond 2^53', at, name);
+      const status = body.readUInt32LE(8);
+      if (status > AckStatus.STREAM_ERROR) fail(ErrorCodes.RECORD_BAD_FIELD, `unknown ack status ${status}`, at, name);
+      const reasonLen = body.readUInt32LE(12);
+      if (reasonLen > MAX_ACK_REASON || 16 + reasonLen !== body.length) fail(ErrorCodes.RECORD_BAD_LENGTH, `reason length ${reasonLen} does not match the body`, at, name);
+      return { type: 'ACK', epoch: hi * 2 ** 32 + body.readUInt32LE(0), status: status as AckStatusCode, reason: body.toString('utf8', 16) };
+    }
+    case BackType.CHECKPOINT_STATE: {
+      if (body.length !== 4 && body.length !== 8) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected 4 or 8`, at, name);
+      const controlId = body.readUInt32LE(0);
+      if (controlId > 3) fail(ErrorCodes.RECORD_BAD_FIELD, `unknown control_id ${controlId}`, at, name);
+      return { type: 'CHECKPOINT_STATE', controlId };
+    }
+    default: {
+      if (body.length % 8 !== 0) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length} is not a multiple of 8`, at, name);
+      const pfns = new Uint32Array(body.length / 8);
+      for (let i = 0; i < pfns.length; i++) {
+        if (body.readUInt32LE(i * 8 + 4) !== 0) fail(ErrorCodes.RECORD_BAD_FIELD, `pfn[${i}] beyond 2^32 pages`, at, name);
+        pfns[i] = body.readUInt32LE(i * 8);
+      }
+      return { type: 'CHECKPOINT_DIRTY_PFN_LIST', pfns };
+    }
+  }
+}
