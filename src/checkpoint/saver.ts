@@ -8,7 +8,7 @@
  * which pages to send. Chunks go to a sink in order; page data is passed by
  * reference (the sink must consume it before the guest runs again).
  */
-import type { Domain } from '../domain/types.js';
+import type { Domain, PlatformContext } from '../domain/types.js';
 import { StreamEncoder } from '../stream/encoder.js';
 import { PageType } from '../stream/format.js';
 import type { Framing } from '../stream/layout.js';
@@ -72,13 +72,22 @@ export class StreamSaver {
     }
   }
 
-  /** PAGE_DATA records for `pfns`, in batches. */
-  sendPages(pfns: ArrayLike<number>): SentPages {
+  /**
+   * PAGE_DATA records for `pfns`, in batches. `pageAt(i)` gives the data of
+   * `pfns[i]`; by default the live page in guest RAM (right for a paused
+   * guest or a live pre-copy round, where the dirty log catches later writes).
+   */
+  sendPages(pfns: ArrayLike<number>, pageAt: (i: number) => Buffer = (i) => this.domain.readPage(pfns[i])): SentPages {
     const before = this.encoder.position;
     for (let i = 0; i < pfns.length; i += this.batch) {
-      const slice = Array.from({ length: Math.min(this.batch, pfns.length - i) }, (_, k) => pfns[i + k]);
-      const pages = slice.map((pfn) => this.domain.readPage(pfn));
-      this.sink(this.encoder.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: slice, types: slice.map(() => PageType.NOTAB), pages }));
+      const n = Math.min(this.batch, pfns.length - i);
+      const slice = new Array<number>(n);
+      const pages = new Array<Buffer>(n);
+      for (let k = 0; k < n; k++) {
+        slice[k] = pfns[i + k];
+        pages[k] = pageAt(i + k);
+      }
+      this.sink(this.encoder.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: slice, types: new Array<number>(n).fill(PageType.NOTAB), pages }));
     }
     return { pages: pfns.length, bytes: this.encoder.position - before };
   }
@@ -86,21 +95,24 @@ export class StreamSaver {
   /**
    * vCPU and platform state that closes a consistent snapshot. The spec's
    * order: "HVM_PARAMS must precede HVM_CONTEXT" (Xen 4.17's own saver
-   * writes them the other way round; its restore accepts both).
+   * writes them the other way round; its restore accepts both). `ctx` is
+   * state staged while the guest was paused; by default it is read now.
    */
-  endOfCheckpoint(): void {
-    const ctx = this.domain.platformContext();
+  endOfCheckpoint(ctx: PlatformContext = this.domain.platformContext()): void {
     this.sink(this.encoder.record({ layer: 'libxc', type: 'X86_TSC_INFO', ...ctx.tsc }));
     this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_PARAMS', params: ctx.hvmParams }));
     this.sink(this.encoder.record({ layer: 'libxc', type: 'HVM_CONTEXT', data: ctx.hvmContext }));
   }
 
-  /** CHECKPOINT, then (libxl framing) the device-model records and CHECKPOINT_END. */
-  checkpoint(): void {
+  /**
+   * CHECKPOINT, then (libxl framing) the device-model records and
+   * CHECKPOINT_END. `dmState` is the save_qemu blob staged at suspend.
+   */
+  checkpoint(dmState: Buffer = this.domain.deviceModelState()): void {
     this.sink(this.encoder.record({ layer: 'libxc', type: 'CHECKPOINT' }));
     this.checkpoints++;
     if (this.options.framing === 'libxl') {
-      this.emulatorRecords();
+      this.emulatorRecords(dmState);
       this.sink(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_END' }));
     }
   }
@@ -112,17 +124,17 @@ export class StreamSaver {
   end(): void {
     this.sink(this.encoder.record({ layer: 'libxc', type: 'END' }));
     if (this.options.framing === 'libxl') {
-      if (this.checkpoints === 0) this.emulatorRecords();
+      if (this.checkpoints === 0) this.emulatorRecords(this.domain.deviceModelState());
       this.sink(this.encoder.record({ layer: 'libxl', type: 'END' }));
     }
   }
 
-  private emulatorRecords(): void {
+  private emulatorRecords(dmState: Buffer): void {
     const { emulatorId } = this.domain.info;
     const entries = this.domain.deviceModelXenstore();
     if (entries.length > 0) {
       this.sink(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_XENSTORE_DATA', emulatorId, index: 0, entries }));
     }
-    this.sink(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_CONTEXT', emulatorId, index: 0, data: this.domain.deviceModelState() }));
+    this.sink(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_CONTEXT', emulatorId, index: 0, data: dmState }));
   }
 }

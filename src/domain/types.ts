@@ -92,14 +92,19 @@ export type PrecopyDecision = 'continue' | 'stop-and-copy' | 'abort';
  * calls them where libxc does.
  */
 export interface SaveCallbacks {
-  /** Stop the guest (and let checkpoint devices run postsuspend). */
-  suspend(): void | Promise<void>;
+  /** Stop the guest (and let checkpoint devices run postsuspend for `epoch`). */
+  suspend(epoch: number): void | Promise<void>;
   /** Decide after each precopy round. */
   precopyPolicy(stats: PrecopyStats): PrecopyDecision;
   /** Resume the guest after a checkpoint's state is staged (preresume, then unpause). */
-  postcopy(): void | Promise<void>;
-  /** Remus: commit the checkpoint just acked and wait until the next is due; false ends the stream. */
-  checkpoint(): Promise<boolean>;
+  postcopy(epoch: number): void | Promise<void>;
+  /**
+   * The secondary acked `epoch`: commit it (checkpoint devices release what
+   * they held for it); false ends the stream. Xen's Remus also sleeps out the
+   * interval here; in Tandem the trigger pipeline decides when the next
+   * epoch starts.
+   */
+  checkpoint(epoch: number): Promise<boolean>;
   /** COLO: wait until the comparator asks for a checkpoint; false ends the stream. */
   waitCheckpoint?(): Promise<boolean>;
 }

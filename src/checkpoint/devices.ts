@@ -1,0 +1,46 @@
+/**
+ * Checkpoint devices, after Xen's libxl_checkpoint_device.c: every device
+ * (network buffer, disk mirror, ...) hooks into the same points of each
+ * epoch, so the epoch loop never knows which devices exist.
+ */
+
+export interface CheckpointDevice {
+  readonly name: string;
+  /** Once, before the first epoch of a protection session. */
+  setup?(): void | Promise<void>;
+  /** The guest has just been paused: a new epoch begins for output (e.g. buffer from here on). */
+  postsuspend?(epoch: number): void | Promise<void>;
+  /** Checkpoint state is staged; the guest is about to run again. */
+  preresume?(epoch: number): void | Promise<void>;
+  /** The secondary acked `epoch`: release what was held for it. */
+  commit?(epoch: number): void | Promise<void>;
+  /** Protection ends (or is restarted): release everything. */
+  teardown?(): void | Promise<void>;
+}
+
+type Hook = 'setup' | 'postsuspend' | 'preresume' | 'commit' | 'teardown';
+
+/** Runs one hook across all devices, in registration order (teardown in reverse). */
+export class DeviceSet {
+  private readonly devices: CheckpointDevice[] = [];
+
+  add(device: CheckpointDevice): void {
+    this.devices.push(device);
+  }
+
+  async run(hook: Hook, epoch?: number): Promise<void> {
+    const order = hook === 'teardown' ? [...this.devices].reverse() : this.devices;
+    for (const d of order) {
+      if (d[hook] === undefined) continue;
+      try {
+        await d[hook](epoch ?? 0);
+      } catch (err) {
+        throw new Error(`checkpoint device ${d.name}: ${hook} failed`, { cause: err });
+      }
+    }
+  }
+
+  get size(): number {
+    return this.devices.length;
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * One protection session: one checkpointed stream to one secondary over one
+ * link. It does the live pre-copy and first checkpoint, then one epoch per
+ * call to epoch():
+ *
+ *   suspend -> stage dirty pages, platform context and device-model state
+ *   -> postcopy (resume; the pause ends here) -> send -> ack -> checkpoint
+ *
+ * The guest is paused only while staging (memory copies), never during the
+ * transfer, and is resumed in a finally whatever happens.
+ */
+import type { Domain, PrecopyDecision, PrecopyStats, SaveCallbacks } from '../domain/types.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+import { AckStatus } from '../transport/backchannel.js';
+import type { ReplicationLink } from '../transport/link.js';
+import { StreamSaver } from './saver.js';
+import { StagingBuffer } from './staging.js';
+import type { TriggerReason } from './triggers.js';
+
+export interface EpochMetrics {
+  epoch: number;
+  trigger: TriggerReason | 'precopy';
+  /** Guest paused, suspend to resume, microseconds. */
+  pauseUs: number;
+  dirtyPages: number;
+  /** Stream bytes of this epoch. */
+  bytes: number;
+  sendMs: number;
+  ackMs: number;
+  totalMs: number;
+  /** State digest at suspend (only when verification is on). */
+  digest?: string;
+}
+
+export interface PrecopySummary {
+  rounds: number;
+  pagesSent: number;
+  decision: PrecopyDecision;
+  first: EpochMetrics;
+}
+
+export interface SessionOptions {
+  version: 2 | 3;
+  ackTimeoutMs: number;
+  /** Pages per write during the live pre-copy: the guest runs between batches. */
+  precopyBatchPages: number;
+  /** Monotonic clock in ms (performance.now); injected for tests. */
+  now: () => number;
+  /** Digest of the checkpointed state, taken while paused (verification mode). */
+  digest?: () => string;
+}
+
+export class EpochRefusedError extends TandemError {
+  constructor(
+    message: string,
+    readonly epoch: number,
+    readonly status: number,
+  ) {
+    super(ErrorCodes.EPOCH_REFUSED, message);
+  }
+
+  override get name(): string {
+    return 'EpochRefusedError';
+  }
+}
+
+export class ProtectionSession {
+  private readonly staging = new StagingBuffer();
+  private pending: Buffer[] = [];
+  private saver: StreamSaver | undefined;
+  private epochs = 0;
+
+  constructor(
+    private readonly domain: Domain,
+    private readonly callbacks: SaveCallbacks,
+    private readonly link: ReplicationLink,
+    private readonly options: SessionOptions,
+  ) {}
+
+  /** Epochs committed by the secondary in this session. */
+  get epoch(): number {
+    return this.epochs;
+  }
+
+  /** Live pre-copy rounds, then the first checkpoint (epoch 1). */
+  async precopy(): Promise<PrecopySummary> {
+    const saver = this.startStream();
+    await this.flush();
+    this.domain.enableLogDirty();
+    const all = new Uint32Array(this.domain.info.pages);
+    for (let i = 0; i < all.length; i++) all[i] = i;
+    let toSend: Uint32Array = all;
+    let rounds = 0;
+    let pagesSent = 0;
+    while (true) {
+      rounds++;
+      const batch = this.options.precopyBatchPages;
+      for (let i = 0; i < toSend.length; i += batch) {
+        // Live: the guest runs between batches; what it dirties is logged and resent.
+        saver.sendPages(toSend.subarray(i, i + batch));
+        await this.flush();
+      }
+      pagesSent += toSend.length;
+      const dirty = this.domain.readAndClearDirty();
+      const stats: PrecopyStats = { iteration: rounds, sentLast: toSend.length, dirtyCount: dirty.length };
+      const decision = this.callbacks.precopyPolicy(stats);
+      if (decision === 'abort') throw new TandemError(ErrorCodes.EPOCH_REFUSED, `pre-copy aborted by policy after ${rounds} rounds`);
+      if (decision === 'stop-and-copy') {
+        // The pages dirtied in the last round go with the first checkpoint.
+        const first = await this.checkpoint('precopy', dirty);
+        return { rounds, pagesSent, decision, first };
+      }
+      toSend = dirty;
+    }
+  }
+
+  /** One checkpoint epoch. */
+  epochFor(trigger: TriggerReason): Promise<EpochMetrics> {
+    return this.checkpoint(trigger);
+  }
+
+  /** Ends the stream cleanly: libxc END, libxl END. */
+  async end(): Promise<void> {
+    this.saver?.end();
+    await this.flush();
+  }
+
+  private startStream(): StreamSaver {
+    this.saver = new StreamSaver(this.domain, { framing: 'libxl', version: this.options.version }, (chunks) => {
+      for (const c of chunks) this.pending.push(c);
+    });
+    this.saver.start();
+    return this.saver;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pending.length === 0) return;
+    const chunks = this.pending;
+    this.pending = [];
+    await this.link.write(chunks);
+  }
+
+  /**
+   * Suspend, stage, resume, send, wait for the ack, commit. `carried` holds
+   * pages already known dirty (the last pre-copy round's), sent with this epoch.
+   */
+  private async checkpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
+    const saver = this.saver!;
+    const { now } = this.options;
+    const epoch = this.epochs + 1;
+    const t0 = now();
+    let pfns: Uint32Array;
+    let ctx;
+    let dm: Buffer;
+    let digest: string | undefined;
+    try {
+      await this.callbacks.suspend(epoch);
+      const dirty = this.domain.readAndClearDirty();
+      pfns = carried === undefined ? dirty : mergeSorted(carried, dirty);
+      const staging = this.staging.reserve(pfns.length);
+      this.domain.copyPages(pfns, pfns.length, staging);
+      ctx = this.domain.platformContext();
+      dm = this.domain.deviceModelState();
+      digest = this.options.digest?.();
+    } finally {
+      await this.callbacks.postcopy(epoch);
+    }
+    const t1 = now();
+    const before = saver.position;
+    saver.sendPages(pfns, (i) => this.staging.page(i));
+    saver.endOfCheckpoint(ctx);
+    saver.checkpoint(dm);
+    const bytes = saver.position - before;
+    await this.flush();
+    const t2 = now();
+    const ack = await this.link.waitAck(epoch, this.options.ackTimeoutMs);
+    if (ack.status !== AckStatus.APPLIED) {
+      throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
+    }
+    this.epochs = epoch;
+    const t3 = now();
+    await this.callbacks.checkpoint(epoch);
+    const metrics: EpochMetrics = {
+      epoch,
+      trigger,
+      pauseUs: Math.round((t1 - t0) * 1000),
+      dirtyPages: pfns.length,
+      bytes,
+      sendMs: t2 - t1,
+      ackMs: t3 - t2,
+      totalMs: now() - t0,
+    };
+    if (digest !== undefined) metrics.digest = digest;
+    return metrics;
+  }
+}
+
+/** Union of two ascending pfn lists, ascending, without duplicates. */
+function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
+  const out = new Uint32Array(a.length + b.length);
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < a.length || j < b.length) {
+    const x = j >= b.length || (i < a.length && a[i] < b[j]) ? a[i++] : b[j++];
+    if (n === 0 || out[n - 1] !== x) out[n++] = x;
+  }
+  return out.subarray(0, n);
+}

@@ -1,0 +1,181 @@
+/**
+ * Tandem's configuration: a YAML file (validated against the schema below,
+ * unknown keys refused) overridden by command-line flags. Every error names
+ * the file, the key path and what was expected.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { parse } from 'yaml';
+import { MAX_SIM_PAGES } from '../domain/sim.js';
+import { ConfigError } from '../errors.js';
+import { type Address, parseAddress } from '../util/address.js';
+import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
+
+export interface DomainConfig {
+  type: 'sim';
+  memoryMib: number;
+  vcpus: number;
+}
+
+export interface PrimaryConfig {
+  secondary: Address | undefined;
+  service: Address;
+  intervalMs: number;
+  minIntervalMs: number;
+  maxIntervalMs: number;
+  ackTimeoutMs: number;
+  connectTimeoutMs: number;
+  retryMs: number;
+  streamVersion: 2 | 3;
+  precopy: { targetDirtyPages: number; maxIterations: number };
+  verifyDigest: boolean;
+}
+
+export interface SecondaryConfig {
+  listen: Address;
+  maxEpochMib: number;
+}
+
+export interface TandemConfig {
+  logLevel: LogLevel;
+  domain: DomainConfig;
+  primary: PrimaryConfig;
+  secondary: SecondaryConfig;
+}
+
+export const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export function defaultConfig(): TandemConfig {
+  return {
+    logLevel: 'info',
+    domain: { type: 'sim', memoryMib: 256, vcpus: 1 },
+    primary: {
+      secondary: undefined,
+      service: { host: '127.0.0.1', port: 6379 },
+      intervalMs: 50,
+      minIntervalMs: 1,
+      maxIntervalMs: 0,
+      ackTimeoutMs: 5000,
+      connectTimeoutMs: 2000,
+      retryMs: 1000,
+      streamVersion: 3,
+      precopy: { targetDirtyPages: 50, maxIterations: 5 },
+      verifyDigest: false,
+    },
+    secondary: { listen: { host: '127.0.0.1', port: 7700 }, maxEpochMib: 256 },
+  };
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+class Reader {
+  constructor(private readonly source: string) {}
+
+  fail(path: string, expected: string, got: unknown): never {
+    throw new ConfigError(`${this.source}: ${path}: expected ${expected}, got ${JSON.stringify(got) ?? String(got)}`);
+  }
+
+  section(obj: Obj, key: string, path: string, known: string[]): Obj | undefined {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (!isObj(v)) this.fail(path, 'a mapping', v);
+    for (const k of Object.keys(v)) if (!known.includes(k)) throw new ConfigError(`${this.source}: ${path}.${k}: unknown key (known: ${known.join(', ')})`);
+    return v;
+  }
+
+  int(obj: Obj, key: string, path: string, min: number, max: number, fallback: number): number {
+    const v = obj[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) this.fail(path, `an integer in ${min}..${max}`, v);
+    return v;
+  }
+
+  bool(obj: Obj, key: string, path: string, fallback: boolean): boolean {
+    const v = obj[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'boolean') this.fail(path, 'true or false', v);
+    return v;
+  }
+
+  address(obj: Obj, key: string, path: string, fallback: Address | undefined, allowZero = false): Address | undefined {
+    const v = obj[key];
+    if (v === undefined) return fallback;
+    if (typeof v !== 'string') this.fail(path, 'a HOST:PORT string', v);
+    return parseAddress(v, `${this.source}: ${path}`, allowZero);
+  }
+
+  oneOf<T extends string | number>(obj: Obj, key: string, path: string, choices: readonly T[], fallback: T): T {
+    const v = obj[key];
+    if (v === undefined) return fallback;
+    if (!choices.includes(v as T)) this.fail(path, `one of ${choices.map((c) => JSON.stringify(c)).join(', ')}`, v);
+    return v as T;
+  }
+}
+
+/** Validates a parsed YAML document into a full configuration. */
+export function configFromObject(doc: unknown, source: string): TandemConfig {
+  const cfg = defaultConfig();
+  if (doc === undefined || doc === null) return cfg;
+  const r = new Reader(source);
+  if (!isObj(doc)) return r.fail('(top level)', 'a mapping', doc);
+  const top: Obj = doc;
+  for (const k of Object.keys(top)) if (!['log_level', 'domain', 'primary', 'secondary'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, domain, primary, secondary)`);
+  cfg.logLevel = r.oneOf(top, 'log_level', 'log_level', LOG_LEVELS, cfg.logLevel);
+
+  const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus']);
+  if (d) {
+    cfg.domain.type = r.oneOf(d, 'type', 'domain.type', ['sim'] as const, 'sim');
+    cfg.domain.memoryMib = r.int(d, 'memory_mib', 'domain.memory_mib', 1, (MAX_SIM_PAGES * 4096) / 2 ** 20, cfg.domain.memoryMib);
+    cfg.domain.vcpus = r.int(d, 'vcpus', 'domain.vcpus', 1, 128, cfg.domain.vcpus);
+  }
+
+  const p = r.section(top, 'primary', 'primary', [
+    'secondary', 'service', 'interval_ms', 'min_interval_ms', 'max_interval_ms', 'ack_timeout_ms', 'connect_timeout_ms', 'retry_ms', 'stream_version', 'precopy', 'verify_digest',
+  ]);
+  if (p) {
+    const c = cfg.primary;
+    c.secondary = r.address(p, 'secondary', 'primary.secondary', c.secondary);
+    c.service = r.address(p, 'service', 'primary.service', c.service, true)!;
+    c.intervalMs = r.int(p, 'interval_ms', 'primary.interval_ms', 1, 60_000, c.intervalMs);
+    c.minIntervalMs = r.int(p, 'min_interval_ms', 'primary.min_interval_ms', 0, 60_000, c.minIntervalMs);
+    c.maxIntervalMs = r.int(p, 'max_interval_ms', 'primary.max_interval_ms', 0, 3_600_000, c.maxIntervalMs);
+    c.ackTimeoutMs = r.int(p, 'ack_timeout_ms', 'primary.ack_timeout_ms', 1, 600_000, c.ackTimeoutMs);
+    c.connectTimeoutMs = r.int(p, 'connect_timeout_ms', 'primary.connect_timeout_ms', 1, 600_000, c.connectTimeoutMs);
+    c.retryMs = r.int(p, 'retry_ms', 'primary.retry_ms', 1, 600_000, c.retryMs);
+    c.streamVersion = r.oneOf(p, 'stream_version', 'primary.stream_version', [2, 3] as const, c.streamVersion);
+    c.verifyDigest = r.bool(p, 'verify_digest', 'primary.verify_digest', c.verifyDigest);
+    const pc = r.section(p, 'precopy', 'primary.precopy', ['target_dirty_pages', 'max_iterations']);
+    if (pc) {
+      c.precopy.targetDirtyPages = r.int(pc, 'target_dirty_pages', 'primary.precopy.target_dirty_pages', 0, MAX_SIM_PAGES, c.precopy.targetDirtyPages);
+      c.precopy.maxIterations = r.int(pc, 'max_iterations', 'primary.precopy.max_iterations', 1, 1000, c.precopy.maxIterations);
+    }
+    if (c.minIntervalMs > c.intervalMs) throw new ConfigError(`${source}: primary.min_interval_ms (${c.minIntervalMs}) exceeds primary.interval_ms (${c.intervalMs})`);
+  }
+
+  const s = r.section(top, 'secondary', 'secondary', ['listen', 'max_epoch_mib']);
+  if (s) {
+    cfg.secondary.listen = r.address(s, 'listen', 'secondary.listen', cfg.secondary.listen, true)!;
+    cfg.secondary.maxEpochMib = r.int(s, 'max_epoch_mib', 'secondary.max_epoch_mib', 1, 65536, cfg.secondary.maxEpochMib);
+  }
+  return cfg;
+}
+
+/** Reads and validates a YAML configuration file. */
+export function loadConfig(file: string): TandemConfig {
+  let text: string;
+  try {
+    const size = statSync(file).size;
+    if (size > MAX_CONFIG_BYTES) throw new ConfigError(`${file}: ${size} bytes; a configuration file is at most ${MAX_CONFIG_BYTES} bytes`);
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${file}: cannot read the configuration: ${(err as Error).message}`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text, { maxAliasCount: 100, prettyErrors: false });
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  return configFromObject(doc, file);
+}

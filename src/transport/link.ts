@@ -1,0 +1,148 @@
+/**
+ * The primary's end of the replication connection: the forward direction
+ * carries the migration stream (written with corking and backpressure), the
+ * reverse direction the back-channel records, decoded as they arrive.
+ */
+import { connect, type Socket } from 'node:net';
+import { TandemError, ErrorCodes } from '../errors.js';
+import { BackChannelDecoder, type BackRecord } from './backchannel.js';
+
+export class LinkError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.LINK_FAILED, message, options);
+  }
+
+  override get name(): string {
+    return 'LinkError';
+  }
+}
+
+export interface LinkOptions {
+  host: string;
+  port: number;
+  connectTimeoutMs: number;
+}
+
+type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
+
+export class ReplicationLink {
+  private socket: Socket | undefined;
+  private readonly decoder = new BackChannelDecoder();
+  private readonly acks = new Map<number, { resolve: (a: AckRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private closedWith: Error | undefined;
+  /** Back-channel records other than acks (COLO handshakes), for whoever listens. */
+  onRecord: (rec: BackRecord) => void = () => {};
+  /** Called once when the link fails or closes. */
+  onClose: (err: Error) => void = () => {};
+
+  constructor(private readonly options: LinkOptions) {}
+
+  async start(): Promise<void> {
+    const { host, port, connectTimeoutMs } = this.options;
+    const socket = connect({ host, port, noDelay: true });
+    this.socket = socket;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new LinkError(`connecting to the secondary at ${host}:${port} timed out after ${connectTimeoutMs} ms`));
+      }, connectTimeoutMs);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new LinkError(`cannot connect to the secondary at ${host}:${port}: ${err.message}`, { cause: err }));
+      });
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(new LinkError(`replication link to ${host}:${port} failed: ${err.message}`, { cause: err })));
+    socket.on('close', () => this.fail(new LinkError(`replication link to ${host}:${port} closed by the secondary`)));
+  }
+
+  /** Writes chunks in one corked batch; resolves when the socket can take more. */
+  async write(chunks: readonly Buffer[]): Promise<void> {
+    const s = this.socket;
+    if (this.closedWith || s === undefined) throw this.closedWith ?? new LinkError('replication link is not open');
+    s.cork();
+    let ok = true;
+    for (const c of chunks) ok = s.write(c) && ok;
+    s.uncork();
+    if (!ok) await this.drained(s);
+  }
+
+  private drained(s: Socket): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onDrain = (): void => {
+        s.off('close', onClose);
+        resolve();
+      };
+      const onClose = (): void => {
+        s.off('drain', onDrain);
+        reject(this.closedWith ?? new LinkError('replication link closed while sending'));
+      };
+      s.once('drain', onDrain);
+      s.once('close', onClose);
+    });
+  }
+
+  /** Waits for the secondary's ack of `epoch`. */
+  waitAck(epoch: number, timeoutMs: number): Promise<AckRecord> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.acks.delete(epoch);
+        reject(new LinkError(`no ack for epoch ${epoch} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.acks.set(epoch, { resolve, reject, timer });
+    });
+  }
+
+  async stop(): Promise<void> {
+    const s = this.socket;
+    if (s === undefined || s.destroyed) return;
+    await new Promise<void>((resolve) => {
+      s.once('close', () => resolve());
+      s.end();
+      setTimeout(() => s.destroy(), 1000).unref();
+    });
+  }
+
+  /** Drops the connection at once (the secondary discards any torn epoch). */
+  destroy(): void {
+    this.socket?.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let records: BackRecord[];
+    try {
+      records = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(new LinkError('malformed back-channel from the secondary', { cause: err }));
+      this.socket?.destroy();
+      return;
+    }
+    for (const rec of records) {
+      if (rec.type !== 'ACK') {
+        this.onRecord(rec);
+        continue;
+      }
+      const waiter = this.acks.get(rec.epoch);
+      if (waiter === undefined) continue; // an ack nobody waits for any more (timed out)
+      this.acks.delete(rec.epoch);
+      clearTimeout(waiter.timer);
+      waiter.resolve(rec);
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    for (const [, w] of this.acks) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+    this.acks.clear();
+    this.onClose(err);
+  }
+}
