@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { saveCommand } from './commands/save.js';
+import { secondaryCommand } from './commands/secondary.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
 import { UsageError, exitWith } from './errors.js';
 
@@ -14,6 +15,7 @@ async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv.map((a) => (a === '-' ? STDIN_ARG : a))).scriptName('tandem');
   cli = saveCommand(cli);
   cli = streamCommand(cli);
+  cli = secondaryCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()
