@@ -13,7 +13,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import type { BenchResult, Benchmark } from './stats.js';
+import type { BenchResult, Benchmark } from '../src/bench/stats.js';
 import { streamDecode } from './stream-decode.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */

@@ -37,7 +37,7 @@ import {
   type CaseResult,
   type Comparison,
   type Subject,
-} from './stats.js';
+} from '../src/bench/stats.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -137,22 +137,24 @@ export class PrimaryEngine {
     });
     this.setState('precopy', 'sending all of guest memory (live pre-copy)');
     const summary = await session.precopy();
-    this.metrics$.next(summary.first);
-    logger.info({ rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
-    this.setState('protected', `secondary at ${o.secondaryHost}:${o.secondaryPort} holds epoch 1`);
     if (this.stopping) {
+      this.metrics$.next(summary.first);
       await session.end();
       await link.stop();
       return;
     }
-
     const triggers$ = mergeTriggers({ interval$: this.interval$, operator$: this.operator$, divergence$: this.divergence$ }, scheduler).pipe(takeUntil(this.stop$));
     const epochs$ = paceEpochs(triggers$, (t) => from(session.epochFor(t.reason)), { minIntervalMs: o.minIntervalMs, maxIntervalMs: o.maxIntervalMs }, scheduler);
     // A link that fails between epochs is noticed at once, not at the next trigger.
     const linkLost$ = new Observable<never>((sub) => {
       link.onClose = (err) => sub.error(err);
     });
-    await lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
+    // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
+    const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
+    this.metrics$.next(summary.first);
+    logger.info({ rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
+    this.setState('protected', `secondary at ${o.secondaryHost}:${o.secondaryPort} holds epoch 1`);
+    await done;
     // Stopped: the epoch in flight finished; close the stream as Xen would.
     await session.end();
     await link.stop();

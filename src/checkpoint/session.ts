@@ -9,7 +9,7 @@
  * The guest is paused only while staging (memory copies), never during the
  * transfer, and is resumed in a finally whatever happens.
  */
-import type { Domain, PrecopyDecision, PrecopyStats, SaveCallbacks } from '../domain/types.js';
+import type { Domain, PlatformContext, PrecopyDecision, PrecopyStats, SaveCallbacks } from '../domain/types.js';
 import { ErrorCodes, TandemError } from '../errors.js';
 import { AckStatus } from '../transport/backchannel.js';
 import type { ReplicationLink } from '../transport/link.js';
@@ -76,6 +76,11 @@ export class ProtectionSession {
     private readonly link: ReplicationLink,
     private readonly options: SessionOptions,
   ) {}
+
+  /** Stream bytes written so far in this session. */
+  get bytesSent(): number {
+    return this.saver?.position ?? 0;
+  }
 
   /** Epochs committed by the secondary in this session. */
   get epoch(): number {
@@ -149,27 +154,12 @@ export class ProtectionSession {
     const { now } = this.options;
     const epoch = this.epochs + 1;
     const t0 = now();
-    let pfns: Uint32Array;
-    let ctx;
-    let dm: Buffer;
-    let digest: string | undefined;
-    try {
-      await this.callbacks.suspend(epoch);
-      const dirty = this.domain.readAndClearDirty();
-      pfns = carried === undefined ? dirty : mergeSorted(carried, dirty);
-      const staging = this.staging.reserve(pfns.length);
-      this.domain.copyPages(pfns, pfns.length, staging);
-      ctx = this.domain.platformContext();
-      dm = this.domain.deviceModelState();
-      digest = this.options.digest?.();
-    } finally {
-      await this.callbacks.postcopy(epoch);
-    }
+    const staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, { now, carried, digest: this.options.digest });
     const t1 = now();
     const before = saver.position;
-    saver.sendPages(pfns, (i) => this.staging.page(i));
-    saver.endOfCheckpoint(ctx);
-    saver.checkpoint(dm);
+    saver.sendPages(staged.pfns, (i) => this.staging.page(i));
+    saver.endOfCheckpoint(staged.ctx);
+    saver.checkpoint(staged.dm);
     const bytes = saver.position - before;
     await this.flush();
     const t2 = now();
@@ -183,16 +173,58 @@ export class ProtectionSession {
     const metrics: EpochMetrics = {
       epoch,
       trigger,
-      pauseUs: Math.round((t1 - t0) * 1000),
-      dirtyPages: pfns.length,
+      pauseUs: Math.round(staged.pauseMs * 1000),
+      dirtyPages: staged.pfns.length,
       bytes,
       sendMs: t2 - t1,
       ackMs: t3 - t2,
       totalMs: now() - t0,
     };
-    if (digest !== undefined) metrics.digest = digest;
+    if (staged.digest !== undefined) metrics.digest = staged.digest;
     return metrics;
   }
+}
+
+export interface StagedEpoch {
+  pfns: Uint32Array;
+  ctx: PlatformContext;
+  dm: Buffer;
+  digest?: string;
+  /** Suspend to resume, ms. */
+  pauseMs: number;
+}
+
+/**
+ * The paused part of an epoch: suspend, copy the dirty pages into the
+ * staging buffer, capture platform context and device-model state, resume
+ * (in a finally: the guest runs again whatever failed).
+ */
+export async function stageEpoch(
+  domain: Domain,
+  callbacks: SaveCallbacks,
+  staging: StagingBuffer,
+  epoch: number,
+  opts: { now: () => number; carried?: Uint32Array; digest?: () => string },
+): Promise<StagedEpoch> {
+  const t0 = opts.now();
+  let pfns: Uint32Array;
+  let ctx: PlatformContext;
+  let dm: Buffer;
+  let digest: string | undefined;
+  try {
+    await callbacks.suspend(epoch);
+    const dirty = domain.readAndClearDirty();
+    pfns = opts.carried === undefined ? dirty : mergeSorted(opts.carried, dirty);
+    domain.copyPages(pfns, pfns.length, staging.reserve(pfns.length));
+    ctx = domain.platformContext();
+    dm = domain.deviceModelState();
+    digest = opts.digest?.();
+  } finally {
+    await callbacks.postcopy(epoch);
+  }
+  const out: StagedEpoch = { pfns, ctx, dm, pauseMs: opts.now() - t0 };
+  if (digest !== undefined) out.digest = digest;
+  return out;
 }
 
 /** Union of two ascending pfn lists, ascending, without duplicates. */

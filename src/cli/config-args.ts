@@ -14,7 +14,7 @@ export interface CommonArgs {
 export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
   return y
     .option('config', { type: 'string', describe: 'YAML configuration file (flags override it)' })
-    .option('log-level', { choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' }) as unknown as Argv<T & CommonArgs>;
+    .option('log-level', { choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' });
 }
 
 export function baseConfig(args: CommonArgs): TandemConfig {

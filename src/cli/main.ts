@@ -5,6 +5,8 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { benchCommand } from './commands/bench.js';
+import { primaryCommand } from './commands/primary.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
@@ -15,7 +17,9 @@ async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv.map((a) => (a === '-' ? STDIN_ARG : a))).scriptName('tandem');
   cli = saveCommand(cli);
   cli = streamCommand(cli);
+  cli = primaryCommand(cli);
   cli = secondaryCommand(cli);
+  cli = benchCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

@@ -29,6 +29,8 @@ const HVM_FILE_VERSION = 1;
 const CPU_RECORD_BYTES = VCPU_REGISTERS.length * 8;
 
 const DM_SIGNATURE = Buffer.from('TandemSimDM\0', 'latin1');
+/** xenstore, ioreq and console pages at the top of RAM, as hvmloader places them. */
+const RESERVED_TOP_PAGES = 3;
 
 export interface SimDomainOptions {
   pages: number;
@@ -36,6 +38,8 @@ export interface SimDomainOptions {
   tscKhz?: number;
   /** Clock for TSC_INFO; injected so tests control it. */
   now?: () => bigint;
+  /** Told of an exception thrown by guest code run after an unpause (default: stderr). */
+  onFault?: (err: unknown) => void;
 }
 
 export class SimDomain implements Domain {
@@ -48,6 +52,7 @@ export class SimDomain implements Domain {
   private readonly vcpuState: VcpuState[];
   private readonly tscKhz: number;
   private readonly now: () => bigint;
+  private readonly onFault: (err: unknown) => void;
   private logDirty = false;
   private isPaused = false;
   private dmGeneration = 0n;
@@ -67,6 +72,12 @@ export class SimDomain implements Domain {
     this.vcpuState = Array.from({ length: vcpus }, () => Object.fromEntries(VCPU_REGISTERS.map((r) => [r, 0n])) as VcpuState);
     this.tscKhz = options.tscKhz ?? 2_000_000;
     this.now = options.now ?? (() => process.hrtime.bigint());
+    this.onFault = options.onFault ?? ((err) => process.stderr.write(`sim guest fault: ${err instanceof Error ? err.message : String(err)}\n`));
+  }
+
+  /** Guest RAM free for the guest's own use: the top pages hold the platform pages hvmParams() names. */
+  get usableRamBytes(): number {
+    return this.ram.length - RESERVED_TOP_PAGES * PAGE_SIZE;
   }
 
   get paused(): boolean {
@@ -97,7 +108,15 @@ export class SimDomain implements Domain {
 
   private drain(): void {
     this.draining = false;
-    while (this.held.length > 0 && !this.isPaused) this.held.shift()!();
+    while (this.held.length > 0 && !this.isPaused) {
+      const task = this.held.shift()!;
+      try {
+        task();
+      } catch (err) {
+        // A fault in guest code is the guest's, not the hypervisor's: report it and carry on.
+        this.onFault(err);
+      }
+    }
   }
 
   /** A guest write to guest-physical address `gpa`. */
@@ -225,11 +244,11 @@ export class SimDomain implements Domain {
   private hvmParams(): HvmParam[] {
     // HVM_PARAM_STORE_PFN (1), HVM_PARAM_IOREQ_PFN (5), HVM_PARAM_CONSOLE_PFN (17):
     // the sim places them in the top pages of RAM, as hvmloader would.
-    const top = BigInt(this.info.pages);
+    const below = (k: number): bigint => BigInt(Math.max(0, this.info.pages - k));
     return [
-      { index: 1n, value: top - 1n },
-      { index: 5n, value: top - 2n },
-      { index: 17n, value: top - 3n },
+      { index: 1n, value: below(1) },
+      { index: 5n, value: below(2) },
+      { index: 17n, value: below(3) },
     ];
   }
 

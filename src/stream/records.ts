@@ -358,6 +358,26 @@ export function encodePageDataHead(pfns: ArrayLike<number>, types: ArrayLike<num
   return b;
 }
 
+/**
+ * Joins views that lie back to back in the same memory into one view (no
+ * copy): staged pages, and runs of consecutive pfns in guest RAM, then go to
+ * the socket as one iovec entry instead of one per page.
+ */
+export function coalesceAdjacent(parts: readonly Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  let run: Buffer | undefined;
+  for (const p of parts) {
+    if (run !== undefined && p.buffer === run.buffer && run.byteOffset + run.length === p.byteOffset) {
+      run = Buffer.from(run.buffer, run.byteOffset, run.length + p.length);
+    } else {
+      if (run !== undefined) out.push(run);
+      run = p;
+    }
+  }
+  if (run !== undefined) out.push(run);
+  return out;
+}
+
 /** Checks what the encoder would otherwise write wrong; a bug here is ours, not the peer's. */
 function assertEncodable(cond: boolean, what: string): void {
   if (!cond) throw new RangeError(`cannot encode record: ${what}`);
@@ -379,7 +399,7 @@ export function encodeRecordBody(rec: StreamRecord): Buffer[] {
         if (pageTypeHasData(rec.types[i])) withData++;
       }
       assertEncodable(withData === rec.pages.length && rec.pages.every((p) => p.length === PAGE_SIZE), 'one 4 KiB page per data-bearing pfn');
-      return [encodePageDataHead(rec.pfns, rec.types), ...rec.pages];
+      return [encodePageDataHead(rec.pfns, rec.types), ...coalesceAdjacent(rec.pages)];
     }
     case 'X86_PV_INFO': {
       assertEncodable((rec.guestWidth === 4 || rec.guestWidth === 8) && (rec.ptLevels === 3 || rec.ptLevels === 4), 'guest width 4 or 8, pt_levels 3 or 4');

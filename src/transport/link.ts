@@ -21,6 +21,8 @@ export interface LinkOptions {
   host: string;
   port: number;
   connectTimeoutMs: number;
+  /** Bytes queued in the socket before write() waits for 'drain' (default 8 MiB). */
+  maxBufferedBytes?: number;
 }
 
 type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
@@ -35,7 +37,11 @@ export class ReplicationLink {
   /** Called once when the link fails or closes. */
   onClose: (err: Error) => void = () => {};
 
-  constructor(private readonly options: LinkOptions) {}
+  private readonly options: Required<LinkOptions>;
+
+  constructor(options: LinkOptions) {
+    this.options = { maxBufferedBytes: 8 * 1024 * 1024, ...options };
+  }
 
   async start(): Promise<void> {
     const { host, port, connectTimeoutMs } = this.options;
@@ -60,15 +66,18 @@ export class ReplicationLink {
     socket.on('close', () => this.fail(new LinkError(`replication link to ${host}:${port} closed by the secondary`)));
   }
 
-  /** Writes chunks in one corked batch; resolves when the socket can take more. */
+  /**
+   * Writes chunks in one corked batch (one writev). Resolves at once while
+   * less than `maxBufferedBytes` is queued, so the next batch is produced
+   * while the kernel still sends this one; beyond that, on 'drain'.
+   */
   async write(chunks: readonly Buffer[]): Promise<void> {
     const s = this.socket;
     if (this.closedWith || s === undefined) throw this.closedWith ?? new LinkError('replication link is not open');
     s.cork();
-    let ok = true;
-    for (const c of chunks) ok = s.write(c) && ok;
+    for (const c of chunks) s.write(c);
     s.uncork();
-    if (!ok) await this.drained(s);
+    if (s.writableLength > this.options.maxBufferedBytes) await this.drained(s);
   }
 
   private drained(s: Socket): Promise<void> {

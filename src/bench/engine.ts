@@ -1,0 +1,275 @@
+/**
+ * Engine benchmarks (`tandem bench engine`, and part of `npm run bench`):
+ *
+ * - pause: the paused part of an epoch (stageEpoch, the engine's own code)
+ *   for 100 ... 50,000 dirty pages, next to gathering the same pages with a
+ *   plain memory copy in the same rounds;
+ * - ram_scaling: the same pause at a fixed dirty count in a 256 MiB and a
+ *   4 GiB guest;
+ * - stream: pre-copy throughput primary -> real secondary over loopback TCP
+ *   (encode, send, parse, apply, ack), next to raw loopback TCP throughput;
+ * - max_epochs_per_s: back-to-back epochs of 100 dirty pages through the
+ *   whole engine (trigger pipeline, link, secondary, ack).
+ *
+ * Every figure comes with its same-run baseline: this machine is shared and
+ * noisy, so compare ratios and medians.
+ */
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { filter, firstValueFrom } from 'rxjs';
+import { createSaveCallbacks } from '../checkpoint/callbacks.js';
+import { DeviceSet } from '../checkpoint/devices.js';
+import { PrimaryEngine } from '../checkpoint/engine.js';
+import { precopyPolicy } from '../checkpoint/precopy.js';
+import { ProtectionSession, stageEpoch } from '../checkpoint/session.js';
+import { StagingBuffer } from '../checkpoint/staging.js';
+import { SimDomain } from '../domain/sim.js';
+import { SecondaryServer } from '../secondary/server.js';
+import { PAGE_SIZE } from '../stream/format.js';
+import { ReplicationLink } from '../transport/link.js';
+import { createLogger } from '../util/logger.js';
+import { median, percentile } from './stats.js';
+import type { StreamPeerData } from './stream-peer.js';
+
+export interface PauseRow {
+  dirty_pages: number;
+  pause_ms_p50: number;
+  pause_ms_p99: number;
+  gather_ms: number;
+}
+
+export interface EngineBenchResult {
+  pause: PauseRow[];
+  stream: { mb_per_s: number; loopback_mb_per_s: number };
+  max_epochs_per_s: number;
+  ram_scaling: { dirty_pages: number; pause_ms_small: number; pause_ms_large: number; large_mib: number };
+}
+
+export interface EngineBenchOptions {
+  quick: boolean;
+  log: (line: string) => void;
+}
+
+const MIB = 2 ** 20;
+const logger = createLogger('silent');
+const now = (): number => performance.now();
+
+/** `n` distinct pfns below `pages`, from a seeded generator. */
+function distinctPfns(pages: number, n: number, seed: number): Uint32Array {
+  let s = seed >>> 0 || 1;
+  const rand = (): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
+  const chosen = new Set<number>();
+  while (chosen.size < n) chosen.add(Math.floor(rand() * pages));
+  return Uint32Array.from(chosen);
+}
+
+/** The guest touches one word in each page of `pfns`. */
+function dirty(domain: SimDomain, pfns: Uint32Array, value: number): void {
+  for (let i = 0; i < pfns.length; i++) domain.writeU32(pfns[i] * PAGE_SIZE + ((i * 8) % PAGE_SIZE), value + i);
+}
+
+/** Pause samples (ms) and gather samples (ms) at `count` dirty pages, interleaved round by round. */
+async function measurePause(domain: SimDomain, count: number, rounds: number): Promise<{ pause: number[]; gather: number[] }> {
+  const callbacks = createSaveCallbacks(domain, new DeviceSet(), precopyPolicy());
+  const staging = new StagingBuffer();
+  const gatherDest = Buffer.allocUnsafe(count * PAGE_SIZE);
+  const pause: number[] = [];
+  const gather: number[] = [];
+  domain.enableLogDirty();
+  for (let r = -2; r < rounds; r++) {
+    const pfns = distinctPfns(domain.info.pages, count, 1000 + r);
+    dirty(domain, pfns, r);
+    const staged = await stageEpoch(domain, callbacks, staging, r + 3, { now });
+    if (staged.pfns.length !== count) throw new Error(`staged ${staged.pfns.length} pages, dirtied ${count}`);
+    // Baseline: a plain memory copy of the same pages.
+    const ram = domain.ram;
+    const t0 = now();
+    for (let i = 0; i < staged.pfns.length; i++) ram.copy(gatherDest, i * PAGE_SIZE, staged.pfns[i] * PAGE_SIZE, staged.pfns[i] * PAGE_SIZE + PAGE_SIZE);
+    const t1 = now();
+    if (r >= 0) {
+      pause.push(staged.pauseMs);
+      gather.push(t1 - t0);
+    }
+  }
+  domain.disableLogDirty();
+  return { pause, gather };
+}
+
+/** Starts a stream-peer worker; resolves with its port and a way to end it. */
+async function startPeer(data: StreamPeerData): Promise<{ port: number; stop: () => Promise<number> }> {
+  const worker = new Worker(new URL('./stream-peer.js', import.meta.url), { workerData: data });
+  const [msg] = (await once(worker, 'message')) as [{ port?: number; error?: string }];
+  if (msg.port === undefined) throw new Error(`stream peer failed: ${msg.error}`);
+  return { port: msg.port, stop: () => worker.terminate() };
+}
+
+/** Raw loopback TCP: `bytes` in 1 MiB writes to the sink peer; ms until it confirms receipt. */
+async function loopbackMs(port: number, bytes: number): Promise<number> {
+  const chunk = Buffer.alloc(MIB, 0x5a);
+  const sock = connect({ port, host: '127.0.0.1', noDelay: true });
+  await once(sock, 'connect');
+  const confirmed = once(sock, 'data');
+  const head = Buffer.alloc(8);
+  head.writeBigUInt64LE(BigInt(bytes));
+  const t0 = now();
+  sock.write(head);
+  for (let sent = 0; sent < bytes; sent += MIB) {
+    if (!sock.write(sent + MIB <= bytes ? chunk : chunk.subarray(0, bytes - sent))) await once(sock, 'drain');
+  }
+  await confirmed;
+  const ms = now() - t0;
+  sock.destroy();
+  return ms;
+}
+
+/** One pre-copy of an idle guest to a real secondary: stream bytes and ms to the first ack. */
+async function precopyOnce(domain: SimDomain, port: number): Promise<{ bytes: number; ms: number }> {
+  const link = new ReplicationLink({ host: '127.0.0.1', port, connectTimeoutMs: 5000 });
+  await link.start();
+  const callbacks = createSaveCallbacks(domain, new DeviceSet(), precopyPolicy({ targetDirtyPages: 1 << 30, maxIterations: 1, shrinkRatio: 1 }));
+  const session = new ProtectionSession(domain, callbacks, link, { version: 3, ackTimeoutMs: 60_000, precopyBatchPages: 1024, now });
+  const t0 = now();
+  await session.precopy();
+  const ms = now() - t0;
+  const bytes = session.bytesSent;
+  await session.end();
+  await link.stop();
+  return { bytes, ms };
+}
+
+async function measureStream(mib: number, rounds: number, log: (l: string) => void): Promise<EngineBenchResult['stream']> {
+  const pages = mib * 256;
+  const domain = new SimDomain({ pages });
+  domain.ram.fill(0x33);
+  const secondary = await startPeer({ role: 'secondary', pages });
+  const sink = await startPeer({ role: 'sink', pages: 0 });
+  const stream: number[] = [];
+  const raw: number[] = [];
+  try {
+    // Round -1 warms up (first touch of the replica's memory faults every page in).
+    for (let r = -1; r < rounds; r++) {
+      const p = await precopyOnce(domain, secondary.port);
+      const l = await loopbackMs(sink.port, p.bytes);
+      if (r >= 0) {
+        stream.push(p.bytes / (p.ms * 1000));
+        raw.push(p.bytes / (l * 1000));
+      }
+      log(`  stream round ${r + 1}: ${(p.bytes / 1e6).toFixed(0)} MB in ${p.ms.toFixed(0)} ms; raw loopback ${l.toFixed(0)} ms`);
+    }
+  } finally {
+    await secondary.stop();
+    await sink.stop();
+  }
+  return { mb_per_s: Math.round(median(stream)), loopback_mb_per_s: Math.round(median(raw)) };
+}
+
+async function measureEpochRate(seconds: number): Promise<number> {
+  const pages = 16384; // 64 MiB
+  const domain = new SimDomain({ pages });
+  const replica = new SimDomain({ pages });
+  replica.pause();
+  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const { port } = await server.start();
+  const engine = new PrimaryEngine(
+    { domain, callbacks: createSaveCallbacks(domain, new DeviceSet(), precopyPolicy()), logger },
+    {
+      secondaryHost: '127.0.0.1',
+      secondaryPort: port,
+      intervalMs: null,
+      minIntervalMs: 0,
+      maxIntervalMs: 0,
+      ackTimeoutMs: 10_000,
+      connectTimeoutMs: 5000,
+      retryMs: 1000,
+      streamVersion: 3,
+      precopyBatchPages: 1024,
+    },
+  );
+  const pfns = distinctPfns(pages, 100, 77);
+  let value = 0;
+  let counted = 0;
+  let t0 = 0;
+  let stopAt = Number.POSITIVE_INFINITY;
+  const finished = new Promise<number>((resolve) => {
+    engine.metrics$.subscribe((m) => {
+      if (m.epoch === 1) t0 = now();
+      else if (m.dirtyPages !== 100) throw new Error(`epoch ${m.epoch} carried ${m.dirtyPages} pages, expected 100`);
+      else counted++;
+      if (now() >= stopAt) {
+        resolve(counted / ((now() - t0) / 1000));
+        return;
+      }
+      if (m.epoch === 1) stopAt = t0 + seconds * 1000;
+      // The guest dirties 100 pages, then the next epoch is requested at once.
+      domain.run(() => dirty(domain, pfns, ++value));
+      engine.requestCheckpoint('bench');
+    });
+  });
+  engine.start();
+  await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'protected')));
+  const rate = await finished;
+  await engine.stop();
+  await server.stop();
+  return Math.round(rate);
+}
+
+export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBenchResult> {
+  const { quick, log } = opts;
+  const rounds = quick ? 15 : 41;
+  const small = new SimDomain({ pages: 256 * 256 }); // 256 MiB
+  small.ram.fill(0x11);
+
+  const pause: PauseRow[] = [];
+  for (const count of [100, 1000, 10_000, 50_000]) {
+    const { pause: p, gather } = await measurePause(small, count, count >= 10_000 ? Math.ceil(rounds / 2) : rounds);
+    pause.push({ dirty_pages: count, pause_ms_p50: median(p), pause_ms_p99: percentile(p, 99), gather_ms: median(gather) });
+    log(`  pause at ${count} dirty pages: p50 ${median(p).toFixed(3)} ms, gather ${median(gather).toFixed(3)} ms`);
+  }
+
+  const scalingDirty = 1000;
+  const largeMib = quick ? 1024 : 4096;
+  const large = new SimDomain({ pages: largeMib * 256 });
+  const smallSamples: number[] = [];
+  const largeSamples: number[] = [];
+  // Interleaved so both see the same machine conditions.
+  for (let r = 0; r < 5; r++) {
+    smallSamples.push(...(await measurePause(small, scalingDirty, Math.ceil(rounds / 5))).pause);
+    largeSamples.push(...(await measurePause(large, scalingDirty, Math.ceil(rounds / 5))).pause);
+  }
+  const ram_scaling = { dirty_pages: scalingDirty, pause_ms_small: median(smallSamples), pause_ms_large: median(largeSamples), large_mib: largeMib };
+  log(`  ram scaling at ${scalingDirty} dirty pages: 256 MiB ${ram_scaling.pause_ms_small.toFixed(3)} ms, ${largeMib} MiB ${ram_scaling.pause_ms_large.toFixed(3)} ms`);
+
+  const stream = await measureStream(quick ? 64 : 256, quick ? 3 : 5, log);
+  const max_epochs_per_s = await measureEpochRate(quick ? 1 : 3);
+  log(`  epochs/s with 100 dirty pages: ${max_epochs_per_s}`);
+  return { pause, stream, max_epochs_per_s, ram_scaling };
+}
+
+export interface TargetCheck {
+  what: string;
+  target: string;
+  value: string;
+  pass: boolean;
+}
+
+/** The issue's targets, checked against a result. */
+export function engineTargets(r: EngineBenchResult): TargetCheck[] {
+  const out: TargetCheck[] = r.pause.map((row) => ({
+    what: `pause p50 at ${row.dirty_pages} dirty pages`,
+    target: `<= 1.5 x gather (${row.gather_ms.toFixed(3)} ms) + 0.2 ms = ${(1.5 * row.gather_ms + 0.2).toFixed(3)} ms`,
+    value: `${row.pause_ms_p50.toFixed(3)} ms`,
+    pass: row.pause_ms_p50 <= 1.5 * row.gather_ms + 0.2,
+  }));
+  const scale = r.ram_scaling.pause_ms_large / r.ram_scaling.pause_ms_small;
+  out.push({ what: `pause ${r.ram_scaling.large_mib} MiB / 256 MiB at ${r.ram_scaling.dirty_pages} dirty pages`, target: '<= 1.5', value: scale.toFixed(2), pass: scale <= 1.5 });
+  const tput = r.stream.mb_per_s / r.stream.loopback_mb_per_s;
+  out.push({ what: 'stream / raw loopback TCP', target: '>= 0.70', value: `${tput.toFixed(2)} (${r.stream.mb_per_s} vs ${r.stream.loopback_mb_per_s} MB/s)`, pass: tput >= 0.7 });
+  out.push({ what: 'sustained epochs/s at 100 dirty pages', target: '>= 500', value: String(r.max_epochs_per_s), pass: r.max_epochs_per_s >= 500 });
+  return out;
+}

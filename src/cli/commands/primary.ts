@@ -1,0 +1,85 @@
+/**
+ * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS]
+ * [--config FILE]`: runs the simulated guest (its RESP key-value service on
+ * the service address) and protects it by checkpointing to the secondary.
+ */
+import type { Argv } from 'yargs';
+import { createSaveCallbacks } from '../../checkpoint/callbacks.js';
+import { DeviceSet } from '../../checkpoint/devices.js';
+import { PrimaryEngine } from '../../checkpoint/engine.js';
+import { precopyPolicy } from '../../checkpoint/precopy.js';
+import { stateDigest } from '../../domain/digest.js';
+import { SimDomain } from '../../domain/sim.js';
+import { ConfigError } from '../../errors.js';
+import { KvStore } from '../../guest/kv-store.js';
+import { KvServer } from '../../guest/server.js';
+import { parseAddress } from '../../util/address.js';
+import { createLogger } from '../../util/logger.js';
+import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
+
+interface PrimaryArgs extends CommonArgs {
+  secondary: string | undefined;
+  service: string | undefined;
+  interval: number | undefined;
+  'verify-digest': boolean | undefined;
+}
+
+export function primaryCommand(yargs: Argv): Argv {
+  return yargs.command<PrimaryArgs>(
+    'primary',
+    'run the primary: the guest and its protection',
+    (y) =>
+      withCommonOptions(
+        y
+          .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
+          .option('service', { type: 'string', describe: "HOST:PORT where clients reach the guest's RESP port" })
+          .option('interval', { type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
+          .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
+      ),
+    async (args) => {
+      const cfg = baseConfig(args);
+      const p = cfg.primary;
+      if (args.secondary !== undefined) p.secondary = parseAddress(args.secondary, '--secondary');
+      if (args.service !== undefined) p.service = parseAddress(args.service, '--service', true);
+      if (args.interval !== undefined) {
+        if (!Number.isInteger(args.interval) || args.interval < 1 || args.interval > 60_000) throw new ConfigError(`--interval: expected an integer in 1..60000, got ${args.interval}`);
+        p.intervalMs = args.interval;
+      }
+      if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
+      if (p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
+      if (p.minIntervalMs > p.intervalMs) p.minIntervalMs = p.intervalMs;
+
+      const logger = createLogger(cfg.logLevel, 'tandem-primary');
+      const domain = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
+      const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+      const service = new KvServer({ domain, store, host: p.service.host, port: p.service.port, logger });
+      const bound = await service.start();
+      logger.info({ service: `${bound.address}:${bound.port}` }, `guest RESP service on ${bound.address}:${bound.port}`);
+
+      const devices = new DeviceSet();
+      const engine = new PrimaryEngine(
+        { domain, callbacks: createSaveCallbacks(domain, devices, precopyPolicy({ ...p.precopy, shrinkRatio: 1 })), logger },
+        {
+          secondaryHost: p.secondary.host,
+          secondaryPort: p.secondary.port,
+          intervalMs: p.intervalMs,
+          minIntervalMs: p.minIntervalMs,
+          maxIntervalMs: p.maxIntervalMs,
+          ackTimeoutMs: p.ackTimeoutMs,
+          connectTimeoutMs: p.connectTimeoutMs,
+          retryMs: p.retryMs,
+          streamVersion: p.streamVersion,
+          precopyBatchPages: 1024,
+          verifyDigest: p.verifyDigest ? () => stateDigest(domain) : undefined,
+        },
+      );
+      engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`));
+      engine.metrics$.subscribe((m) => logger.debug(m, 'epoch'));
+      engine.start();
+      const sig = await untilSignal();
+      logger.info({ signal: sig }, 'stopping');
+      await engine.stop();
+      await service.stop();
+    },
+  );
+}

@@ -1,0 +1,75 @@
+/**
+ * Errors raised by the sim guest's key-value service, with stable codes.
+ *
+ * The codes follow src/errors.ts's rule (they are API: never rename one, add
+ * new ones) but live here because src/errors.ts's ErrorCode union is closed
+ * to this folder. GuestError carries `code` the same way TandemError does,
+ * so the CLI's describeError prints `message [code]` for both.
+ */
+
+export const GuestErrorCodes = {
+  // RESP request parsing: the connection that sent the bytes is closed.
+  PROTOCOL_MULTIBULK_LENGTH: 'ERR_GUEST_PROTOCOL_MULTIBULK_LENGTH',
+  PROTOCOL_BULK_LENGTH: 'ERR_GUEST_PROTOCOL_BULK_LENGTH',
+  PROTOCOL_EXPECTED_BULK: 'ERR_GUEST_PROTOCOL_EXPECTED_BULK',
+  PROTOCOL_BULK_CRLF: 'ERR_GUEST_PROTOCOL_BULK_CRLF',
+  PROTOCOL_INLINE_TOO_BIG: 'ERR_GUEST_PROTOCOL_INLINE_TOO_BIG',
+  PROTOCOL_UNBALANCED_QUOTES: 'ERR_GUEST_PROTOCOL_UNBALANCED_QUOTES',
+  PROTOCOL_REQUEST_TOO_BIG: 'ERR_GUEST_PROTOCOL_REQUEST_TOO_BIG',
+  // The store in guest RAM
+  STORE_NOT_FOUND: 'ERR_GUEST_STORE_NOT_FOUND',
+  STORE_BAD_VERSION: 'ERR_GUEST_STORE_BAD_VERSION',
+  STORE_CORRUPT: 'ERR_GUEST_STORE_CORRUPT',
+  STORE_BAD_OPTIONS: 'ERR_GUEST_STORE_BAD_OPTIONS',
+  STORE_OOM: 'ERR_GUEST_STORE_OOM',
+  // The TCP front of the service
+  SERVER_BAD_OPTIONS: 'ERR_GUEST_SERVER_BAD_OPTIONS',
+  SERVER_COMMAND_FAILED: 'ERR_GUEST_SERVER_COMMAND_FAILED',
+} as const;
+
+export type GuestErrorCode = (typeof GuestErrorCodes)[keyof typeof GuestErrorCodes];
+
+export class GuestError extends Error {
+  readonly code: GuestErrorCode;
+
+  constructor(code: GuestErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  override get name(): string {
+    return 'GuestError';
+  }
+}
+
+/**
+ * Malformed RESP input. `message` is the text Redis would send after `-ERR `
+ * (`Protocol error: ...`), so the server can reply with it verbatim.
+ */
+export class RespProtocolError extends GuestError {
+  /** Byte offset in the connection's input of the byte at fault. */
+  readonly offset: number;
+
+  constructor(code: GuestErrorCode, message: string, offset: number) {
+    super(code, message);
+    this.offset = offset;
+  }
+
+  override get name(): string {
+    return 'RespProtocolError';
+  }
+}
+
+/**
+ * The store's heap (or its key slots) cannot hold what a command needs. It is
+ * thrown before the command has written anything, so the store is unchanged.
+ */
+export class StoreFullError extends GuestError {
+  constructor(detail: string) {
+    super(GuestErrorCodes.STORE_OOM, `guest store out of memory: ${detail}`);
+  }
+
+  override get name(): string {
+    return 'StoreFullError';
+  }
+}
