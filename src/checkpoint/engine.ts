@@ -34,6 +34,8 @@ export interface EngineOptions {
   precopyBatchPages: number;
   /** Take a state digest at every suspend (costs pause time; for checks). */
   verifyDigest?: () => string;
+  /** Told of each epoch's digest as soon as it is staged, before it is sent. */
+  onStaged?: (epoch: number, digest: string) => void;
 }
 
 export interface EngineDeps {
@@ -134,6 +136,7 @@ export class PrimaryEngine {
       precopyBatchPages: o.precopyBatchPages,
       now: this.deps.now ?? (() => performance.now()),
       digest: o.verifyDigest,
+      onStaged: o.onStaged,
     });
     this.setState('precopy', 'sending all of guest memory (live pre-copy)');
     const summary = await session.precopy();

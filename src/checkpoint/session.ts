@@ -48,6 +48,8 @@ export interface SessionOptions {
   now: () => number;
   /** Digest of the checkpointed state, taken while paused (verification mode). */
   digest?: () => string;
+  /** Told of each staged epoch's digest before any of it is sent (verification mode). */
+  onStaged?: (epoch: number, digest: string) => void;
 }
 
 export class EpochRefusedError extends TandemError {
@@ -155,6 +157,7 @@ export class ProtectionSession {
     const epoch = this.epochs + 1;
     const t0 = now();
     const staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, { now, carried, digest: this.options.digest });
+    if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
     const t1 = now();
     const before = saver.position;
     saver.sendPages(staged.pfns, (i) => this.staging.page(i));

@@ -9,6 +9,10 @@ export type { Logger };
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export function createLogger(level: LogLevel = 'info', name = 'tandem'): Logger {
-  return pino({ name, level, redact: { paths: ['token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' } }, pino.destination(2));
+/**
+ * `sync`: write each line before returning. Off by default (logging must not
+ * stall an epoch); on where a line must survive a crash (verification mode).
+ */
+export function createLogger(level: LogLevel = 'info', name = 'tandem', sync = false): Logger {
+  return pino({ name, level, redact: { paths: ['token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' } }, pino.destination({ dest: 2, sync }));
 }

@@ -49,7 +49,8 @@ export function primaryCommand(yargs: Argv): Argv {
       if (p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
       if (p.minIntervalMs > p.intervalMs) p.minIntervalMs = p.intervalMs;
 
-      const logger = createLogger(cfg.logLevel, 'tandem-primary');
+      // Verification lines (staged digests) must survive a kill: write them synchronously.
+      const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const domain = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
       const service = new KvServer({ domain, store, host: p.service.host, port: p.service.port, logger });
@@ -71,6 +72,8 @@ export function primaryCommand(yargs: Argv): Argv {
           streamVersion: p.streamVersion,
           precopyBatchPages: 1024,
           verifyDigest: p.verifyDigest ? () => stateDigest(domain) : undefined,
+          // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
+          onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
         },
       );
       engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`));
