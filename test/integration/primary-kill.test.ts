@@ -36,7 +36,7 @@ function runPrimary(secondaryPort: number, config: string): { child: ChildProces
   let rest = '';
   let readyResolve: () => void = () => {};
   const ready = new Promise<void>((r) => (readyResolve = r));
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     const lines = (rest + d.toString()).split('\n');
     rest = lines.pop()!;
     for (const line of lines) {
