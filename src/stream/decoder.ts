@@ -112,13 +112,17 @@ export class StreamDecoder {
     return this.offset;
   }
 
-  /** Feeds bytes; returns the headers and records they complete, in order. */
-  push(chunk: Buffer): StreamItem[] {
+  /**
+   * Feeds bytes; returns the headers and records they complete, in order.
+   * Items are appended to `items` as they complete, so when the chunk also
+   * holds a bad record, a caller that passed its own array still has what
+   * came before it.
+   */
+  push(chunk: Buffer, items: StreamItem[] = []): StreamItem[] {
     if (this.failure) {
       throw new StreamError(ErrorCodes.STREAM_FAILED, `decoder stopped after an earlier error: ${this.failure.message}`, { offset: this.failure.offset }, { cause: this.failure });
     }
     this.queue.push(chunk);
-    const items: StreamItem[] = [];
     try {
       while (this.step(items));
     } catch (err) {

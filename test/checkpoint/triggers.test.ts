@@ -28,8 +28,8 @@ describe('mergeTriggers', () => {
 
   test('operator and divergence triggers pass through with their detail', () => {
     scheduler().run(({ hot, expectObservable }) => {
-      const operator$ = hot('-a---', { a: { reason: 'operator', detail: 'alice' } as Trigger });
-      const divergence$ = hot('---b-', { b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' } as Trigger });
+      const operator$ = hot('-a---', { a: { reason: 'operator', detail: 'alice' } });
+      const divergence$ = hot('---b-', { b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' } });
       expectObservable(mergeTriggers({ operator$, divergence$ })).toBe('-a-b-', {
         a: { reason: 'operator', detail: 'alice' },
         b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' },

@@ -1,0 +1,362 @@
+/**
+ * The secondary's epoch state machine: fed the decoded items of one
+ * checkpointed stream at a time, it applies them to the replica and says
+ * what to tell the primary. No sockets, no timers, no logging: it returns
+ * actions and the caller carries them out.
+ *
+ * Everything up to the stream's first CHECKPOINT_END (the pre-copy and
+ * epoch 1) goes straight into the replica, as Xen's restore does: it is the
+ * whole of RAM, and until that checkpoint the replica is not a consistent
+ * guest anyway. From epoch 2 on every record is held until the epoch's
+ * CHECKPOINT_END and only then applied, so a torn epoch is dropped whole.
+ */
+import type { Domain, PlatformContext, TscInfo } from '../domain/types.js';
+import { ErrorCodes, StreamError } from '../errors.js';
+import type { StreamItem } from '../stream/decoder.js';
+import { DomainType, pageTypeHasData } from '../stream/format.js';
+import type { HvmParam, LibxcRecord } from '../stream/records.js';
+import { AckStatus, type BackRecord } from '../transport/backchannel.js';
+
+export type ReplicaState =
+  /** No primary is streaming. The replica may still hold a complete checkpoint (`lastEpoch > 0`). */
+  | 'idle'
+  /** A primary is streaming and this stream has not completed a checkpoint yet. */
+  | 'syncing'
+  /** A primary is streaming and the replica is at one of its complete checkpoints. */
+  | 'protected';
+
+export type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
+
+export interface EpochCommit {
+  epoch: number;
+  /** Pages written into the replica for this epoch (epoch 1: the whole pre-copy). */
+  pages: number;
+  /** Stream bytes of the epoch, from the end of the previous CHECKPOINT_END through this one. */
+  bytes: number;
+  /** Time spent applying the epoch at its CHECKPOINT_END. */
+  applyMs: number;
+}
+
+export type CloseOutcome =
+  | { outcome: 'end' }
+  | { outcome: 'over-buffer-limit'; epoch: number; reason: string }
+  | { outcome: 'stream-error'; epoch: number; error: Error };
+
+export type ReceiverAction =
+  | { type: 'committed'; commit: EpochCommit }
+  | { type: 'ack'; ack: AckRecord }
+  /** The pre-copy of a new stream started overwriting a replica that held epoch `previousEpoch` of an earlier one. */
+  | { type: 'invalidated'; previousEpoch: number }
+  /** Records after the last checkpoint that no CHECKPOINT_END committed, dropped at a clean END. */
+  | { type: 'discarded'; epoch: number; bytes: number }
+  | ({ type: 'close' } & CloseOutcome);
+
+export interface ReceiverOptions {
+  /** Most bytes of stream one buffered epoch may hold. */
+  maxEpochBytes: number;
+}
+
+/** The part of a domain the receiver restores into. */
+export type ReplicaDomain = Pick<
+  Domain,
+  'info' | 'writePage' | 'platformContext' | 'setPlatformContext' | 'deviceModelState' | 'loadDeviceModelState'
+>;
+
+type PageDataRecord = Extract<LibxcRecord, { type: 'PAGE_DATA' }>;
+type RecordItem = Extract<StreamItem, { kind: 'record' }>;
+
+interface Held<T> {
+  value: T;
+  offset: number;
+}
+
+/** One epoch's records, held until its CHECKPOINT_END. */
+class EpochBuffer {
+  readonly pageRecords: PageDataRecord[] = [];
+  pages = 0;
+  bytes = 0;
+  tsc: TscInfo | undefined;
+  params: HvmParam[] | undefined;
+  hvmContext: Held<Buffer> | undefined;
+  deviceModel: Held<Buffer> | undefined;
+}
+
+/** Per-stream progress; dropped as a whole when the stream ends or fails. */
+class StreamProgress {
+  /** Checkpoints of this stream applied to the replica. */
+  epochs = 0;
+  /** Stream offset where the epoch in progress began. */
+  epochStart = 0;
+  buffer = new EpochBuffer();
+  /** Pre-copy: pages written straight into the replica, and which pfns the pre-copy has covered. */
+  directPages = 0;
+  covered = 0;
+  libxcEnded = false;
+
+  constructor(readonly coverage: Uint32Array) {}
+}
+
+const typeName = (t: number): string => (t === DomainType.X86_HVM ? 'x86 HVM' : t === DomainType.X86_PV ? 'x86 PV' : `type ${t}`);
+
+export class EpochReceiver {
+  private current: StreamProgress | undefined;
+  private replicaState: ReplicaState = 'idle';
+  private committed = 0;
+
+  constructor(
+    private readonly replica: ReplicaDomain,
+    private readonly options: ReceiverOptions,
+  ) {}
+
+  get state(): ReplicaState {
+    return this.replicaState;
+  }
+
+  /** The epoch (of the latest stream) the replica holds; 0 when it holds no complete checkpoint. */
+  get lastEpoch(): number {
+    return this.committed;
+  }
+
+  /** The epoch a failure now would tear (the stream's next); 0 with no stream. */
+  get epochInProgress(): number {
+    return this.current === undefined ? 0 : this.current.epochs + 1;
+  }
+
+  /** Bytes held for the epoch in progress. */
+  get bufferedBytes(): number {
+    return this.current?.buffer.bytes ?? 0;
+  }
+
+  /** A new stream begins (a new connection): it must sync the replica from its pre-copy. */
+  begin(): void {
+    if (this.current !== undefined) throw new Error('a stream is already in progress; end or abort it first');
+    this.current = new StreamProgress(new Uint32Array(Math.ceil(this.replica.info.pages / 32)));
+    this.replicaState = 'syncing';
+  }
+
+  /**
+   * Applies one decoded item. Throws a StreamError for a stream this replica
+   * must refuse; the caller then calls fail(). Items after the stream has
+   * closed are ignored.
+   */
+  feed(item: StreamItem): ReceiverAction[] {
+    const s = this.current;
+    if (s === undefined) return [];
+    switch (item.kind) {
+      case 'libxl-header':
+      case 'image-header':
+        return [];
+      case 'domain-header':
+        if (item.header.type !== this.replica.info.type) {
+          throw new StreamError(
+            ErrorCodes.STREAM_BAD_DOMAIN_TYPE,
+            `an ${typeName(item.header.type)} stream cannot restore into this ${typeName(this.replica.info.type)} replica`,
+            { offset: item.offset, record: 'libxc domain header' },
+          );
+        }
+        return [];
+      case 'record':
+        return this.record(s, item);
+    }
+  }
+
+  /** The stream failed (malformed, refused, torn): drop the epoch in progress and tell the primary. */
+  fail(error: Error): ReceiverAction[] {
+    const s = this.current;
+    if (s === undefined) return [];
+    const epoch = s.epochs + 1;
+    this.close();
+    return [
+      { type: 'ack', ack: { type: 'ACK', epoch, status: AckStatus.STREAM_ERROR, reason: error.message } },
+      { type: 'close', outcome: 'stream-error', epoch, error },
+    ];
+  }
+
+  /** The connection is gone with no chance to answer: drop the epoch in progress. Returns the epoch torn. */
+  abort(): number {
+    const s = this.current;
+    if (s === undefined) return 0;
+    this.close();
+    return s.epochs + 1;
+  }
+
+  private close(): void {
+    this.current = undefined;
+    this.replicaState = 'idle';
+  }
+
+  private record(s: StreamProgress, item: RecordItem): ReceiverAction[] {
+    const rec = item.record;
+    if (s.libxcEnded) {
+      // Only libxl's END may follow a checkpointed stream's libxc END; nothing after it changes the replica.
+      if (rec.layer === 'libxl' && rec.type === 'END') {
+        this.close();
+        return [{ type: 'close', outcome: 'end' }];
+      }
+      return [];
+    }
+    if (rec.layer === 'libxc' && rec.type === 'PAGE_DATA' && s.epochs === 0) return this.applyDirect(s, rec);
+    if (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_END') return this.commit(s, item);
+    if (rec.layer === 'libxc' && rec.type === 'END') {
+      if (s.epochs === 0) {
+        throw new StreamError(ErrorCodes.STREAM_NOT_CHECKPOINTED, 'END before any checkpoint: the secondary replicates checkpointed streams only', {
+          offset: item.offset,
+          record: 'libxc END',
+        });
+      }
+      s.libxcEnded = true;
+      const torn = s.buffer;
+      s.buffer = new EpochBuffer();
+      return torn.bytes > 0 ? [{ type: 'discarded', epoch: s.epochs + 1, bytes: torn.bytes }] : [];
+    }
+
+    const size = item.end - item.offset;
+    const b = s.buffer;
+    if (b.bytes + size > this.options.maxEpochBytes) return this.overLimit(s, b.bytes + size);
+    // Every record of the epoch counts, held or not: page views pin the
+    // socket chunks they point into, and those chunks hold the whole epoch.
+    b.bytes += size;
+    switch (rec.type) {
+      case 'PAGE_DATA':
+        b.pageRecords.push(rec);
+        b.pages += rec.pfns.length;
+        break;
+      case 'X86_TSC_INFO':
+        b.tsc = { mode: rec.mode, khz: rec.khz, nsec: rec.nsec, incarnation: rec.incarnation };
+        break;
+      case 'HVM_PARAMS':
+        b.params = rec.params;
+        break;
+      case 'HVM_CONTEXT':
+        b.hvmContext = { value: rec.data, offset: item.offset };
+        break;
+      case 'EMULATOR_CONTEXT':
+        b.deviceModel = { value: rec.data, offset: item.offset };
+        break;
+      default:
+        // Static data, CHECKPOINT, xenstore data (the sim keeps none), optional records: nothing to apply.
+        break;
+    }
+    return [];
+  }
+
+  private applyDirect(s: StreamProgress, rec: PageDataRecord): ReceiverAction[] {
+    const actions: ReceiverAction[] = [];
+    if (this.committed > 0) {
+      // From here the replica no longer holds the earlier stream's checkpoint.
+      actions.push({ type: 'invalidated', previousEpoch: this.committed });
+      this.committed = 0;
+    }
+    let data = 0;
+    for (let i = 0; i < rec.pfns.length; i++) {
+      const pfn = rec.pfns[i];
+      // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
+      if (pageTypeHasData(rec.types[i])) this.replica.writePage(pfn, rec.pages[data++]);
+      const bit = 1 << (pfn & 31);
+      if ((s.coverage[pfn >>> 5] & bit) === 0) {
+        s.coverage[pfn >>> 5] |= bit;
+        s.covered++;
+      }
+    }
+    s.directPages += rec.pfns.length;
+    return actions;
+  }
+
+  private commit(s: StreamProgress, item: RecordItem): ReceiverAction[] {
+    const b = s.buffer;
+    const epoch = s.epochs + 1;
+    const site = { offset: item.offset, record: 'libxl CHECKPOINT_END' };
+    if (epoch === 1) {
+      // The first checkpoint must leave a whole guest: every page, the vCPUs and the device model.
+      const pages = this.replica.info.pages;
+      if (s.covered !== pages) {
+        throw new StreamError(
+          ErrorCodes.REPLICA_MISMATCH,
+          `first checkpoint after a pre-copy of ${s.covered} of the replica's ${pages} pages (the primary's guest is smaller than the replica?)`,
+          site,
+        );
+      }
+      if (b.hvmContext === undefined) throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, 'first checkpoint without HVM_CONTEXT', site);
+      if (b.deviceModel === undefined) throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, 'first checkpoint without EMULATOR_CONTEXT', site);
+    }
+    const started = performance.now();
+    this.applyState(b);
+    this.applyPages(b);
+    const applyMs = performance.now() - started;
+
+    s.epochs = epoch;
+    this.committed = epoch;
+    this.replicaState = 'protected';
+    const commit: EpochCommit = { epoch, pages: b.pages + (epoch === 1 ? s.directPages : 0), bytes: item.end - s.epochStart, applyMs };
+    s.epochStart = item.end;
+    s.buffer = new EpochBuffer();
+    return [
+      { type: 'committed', commit },
+      { type: 'ack', ack: { type: 'ACK', epoch, status: AckStatus.APPLIED, reason: '' } },
+    ];
+  }
+
+  /**
+   * vCPU/platform context and device model go first, pages last: the
+   * context and device-model blobs are what a replica may refuse, and a
+   * refusal before any page is written leaves the replica at its last epoch.
+   */
+  private applyState(b: EpochBuffer): void {
+    let before: PlatformContext | undefined;
+    if (b.hvmContext !== undefined) {
+      const current = this.replica.platformContext();
+      before = current;
+      this.guard(b.hvmContext, 'libxc HVM_CONTEXT', () =>
+        this.replica.setPlatformContext({ tsc: b.tsc ?? current.tsc, hvmParams: b.params ?? current.hvmParams, hvmContext: b.hvmContext!.value }),
+      );
+    }
+    if (b.deviceModel !== undefined) {
+      const dm = b.deviceModel;
+      this.guard(dm, 'libxl EMULATOR_CONTEXT', () => this.replica.loadDeviceModelState(dm.value), () => {
+        if (before !== undefined) this.replica.setPlatformContext(before);
+      });
+    }
+  }
+
+  private applyPages(b: EpochBuffer): void {
+    try {
+      for (const rec of b.pageRecords) {
+        let data = 0;
+        for (let i = 0; i < rec.pfns.length; i++) {
+          if (pageTypeHasData(rec.types[i])) this.replica.writePage(rec.pfns[i], rec.pages[data++]);
+        }
+      }
+    } catch (err) {
+      // The decoder bounds every pfn by the replica's size, so only a
+      // failing hypervisor gets here; the replica is then half-written.
+      this.committed = 0;
+      throw err;
+    }
+  }
+
+  /** Runs a replica call; a refusal becomes a StreamError on the record, after `rollback`. */
+  private guard(held: Held<Buffer>, name: string, apply: () => void, rollback?: () => void): void {
+    try {
+      apply();
+    } catch (err) {
+      try {
+        rollback?.();
+      } catch {
+        // Nothing left to trust about the replica's vCPU state.
+        this.committed = 0;
+      }
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new StreamError(ErrorCodes.REPLICA_MISMATCH, `the replica refused it: ${detail}`, { offset: held.offset, record: name }, { cause: err });
+    }
+  }
+
+  private overLimit(s: StreamProgress, needed: number): ReceiverAction[] {
+    const epoch = s.epochs + 1;
+    const reason = `epoch ${epoch} needs more than the ${this.options.maxEpochBytes}-byte epoch buffer (${needed} bytes so far)`;
+    this.close();
+    return [
+      { type: 'ack', ack: { type: 'ACK', epoch, status: AckStatus.OVER_BUFFER_LIMIT, reason } },
+      { type: 'close', outcome: 'over-buffer-limit', epoch, reason },
+    ];
+  }
+}

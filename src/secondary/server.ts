@@ -1,0 +1,339 @@
+/**
+ * The secondary's listening side: one TCP connection from one primary at a
+ * time; the forward direction is the checkpointed Xen stream, the reverse
+ * direction carries back-channel acks. Decoding and applying live in
+ * ReplicationSession / EpochReceiver; this file is the socket glue and the
+ * policy around it (single primary, refusal, close, events, callbacks).
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { stateDigest } from '../domain/digest.js';
+import type { Domain, RestoreCallbacks, RestoreCheckpointResult } from '../domain/types.js';
+import { StreamError } from '../errors.js';
+import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/backchannel.js';
+import type { Logger } from '../util/logger.js';
+import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaState } from './receiver.js';
+import { ReplicationSession } from './session.js';
+
+export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_CLOSE_GRACE_MS = 2000;
+/** Acks the primary has not read yet; beyond this it is not reading its back-channel at all. */
+const MAX_UNREAD_ACK_BYTES = 1024 * 1024;
+
+export interface SecondaryServerOptions {
+  /** The domain the stream restores into; `ram` is read for digest(). */
+  replica: Domain & { readonly ram: Buffer };
+  host: string;
+  /** 0 picks an ephemeral port; start() returns it. */
+  port: number;
+  logger: Logger;
+  /** Most stream bytes one buffered epoch may hold (default 256 MiB). */
+  maxEpochBytes?: number;
+  /** Largest non-page record body accepted (default 16 MiB). */
+  maxRecordBytes?: number;
+  /** How long a refused stream's socket may stay half-closed while its ack drains (default 2 s). */
+  closeGraceMs?: number;
+  restoreCallbacks?: RestoreCallbacks;
+}
+
+export interface PrimaryGone {
+  remote: string;
+  /** The epoch the replica holds (0: none; it was syncing when the primary went). */
+  lastEpoch: number;
+  /** The epoch that was arriving and was discarded. */
+  tornEpoch: number;
+}
+
+export interface StreamFailure {
+  remote: string;
+  epoch: number;
+  status: AckStatusCode;
+  reason: string;
+  /** Stable error code, for a StreamError. */
+  code: string | undefined;
+}
+
+export interface SecondaryEvents {
+  epoch: [EpochCommit];
+  state: [ReplicaState];
+  /** The connection closed without a clean END and without the secondary having refused the stream. */
+  'primary-gone': [PrimaryGone];
+  'stream-end': [{ remote: string; lastEpoch: number }];
+  'stream-failed': [StreamFailure];
+  'connection-refused': [{ remote: string }];
+}
+
+interface Link {
+  socket: Socket;
+  remote: string;
+  session: ReplicationSession;
+  /** The stream is over on our side (END or refusal): later bytes are drained and dropped. */
+  finished: boolean;
+  /** The primary closed or reset the connection before a clean END, and before we refused the stream. */
+  peerGone: boolean;
+  /** The epoch that was arriving when the stream stopped. */
+  tornEpoch: number;
+  grace: NodeJS.Timeout | undefined;
+  closed: Promise<void>;
+  resolveClosed: () => void;
+}
+
+export class SecondaryServer extends EventEmitter<SecondaryEvents> {
+  private server: Server | undefined;
+  private receiver: EpochReceiver | undefined;
+  /** The primary whose stream is in progress. */
+  private link: Link | undefined;
+  /** Every open socket, including ones still draining after their stream ended or was refused. */
+  private readonly sockets = new Set<Link>();
+  private stopping = false;
+  private reportedState: ReplicaState = 'idle';
+
+  constructor(private readonly options: SecondaryServerOptions) {
+    super();
+  }
+
+  get state(): ReplicaState {
+    return this.receiver?.state ?? 'idle';
+  }
+
+  /** The epoch the replica holds; 0 when it holds no complete checkpoint. */
+  get lastEpoch(): number {
+    return this.receiver?.lastEpoch ?? 0;
+  }
+
+  /** Remote address of the active primary, if one is connected. */
+  get primary(): string | undefined {
+    return this.link?.remote;
+  }
+
+  /** Open primary connections, counting refused ones still draining their last ack. */
+  get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  /** stateDigest of the replica: equal to the primary's at the checkpoint the replica holds. */
+  digest(): string {
+    return stateDigest(this.options.replica);
+  }
+
+  async start(): Promise<AddressInfo> {
+    if (this.server !== undefined) throw new Error('secondary server already started');
+    // Kept across stop()/start(): it knows which epoch the replica holds.
+    this.receiver ??= new EpochReceiver(this.options.replica, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES });
+    // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
+    const server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.options.logger.error({ err }, 'secondary listener error'));
+    this.server = server;
+    const address = server.address() as AddressInfo;
+    this.options.logger.info({ address: address.address, port: address.port }, `secondary listening on ${address.address}:${address.port}`);
+    return address;
+  }
+
+  /** Stops listening and drops the active primary; an epoch in flight is discarded. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    this.stopping = true;
+    try {
+      const listening = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
+      const open = [...this.sockets];
+      for (const link of open) link.socket.destroy();
+      await Promise.all(open.map((link) => link.closed));
+      await listening;
+    } finally {
+      this.stopping = false;
+    }
+  }
+
+  private onConnection(socket: Socket): void {
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const log = this.options.logger;
+    if (this.link !== undefined || this.stopping || this.receiver === undefined) {
+      const why = this.link !== undefined ? `the primary at ${this.link.remote} is active` : 'the secondary is stopping';
+      log.warn({ remote, active: this.link?.remote }, `refused a second primary connection from ${remote}: ${why}`);
+      socket.destroy();
+      this.notify('connection-refused', { remote });
+      return;
+    }
+    socket.setNoDelay(true); // an ack held back by Nagle is checkpoint latency on the primary
+    const session = new ReplicationSession(this.receiver, {
+      replicaPages: this.options.replica.info.pages,
+      maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
+    });
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    const link: Link = { socket, remote, session, finished: false, peerGone: false, tornEpoch: 0, grace: undefined, closed, resolveClosed };
+    this.link = link;
+    this.sockets.add(link);
+    session.start();
+    log.info({ remote, lastEpoch: this.lastEpoch }, `primary connected from ${remote}; replica syncing: not consistent with this stream until its first checkpoint`);
+    this.syncState();
+
+    // Each chunk is applied before the next is read, so a primary that sends
+    // faster than epochs apply is slowed by TCP flow control.
+    // After the stream ended or was refused the session drops what still arrives, so the
+    // socket keeps draining (no reset that could destroy the ack in flight).
+    socket.on('data', (chunk: Buffer) => {
+      session.push(chunk, (a) => this.perform(link, a));
+      this.syncState();
+    });
+    socket.on('end', () => {
+      if (!link.finished) {
+        link.peerGone = true;
+        session.end((a) => this.perform(link, a)); // answers and half-closes
+      }
+      this.syncState();
+    });
+    socket.on('error', (err) => log.warn({ remote, err: err.message }, `connection from ${remote}: ${err.message}`));
+    socket.on('close', () => this.onClose(link));
+  }
+
+  private perform(link: Link, a: ReceiverAction): void {
+    const log = this.options.logger;
+    const { remote } = link;
+    switch (a.type) {
+      case 'committed': {
+        const c = a.commit;
+        if (c.epoch === 1) log.info({ remote, ...c }, `replica protected: consistent at epoch 1 of the stream from ${remote}`);
+        else log.debug({ remote, ...c }, `epoch ${c.epoch} applied`);
+        this.callback('success');
+        this.notify('epoch', c);
+        return;
+      }
+      case 'ack':
+        this.sendAck(link, encodeBackRecord(a.ack));
+        return;
+      case 'invalidated':
+        log.warn({ remote, previousEpoch: a.previousEpoch }, `pre-copy from ${remote} is overwriting the replica: epoch ${a.previousEpoch} of the previous stream is gone`);
+        return;
+      case 'discarded':
+        log.warn({ remote, epoch: a.epoch, bytes: a.bytes }, `stream from ${remote} ended without committing epoch ${a.epoch}; discarded ${a.bytes} bytes`);
+        return;
+      case 'close':
+        link.finished = true;
+        // A refused primary reconnects at once, possibly before this socket has closed: it must not count as active.
+        if (this.link === link) this.link = undefined;
+        if (a.outcome !== 'end') link.tornEpoch = a.epoch;
+        if (a.outcome === 'end') {
+          log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended cleanly at epoch ${this.lastEpoch}`);
+          this.closeGracefully(link);
+          this.notify('stream-end', { remote, lastEpoch: this.lastEpoch });
+          return;
+        }
+        if (a.outcome === 'over-buffer-limit') {
+          log.warn({ remote, epoch: a.epoch, lastEpoch: this.lastEpoch }, `stream from ${remote} refused: ${a.reason}; epoch discarded, replica at epoch ${this.lastEpoch}`);
+          this.fail(link, { remote, epoch: a.epoch, status: AckStatus.OVER_BUFFER_LIMIT, reason: a.reason, code: undefined });
+          return;
+        }
+        this.logStreamError(link, a.epoch, a.error);
+        this.fail(link, {
+          remote,
+          epoch: a.epoch,
+          status: AckStatus.STREAM_ERROR,
+          reason: a.error.message,
+          code: a.error instanceof StreamError ? a.error.code : undefined,
+        });
+        return;
+    }
+  }
+
+  private logStreamError(link: Link, epoch: number, error: Error): void {
+    const { remote } = link;
+    const lastEpoch = this.lastEpoch;
+    const cause = error.cause instanceof Error ? error.cause.message : undefined;
+    if (error instanceof StreamError) {
+      this.options.logger.error(
+        { remote, epoch, lastEpoch, code: error.code, offset: error.offset, record: error.record, cause },
+        `stream from ${remote} refused in epoch ${epoch}: ${error.message} [${error.code}]; replica at epoch ${lastEpoch}`,
+      );
+    } else {
+      this.options.logger.error({ remote, epoch, lastEpoch, err: error }, `stream from ${remote} failed in epoch ${epoch}: ${error.message}; replica at epoch ${lastEpoch}`);
+    }
+  }
+
+  private fail(link: Link, failure: StreamFailure): void {
+    this.callback('error');
+    this.notify('stream-failed', failure);
+    this.closeGracefully(link);
+  }
+
+  /** Half-closes so queued acks drain, and destroys the socket if the peer never closes its side. */
+  private closeGracefully(link: Link): void {
+    link.socket.end();
+    link.grace ??= setTimeout(() => link.socket.destroy(), this.options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS);
+  }
+
+  /** Acks are queued even when the socket is busy: each is tiny and there is at most one per epoch. */
+  private sendAck(link: Link, ack: Buffer): void {
+    const { socket } = link;
+    if (socket.destroyed || !socket.writable) return;
+    if (socket.writableLength > MAX_UNREAD_ACK_BYTES) {
+      link.finished = true;
+      if (this.link === link) this.link = undefined;
+      link.tornEpoch = link.session.abort();
+      this.options.logger.error({ remote: link.remote, lastEpoch: this.lastEpoch }, `primary ${link.remote} is not reading its acks; dropping the connection`);
+      this.callback('error');
+      socket.destroy();
+      return;
+    }
+    socket.write(ack);
+  }
+
+  private onClose(link: Link): void {
+    clearTimeout(link.grace);
+    const { remote } = link;
+    if (!link.finished) {
+      // Reset or destroyed mid-stream: no chance to ack.
+      link.finished = true;
+      link.tornEpoch = link.session.abort();
+      if (this.stopping) {
+        this.options.logger.info({ remote, tornEpoch: link.tornEpoch }, `secondary stopping: dropped the stream from ${remote}, epoch ${link.tornEpoch} discarded`);
+      } else {
+        link.peerGone = true;
+        this.callback('error');
+      }
+    }
+    if (link.peerGone && !this.stopping) {
+      // Whether the primary died or only the link broke is the failure detector's call, not ours.
+      const gone: PrimaryGone = { remote, lastEpoch: this.lastEpoch, tornEpoch: link.tornEpoch };
+      this.options.logger.warn({ ...gone }, `primary ${remote} gone without a clean END; epoch ${gone.tornEpoch} discarded, replica at epoch ${gone.lastEpoch}`);
+      this.notify('primary-gone', gone);
+    }
+    if (this.link === link) this.link = undefined;
+    this.sockets.delete(link);
+    this.syncState();
+    link.resolveClosed();
+  }
+
+  private syncState(): void {
+    const state = this.state;
+    if (state === this.reportedState) return;
+    this.reportedState = state;
+    this.notify('state', state);
+  }
+
+  private callback(result: RestoreCheckpointResult): void {
+    try {
+      this.options.restoreCallbacks?.checkpoint(result);
+    } catch (err) {
+      this.options.logger.error({ err, result }, 'restore checkpoint callback threw');
+    }
+  }
+
+  /** Observers must not be able to break replication: a throwing listener is logged, not propagated. */
+  private notify<K extends keyof SecondaryEvents>(event: K, ...args: SecondaryEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: SecondaryEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.options.logger.error({ err, event }, `a '${String(event)}' listener threw`);
+    }
+  }
+}

@@ -1,0 +1,328 @@
+/**
+ * The secondary over real TCP on loopback: a fake primary writes streams
+ * recorded from a sim guest and reads the back-channel acks.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import type { RestoreCheckpointResult } from '../../src/domain/types.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { ErrorCodes } from '../../src/errors.js';
+import type { EpochCommit, ReplicaState } from '../../src/secondary/receiver.js';
+import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '../../src/secondary/server.js';
+import { LibxcType } from '../../src/stream/format.js';
+import { AckStatus, BackChannelDecoder, type BackRecord } from '../../src/transport/backchannel.js';
+import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, type CapturedLog } from './fixtures.js';
+
+const PAGES = 256;
+/** A broken secondary must fail a test, not hang the run. */
+const T = { timeout: 5000 };
+
+/** Polls until `cond` holds; fails after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+/** Everything a test opened, closed in `after` even when a test timed out mid-way. */
+const openServers = new Set<SecondaryServer>();
+const openSockets = new Set<Socket>();
+
+/** The primary's end of the connection: writes stream bytes, collects acks. */
+class FakePrimary {
+  readonly acks: BackRecord[] = [];
+  closed = false;
+  readonly socket: Socket;
+  /** As the secondary sees it; the socket forgets its port once closed. */
+  readonly localAddress: string;
+  private readonly decoder = new BackChannelDecoder();
+
+  private constructor(socket: Socket, closeOnEnd: boolean) {
+    this.socket = socket;
+    this.localAddress = `127.0.0.1:${socket.localPort}`;
+    socket.on('data', (b: Buffer) => this.acks.push(...this.decoder.push(b)));
+    // The secondary closed its side: a primary closes too (it was half-open only to read acks).
+    if (closeOnEnd) socket.on('end', () => socket.end());
+    socket.on('error', () => {});
+    socket.on('close', () => (this.closed = true));
+  }
+
+  /** `closeOnEnd: false` plays a primary that never closes its side. */
+  static async connect(port: number, closeOnEnd = true): Promise<FakePrimary> {
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    openSockets.add(socket);
+    await once(socket, 'connect');
+    return new FakePrimary(socket, closeOnEnd);
+  }
+
+  /** Writes `bytes` in uneven pieces. */
+  send(bytes: Buffer, seed = 1): void {
+    const r = rng(seed);
+    for (let at = 0; at < bytes.length; ) {
+      const n = Math.min(bytes.length - at, 1 + r(40_000));
+      this.socket.write(bytes.subarray(at, at + n));
+      at += n;
+    }
+  }
+
+  async waitAcks(n: number): Promise<void> {
+    await until(() => this.acks.length >= n, `${n} acks (have ${this.acks.length})`);
+  }
+
+  async waitClosed(): Promise<void> {
+    await until(() => this.closed, 'the connection to close');
+  }
+}
+
+const applied = (n: number): BackRecord[] => Array.from({ length: n }, (_, i) => ({ type: 'ACK', epoch: i + 1, status: AckStatus.APPLIED, reason: '' }));
+
+interface Rig {
+  server: SecondaryServer;
+  port: number;
+  replica: SimDomain;
+  log: CapturedLog;
+  callbacks: RestoreCheckpointResult[];
+  epochs: EpochCommit[];
+  states: ReplicaState[];
+  gone: PrimaryGone[];
+}
+
+async function rig(options: Partial<SecondaryServerOptions> = {}): Promise<Rig> {
+  const replica = new SimDomain({ pages: PAGES });
+  const log = captureLog();
+  const callbacks: RestoreCheckpointResult[] = [];
+  const server = new SecondaryServer({
+    replica,
+    host: '127.0.0.1',
+    port: 0,
+    logger: log.logger,
+    restoreCallbacks: { checkpoint: (r) => callbacks.push(r) },
+    ...options,
+  });
+  const r: Rig = { server, port: 0, replica, log, callbacks, epochs: [], states: [], gone: [] };
+  server.on('epoch', (c) => r.epochs.push(c));
+  server.on('state', (s) => r.states.push(s));
+  server.on('primary-gone', (g) => r.gone.push(g));
+  openServers.add(server);
+  r.port = (await server.start()).port;
+  return r;
+}
+
+describe('SecondaryServer', () => {
+  const stream = recordStream({ pages: PAGES, epochs: 5, seed: 0x5ec });
+  const firstPageData = recordsOf(stream.bytes).find((r) => r.name === 'libxc PAGE_DATA')!.offset;
+  let shared: Rig;
+
+  before(async () => {
+    shared = await rig();
+  });
+  after(async () => {
+    for (const socket of openSockets) socket.destroy();
+    await Promise.all([...openServers].map((s) => s.stop()));
+  });
+
+  test('applies a whole stream over TCP: after each epoch the replica equals the primary at that checkpoint', T, async () => {
+    const { server } = shared;
+    const digests: string[] = [];
+    // The event fires as the epoch commits, before the next one is applied.
+    const onEpoch = (c: EpochCommit): void => {
+      digests[c.epoch - 1] = server.digest();
+    };
+    server.on('epoch', onEpoch);
+    const ended = once(server, 'stream-end');
+    const primary = await FakePrimary.connect(shared.port);
+    primary.send(stream.bytes);
+    await ended;
+    server.off('epoch', onEpoch);
+    await primary.waitAcks(5);
+    assert.deepEqual(primary.acks, applied(5));
+    assert.deepEqual(digests, stream.digests);
+    assert.equal(server.lastEpoch, 5);
+    assert.deepEqual(shared.callbacks, ['success', 'success', 'success', 'success', 'success']);
+    assert.deepEqual(shared.states, ['syncing', 'protected', 'idle']);
+    assert.deepEqual(shared.epochs.map((e) => e.epoch), [1, 2, 3, 4, 5]);
+    assert.ok(shared.epochs.every((e) => e.pages > 0 && e.bytes > 0 && e.applyMs >= 0));
+    assert.equal(shared.log.find(/replica syncing: not consistent/).length, 1);
+    await primary.waitClosed();
+    assert.deepEqual(shared.gone, [], 'a clean END is not a lost primary');
+  });
+
+  describe('refuses a bad stream with a STREAM_ERROR ack and one log line, the replica unchanged', () => {
+    const cases: { name: string; bytes: () => Buffer; code: string; record?: string; offset?: number }[] = [
+      { name: 'garbage bytes', bytes: () => Buffer.from('GET / HTTP/1.1\r\nHost: secondary\r\n\r\n'), code: ErrorCodes.STREAM_BAD_IDENT, record: 'libxl header', offset: 0 },
+      {
+        name: 'a truncated record',
+        bytes: () => stream.bytes.subarray(0, firstPageData + 100),
+        code: ErrorCodes.STREAM_TRUNCATED,
+        offset: firstPageData,
+      },
+      {
+        name: 'an oversized record length',
+        // libxl header, LIBXC_CONTEXT, image and domain headers: 64 bytes, then a record announcing 1 GiB.
+        bytes: () => Buffer.concat([stream.bytes.subarray(0, 64), recordHeader(LibxcType.X86_CPUID_POLICY, 0x40000000)]),
+        code: ErrorCodes.RECORD_TOO_LARGE,
+        record: 'libxc X86_CPUID_POLICY',
+        offset: 64,
+      },
+      {
+        name: 'a valid stream for a larger guest than the replica',
+        bytes: () => recordStream({ pages: PAGES * 2, epochs: 1, seed: 9 }).bytes,
+        code: ErrorCodes.RECORD_BAD_FIELD,
+        record: 'libxc PAGE_DATA',
+        offset: firstPageData, // refused before any of its pages is written
+      },
+      { name: 'a PV stream', bytes: pvStreamHead, code: ErrorCodes.STREAM_BAD_DOMAIN_TYPE, record: 'libxc domain header', offset: 48 },
+    ];
+    for (const c of cases) {
+      test(c.name, T, async () => {
+        const { server, log } = shared;
+        await until(() => server.state === 'idle' && server.primary === undefined, 'the previous stream to finish');
+        const before = server.digest();
+        const lastEpoch = server.lastEpoch;
+        assert.ok(lastEpoch > 0, 'the replica holds a checkpoint to protect');
+        const logged = log.lines().length;
+        const callbacks = shared.callbacks.length;
+        const primary = await FakePrimary.connect(shared.port);
+        primary.send(c.bytes());
+        primary.socket.end(); // half-close: still reading the ack
+        await primary.waitAcks(1);
+        await primary.waitClosed();
+        const [ack] = primary.acks;
+        assert.equal(primary.acks.length, 1);
+        assert.ok(ack.type === 'ACK' && ack.status === AckStatus.STREAM_ERROR && ack.epoch === 1, JSON.stringify(ack));
+        assert.match(ack.reason, /offset \d+/);
+        assert.equal(server.digest(), before, 'replica unchanged');
+        assert.equal(server.lastEpoch, lastEpoch);
+        assert.deepEqual(shared.callbacks.slice(callbacks), ['error']);
+
+        const errors = log.lines().slice(logged).filter((l) => l.level === 50);
+        assert.equal(errors.length, 1, JSON.stringify(errors));
+        const line = errors[0];
+        assert.equal(line.code, c.code);
+        assert.equal(line.remote, primary.localAddress);
+        assert.equal(typeof line.offset, 'number');
+        if (c.offset !== undefined) assert.equal(line.offset, c.offset);
+        if (c.record !== undefined) assert.equal(line.record, c.record);
+        assert.ok(String(line.msg).includes(`[${c.code}]`) && String(line.msg).includes(primary.localAddress), String(line.msg));
+      });
+    }
+  });
+
+  test('a second connection while one is active is refused; the first stream completes unaffected', T, async () => {
+    const r = await rig();
+    try {
+      const first = await FakePrimary.connect(r.port);
+      first.send(stream.bytes.subarray(0, stream.epochEnds[1] + 1000));
+      await first.waitAcks(2);
+      const second = await FakePrimary.connect(r.port);
+      await second.waitClosed();
+      const refused = r.log.find(/refused a second primary connection/);
+      assert.equal(refused.length, 1);
+      assert.equal(refused[0].remote, second.localAddress);
+      assert.ok(String(refused[0].msg).includes(second.localAddress));
+      assert.equal(r.server.primary, first.localAddress);
+
+      const ended = once(r.server, 'stream-end');
+      first.send(stream.bytes.subarray(stream.epochEnds[1] + 1000), 2);
+      await ended;
+      await first.waitAcks(5);
+      assert.deepEqual(first.acks, applied(5));
+      assert.deepEqual(second.acks, []);
+      assert.equal(r.server.digest(), stream.digests[4]);
+    } finally {
+      await r.server.stop();
+    }
+  });
+
+  test('an epoch over maxEpochBytes: OVER_BUFFER_LIMIT ack, connection closed, replica kept; a fresh stream syncs again', T, async () => {
+    const heavy = recordStream({ pages: PAGES, epochs: 4, seed: 21, writes: 3, heavy: { 3: 80 } });
+    const r = await rig({ maxEpochBytes: 128 * 1024, closeGraceMs: 300 });
+    try {
+      // This primary never closes its side: the refused socket lingers until the grace timer.
+      const primary = await FakePrimary.connect(r.port, false);
+      primary.send(heavy.bytes);
+      await primary.waitAcks(3);
+      assert.deepEqual(primary.acks.slice(0, 2), applied(2));
+      const over = primary.acks[2];
+      assert.ok(over?.type === 'ACK' && over.status === AckStatus.OVER_BUFFER_LIMIT && over.epoch === 3, JSON.stringify(over));
+      assert.equal(primary.acks.length, 3);
+      assert.equal(r.server.lastEpoch, 2);
+      assert.equal(r.server.digest(), heavy.digests[1]);
+      assert.equal(r.log.find(/needs more than the 131072-byte epoch buffer/).length, 1);
+      assert.deepEqual(r.callbacks, ['success', 'success', 'error']);
+
+      // It reconnects at once, while the refused socket is still open: that one must not count as active.
+      const fresh = recordStream({ pages: PAGES, epochs: 2, seed: 22, writes: 3 });
+      const again = await FakePrimary.connect(r.port);
+      assert.equal(primary.closed, false);
+      const ended = once(r.server, 'stream-end');
+      again.send(fresh.bytes);
+      await ended;
+      await again.waitAcks(2);
+      assert.deepEqual(again.acks, applied(2));
+      await again.waitClosed();
+      // The refused primary never closed its side; the grace timer ends that socket.
+      await until(() => r.server.openConnections === 0, 'the grace timer to drop the lingering socket');
+      primary.socket.destroy();
+      assert.equal(r.log.find(/refused a second primary/).length, 0);
+      assert.equal(r.server.digest(), fresh.digests[1]);
+      assert.equal(r.log.find(/overwriting the replica: epoch 2 of the previous stream is gone/).length, 1);
+    } finally {
+      await r.server.stop();
+    }
+  });
+
+  test('a primary that vanishes mid-epoch: primary-gone, the torn epoch discarded', T, async () => {
+    const r = await rig();
+    try {
+      const primary = await FakePrimary.connect(r.port);
+      primary.send(stream.bytes.subarray(0, stream.epochEnds[2] + 3000));
+      await primary.waitAcks(3);
+      primary.socket.resetAndDestroy();
+      await until(() => r.gone.length === 1, 'primary-gone');
+      assert.deepEqual(r.gone[0], { remote: primary.localAddress, lastEpoch: 3, tornEpoch: 4 });
+      assert.equal(r.server.digest(), stream.digests[2]);
+      assert.equal(r.server.state, 'idle');
+      assert.deepEqual(r.callbacks, ['success', 'success', 'success', 'error']);
+      assert.equal(r.log.find(/gone without a clean END/).length, 1);
+
+      // Half-closed mid-record: the truncation is answered, and it is still a lost primary.
+      const next = await FakePrimary.connect(r.port);
+      next.send(stream.bytes.subarray(0, stream.epochEnds[0] + 100));
+      next.socket.end();
+      await next.waitClosed();
+      assert.equal(next.acks.length, 2);
+      assert.ok(next.acks[1].type === 'ACK' && next.acks[1].status === AckStatus.STREAM_ERROR && next.acks[1].epoch === 2);
+      await until(() => r.gone.length === 2, 'primary-gone');
+      assert.deepEqual(r.gone[1], { remote: next.localAddress, lastEpoch: 1, tornEpoch: 2 });
+      assert.equal(r.log.lines().filter((l) => l.code === ErrorCodes.STREAM_TRUNCATED).length, 1);
+    } finally {
+      await r.server.stop();
+    }
+  });
+
+  test('stop() drops the active primary without reporting it lost, and start() serves again', T, async () => {
+    const r = await rig();
+    const primary = await FakePrimary.connect(r.port);
+    primary.send(stream.bytes.subarray(0, stream.epochEnds[1] + 10));
+    await primary.waitAcks(2);
+    await r.server.stop();
+    await primary.waitClosed();
+    assert.deepEqual(r.gone, []);
+    assert.equal(r.server.lastEpoch, 2);
+    assert.equal(r.server.digest(), stream.digests[1]);
+    const { port } = await r.server.start();
+    try {
+      const again = await FakePrimary.connect(port);
+      again.send(stream.bytes);
+      await again.waitAcks(5);
+      assert.equal(r.server.digest(), stream.digests[4]);
+    } finally {
+      await r.server.stop();
+    }
+  });
+});
