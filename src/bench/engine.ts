@@ -49,6 +49,8 @@ export interface EngineBenchResult {
 export interface EngineBenchOptions {
   quick: boolean;
   log: (line: string) => void;
+  /** Filled with every sample (ms), keyed by case, for callers that want distributions. */
+  samples?: Record<string, number[]>;
 }
 
 const MIB = 2 ** 20;
@@ -228,6 +230,10 @@ export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBench
   const pause: PauseRow[] = [];
   for (const count of [100, 1000, 10_000, 50_000]) {
     const { pause: p, gather } = await measurePause(small, count, count >= 10_000 ? Math.ceil(rounds / 2) : rounds);
+    if (opts.samples) {
+      opts.samples[`pause-${count}`] = p;
+      opts.samples[`gather-${count}`] = gather;
+    }
     pause.push({ dirty_pages: count, pause_ms_p50: median(p), pause_ms_p99: percentile(p, 99), gather_ms: median(gather) });
     log(`  pause at ${count} dirty pages: p50 ${median(p).toFixed(3)} ms, gather ${median(gather).toFixed(3)} ms`);
   }
@@ -241,6 +247,10 @@ export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBench
   for (let r = 0; r < 5; r++) {
     smallSamples.push(...(await measurePause(small, scalingDirty, Math.ceil(rounds / 5))).pause);
     largeSamples.push(...(await measurePause(large, scalingDirty, Math.ceil(rounds / 5))).pause);
+  }
+  if (opts.samples) {
+    opts.samples['pause-256MiB'] = smallSamples;
+    opts.samples[`pause-${largeMib}MiB`] = largeSamples;
   }
   const ram_scaling = { dirty_pages: scalingDirty, pause_ms_small: median(smallSamples), pause_ms_large: median(largeSamples), large_mib: largeMib };
   log(`  ram scaling at ${scalingDirty} dirty pages: 256 MiB ${ram_scaling.pause_ms_small.toFixed(3)} ms, ${largeMib} MiB ${ram_scaling.pause_ms_large.toFixed(3)} ms`);

@@ -28,8 +28,10 @@ describe('mergeTriggers', () => {
 
   test('operator and divergence triggers pass through with their detail', () => {
     scheduler().run(({ hot, expectObservable }) => {
-      const operator$ = hot('-a---', { a: { reason: 'operator', detail: 'alice' } });
-      const divergence$ = hot('---b-', { b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' } });
+      const alice: Trigger = { reason: 'operator', detail: 'alice' };
+      const diverged: Trigger = { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' };
+      const operator$ = hot('-a---', { a: alice });
+      const divergence$ = hot('---b-', { b: diverged });
       expectObservable(mergeTriggers({ operator$, divergence$ })).toBe('-a-b-', {
         a: { reason: 'operator', detail: 'alice' },
         b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' },
