@@ -113,6 +113,10 @@ export class ProtectionSession {
       const decision = this.callbacks.precopyPolicy(stats);
       if (decision === 'abort') throw new TandemError(ErrorCodes.EPOCH_REFUSED, `pre-copy aborted by policy after ${rounds} rounds`);
       if (decision === 'stop-and-copy') {
+        // Live pages still queued in the socket are views of guest RAM: they
+        // must be out before the guest resumes after the checkpoint, or
+        // post-checkpoint writes would reach the secondary as epoch 1.
+        await this.link.flushed();
         // The pages dirtied in the last round go with the first checkpoint.
         const first = await this.checkpoint('precopy', dirty);
         return { rounds, pagesSent, decision, first };

@@ -32,6 +32,7 @@ export class ReplicationLink {
   private readonly decoder = new BackChannelDecoder();
   private readonly acks = new Map<number, { resolve: (a: AckRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private closedWith: Error | undefined;
+  private lastWrite: Promise<void> = Promise.resolve();
   /** Back-channel records other than acks (COLO handshakes), for whoever listens. */
   onRecord: (rec: BackRecord) => void = () => {};
   /** Called once when the link fails or closes. */
@@ -75,9 +76,21 @@ export class ReplicationLink {
     const s = this.socket;
     if (this.closedWith || s === undefined) throw this.closedWith ?? new LinkError('replication link is not open');
     s.cork();
-    for (const c of chunks) s.write(c);
+    for (let i = 0; i < chunks.length - 1; i++) s.write(chunks[i]);
+    if (chunks.length > 0) {
+      this.lastWrite = new Promise<void>((resolve) => s.write(chunks[chunks.length - 1], () => resolve()));
+    }
     s.uncork();
     if (s.writableLength > this.options.maxBufferedBytes) await this.drained(s);
+  }
+
+  /**
+   * Resolves once everything written so far has left Node for the kernel.
+   * Chunks may be views of live guest memory (pre-copy): they must be out
+   * before the guest that owns them can change them after a checkpoint.
+   */
+  async flushed(): Promise<void> {
+    await this.lastWrite;
   }
 
   private drained(s: Socket): Promise<void> {
