@@ -154,8 +154,8 @@ async function measureStream(mib: number, rounds: number, log: (l: string) => vo
   const stream: number[] = [];
   const raw: number[] = [];
   try {
-    // Round -1 warms up (first touch of the replica's memory faults every page in).
-    for (let r = -1; r < rounds; r++) {
+    // Two warm-up rounds: the first touch of the replica's memory faults every page in, and the JIT settles.
+    for (let r = -2; r < rounds; r++) {
       const p = await precopyOnce(domain, secondary.port);
       const l = await loopbackMs(sink.port, p.bytes);
       if (r >= 0) {

@@ -365,16 +365,18 @@ export function encodePageDataHead(pfns: ArrayLike<number>, types: ArrayLike<num
  */
 export function coalesceAdjacent(parts: readonly Buffer[]): Buffer[] {
   const out: Buffer[] = [];
-  let run: Buffer | undefined;
-  for (const p of parts) {
-    if (run !== undefined && p.buffer === run.buffer && run.byteOffset + run.length === p.byteOffset) {
-      run = Buffer.from(run.buffer, run.byteOffset, run.length + p.length);
-    } else {
-      if (run !== undefined) out.push(run);
-      run = p;
+  let i = 0;
+  while (i < parts.length) {
+    const first = parts[i];
+    let end = first.byteOffset + first.length;
+    let j = i + 1;
+    while (j < parts.length && parts[j].buffer === first.buffer && parts[j].byteOffset === end) {
+      end += parts[j].length;
+      j++;
     }
+    out.push(j === i + 1 ? first : Buffer.from(first.buffer, first.byteOffset, end - first.byteOffset));
+    i = j;
   }
-  if (run !== undefined) out.push(run);
   return out;
 }
 
