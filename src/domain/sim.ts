@@ -212,6 +212,26 @@ export class SimDomain implements Domain {
     data.copy(this.ram, pfn * PAGE_SIZE);
   }
 
+  writePages(pfns: ArrayLike<number>, pages: readonly Buffer[]): void {
+    if (pages.length !== pfns.length) throw new RangeError(`${pfns.length} pfns but ${pages.length} pages`);
+    const limit = this.info.pages;
+    for (let i = 0; i < pfns.length; ) {
+      const first = pages[i];
+      if (!(Number.isInteger(pfns[i]) && pfns[i] >= 0 && pfns[i] < limit)) throw new RangeError(`pfn ${pfns[i]} outside guest RAM`);
+      if (first.length !== PAGE_SIZE) throw new RangeError(`a page is ${PAGE_SIZE} bytes, got ${first.length}`);
+      // One copy for a run of consecutive pfns whose data lie back to back (a
+      // received chunk usually holds 16 such pages): per-call cost dominates 4 KiB copies.
+      let end = first.byteOffset + PAGE_SIZE;
+      let j = i + 1;
+      while (j < pfns.length && pfns[j] === pfns[j - 1] + 1 && pfns[j] < limit && pages[j].length === PAGE_SIZE && pages[j].buffer === first.buffer && pages[j].byteOffset === end) {
+        end += PAGE_SIZE;
+        j++;
+      }
+      this.ram.set(j === i + 1 ? first : new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset), pfns[i] * PAGE_SIZE);
+      i = j;
+    }
+  }
+
   cpuidPolicy(): CpuidLeaf[] {
     // Leaf 0: max basic leaf and vendor "TandemSimCPU"; leaf 1: family/model and feature bits.
     const vendor = Buffer.from('TandemSimCPU', 'latin1');

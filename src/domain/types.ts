@@ -60,6 +60,8 @@ export interface Domain {
   copyPages(pfns: ArrayLike<number>, count: number, dest: Buffer): void;
   /** Restore side: installs a page (not a guest write, so not dirty-logged). */
   writePage(pfn: number, data: Buffer): void;
+  /** Restore side: installs pages[i] at pfns[i] for every i (runs of adjacent pages may be copied at once). */
+  writePages(pfns: ArrayLike<number>, pages: readonly Buffer[]): void;
 
   /** Static platform data: CPUID and MSR policy (v3 streams). */
   cpuidPolicy(): CpuidLeaf[];

@@ -59,7 +59,7 @@ export interface ReceiverOptions {
 /** The part of a domain the receiver restores into. */
 export type ReplicaDomain = Pick<
   Domain,
-  'info' | 'writePage' | 'platformContext' | 'setPlatformContext' | 'deviceModelState' | 'loadDeviceModelState'
+  'info' | 'writePage' | 'writePages' | 'platformContext' | 'setPlatformContext' | 'deviceModelState' | 'loadDeviceModelState'
 >;
 
 type PageDataRecord = Extract<LibxcRecord, { type: 'PAGE_DATA' }>;
@@ -247,11 +247,10 @@ export class EpochReceiver {
       actions.push({ type: 'invalidated', previousEpoch: this.committed });
       this.committed = 0;
     }
-    let data = 0;
+    // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
+    this.replica.writePages(dataPfns(rec), rec.pages);
     for (let i = 0; i < rec.pfns.length; i++) {
       const pfn = rec.pfns[i];
-      // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
-      if (pageTypeHasData(rec.types[i])) this.replica.writePage(pfn, rec.pages[data++]);
       const bit = 1 << (pfn & 31);
       if ((s.coverage[pfn >>> 5] & bit) === 0) {
         s.coverage[pfn >>> 5] |= bit;
@@ -320,12 +319,7 @@ export class EpochReceiver {
 
   private applyPages(b: EpochBuffer): void {
     try {
-      for (const rec of b.pageRecords) {
-        let data = 0;
-        for (let i = 0; i < rec.pfns.length; i++) {
-          if (pageTypeHasData(rec.types[i])) this.replica.writePage(rec.pfns[i], rec.pages[data++]);
-        }
-      }
+      for (const rec of b.pageRecords) this.replica.writePages(dataPfns(rec), rec.pages);
     } catch (err) {
       // The decoder bounds every pfn by the replica's size, so only a
       // failing hypervisor gets here; the replica is then half-written.
@@ -359,4 +353,11 @@ export class EpochReceiver {
       { type: 'close', outcome: 'over-buffer-limit', epoch, reason },
     ];
   }
+}
+
+/** The pfns of a PAGE_DATA record that carry data, in order (all of them, usually). */
+function dataPfns(rec: PageDataRecord): number[] {
+  let all = true;
+  for (let i = 0; i < rec.types.length && all; i++) all = pageTypeHasData(rec.types[i]);
+  return all ? rec.pfns : rec.pfns.filter((_, i) => pageTypeHasData(rec.types[i]));
 }

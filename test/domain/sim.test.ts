@@ -68,3 +68,60 @@ describe('SimDomain', () => {
     assert.equal(ctx.readUInt32LE(ctx.length - 4), 0);
   });
 });
+
+describe('SimDomain restore side', () => {
+  test('writePages installs every page, whether runs are adjacent in memory or not', () => {
+    const d = new SimDomain({ pages: 16 });
+    const block = Buffer.alloc(4 * PAGE_SIZE);
+    for (let i = 0; i < 4; i++) block.fill(i + 1, i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+    const view = (i: number): Buffer => block.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
+    const loose = Buffer.alloc(PAGE_SIZE, 9);
+    // pfns 3,4,5 adjacent in memory and in pfn order (one copy); then 10 (a gap); then 7 from another buffer.
+    d.writePages([3, 4, 5, 10, 7], [view(0), view(1), view(2), view(3), loose]);
+    const at = (pfn: number): number => d.readPage(pfn)[100];
+    assert.deepEqual([3, 4, 5, 10, 7, 6, 0].map(at), [1, 2, 3, 4, 9, 0, 0]);
+    d.enableLogDirty();
+    d.writePages([0], [loose]);
+    assert.deepEqual(Array.from(d.readAndClearDirty()), [], 'restore writes are not guest writes');
+  });
+
+  test('writePages refuses pfns outside RAM and short pages', () => {
+    const d = new SimDomain({ pages: 4 });
+    assert.throws(() => d.writePages([4], [Buffer.alloc(PAGE_SIZE)]), RangeError);
+    assert.throws(() => d.writePages([2, 3, 4], [Buffer.alloc(PAGE_SIZE), Buffer.alloc(PAGE_SIZE), Buffer.alloc(PAGE_SIZE)]), RangeError);
+    assert.throws(() => d.writePages([1], [Buffer.alloc(100)]), RangeError);
+    assert.throws(() => d.writePages([1, 2], [Buffer.alloc(PAGE_SIZE)]), RangeError);
+  });
+
+  test('platform context and device-model state round-trip into another domain', () => {
+    const a = new SimDomain({ pages: 4, vcpus: 2 });
+    a.setRegister(1, 'rip', 0xabcdn);
+    a.touchDeviceModel();
+    const b = new SimDomain({ pages: 4, vcpus: 2 });
+    b.setPlatformContext(a.platformContext());
+    b.loadDeviceModelState(a.deviceModelState());
+    assert.equal(b.registers(1).rip, 0xabcdn);
+    assert.deepEqual(b.deviceModelState(), a.deviceModelState());
+    assert.throws(() => b.loadDeviceModelState(Buffer.from('nope')), RangeError);
+    assert.throws(() => new SimDomain({ pages: 4, vcpus: 1 }).setPlatformContext(a.platformContext()), RangeError);
+  });
+
+  test('guest work held while paused runs in order after unpause, and a faulting task does not stop the rest', async () => {
+    const faults: unknown[] = [];
+    const d = new SimDomain({ pages: 4, onFault: (e) => faults.push(e) });
+    const ran: number[] = [];
+    d.pause();
+    d.run(() => ran.push(1));
+    d.run(() => {
+      throw new Error('guest bug');
+    });
+    d.run(() => ran.push(3));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(ran.length, 0, 'nothing runs while paused');
+    d.unpause();
+    d.run(() => ran.push(4)); // queued behind the held tasks, not before them
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(ran, [1, 3, 4]);
+    assert.equal(faults.length, 1);
+  });
+});
