@@ -33,10 +33,20 @@ export interface PrimaryConfig {
 export interface SecondaryConfig {
   listen: Address;
   maxEpochMib: number;
+  /** Where the promoted secondary serves the guest after a failover. */
+  service: Address;
+  /** Heartbeat channel: the secondary listens here, the primary connects. */
+  heartbeat: Address;
+}
+
+export interface HeartbeatConfig {
+  intervalMs: number;
+  timeoutMs: number;
 }
 
 export interface TandemConfig {
   logLevel: LogLevel;
+  heartbeat: HeartbeatConfig;
   domain: DomainConfig;
   primary: PrimaryConfig;
   secondary: SecondaryConfig;
@@ -47,6 +57,7 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
+    heartbeat: { intervalMs: 50, timeoutMs: 250 },
     domain: { type: 'sim', memoryMib: 256, vcpus: 1 },
     primary: {
       secondary: undefined,
@@ -61,7 +72,12 @@ export function defaultConfig(): TandemConfig {
       precopy: { targetDirtyPages: 50, maxIterations: 5 },
       verifyDigest: false,
     },
-    secondary: { listen: { host: '127.0.0.1', port: 7700 }, maxEpochMib: 256 },
+    secondary: {
+      listen: { host: '127.0.0.1', port: 7700 },
+      maxEpochMib: 256,
+      service: { host: '127.0.0.1', port: 6379 },
+      heartbeat: { host: '127.0.0.1', port: 7701 },
+    },
   };
 }
 
@@ -119,7 +135,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   const r = new Reader(source);
   if (!isObj(doc)) return r.fail('(top level)', 'a mapping', doc);
   const top: Obj = doc;
-  for (const k of Object.keys(top)) if (!['log_level', 'domain', 'primary', 'secondary'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, domain, primary, secondary)`);
+  for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary)`);
   cfg.logLevel = r.oneOf(top, 'log_level', 'log_level', LOG_LEVELS, cfg.logLevel);
 
   const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus']);
@@ -152,10 +168,20 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     if (c.minIntervalMs > c.intervalMs) throw new ConfigError(`${source}: primary.min_interval_ms (${c.minIntervalMs}) exceeds primary.interval_ms (${c.intervalMs})`);
   }
 
-  const s = r.section(top, 'secondary', 'secondary', ['listen', 'max_epoch_mib']);
+  const s = r.section(top, 'secondary', 'secondary', ['listen', 'max_epoch_mib', 'service', 'heartbeat']);
   if (s) {
     cfg.secondary.listen = r.address(s, 'listen', 'secondary.listen', cfg.secondary.listen, true)!;
     cfg.secondary.maxEpochMib = r.int(s, 'max_epoch_mib', 'secondary.max_epoch_mib', 1, 65536, cfg.secondary.maxEpochMib);
+    cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
+    cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true)!;
+  }
+  const hb = r.section(top, 'heartbeat', 'heartbeat', ['interval_ms', 'timeout_ms']);
+  if (hb) {
+    cfg.heartbeat.intervalMs = r.int(hb, 'interval_ms', 'heartbeat.interval_ms', 1, 60_000, cfg.heartbeat.intervalMs);
+    cfg.heartbeat.timeoutMs = r.int(hb, 'timeout_ms', 'heartbeat.timeout_ms', 2, 600_000, cfg.heartbeat.timeoutMs);
+    if (cfg.heartbeat.timeoutMs <= cfg.heartbeat.intervalMs) {
+      throw new ConfigError(`${source}: heartbeat.timeout_ms (${cfg.heartbeat.timeoutMs}) must exceed heartbeat.interval_ms (${cfg.heartbeat.intervalMs})`);
+    }
   }
   return cfg;
 }

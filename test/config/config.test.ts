@@ -45,7 +45,10 @@ secondary:
     assert.equal(c.primary.precopy.maxIterations, 3);
     assert.equal(c.primary.precopy.targetDirtyPages, defaultConfig().primary.precopy.targetDirtyPages);
     assert.equal(c.primary.ackTimeoutMs, defaultConfig().primary.ackTimeoutMs);
-    assert.deepEqual(c.secondary, { listen: { host: '0.0.0.0', port: 7701 }, maxEpochMib: 32 });
+    assert.deepEqual(c.secondary.listen, { host: '0.0.0.0', port: 7701 });
+    assert.equal(c.secondary.maxEpochMib, 32);
+    assert.deepEqual(c.secondary.service, defaultConfig().secondary.service);
+    assert.deepEqual(c.heartbeat, { intervalMs: 50, timeoutMs: 250 });
   });
 
   test('an empty file is the defaults', () => {
@@ -76,6 +79,8 @@ secondary:
       [{ domain: { type: 'xen' } }, /domain\.type: expected one of "sim"/],
       [{ secondary: [] }, /secondary: expected a mapping/],
       [{ log_level: 'loud' }, /log_level: expected one of/],
+      [{ heartbeat: { interval_ms: 100, timeout_ms: 100 } }, /heartbeat\.timeout_ms \(100\) must exceed heartbeat\.interval_ms \(100\)/],
+      [{ secondary: { service: 'x' } }, /secondary\.service: expected HOST:PORT/],
       [{ nonsense: 1 }, /nonsense: unknown key/],
       [[1, 2], /\(top level\): expected a mapping/],
     ];

@@ -1,0 +1,75 @@
+/**
+ * Failover on the secondary: when the primary is declared dead, stop taking
+ * checkpoints (a torn epoch is discarded), resume the guest from the last
+ * complete epoch and serve its service. The survivor runs unprotected until
+ * a new secondary protects it, and says so loudly.
+ */
+import type { AddressInfo } from 'node:net';
+import type { SimDomain } from '../domain/sim.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+import { KvStore } from '../guest/kv-store.js';
+import { KvServer } from '../guest/server.js';
+import type { SecondaryServer } from '../secondary/server.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+
+export interface PromoterOptions {
+  secondary: SecondaryServer;
+  replica: SimDomain;
+  /** Where the guest's service is served once promoted. */
+  service: Address;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface Promotion {
+  epoch: number;
+  service: AddressInfo;
+  /** From promote() to serving, ms. */
+  tookMs: number;
+}
+
+export class Promoter {
+  private service: KvServer | undefined;
+  private promoted: Promotion | undefined;
+
+  constructor(private readonly options: PromoterOptions) {}
+
+  get promotion(): Promotion | undefined {
+    return this.promoted;
+  }
+
+  /** Resumes the guest from the replica's last complete epoch and serves it. */
+  async promote(reason: string): Promise<Promotion> {
+    if (this.promoted) return this.promoted;
+    const { secondary, replica, logger } = this.options;
+    const now = this.options.now ?? (() => performance.now());
+    const t0 = now();
+    // lastEpoch is 0 whenever the replica is not consistent (never synced, or a new stream's pre-copy under way).
+    if (secondary.lastEpoch < 1) {
+      const err = new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over (${reason}): the replica holds no complete checkpoint (state ${secondary.state})`);
+      logger.fatal({ err, reason }, err.message);
+      throw err;
+    }
+    const epoch = secondary.lastEpoch;
+    // No more checkpoints: whatever epoch was arriving is discarded, and a
+    // late primary cannot overwrite the guest we are about to run.
+    await secondary.stop();
+    const store = KvStore.attach(replica);
+    replica.unpause();
+    const service = new KvServer({ domain: replica, store, host: this.options.service.host, port: this.options.service.port, logger });
+    const address = await service.start();
+    this.service = service;
+    this.promoted = { epoch, service: address, tookMs: now() - t0 };
+    logger.error(
+      { epoch, reason, service: `${address.address}:${address.port}`, tookMs: this.promoted.tookMs },
+      `FAILED OVER (${reason}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,
+    );
+    return this.promoted;
+  }
+
+  async stop(): Promise<void> {
+    await this.service?.stop();
+    this.service = undefined;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Promotion of the secondary: refused without a complete checkpoint; after
+ * the real primary process is SIGKILLed, the guest resumes from the last
+ * complete epoch and serves every key that epoch held, over TCP.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { after, describe, test } from 'node:test';
+import { SimDomain } from '../../src/domain/sim.js';
+import { TandemError } from '../../src/errors.js';
+import { Promoter } from '../../src/failover/promoter.js';
+import { KvStore } from '../../src/guest/kv-store.js';
+import { SecondaryServer } from '../../src/secondary/server.js';
+import { createLogger } from '../../src/util/logger.js';
+import { CLI, tempDir } from '../helpers/cli.js';
+import { ReplyReader, request, type Reply } from '../guest/helpers.js';
+
+const logger = createLogger('silent');
+const tmp = tempDir();
+after(() => tmp.cleanup());
+
+/** Sends the commands pipelined; resolves with the replies. */
+async function ask(port: number, commands: string[][]): Promise<Reply[]> {
+  const sock = connect({ port, host: '127.0.0.1' });
+  const reader = new ReplyReader(sock);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.once('connect', () => resolve());
+  });
+  sock.write(Buffer.concat(commands.map((c) => request(...c))));
+  const replies: Reply[] = [];
+  for (let i = 0; i < commands.length; i++) replies.push(await reader.next());
+  sock.destroy();
+  return replies;
+}
+
+describe('Promoter', () => {
+  test('refuses to fail over without a complete checkpoint', async () => {
+    const replica = new SimDomain({ pages: 64 });
+    replica.pause();
+    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    await secondary.start();
+    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
+    await assert.rejects(promoter.promote('test'), (e: unknown) => e instanceof TandemError && e.code === 'ERR_NOTHING_TO_FAIL_OVER');
+    assert.equal(replica.paused, true, 'the replica stays paused');
+    await secondary.stop();
+  });
+
+  test('after a SIGKILL of the primary the guest serves what its last complete epoch held', async () => {
+    const MIB = 8;
+    const config = tmp.path('p.yaml');
+    writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n`);
+    const replica = new SimDomain({ pages: MIB * 256 });
+    replica.pause();
+    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    const { port } = await secondary.start();
+    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', '--interval', '5', '--log-level', 'info'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    after(() => child.kill('SIGKILL'));
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const servicePort = await new Promise<number>((resolve) => {
+      const poll = setInterval(() => {
+        const m = /guest RESP service on 127\.0\.0\.1:(\d+)/.exec(log);
+        if (m && /protection: protected/.test(log)) {
+          clearInterval(poll);
+          resolve(Number(m[1]));
+        }
+      }, 10);
+    });
+    const writes = Array.from({ length: 200 }, (_, i) => ['SET', `key:${i}`, `value-${i}`]);
+    await ask(servicePort, writes);
+    // Let a few epochs carry the writes, then kill.
+    const target = secondary.lastEpoch + 5;
+    while (secondary.lastEpoch < target) await new Promise((r) => setTimeout(r, 5));
+    const closed = new Promise((r) => child.once('close', r));
+    child.kill('SIGKILL');
+    await closed;
+    await new Promise((r) => setTimeout(r, 50));
+    const held = KvStore.attach(replica).keyCount;
+    assert.equal(held, 200, 'the epochs after the writes carried all 200 keys');
+
+    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
+    const p = await promoter.promote('primary killed');
+    after(() => promoter.stop());
+    assert.ok(p.epoch >= target);
+    assert.equal(replica.paused, false);
+    const replies = await ask(p.service.port, [['DBSIZE'], ['GET', 'key:0'], ['GET', 'key:199'], ['INCR', 'after-failover']]);
+    assert.deepEqual(replies.map((r) => (Buffer.isBuffer(r) ? r.toString() : r)), [200, 'value-0', 'value-199', 1]);
+    assert.equal(await promoter.promote('again'), p, 'promotion happens once');
+  });
+});
