@@ -9,6 +9,7 @@ import { BehaviorSubject, Observable, ReplaySubject, Subject, asyncScheduler, fr
 import type { Domain, SaveCallbacks } from '../domain/types.js';
 import type { Logger } from '../util/logger.js';
 import { ReplicationLink } from '../transport/link.js';
+import type { DeviceSet } from './devices.js';
 import { ProtectionSession, type EpochMetrics } from './session.js';
 import { mergeTriggers, paceEpochs, type Trigger } from './triggers.js';
 
@@ -41,6 +42,8 @@ export interface EngineOptions {
 export interface EngineDeps {
   domain: Domain;
   callbacks: SaveCallbacks;
+  /** The checkpoint devices the callbacks drive; the engine runs their setup and teardown around each session. */
+  devices?: DeviceSet;
   logger: Logger;
   scheduler?: SchedulerLike;
   now?: () => number;
@@ -113,9 +116,12 @@ export class PrimaryEngine {
       try {
         await link.start();
         await this.runSession(link);
+        await this.deps.devices?.run('teardown');
         if (this.stopping) break;
       } catch (err) {
         link.destroy();
+        // Devices apply their policy for a lost standby (e.g. release or keep holding output).
+        await this.deps.devices?.run('teardown').catch((e: unknown) => logger.error({ err: e }, 'checkpoint device teardown failed'));
         if (this.stopping) break;
         const message = err instanceof Error ? err.message : String(err);
         // Loud: the guest keeps running, but nothing protects it now.
@@ -138,6 +144,7 @@ export class PrimaryEngine {
       digest: o.verifyDigest,
       onStaged: o.onStaged,
     });
+    await this.deps.devices?.run('setup');
     this.setState('precopy', 'sending all of guest memory (live pre-copy)');
     const summary = await session.precopy();
     if (this.stopping) {

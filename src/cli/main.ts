@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { benchCommand } from './commands/bench.js';
+import { demoCommand } from './commands/demo.js';
 import { primaryCommand } from './commands/primary.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
@@ -20,6 +21,7 @@ async function main(argv: string[]): Promise<void> {
   cli = primaryCommand(cli);
   cli = secondaryCommand(cli);
   cli = benchCommand(cli);
+  cli = demoCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

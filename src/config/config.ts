@@ -28,6 +28,11 @@ export interface PrimaryConfig {
   streamVersion: 2 | 3;
   precopy: { targetDirtyPages: number; maxIterations: number };
   verifyDigest: boolean;
+  /** Output commit: most reply bytes held for unacked epochs before the guest's output is throttled. */
+  maxHeldMib: number;
+  /** When the standby is lost: release held output (available, unprotected), hold it, or drop it. */
+  onUnprotected: 'release' | 'hold' | 'drop';
+  maxClients: number;
 }
 
 export interface SecondaryConfig {
@@ -71,6 +76,9 @@ export function defaultConfig(): TandemConfig {
       streamVersion: 3,
       precopy: { targetDirtyPages: 50, maxIterations: 5 },
       verifyDigest: false,
+      maxHeldMib: 64,
+      onUnprotected: 'release',
+      maxClients: 1000,
     },
     secondary: {
       listen: { host: '127.0.0.1', port: 7700 },
@@ -146,7 +154,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   }
 
   const p = r.section(top, 'primary', 'primary', [
-    'secondary', 'service', 'interval_ms', 'min_interval_ms', 'max_interval_ms', 'ack_timeout_ms', 'connect_timeout_ms', 'retry_ms', 'stream_version', 'precopy', 'verify_digest',
+    'secondary', 'service', 'interval_ms', 'min_interval_ms', 'max_interval_ms', 'ack_timeout_ms', 'connect_timeout_ms', 'retry_ms', 'stream_version', 'precopy', 'verify_digest', 'max_held_mib', 'on_unprotected', 'max_clients',
   ]);
   if (p) {
     const c = cfg.primary;
@@ -160,6 +168,9 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     c.retryMs = r.int(p, 'retry_ms', 'primary.retry_ms', 1, 600_000, c.retryMs);
     c.streamVersion = r.oneOf(p, 'stream_version', 'primary.stream_version', [2, 3] as const, c.streamVersion);
     c.verifyDigest = r.bool(p, 'verify_digest', 'primary.verify_digest', c.verifyDigest);
+    c.maxHeldMib = r.int(p, 'max_held_mib', 'primary.max_held_mib', 1, 65536, c.maxHeldMib);
+    c.onUnprotected = r.oneOf(p, 'on_unprotected', 'primary.on_unprotected', ['release', 'hold', 'drop'] as const, c.onUnprotected);
+    c.maxClients = r.int(p, 'max_clients', 'primary.max_clients', 1, 100_000, c.maxClients);
     const pc = r.section(p, 'precopy', 'primary.precopy', ['target_dirty_pages', 'max_iterations']);
     if (pc) {
       c.precopy.targetDirtyPages = r.int(pc, 'target_dirty_pages', 'primary.precopy.target_dirty_pages', 0, MAX_SIM_PAGES, c.precopy.targetDirtyPages);

@@ -13,11 +13,14 @@ import { SimDomain } from '../../domain/sim.js';
 import { ConfigError } from '../../errors.js';
 import { KvStore } from '../../guest/kv-store.js';
 import { KvServer } from '../../guest/server.js';
+import { OutputBuffer } from '../../front/output-buffer.js';
+import { ServiceFront } from '../../front/service-front.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
 import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
 
 interface PrimaryArgs extends CommonArgs {
+  mode: 'remus' | 'none';
   secondary: string | undefined;
   service: string | undefined;
   interval: number | undefined;
@@ -31,6 +34,7 @@ export function primaryCommand(yargs: Argv): Argv {
     (y) =>
       withCommonOptions(
         y
+          .option('mode', { choices: ['remus', 'none'] as const, default: 'remus' as const, describe: 'remus: protect the guest; none: run it unprotected (a baseline)' })
           .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
           .option('service', { type: 'string', describe: "HOST:PORT where clients reach the guest's RESP port" })
           .option('interval', { type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
@@ -46,20 +50,37 @@ export function primaryCommand(yargs: Argv): Argv {
         p.intervalMs = args.interval;
       }
       if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
-      if (p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
+      if (args.mode === 'remus' && p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
       if (p.minIntervalMs > p.intervalMs) p.minIntervalMs = p.intervalMs;
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const domain = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
-      const service = new KvServer({ domain, store, host: p.service.host, port: p.service.port, logger });
-      const bound = await service.start();
+      // The guest's own port is internal; clients reach it through the front, which holds its output.
+      const guest = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
+      const guestAddr = await guest.start();
+      const remus = args.mode === 'remus' && p.secondary !== undefined;
+      const output = new OutputBuffer({ mode: remus ? 'remus' : 'none', teardownPolicy: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, logger });
+      const front = new ServiceFront({ buffer: output, guest: { host: '127.0.0.1', port: guestAddr.port }, host: p.service.host, port: p.service.port, maxConnections: p.maxClients, logger });
+      const bound = await front.start();
       logger.info({ service: `${bound.address}:${bound.port}` }, `guest RESP service on ${bound.address}:${bound.port}`);
+      const stopServing = async (): Promise<void> => {
+        await front.stop();
+        await guest.stop();
+      };
 
+      if (!remus || p.secondary === undefined) {
+        logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
+        const sig = await untilSignal();
+        logger.info({ signal: sig }, 'stopping');
+        await stopServing();
+        return;
+      }
       const devices = new DeviceSet();
+      devices.add(output);
       const engine = new PrimaryEngine(
-        { domain, callbacks: createSaveCallbacks(domain, devices, precopyPolicy({ ...p.precopy, shrinkRatio: 1 })), logger },
+        { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy({ ...p.precopy, shrinkRatio: 1 })), logger },
         {
           secondaryHost: p.secondary.host,
           secondaryPort: p.secondary.port,
@@ -82,7 +103,7 @@ export function primaryCommand(yargs: Argv): Argv {
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');
       await engine.stop();
-      await service.stop();
+      await stopServing();
     },
   );
 }

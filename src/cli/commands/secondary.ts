@@ -4,6 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { SimDomain } from '../../domain/sim.js';
+import { Promoter } from '../../failover/promoter.js';
 import { SecondaryServer } from '../../secondary/server.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
@@ -33,10 +34,25 @@ export function secondaryCommand(yargs: Argv): Argv {
       });
       server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
       server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
-      server.on('primary-gone', (g) => logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`));
+      const promoter = new Promoter({ secondary: server, replica, service: cfg.secondary.service, logger });
+      let failoverTimer: NodeJS.Timeout | undefined;
+      server.on('primary-gone', (g) => {
+        logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`);
+        // The primary's link dropped without a clean END. If it is not back
+        // within the heartbeat timeout, it is dead: take over.
+        clearTimeout(failoverTimer);
+        failoverTimer = setTimeout(() => {
+          if (server.primary !== undefined) return;
+          promoter.promote(`primary ${g.remote} silent for ${cfg.heartbeat.timeoutMs} ms`).catch(() => {
+            // promote() logged why it cannot fail over; stay a secondary.
+          });
+        }, cfg.heartbeat.timeoutMs);
+      });
       await server.start();
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');
+      clearTimeout(failoverTimer);
+      await promoter.stop();
       await server.stop();
     },
   );

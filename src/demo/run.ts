@@ -1,0 +1,189 @@
+/**
+ * `tandem demo`: the whole system on one machine. A secondary and a primary
+ * (real `tandem` processes, so the primary can really be killed), the
+ * moving service address in front of them, a client ledger (and optionally
+ * redis-benchmark) as load, and a summary at the end.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, writeFileSync, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatAddress, type Address } from '../util/address.js';
+import { Ledger } from './ledger.js';
+import { ServiceIp } from './service-ip.js';
+
+const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+
+export interface DemoOptions {
+  service: Address;
+  mode: 'remus' | 'none';
+  load: 'none' | 'benchmark';
+  durationS: number;
+  killPrimaryAfterS: number | undefined;
+  memoryMib: number;
+  intervalMs: number;
+  /** Progress lines for a person (stderr when --json). */
+  say: (line: string) => void;
+}
+
+export interface DemoSummary {
+  mode: string;
+  service: string;
+  epochs: number;
+  acked_writes: number;
+  lost_acked_writes: number;
+  failover_ms: number | null;
+  failed_over: boolean;
+  longest_reply_gap_ms: number;
+  client_errors: number;
+  logs: string;
+}
+
+interface Node {
+  child: ChildProcess;
+  lines: (fn: (line: Record<string, unknown>) => void) => void;
+  closed: Promise<void>;
+}
+
+/** Starts a tandem process, teeing its JSON log lines to a file and to listeners. */
+function startNode(args: string[], logFile: string): Node {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const out: WriteStream = createWriteStream(logFile);
+  const listeners: ((line: Record<string, unknown>) => void)[] = [];
+  let rest = '';
+  child.stderr.on('data', (d: Buffer) => {
+    out.write(d);
+    const parts = (rest + d.toString()).split('\n');
+    rest = parts.pop()!;
+    for (const p of parts) {
+      let line: Record<string, unknown>;
+      try {
+        line = JSON.parse(p) as Record<string, unknown>;
+      } catch {
+        continue; // not a log line (e.g. a one-line error): it is in the file
+      }
+      for (const l of listeners) l(line);
+    }
+  });
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  void closed.then(() => out.end());
+  return { child, lines: (fn) => listeners.push(fn), closed };
+}
+
+function waitFor<T>(node: Node, pick: (line: Record<string, unknown>) => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`demo: timed out waiting for ${what}`)), timeoutMs);
+    node.lines((line) => {
+      const v = pick(line);
+      if (v !== undefined) {
+        clearTimeout(timer);
+        resolve(v);
+      }
+    });
+    void node.closed.then(() => reject(new Error(`demo: a tandem process exited while waiting for ${what}`)));
+  });
+}
+
+const portOf = (text: unknown): number | undefined => {
+  const m = typeof text === 'string' ? /:(\d+)$/.exec(text) : null;
+  return m ? Number(m[1]) : undefined;
+};
+
+export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-demo-'));
+  const config = join(dir, 'tandem.yaml');
+  writeFileSync(
+    config,
+    [
+      `domain:\n  memory_mib: ${o.memoryMib}`,
+      `primary:\n  interval_ms: ${o.intervalMs}\n  retry_ms: 200`,
+      `secondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0`,
+      '',
+    ].join('\n'),
+  );
+  const nodes: Node[] = [];
+  const serviceIp = new ServiceIp(o.service);
+  let ledger: Ledger | undefined;
+  let bench: ChildProcess | undefined;
+  try {
+    let secondary: Node | undefined;
+    let secondaryPort = 0;
+    if (o.mode === 'remus') {
+      secondary = startNode(['secondary', '--config', config], join(dir, 'secondary.log'));
+      nodes.push(secondary);
+      secondaryPort = await waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
+    }
+    const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug'];
+    if (o.mode === 'remus') primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`);
+    const primary = startNode(primaryArgs, join(dir, 'primary.log'));
+    nodes.push(primary);
+    let epochs = 0;
+    primary.lines((l) => {
+      if (l.msg === 'epoch' && typeof l.epoch === 'number') epochs = Math.max(epochs, l.epoch);
+    });
+    const guestPort = await waitFor(primary, (l) => portOf(l.service), "the guest's service");
+    if (o.mode === 'remus') await waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection');
+    serviceIp.moveTo({ host: '127.0.0.1', port: guestPort });
+    const bound = await serviceIp.start();
+    const service = { host: o.service.host, port: bound.port };
+    o.say(`service: redis-cli -h ${service.host} -p ${service.port}   (logs: ${dir})`);
+    o.say(o.mode === 'remus' ? `protected: primary checkpoints every ${o.intervalMs} ms to the secondary` : 'mode none: the guest runs unprotected');
+
+    let failoverMs: number | null = null;
+    let failedOver = false;
+    let killedAt = 0;
+    if (secondary) {
+      secondary.lines((l) => {
+        const port = /FAILED OVER/.test(String(l.msg)) ? portOf(l.service) : undefined;
+        if (port === undefined) return;
+        failedOver = true;
+        serviceIp.moveTo({ host: '127.0.0.1', port });
+        ledger?.failedOver();
+        o.say(`failed over: the secondary serves from epoch ${String(l.epoch)}; the service address now leads there`);
+      });
+    }
+
+    ledger = new Ledger(service);
+    ledger.start();
+    if (o.load === 'benchmark') {
+      bench = spawn('redis-benchmark', ['-h', service.host, '-p', String(service.port), '-t', 'set,get,incr', '-l', '-q', '-c', '8', '-r', '10000'], { stdio: 'ignore' });
+      bench.on('error', (err) => o.say(`redis-benchmark could not run: ${err.message} (install redis-tools)`));
+    }
+
+    const t0 = performance.now();
+    if (o.killPrimaryAfterS !== undefined && o.mode === 'remus') {
+      await new Promise((r) => setTimeout(r, o.killPrimaryAfterS! * 1000));
+      killedAt = performance.now();
+      o.say(`killing the primary (SIGKILL) after ${o.killPrimaryAfterS} s, at epoch ${epochs}`);
+      primary.child.kill('SIGKILL');
+      const sawReply = ledger.firstSurvivorAck();
+      failoverMs = Math.round((await Promise.race([sawReply, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 30_000))])) - killedAt);
+      if (Number.isNaN(failoverMs)) failoverMs = null;
+    }
+    const left = o.durationS * 1000 - (performance.now() - t0);
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    ledger.stop();
+    bench?.kill('SIGTERM');
+    const result = await ledger.verify();
+    return {
+      mode: o.mode,
+      service: formatAddress(service),
+      epochs,
+      acked_writes: result.ackedWrites,
+      lost_acked_writes: result.lostAckedWrites,
+      failover_ms: failoverMs,
+      failed_over: failedOver,
+      longest_reply_gap_ms: result.longestGapMs,
+      client_errors: result.errors,
+      logs: dir,
+    };
+  } finally {
+    ledger?.stop();
+    bench?.kill('SIGKILL');
+    await serviceIp.stop();
+    for (const n of nodes) n.child.kill('SIGTERM');
+    await Promise.all(nodes.map((n) => Promise.race([n.closed, new Promise((r) => setTimeout(r, 3000))])));
+    for (const n of nodes) n.child.kill('SIGKILL');
+  }
+}

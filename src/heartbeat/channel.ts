@@ -1,0 +1,369 @@
+/**
+ * The heartbeat channel: a TCP connection of its own between primary and
+ * secondary, separate from the replication link, so a large checkpoint
+ * queued on the link never delays a heartbeat behind it (one socket's send
+ * queue is FIFO; two sockets' are not ordered against each other). The side
+ * with `listen` (the secondary, on its heartbeat port) accepts; the side with
+ * `connect` (the primary) dials and redials with capped exponential backoff.
+ * Both send a frame every interval and feed a FailureDetector with what they
+ * receive; a dropped connection by itself declares nothing (the detector
+ * decides, on silence), so a brief network blip followed by a reconnect
+ * inside the timeout never looks like a dead peer.
+ *
+ * Generation rules (fencing):
+ *
+ * - Generations only ever come into existence by promotion. The first
+ *   primary runs with generation 1 (or whatever the caller persisted).
+ * - A secondary's generation follows the primary it protects: when it hears
+ *   a primary with a higher generation than its own, it adopts it.
+ * - A secondary that promotes itself after its primary was declared dead
+ *   takes generation = max(own, highest generation it heard) + 1
+ *   (promote()), i.e. the old primary's generation + 1.
+ * - A side that runs as primary and hears a peer with a generation higher
+ *   than its own (whatever role the peer claims: a higher number is proof
+ *   that a newer primary exists) is fenced: 'fenced' is emitted once with
+ *   both generations, and the caller (the old primary) must stop serving.
+ * - A peer claiming primary with a generation lower than ours is stale:
+ *   'stale' is emitted, its heartbeats do not count as life for the
+ *   detector, and we keep sending ours so it hears our generation and
+ *   fences itself.
+ * - Two primaries with the same generation cannot be resolved here; the
+ *   arbiter (design.md) prevents it by being consulted before promotion.
+ *
+ * The listening side keeps one connection: a new one replaces the old,
+ * because a peer that reconnects is usually right that the old connection
+ * is dead before our side has noticed.
+ */
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+import { monotonicClock, type Clock } from './clock.js';
+import { HeartbeatDecoder, FRAME_SIZE, encodeHeartbeat, type Heartbeat, type Role } from './codec.js';
+import { FailureDetector, resolveTiming, type PeerState, type ResolvedTiming } from './detector.js';
+import { HeartbeatError, HeartbeatErrorCodes as C } from './errors.js';
+
+export interface HeartbeatChannelOptions {
+  role: Role;
+  /** This side's generation (a positive integer below 2^53). */
+  generation: number;
+  /** Accept the peer here (the secondary's heartbeat port; port 0 picks one, see address()). */
+  listen?: Address;
+  /** Dial the peer here (the primary). Exactly one of listen / connect. */
+  connect?: Address;
+  intervalMs?: number;
+  timeoutMs?: number;
+  suspectAfterMs?: number;
+  /** First redial delay (default: the interval) and its cap (default: half the timeout). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** This side's last committed (primary) or acked (secondary) epoch, sent in every frame. */
+  epoch?: () => number;
+  /** The detector's clock (default monotonic). */
+  clock?: Clock;
+  logger?: Logger;
+  /** Non-zero u32 naming this run; random by default. */
+  incarnation?: number;
+}
+
+export interface PeerStateEvent {
+  from: PeerState;
+  state: PeerState;
+  reason: string;
+  /** Detector clock time, ms. */
+  at: number;
+  incarnation: number;
+}
+
+export interface HeartbeatEvents {
+  /** The peer's state changed (per peer incarnation). */
+  peer: [PeerStateEvent];
+  /** Every valid frame, with the detector-clock time it arrived. */
+  heartbeat: [Heartbeat & { receivedAt: number }];
+  /** The peer's generation, first seen or raised. */
+  generation: [{ generation: number; role: Role }];
+  /** The peer's epoch changed. */
+  epoch: [{ epoch: number; role: Role }];
+  /** We run as primary and a newer generation exists: stop serving. */
+  fenced: [{ ownGeneration: number; peerGeneration: number }];
+  /** A peer claims primary with an older generation than ours. */
+  stale: [{ ownGeneration: number; peerGeneration: number }];
+  connected: [{ remote: string }];
+  disconnected: [{ remote: string; reason: string }];
+  /** The peer sent a malformed frame; its connection was closed. */
+  protocolError: [HeartbeatError];
+}
+
+interface Connection {
+  socket: Socket;
+  remote: string;
+  decoder: HeartbeatDecoder;
+  /** Set by the first valid frame on this connection. */
+  peerIncarnation: number | undefined;
+  closeReason: string | undefined;
+}
+
+/** Frames queued in the kernel-bound buffer beyond which we skip a beat: stale heartbeats help nobody. */
+const MAX_QUEUED_FRAMES = 16;
+
+export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
+  private running = false;
+  private timing: ResolvedTiming | undefined;
+  private server: Server | undefined;
+  private conn: Connection | undefined;
+  private sendTimer: NodeJS.Timeout | undefined;
+  private redialTimer: NodeJS.Timeout | undefined;
+  private attempts = 0;
+  private sequence = 0;
+  private ownIncarnation = 0;
+  private ownRole: Role;
+  private ownGeneration: number;
+  private detector: FailureDetector | undefined;
+  private peerIncarnation: number | undefined;
+  private peerGeneration = 0;
+  private peerEpoch: number | undefined;
+  private fencedBy: number | undefined;
+
+  constructor(private readonly options: HeartbeatChannelOptions) {
+    super();
+    this.ownRole = options.role;
+    this.ownGeneration = options.generation;
+  }
+
+  get role(): Role {
+    return this.ownRole;
+  }
+
+  get generation(): number {
+    return this.ownGeneration;
+  }
+
+  /** Highest generation heard from a peer (0 before any). */
+  get highestPeerGeneration(): number {
+    return this.peerGeneration;
+  }
+
+  get peerState(): PeerState {
+    return this.detector?.state ?? 'unknown';
+  }
+
+  get fenced(): boolean {
+    return this.fencedBy !== undefined;
+  }
+
+  get incarnation(): number {
+    return this.ownIncarnation;
+  }
+
+  /** The bound heartbeat port of the listening side. */
+  address(): AddressInfo | undefined {
+    const a = this.server?.address();
+    return a !== null && typeof a === 'object' ? a : undefined;
+  }
+
+  async start(): Promise<void> {
+    if (this.running) return;
+    const o = this.options;
+    const bad = (m: string): never => {
+      throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, m);
+    };
+    this.timing = resolveTiming(o);
+    if ((o.listen === undefined) === (o.connect === undefined)) bad('exactly one of listen and connect is required');
+    if (!Number.isSafeInteger(o.generation) || o.generation < 1) bad(`generation ${o.generation} is not a positive integer below 2^53`);
+    if (o.incarnation !== undefined && !(Number.isInteger(o.incarnation) && o.incarnation >= 1 && o.incarnation <= 0xffffffff)) bad(`incarnation ${o.incarnation} is not in 1..2^32-1`);
+    this.ownIncarnation = o.incarnation ?? randomInt(1, 2 ** 32 - 1);
+    this.running = true;
+    if (o.listen !== undefined) await this.listen(o.listen);
+    else this.dial();
+    this.sendTimer = setInterval(() => this.beat(), this.timing.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    clearInterval(this.sendTimer);
+    clearTimeout(this.redialTimer);
+    this.detector?.stop();
+    this.conn?.socket.destroy();
+    this.conn = undefined;
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Feeds the detector any other sign of the peer's life (replication traffic). Cheap: call it per chunk. */
+  noteActivity(): void {
+    this.detector?.noteActivity();
+  }
+
+  /**
+   * Makes this (secondary) side the primary with generation
+   * max(own, highest heard) + 1, and returns it. Call it only after the
+   * primary was declared dead (and the arbiter agreed).
+   */
+  promote(): number {
+    this.ownGeneration = Math.max(this.ownGeneration, this.peerGeneration) + 1;
+    this.ownRole = 'primary';
+    this.options.logger?.warn({ generation: this.ownGeneration }, `heartbeat: promoted to primary with generation ${this.ownGeneration}`);
+    this.beat();
+    return this.ownGeneration;
+  }
+
+  private async listen(at: Address): Promise<void> {
+    const server = createServer((socket) => this.adopt(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new HeartbeatError(C.HEARTBEAT_LISTEN_FAILED, `cannot listen for heartbeats on ${at.host}:${at.port}: ${err.message}`, { cause: err })));
+      server.listen({ host: at.host, port: at.port }, () => resolve());
+    }).catch((err: unknown) => {
+      this.running = false;
+      this.server = undefined;
+      throw err;
+    });
+    // After a successful listen an error is per-connection and already handled there.
+    server.on('error', (err) => this.options.logger?.error({ err }, 'heartbeat: listener error'));
+  }
+
+  private dial(): void {
+    const at = this.options.connect!;
+    const timing = this.timing!;
+    const socket = connect({ host: at.host, port: at.port, noDelay: true });
+    // A dial into a black hole must give up in bounded time and retry.
+    const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${timing.timeoutMs} ms`)), timing.timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      this.adopt(socket);
+    });
+    socket.once('close', () => {
+      clearTimeout(timer);
+      if (this.conn?.socket !== socket) this.redial();
+    });
+    socket.on('error', () => {}); // 'close' follows and redials; the error itself is routine while the peer is down
+  }
+
+  private redial(): void {
+    if (!this.running || this.options.connect === undefined) return;
+    const timing = this.timing!;
+    const initial = this.options.backoff?.initialMs ?? timing.intervalMs;
+    const max = this.options.backoff?.maxMs ?? Math.max(initial, timing.timeoutMs / 2);
+    const delay = Math.min(max, initial * 2 ** Math.min(this.attempts, 30));
+    this.attempts++;
+    clearTimeout(this.redialTimer);
+    this.redialTimer = setTimeout(() => this.dial(), delay);
+  }
+
+  private adopt(socket: Socket): void {
+    if (!this.running) {
+      socket.destroy();
+      return;
+    }
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (this.conn !== undefined) {
+      this.conn.closeReason = `replaced by a new connection from ${remote}`;
+      this.conn.socket.destroy();
+    }
+    socket.setNoDelay(true);
+    const conn: Connection = { socket, remote, decoder: new HeartbeatDecoder(), peerIncarnation: undefined, closeReason: undefined };
+    this.conn = conn;
+    socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
+    socket.on('error', (err) => (conn.closeReason ??= err.message));
+    socket.on('close', () => {
+      if (this.conn === conn) this.conn = undefined;
+      if (!this.running) return;
+      this.emit('disconnected', { remote, reason: conn.closeReason ?? 'closed by the peer' });
+      if (this.conn === undefined) this.redial();
+    });
+    this.emit('connected', { remote });
+    this.beat();
+  }
+
+  private beat(): void {
+    const conn = this.conn;
+    if (!this.running || conn === undefined || conn.socket.destroyed) return;
+    if (conn.socket.writableLength > MAX_QUEUED_FRAMES * FRAME_SIZE) return;
+    conn.socket.write(
+      encodeHeartbeat({
+        role: this.ownRole,
+        incarnation: this.ownIncarnation,
+        generation: this.ownGeneration,
+        sequence: this.sequence++,
+        epoch: this.options.epoch?.() ?? 0,
+        sentAtUs: Math.round(performance.now() * 1000),
+      }),
+    );
+  }
+
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (this.conn !== conn || !this.running) return;
+    // Bytes of this peer incarnation count as life even before a frame completes (slow link).
+    if (conn.peerIncarnation !== undefined && conn.peerIncarnation === this.peerIncarnation) this.detector?.noteActivity();
+    let frames: Heartbeat[];
+    try {
+      frames = conn.decoder.push(chunk);
+    } catch (err) {
+      const e = err instanceof HeartbeatError ? err : new HeartbeatError(C.HEARTBEAT_BAD_FIELD, String(err), { cause: err });
+      this.options.logger?.error({ err: e, code: e.code, peer: conn.remote }, `heartbeat: malformed frame from ${conn.remote}, closing: ${e.message}`);
+      conn.closeReason = `${e.code}: ${e.message}`;
+      conn.socket.destroy();
+      this.emit('protocolError', e);
+      return;
+    }
+    for (const hb of frames) {
+      if (this.conn !== conn || !this.running) return; // a listener stopped us or replaced the connection
+      this.onFrame(conn, hb);
+    }
+  }
+
+  private onFrame(conn: Connection, hb: Heartbeat): void {
+    const clock = this.options.clock ?? monotonicClock;
+    conn.peerIncarnation = hb.incarnation;
+    this.attempts = 0; // a peer that speaks resets the backoff; one that only accepts does not
+    if (hb.generation > this.peerGeneration) {
+      this.peerGeneration = hb.generation;
+      this.emit('generation', { generation: hb.generation, role: hb.role });
+    }
+    if (hb.generation > this.ownGeneration) {
+      if (this.ownRole === 'primary') {
+        if (this.fencedBy === undefined) {
+          this.fencedBy = hb.generation;
+          this.options.logger?.error({ ownGeneration: this.ownGeneration, peerGeneration: hb.generation }, `heartbeat: FENCED: peer runs generation ${hb.generation}, ours is ${this.ownGeneration}; stop serving`);
+          this.emit('fenced', { ownGeneration: this.ownGeneration, peerGeneration: hb.generation });
+        }
+      } else if (hb.role === 'primary') {
+        this.ownGeneration = hb.generation; // a secondary follows the primary it protects
+      }
+    } else if (hb.role === 'primary' && hb.generation < this.ownGeneration) {
+      this.emit('stale', { ownGeneration: this.ownGeneration, peerGeneration: hb.generation });
+      return; // a fenced primary's beats are not the life of our peer
+    }
+    if (hb.incarnation !== this.peerIncarnation) this.newIncarnation(hb.incarnation);
+    const receivedAt = clock.now();
+    this.detector?.heard(receivedAt);
+    if (hb.epoch !== this.peerEpoch) {
+      this.peerEpoch = hb.epoch;
+      this.emit('epoch', { epoch: hb.epoch, role: hb.role });
+    }
+    this.emit('heartbeat', { ...hb, receivedAt });
+  }
+
+  /** A restarted peer lost whatever its previous run held: that run is dead, the new one starts unknown. */
+  private newIncarnation(incarnation: number): void {
+    const old = this.detector;
+    const oldIncarnation = this.peerIncarnation;
+    old?.stop();
+    if (old !== undefined && oldIncarnation !== undefined && old.state !== 'dead') {
+      const clock = this.options.clock ?? monotonicClock;
+      this.emit('peer', { from: old.state, state: 'dead', reason: `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`, at: clock.now(), incarnation: oldIncarnation });
+    }
+    const timing = this.timing!;
+    const detector = new FailureDetector({ ...timing, clock: this.options.clock });
+    detector.onTransition((t) => {
+      this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation }, `heartbeat: peer ${t.to}: ${t.reason}`);
+      this.emit('peer', { from: t.from, state: t.to, reason: t.reason, at: t.at, incarnation });
+    });
+    detector.start();
+    this.detector = detector;
+    this.peerIncarnation = incarnation;
+    this.peerEpoch = undefined;
+  }
+}

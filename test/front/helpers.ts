@@ -1,0 +1,83 @@
+/** The real guest service (SimDomain + KvStore + KvServer) behind a ServiceFront, for the front's tests. */
+import net from 'node:net';
+
+import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
+import { DeviceSet } from '../../src/checkpoint/devices.js';
+import { precopyPolicy } from '../../src/checkpoint/precopy.js';
+import type { SaveCallbacks } from '../../src/domain/types.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { OutputBuffer, type OutputBufferOptions } from '../../src/front/output-buffer.js';
+import { ServiceFront, type ServiceFrontOptions } from '../../src/front/service-front.js';
+import { KvStore } from '../../src/guest/kv-store.js';
+import { KvServer } from '../../src/guest/server.js';
+import { ReplyReader } from '../guest/helpers.js';
+
+export interface Stack {
+  domain: SimDomain;
+  store: KvStore;
+  service: KvServer;
+  buffer: OutputBuffer;
+  front: ServiceFront;
+  frontPort: number;
+  callbacks: SaveCallbacks;
+  /** suspend(n) + postcopy(n), as the engine's staging does: postsuspend then preresume. */
+  suspendResume: (epoch: number) => Promise<void>;
+  /** The engine's checkpoint callback after the ack: commit(n). */
+  commit: (epoch: number) => Promise<void>;
+  stop: () => Promise<void>;
+}
+
+export async function startStack(bufferOptions: OutputBufferOptions = {}, frontOptions: Partial<ServiceFrontOptions> = {}, pages = 4096): Promise<Stack> {
+  const domain = new SimDomain({ pages });
+  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+  const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0 });
+  const { port: guestPort } = await service.start();
+  const buffer = new OutputBuffer(bufferOptions);
+  const devices = new DeviceSet();
+  devices.add(buffer);
+  const callbacks = createSaveCallbacks(domain, devices, precopyPolicy());
+  const front = new ServiceFront({ buffer, guest: { host: '127.0.0.1', port: guestPort }, port: 0, ...frontOptions });
+  const { port: frontPort } = await front.start();
+  return {
+    domain,
+    store,
+    service,
+    buffer,
+    front,
+    frontPort,
+    callbacks,
+    suspendResume: async (epoch) => {
+      await callbacks.suspend(epoch);
+      await callbacks.postcopy(epoch);
+    },
+    commit: async (epoch) => {
+      await callbacks.checkpoint(epoch);
+    },
+    stop: async () => {
+      await front.stop();
+      await service.stop();
+    },
+  };
+}
+
+export async function connect(port: number): Promise<{ socket: net.Socket; replies: ReplyReader }> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  const replies = new ReplyReader(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  return { socket, replies };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `pred` holds; fails after `timeoutMs`. */
+export async function waitFor(pred: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(2);
+  }
+}

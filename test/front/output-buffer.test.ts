@@ -1,0 +1,325 @@
+/**
+ * The netbuf device driven through its hooks directly: exact release points
+ * (what each commit releases, and what it must not), order, the held-bytes
+ * bound, modes and teardown policies.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+
+import { DeviceSet } from '../../src/checkpoint/devices.js';
+import { FrontErrorCodes } from '../../src/front/errors.js';
+import { OutputBuffer, type OutputBufferOptions, type OutputConnection, type ReleasedOutput } from '../../src/front/output-buffer.js';
+
+interface FakeSink {
+  got: string[];
+  pauses: number;
+  resumes: number;
+  paused: boolean;
+  finished: boolean;
+  aborted: Error | undefined;
+}
+
+function fixture(options: OutputBufferOptions = {}) {
+  const released: ReleasedOutput[] = [];
+  let clock = 0;
+  const buffer = new OutputBuffer({ now: () => clock, onRelease: (r) => released.push(r), ...options });
+  const open = (): { conn: OutputConnection; sink: FakeSink } => {
+    const sink: FakeSink = { got: [], pauses: 0, resumes: 0, paused: false, finished: false, aborted: undefined };
+    const conn = buffer.attach({
+      deliver: (b) => sink.got.push(b.toString()),
+      pauseSource: () => {
+        sink.pauses++;
+        sink.paused = true;
+      },
+      resumeSource: () => {
+        sink.resumes++;
+        sink.paused = false;
+      },
+      finish: () => (sink.finished = true),
+      abort: (err) => (sink.aborted = err),
+    });
+    return { conn, sink };
+  };
+  return { buffer, released, open, tick: (ms: number) => (clock += ms) };
+}
+
+const put = (c: OutputConnection, s: string): boolean => c.write(Buffer.from(s));
+
+describe('OutputBuffer epoch tags', () => {
+  test('before protection starts output passes straight through', () => {
+    const { buffer, open, released } = fixture();
+    const { conn, sink } = open();
+    put(conn, 'a');
+    assert.deepEqual(sink.got, ['a']);
+    assert.equal(released[0].tag, null);
+    assert.equal(buffer.stats().heldChunks, 0);
+  });
+
+  test('setup arms with tag 1: pre-copy output waits for commit(1)', () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'p');
+    buffer.postsuspend(1);
+    buffer.preresume();
+    assert.deepEqual(sink.got, []);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['p']);
+  });
+
+  test('output between postsuspend(N) and commit(N) is held until commit(N+1)', () => {
+    const { buffer, open, released } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'e1-a');
+    put(conn, 'e1-b');
+    buffer.postsuspend(1);
+    put(conn, 'e2-in-flight'); // arrives after suspend 1: not in checkpoint 1
+    buffer.preresume();
+    put(conn, 'e2-after-resume');
+    assert.deepEqual(sink.got, []);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['e1-a', 'e1-b']);
+    buffer.postsuspend(2);
+    put(conn, 'e3');
+    assert.deepEqual(sink.got, ['e1-a', 'e1-b'], 'postsuspend releases nothing');
+    buffer.commit(2);
+    assert.deepEqual(sink.got, ['e1-a', 'e1-b', 'e2-in-flight', 'e2-after-resume']);
+    buffer.postsuspend(3);
+    buffer.commit(3);
+    assert.deepEqual(sink.got.at(-1), 'e3');
+    assert.deepEqual(
+      released.map((r) => r.tag),
+      [1, 1, 2, 2, 3],
+    );
+  });
+
+  test('armed at the first postsuspend when setup is never called', () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    put(conn, 'before');
+    buffer.postsuspend(7);
+    put(conn, 'after');
+    buffer.commit(7);
+    assert.deepEqual(sink.got, ['before']);
+    buffer.postsuspend(8);
+    buffer.commit(8);
+    assert.deepEqual(sink.got, ['before', 'after']);
+  });
+
+  test('one commit releases several epochs at once, in order across connections', () => {
+    const { buffer, open } = fixture();
+    const a = open();
+    const b = open();
+    const order: string[] = [];
+    buffer.setup();
+    for (let e = 1; e <= 3; e++) {
+      put(a.conn, `a${e}`);
+      put(b.conn, `b${e}`);
+      order.push(`a${e}`, `b${e}`);
+      buffer.postsuspend(e);
+    }
+    buffer.commit(2);
+    assert.deepEqual(a.sink.got, ['a1', 'a2']);
+    assert.deepEqual(b.sink.got, ['b1', 'b2']);
+    buffer.commit(3);
+    assert.deepEqual(a.sink.got, ['a1', 'a2', 'a3']);
+    assert.deepEqual(b.sink.got, ['b1', 'b2', 'b3']);
+  });
+
+  test('a stale commit releases nothing newer', () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    buffer.postsuspend(1);
+    put(conn, 'x');
+    buffer.commit(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, []);
+  });
+
+  test('epoch numbering restarted without teardown: held output waits for the new stream\'s ack', () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    buffer.postsuspend(2);
+    buffer.postsuspend(3); // an epoch whose ack never came
+    put(conn, 'old');
+    buffer.postsuspend(1); // a new stream
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['old']);
+  });
+
+  test('stats report held bytes, chunks and the oldest age', () => {
+    const { buffer, open, tick } = fixture();
+    const { conn } = open();
+    buffer.setup();
+    put(conn, 'abc');
+    tick(40);
+    put(conn, 'de');
+    tick(10);
+    const s = buffer.stats();
+    assert.equal(s.heldBytes, 5);
+    assert.equal(s.heldChunks, 2);
+    assert.equal(s.oldestHeldMs, 50);
+    assert.equal(s.openEpoch, 1);
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.equal(buffer.stats().heldBytes, 0);
+    assert.equal(buffer.stats().oldestHeldMs, 0);
+    assert.equal(buffer.stats().committedEpoch, 1);
+  });
+
+  test('works as a device in a DeviceSet', async () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    const devices = new DeviceSet();
+    devices.add(buffer);
+    await devices.run('setup');
+    put(conn, 'x');
+    await devices.run('postsuspend', 1);
+    await devices.run('preresume', 1);
+    assert.deepEqual(sink.got, []);
+    await devices.run('commit', 1);
+    assert.deepEqual(sink.got, ['x']);
+  });
+});
+
+describe('OutputBuffer bound, close, modes, teardown', () => {
+  test('the held-bytes bound pauses every source, resumes at the low mark, never drops', () => {
+    const { buffer, open } = fixture({ maxHeldBytes: 10, resumeHeldBytes: 4 });
+    const a = open();
+    const b = open();
+    buffer.setup();
+    assert.equal(put(a.conn, '12345'), true);
+    assert.equal(put(b.conn, '67890'), false);
+    assert.equal(a.sink.paused && b.sink.paused, true);
+    const late = open();
+    assert.equal(late.sink.paused, true, 'a connection opened at the bound starts paused');
+    // Bytes already read still go in (bounded by what was in flight), none lost.
+    put(a.conn, 'x');
+    assert.equal(buffer.stats().heldBytes, 11);
+    assert.equal(buffer.stats().stalls, 1);
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.equal(a.sink.paused || b.sink.paused || late.sink.paused, false);
+    assert.deepEqual(a.sink.got, ['12345', 'x']);
+    assert.deepEqual(b.sink.got, ['67890']);
+  });
+
+  test('close finishes a connection only after its held output is released', () => {
+    const { buffer, open } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'last');
+    conn.close();
+    assert.equal(sink.finished, false);
+    put(conn, 'ignored after close');
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['last']);
+    assert.equal(sink.finished, true);
+    const idle = open();
+    idle.conn.close();
+    assert.equal(idle.sink.finished, true, 'nothing held: finished at once');
+  });
+
+  test('whenReleased runs once the connection has nothing held', () => {
+    const { buffer, open } = fixture();
+    const a = open();
+    const b = open();
+    buffer.setup();
+    put(a.conn, 'x');
+    buffer.postsuspend(1);
+    put(a.conn, 'y');
+    let calls = 0;
+    a.conn.whenReleased(() => calls++);
+    let bCalls = 0;
+    b.conn.whenReleased(() => bCalls++);
+    assert.equal(bCalls, 1, 'nothing held: at once');
+    buffer.commit(1);
+    assert.equal(calls, 0, "'y' is still held");
+    buffer.postsuspend(2);
+    buffer.commit(2);
+    assert.equal(calls, 1);
+    assert.equal(a.sink.finished, false, 'released is not closed');
+  });
+
+  test("mode 'none' passes through; switching to it releases everything held in order", () => {
+    const { buffer, open, released } = fixture();
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'h1');
+    buffer.postsuspend(1);
+    put(conn, 'h2');
+    buffer.setMode('none');
+    assert.deepEqual(sink.got, ['h1', 'h2']);
+    put(conn, 'p');
+    assert.deepEqual(sink.got, ['h1', 'h2', 'p']);
+    assert.equal(released.at(-1)!.tag, null);
+    buffer.setMode('remus');
+    put(conn, 'again'); // open epoch is 2 (postsuspend(1) happened)
+    buffer.commit(1);
+    assert.equal(sink.got.length, 3);
+    buffer.postsuspend(2);
+    buffer.commit(2);
+    assert.deepEqual(sink.got.at(-1), 'again');
+  });
+
+  test("teardown 'release' releases in order and then passes through", () => {
+    const { buffer, open } = fixture({ teardownPolicy: 'release' });
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'a');
+    buffer.postsuspend(1);
+    put(conn, 'b');
+    buffer.teardown();
+    assert.deepEqual(sink.got, ['a', 'b']);
+    put(conn, 'c');
+    assert.deepEqual(sink.got, ['a', 'b', 'c']);
+  });
+
+  test("teardown 'hold' keeps holding (new output behind old) until the next session's first commit", () => {
+    const { buffer, open } = fixture({ teardownPolicy: 'release' });
+    buffer.setTeardownPolicy('hold');
+    assert.equal(buffer.teardownPolicy, 'hold');
+    const { conn, sink } = open();
+    buffer.setup();
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    buffer.postsuspend(2);
+    put(conn, 'unacked');
+    buffer.teardown();
+    put(conn, 'while-unprotected');
+    buffer.commit(2); // a late commit of the dead session must not release
+    assert.deepEqual(sink.got, []);
+    assert.equal(buffer.stats().phase, 'orphaned');
+    buffer.setup(); // re-protection: new stream, epochs from 1
+    put(conn, 'new-session');
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['unacked', 'while-unprotected', 'new-session']);
+  });
+
+  test("teardown 'drop' discards held output and cuts only the connections it belonged to", () => {
+    const { buffer, open } = fixture({ teardownPolicy: 'drop' });
+    const a = open();
+    const b = open();
+    buffer.setup();
+    put(a.conn, 'lost');
+    buffer.teardown();
+    assert.deepEqual(a.sink.got, []);
+    assert.equal((a.sink.aborted as { code?: string } | undefined)?.code, FrontErrorCodes.FRONT_OUTPUT_DROPPED);
+    assert.equal(b.sink.aborted, undefined);
+    assert.equal(buffer.stats().droppedBytes, 4);
+    put(b.conn, 'through');
+    assert.deepEqual(b.sink.got, ['through']);
+  });
+
+  test('validate refuses a bad bound', () => {
+    assert.throws(() => new OutputBuffer({ maxHeldBytes: 0 }).validate(), { code: FrontErrorCodes.FRONT_BAD_OPTIONS });
+    assert.throws(() => new OutputBuffer({ maxHeldBytes: 10, resumeHeldBytes: 11 }).validate(), { code: FrontErrorCodes.FRONT_BAD_OPTIONS });
+  });
+});

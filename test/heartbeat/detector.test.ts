@@ -1,0 +1,137 @@
+/** The failure detector on virtual time: exact transition instants. */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ManualClock } from '../../src/heartbeat/clock.js';
+import { FailureDetector, resolveTiming, type PeerTransition } from '../../src/heartbeat/detector.js';
+import { HeartbeatError } from '../../src/heartbeat/errors.js';
+
+function setup(opts: { intervalMs?: number; timeoutMs?: number; suspectAfterMs?: number } = {}): { clock: ManualClock; d: FailureDetector; log: string[]; events: PeerTransition[] } {
+  const clock = new ManualClock();
+  const d = new FailureDetector({ ...opts, clock });
+  const events: PeerTransition[] = [];
+  const log: string[] = [];
+  d.onTransition((t) => {
+    events.push(t);
+    log.push(`${t.at} ${t.to}`);
+  });
+  d.start();
+  return { clock, d, log, events };
+}
+
+/** Heartbeats at each listed time (ms), then time runs to `until`. */
+function play(s: ReturnType<typeof setup>, beats: number[], until: number): void {
+  for (const t of beats) {
+    s.clock.advance(t - s.clock.now());
+    s.d.heard();
+  }
+  s.clock.advance(until - s.clock.now());
+}
+
+describe('FailureDetector', () => {
+  test('defaults are 50 ms / 250 ms with suspect after 100 ms', () => {
+    assert.deepEqual(resolveTiming({}), { intervalMs: 50, timeoutMs: 250, suspectAfterMs: 100 });
+  });
+
+  test('unknown until the first heartbeat, however long that takes', () => {
+    const s = setup();
+    s.clock.advance(10_000);
+    assert.equal(s.d.state, 'unknown');
+    assert.equal(s.clock.pending, 0);
+    play(s, [10_000], 10_000);
+    assert.deepEqual(s.log, ['10000 alive']);
+  });
+
+  test('beats on time keep the peer alive', () => {
+    const s = setup();
+    play(s, Array.from({ length: 40 }, (_, i) => i * 50), 2000);
+    assert.deepEqual(s.log, ['0 alive']);
+  });
+
+  test('silence: suspect at exactly last + 2 intervals, dead at exactly last + timeout', () => {
+    const s = setup();
+    play(s, [0, 50, 100], 349);
+    assert.deepEqual(s.log, ['0 alive', '200 suspect']);
+    assert.equal(s.d.state, 'suspect');
+    s.clock.advance(1); // t = 350 = 100 + 250
+    assert.deepEqual(s.log, ['0 alive', '200 suspect', '350 dead']);
+    assert.match(s.events[2].reason, /nothing received for 250 ms \(timeout 250 ms/);
+    assert.equal(s.clock.pending, 0, 'no timer left once dead');
+  });
+
+  test('slow but alive: late heartbeats go suspect and back, never dead', () => {
+    const s = setup();
+    // Gaps of 240 ms (just inside the 250 ms timeout), 30 of them: 7 s of a very slow link.
+    const beats = Array.from({ length: 30 }, (_, i) => i * 240);
+    play(s, beats, 29 * 240 + 249);
+    assert.ok(!s.log.some((l) => l.endsWith('dead')), s.log.join(', '));
+    const expected = ['0 alive'];
+    for (let i = 0; i < 29; i++) expected.push(`${i * 240 + 100} suspect`, `${(i + 1) * 240} alive`);
+    expected.push(`${29 * 240 + 100} suspect`);
+    assert.deepEqual(s.log, expected);
+    s.clock.advance(1);
+    assert.equal(s.d.state, 'dead', 'and the first real 250 ms of silence still kills it');
+  });
+
+  test('activity without heartbeats postpones dead but does not clear suspect', () => {
+    const s = setup();
+    play(s, [0], 0);
+    for (let t = 200; t <= 1000; t += 200) {
+      s.clock.advance(t - s.clock.now());
+      s.d.noteActivity();
+    }
+    s.clock.advance(1249 - s.clock.now());
+    assert.deepEqual(s.log, ['0 alive', '100 suspect']);
+    s.clock.advance(1); // last activity at 1000
+    assert.deepEqual(s.log, ['0 alive', '100 suspect', '1250 dead']);
+  });
+
+  test('dead is final: a late heartbeat does not resurrect the peer', () => {
+    const s = setup();
+    play(s, [0], 300);
+    assert.equal(s.d.state, 'dead');
+    assert.equal(s.d.heard(), false);
+    s.d.noteActivity();
+    s.clock.advance(1000);
+    assert.deepEqual(s.log, ['0 alive', '100 suspect', '250 dead']);
+  });
+
+  test('custom timing: interval 10, timeout 35, suspect after 20', () => {
+    const s = setup({ intervalMs: 10, timeoutMs: 35, suspectAfterMs: 20 });
+    play(s, [5, 15, 40], 100);
+    assert.deepEqual(s.log, ['5 alive', '35 suspect', '40 alive', '60 suspect', '75 dead']);
+  });
+
+  test('a timer that fires late goes straight through suspect to dead at the same instant', () => {
+    const clock = new ManualClock();
+    let fire: (() => void) | undefined;
+    // A clock whose timer only runs when we say so: a stalled event loop.
+    const d = new FailureDetector({ clock: { now: () => clock.now(), setTimer: (_ms, fn) => ((fire = fn), () => (fire = undefined)) } });
+    const log: string[] = [];
+    d.onTransition((t) => log.push(`${t.at} ${t.to}`));
+    d.start();
+    d.heard();
+    clock.advance(400);
+    fire?.();
+    assert.deepEqual(log, ['0 alive', '400 suspect', '400 dead']);
+  });
+
+  test('stop() cancels the timer and ignores later input', () => {
+    const s = setup();
+    play(s, [0], 10);
+    s.d.stop();
+    assert.equal(s.clock.pending, 0);
+    assert.equal(s.d.heard(), false);
+    s.clock.advance(1000);
+    assert.deepEqual(s.log, ['0 alive']);
+  });
+
+  test('refuses timings that make no sense', () => {
+    for (const o of [{ intervalMs: 0 }, { intervalMs: 100, timeoutMs: 100 }, { timeoutMs: 250, suspectAfterMs: 250 }, { intervalMs: Number.NaN }]) {
+      assert.throws(
+        () => new FailureDetector(o).start(),
+        (e: unknown) => e instanceof HeartbeatError && e.code === 'ERR_HEARTBEAT_BAD_OPTIONS',
+        JSON.stringify(o),
+      );
+    }
+  });
+});
