@@ -33,6 +33,10 @@ export interface PrimaryConfig {
   /** When the standby is lost: release held output (available, unprotected), hold it, or drop it. */
   onUnprotected: 'release' | 'hold' | 'drop';
   maxClients: number;
+  /** The secondary's heartbeat address (default: the secondary's host, its port + 1). */
+  heartbeat: Address | undefined;
+  /** This primary's generation; a promoted secondary takes a higher one and fences this one. */
+  generation: number;
 }
 
 export interface SecondaryConfig {
@@ -40,8 +44,8 @@ export interface SecondaryConfig {
   maxEpochMib: number;
   /** Where the promoted secondary serves the guest after a failover. */
   service: Address;
-  /** Heartbeat channel: the secondary listens here, the primary connects. */
-  heartbeat: Address;
+  /** Heartbeat channel: the secondary listens here, the primary connects (default: listen port + 1; 0 if that is 0). */
+  heartbeat: Address | undefined;
 }
 
 export interface HeartbeatConfig {
@@ -79,12 +83,14 @@ export function defaultConfig(): TandemConfig {
       maxHeldMib: 64,
       onUnprotected: 'release',
       maxClients: 1000,
+      heartbeat: undefined,
+      generation: 1,
     },
     secondary: {
       listen: { host: '127.0.0.1', port: 7700 },
       maxEpochMib: 256,
       service: { host: '127.0.0.1', port: 6379 },
-      heartbeat: { host: '127.0.0.1', port: 7701 },
+      heartbeat: undefined,
     },
   };
 }
@@ -154,7 +160,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   }
 
   const p = r.section(top, 'primary', 'primary', [
-    'secondary', 'service', 'interval_ms', 'min_interval_ms', 'max_interval_ms', 'ack_timeout_ms', 'connect_timeout_ms', 'retry_ms', 'stream_version', 'precopy', 'verify_digest', 'max_held_mib', 'on_unprotected', 'max_clients',
+    'secondary', 'service', 'interval_ms', 'min_interval_ms', 'max_interval_ms', 'ack_timeout_ms', 'connect_timeout_ms', 'retry_ms', 'stream_version', 'precopy', 'verify_digest', 'max_held_mib', 'on_unprotected', 'max_clients', 'heartbeat', 'generation',
   ]);
   if (p) {
     const c = cfg.primary;
@@ -171,6 +177,8 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     c.maxHeldMib = r.int(p, 'max_held_mib', 'primary.max_held_mib', 1, 65536, c.maxHeldMib);
     c.onUnprotected = r.oneOf(p, 'on_unprotected', 'primary.on_unprotected', ['release', 'hold', 'drop'] as const, c.onUnprotected);
     c.maxClients = r.int(p, 'max_clients', 'primary.max_clients', 1, 100_000, c.maxClients);
+    c.heartbeat = r.address(p, 'heartbeat', 'primary.heartbeat', c.heartbeat);
+    c.generation = r.int(p, 'generation', 'primary.generation', 1, Number.MAX_SAFE_INTEGER, c.generation);
     const pc = r.section(p, 'precopy', 'primary.precopy', ['target_dirty_pages', 'max_iterations']);
     if (pc) {
       c.precopy.targetDirtyPages = r.int(pc, 'target_dirty_pages', 'primary.precopy.target_dirty_pages', 0, MAX_SIM_PAGES, c.precopy.targetDirtyPages);
@@ -184,7 +192,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     cfg.secondary.listen = r.address(s, 'listen', 'secondary.listen', cfg.secondary.listen, true)!;
     cfg.secondary.maxEpochMib = r.int(s, 'max_epoch_mib', 'secondary.max_epoch_mib', 1, 65536, cfg.secondary.maxEpochMib);
     cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
-    cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true)!;
+    cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true);
   }
   const hb = r.section(top, 'heartbeat', 'heartbeat', ['interval_ms', 'timeout_ms']);
   if (hb) {
@@ -216,3 +224,6 @@ export function loadConfig(file: string): TandemConfig {
   }
   return configFromObject(doc, file);
 }
+
+/** Port + 1 on the same host (0 stays 0: any free port), the default heartbeat address next to a replication one. */
+export const nextPort = (a: Address): Address => ({ host: a.host, port: a.port === 0 ? 0 : Math.min(65535, a.port + 1) });

@@ -109,13 +109,17 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   try {
     let secondary: Node | undefined;
     let secondaryPort = 0;
+    let heartbeatPort = 0;
     if (o.mode === 'remus') {
       secondary = startNode(['secondary', '--config', config], join(dir, 'secondary.log'));
       nodes.push(secondary);
-      secondaryPort = await waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
+      // Both listeners first: the lines may come in either order.
+      const listening = waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
+      const beating = waitFor(secondary, (l) => portOf(l.heartbeat), "the secondary's heartbeat channel");
+      [secondaryPort, heartbeatPort] = await Promise.all([listening, beating]);
     }
     const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug'];
-    if (o.mode === 'remus') primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`);
+    if (o.mode === 'remus') primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
     let epochs = 0;

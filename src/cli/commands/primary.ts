@@ -10,9 +10,11 @@ import { PrimaryEngine } from '../../checkpoint/engine.js';
 import { precopyPolicy } from '../../checkpoint/precopy.js';
 import { stateDigest } from '../../domain/digest.js';
 import { SimDomain } from '../../domain/sim.js';
-import { ConfigError } from '../../errors.js';
+import { ConfigError, ErrorCodes, TandemError } from '../../errors.js';
 import { KvStore } from '../../guest/kv-store.js';
 import { KvServer } from '../../guest/server.js';
+import { HeartbeatChannel } from '../../heartbeat/channel.js';
+import { nextPort } from '../../config/config.js';
 import { OutputBuffer } from '../../front/output-buffer.js';
 import { ServiceFront } from '../../front/service-front.js';
 import { parseAddress } from '../../util/address.js';
@@ -22,6 +24,8 @@ import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../
 interface PrimaryArgs extends CommonArgs {
   mode: 'remus' | 'none';
   secondary: string | undefined;
+  heartbeat: string | undefined;
+  generation: number | undefined;
   service: string | undefined;
   interval: number | undefined;
   'verify-digest': boolean | undefined;
@@ -36,6 +40,8 @@ export function primaryCommand(yargs: Argv): Argv {
         y
           .option('mode', { choices: ['remus', 'none'] as const, default: 'remus' as const, describe: 'remus: protect the guest; none: run it unprotected (a baseline)' })
           .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
+          .option('heartbeat', { type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
+          .option('generation', { type: 'number', describe: 'this primary\'s generation (fencing); a promoted secondary runs with a higher one' })
           .option('service', { type: 'string', describe: "HOST:PORT where clients reach the guest's RESP port" })
           .option('interval', { type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
           .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
@@ -50,6 +56,11 @@ export function primaryCommand(yargs: Argv): Argv {
         p.intervalMs = args.interval;
       }
       if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
+      if (args.heartbeat !== undefined) p.heartbeat = parseAddress(args.heartbeat, '--heartbeat');
+      if (args.generation !== undefined) {
+        if (!Number.isSafeInteger(args.generation) || args.generation < 1) throw new ConfigError(`--generation: expected a positive integer, got ${args.generation}`);
+        p.generation = args.generation;
+      }
       if (args.mode === 'remus' && p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
       if (p.minIntervalMs > p.intervalMs) p.minIntervalMs = p.intervalMs;
 
@@ -61,6 +72,33 @@ export function primaryCommand(yargs: Argv): Argv {
       const guest = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
       const guestAddr = await guest.start();
       const remus = args.mode === 'remus' && p.secondary !== undefined;
+      let acked = 0;
+      const heartbeat = remus
+        ? new HeartbeatChannel({
+            role: 'primary',
+            generation: p.generation,
+            connect: p.heartbeat ?? nextPort(p.secondary!),
+            intervalMs: cfg.heartbeat.intervalMs,
+            timeoutMs: cfg.heartbeat.timeoutMs,
+            epoch: () => acked,
+            logger,
+          })
+        : undefined;
+      if (heartbeat) {
+        // Fencing: hear the peer before serving anyone. A peer that runs as a
+        // newer generation means this node was failed over: it must not serve.
+        const fenced = new Promise<{ ownGeneration: number; peerGeneration: number }>((resolve) => heartbeat.once('fenced', resolve));
+        const heard = new Promise<void>((resolve) => heartbeat.once('heartbeat', () => resolve()));
+        await heartbeat.start();
+        await Promise.race([heard, new Promise((r) => setTimeout(r, cfg.heartbeat.timeoutMs))]);
+        // Let a frame that fences us be processed first.
+        await new Promise((r) => setImmediate(r));
+        const early = await Promise.race([fenced, Promise.resolve(undefined)]);
+        if (early !== undefined) {
+          await heartbeat.stop();
+          throw new TandemError(ErrorCodes.FENCED, `fenced: a node runs as primary with generation ${early.peerGeneration} (this one: ${early.ownGeneration}); not serving the guest`);
+        }
+      }
       const output = new OutputBuffer({ mode: remus ? 'remus' : 'none', teardownPolicy: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, logger });
       const front = new ServiceFront({ buffer: output, guest: { host: '127.0.0.1', port: guestAddr.port }, host: p.service.host, port: p.service.port, maxConnections: p.maxClients, logger });
       const bound = await front.start();
@@ -99,11 +137,20 @@ export function primaryCommand(yargs: Argv): Argv {
       );
       engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`));
       engine.metrics$.subscribe((m) => logger.debug(m, 'epoch'));
+      engine.metrics$.subscribe((m) => (acked = m.epoch));
+      const fencedLater = new Promise<string>((resolve) =>
+        heartbeat!.once('fenced', (f) => resolve(`fenced by generation ${f.peerGeneration} (this one: ${f.ownGeneration})`)),
+      );
       engine.start();
-      const sig = await untilSignal();
-      logger.info({ signal: sig }, 'stopping');
+      const why = await Promise.race([untilSignal(), fencedLater]);
+      if (why.startsWith('fenced')) logger.fatal(`${why}: another node serves the guest now; this node stops serving at once`);
+      else logger.info({ signal: why }, 'stopping');
+      // A fenced node must not let held output out: close the front before the engine's teardown.
+      if (why.startsWith('fenced')) await front.stop();
       await engine.stop();
       await stopServing();
+      await heartbeat!.stop();
+      if (why.startsWith('fenced')) process.exitCode = 3;
     },
   );
 }

@@ -5,23 +5,33 @@
 import type { Argv } from 'yargs';
 import { SimDomain } from '../../domain/sim.js';
 import { Promoter } from '../../failover/promoter.js';
+import { HeartbeatChannel } from '../../heartbeat/channel.js';
 import { SecondaryServer } from '../../secondary/server.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
+import { nextPort } from '../../config/config.js';
 import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
 
 interface SecondaryArgs extends CommonArgs {
   listen: string | undefined;
+  heartbeat: string | undefined;
 }
 
 export function secondaryCommand(yargs: Argv): Argv {
   return yargs.command<SecondaryArgs>(
     'secondary',
     'run the secondary: receive checkpoints and keep the replica',
-    (y) => withCommonOptions(y.option('listen', { type: 'string', describe: 'HOST:PORT to accept the primary on' })),
+    (y) =>
+      withCommonOptions(
+        y
+          .option('listen', { type: 'string', describe: 'HOST:PORT to accept the primary on' })
+          .option('heartbeat', { type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
+      ),
     async (args) => {
       const cfg = baseConfig(args);
       if (args.listen !== undefined) cfg.secondary.listen = parseAddress(args.listen, '--listen', true);
+      if (args.heartbeat !== undefined) cfg.secondary.heartbeat = parseAddress(args.heartbeat, '--heartbeat', true);
+      const heartbeatAt = cfg.secondary.heartbeat ?? nextPort(cfg.secondary.listen);
       const logger = createLogger(cfg.logLevel, 'tandem-secondary');
       const replica = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       replica.pause(); // the replica never runs while it is a secondary
@@ -35,23 +45,40 @@ export function secondaryCommand(yargs: Argv): Argv {
       server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
       server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
       const promoter = new Promoter({ secondary: server, replica, service: cfg.secondary.service, logger });
-      let failoverTimer: NodeJS.Timeout | undefined;
-      server.on('primary-gone', (g) => {
-        logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`);
-        // The primary's link dropped without a clean END. If it is not back
-        // within the heartbeat timeout, it is dead: take over.
-        clearTimeout(failoverTimer);
-        failoverTimer = setTimeout(() => {
-          if (server.primary !== undefined) return;
-          promoter.promote(`primary ${g.remote} silent for ${cfg.heartbeat.timeoutMs} ms`).catch(() => {
-            // promote() logged why it cannot fail over; stay a secondary.
-          });
-        }, cfg.heartbeat.timeoutMs);
+      // Heartbeats on their own channel decide that the primary is dead (silence
+      // for the timeout), so a large checkpoint in flight never looks like death.
+      const heartbeat = new HeartbeatChannel({
+        role: 'secondary',
+        generation: 1,
+        listen: heartbeatAt,
+        intervalMs: cfg.heartbeat.intervalMs,
+        timeoutMs: cfg.heartbeat.timeoutMs,
+        epoch: () => server.lastEpoch,
+        logger,
       });
+      heartbeat.on('peer', (e) => {
+        logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`);
+        if (e.state !== 'dead' || promoter.promotion !== undefined) return;
+        if (server.primary !== undefined) {
+          // Its stream still flows: a heartbeat problem, not a dead primary.
+          logger.warn('heartbeats lost but the replication stream is alive: not failing over');
+          return;
+        }
+        const generation = heartbeat.promote();
+        promoter.promote(`primary silent for ${cfg.heartbeat.timeoutMs} ms; taking over as generation ${generation}`).catch(() => {
+          // promote() logged why it cannot fail over; stay a secondary.
+        });
+      });
+      server.on('primary-gone', (g) => logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`));
+      // Checkpoints arriving are a sign of life as good as a heartbeat.
+      server.on('epoch', () => heartbeat.noteActivity());
+      await heartbeat.start();
+      const hbAddr = heartbeat.address();
+      logger.info({ heartbeat: hbAddr ? `${hbAddr.address}:${hbAddr.port}` : undefined }, 'heartbeat channel listening');
       await server.start();
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');
-      clearTimeout(failoverTimer);
+      await heartbeat.stop();
       await promoter.stop();
       await server.stop();
     },
