@@ -27,7 +27,7 @@ function run(args: string[]): Proc {
   let text = '';
   let rest = '';
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     text += d.toString();
     const parts = (rest + d.toString()).split('\n');
     rest = parts.pop()!;
