@@ -1,0 +1,89 @@
+/**
+ * Issue 4's client ledger: many clients INCR counters through the front of
+ * the real `tandem primary` process; the primary is SIGKILLed at random
+ * points; the secondary (its real code, in this process) promotes itself and
+ * serves; every increment any client saw acknowledged is still there.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { after, test } from 'node:test';
+import { Ledger } from '../../src/demo/ledger.js';
+import { ServiceIp } from '../../src/demo/service-ip.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { Promoter } from '../../src/failover/promoter.js';
+import { SecondaryServer } from '../../src/secondary/server.js';
+import { createLogger } from '../../src/util/logger.js';
+import { CLI, tempDir } from '../helpers/cli.js';
+import { seeded } from '../guest/helpers.js';
+
+const TRIALS = 50;
+const MIB = 4;
+const tmp = tempDir();
+after(() => tmp.cleanup());
+
+test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no acknowledged write`, async () => {
+  const config = tmp.path('ledger.yaml');
+  writeFileSync(config, `domain:\n  memory_mib: ${MIB}\nprimary:\n  interval_ms: 5\n`);
+  const rand = seeded(4242);
+  let totalAcked = 0;
+  let lost = 0;
+  let withLoad = 0;
+  for (let trial = 0; trial < TRIALS; trial++) {
+    const replica = new SimDomain({ pages: MIB * 256 });
+    replica.pause();
+    const logger = createLogger('silent');
+    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    const { port } = await secondary.start();
+    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const closed = new Promise((r) => child.once('close', r));
+    const serviceIp = new ServiceIp({ host: '127.0.0.1', port: 0 });
+    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
+    let ledger: Ledger | undefined;
+    try {
+      const frontPort = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`trial ${trial}: the primary never got protected:\n${log}`)), 20_000);
+        const poll = setInterval(() => {
+          const m = /guest RESP service on 127\.0\.0\.1:(\d+)/.exec(log);
+          if (m && /protection: protected/.test(log)) {
+            clearInterval(poll);
+            clearTimeout(timer);
+            resolve(Number(m[1]));
+          }
+        }, 5);
+      });
+      serviceIp.moveTo({ host: '127.0.0.1', port: frontPort });
+      const bound = await serviceIp.start();
+      ledger = new Ledger({ host: '127.0.0.1', port: bound.port }, 6);
+      ledger.start();
+      await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 400)));
+      child.kill('SIGKILL');
+      await closed;
+      // The secondary's own failure handling (here: the stream's end) and promotion.
+      while (secondary.primary !== undefined) await new Promise((r) => setTimeout(r, 2));
+      const p = await promoter.promote(`trial ${trial}`);
+      serviceIp.moveTo({ host: '127.0.0.1', port: p.service.port });
+      ledger.failedOver();
+      // Let the survivor answer every client at least once.
+      await Promise.race([ledger.firstSurvivorAck(), new Promise((r) => setTimeout(r, 5000))]);
+      await new Promise((r) => setTimeout(r, 50));
+      ledger.stop();
+      const result = await ledger.verify();
+      totalAcked += result.ackedWrites;
+      if (result.ackedWrites > 0) withLoad++;
+      lost += result.lostAckedWrites;
+      assert.equal(result.lostAckedWrites, 0, `trial ${trial}: ${result.lostAckedWrites} acknowledged increments lost (epoch ${p.epoch})`);
+    } finally {
+      ledger?.stop();
+      child.kill('SIGKILL');
+      await serviceIp.stop();
+      await promoter.stop();
+      await secondary.stop();
+    }
+  }
+  assert.equal(lost, 0);
+  assert.ok(withLoad >= TRIALS * 0.9, `only ${withLoad} of ${TRIALS} trials had acknowledged writes before the kill`);
+  assert.ok(totalAcked > TRIALS * 20, `${totalAcked} acknowledged writes in all: too little load to prove anything`);
+});
