@@ -40,14 +40,14 @@ export interface DemoSummary {
   logs: string;
 }
 
-interface Node {
+export interface Node {
   child: ChildProcess;
   lines: (fn: (line: Record<string, unknown>) => void) => void;
   closed: Promise<void>;
 }
 
 /** Starts a tandem process, teeing its JSON log lines to a file and to listeners. */
-function startNode(args: string[], logFile: string): Node {
+export function startNode(args: string[], logFile: string): Node {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const out: WriteStream = createWriteStream(logFile);
   const listeners: ((line: Record<string, unknown>) => void)[] = [];
@@ -71,7 +71,7 @@ function startNode(args: string[], logFile: string): Node {
   return { child, lines: (fn) => listeners.push(fn), closed };
 }
 
-function waitFor<T>(node: Node, pick: (line: Record<string, unknown>) => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
+export function waitFor<T>(node: Node, pick: (line: Record<string, unknown>) => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`demo: timed out waiting for ${what}`)), timeoutMs);
     node.lines((line) => {
@@ -85,7 +85,7 @@ function waitFor<T>(node: Node, pick: (line: Record<string, unknown>) => T | und
   });
 }
 
-const portOf = (text: unknown): number | undefined => {
+export const portOf = (text: unknown): number | undefined => {
   const m = typeof text === 'string' ? /:(\d+)$/.exec(text) : null;
   return m ? Number(m[1]) : undefined;
 };
