@@ -56,20 +56,28 @@ export function secondaryCommand(yargs: Argv): Argv {
         epoch: () => server.lastEpoch,
         logger,
       });
-      heartbeat.on('peer', (e) => {
-        logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`);
-        if (e.state !== 'dead' || promoter.promotion !== undefined) return;
+      // Both signs are needed: heartbeats silent for the timeout and the
+      // replication stream gone. Whichever comes second triggers the takeover.
+      const tryPromote = (): void => {
+        if (promoter.promotion !== undefined || heartbeat.peerState !== 'dead') return;
         if (server.primary !== undefined) {
-          // Its stream still flows: a heartbeat problem, not a dead primary.
-          logger.warn('heartbeats lost but the replication stream is alive: not failing over');
+          logger.warn('heartbeats lost but the replication stream is still open: waiting for it to end before failing over');
           return;
         }
         const generation = heartbeat.promote();
         promoter.promote(`primary silent for ${cfg.heartbeat.timeoutMs} ms; taking over as generation ${generation}`).catch(() => {
           // promote() logged why it cannot fail over; stay a secondary.
         });
+      };
+      heartbeat.on('peer', (e) => {
+        logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`);
+        tryPromote();
       });
-      server.on('primary-gone', (g) => logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`));
+      server.on('primary-gone', (g) => {
+        logger.warn({ ...g }, `primary ${g.remote} gone; replica holds epoch ${g.lastEpoch}`);
+        // The server lets go of the connection right after telling us.
+        setImmediate(tryPromote);
+      });
       // Checkpoints arriving are a sign of life as good as a heartbeat.
       server.on('epoch', () => heartbeat.noteActivity());
       await heartbeat.start();
