@@ -1,25 +1,25 @@
 /**
- * Errors of the service front. Kept here (not in src/errors.ts, which another
- * part of the tree owns) with stable codes in the same ERR_* style, so they
- * can be merged into ErrorCodes later without changing what callers see.
+ * Errors of the service front: its codes live in the one table in
+ * src/errors.ts; this names the subset the front raises.
  */
+import { ErrorCodes, TandemError } from '../errors.js';
+
 export const FrontErrorCodes = {
   /** An option is out of range (a limit, an address). */
-  FRONT_BAD_OPTIONS: 'ERR_FRONT_BAD_OPTIONS',
+  FRONT_BAD_OPTIONS: ErrorCodes.FRONT_BAD_OPTIONS,
   /** The front could not listen on the service address. */
-  FRONT_LISTEN_FAILED: 'ERR_FRONT_LISTEN_FAILED',
+  FRONT_LISTEN_FAILED: ErrorCodes.FRONT_LISTEN_FAILED,
   /** Held output was discarded under the 'drop' teardown policy; the connection is cut. */
-  FRONT_OUTPUT_DROPPED: 'ERR_FRONT_OUTPUT_DROPPED',
+  FRONT_OUTPUT_DROPPED: ErrorCodes.FRONT_OUTPUT_DROPPED,
 } as const;
 
 export type FrontErrorCode = (typeof FrontErrorCodes)[keyof typeof FrontErrorCodes];
 
-export class FrontError extends Error {
-  readonly code: FrontErrorCode;
+export class FrontError extends TandemError {
+  declare readonly code: FrontErrorCode;
 
   constructor(code: FrontErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
 
   override get name(): string {

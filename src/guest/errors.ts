@@ -1,40 +1,38 @@
 /**
  * Errors raised by the sim guest's key-value service, with stable codes.
  *
- * The codes follow src/errors.ts's rule (they are API: never rename one, add
- * new ones) but live here because src/errors.ts's ErrorCode union is closed
- * to this folder. GuestError carries `code` the same way TandemError does,
- * so the CLI's describeError prints `message [code]` for both.
+ * The codes live in the one table in src/errors.ts (they are API: never
+ * rename one, add new ones); this names the subset the guest raises.
  */
+import { ErrorCodes, TandemError } from '../errors.js';
 
 export const GuestErrorCodes = {
   // RESP request parsing: the connection that sent the bytes is closed.
-  PROTOCOL_MULTIBULK_LENGTH: 'ERR_GUEST_PROTOCOL_MULTIBULK_LENGTH',
-  PROTOCOL_BULK_LENGTH: 'ERR_GUEST_PROTOCOL_BULK_LENGTH',
-  PROTOCOL_EXPECTED_BULK: 'ERR_GUEST_PROTOCOL_EXPECTED_BULK',
-  PROTOCOL_BULK_CRLF: 'ERR_GUEST_PROTOCOL_BULK_CRLF',
-  PROTOCOL_INLINE_TOO_BIG: 'ERR_GUEST_PROTOCOL_INLINE_TOO_BIG',
-  PROTOCOL_UNBALANCED_QUOTES: 'ERR_GUEST_PROTOCOL_UNBALANCED_QUOTES',
-  PROTOCOL_REQUEST_TOO_BIG: 'ERR_GUEST_PROTOCOL_REQUEST_TOO_BIG',
+  PROTOCOL_MULTIBULK_LENGTH: ErrorCodes.GUEST_PROTOCOL_MULTIBULK_LENGTH,
+  PROTOCOL_BULK_LENGTH: ErrorCodes.GUEST_PROTOCOL_BULK_LENGTH,
+  PROTOCOL_EXPECTED_BULK: ErrorCodes.GUEST_PROTOCOL_EXPECTED_BULK,
+  PROTOCOL_BULK_CRLF: ErrorCodes.GUEST_PROTOCOL_BULK_CRLF,
+  PROTOCOL_INLINE_TOO_BIG: ErrorCodes.GUEST_PROTOCOL_INLINE_TOO_BIG,
+  PROTOCOL_UNBALANCED_QUOTES: ErrorCodes.GUEST_PROTOCOL_UNBALANCED_QUOTES,
+  PROTOCOL_REQUEST_TOO_BIG: ErrorCodes.GUEST_PROTOCOL_REQUEST_TOO_BIG,
   // The store in guest RAM
-  STORE_NOT_FOUND: 'ERR_GUEST_STORE_NOT_FOUND',
-  STORE_BAD_VERSION: 'ERR_GUEST_STORE_BAD_VERSION',
-  STORE_CORRUPT: 'ERR_GUEST_STORE_CORRUPT',
-  STORE_BAD_OPTIONS: 'ERR_GUEST_STORE_BAD_OPTIONS',
-  STORE_OOM: 'ERR_GUEST_STORE_OOM',
+  STORE_NOT_FOUND: ErrorCodes.GUEST_STORE_NOT_FOUND,
+  STORE_BAD_VERSION: ErrorCodes.GUEST_STORE_BAD_VERSION,
+  STORE_CORRUPT: ErrorCodes.GUEST_STORE_CORRUPT,
+  STORE_BAD_OPTIONS: ErrorCodes.GUEST_STORE_BAD_OPTIONS,
+  STORE_OOM: ErrorCodes.GUEST_STORE_OOM,
   // The TCP front of the service
-  SERVER_BAD_OPTIONS: 'ERR_GUEST_SERVER_BAD_OPTIONS',
-  SERVER_COMMAND_FAILED: 'ERR_GUEST_SERVER_COMMAND_FAILED',
+  SERVER_BAD_OPTIONS: ErrorCodes.GUEST_SERVER_BAD_OPTIONS,
+  SERVER_COMMAND_FAILED: ErrorCodes.GUEST_SERVER_COMMAND_FAILED,
 } as const;
 
 export type GuestErrorCode = (typeof GuestErrorCodes)[keyof typeof GuestErrorCodes];
 
-export class GuestError extends Error {
-  readonly code: GuestErrorCode;
+export class GuestError extends TandemError {
+  declare readonly code: GuestErrorCode;
 
   constructor(code: GuestErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
+    super(code, message, options);
   }
 
   override get name(): string {
