@@ -74,6 +74,7 @@ export function startNode(args: string[], logFile: string): Node {
 export function waitFor<T>(node: Node, pick: (line: Record<string, unknown>) => T | undefined, what: string, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`demo: timed out waiting for ${what}`)), timeoutMs);
+    timer.unref(); // a wait that is over must not keep the process alive
     node.lines((line) => {
       const v = pick(line);
       if (v !== undefined) {
@@ -162,7 +163,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       o.say(`killing the primary (SIGKILL) after ${o.killPrimaryAfterS} s, at epoch ${epochs}`);
       primary.child.kill('SIGKILL');
       const sawReply = ledger.firstSurvivorAck();
-      failoverMs = Math.round((await Promise.race([sawReply, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 30_000))])) - killedAt);
+      failoverMs = Math.round((await Promise.race([sawReply, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 30_000).unref())])) - killedAt);
       if (Number.isNaN(failoverMs)) failoverMs = null;
     }
     const left = o.durationS * 1000 - (performance.now() - t0);
@@ -187,7 +188,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     bench?.kill('SIGKILL');
     await serviceIp.stop();
     for (const n of nodes) n.child.kill('SIGTERM');
-    await Promise.all(nodes.map((n) => Promise.race([n.closed, new Promise((r) => setTimeout(r, 3000))])));
+    await Promise.all(nodes.map((n) => Promise.race([n.closed, new Promise((r) => setTimeout(r, 3000).unref())])));
     for (const n of nodes) n.child.kill('SIGKILL');
   }
 }
