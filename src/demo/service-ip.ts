@@ -6,6 +6,7 @@
  */
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Address } from '../util/address.js';
+import { listen } from '../util/net.js';
 
 export class ServiceIp {
   private server: Server | undefined;
@@ -13,7 +14,7 @@ export class ServiceIp {
   private readonly sockets = new Set<Socket>();
 
   constructor(
-    private readonly listen: Address,
+    private readonly listenAt: Address,
     private readonly maxConnections = 1024,
   ) {}
 
@@ -25,10 +26,7 @@ export class ServiceIp {
   async start(): Promise<AddressInfo> {
     const server = createServer((client) => this.forward(client));
     server.maxConnections = this.maxConnections;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.listen.port, this.listen.host, () => resolve());
-    });
+    await listen(server, this.listenAt.port, this.listenAt.host);
     this.server = server;
     return server.address() as AddressInfo;
   }

@@ -23,6 +23,7 @@ import net, { type AddressInfo } from 'node:net';
 import type { Logger } from '../util/logger.js';
 import { FrontError, FrontErrorCodes } from './errors.js';
 import type { OutputBuffer, OutputConnection, OutputMode } from './output-buffer.js';
+import { listen } from '../util/net.js';
 
 export interface ServiceFrontOptions {
   buffer: OutputBuffer;
@@ -107,13 +108,7 @@ export class ServiceFront {
     const server = net.createServer({ allowHalfOpen: true }, (socket) => this.accept(socket));
     this.server = server;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, port, host);
     } catch (err) {
       this.server = undefined;
       throw new FrontError(FrontErrorCodes.FRONT_LISTEN_FAILED, `service front cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });

@@ -21,6 +21,7 @@ import type { KvStore } from './kv-store.js';
 import type { GuestDomain } from './ram.js';
 import { DEFAULT_RESP_LIMITS, RespParser, errorReply, type RespLimits } from './resp.js';
 import { GuestVcpu } from './vcpu.js';
+import { listen } from '../util/net.js';
 
 export interface KvServerLimits {
   /** Connections open at once; one more is told so and closed, as Redis's maxclients. */
@@ -128,13 +129,7 @@ export class KvServer {
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listen(server, port, host);
     } catch (err) {
       this.server = undefined;
       throw new GuestError(GuestErrorCodes.SERVER_BAD_OPTIONS, `cannot listen on ${host}:${port}: ${(err as Error).message}`, { cause: err });

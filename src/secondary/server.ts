@@ -14,6 +14,7 @@ import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/ba
 import type { Logger } from '../util/logger.js';
 import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaState } from './receiver.js';
 import { ReplicationSession } from './session.js';
+import { listen } from '../util/net.js';
 
 export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
@@ -123,13 +124,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     this.receiver ??= new EpochReceiver(this.options.replica, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES });
     // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
     const server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.options.port, this.options.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listen(server, this.options.port, this.options.host);
     server.on('error', (err) => this.options.logger.error({ err }, 'secondary listener error'));
     this.server = server;
     const address = server.address() as AddressInfo;
