@@ -3,6 +3,7 @@
  * (network buffer, disk mirror, ...) hooks into the same points of each
  * epoch, so the epoch loop never knows which devices exist.
  */
+import type { StreamRecord } from '../stream/records.js';
 
 export interface CheckpointDevice {
   readonly name: string;
@@ -10,6 +11,13 @@ export interface CheckpointDevice {
   setup?(): void | Promise<void>;
   /** The guest has just been paused: a new epoch begins for output (e.g. buffer from here on). */
   postsuspend?(epoch: number): void | Promise<void>;
+  /**
+   * Records this device adds to `epoch`'s checkpoint (libxl optional records,
+   * written before CHECKPOINT_END so the secondary applies them at that
+   * epoch's commit). Called after resume; they may be views valid until the
+   * next suspend.
+   */
+  records?(epoch: number): StreamRecord[];
   /** Checkpoint state is staged; the guest is about to run again. */
   preresume?(epoch: number): void | Promise<void>;
   /** The secondary acked `epoch`: release what was held for it. */
@@ -38,6 +46,20 @@ export class DeviceSet {
         throw new Error(`checkpoint device ${d.name}: ${hook} failed`, { cause: err });
       }
     }
+  }
+
+  /** Every device's records for `epoch`, in registration order. */
+  records(epoch: number): StreamRecord[] {
+    const out: StreamRecord[] = [];
+    for (const d of this.devices) {
+      if (d.records === undefined) continue;
+      try {
+        for (const r of d.records(epoch)) out.push(r);
+      } catch (err) {
+        throw new Error(`checkpoint device ${d.name}: records failed`, { cause: err });
+      }
+    }
+    return out;
   }
 
   get size(): number {

@@ -143,6 +143,7 @@ export class PrimaryEngine {
       now: this.deps.now ?? (() => performance.now()),
       digest: o.verifyDigest,
       onStaged: o.onStaged,
+      deviceRecords: this.deps.devices === undefined ? undefined : (epoch) => this.deps.devices!.records(epoch),
     });
     await this.deps.devices?.run('setup');
     this.setState('precopy', 'sending all of guest memory (live pre-copy)');

@@ -12,6 +12,7 @@ import type { Domain, PlatformContext } from '../domain/types.js';
 import { StreamEncoder } from '../stream/encoder.js';
 import { PageType } from '../stream/format.js';
 import type { Framing } from '../stream/layout.js';
+import type { StreamRecord } from '../stream/records.js';
 
 export type ChunkSink = (chunks: Buffer[]) => void;
 
@@ -105,14 +106,16 @@ export class StreamSaver {
   }
 
   /**
-   * CHECKPOINT, then (libxl framing) the device-model records and
+   * CHECKPOINT, then (libxl framing) the device-model records, `extra`
+   * libxl records (checkpoint devices' own, e.g. disk writes) and
    * CHECKPOINT_END. `dmState` is the save_qemu blob staged at suspend.
    */
-  checkpoint(dmState: Buffer = this.domain.deviceModelState()): void {
+  checkpoint(dmState: Buffer = this.domain.deviceModelState(), extra: readonly StreamRecord[] = []): void {
     this.sink(this.encoder.record({ layer: 'libxc', type: 'CHECKPOINT' }));
     this.checkpoints++;
     if (this.options.framing === 'libxl') {
       this.emulatorRecords(dmState);
+      for (const rec of extra) this.sink(this.encoder.record(rec));
       this.sink(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_END' }));
     }
   }

@@ -12,6 +12,7 @@
 import type { Domain, PlatformContext, PrecopyDecision, PrecopyStats, SaveCallbacks } from '../domain/types.js';
 import { ErrorCodes, TandemError } from '../errors.js';
 import { AckStatus } from '../transport/backchannel.js';
+import type { StreamRecord } from '../stream/records.js';
 import type { ReplicationLink } from '../transport/link.js';
 import { StreamSaver } from './saver.js';
 import { StagingBuffer } from './staging.js';
@@ -50,6 +51,8 @@ export interface SessionOptions {
   digest?: () => string;
   /** Told of each staged epoch's digest before any of it is sent (verification mode). */
   onStaged?: (epoch: number, digest: string) => void;
+  /** Checkpoint devices' records for an epoch (e.g. its disk writes), sent before its CHECKPOINT_END. */
+  deviceRecords?: (epoch: number) => StreamRecord[];
 }
 
 export class EpochRefusedError extends TandemError {
@@ -166,7 +169,7 @@ export class ProtectionSession {
     const before = saver.position;
     saver.sendPages(staged.pfns, (i) => this.staging.page(i));
     saver.endOfCheckpoint(staged.ctx);
-    saver.checkpoint(staged.dm);
+    saver.checkpoint(staged.dm, this.options.deviceRecords?.(epoch));
     const bytes = saver.position - before;
     await this.flush();
     const t2 = now();

@@ -5,6 +5,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'yaml';
+import { MAX_DISK_BYTES } from '../disk/sim-disk.js';
 import { MAX_SIM_PAGES } from '../domain/sim.js';
 import { ConfigError } from '../errors.js';
 import { type Address, parseAddress } from '../util/address.js';
@@ -14,6 +15,8 @@ export interface DomainConfig {
   type: 'sim';
   memoryMib: number;
   vcpus: number;
+  /** The guest's virtual disk (its append-only file); primary and secondary must agree. */
+  diskMib: number;
 }
 
 export interface PrimaryConfig {
@@ -67,7 +70,7 @@ export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
     heartbeat: { intervalMs: 50, timeoutMs: 250 },
-    domain: { type: 'sim', memoryMib: 256, vcpus: 1 },
+    domain: { type: 'sim', memoryMib: 256, vcpus: 1, diskMib: 64 },
     primary: {
       secondary: undefined,
       service: { host: '127.0.0.1', port: 6379 },
@@ -152,11 +155,12 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary)`);
   cfg.logLevel = r.oneOf(top, 'log_level', 'log_level', LOG_LEVELS, cfg.logLevel);
 
-  const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus']);
+  const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus', 'disk_mib']);
   if (d) {
     cfg.domain.type = r.oneOf(d, 'type', 'domain.type', ['sim'] as const, 'sim');
     cfg.domain.memoryMib = r.int(d, 'memory_mib', 'domain.memory_mib', 1, (MAX_SIM_PAGES * 4096) / 2 ** 20, cfg.domain.memoryMib);
     cfg.domain.vcpus = r.int(d, 'vcpus', 'domain.vcpus', 1, 128, cfg.domain.vcpus);
+    cfg.domain.diskMib = r.int(d, 'disk_mib', 'domain.disk_mib', 1, MAX_DISK_BYTES / 2 ** 20, cfg.domain.diskMib);
   }
 
   const p = r.section(top, 'primary', 'primary', [

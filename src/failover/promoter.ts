@@ -7,7 +7,8 @@
 import type { AddressInfo } from 'node:net';
 import type { SimDomain } from '../domain/sim.js';
 import { ErrorCodes, TandemError } from '../errors.js';
-import { KvStore } from '../guest/kv-store.js';
+import type { SimDisk } from '../disk/sim-disk.js';
+import { checkPersistence, resumeGuest, type PersistenceCheck } from '../guest/machine.js';
 import { KvServer } from '../guest/server.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { Address } from '../util/address.js';
@@ -16,6 +17,10 @@ import type { Logger } from '../util/logger.js';
 export interface PromoterOptions {
   secondary: SecondaryServer;
   replica: SimDomain;
+  /** The replica's disk, holding the guest's append-only file at the same epoch as RAM. */
+  disk?: SimDisk;
+  /** Replay the append-only file and compare it with RAM before serving (slow: for verification runs). */
+  verifyPersistence?: boolean;
   /** Where the guest's service is served once promoted. */
   service: Address;
   logger: Logger;
@@ -24,6 +29,8 @@ export interface PromoterOptions {
 
 export interface Promotion {
   epoch: number;
+  /** With verifyPersistence: whether the replica's disk replays to its RAM. */
+  persistence?: PersistenceCheck;
   service: AddressInfo;
   /** From promote() to serving, ms. */
   tookMs: number;
@@ -55,12 +62,15 @@ export class Promoter {
     // No more checkpoints: whatever epoch was arriving is discarded, and a
     // late primary cannot overwrite the guest we are about to run.
     await secondary.stop();
-    const store = KvStore.attach(replica);
+    const { store, aof } = resumeGuest(replica, this.options.disk);
+    const persistence = this.options.verifyPersistence && aof !== undefined ? checkPersistence(store, aof, Date.now()) : undefined;
+    if (persistence !== undefined) logger.info({ epoch, ...persistence }, `append-only file ${persistence.consistent ? 'replays to' : 'DIFFERS from'} the dataset in RAM`);
     replica.unpause();
-    const service = new KvServer({ domain: replica, store, host: this.options.service.host, port: this.options.service.port, logger });
+    const service = new KvServer({ domain: replica, store, persistence: aof, host: this.options.service.host, port: this.options.service.port, logger });
     const address = await service.start();
     this.service = service;
     this.promoted = { epoch, service: address, tookMs: now() - t0 };
+    if (persistence !== undefined) this.promoted.persistence = persistence;
     logger.error(
       { epoch, reason, service: `${address.address}:${address.port}`, tookMs: this.promoted.tookMs },
       `FAILED OVER (${reason}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,

@@ -22,7 +22,10 @@ import {
   bulkReply,
   errorReply,
   integerReply,
+  simpleStringReply,
 } from './resp.js';
+import type { AofInfo } from './aof.js';
+import { GuestError } from './errors.js';
 import type { GuestVcpu } from './vcpu.js';
 
 export const REDIS_VERSION = '7.0.0';
@@ -40,6 +43,13 @@ export interface ServerInfo {
   maxClients: number;
 }
 
+/** The service's persistence (the append-only file), as INFO and BGREWRITEAOF see it. */
+export interface KvPersistence {
+  info(): AofInfo;
+  /** Rewrites the file from the dataset now; throws a GuestError when it cannot. */
+  rewrite(): void;
+}
+
 export interface KvCommandsOptions {
   store: KvStore;
   /** Microseconds since the Unix epoch (default: the host's clock). */
@@ -51,6 +61,7 @@ export interface KvCommandsOptions {
   /** Where the vCPU registers move as commands run. */
   vcpu?: GuestVcpu;
   serverInfo?: () => ServerInfo;
+  persistence?: KvPersistence;
 }
 
 interface Context {
@@ -62,6 +73,7 @@ interface Context {
   maxValueBytes: number;
   session: Session;
   serverInfo: () => ServerInfo;
+  persistence: KvPersistence | undefined;
 }
 
 type Handler = (cx: Context, args: Buffer[]) => Buffer;
@@ -174,7 +186,7 @@ function ttl(cx: Context, key: Buffer, unitMs: number): Buffer {
   return integerReply(unitMs === 1 ? left : Math.floor((left + 500) / 1000));
 }
 
-const INFO_SECTIONS = ['server', 'clients', 'memory', 'stats', 'keyspace'] as const;
+const INFO_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'keyspace'] as const;
 type InfoSection = (typeof INFO_SECTIONS)[number];
 
 function infoSection(cx: Context, section: InfoSection): string[] {
@@ -190,6 +202,19 @@ function infoSection(cx: Context, section: InfoSection): string[] {
     }
     case 'memory':
       return ['# Memory', `used_memory:${s.heapUsed}`, `maxmemory:${s.heapBytes}`, 'maxmemory_policy:noeviction'];
+    case 'persistence': {
+      const p = cx.persistence?.info();
+      if (p === undefined) return ['# Persistence', 'aof_enabled:0'];
+      return [
+        '# Persistence',
+        'aof_enabled:1',
+        `aof_last_write_status:${p.ok ? 'ok' : 'err'}`,
+        `aof_rewrites:${p.rewrites}`,
+        `aof_current_size:${p.currentSize}`,
+        `aof_base_size:${p.baseSize}`,
+        `aof_capacity:${p.capacity}`,
+      ];
+    }
     case 'stats': {
       const st = s.stats();
       return ['# Stats', `total_commands_processed:${st.commands}`, `keyspace_hits:${st.hits}`, `keyspace_misses:${st.misses}`, `expired_keys:${st.expired}`, `rejected_oom:${st.oom}`];
@@ -211,9 +236,9 @@ function info(cx: Context, args: Buffer[]): Buffer {
 function configParameters(cx: Context): [string, string][] {
   const server = cx.serverInfo();
   return [
-    // redis-benchmark reads these two at start; this guest never persists.
+    // redis-benchmark reads these two at start; persistence is the append-only file alone.
     ['save', ''],
-    ['appendonly', 'no'],
+    ['appendonly', cx.persistence === undefined ? 'no' : 'yes'],
     ['databases', '1'],
     ['maxmemory', String(cx.store.heapBytes)],
     ['maxmemory-policy', 'noeviction'],
@@ -350,6 +375,21 @@ export const COMMANDS: readonly CommandSpec[] = [
     },
   },
   {
+    name: 'bgrewriteaof',
+    arity: 1,
+    handler: (cx) => {
+      if (cx.persistence === undefined) return errorReply('ERR this guest has no append-only file');
+      try {
+        // Done at once, in one step of guest code: no checkpoint can catch it half written.
+        cx.persistence.rewrite();
+      } catch (err) {
+        if (err instanceof GuestError) return errorReply(`ERR ${err.message}`);
+        throw err;
+      }
+      return simpleStringReply('Background append only file rewriting started');
+    },
+  },
+  {
     name: 'time',
     arity: 1,
     handler: (cx) => {
@@ -404,6 +444,7 @@ export class KvCommands {
       maxValueBytes: options.maxValueBytes ?? DEFAULT_RESP_LIMITS.maxBulkLength,
       session: { quit: false },
       serverInfo: options.serverInfo ?? (() => ({ port: 0, connectedClients: 0, maxClients: 0 })),
+      persistence: options.persistence,
     };
     this.vcpu = options.vcpu;
   }

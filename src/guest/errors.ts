@@ -24,6 +24,10 @@ export const GuestErrorCodes = {
   // The TCP front of the service
   SERVER_BAD_OPTIONS: ErrorCodes.GUEST_SERVER_BAD_OPTIONS,
   SERVER_COMMAND_FAILED: ErrorCodes.GUEST_SERVER_COMMAND_FAILED,
+  // The append-only file on the guest's disk
+  AOF_NOT_FOUND: ErrorCodes.GUEST_AOF_NOT_FOUND,
+  AOF_CORRUPT: ErrorCodes.GUEST_AOF_CORRUPT,
+  AOF_FULL: ErrorCodes.GUEST_AOF_FULL,
 } as const;
 
 export type GuestErrorCode = (typeof GuestErrorCodes)[keyof typeof GuestErrorCodes];

@@ -82,6 +82,22 @@ export interface KvAttachOptions {
 /** `set` keeps the key's current TTL. */
 export const KEEP_TTL = -1;
 
+/**
+ * Told of every change to the dataset after it is made (the append-only
+ * file). Expiry is absolute, so keys that expire need no entry: a replay
+ * drops them by the same rule.
+ */
+export interface KvJournal {
+  /** `key` now holds `value`, expiring at `expireAt` (absolute ms, 0 for never). */
+  set(key: Uint8Array, value: Uint8Array, expireAt: number): void;
+  /** `suffix` was appended to the existing value of `key`. */
+  append(key: Uint8Array, suffix: Uint8Array): void;
+  /** MSET: the pairs were set, without expiry. */
+  setMany(pairs: readonly Uint8Array[]): void;
+  delete(key: Uint8Array): void;
+  flush(): void;
+}
+
 export interface KvStats {
   commands: number;
   hits: number;
@@ -120,6 +136,8 @@ const SCRATCH_BYTES = 512;
 export class KvStore {
   private readonly heap: Heap;
   private readonly scratch = Buffer.alloc(SCRATCH_BYTES);
+  /** Where changes are logged (the guest's append-only file), if anywhere. */
+  journal: KvJournal | undefined = undefined;
 
   private constructor(
     private readonly mem: GuestRam,
@@ -307,6 +325,12 @@ export class KvStore {
    * room, so a small update dirties only the bytes it changes.
    */
   set(key: Uint8Array, value: Uint8Array, expireAt: number, now: number): void {
+    const ttl = this.setEntry(key, value, expireAt, now);
+    this.journal?.set(key, value, ttl);
+  }
+
+  /** set() without the journal; returns the expiry the key ends up with. */
+  private setEntry(key: Uint8Array, value: Uint8Array, expireAt: number, now: number): number {
     const hash = hashKey(this.layout.hashSeed, key);
     let ref = this.lookup(key, hash);
     if (ref !== 0 && this.isExpired(ref, now)) {
@@ -315,22 +339,25 @@ export class KvStore {
     }
     const need = ENTRY_HEADER_BYTES + key.length + value.length;
     if (ref === 0) {
-      this.insert(key, value, expireAt === KEEP_TTL ? 0 : expireAt, hash, this.allocNew(need));
-      return;
+      const ttl = expireAt === KEEP_TTL ? 0 : expireAt;
+      this.insert(key, value, ttl, hash, this.allocNew(need));
+      return ttl;
     }
     const ttl = expireAt === KEEP_TTL ? this.expireAt(ref) : expireAt;
     const size = this.heap.blockBytes(ref);
     // In place unless the value shrank so much that the block would be mostly slack.
     if (need <= size && (need * 2 > size || size <= 64)) {
       this.rewriteValue(ref, value, ttl);
-      return;
+      return ttl;
     }
     const fresh = this.heap.alloc(need);
     if (fresh === 0) {
-      if (need <= size) return this.rewriteValue(ref, value, ttl);
-      this.outOfMemory(`no block for an entry of ${need} bytes`);
+      if (need > size) this.outOfMemory(`no block for an entry of ${need} bytes`);
+      this.rewriteValue(ref, value, ttl);
+      return ttl;
     }
     this.replace(ref, fresh, hash, key, value, undefined, ttl);
+    return ttl;
   }
 
   /** MSET: all pairs or none (on StoreFullError nothing changed); clears their TTLs. */
@@ -361,6 +388,7 @@ export class KvStore {
       if (old === 0) this.insert(key, pairs[i + 1], 0, hash, blocks[i / 2]);
       else this.replace(old, blocks[i / 2], hash, key, pairs[i + 1], undefined, 0);
     }
+    this.journal?.setMany(pairs);
   }
 
   /** APPEND: the value's new length. Keeps the TTL, as Redis does. */
@@ -378,11 +406,12 @@ export class KvStore {
     if (need <= this.heap.blockBytes(ref)) {
       this.mem.write(off + ENTRY_HEADER_BYTES + keyLen + oldLen, suffix);
       this.mem.setU32(off + E_VALUE_LEN, newLen);
-      return newLen;
+    } else {
+      const fresh = this.heap.alloc(need);
+      if (fresh === 0) this.outOfMemory(`no block for an entry of ${need} bytes`);
+      this.replace(ref, fresh, this.mem.u32(off + E_HASH), this.key(ref), this.value(ref), suffix, this.expireAt(ref));
     }
-    const fresh = this.heap.alloc(need);
-    if (fresh === 0) this.outOfMemory(`no block for an entry of ${need} bytes`);
-    this.replace(ref, fresh, this.mem.u32(off + E_HASH), this.key(ref), this.value(ref), suffix, this.expireAt(ref));
+    this.journal?.append(key, suffix);
     return newLen;
   }
 
@@ -391,7 +420,20 @@ export class KvStore {
     const ref = this.find(key, now);
     if (ref === 0) return false;
     this.remove(ref);
+    this.journal?.delete(key);
     return true;
+  }
+
+  /**
+   * Visits every live entry in slot order. `key` and `value` are views of
+   * guest RAM, valid during the call only; `visit` must not change the store.
+   */
+  forEach(now: number, visit: (key: Buffer, value: Buffer, expireAt: number) => void): void {
+    const count = this.keyCount;
+    for (let i = 0; i < count; i++) {
+      const ref = this.slot(i);
+      if (!this.isExpired(ref, now)) visit(this.key(ref), this.value(ref), this.expireAt(ref));
+    }
   }
 
   /** Copies of the live keys `filter` accepts (it gets views of RAM), in slot order. */
@@ -462,6 +504,7 @@ export class KvStore {
     this.mem.setU64(SB_EXPIRES_COUNT, 0);
     this.mem.setU64(SB_SWEEP_CURSOR, 0);
     this.heap.reset();
+    this.journal?.flush();
   }
 
   /** Read-only lookup (no lazy expiry, no write): safe while the domain is paused. */

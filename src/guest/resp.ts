@@ -90,6 +90,11 @@ export class RespParser {
     return this.failure;
   }
 
+  /** True between requests: everything fed so far formed complete requests. */
+  get atBoundary(): boolean {
+    return this.state === State.Start && this.failure === undefined;
+  }
+
   /** Bytes of an incomplete request held in copies or views (not counting complete requests already returned). */
   get bufferedBytes(): number {
     return this.bulkHave + this.lineHave;

@@ -15,7 +15,7 @@
 import net, { type AddressInfo } from 'node:net';
 
 import type { Logger } from '../util/logger.js';
-import { KvCommands, type Session } from './commands.js';
+import { KvCommands, type KvPersistence, type Session } from './commands.js';
 import { GuestError, GuestErrorCodes, type RespProtocolError } from './errors.js';
 import type { KvStore } from './kv-store.js';
 import type { GuestDomain } from './ram.js';
@@ -57,6 +57,8 @@ export interface KvServerOptions {
   /** Active expiry sweep period (default 100 ms, Redis's hz 10) and keys looked at per sweep. */
   sweepIntervalMs?: number;
   sweepChecks?: number;
+  /** The append-only file, for INFO and BGREWRITEAOF. */
+  persistence?: KvPersistence;
 }
 
 export interface KvServerMetrics {
@@ -125,6 +127,7 @@ export class KvServer {
       maxValueBytes: resp.maxBulkLength,
       vcpu: new GuestVcpu(domain),
       serverInfo: () => ({ port: this.port, connectedClients: this.connections.size, maxClients: this.limits.maxConnections }),
+      persistence: this.options.persistence,
     });
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;

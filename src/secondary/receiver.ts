@@ -13,7 +13,7 @@
 import type { Domain, PlatformContext, TscInfo } from '../domain/types.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
-import { DomainType, pageTypeHasData } from '../stream/format.js';
+import { DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
 import { AckStatus, type BackRecord } from '../transport/backchannel.js';
 
@@ -51,9 +51,32 @@ export type ReceiverAction =
   | { type: 'discarded'; epoch: number; bytes: number }
   | ({ type: 'close' } & CloseOutcome);
 
+/** A checked change to a replica device, ready to apply. */
+export interface ReplicaUpdate {
+  /** Describes the device's whole state (blocks it leaves out are zero): a stream's first checkpoint must hold one. */
+  readonly fullSync: boolean;
+  apply(): void;
+}
+
+/**
+ * A device the replica restores besides memory and the device model (a
+ * disk, say), fed by its own libxl optional record. Its updates follow the
+ * epochs: those of a stream's first checkpoint are applied as they arrive
+ * (like the pre-copy), later ones at their epoch's CHECKPOINT_END.
+ */
+export interface ReplicaDevice {
+  readonly name: string;
+  /** The record type (libxl, optional range) that carries this device's updates. */
+  readonly code: number;
+  /** Parses and checks one record body against the replica; throws a StreamError to refuse the stream. */
+  parse(body: Buffer, site: { offset: number }): ReplicaUpdate;
+}
+
 export interface ReceiverOptions {
   /** Most bytes of stream one buffered epoch may hold. */
   maxEpochBytes: number;
+  /** Devices beyond memory; each must be fully synced by a stream's first checkpoint. */
+  devices?: readonly ReplicaDevice[];
 }
 
 /** The part of a domain the receiver restores into. */
@@ -79,6 +102,7 @@ class EpochBuffer {
   params: HvmParam[] | undefined;
   hvmContext: Held<Buffer> | undefined;
   deviceModel: Held<Buffer> | undefined;
+  readonly updates: ReplicaUpdate[] = [];
 }
 
 /** Per-stream progress; dropped as a whole when the stream ends or fails. */
@@ -92,6 +116,8 @@ class StreamProgress {
   directPages = 0;
   covered = 0;
   libxcEnded = false;
+  /** Devices whose full sync this stream has delivered. */
+  readonly synced = new Set<ReplicaDevice>();
 
   constructor(readonly coverage: Uint32Array) {}
 }
@@ -100,13 +126,16 @@ const typeName = (t: number): string => (t === DomainType.X86_HVM ? 'x86 HVM' : 
 
 export class EpochReceiver {
   private current: StreamProgress | undefined;
+  private readonly devices: ReadonlyMap<number, ReplicaDevice>;
   private replicaState: ReplicaState = 'idle';
   private committed = 0;
 
   constructor(
     private readonly replica: ReplicaDomain,
     private readonly options: ReceiverOptions,
-  ) {}
+  ) {
+    this.devices = new Map((options.devices ?? []).map((d) => [d.code, d]));
+  }
 
   get state(): ReplicaState {
     return this.replicaState;
@@ -196,6 +225,10 @@ export class EpochReceiver {
       return [];
     }
     if (rec.layer === 'libxc' && rec.type === 'PAGE_DATA' && s.epochs === 0) return this.applyDirect(s, rec);
+    if (rec.layer === 'libxl' && rec.type === 'OPTIONAL' && s.epochs === 0) {
+      const device = this.devices.get(rec.code);
+      if (device !== undefined) return this.applyDeviceDirect(s, device, rec.data, item);
+    }
     if (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_END') return this.commit(s, item);
     if (rec.layer === 'libxc' && rec.type === 'END') {
       if (s.epochs === 0) {
@@ -233,6 +266,20 @@ export class EpochReceiver {
       case 'EMULATOR_CONTEXT':
         b.deviceModel = { value: rec.data, offset: item.offset };
         break;
+      case 'OPTIONAL': {
+        const device = rec.layer === 'libxl' ? this.devices.get(rec.code) : undefined;
+        if (device !== undefined) {
+          const update = device.parse(rec.data, { offset: item.offset });
+          if (update.fullSync) {
+            throw new StreamError(ErrorCodes.RECORD_BAD_FIELD, `a full sync of ${device.name} after the stream's first checkpoint`, {
+              offset: item.offset,
+              record: `libxl ${recordTypeName('libxl', rec.code)}`,
+            });
+          }
+          b.updates.push(update);
+        }
+        break;
+      }
       default:
         // Static data, CHECKPOINT, xenstore data (the sim keeps none), optional records: nothing to apply.
         break;
@@ -240,13 +287,31 @@ export class EpochReceiver {
     return [];
   }
 
-  private applyDirect(s: StreamProgress, rec: PageDataRecord): ReceiverAction[] {
-    const actions: ReceiverAction[] = [];
-    if (this.committed > 0) {
-      // From here the replica no longer holds the earlier stream's checkpoint.
-      actions.push({ type: 'invalidated', previousEpoch: this.committed });
-      this.committed = 0;
+  /** A new stream starts writing into the replica: it no longer holds the earlier stream's checkpoint. */
+  private invalidate(): ReceiverAction[] {
+    if (this.committed === 0) return [];
+    const previousEpoch = this.committed;
+    this.committed = 0;
+    return [{ type: 'invalidated', previousEpoch }];
+  }
+
+  private applyDeviceDirect(s: StreamProgress, device: ReplicaDevice, body: Buffer, item: RecordItem): ReceiverAction[] {
+    const update = device.parse(body, { offset: item.offset });
+    // The full sync (which zeroes what it does not send) must come before any other update, or it would wipe them.
+    if (!update.fullSync && !s.synced.has(device)) {
+      throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, `${device.name} updates before its full sync`, {
+        offset: item.offset,
+        record: `libxl ${recordTypeName('libxl', device.code)}`,
+      });
     }
+    const actions = this.invalidate();
+    update.apply();
+    s.synced.add(device);
+    return actions;
+  }
+
+  private applyDirect(s: StreamProgress, rec: PageDataRecord): ReceiverAction[] {
+    const actions = this.invalidate();
     // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
     this.replica.writePages(dataPfns(rec), rec.pages);
     for (let i = 0; i < rec.pfns.length; i++) {
@@ -277,6 +342,9 @@ export class EpochReceiver {
       }
       if (b.hvmContext === undefined) throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, 'first checkpoint without HVM_CONTEXT', site);
       if (b.deviceModel === undefined) throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, 'first checkpoint without EMULATOR_CONTEXT', site);
+      for (const device of this.devices.values()) {
+        if (!s.synced.has(device)) throw new StreamError(ErrorCodes.REPLICA_MISMATCH, `first checkpoint without a full sync of ${device.name} (the primary has no such device?)`, site);
+      }
     }
     const started = performance.now();
     this.applyState(b);
@@ -320,6 +388,8 @@ export class EpochReceiver {
   private applyPages(b: EpochBuffer): void {
     try {
       for (const rec of b.pageRecords) this.replica.writePages(dataPfns(rec), rec.pages);
+      // Device updates were checked when they arrived: like pages, only a failing hypervisor refuses them now.
+      for (const u of b.updates) u.apply();
     } catch (err) {
       // The decoder bounds every pfn by the replica's size, so only a
       // failing hypervisor gets here; the replica is then half-written.

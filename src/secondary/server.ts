@@ -7,12 +7,12 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { stateDigest } from '../domain/digest.js';
+import { stateDigest, type DigestDisk } from '../domain/digest.js';
 import type { Domain, RestoreCallbacks, RestoreCheckpointResult } from '../domain/types.js';
 import { StreamError } from '../errors.js';
 import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/backchannel.js';
 import type { Logger } from '../util/logger.js';
-import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaState } from './receiver.js';
+import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaDevice, type ReplicaState } from './receiver.js';
 import { ReplicationSession } from './session.js';
 import { listen } from '../util/net.js';
 
@@ -36,6 +36,10 @@ export interface SecondaryServerOptions {
   /** How long a refused stream's socket may stay half-closed while its ack drains (default 2 s). */
   closeGraceMs?: number;
   restoreCallbacks?: RestoreCallbacks;
+  /** Replica devices beyond memory (e.g. the disks), restored with the epochs. */
+  devices?: readonly ReplicaDevice[];
+  /** The replica's disks, read by digest(). */
+  disks?: readonly DigestDisk[];
 }
 
 export interface PrimaryGone {
@@ -115,13 +119,13 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
 
   /** stateDigest of the replica: equal to the primary's at the checkpoint the replica holds. */
   digest(): string {
-    return stateDigest(this.options.replica);
+    return stateDigest(this.options.replica, this.options.disks);
   }
 
   async start(): Promise<AddressInfo> {
     if (this.server !== undefined) throw new Error('secondary server already started');
     // Kept across stop()/start(): it knows which epoch the replica holds.
-    this.receiver ??= new EpochReceiver(this.options.replica, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES });
+    this.receiver ??= new EpochReceiver(this.options.replica, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES, devices: this.options.devices });
     // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
     const server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
     await listen(server, this.options.port, this.options.host);

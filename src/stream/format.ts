@@ -78,12 +78,25 @@ const invert = <K extends string>(table: Record<K, number>): Map<number, K> =>
 const LIBXC_NAMES = invert(LibxcType);
 const LIBXL_NAMES = invert(LibxlType);
 
+/**
+ * Tandem's own records, in the optional range (bit 31) so that any reader
+ * following the spec may skip them: TANDEM_ACK travels the back-channel,
+ * TANDEM_DISK_WRITES a checkpoint's libxl section (docs/stream.md).
+ */
+export const TandemType = {
+  TANDEM_ACK: 0x80005401,
+  TANDEM_DISK_WRITES: 0x80005402,
+} as const;
+const TANDEM_NAMES = invert(TandemType);
+
 export type Layer = 'libxc' | 'libxl';
 
 /** `PAGE_DATA`, or `OPTIONAL_0x80001234` / `UNKNOWN_0x00000042` for unknown types. */
 export function recordTypeName(layer: Layer, type: number): string {
   const name = (layer === 'libxc' ? LIBXC_NAMES : LIBXL_NAMES).get(type);
   if (name !== undefined) return name;
+  const tandem = TANDEM_NAMES.get(type);
+  if (tandem !== undefined) return tandem;
   const hex = `0x${type.toString(16).padStart(8, '0')}`;
   return isOptionalType(type) ? `OPTIONAL_${hex}` : `UNKNOWN_${hex}`;
 }

@@ -13,12 +13,12 @@
 import { ErrorCodes, StreamError } from '../errors.js';
 import { ChunkQueue } from '../stream/chunks.js';
 import { frameRecord } from '../stream/encoder.js';
-import { RECORD_HEADER_SIZE, alignUp, isOptionalType } from '../stream/format.js';
+import { RECORD_HEADER_SIZE, TandemType, alignUp, isOptionalType } from '../stream/format.js';
 
 export const BackType = {
   CHECKPOINT_STATE: 0x05,
   CHECKPOINT_DIRTY_PFN_LIST: 0x0f,
-  TANDEM_ACK: 0x80005401,
+  TANDEM_ACK: TandemType.TANDEM_ACK,
 } as const;
 
 export const AckStatus = {

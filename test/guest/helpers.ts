@@ -169,11 +169,12 @@ function parseReply(b: Buffer, at: number): { value: Reply; end: number } | unde
 
 export const REDIS_CLI = '/usr/bin/redis-cli';
 export const REDIS_BENCHMARK = '/usr/bin/redis-benchmark';
+export const REDIS_CHECK_AOF = '/usr/bin/redis-check-aof';
 
 /** The guest tests drive the real Redis tools; they fail, never skip, without them. */
 export function requireRedisTools(): void {
   assert.ok(
-    existsSync(REDIS_CLI) && existsSync(REDIS_BENCHMARK),
-    `redis-cli and redis-benchmark are missing (${REDIS_CLI}, ${REDIS_BENCHMARK}); install them: apt-get install -y --no-install-recommends redis-tools`,
+    existsSync(REDIS_CLI) && existsSync(REDIS_BENCHMARK) && existsSync(REDIS_CHECK_AOF),
+    `redis-cli, redis-benchmark or redis-check-aof is missing (${REDIS_CLI}, ${REDIS_BENCHMARK}, ${REDIS_CHECK_AOF}); install them: apt-get install -y --no-install-recommends redis-tools`,
   );
 }

@@ -2,7 +2,9 @@
  * Issue 4's client ledger: many clients INCR counters through the front of
  * the real `tandem primary` process; the primary is SIGKILLed at random
  * points; the secondary (its real code, in this process) promotes itself and
- * serves; every increment any client saw acknowledged is still there.
+ * serves; every increment any client saw acknowledged is still there, and
+ * the promoted guest's append-only file (its disk came over with the same
+ * epochs) replays to exactly its dataset in RAM.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,6 +12,8 @@ import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
+import { DiskReplica } from '../../src/disk/replica.js';
+import { SimDisk } from '../../src/disk/sim-disk.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
@@ -19,28 +23,31 @@ import { seeded } from '../guest/helpers.js';
 
 const TRIALS = 50;
 const MIB = 4;
+const DISK_MIB = 1;
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
 test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no acknowledged write`, async () => {
   const config = tmp.path('ledger.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: ${MIB}\nprimary:\n  interval_ms: 5\n`);
+  writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  interval_ms: 5\n`);
   const rand = seeded(4242);
   let totalAcked = 0;
   let lost = 0;
   let withLoad = 0;
+  let withFile = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const replica = new SimDomain({ pages: MIB * 256 });
     replica.pause();
     const logger = createLogger('silent');
-    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    const disk = new SimDisk({ capacityBytes: DISK_MIB * 2 ** 20, domain: replica });
+    const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([disk])], disks: [disk], host: '127.0.0.1', port: 0, logger });
     const { port } = await secondary.start();
     const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const closed = new Promise((r) => child.once('close', r));
     const serviceIp = new ServiceIp({ host: '127.0.0.1', port: 0 });
-    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
+    const promoter = new Promoter({ secondary, replica, disk, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
     let ledger: Ledger | undefined;
     try {
       const frontPort = await new Promise<number>((resolve, reject) => {
@@ -64,6 +71,9 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
       // The secondary's own failure handling (here: the stream's end) and promotion.
       while (secondary.primary !== undefined) await new Promise((r) => setTimeout(r, 2));
       const p = await promoter.promote(`trial ${trial}`);
+      // The disk came over with the same epochs as RAM: its append-only file replays to the dataset.
+      assert.ok(p.persistence?.consistent, `trial ${trial}: replica disk and RAM disagree at epoch ${p.epoch}: ${p.persistence?.detail}`);
+      if (p.persistence.keys > 0) withFile++;
       serviceIp.moveTo({ host: '127.0.0.1', port: p.service.port });
       ledger.failedOver();
       // Let the survivor answer every client at least once.
@@ -84,6 +94,7 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
     }
   }
   assert.equal(lost, 0);
+  assert.ok(withFile >= TRIALS * 0.9, `only ${withFile} of ${TRIALS} promoted replicas held keys in their append-only file`);
   assert.ok(withLoad >= TRIALS * 0.9, `only ${withLoad} of ${TRIALS} trials had acknowledged writes before the kill`);
   assert.ok(totalAcked > TRIALS * 20, `${totalAcked} acknowledged writes in all: too little load to prove anything`);
 });

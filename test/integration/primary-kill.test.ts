@@ -1,7 +1,7 @@
 /**
  * A primary SIGKILLed at random points while it streams checkpoints leaves
- * the secondary on its last complete epoch: the replica's digest equals the
- * one the primary logged when it staged that epoch, and no later epoch
+ * the secondary on its last complete epoch: the replica's digest (RAM, vCPU,
+ * device model and disk) equals the one the primary logged when it staged that epoch, and no later epoch
  * (torn by the kill) is half-applied. The primary is the real `tandem
  * primary` process; the secondary runs in the test.
  */
@@ -10,6 +10,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, test } from 'node:test';
+import { DiskReplica } from '../../src/disk/replica.js';
+import { SimDisk } from '../../src/disk/sim-disk.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { SecondaryServer, type PrimaryGone } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -18,6 +20,7 @@ import { seeded } from '../guest/helpers.js';
 
 const TRIALS = 15;
 const MIB = 8;
+const DISK_MIB = 2;
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
@@ -79,13 +82,14 @@ function loadGuest(port: number, seed: number): () => void {
 
 test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at its last complete epoch`, async () => {
   const config = tmp.path('primary.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: ${MIB}\nprimary:\n  retry_ms: 100\n`);
+  writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  retry_ms: 100\n`);
   const rand = seeded(20261125);
   let torn = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const replica = new SimDomain({ pages: MIB * 256 });
     replica.pause();
-    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger: createLogger('silent') });
+    const disk = new SimDisk({ capacityBytes: DISK_MIB * 2 ** 20, domain: replica });
+    const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([disk])], disks: [disk], host: '127.0.0.1', port: 0, logger: createLogger('silent') });
     const { port } = await secondary.start();
     const gone = new Promise<PrimaryGone>((resolve) => secondary.once('primary-gone', resolve));
     const { child, log, ready } = runPrimary(port, config);

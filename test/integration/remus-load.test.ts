@@ -1,9 +1,11 @@
 /**
- * Issue 3's replication check: while the real redis-benchmark loads the
- * guest's key-value service, the engine checkpoints it to a real secondary
- * over loopback TCP, and after every acked epoch the digest of the replica
- * (RAM + vCPU context + device model) equals the primary's at that epoch's
- * suspend — for hundreds of epochs.
+ * The replication check: while the real redis-benchmark loads the guest's
+ * key-value service, the engine checkpoints it to a real secondary over
+ * loopback TCP, and after every acked epoch the digest of the replica (RAM +
+ * vCPU context + device model + disk) equals the primary's at that epoch's
+ * suspend — for hundreds of epochs. The guest logs every change to its
+ * append-only file on a small disk, so the file fills and is rewritten
+ * while replicated; the replica's file always replays to its RAM.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,7 +17,11 @@ import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
 import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
+import { DiskMirror } from '../../src/disk/mirror.js';
+import { DiskReplica } from '../../src/disk/replica.js';
+import { SimDisk } from '../../src/disk/sim-disk.js';
 import { KvStore } from '../../src/guest/kv-store.js';
+import { checkPersistence, installGuest, resumeGuest, type PersistenceCheck } from '../../src/guest/machine.js';
 import { KvServer } from '../../src/guest/server.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -24,19 +30,24 @@ import { REDIS_BENCHMARK, requireRedisTools } from '../guest/helpers.js';
 const logger = createLogger('silent');
 const PAGES = 2048; // 8 MiB: small enough to digest twice per epoch
 const EPOCHS = 300;
+const DISK_BYTES = 2 * 1024 * 1024;
 
 test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at every acked epoch`, async () => {
   requireRedisTools();
   const domain = new SimDomain({ pages: PAGES });
-  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
-  const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
+  const disk = new SimDisk({ capacityBytes: DISK_BYTES, domain });
+  const { store, aof } = installGuest(domain, disk);
+  const service = new KvServer({ domain, store, persistence: aof, host: '127.0.0.1', port: 0, logger });
   const { port: servicePort } = await service.start();
   const replica = new SimDomain({ pages: PAGES });
   replica.pause();
-  const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const replicaDisk = new SimDisk({ capacityBytes: DISK_BYTES, domain: replica });
+  const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([replicaDisk])], disks: [replicaDisk], host: '127.0.0.1', port: 0, logger });
   const { port } = await secondary.start();
+  const devices = new DeviceSet();
+  devices.add(new DiskMirror({ disk }));
   const engine = new PrimaryEngine(
-    { domain, callbacks: createSaveCallbacks(domain, new DeviceSet(), precopyPolicy()), logger },
+    { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
     {
       secondaryHost: '127.0.0.1',
       secondaryPort: port,
@@ -48,7 +59,7 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
       retryMs: 100,
       streamVersion: 3,
       precopyBatchPages: 256,
-      verifyDigest: () => stateDigest(domain),
+      verifyDigest: () => stateDigest(domain, [disk]),
     },
   );
   after(async () => {
@@ -59,10 +70,16 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
 
   const mismatches: number[] = [];
   const epochs: EpochMetrics[] = [];
+  const files: (PersistenceCheck & { epoch: number })[] = [];
   const enough = new Promise<void>((resolve) => {
     engine.metrics$.subscribe((m) => {
       // Emitted after the ack and before the next epoch starts: the replica holds exactly epoch m.epoch.
       if (secondary.lastEpoch !== m.epoch || secondary.digest() !== m.digest) mismatches.push(m.epoch);
+      if (m.epoch % 20 === 0) {
+        // Read-only: the replica stays paused; its file must replay to its RAM at this epoch.
+        const r = resumeGuest(replica, replicaDisk);
+        files.push({ epoch: m.epoch, ...checkPersistence(r.store, r.aof!, Date.now()) });
+      }
       epochs.push(m);
       if (epochs.length === EPOCHS) resolve();
     });
@@ -88,6 +105,9 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
   await load;
 
   assert.deepEqual(mismatches, [], 'epochs whose replica differed from the primary at suspend');
+  assert.deepEqual(files.filter((f) => !f.consistent), [], "epochs whose replica's append-only file did not replay to its RAM");
+  assert.ok(files.length >= EPOCHS / 20 && files.every((f) => f.keys > 0 || f.epoch < 40), JSON.stringify(files));
+  assert.ok(aof!.info().rewrites > 0, `the ${DISK_BYTES}-byte disk never filled: the file was not rewritten under replication (${JSON.stringify(aof!.info())})`);
   assert.deepEqual(epochs.map((m) => m.epoch), Array.from({ length: epochs.length }, (_, i) => i + 1));
   const busy = epochs.filter((m) => m.dirtyPages > 0).length;
   assert.ok(busy > EPOCHS / 2, `only ${busy} of ${EPOCHS} epochs carried dirty pages: the load did not reach the guest`);

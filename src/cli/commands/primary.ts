@@ -11,7 +11,9 @@ import { precopyPolicy } from '../../checkpoint/precopy.js';
 import { stateDigest } from '../../domain/digest.js';
 import { SimDomain } from '../../domain/sim.js';
 import { ConfigError, ErrorCodes, TandemError } from '../../errors.js';
-import { KvStore } from '../../guest/kv-store.js';
+import { DiskMirror } from '../../disk/mirror.js';
+import { SimDisk } from '../../disk/sim-disk.js';
+import { installGuest } from '../../guest/machine.js';
 import { KvServer } from '../../guest/server.js';
 import { HeartbeatChannel } from '../../heartbeat/channel.js';
 import { nextPort } from '../../config/config.js';
@@ -67,9 +69,10 @@ export function primaryCommand(yargs: Argv): Argv {
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const domain = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
-      const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+      const disk = new SimDisk({ capacityBytes: cfg.domain.diskMib * 2 ** 20, domain });
+      const { store, aof } = installGuest(domain, disk);
       // The guest's own port is internal; clients reach it through the front, which holds its output.
-      const guest = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
+      const guest = new KvServer({ domain, store, persistence: aof, host: '127.0.0.1', port: 0, logger });
       const guestAddr = await guest.start();
       const remus = args.mode === 'remus' && p.secondary !== undefined;
       let acked = 0;
@@ -117,6 +120,7 @@ export function primaryCommand(yargs: Argv): Argv {
       }
       const devices = new DeviceSet();
       devices.add(output);
+      devices.add(new DiskMirror({ disk }));
       const engine = new PrimaryEngine(
         { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy({ ...p.precopy, shrinkRatio: 1 })), logger },
         {
@@ -130,7 +134,7 @@ export function primaryCommand(yargs: Argv): Argv {
           retryMs: p.retryMs,
           streamVersion: p.streamVersion,
           precopyBatchPages: 1024,
-          verifyDigest: p.verifyDigest ? () => stateDigest(domain) : undefined,
+          verifyDigest: p.verifyDigest ? () => stateDigest(domain, [disk]) : undefined,
           // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
           onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
         },

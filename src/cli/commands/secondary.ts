@@ -3,6 +3,8 @@
  * of the guest and applies the primary's checkpoints.
  */
 import type { Argv } from 'yargs';
+import { DiskReplica } from '../../disk/replica.js';
+import { SimDisk } from '../../disk/sim-disk.js';
 import { SimDomain } from '../../domain/sim.js';
 import { Promoter } from '../../failover/promoter.js';
 import { HeartbeatChannel } from '../../heartbeat/channel.js';
@@ -35,8 +37,11 @@ export function secondaryCommand(yargs: Argv): Argv {
       const logger = createLogger(cfg.logLevel, 'tandem-secondary');
       const replica = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       replica.pause(); // the replica never runs while it is a secondary
+      const disk = new SimDisk({ capacityBytes: cfg.domain.diskMib * 2 ** 20, domain: replica });
       const server = new SecondaryServer({
         replica,
+        devices: [new DiskReplica([disk])],
+        disks: [disk],
         host: cfg.secondary.listen.host,
         port: cfg.secondary.listen.port,
         logger,
@@ -44,7 +49,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       });
       server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
       server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
-      const promoter = new Promoter({ secondary: server, replica, service: cfg.secondary.service, logger });
+      const promoter = new Promoter({ secondary: server, replica, disk, service: cfg.secondary.service, logger });
       // Heartbeats on their own channel decide that the primary is dead (silence
       // for the timeout), so a large checkpoint in flight never looks like death.
       const heartbeat = new HeartbeatChannel({

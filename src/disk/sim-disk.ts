@@ -1,0 +1,161 @@
+/**
+ * The sim guest's virtual block device: a fixed-size disk of 4 KiB blocks
+ * in one Buffer. Guest writes go through write(), which is refused while the
+ * domain is paused (a paused guest issues no I/O) and marks the blocks it
+ * touches; the mirror reads and clears those marks once per epoch, as the
+ * dirty log does for RAM. The restore side installs blocks with
+ * installBlocks(), which is not a guest write and so is not tracked.
+ */
+import { createHash } from 'node:crypto';
+
+export const DISK_BLOCK_SIZE = 4096;
+/** Largest sim disk: block indexes stay well inside a u32 and the Buffer inside one allocation. */
+export const MAX_DISK_BYTES = 1024 * 1024 * 1024;
+
+export interface SimDiskOptions {
+  /** Bytes, a multiple of DISK_BLOCK_SIZE in 1 block .. MAX_DISK_BYTES. */
+  capacityBytes: number;
+  /** The domain the disk belongs to: its guest cannot write while paused. */
+  domain: { readonly paused: boolean };
+}
+
+/** Ascending pfn-style block set: a bitmap for membership, a list for O(dirty) reads. */
+class BlockSet {
+  private readonly bitmap: Uint32Array;
+  private list: Uint32Array;
+  private count = 0;
+
+  constructor(private readonly blocks: number) {
+    this.bitmap = new Uint32Array(Math.ceil(blocks / 32));
+    this.list = new Uint32Array(Math.min(blocks, 1024));
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  add(first: number, last: number): void {
+    for (let b = first; b <= last; b++) {
+      const bit = 1 << (b & 31);
+      if ((this.bitmap[b >>> 5] & bit) !== 0) continue;
+      this.bitmap[b >>> 5] |= bit;
+      if (this.count === this.list.length) {
+        const grown = new Uint32Array(Math.min(this.blocks, this.list.length * 2));
+        grown.set(this.list);
+        this.list = grown;
+      }
+      this.list[this.count++] = b;
+    }
+  }
+
+  /** The members, ascending (a copy). */
+  sorted(): Uint32Array {
+    return this.list.slice(0, this.count).sort();
+  }
+
+  clear(): void {
+    for (let i = 0; i < this.count; i++) this.bitmap[this.list[i] >>> 5] = 0;
+    this.count = 0;
+  }
+}
+
+export class SimDisk {
+  readonly capacityBytes: number;
+  readonly blocks: number;
+  private readonly data: Buffer;
+  private readonly domain: { readonly paused: boolean };
+  private readonly dirty: BlockSet;
+  /** Every block that may be non-zero (written by the guest or installed): what a fresh replica must be sent. */
+  private readonly written: BlockSet;
+  private tracking = false;
+
+  constructor(options: SimDiskOptions) {
+    const { capacityBytes } = options;
+    if (!Number.isInteger(capacityBytes) || capacityBytes < DISK_BLOCK_SIZE || capacityBytes > MAX_DISK_BYTES || capacityBytes % DISK_BLOCK_SIZE !== 0) {
+      throw new RangeError(`sim disk capacity must be a multiple of ${DISK_BLOCK_SIZE} in ${DISK_BLOCK_SIZE}..${MAX_DISK_BYTES} bytes, got ${capacityBytes}`);
+    }
+    this.capacityBytes = capacityBytes;
+    this.blocks = capacityBytes / DISK_BLOCK_SIZE;
+    this.data = Buffer.alloc(capacityBytes);
+    this.domain = options.domain;
+    this.dirty = new BlockSet(this.blocks);
+    this.written = new BlockSet(this.blocks);
+  }
+
+  /** A view of the disk's bytes: valid until the next write there. */
+  read(offset: number, length: number): Buffer {
+    this.check(offset, length, 'read');
+    return this.data.subarray(offset, offset + length);
+  }
+
+  /** A guest write. */
+  write(offset: number, bytes: Uint8Array): void {
+    if (this.domain.paused) throw new Error('sim domain is paused: guest disk writes are stopped');
+    this.check(offset, bytes.length, 'write');
+    if (bytes.length === 0) return;
+    this.data.set(bytes, offset);
+    const first = Math.floor(offset / DISK_BLOCK_SIZE);
+    const last = Math.floor((offset + bytes.length - 1) / DISK_BLOCK_SIZE);
+    this.written.add(first, last);
+    if (this.tracking) this.dirty.add(first, last);
+  }
+
+  /** Starts tracking writes for the mirror (clears the marks). */
+  enableTracking(): void {
+    this.tracking = true;
+    this.dirty.clear();
+  }
+
+  disableTracking(): void {
+    this.tracking = false;
+    this.dirty.clear();
+  }
+
+  /** Blocks written since the last call, ascending; clears the marks. */
+  readAndClearDirty(): Uint32Array {
+    const out = this.dirty.sorted();
+    this.dirty.clear();
+    return out;
+  }
+
+  /** Blocks that may be non-zero, ascending. */
+  writtenBlocks(): Uint32Array {
+    return this.written.sorted();
+  }
+
+  /** Copies `blocks[0..count)` back to back into `dest` at `at`. */
+  copyBlocks(blocks: ArrayLike<number>, from: number, count: number, dest: Buffer, at: number): void {
+    if (at + count * DISK_BLOCK_SIZE > dest.length) throw new RangeError(`${count} blocks do not fit ${dest.length - at} bytes`);
+    for (let i = 0; i < count; i++) {
+      const b = blocks[from + i];
+      if (!(b >= 0 && b < this.blocks)) throw new RangeError(`block ${b} outside the ${this.blocks}-block disk`);
+      this.data.copy(dest, at + i * DISK_BLOCK_SIZE, b * DISK_BLOCK_SIZE, (b + 1) * DISK_BLOCK_SIZE);
+    }
+  }
+
+  /** Restore side: `data` (whole blocks) at block `first`; not a guest write. */
+  installBlocks(first: number, data: Uint8Array): void {
+    if (data.length % DISK_BLOCK_SIZE !== 0) throw new RangeError(`${data.length} bytes is not a whole number of blocks`);
+    this.check(first * DISK_BLOCK_SIZE, data.length, 'install');
+    this.data.set(data, first * DISK_BLOCK_SIZE);
+    // A promoted replica that is protected again must send these in its own fresh sync.
+    if (data.length > 0) this.written.add(first, first + data.length / DISK_BLOCK_SIZE - 1);
+  }
+
+  /** Restore side: the whole disk reads as zeros (a fresh sync describes every block it does not send as zero). */
+  zero(): void {
+    this.data.fill(0);
+    this.written.clear();
+  }
+
+  /** SHA-256 of the disk's contents. */
+  digest(): string {
+    return createHash('sha256').update(this.data).digest('hex');
+  }
+
+  private check(offset: number, length: number, what: string): void {
+    if (!(Number.isInteger(offset) && Number.isInteger(length) && offset >= 0 && length >= 0 && offset + length <= this.capacityBytes)) {
+      throw new RangeError(`disk ${what} [${offset}, +${length}) outside the ${this.capacityBytes}-byte disk`);
+    }
+  }
+}

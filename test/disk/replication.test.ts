@@ -1,0 +1,210 @@
+/**
+ * Disk writes through the stream: a primary sim guest writing RAM and disk,
+ * saved by the real StreamSaver with the DiskMirror's records in each
+ * checkpoint, fed to the secondary's EpochReceiver with a DiskReplica. The
+ * replica's disk moves only at CHECKPOINT_END, with its RAM.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { StreamSaver } from '../../src/checkpoint/saver.js';
+import { DiskMirror } from '../../src/disk/mirror.js';
+import { DiskReplica } from '../../src/disk/replica.js';
+import { DISK_BLOCK_SIZE, SimDisk } from '../../src/disk/sim-disk.js';
+import { stateDigest } from '../../src/domain/digest.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { ErrorCodes, StreamError } from '../../src/errors.js';
+import { PAGE_SIZE, TandemType } from '../../src/stream/format.js';
+import { EpochReceiver, type ReceiverAction } from '../../src/secondary/receiver.js';
+import { ReplicationSession } from '../../src/secondary/session.js';
+import { recordsOf, rng } from '../secondary/fixtures.js';
+
+const PAGES = 64;
+const DISK = 128 * DISK_BLOCK_SIZE;
+
+interface Recorded {
+  bytes: Buffer;
+  digests: string[];
+  epochEnds: number[];
+}
+
+/**
+ * A checkpointed stream of `epochs` epochs; the guest writes RAM and disk in
+ * each. `extra(epoch)` adds raw libxl records to a checkpoint (for refusals).
+ */
+function record(epochs: number, seed: number, opts: { mirror?: boolean; extra?: (epoch: number) => Buffer[] } = {}): Recorded {
+  const primary = new SimDomain({ pages: PAGES, now: () => 1n });
+  const disk = new SimDisk({ capacityBytes: DISK, domain: primary });
+  const mirror = new DiskMirror({ disk, maxBlocksPerRecord: 8 });
+  const r = rng(seed);
+  const chunks: Buffer[] = [];
+  const saver = new StreamSaver(primary, { framing: 'libxl', version: 3 }, (c) => {
+    for (const b of c) chunks.push(Buffer.from(b));
+  });
+  const write = (n: number): void => {
+    for (let i = 0; i < n; i++) {
+      primary.write(r(PAGES) * PAGE_SIZE + r(PAGE_SIZE - 8), Buffer.from([r(256), r(256)]));
+      disk.write(r(DISK - 8), Buffer.from([r(256), r(256), r(256)]));
+    }
+  };
+  write(20); // before protection: reaches the replica only through the full sync
+  saver.start();
+  primary.enableLogDirty();
+  if (opts.mirror !== false) mirror.setup();
+  saver.sendPages(Array.from({ length: PAGES }, (_, pfn) => pfn));
+  const digests: string[] = [];
+  const epochEnds: number[] = [];
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    write(6);
+    primary.pause();
+    mirror.postsuspend(epoch);
+    saver.sendPages(primary.readAndClearDirty());
+    saver.endOfCheckpoint();
+    digests.push(stateDigest(primary, [disk]));
+    primary.unpause();
+    // As the session does: the device records go out after the resume, staged at the suspend.
+    write(3);
+    const extra = (opts.extra?.(epoch) ?? []).map((data) => ({ layer: 'libxl' as const, type: 'OPTIONAL' as const, code: TandemType.TANDEM_DISK_WRITES, data }));
+    saver.checkpoint(undefined, [...mirror.records(epoch), ...extra]);
+    epochEnds.push(saver.position);
+  }
+  saver.end();
+  return { bytes: Buffer.concat(chunks), digests, epochEnds };
+}
+
+class Replica {
+  readonly domain = new SimDomain({ pages: PAGES });
+  readonly disk = new SimDisk({ capacityBytes: DISK, domain: this.domain });
+  readonly receiver = new EpochReceiver(this.domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica([this.disk])] });
+  readonly actions: ReceiverAction[] = [];
+  readonly session = new ReplicationSession(this.receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
+
+  constructor() {
+    this.domain.pause();
+    this.session.start();
+  }
+
+  push(bytes: Buffer): ReceiverAction[] {
+    const got: ReceiverAction[] = [];
+    this.session.push(bytes, (a) => got.push(a));
+    this.actions.push(...got);
+    return got;
+  }
+
+  digest(): string {
+    return stateDigest(this.domain, [this.disk]);
+  }
+
+  error(): StreamError {
+    const close = this.actions.find((a) => a.type === 'close');
+    assert.ok(close?.type === 'close' && close.outcome === 'stream-error', JSON.stringify(close));
+    assert.ok(close.error instanceof StreamError);
+    return close.error;
+  }
+}
+
+describe('disk replication through the stream', () => {
+  const stream = record(8, 0x5eed);
+
+  test('after each CHECKPOINT_END the replica disk and RAM equal the primary at that suspend, for any split', () => {
+    const rep = new Replica();
+    const r = rng(3);
+    const cuts = [...new Set([0, ...Array.from({ length: 80 }, () => r(stream.bytes.length)), ...stream.epochEnds, stream.bytes.length])].sort((a, b) => a - b);
+    const seen: number[] = [];
+    for (let i = 1; i < cuts.length; i++) {
+      for (const a of rep.push(stream.bytes.subarray(cuts[i - 1], cuts[i]))) {
+        if (a.type !== 'committed') continue;
+        seen.push(a.commit.epoch);
+        assert.equal(rep.digest(), stream.digests[a.commit.epoch - 1], `epoch ${a.commit.epoch}`);
+      }
+    }
+    assert.deepEqual(seen, [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.equal(rep.actions.at(-1)?.type, 'close');
+  });
+
+  test('a torn epoch leaves the disk at the last checkpoint, even with its disk records all received', () => {
+    const records = recordsOf(stream.bytes);
+    // Epoch 4: everything up to (not including) its CHECKPOINT_END.
+    const ends = records.filter((x) => x.name === 'libxl CHECKPOINT_END');
+    const diskRecs = records.filter((x) => x.name === 'libxl OPTIONAL' && x.offset > ends[2].end && x.end <= ends[3].offset);
+    assert.ok(diskRecs.length > 0, 'epoch 4 carries disk writes');
+    const rep = new Replica();
+    rep.push(stream.bytes.subarray(0, ends[3].offset));
+    assert.equal(rep.receiver.lastEpoch, 3);
+    assert.equal(rep.digest(), stream.digests[2], 'replica (disk included) still at epoch 3');
+    assert.equal(rep.session.abort(), 4);
+    assert.equal(rep.digest(), stream.digests[2]);
+  });
+
+  test('a new stream resets the disk: blocks the old stream wrote and the new one never did read as zero', () => {
+    const rep = new Replica();
+    rep.push(stream.bytes);
+    const other = record(2, 0xabcd);
+    const again = new ReplicationSession(rep.receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
+    again.start();
+    const acts: ReceiverAction[] = [];
+    again.push(other.bytes, (a) => acts.push(a));
+    assert.equal(rep.receiver.lastEpoch, 2);
+    assert.equal(rep.digest(), other.digests[1]);
+  });
+
+  test('a first checkpoint without the disk full sync is refused: the primary has no disk', () => {
+    const rep = new Replica();
+    rep.push(record(2, 1, { mirror: false }).bytes);
+    const err = rep.error();
+    assert.equal(err.code, ErrorCodes.REPLICA_MISMATCH);
+    assert.match(err.message, /first checkpoint without a full sync of disk/);
+    assert.equal(rep.receiver.lastEpoch, 0);
+  });
+
+  test('a RESET after the first checkpoint, or writes before any RESET, are refused', () => {
+    const reset = Buffer.alloc(24);
+    reset.writeUInt32LE(1, 4);
+    reset.writeUInt32LE(DISK % 2 ** 32, 8);
+    reset.writeUInt32LE(DISK_BLOCK_SIZE, 16);
+    const rep = new Replica();
+    const late = record(3, 2, { extra: (e) => (e === 2 ? [reset] : []) });
+    rep.push(late.bytes);
+    assert.equal(rep.error().code, ErrorCodes.RECORD_BAD_FIELD);
+    assert.match(rep.error().message, /full sync of disk after the stream's first checkpoint/);
+    assert.equal(rep.receiver.lastEpoch, 1);
+    assert.equal(rep.digest(), late.digests[0], 'the refused epoch 2 left nothing behind');
+
+    // Before the mirror's own RESET in epoch 1: a plain write record first.
+    const plain = Buffer.alloc(24);
+    plain.writeUInt32LE(DISK % 2 ** 32, 8);
+    plain.writeUInt32LE(DISK_BLOCK_SIZE, 16);
+    const early = new Replica();
+    const s = record(1, 3, { mirror: false, extra: () => [plain, reset] });
+    early.push(s.bytes);
+    assert.equal(early.error().code, ErrorCodes.RECORD_OUT_OF_ORDER);
+    assert.match(early.error().message, /disk updates before its full sync/);
+  });
+
+  test('a disk of another size is refused at its first record', () => {
+    const domain = new SimDomain({ pages: PAGES });
+    domain.pause();
+    const small = new SimDisk({ capacityBytes: DISK / 2, domain });
+    const receiver = new EpochReceiver(domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica([small])] });
+    const session = new ReplicationSession(receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
+    session.start();
+    const acts: ReceiverAction[] = [];
+    session.push(stream.bytes, (a) => acts.push(a));
+    const close = acts.find((a) => a.type === 'close');
+    assert.ok(close?.type === 'close' && close.outcome === 'stream-error');
+    assert.ok(close.error instanceof StreamError);
+    assert.equal(close.error.code, ErrorCodes.REPLICA_MISMATCH);
+    assert.match(close.error.message, /524288 bytes on the primary, 262144 bytes on the replica/);
+  });
+
+  test('a replica without disk devices skips the optional records, as the spec allows', () => {
+    const domain = new SimDomain({ pages: PAGES });
+    domain.pause();
+    const receiver = new EpochReceiver(domain, { maxEpochBytes: 1 << 30 });
+    const session = new ReplicationSession(receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
+    session.start();
+    const acts: ReceiverAction[] = [];
+    session.push(stream.bytes, (a) => acts.push(a));
+    assert.equal(receiver.lastEpoch, 8);
+    assert.deepEqual(acts.at(-1), { type: 'close', outcome: 'end' });
+  });
+});
