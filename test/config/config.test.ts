@@ -25,6 +25,7 @@ describe('configuration', () => {
 domain:
   type: sim
   memory_mib: 64
+  disk_mib: 16
 primary:
   secondary: 127.0.0.1:7701
   service: "[::1]:6380"
@@ -38,6 +39,7 @@ secondary:
     );
     const c = loadConfig(f);
     assert.equal(c.logLevel, 'debug');
+    assert.equal(c.domain.diskMib, 16);
     assert.equal(c.domain.memoryMib, 64);
     assert.deepEqual(c.primary.secondary, { host: '127.0.0.1', port: 7701 });
     assert.deepEqual(c.primary.service, { host: '::1', port: 6380 });
@@ -76,6 +78,8 @@ secondary:
       [{ primary: { interval_ms: 10, min_interval_ms: 20 } }, /min_interval_ms \(20\) exceeds primary\.interval_ms \(10\)/],
       [{ primary: { intervall_ms: 10 } }, /primary\.intervall_ms: unknown key/],
       [{ domain: { memory_mib: 5000 } }, /domain\.memory_mib: expected an integer in 1\.\.4096/],
+      [{ domain: { disk_mib: 0 } }, /domain\.disk_mib: expected an integer in 1\.\.1024/],
+      [{ domain: { disk_mib: '64' } }, /domain\.disk_mib: expected an integer in 1\.\.1024, got "64"/],
       [{ domain: { type: 'xen' } }, /domain\.type: expected one of "sim"/],
       [{ secondary: [] }, /secondary: expected a mapping/],
       [{ log_level: 'loud' }, /log_level: expected one of/],
