@@ -157,7 +157,8 @@ interface Connection {
   /** A mismatch was found: compare nothing more here until the checkpoint. */
   diverged: boolean;
   // TCP
-  /** All sequence space before this was found equal (undefined: nothing compared yet). */
+  /** Sequence space [low, verified) was found equal and released (undefined: nothing yet). */
+  low: number;
   verified: number | undefined;
   /** Highest ack seen from each side (undefined: none yet). */
   primaryAck: number | undefined;
@@ -167,7 +168,6 @@ interface Connection {
 /** RFC 1982-style comparison of 32-bit sequence numbers: a is after b. */
 export const after = (a: number, b: number): boolean => ((a - b) | 0) > 0;
 const seqMax = (a: number | undefined, b: number): number => (a === undefined || after(b, a) ? b : a);
-const MASK = 0xffffffff;
 
 function check(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) throw new ProxyError(C.PROXY_BAD_OPTIONS, `${name}: expected an integer in ${min}..${max}, got ${value}`);
@@ -217,7 +217,7 @@ export class Comparator {
       held.syn = pkt.flags & TcpFlag.SYN ? 1 : 0;
       held.fin = pkt.flags & TcpFlag.FIN ? 1 : 0;
       held.start = pkt.seq;
-      held.end = (pkt.seq + held.syn + (pkt.payloadEnd - pkt.payloadStart) + held.fin) & MASK;
+      held.end = (pkt.seq + held.syn + (pkt.payloadEnd - pkt.payloadStart) + held.fin) >>> 0;
       held.checkedTo = held.start;
       if (pkt.flags & TcpFlag.ACK) {
         if (side === 'primary') conn.primaryAck = seqMax(conn.primaryAck, pkt.ack);
@@ -277,7 +277,11 @@ export class Comparator {
       conn.diverged = false;
       if (conn.kind === 'tcp') {
         // The primary's sequence space is now the connection's history.
-        for (const h of held) if (h.start !== h.end) conn.verified = seqMax(conn.verified, h.end);
+        for (const h of held) {
+          if (h.start === h.end) continue;
+          if (conn.verified === undefined) conn.low = h.start;
+          conn.verified = seqMax(conn.verified, h.end);
+        }
         // The secondary now holds everything the primary has acknowledged.
         if (conn.primaryAck !== undefined) conn.secondaryAck = seqMax(conn.secondaryAck, conn.primaryAck);
       }
@@ -340,6 +344,7 @@ export class Comparator {
       primary: new Queue(),
       secondary: new Queue(),
       diverged: false,
+      low: 0,
       verified: undefined,
       primaryAck: undefined,
       secondaryAck: undefined,
@@ -419,15 +424,18 @@ export class Comparator {
         this.release(ph.frame, 'match', out);
         continue;
       }
-      if (conn.verified !== undefined && !after(ph.end, conn.verified)) {
+      if (this.spent(conn, ph)) {
         // A retransmission of sequence space already found equal and released.
         p.shift();
         this.heldPrimary--;
         this.release(ph.frame, 'retransmit', out);
         continue;
       }
+      // A hole between what was released and this segment: its earlier bytes
+      // have not arrived from the primary yet, and must go first.
+      if (conn.verified !== undefined && after(ph.start, conn.verified)) break;
       let pos = ph.checkedTo;
-      if (conn.verified !== undefined && after(conn.verified, pos)) pos = conn.verified;
+      if (conn.verified !== undefined && !after(conn.low, pos) && after(conn.verified, pos)) pos = conn.verified;
       for (let i = 0; i < s.length && pos !== ph.end; i++) {
         const sh = s.at(i);
         if (sh.start === sh.end || !after(sh.end, pos)) continue; // RST, or wholly before pos
@@ -444,30 +452,39 @@ export class Comparator {
       if (pos !== ph.end || !this.ackCovered(conn, ph)) break;
       p.shift();
       this.heldPrimary--;
-      conn.verified = ph.end;
-      this.release(ph.frame, 'match', out);
-      // Secondary segments wholly inside the verified range are spent.
-      while (s.length > 0) {
-        const sh = s.first()!;
-        if (sh.start === sh.end || after(sh.end, ph.end)) break;
-        s.shift();
-        this.heldSecondary--;
-        this.drop('secondary', sh.frame, 'match', out);
+      if (conn.verified === undefined) {
+        conn.low = ph.start;
+        conn.verified = ph.end;
+      } else {
+        // Merge [start, end) into [low, verified): it touches or overlaps (holes wait above).
+        if (after(conn.low, ph.start)) conn.low = ph.start;
+        conn.verified = seqMax(conn.verified, ph.end);
       }
+      this.release(ph.frame, 'match', out);
+      this.dropSpent(conn, 'match', out);
     }
     // Secondary retransmissions of released sequence space are spent too.
-    if (conn.verified !== undefined) {
-      for (let i = 0; i < s.length; ) {
-        const sh = s.at(i);
-        if (sh.start !== sh.end && !after(sh.end, conn.verified)) {
-          s.removeAt(i);
-          this.heldSecondary--;
-          this.drop('secondary', sh.frame, 'retransmit', out);
-        } else {
-          i++;
-        }
+    this.dropSpent(conn, 'retransmit', out);
+  }
+
+  /** Drops the secondary segments wholly inside the released range. */
+  private dropSpent(conn: Connection, why: DropWhy, out: Decision[]): void {
+    const s = conn.secondary;
+    for (let i = 0; i < s.length; ) {
+      const sh = s.at(i);
+      if (this.spent(conn, sh)) {
+        s.removeAt(i);
+        this.heldSecondary--;
+        this.drop('secondary', sh.frame, why, out);
+      } else {
+        i++;
       }
     }
+  }
+
+  /** The segment's sequence space lies wholly inside what was already found equal and released. */
+  private spent(conn: Connection, h: Held): boolean {
+    return conn.verified !== undefined && h.start !== h.end && !after(conn.low, h.start) && !after(h.end, conn.verified);
   }
 
   /**

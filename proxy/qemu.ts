@@ -78,7 +78,7 @@ export class ColoCompareProcess {
     ];
     const child = spawn(QEMU_BINARY, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const exited = once(child, 'exit').then(() => {
       throw new Error(`${QEMU_BINARY} exited: ${err.trim()}`);
     });

@@ -54,7 +54,7 @@ export function proxyCommand(yargs: Argv): Argv {
         .option('expired-scan-cycle', { type: 'number', default: 1000, describe: 'ms between scans for frames past the compare timeout (1..2147483647)' })
         .option('max-queue-size', { type: 'number', default: 1024, describe: 'frames held per connection and guest (1..1048576)' })
         .option('vnet-hdr', { type: 'boolean', default: false, describe: 'records carry a virtio-net header length field (vnet_hdr_support=on)' })
-        .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'log level' }),
+        .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
     async (args) => {
       const server = new ProxyServer({
         primaryIn: address(args['primary-in'], '--primary-in'),
