@@ -58,7 +58,10 @@ export class ComparatorClient extends EventEmitter<ComparatorClientEvents> {
     this.sockets = { pri, sec, out, nfy };
     const frames = new FrameDecoder({ vnetHdr: this.vnetHdr });
     const words = new NotifyDecoder({ direction: 'from-proxy' });
-    const fail = (err: unknown): void => void this.emit('error', err instanceof Error ? err : new Error(String(err)));
+    // Reported to whoever listens; a peer closing on us is not worth crashing the process over.
+    const fail = (err: unknown): void => {
+      if (this.listenerCount('error') > 0) this.emit('error', err instanceof Error ? err : new Error(String(err)));
+    };
     out.on('data', (chunk: Buffer) => {
       let got: Frame[];
       try {

@@ -50,6 +50,8 @@ export interface ProxyServerEvents {
   protocolError: [{ port: PortName; error: ProxyError }];
   /** A checkpoint request, as sent (or, without a notify peer, not sent) as DO_CHECKPOINT. */
   checkpoint: [CheckpointRequest & { notified: boolean }];
+  /** Inputs paused (outdev absent or full) or resumed. */
+  backpressure: [{ paused: boolean; queuedBytes: number }];
 }
 
 interface Port {
@@ -73,6 +75,11 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     this.proxy = new ColoProxy(options);
     this.vnetHdr = options.vnetHdr ?? false;
     this.highWater = options.outputHighWaterBytes ?? 4 * 2 ** 20;
+  }
+
+  /** Released bytes not yet handed to outdev, and whether the inputs are paused. */
+  get output(): { pendingBytes: number; paused: boolean } {
+    return { pendingBytes: this.pendingBytes, paused: this.paused };
   }
 
   /** The bound addresses (after start()). */
@@ -244,6 +251,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const stall = out === undefined || queued >= this.highWater;
     if (stall === this.paused) return;
     this.paused = stall;
+    this.emit('backpressure', { paused: stall, queuedBytes: queued });
     for (const name of ['primary_in', 'secondary_in'] as const) {
       const s = this.ports?.get(name)?.socket;
       if (s === undefined) continue;

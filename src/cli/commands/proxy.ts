@@ -26,7 +26,14 @@ interface ProxyArgs {
   'log-level': LogLevel;
 }
 
-function address(text: string, flag: string): Address {
+/** yargs turns a repeated flag into an array; one value is wanted. */
+function single<T>(value: T | T[], flag: string): T {
+  if (Array.isArray(value)) throw new UsageError(`${flag} given ${value.length} times; give it once`);
+  return value;
+}
+
+function address(value: string, flag: string): Address {
+  const text = single(value, flag);
   try {
     return parseAddress(text, flag, true);
   } catch (err) {
@@ -35,7 +42,8 @@ function address(text: string, flag: string): Address {
   }
 }
 
-function integer(value: number, flag: string, min: number, max: number): number {
+function integer(given: number, flag: string, min: number, max: number): number {
+  const value = single(given, flag);
   if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got ${value}`);
   return value;
 }
