@@ -8,6 +8,7 @@ import { hideBin } from 'yargs/helpers';
 import { benchCommand } from './commands/bench.js';
 import { demoCommand } from './commands/demo.js';
 import { primaryCommand } from './commands/primary.js';
+import { proxyCommand } from './commands/proxy.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<void> {
   cli = secondaryCommand(cli);
   cli = benchCommand(cli);
   cli = demoCommand(cli);
+  cli = proxyCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

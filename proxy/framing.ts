@@ -1,0 +1,221 @@
+/**
+ * The record framing colo-compare uses on primary_in, secondary_in and
+ * outdev (and, for its input, on notify_dev):
+ *
+ *   u32 big-endian length | [u32 big-endian vnet header length] | data
+ *
+ * The second field is present only when vnet header support is on, and then
+ * `length` counts the vnet header too: the Ethernet frame starts
+ * `vnetHdrLen` bytes into `data`.
+ *
+ * FrameDecoder is pure and incremental: fed Buffers of any size, it returns
+ * the records they complete. It is an explicit state machine (length ->
+ * vnet -> body -> length) that checks every announced length before it
+ * allocates for the body, and after the first error it stops for good: a
+ * later push() throws ERR_PROXY_DECODER_STOPPED with the original error as
+ * its cause. Each record's data is its own copy, so a queued frame never
+ * pins the socket chunk it arrived in.
+ */
+import { ProxyError, ProxyErrorCodes as C } from './errors.js';
+
+/**
+ * Largest record accepted: QEMU's NET_BUFSIZE (4096 + 65536), the size of
+ * colo-compare's reassembly buffer; it cuts the connection on anything longer.
+ */
+export const MAX_RECORD_BYTES = 69_632;
+
+export interface Frame {
+  /** The record's data: vnet header (if any), then the Ethernet frame. */
+  data: Buffer;
+  /** Bytes of virtio-net header at the start of `data` (0 without vnet support). */
+  vnetHdrLen: number;
+}
+
+export interface FrameDecoderOptions {
+  /** Records carry the vnet header length field (`vnet_hdr_support=on`). */
+  vnetHdr?: boolean;
+  /** Largest record accepted, 1..MAX_RECORD_BYTES (default MAX_RECORD_BYTES). */
+  maxRecordBytes?: number;
+}
+
+type State = 'length' | 'vnet' | 'body' | 'failed';
+
+export class FrameDecoder {
+  private readonly vnetHdr: boolean;
+  private readonly maxRecordBytes: number;
+  private state: State = 'length';
+  /** Scratch for a length field split across chunks. */
+  private readonly field = Buffer.alloc(4);
+  private fieldFill = 0;
+  private length = 0;
+  private vnetHdrLen = 0;
+  private body: Buffer | undefined;
+  private bodyFill = 0;
+  /** Input offset of the record being decoded. */
+  private recordAt = 0;
+  /** Bytes consumed so far. */
+  private consumed = 0;
+  private failure: ProxyError | undefined;
+
+  constructor(options: FrameDecoderOptions = {}) {
+    this.vnetHdr = options.vnetHdr ?? false;
+    this.maxRecordBytes = options.maxRecordBytes ?? MAX_RECORD_BYTES;
+  }
+
+  /** Bytes consumed so far. */
+  get position(): number {
+    return this.consumed;
+  }
+
+  /** True between records (nothing partial buffered). */
+  get idle(): boolean {
+    return this.state === 'length' && this.fieldFill === 0;
+  }
+
+  /**
+   * Feeds bytes; returns the records they complete. Records are appended to
+   * `out` as they complete, so a caller that passed its own array still has
+   * those that came before a bad one.
+   */
+  push(chunk: Buffer, out: Frame[] = []): Frame[] {
+    if (this.failure !== undefined) {
+      throw new ProxyError(C.PROXY_DECODER_STOPPED, `decoder stopped after an earlier error: ${this.failure.message}`, { cause: this.failure });
+    }
+    let at = 0;
+    const n = chunk.length;
+    try {
+      while (at < n) {
+        switch (this.state) {
+          case 'length':
+          case 'vnet': {
+            let value: number;
+            if (this.fieldFill === 0 && n - at >= 4) {
+              value = chunk.readUInt32BE(at);
+              at += 4;
+            } else {
+              const k = Math.min(4 - this.fieldFill, n - at);
+              chunk.copy(this.field, this.fieldFill, at, at + k);
+              this.fieldFill += k;
+              at += k;
+              if (this.fieldFill < 4) break;
+              this.fieldFill = 0;
+              value = this.field.readUInt32BE(0);
+            }
+            if (this.state === 'length') this.onLength(value, at);
+            else this.onVnet(value);
+            break;
+          }
+          case 'body': {
+            const body = this.body!;
+            const want = body.length - this.bodyFill;
+            const k = Math.min(want, n - at);
+            chunk.copy(body, this.bodyFill, at, at + k);
+            this.bodyFill += k;
+            at += k;
+            if (this.bodyFill === body.length) {
+              out.push({ data: body, vnetHdrLen: this.vnetHdrLen });
+              this.body = undefined;
+              this.state = 'length';
+            }
+            break;
+          }
+          case 'failed':
+            return out;
+        }
+      }
+    } catch (err) {
+      if (err instanceof ProxyError) {
+        this.failure = err;
+        this.state = 'failed';
+      }
+      throw err;
+    } finally {
+      this.consumed += at;
+    }
+    return out;
+  }
+
+  /** Declares the end of input; throws if it stopped inside a record. */
+  end(): void {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.idle) return;
+    this.failure = new ProxyError(C.PROXY_FRAME_TRUNCATED, `input ends inside a record (${this.where()})`, { offset: this.recordAt });
+    this.state = 'failed';
+    throw this.failure;
+  }
+
+  private where(): string {
+    switch (this.state) {
+      case 'length':
+        return `${this.fieldFill} of 4 length bytes`;
+      case 'vnet':
+        return `${this.fieldFill} of 4 vnet header length bytes`;
+      default:
+        return `${this.bodyFill} of ${this.length} data bytes`;
+    }
+  }
+
+  /** `at` is the input offset just past the length field. */
+  private onLength(length: number, at: number): void {
+    this.recordAt = this.consumed + at - 4;
+    // Refuse before allocating: the length is the peer's word, not ours.
+    if (length === 0) {
+      throw new ProxyError(C.PROXY_FRAME_BAD_LENGTH, 'record length 0: a record carries at least one byte of frame', { offset: this.recordAt });
+    }
+    if (length > this.maxRecordBytes) {
+      throw new ProxyError(C.PROXY_FRAME_TOO_LARGE, `record length ${length} exceeds the limit of ${this.maxRecordBytes} bytes`, { offset: this.recordAt });
+    }
+    this.length = length;
+    if (this.vnetHdr) {
+      this.state = 'vnet';
+    } else {
+      this.vnetHdrLen = 0;
+      this.startBody();
+    }
+  }
+
+  private onVnet(vnetHdrLen: number): void {
+    // The record length counts the vnet header, so the header must fit in it.
+    if (vnetHdrLen > this.length) {
+      throw new ProxyError(C.PROXY_FRAME_BAD_LENGTH, `vnet header length ${vnetHdrLen} exceeds the record length ${this.length}`, { offset: this.recordAt });
+    }
+    this.vnetHdrLen = vnetHdrLen;
+    this.startBody();
+  }
+
+  private startBody(): void {
+    this.body = Buffer.allocUnsafe(this.length);
+    this.bodyFill = 0;
+    this.state = 'body';
+  }
+}
+
+/** Bytes of framing before the data of one record. */
+export const headerBytes = (vnetHdr: boolean): number => (vnetHdr ? 8 : 4);
+
+/**
+ * Encodes one record into `dest` at `at` (which must have room for
+ * headerBytes + data.length); returns the offset just past it.
+ */
+export function encodeFrameInto(dest: Buffer, at: number, data: Buffer, vnetHdrLen: number, vnetHdr: boolean): number {
+  dest.writeUInt32BE(data.length, at);
+  at += 4;
+  if (vnetHdr) {
+    dest.writeUInt32BE(vnetHdrLen, at);
+    at += 4;
+  }
+  data.copy(dest, at);
+  return at + data.length;
+}
+
+/** Encodes one record as a new Buffer. Throws on a record the decoder would refuse. */
+export function encodeFrame(data: Buffer, vnetHdrLen = 0, vnetHdr = false): Buffer {
+  if (data.length === 0 || data.length > MAX_RECORD_BYTES) {
+    throw new ProxyError(C.PROXY_FRAME_BAD_LENGTH, `record length ${data.length} is outside 1..${MAX_RECORD_BYTES}`);
+  }
+  if (!vnetHdr && vnetHdrLen !== 0) throw new ProxyError(C.PROXY_FRAME_BAD_LENGTH, `vnet header length ${vnetHdrLen} without vnet header support`);
+  if (vnetHdrLen > data.length) throw new ProxyError(C.PROXY_FRAME_BAD_LENGTH, `vnet header length ${vnetHdrLen} exceeds the record length ${data.length}`);
+  const out = Buffer.allocUnsafe(headerBytes(vnetHdr) + data.length);
+  encodeFrameInto(out, 0, data, vnetHdrLen, vnetHdr);
+  return out;
+}

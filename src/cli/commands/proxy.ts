@@ -1,0 +1,86 @@
+/**
+ * `tandem proxy --primary-in HOST:PORT --secondary-in HOST:PORT --outdev
+ * HOST:PORT --notify HOST:PORT [--compare-timeout MS] [--expired-scan-cycle
+ * MS] [--max-queue-size N] [--vnet-hdr]`: the COLO packet comparator,
+ * standing where QEMU's colo-compare stands. Every address is a listening
+ * socket (port 0 picks a free one); once all four listen, one line on stdout
+ * names them: `listening primary_in=H:P secondary_in=H:P outdev=H:P notify=H:P`.
+ */
+import type { Argv } from 'yargs';
+import { ProxyServer, type PortName } from '../../../proxy/server.js';
+import { ConfigError } from '../../errors.js';
+import { parseAddress, type Address } from '../../util/address.js';
+import { LOG_LEVELS, createLogger, type LogLevel } from '../../util/logger.js';
+import { untilSignal } from '../config-args.js';
+import { UsageError } from '../errors.js';
+
+interface ProxyArgs {
+  'primary-in': string;
+  'secondary-in': string;
+  outdev: string;
+  notify: string;
+  'compare-timeout': number;
+  'expired-scan-cycle': number;
+  'max-queue-size': number;
+  'vnet-hdr': boolean;
+  'log-level': LogLevel;
+}
+
+/** yargs turns a repeated flag into an array; one value is wanted. */
+function single<T>(value: T | T[], flag: string): T {
+  if (Array.isArray(value)) throw new UsageError(`${flag} given ${value.length} times; give it once`);
+  return value;
+}
+
+function address(value: string, flag: string): Address {
+  const text = single(value, flag);
+  try {
+    return parseAddress(text, flag, true);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+function integer(given: number, flag: string, min: number, max: number): number {
+  const value = single(given, flag);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got ${value}`);
+  return value;
+}
+
+export function proxyCommand(yargs: Argv): Argv {
+  return yargs.command<ProxyArgs>(
+    'proxy',
+    'run the COLO packet comparator (interoperable with QEMU colo-compare)',
+    (y) =>
+      y
+        .option('primary-in', { type: 'string', demandOption: true, describe: "HOST:PORT to accept the primary guest's frames on" })
+        .option('secondary-in', { type: 'string', demandOption: true, describe: "HOST:PORT to accept the secondary guest's frames on" })
+        .option('outdev', { type: 'string', demandOption: true, describe: 'HOST:PORT to accept the reader of released frames on' })
+        .option('notify', { type: 'string', demandOption: true, describe: 'HOST:PORT to accept the COLO controller on (notify protocol)' })
+        .option('compare-timeout', { type: 'number', default: 3000, describe: 'ms a frame may wait for its twin before a checkpoint is requested (1..2147483647)' })
+        .option('expired-scan-cycle', { type: 'number', default: 1000, describe: 'ms between scans for frames past the compare timeout (1..2147483647)' })
+        .option('max-queue-size', { type: 'number', default: 1024, describe: 'frames held per connection and guest (1..1048576)' })
+        .option('vnet-hdr', { type: 'boolean', default: false, describe: 'records carry a virtio-net header length field (vnet_hdr_support=on)' })
+        .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
+    async (args) => {
+      const server = new ProxyServer({
+        primaryIn: address(args['primary-in'], '--primary-in'),
+        secondaryIn: address(args['secondary-in'], '--secondary-in'),
+        outdev: address(args.outdev, '--outdev'),
+        notify: address(args.notify, '--notify'),
+        compareTimeoutMs: integer(args['compare-timeout'], '--compare-timeout', 1, 2 ** 31 - 1),
+        expiredScanCycleMs: integer(args['expired-scan-cycle'], '--expired-scan-cycle', 1, 2 ** 31 - 1),
+        maxQueueSize: integer(args['max-queue-size'], '--max-queue-size', 1, 2 ** 20),
+        vnetHdr: args['vnet-hdr'],
+        logger: createLogger(args['log-level'], 'tandem-proxy'),
+      });
+      await server.start();
+      const a = server.addresses();
+      const names: PortName[] = ['primary_in', 'secondary_in', 'outdev', 'notify'];
+      process.stdout.write(`listening ${names.map((n) => `${n}=${a[n].address}:${a[n].port}`).join(' ')}\n`);
+      await untilSignal();
+      await server.stop();
+    },
+  );
+}
