@@ -90,6 +90,15 @@ export class RespParser {
     return this.failure;
   }
 
+  /**
+   * Bytes fed so far that formed complete requests (or empty ones): where
+   * the request still being read begins. A caller that keeps its own copy of
+   * the input can drop everything before this.
+   */
+  get completeBytes(): number {
+    return this.state === State.Start ? this.consumed : this.requestStart;
+  }
+
   /** True between requests: everything fed so far formed complete requests. */
   get atBoundary(): boolean {
     return this.state === State.Start && this.failure === undefined;
