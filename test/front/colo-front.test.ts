@@ -1,0 +1,152 @@
+/**
+ * COLO's data path on one machine, with the real clients: redis-cli and
+ * redis-benchmark talk TCP to the ColoFront, which turns each connection
+ * into frames for two guest replicas (primary and secondary, both running
+ * the real key-value service behind their virtual NICs); the real
+ * comparator (proxy/) compares their output and only what it releases
+ * reaches the clients. A checkpoint here is what COLO does to the guests:
+ * both paused, the secondary's RAM made the primary's, the comparator told.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, describe, test } from 'node:test';
+import { ColoProxy } from '../../proxy/proxy.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { ColoFront } from '../../src/front/colo-front.js';
+import { KvCommands } from '../../src/guest/commands.js';
+import { KvStore } from '../../src/guest/kv-store.js';
+import { GuestNetStack } from '../../src/guest/net/stack.js';
+import { ipv4, type Endpoint } from '../../src/guest/net/wire.js';
+import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools } from '../guest/helpers.js';
+
+const PAGES = 4096; // 16 MiB
+const NET_BASE = 12 * 1024 * 1024;
+const GUEST: Endpoint = { mac: Buffer.from('525400123456', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };
+
+class Guest {
+  readonly domain = new SimDomain({ pages: PAGES });
+  clockOffsetUs = 0;
+  stack!: GuestNetStack;
+
+  boot(transmit: (f: Buffer) => void): void {
+    const store = KvStore.format(this.domain, { bytes: NET_BASE, hashSeed: 5 });
+    const commands = new KvCommands({ store, clock: () => Date.now() * 1000 + this.clockOffsetUs, random: () => 0.25 });
+    this.stack = GuestNetStack.format(this.domain, { base: NET_BASE, maxSockets: 64, rxBytes: 8192, ip: GUEST.ip, port: GUEST.port, mac: GUEST.mac, secret: 42 }, commands, transmit);
+  }
+
+  /** After a checkpoint replaced RAM: the guest's software finds its state there. */
+  reattach(transmit: (f: Buffer) => void): void {
+    const commands = new KvCommands({ store: KvStore.attach(this.domain), clock: () => Date.now() * 1000 + this.clockOffsetUs, random: () => 0.25 });
+    this.stack = GuestNetStack.attach(this.domain, NET_BASE, commands, transmit);
+  }
+
+  deliver(frame: Buffer): void {
+    this.domain.run(() => this.stack.receive(frame));
+  }
+}
+
+interface Rig {
+  front: ColoFront;
+  port: number;
+  primary: Guest;
+  secondary: Guest;
+  proxy: ColoProxy;
+  checkpoints: string[];
+}
+
+async function rig(): Promise<Rig> {
+  const primary = new Guest();
+  const secondary = new Guest();
+  const proxy = new ColoProxy({ compareTimeoutMs: 2000, expiredScanCycleMs: 100 });
+  const toP = (f: Buffer): void => proxy.pushPrimary(f);
+  const toS = (f: Buffer): void => proxy.pushSecondary(f);
+  primary.boot(toP);
+  // The secondary starts as a copy of the primary (the first checkpoint).
+  secondary.domain.ram.set(primary.domain.ram);
+  secondary.reattach(toS);
+  const front = new ColoFront({
+    guest: GUEST,
+    client: { ip: ipv4('10.0.0.2'), mac: Buffer.from('525400abcdef', 'hex') },
+    toGuests: (f) => {
+      primary.deliver(f);
+      secondary.deliver(f);
+    },
+    port: 0,
+  });
+  proxy.on('release', (f) => front.release(f.data));
+  const checkpoints: string[] = [];
+  proxy.on('checkpoint', (req) => {
+    checkpoints.push(`${req.reason}: ${req.detail}`);
+    // COLO's checkpoint, in miniature: both paused, S := P, the comparator told, both resumed.
+    setImmediate(() => {
+      primary.domain.pause();
+      secondary.domain.pause();
+      secondary.domain.ram.set(primary.domain.ram);
+      secondary.reattach(toS);
+      proxy.checkpointDone();
+      primary.domain.unpause();
+      secondary.domain.unpause();
+    });
+  });
+  proxy.start();
+  const { port } = await front.start();
+  return { front, port, primary, secondary, proxy, checkpoints };
+}
+
+function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+describe('ColoFront with two guest replicas and the comparator', () => {
+  const rigs: Rig[] = [];
+  after(async () => {
+    for (const r of rigs) {
+      r.proxy.close();
+      await r.front.stop();
+    }
+  });
+
+  test('redis-benchmark SET/GET through COLO: correct replies, every frame compared and matched, no checkpoint', async () => {
+    requireRedisTools();
+    const r = await rig();
+    rigs.push(r);
+    const res = await run(REDIS_BENCHMARK, ['-p', String(r.port), '-t', 'set,get', '-n', '4000', '-c', '10', '-r', '200', '-q']);
+    assert.equal(res.code, 0, res.out);
+    assert.match(res.out, /SET: [\d.]+ requests per second/);
+    assert.match(res.out, /GET: [\d.]+ requests per second/);
+    assert.deepEqual(r.checkpoints, [], 'a deterministic workload never diverges');
+    const st = r.proxy.stats();
+    assert.ok(st.matched >= 8000, `only ${st.matched} primary frames matched`);
+    assert.equal(st.held.primary, 0);
+    const check = await run(REDIS_CLI, ['-p', String(r.port), 'DBSIZE']);
+    assert.match(check.out, /^\(integer\) \d+|^\d+/m);
+  });
+
+  test('TIME answered differently by the secondary: a checkpoint, and the client gets the primary\'s answer', async () => {
+    requireRedisTools();
+    const r = await rig();
+    rigs.push(r);
+    r.secondary.clockOffsetUs = 5_000_000;
+    const before = Date.now();
+    const res = await run(REDIS_CLI, ['-p', String(r.port), 'TIME']);
+    assert.equal(res.code, 0, res.out);
+    const secs = Number(res.out.split('\n')[0]);
+    assert.ok(Math.abs(secs * 1000 - before) < 3000, `TIME ${secs} is the primary's clock, not the secondary's (+5 s)`);
+    assert.ok(r.checkpoints.length >= 1, 'the divergence asked for a checkpoint');
+    assert.match(r.checkpoints[0], /^mismatch/);
+    // After the checkpoint the replicas agree again on deterministic commands.
+    const n = r.checkpoints.length;
+    const set = await run(REDIS_CLI, ['-p', String(r.port), 'SET', 'after', 'checkpoint']);
+    assert.match(set.out, /OK/);
+    const get = await run(REDIS_CLI, ['-p', String(r.port), 'GET', 'after']);
+    assert.match(get.out, /checkpoint/);
+    assert.equal(r.checkpoints.length, n, 'no further divergence');
+    assert.equal(r.front.metrics().strayFrames, 0);
+  });
+});
