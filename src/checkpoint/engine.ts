@@ -37,6 +37,8 @@ export interface EngineOptions {
   verifyDigest?: () => string;
   /** Told of each epoch's digest as soon as it is staged, before it is sent. */
   onStaged?: (epoch: number, digest: string) => void;
+  /** COLO epochs: the secondary runs its guest; see ProtectionSession. */
+  colo?: boolean;
 }
 
 export interface EngineDeps {
@@ -143,6 +145,7 @@ export class PrimaryEngine {
       now: this.deps.now ?? (() => performance.now()),
       digest: o.verifyDigest,
       onStaged: o.onStaged,
+      colo: o.colo,
       deviceRecords: this.deps.devices === undefined ? undefined : (epoch) => this.deps.devices!.records(epoch),
     });
     await this.deps.devices?.run('setup');

@@ -10,7 +10,7 @@
  */
 import type { Domain, PlatformContext } from '../domain/types.js';
 import { StreamEncoder } from '../stream/encoder.js';
-import { PageType } from '../stream/format.js';
+import { ColoControl, PageType } from '../stream/format.js';
 import type { Framing } from '../stream/layout.js';
 import type { StreamRecord } from '../stream/records.js';
 
@@ -24,7 +24,10 @@ export interface SaverOptions {
   xenMinor?: number;
   /** Pages per PAGE_DATA record; Xen batches 1024. */
   batchPages?: number;
+  /** A COLO stream: each checkpoint after the first is announced with CHECKPOINT_STATE. */
+  colo?: boolean;
 }
+
 
 export interface SentPages {
   pages: number;
@@ -41,7 +44,7 @@ export class StreamSaver {
     private readonly options: SaverOptions,
     private readonly sink: ChunkSink,
   ) {
-    this.encoder = new StreamEncoder(options.framing);
+    this.encoder = new StreamEncoder(options.framing, options.colo ?? false);
     this.batch = options.batchPages ?? 1024;
   }
 
@@ -118,6 +121,11 @@ export class StreamSaver {
       for (const rec of extra) this.sink(this.encoder.record(rec));
       this.sink(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_END' }));
     }
+  }
+
+  /** COLO: announces the next checkpoint, so the secondary suspends its running guest. */
+  newCheckpoint(): void {
+    this.sink(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_STATE', controlId: ColoControl.NEW }));
   }
 
   /**

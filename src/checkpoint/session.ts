@@ -14,6 +14,7 @@ import { ErrorCodes, TandemError } from '../errors.js';
 import { AckStatus } from '../transport/backchannel.js';
 import type { StreamRecord } from '../stream/records.js';
 import type { ReplicationLink } from '../transport/link.js';
+import { ColoControl } from '../stream/format.js';
 import { StreamSaver } from './saver.js';
 import { StagingBuffer } from './staging.js';
 import type { TriggerReason } from './triggers.js';
@@ -53,6 +54,12 @@ export interface SessionOptions {
   onStaged?: (epoch: number, digest: string) => void;
   /** Checkpoint devices' records for an epoch (e.g. its disk writes), sent before its CHECKPOINT_END. */
   deviceRecords?: (epoch: number) => StreamRecord[];
+  /**
+   * COLO: the secondary runs its own copy of the guest. Each checkpoint after
+   * the first is announced, the secondary's dirty pages are sent too, and the
+   * guest stays paused until the secondary holds the checkpoint (docs/colo.md).
+   */
+  colo?: boolean;
 }
 
 export class EpochRefusedError extends TandemError {
@@ -130,7 +137,7 @@ export class ProtectionSession {
 
   /** One checkpoint epoch. */
   epochFor(trigger: TriggerReason): Promise<EpochMetrics> {
-    return this.checkpoint(trigger);
+    return this.options.colo === true ? this.coloCheckpoint(trigger) : this.checkpoint(trigger);
   }
 
   /** Ends the stream cleanly: libxc END, libxl END. */
@@ -140,7 +147,7 @@ export class ProtectionSession {
   }
 
   private startStream(): StreamSaver {
-    this.saver = new StreamSaver(this.domain, { framing: 'libxl', version: this.options.version }, (chunks) => {
+    this.saver = new StreamSaver(this.domain, { framing: 'libxl', version: this.options.version, colo: this.options.colo }, (chunks) => {
       for (const c of chunks) this.pending.push(c);
     });
     this.saver.start();
@@ -152,6 +159,85 @@ export class ProtectionSession {
     const chunks = this.pending;
     this.pending = [];
     await this.link.write(chunks);
+  }
+
+  /**
+   * A COLO epoch: announce it, suspend, take the secondary's dirty pages,
+   * stage ours and theirs, send, wait for the secondary to hold it, commit
+   * (the comparator releases what it held), and only then resume: output
+   * after the resume must be compared against the secondary's, never
+   * released on the strength of this checkpoint.
+   */
+  private async coloCheckpoint(trigger: EpochMetrics['trigger']): Promise<EpochMetrics> {
+    const saver = this.saver!;
+    const { now } = this.options;
+    const epoch = this.epochs + 1;
+    saver.newCheckpoint();
+    await this.flush();
+    const t0 = now();
+    let t1: number;
+    let t2: number;
+    let bytes: number;
+    let staged: StagedEpoch | undefined;
+    try {
+      staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, {
+        now,
+        digest: this.options.digest,
+        keepPaused: true,
+        afterSuspend: () => this.secondarySuspended(),
+      });
+      if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
+      t1 = now();
+      const before = saver.position;
+      saver.sendPages(staged.pfns, (i) => this.staging.page(i));
+      saver.endOfCheckpoint(staged.ctx);
+      saver.checkpoint(staged.dm, this.options.deviceRecords?.(epoch));
+      bytes = saver.position - before;
+      await this.flush();
+      t2 = now();
+      const ack = await this.link.waitAck(epoch, this.options.ackTimeoutMs);
+      if (ack.status !== AckStatus.APPLIED) {
+        throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
+      }
+      const ready = await this.link.nextRecord('CHECKPOINT_STATE', this.options.ackTimeoutMs);
+      if (ready.controlId !== ColoControl.SVM_READY) throw new ColoHandshakeError(`expected the secondary's SVM_READY after epoch ${epoch}, got control id ${ready.controlId}`);
+      this.epochs = epoch;
+      await this.callbacks.checkpoint(epoch);
+    } finally {
+      // Resumed whatever happened (stageEpoch already resumed it if staging itself failed).
+      if (staged !== undefined) await this.callbacks.postcopy(epoch);
+    }
+    const t3 = now();
+    const metrics: EpochMetrics = {
+      epoch,
+      trigger,
+      pauseUs: Math.round((t3 - t0) * 1000),
+      dirtyPages: staged.pfns.length,
+      bytes,
+      sendMs: t2 - t1,
+      ackMs: t3 - t2,
+      totalMs: t3 - t0,
+    };
+    if (staged.digest !== undefined) metrics.digest = staged.digest;
+    return metrics;
+  }
+
+  /** COLO: the secondary's guest is paused; the pages it wrote since the last checkpoint, ascending, checked. */
+  private async secondarySuspended(): Promise<Uint32Array> {
+    const timeout = this.options.ackTimeoutMs;
+    // The previous checkpoint's SVM_RESUMED (and, after the first, its SVM_READY too) may come first.
+    let state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
+    for (let skipped = 0; skipped < 2 && (state.controlId === ColoControl.SVM_READY || state.controlId === ColoControl.SVM_RESUMED); skipped++) {
+      state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
+    }
+    if (state.controlId !== ColoControl.SVM_SUSPENDED) throw new ColoHandshakeError(`expected the secondary's SVM_SUSPENDED, got control id ${state.controlId}`);
+    const list = await this.link.nextRecord('CHECKPOINT_DIRTY_PFN_LIST', timeout);
+    const pages = this.domain.info.pages;
+    const pfns = Uint32Array.from(list.pfns).sort();
+    if (pfns.length > 0 && pfns[pfns.length - 1] >= pages) {
+      throw new ColoHandshakeError(`the secondary reported dirty pfn ${pfns[pfns.length - 1]} beyond the guest's ${pages} pages`);
+    }
+    return pfns;
   }
 
   /**
@@ -195,6 +281,17 @@ export class ProtectionSession {
   }
 }
 
+/** The secondary's handshake on the back-channel did not go as COLO's does. */
+export class ColoHandshakeError extends TandemError {
+  constructor(message: string) {
+    super(ErrorCodes.EPOCH_REFUSED, message);
+  }
+
+  override get name(): string {
+    return 'ColoHandshakeError';
+  }
+}
+
 export interface StagedEpoch {
   pfns: Uint32Array;
   ctx: PlatformContext;
@@ -214,23 +311,35 @@ export async function stageEpoch(
   callbacks: SaveCallbacks,
   staging: StagingBuffer,
   epoch: number,
-  opts: { now: () => number; carried?: Uint32Array; digest?: () => string },
+  opts: {
+    now: () => number;
+    carried?: Uint32Array;
+    digest?: () => string;
+    /** Runs once the guest is paused; more pages to send (COLO: those the secondary's guest dirtied), ascending. */
+    afterSuspend?: () => Promise<Uint32Array | undefined>;
+    /** Leave the guest paused: the caller resumes it (postcopy) in its own finally (COLO). */
+    keepPaused?: boolean;
+  },
 ): Promise<StagedEpoch> {
   const t0 = opts.now();
   let pfns: Uint32Array;
   let ctx: PlatformContext;
   let dm: Buffer;
   let digest: string | undefined;
+  let staged = false;
   try {
     await callbacks.suspend(epoch);
+    const extra = await opts.afterSuspend?.();
     const dirty = domain.readAndClearDirty();
     pfns = opts.carried === undefined ? dirty : mergeSorted(opts.carried, dirty);
+    if (extra !== undefined && extra.length > 0) pfns = mergeSorted(pfns, extra);
     domain.copyPages(pfns, pfns.length, staging.reserve(pfns.length));
     ctx = domain.platformContext();
     dm = domain.deviceModelState();
     digest = opts.digest?.();
+    staged = true;
   } finally {
-    await callbacks.postcopy(epoch);
+    if (!staged || opts.keepPaused !== true) await callbacks.postcopy(epoch);
   }
   const out: StagedEpoch = { pfns, ctx, dm, pauseMs: opts.now() - t0 };
   if (digest !== undefined) out.digest = digest;

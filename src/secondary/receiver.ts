@@ -13,7 +13,7 @@
 import type { Domain, PlatformContext, TscInfo } from '../domain/types.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
-import { DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
+import { ColoControl, DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
 import { AckStatus, type BackRecord } from '../transport/backchannel.js';
 
@@ -47,6 +47,8 @@ export type ReceiverAction =
   | { type: 'ack'; ack: AckRecord }
   /** The pre-copy of a new stream started overwriting a replica that held epoch `previousEpoch` of an earlier one. */
   | { type: 'invalidated'; previousEpoch: number }
+  /** COLO: the primary announced checkpoint `epoch`; the secondary's guest must stop and report its dirty pages. */
+  | { type: 'colo-new'; epoch: number }
   /** Records after the last checkpoint that no CHECKPOINT_END committed, dropped at a clean END. */
   | { type: 'discarded'; epoch: number; bytes: number }
   | ({ type: 'close' } & CloseOutcome);
@@ -230,6 +232,16 @@ export class EpochReceiver {
       if (device !== undefined) return this.applyDeviceDirect(s, device, rec.data, item);
     }
     if (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_END') return this.commit(s, item);
+    if (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_STATE') {
+      // The layout admits it only where a COLO stream announces a checkpoint; only "new checkpoint" goes forward.
+      if (rec.controlId !== ColoControl.NEW) {
+        throw new StreamError(ErrorCodes.RECORD_BAD_FIELD, `control id ${rec.controlId} belongs on the back-channel; forward, only 0 (new checkpoint)`, {
+          offset: item.offset,
+          record: 'libxl CHECKPOINT_STATE',
+        });
+      }
+      return [{ type: 'colo-new', epoch: s.epochs + 1 }];
+    }
     if (rec.layer === 'libxc' && rec.type === 'END') {
       if (s.epochs === 0) {
         throw new StreamError(ErrorCodes.STREAM_NOT_CHECKPOINTED, 'END before any checkpoint: the secondary replicates checkpointed streams only', {

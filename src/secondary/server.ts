@@ -15,6 +15,7 @@ import type { Logger } from '../util/logger.js';
 import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaDevice, type ReplicaState } from './receiver.js';
 import { ReplicationSession } from './session.js';
 import { listen } from '../util/net.js';
+import { ColoControl } from '../stream/format.js';
 
 export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
@@ -40,6 +41,16 @@ export interface SecondaryServerOptions {
   devices?: readonly ReplicaDevice[];
   /** The replica's disks, read by digest(). */
   disks?: readonly DigestDisk[];
+  /** COLO: the replica runs as the secondary's guest between checkpoints (docs/colo.md). */
+  colo?: ColoReplicaHooks;
+}
+
+/** What COLO needs of the secondary's running guest. */
+export interface ColoReplicaHooks {
+  /** Pause the guest; the pages it wrote since it last resumed, ascending. */
+  suspend(): Uint32Array;
+  /** The replica now holds checkpoint `epoch`: run the guest from it. */
+  resume(epoch: number): void;
 }
 
 export interface PrimaryGone {
@@ -166,6 +177,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     const session = new ReplicationSession(this.receiver, {
       replicaPages: this.options.replica.info.pages,
       maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
+      colo: this.options.colo !== undefined,
     });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -195,6 +207,23 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     socket.on('close', () => this.onClose(link));
   }
 
+  /** COLO, at a checkpoint's announcement: stop the guest, tell the primary which pages it touched. */
+  private coloSuspend(link: Link, epoch: number): void {
+    const pfns = this.options.colo!.suspend();
+    this.options.logger.debug({ epoch, secondaryDirty: pfns.length }, `secondary guest suspended for epoch ${epoch}`);
+    this.sendAck(link, Buffer.concat([
+      encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_SUSPENDED }),
+      encodeBackRecord({ type: 'CHECKPOINT_DIRTY_PFN_LIST', pfns }),
+    ]));
+  }
+
+  /** COLO, once a checkpoint is applied: ready, run the guest from it, resumed. */
+  private coloResume(link: Link, epoch: number): void {
+    this.sendAck(link, encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_READY }));
+    this.options.colo!.resume(epoch);
+    this.sendAck(link, encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_RESUMED }));
+  }
+
   private perform(link: Link, a: ReceiverAction): void {
     const log = this.options.logger;
     const { remote } = link;
@@ -209,6 +238,10 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       }
       case 'ack':
         this.sendAck(link, encodeBackRecord(a.ack));
+        if (this.options.colo !== undefined && a.ack.status === AckStatus.APPLIED) this.coloResume(link, a.ack.epoch);
+        return;
+      case 'colo-new':
+        this.coloSuspend(link, a.epoch);
         return;
       case 'invalidated':
         log.warn({ remote, previousEpoch: a.previousEpoch }, `pre-copy from ${remote} is overwriting the replica: epoch ${a.previousEpoch} of the previous stream is gone`);

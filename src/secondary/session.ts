@@ -15,6 +15,8 @@ export interface SessionOptions {
   replicaPages: number;
   /** Largest record body accepted; PAGE_DATA is bounded by its page count anyway. */
   maxRecordBytes: number;
+  /** A COLO stream (CHECKPOINT_STATE announces each checkpoint after the first). */
+  colo?: boolean;
 }
 
 export type ActionSink = (action: ReceiverAction) => void;
@@ -42,6 +44,7 @@ export class ReplicationSession {
     if (this.decoder !== undefined) throw new Error('a session carries one stream; start a new session');
     this.decoder = new StreamDecoder({
       format: 'libxl',
+      colo: this.options.colo,
       limits: { maxPfn: this.options.replicaPages - 1, maxRecordBytes: this.options.maxRecordBytes },
     });
     this.receiver.begin();

@@ -50,6 +50,8 @@ export interface DecoderOptions {
   /** Framing of the stream; `auto` tells libxc from libxl by the first 8 bytes. */
   format?: Framing | 'auto';
   limits?: Partial<DecoderLimits>;
+  /** A COLO stream: CHECKPOINT_STATE follows each CHECKPOINT_END (libxl framing only). */
+  colo?: boolean;
 }
 
 /** `offset` is where the item starts in the stream, `end` just past it. */
@@ -82,6 +84,7 @@ export class StreamDecoder {
   private readonly queue = new ChunkQueue();
   private readonly limits: DecoderLimits;
   private readonly format: Framing | 'auto';
+  private readonly colo: boolean;
   private layout: StreamLayout | undefined;
   private pending: PendingRecord | undefined;
   private offset = 0; // stream offset of the first queued byte
@@ -89,6 +92,7 @@ export class StreamDecoder {
 
   constructor(options: DecoderOptions = {}) {
     this.format = options.format ?? 'auto';
+    this.colo = options.colo ?? false;
     this.limits = { ...DEFAULT_DECODER_LIMITS, ...options.limits };
   }
 
@@ -187,13 +191,13 @@ export class StreamDecoder {
 
   private detect(): boolean {
     if (this.format !== 'auto') {
-      this.layout = new StreamLayout(this.format);
+      this.layout = new StreamLayout(this.format, this.colo);
       return true;
     }
     if (this.queue.length < 8) return false;
     const head = this.queue.peek(8);
     if (isImageMarker(head)) this.layout = new StreamLayout('libxc');
-    else if (isLibxlIdent(head)) this.layout = new StreamLayout('libxl');
+    else if (isLibxlIdent(head)) this.layout = new StreamLayout('libxl', this.colo);
     else {
       throw new StreamError(ErrorCodes.STREAM_UNKNOWN_FORMAT, 'neither a libxc image header (8 x 0xFF) nor a libxl header ("LibxlFmt")', { offset: 0 });
     }

@@ -29,8 +29,9 @@ export class StreamEncoder {
   private readonly layout: StreamLayout;
   private written = 0;
 
-  constructor(framing: Framing) {
-    this.layout = new StreamLayout(framing);
+  /** `colo`: a COLO stream, CHECKPOINT_STATE after each CHECKPOINT_END (see StreamLayout). */
+  constructor(framing: Framing, colo = false) {
+    this.layout = new StreamLayout(framing, colo);
   }
 
   /** Bytes encoded so far. */

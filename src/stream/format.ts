@@ -72,6 +72,9 @@ export const LibxlType = {
 } as const;
 export type LibxlTypeName = keyof typeof LibxlType;
 
+/** libxl CHECKPOINT_STATE control ids (COLO): "new checkpoint" goes forward, the secondary's states come back. */
+export const ColoControl = { NEW: 0, SVM_SUSPENDED: 1, SVM_READY: 2, SVM_RESUMED: 3 } as const;
+
 const invert = <K extends string>(table: Record<K, number>): Map<number, K> =>
   new Map(Object.entries(table).map(([k, v]) => [v as number, k as K]));
 

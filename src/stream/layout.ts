@@ -7,6 +7,13 @@
  * image and domain headers and records. A libxc CHECKPOINT hands the stream
  * back to libxl, whose CHECKPOINT_END hands it to libxc again for the next
  * epoch; libxc END hands it back for good, and libxl END closes the stream.
+ *
+ * A COLO stream (libxl framing, `colo`) adds one hand-off: after each
+ * CHECKPOINT_END the primary announces the next checkpoint with a libxl
+ * CHECKPOINT_STATE record (Xen's "new checkpoint", which tells the
+ * secondary to suspend its running guest) before the libxc records of that
+ * epoch. Record type codes overlap between the layers, so only knowing the
+ * stream is COLO tells a reader that this record is libxl's.
  */
 import { ErrorCodes, StreamError } from '../errors.js';
 import { DomainType, LibxcType, LibxlType, isKnownType, isOptionalType, recordTypeName, type Layer } from './format.js';
@@ -62,8 +69,14 @@ export class StreamLayout {
   private staticDone = false;
   private pvInfoSeen = false;
   private p2mSeen = false;
+  /** COLO: a CHECKPOINT_END was the last record; the next must be CHECKPOINT_STATE. */
+  private awaitingNew = false;
 
-  constructor(readonly framing: Framing) {
+  constructor(
+    readonly framing: Framing,
+    readonly colo = false,
+  ) {
+    if (colo && framing !== 'libxl') throw new RangeError('a COLO stream has libxl framing');
     this.layer = framing;
     this.phase = framing === 'libxl' ? 'libxl-header' : 'image-header';
   }
@@ -102,6 +115,12 @@ export class StreamLayout {
   }
 
   private libxlRecord(code: number, name: string, site: Site): void {
+    if (this.awaitingNew) {
+      if (code !== LibxlType.CHECKPOINT_STATE) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'a COLO stream announces each checkpoint after the first with CHECKPOINT_STATE', name, site);
+      this.awaitingNew = false;
+      this.layer = 'libxc';
+      return;
+    }
     switch (code) {
       case LibxlType.LIBXC_CONTEXT:
         if (this.libxcStarted) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'the libxc stream was already started', name, site);
@@ -112,7 +131,8 @@ export class StreamLayout {
       case LibxlType.CHECKPOINT_END:
         if (!this.inCheckpoint) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'no libxc CHECKPOINT precedes it', name, site);
         this.inCheckpoint = false;
-        this.layer = 'libxc';
+        if (this.colo) this.awaitingNew = true;
+        else this.layer = 'libxc';
         return;
       case LibxlType.END:
         if (!this.libxcEnded) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'the libxc stream has not ended', name, site);

@@ -26,6 +26,11 @@ export interface LinkOptions {
 }
 
 type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
+type HandshakeType = Exclude<BackRecord['type'], 'ACK'>;
+type Handshake<T extends HandshakeType> = Extract<BackRecord, { type: T }>;
+
+/** COLO handshake records waiting to be taken; a secondary that sends more is misbehaving. */
+const MAX_BACKLOG = 64;
 
 export class ReplicationLink {
   private socket: Socket | undefined;
@@ -33,8 +38,9 @@ export class ReplicationLink {
   private readonly acks = new Map<number, { resolve: (a: AckRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private closedWith: Error | undefined;
   private lastWrite: Promise<void> = Promise.resolve();
-  /** Back-channel records other than acks (COLO handshakes), for whoever listens. */
-  onRecord: (rec: BackRecord) => void = () => {};
+  /** Back-channel records other than acks (COLO handshakes), in arrival order, until taken with nextRecord(). */
+  private readonly backlog: BackRecord[] = [];
+  private recordWaiter: { type: HandshakeType; resolve: (r: BackRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
   /** Called once when the link fails or closes. */
   onClose: (err: Error) => void = () => {};
 
@@ -120,6 +126,25 @@ export class ReplicationLink {
     });
   }
 
+  /**
+   * The next back-channel record of `type` (COLO: CHECKPOINT_STATE,
+   * CHECKPOINT_DIRTY_PFN_LIST), in arrival order; records of the other
+   * handshake type before it stay queued.
+   */
+  nextRecord<T extends HandshakeType>(type: T, timeoutMs: number): Promise<Handshake<T>> {
+    const i = this.backlog.findIndex((r) => r.type === type);
+    if (i !== -1) return Promise.resolve(this.backlog.splice(i, 1)[0] as Handshake<T>);
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (this.recordWaiter !== undefined) return Promise.reject(new Error('one nextRecord() at a time'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.recordWaiter = undefined;
+        reject(new LinkError(`no ${type} from the secondary within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.recordWaiter = { type, resolve: resolve as (r: BackRecord) => void, reject, timer };
+    });
+  }
+
   async stop(): Promise<void> {
     const s = this.socket;
     if (s === undefined || s.destroyed) return;
@@ -146,7 +171,18 @@ export class ReplicationLink {
     }
     for (const rec of records) {
       if (rec.type !== 'ACK') {
-        this.onRecord(rec);
+        const w = this.recordWaiter;
+        if (w !== undefined && w.type === rec.type) {
+          this.recordWaiter = undefined;
+          clearTimeout(w.timer);
+          w.resolve(rec);
+        } else if (this.backlog.length >= MAX_BACKLOG) {
+          this.fail(new LinkError(`the secondary sent more than ${MAX_BACKLOG} handshake records nobody asked for`));
+          this.socket?.destroy();
+          return;
+        } else {
+          this.backlog.push(rec);
+        }
         continue;
       }
       const waiter = this.acks.get(rec.epoch);
@@ -165,6 +201,11 @@ export class ReplicationLink {
       w.reject(err);
     }
     this.acks.clear();
+    if (this.recordWaiter !== undefined) {
+      clearTimeout(this.recordWaiter.timer);
+      this.recordWaiter.reject(err);
+      this.recordWaiter = undefined;
+    }
     this.onClose(err);
   }
 }

@@ -132,6 +132,45 @@ describe('StreamLayout: libxl framing', () => {
   });
 });
 
+describe('StreamLayout: COLO streams', () => {
+  /** A COLO layout at its first checkpoint's end. */
+  function afterFirstCheckpoint(): StreamLayout {
+    const l = new StreamLayout('libxl', true);
+    l.libxlHeader(at(0));
+    l.record('libxl', XL.LIBXC_CONTEXT, at(16));
+    l.imageHeader(3, at(24));
+    l.domainHeader(HVM, at(48));
+    l.record('libxc', XC.STATIC_DATA_END, at(64));
+    l.record('libxc', XC.PAGE_DATA, at(72));
+    l.record('libxc', XC.HVM_CONTEXT, at(80));
+    l.record('libxc', XC.CHECKPOINT, at(88));
+    l.record('libxl', XL.EMULATOR_CONTEXT, at(96));
+    l.record('libxl', XL.CHECKPOINT_END, at(104));
+    return l;
+  }
+
+  test('each checkpoint after the first is announced by a libxl CHECKPOINT_STATE, then libxc resumes', () => {
+    const l = afterFirstCheckpoint();
+    assert.equal(l.layer, 'libxl', 'the record after CHECKPOINT_END is libxl\'s in a COLO stream');
+    l.record('libxl', XL.CHECKPOINT_STATE, at(112));
+    assert.equal(l.layer, 'libxc');
+    l.record('libxc', XC.PAGE_DATA, at(120));
+    l.record('libxc', XC.CHECKPOINT, at(128));
+    l.record('libxl', XL.CHECKPOINT_END, at(136));
+    assert.equal(l.checkpoints, 2);
+    assert.equal(l.layer, 'libxl');
+  });
+
+  test('anything else after CHECKPOINT_END is refused', () => {
+    refuses(afterFirstCheckpoint(), 'libxl', XL.EMULATOR_CONTEXT, 'ERR_RECORD_OUT_OF_ORDER', 'libxl EMULATOR_CONTEXT');
+    refuses(afterFirstCheckpoint(), 'libxc', XC.PAGE_DATA, 'ERR_RECORD_OUT_OF_ORDER', 'libxc PAGE_DATA');
+  });
+
+  test('only libxl framing can be COLO', () => {
+    assert.throws(() => new StreamLayout('libxc', true), RangeError);
+  });
+});
+
 describe('StreamLayout: libxc framing', () => {
   test('CHECKPOINT keeps the libxc layer; END finishes the stream', () => {
     const l = inDynamic('libxc', 3, HVM);
