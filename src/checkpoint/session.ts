@@ -128,7 +128,7 @@ export class ProtectionSession {
         // post-checkpoint writes would reach the secondary as epoch 1.
         await this.link.flushed();
         // The pages dirtied in the last round go with the first checkpoint.
-        const first = await this.checkpoint('precopy', dirty);
+        const first = this.options.colo === true ? await this.coloCheckpoint('precopy', dirty) : await this.checkpoint('precopy', dirty);
         return { rounds, pagesSent, decision, first };
       }
       toSend = dirty;
@@ -168,12 +168,16 @@ export class ProtectionSession {
    * after the resume must be compared against the secondary's, never
    * released on the strength of this checkpoint.
    */
-  private async coloCheckpoint(trigger: EpochMetrics['trigger']): Promise<EpochMetrics> {
+  private async coloCheckpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
     const saver = this.saver!;
     const { now } = this.options;
     const epoch = this.epochs + 1;
-    saver.newCheckpoint();
-    await this.flush();
+    // The first checkpoint is the pre-copy's: no secondary guest runs yet to announce it to.
+    const first = epoch === 1;
+    if (!first) {
+      saver.newCheckpoint();
+      await this.flush();
+    }
     const t0 = now();
     let t1: number;
     let t2: number;
@@ -183,8 +187,9 @@ export class ProtectionSession {
       staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, {
         now,
         digest: this.options.digest,
+        carried,
         keepPaused: true,
-        afterSuspend: () => this.secondarySuspended(),
+        afterSuspend: first ? undefined : () => this.secondarySuspended(),
       });
       if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
       t1 = now();

@@ -68,6 +68,8 @@ export class SimDisk {
   /** Every block that may be non-zero (written by the guest or installed): what a fresh replica must be sent. */
   private readonly written: BlockSet;
   private tracking = false;
+  /** COLO secondary: the guest's writes since the last checkpoint, by block. */
+  private overlay: Map<number, Buffer> | undefined = undefined;
 
   constructor(options: SimDiskOptions) {
     const { capacityBytes } = options;
@@ -82,10 +84,25 @@ export class SimDisk {
     this.written = new BlockSet(this.blocks);
   }
 
-  /** A view of the disk's bytes: valid until the next write there. */
+  /** A view of the disk's bytes (a copy where an overlay covers them): valid until the next write there. */
   read(offset: number, length: number): Buffer {
     this.check(offset, length, 'read');
-    return this.data.subarray(offset, offset + length);
+    const overlay = this.overlay;
+    if (overlay === undefined || overlay.size === 0 || length === 0) return this.data.subarray(offset, offset + length);
+    const first = Math.floor(offset / DISK_BLOCK_SIZE);
+    const last = Math.floor((offset + length - 1) / DISK_BLOCK_SIZE);
+    let covered = false;
+    for (let b = first; b <= last && !covered; b++) covered = overlay.has(b);
+    if (!covered) return this.data.subarray(offset, offset + length);
+    const out = Buffer.from(this.data.subarray(offset, offset + length));
+    for (let b = first; b <= last; b++) {
+      const blk = overlay.get(b);
+      if (blk === undefined) continue;
+      const from = Math.max(offset, b * DISK_BLOCK_SIZE);
+      const to = Math.min(offset + length, (b + 1) * DISK_BLOCK_SIZE);
+      blk.copy(out, from - offset, from - b * DISK_BLOCK_SIZE, to - b * DISK_BLOCK_SIZE);
+    }
+    return out;
   }
 
   /** A guest write. */
@@ -93,6 +110,10 @@ export class SimDisk {
     if (this.domain.paused) throw new Error('sim domain is paused: guest disk writes are stopped');
     this.check(offset, bytes.length, 'write');
     if (bytes.length === 0) return;
+    if (this.overlay !== undefined) {
+      this.writeOverlay(this.overlay, offset, bytes);
+      return;
+    }
     this.data.set(bytes, offset);
     const first = Math.floor(offset / DISK_BLOCK_SIZE);
     const last = Math.floor((offset + bytes.length - 1) / DISK_BLOCK_SIZE);
@@ -146,6 +167,46 @@ export class SimDisk {
   zero(): void {
     this.data.fill(0);
     this.written.clear();
+  }
+
+  /** COLO secondary: from now on guest writes go to an overlay, the base stays as checkpoints leave it. */
+  startOverlay(): void {
+    this.overlay = new Map();
+  }
+
+  /** Drops the overlay: the disk is the base again (a checkpoint replaces the guest's own writes). */
+  dropOverlay(): number {
+    const n = this.overlay?.size ?? 0;
+    this.overlay = undefined;
+    return n;
+  }
+
+  /** Writes the overlay into the base and ends it (the secondary takes over from its own run). */
+  mergeOverlay(): number {
+    const overlay = this.overlay;
+    this.overlay = undefined;
+    if (overlay === undefined) return 0;
+    for (const [b, blk] of overlay) {
+      blk.copy(this.data, b * DISK_BLOCK_SIZE);
+      this.written.add(b, b);
+      if (this.tracking) this.dirty.add(b, b);
+    }
+    return overlay.size;
+  }
+
+  private writeOverlay(overlay: Map<number, Buffer>, offset: number, bytes: Uint8Array): void {
+    const first = Math.floor(offset / DISK_BLOCK_SIZE);
+    const last = Math.floor((offset + bytes.length - 1) / DISK_BLOCK_SIZE);
+    for (let b = first; b <= last; b++) {
+      let blk = overlay.get(b);
+      if (blk === undefined) {
+        blk = Buffer.from(this.data.subarray(b * DISK_BLOCK_SIZE, (b + 1) * DISK_BLOCK_SIZE));
+        overlay.set(b, blk);
+      }
+      const from = Math.max(offset, b * DISK_BLOCK_SIZE);
+      const to = Math.min(offset + bytes.length, (b + 1) * DISK_BLOCK_SIZE);
+      blk.set(bytes.subarray(from - offset, to - offset), from - b * DISK_BLOCK_SIZE);
+    }
   }
 
   /** SHA-256 of the disk's contents. */

@@ -42,6 +42,8 @@ export interface ColoFrontMetrics {
 }
 
 const FIRST_PORT = 1024;
+/** How long a port closed by its client waits for the guest's FIN before it may be reused. */
+const FIN_WAIT_MS = 5000;
 const PORTS = 65536 - FIRST_PORT;
 
 class Conn {
@@ -171,12 +173,15 @@ export class ColoFront {
       if (this.byPort.get(port) === c) {
         this.send(c, Tcp.FIN | Tcp.ACK);
         c.snd = seqAdd(c.snd, 1);
+        // The port is kept until the guest's FIN answers ours, within reason.
+        setTimeout(() => this.forget(c), FIN_WAIT_MS).unref();
       }
     });
     socket.on('error', (err) => this.options.logger?.debug({ err, port }, 'COLO front client error'));
     socket.on('close', () => {
-      // Gone without the guest closing first: reset the guest's socket so it frees the slot.
-      if (this.byPort.get(port) === c && !c.clientEnded) this.send(c, Tcp.RST);
+      if (c.clientEnded) return;
+      // Gone without a FIN (reset, destroyed): reset the guest's socket so it frees the slot.
+      if (this.byPort.get(port) === c) this.send(c, Tcp.RST);
       this.forget(c);
     });
   }

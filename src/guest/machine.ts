@@ -6,8 +6,13 @@
  */
 import type { SimDisk } from '../disk/sim-disk.js';
 import type { SimDomain } from '../domain/sim.js';
+import { PAGE_SIZE } from '../stream/format.js';
 import { AppendOnlyFile, replayAof } from './aof.js';
+import { KvCommands } from './commands.js';
 import { KvStore } from './kv-store.js';
+import { GuestNetStack, netStackBytes } from './net/stack.js';
+import { ipv4, type Endpoint } from './net/wire.js';
+import type { GuestVcpu } from './vcpu.js';
 
 export interface GuestSoftware {
   store: KvStore;
@@ -15,12 +20,40 @@ export interface GuestSoftware {
   aof: AppendOnlyFile | undefined;
 }
 
+/** The guest's network identity behind its virtual NIC (COLO): the same on both replicas. */
+export const GUEST_ENDPOINT: Endpoint = { mac: Buffer.from('525400000001', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };
+/** Where clients appear to come from, to the guest. */
+export const CLIENT_ENDPOINT = { mac: Buffer.from('525400000002', 'hex'), ip: ipv4('10.0.0.2') };
+const NET_SOCKETS = 64;
+const NET_RX_BYTES = 16 * 1024;
+
+/** Where the network stack sits: at the top of the guest's usable RAM, page aligned; the store below it. */
+function netBase(domain: SimDomain): number {
+  const bytes = netStackBytes(NET_SOCKETS, NET_RX_BYTES);
+  return Math.floor((domain.usableRamBytes - bytes) / PAGE_SIZE) * PAGE_SIZE;
+}
+
+export interface GuestOptions {
+  /** A virtual NIC (COLO): the guest's TCP endpoint in RAM, sending frames through `transmit`. */
+  nic?: { transmit: (frame: Buffer) => void; clock?: () => number; vcpu?: GuestVcpu };
+}
+
+export interface NetGuestSoftware extends GuestSoftware {
+  net: GuestNetStack;
+}
+
 /** Formats the store in RAM and, with a disk, an empty append-only file (guest writes: the domain must run). */
-export function installGuest(domain: SimDomain, disk: SimDisk | undefined): GuestSoftware {
-  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+export function installGuest(domain: SimDomain, disk: SimDisk | undefined, options: GuestOptions = {}): GuestSoftware & { net: GuestNetStack | undefined } {
+  const nic = options.nic;
+  const store = KvStore.format(domain, { bytes: nic === undefined ? domain.usableRamBytes : netBase(domain) });
   const aof = disk === undefined ? undefined : AppendOnlyFile.format(disk);
   aof?.attach(store);
-  return { store, aof };
+  if (nic === undefined) return { store, aof, net: undefined };
+  const commands = new KvCommands({ store, clock: nic.clock, persistence: aof, vcpu: nic.vcpu });
+  const g = GUEST_ENDPOINT;
+  const secret = (Math.random() * 2 ** 32) >>> 0;
+  const net = GuestNetStack.format(domain, { base: netBase(domain), maxSockets: NET_SOCKETS, rxBytes: NET_RX_BYTES, ip: g.ip, port: g.port, mac: g.mac, secret }, commands, nic.transmit);
+  return { store, aof, net };
 }
 
 /** Opens the store and its file as a checkpoint left them (a replica being promoted). */
@@ -29,6 +62,13 @@ export function resumeGuest(domain: SimDomain, disk: SimDisk | undefined): Guest
   const aof = disk === undefined ? undefined : AppendOnlyFile.open(disk);
   aof?.attach(store);
   return { store, aof };
+}
+
+/** The guest's software with its NIC, as a checkpoint left it (a COLO secondary resuming). */
+export function resumeNetGuest(domain: SimDomain, disk: SimDisk | undefined, nic: NonNullable<GuestOptions['nic']>): NetGuestSoftware {
+  const { store, aof } = resumeGuest(domain, disk);
+  const commands = new KvCommands({ store, clock: nic.clock, persistence: aof, vcpu: nic.vcpu });
+  return { store, aof, net: GuestNetStack.attach(domain, netBase(domain), commands, nic.transmit) };
 }
 
 export interface PersistenceCheck {

@@ -76,4 +76,25 @@ describe('SimDisk', () => {
     assert.throws(() => disk.copyBlocks([8], 0, 1, dest, 0), RangeError);
     assert.throws(() => disk.copyBlocks([1, 2, 3, 4], 0, 4, dest, 0), RangeError, 'destination too small');
   });
+
+  test('COLO overlay: guest writes land beside the base, read back merged, and are dropped or merged', () => {
+    const disk = new SimDisk({ capacityBytes: 8 * DISK_BLOCK_SIZE, domain: gate() });
+    disk.write(DISK_BLOCK_SIZE - 2, Buffer.from('base'));
+    const base = disk.digest();
+    disk.enableTracking();
+    disk.readAndClearDirty();
+    disk.startOverlay();
+    disk.write(DISK_BLOCK_SIZE, Buffer.from('XY')); // over the tail of 'base', in block 1
+    assert.equal(disk.read(DISK_BLOCK_SIZE - 2, 4).toString(), 'baXY', 'reads see the overlay');
+    assert.equal(disk.digest(), base, 'the base is untouched');
+    assert.deepEqual([...disk.readAndClearDirty()], [], 'overlay writes are not the mirror\'s to send');
+    // A checkpoint replaces the base meanwhile; the overlay still shadows its block until dropped.
+    assert.equal(disk.dropOverlay(), 1);
+    assert.equal(disk.read(DISK_BLOCK_SIZE - 2, 4).toString(), 'base');
+    disk.startOverlay();
+    disk.write(5 * DISK_BLOCK_SIZE, Buffer.from('mine'));
+    assert.equal(disk.mergeOverlay(), 1);
+    assert.equal(disk.read(5 * DISK_BLOCK_SIZE, 4).toString(), 'mine');
+    assert.deepEqual([...disk.readAndClearDirty()], [5], 'merged blocks are the disk\'s own now');
+  });
 });

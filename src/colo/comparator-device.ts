@@ -1,0 +1,50 @@
+/**
+ * The comparator as a checkpoint device of the primary, in COLO mode. While
+ * protected, the primary guest's frames go to the comparator, and only what
+ * it releases reaches the clients. At each commit (the secondary holds the
+ * checkpoint and the primary guest is still paused) it tells the comparator
+ * (COLO_CHECKPOINT: held primary frames leave, held secondary frames are
+ * dropped) and the net link (the secondary's frames from its resumed guest
+ * may be compared now). Without a standby (teardown) nothing can be
+ * compared: held frames are released and the guest's output passes
+ * straight through, unprotected, until protection is set up again.
+ */
+import type { ColoProxy } from '../../proxy/proxy.js';
+import type { CheckpointDevice } from '../checkpoint/devices.js';
+import type { NetLinkPrimary } from './net-link.js';
+
+export interface ComparatorDeviceOptions {
+  proxy: ColoProxy;
+  link: NetLinkPrimary;
+  /** Frames for the clients (the front), when nothing is compared. */
+  release: (frame: Buffer) => void;
+}
+
+export class ComparatorDevice implements CheckpointDevice {
+  readonly name = 'colo-comparator';
+  private comparing = false;
+
+  constructor(private readonly options: ComparatorDeviceOptions) {}
+
+  /** The primary guest's NIC output. */
+  transmit(frame: Buffer): void {
+    if (this.comparing) this.options.proxy.pushPrimary(frame);
+    else this.options.release(frame);
+  }
+
+  setup(): void {
+    this.options.link.reset();
+    this.comparing = true;
+  }
+
+  commit(epoch: number): void {
+    this.options.proxy.checkpointDone();
+    this.options.link.committed(epoch);
+  }
+
+  teardown(): void {
+    this.comparing = false;
+    // The secondary's copy is gone: what was held for comparison is all the clients will get.
+    this.options.proxy.checkpointDone();
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The COLO network link between the hosts: one TCP connection, in QEMU
+ * colo-compare's framing (4-byte big-endian length, then the frame) both
+ * ways. Primary -> secondary: the client frames the front mirrors to the
+ * secondary's guest (filter-mirror's role). Secondary -> primary: what the
+ * secondary's guest sends, for the comparator's secondary input
+ * (filter-redirector's role).
+ *
+ * Checkpoints cut the secondary's output in two: frames its guest sent
+ * before a checkpoint must never be compared with the primary's output after
+ * it, and frames sent after its resume must not be flushed away by the
+ * comparator's end-of-checkpoint (which drops held secondary frames). So
+ * the secondary writes a marker frame when its guest resumes from
+ * checkpoint k, and the primary's end passes frames to the comparator only
+ * while the marker count equals the committed epoch: older frames are
+ * dropped, newer ones wait for the commit. The marker is an Ethernet frame
+ * of the IEEE local experimental ethertype 0x88b5, never given to a guest
+ * or the comparator.
+ */
+import { EventEmitter } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+
+import { FrameDecoder, encodeFrame } from '../../proxy/framing.js';
+import type { Logger } from '../util/logger.js';
+import { listen } from '../util/net.js';
+
+const ETHERTYPE_LOCAL = 0x88b5;
+const MARKER_TAG = Buffer.from('TANDEM-RESUMED', 'latin1');
+const MARKER_BYTES = 14 + MARKER_TAG.length + 8;
+/** Frames waiting for a commit, at most: a secondary that runs ahead this far is not keeping to the protocol. */
+const MAX_HELD = 65536;
+
+/** The marker frame the secondary sends when its guest resumes from checkpoint `epoch`. */
+export function markerFrame(epoch: number): Buffer {
+  const f = Buffer.alloc(MARKER_BYTES);
+  // Broadcast destination, zero source: a frame no guest stack would take for its own.
+  f.fill(0xff, 0, 6);
+  f.writeUInt16BE(ETHERTYPE_LOCAL, 12);
+  MARKER_TAG.copy(f, 14);
+  f.writeUInt32BE(Math.floor(epoch / 2 ** 32), 14 + MARKER_TAG.length);
+  f.writeUInt32BE(epoch >>> 0, 14 + MARKER_TAG.length + 4);
+  return f;
+}
+
+/** The epoch a marker frame names, or undefined for any other frame. */
+export function markerEpoch(f: Buffer): number | undefined {
+  if (f.length !== MARKER_BYTES || f.readUInt16BE(12) !== ETHERTYPE_LOCAL || !f.subarray(14, 14 + MARKER_TAG.length).equals(MARKER_TAG)) return undefined;
+  return f.readUInt32BE(14 + MARKER_TAG.length) * 2 ** 32 + f.readUInt32BE(14 + MARKER_TAG.length + 4);
+}
+
+export interface NetLinkEvents {
+  /** The link failed or closed. */
+  close: [Error | undefined];
+}
+
+/** One side's socket glue: frames out (corked by the caller's batch), frames in through the decoder. */
+abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
+  protected socket: net.Socket | undefined = undefined;
+  private decoder = new FrameDecoder();
+
+  constructor(protected readonly logger: Logger | undefined) {
+    super();
+  }
+
+  get connected(): boolean {
+    return this.socket !== undefined && !this.socket.destroyed;
+  }
+
+  /** Sends one frame; dropped when the link is down (the comparator or a checkpoint covers the loss). */
+  send(frame: Buffer): void {
+    const s = this.socket;
+    if (s === undefined || s.destroyed) return;
+    s.write(encodeFrame(frame));
+  }
+
+  protected attach(socket: net.Socket): void {
+    this.socket = socket;
+    this.decoder = new FrameDecoder();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => {
+      let frames;
+      try {
+        frames = this.decoder.push(chunk);
+      } catch (err) {
+        this.logger?.error({ err }, 'COLO net link: malformed framing from the peer; dropping the link');
+        socket.destroy();
+        return;
+      }
+      for (const f of frames) this.frame(f.data);
+    });
+    socket.on('error', (err) => this.logger?.warn({ err: err.message }, 'COLO net link error'));
+    socket.on('close', () => {
+      if (this.socket === socket) this.socket = undefined;
+      this.emit('close', undefined);
+    });
+  }
+
+  protected abstract frame(f: Buffer): void;
+}
+
+export interface NetLinkPrimaryOptions {
+  host: string;
+  port: number;
+  /** A frame of the secondary guest's output, in step with the commits: give it to the comparator. */
+  toComparator: (frame: Buffer) => void;
+  logger?: Logger;
+  connectTimeoutMs?: number;
+}
+
+/** The primary's end: connects to the secondary. */
+export class NetLinkPrimary extends NetLinkEnd {
+  /** Markers seen: the secondary's guest runs from this checkpoint. */
+  private resumedFrom = 0;
+  /** Epochs committed on this side (the comparator was told). */
+  private committedTo = 0;
+  private held: Buffer[] = [];
+  dropped = 0;
+
+  constructor(private readonly options: NetLinkPrimaryOptions) {
+    super(options.logger);
+  }
+
+  async start(): Promise<void> {
+    const { host, port } = this.options;
+    const socket = net.connect({ host, port });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`COLO net link to ${host}:${port}: connect timed out`));
+      }, this.options.connectTimeoutMs ?? 2000);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (err) => {
+        clearTimeout(timer);
+        reject(new Error(`COLO net link to ${host}:${port}: ${err.message}`, { cause: err }));
+      });
+    });
+    this.attach(socket);
+  }
+
+  stop(): void {
+    this.socket?.destroy();
+  }
+
+  /** A new stream starts at epoch 0 on both sides. */
+  reset(): void {
+    this.resumedFrom = 0;
+    this.committedTo = 0;
+    this.held = [];
+  }
+
+  /** Epoch `epoch` is committed (the comparator flushed): frames of the guest resumed from it may be compared. */
+  committed(epoch: number): void {
+    this.committedTo = epoch;
+    if (this.resumedFrom === epoch && this.held.length > 0) {
+      const ready = this.held;
+      this.held = [];
+      for (const f of ready) this.options.toComparator(f);
+    }
+  }
+
+  protected frame(f: Buffer): void {
+    const epoch = markerEpoch(f);
+    if (epoch !== undefined) {
+      this.resumedFrom = epoch;
+      // Frames held from a run that a newer resume supersedes belong to the past.
+      this.dropped += this.held.length;
+      this.held = [];
+      return;
+    }
+    if (this.resumedFrom < this.committedTo) {
+      // Sent before the secondary's guest was reset to the committed checkpoint.
+      this.dropped++;
+      return;
+    }
+    if (this.resumedFrom > this.committedTo) {
+      if (this.held.length >= MAX_HELD) {
+        this.logger?.error({ held: this.held.length }, 'COLO net link: the secondary runs ahead of the commits; dropping the link');
+        this.socket?.destroy();
+        return;
+      }
+      this.held.push(f);
+      return;
+    }
+    this.options.toComparator(f);
+  }
+}
+
+export interface NetLinkSecondaryOptions {
+  host: string;
+  port: number;
+  /** A mirrored client frame for the secondary's guest. */
+  toGuest: (frame: Buffer) => void;
+  logger?: Logger;
+}
+
+/** The secondary's end: listens for the primary (one at a time). */
+export class NetLinkSecondary extends NetLinkEnd {
+  private server: net.Server | undefined = undefined;
+
+  constructor(private readonly options: NetLinkSecondaryOptions) {
+    super(options.logger);
+  }
+
+  async start(): Promise<AddressInfo> {
+    const server = net.createServer((socket) => {
+      if (this.connected) {
+        this.logger?.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'COLO net link: refused a second primary');
+        socket.destroy();
+        return;
+      }
+      this.attach(socket);
+    });
+    await listen(server, this.options.port, this.options.host);
+    this.server = server;
+    return server.address() as AddressInfo;
+  }
+
+  async stop(): Promise<void> {
+    this.socket?.destroy();
+    const server = this.server;
+    this.server = undefined;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** The guest resumed from checkpoint `epoch`: what it sends from now on is compared after that commit. */
+  resumed(epoch: number): void {
+    this.send(markerFrame(epoch));
+  }
+
+  protected frame(f: Buffer): void {
+    this.options.toGuest(f);
+  }
+}
