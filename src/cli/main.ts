@@ -10,6 +10,8 @@ import { demoCommand } from './commands/demo.js';
 import { primaryCommand } from './commands/primary.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
+import { statusCommand } from './commands/status.js';
+import { watchCommand } from './commands/watch.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
 import { UsageError, exitWith } from './errors.js';
 
@@ -22,6 +24,8 @@ async function main(argv: string[]): Promise<void> {
   cli = secondaryCommand(cli);
   cli = benchCommand(cli);
   cli = demoCommand(cli);
+  cli = watchCommand(cli);
+  cli = statusCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()
