@@ -136,7 +136,7 @@ export class MonitorControl {
     const args = command.action === 'set-interval' ? { intervalMs: command.intervalMs } : command.action === 'set-mode' ? { mode: command.mode } : {};
     const record = (ok: boolean, code: string | null): void => this.options.audit({ type: 'control', action, by: who.remote, ok, code });
     if (!auth.checkToken(who.token)) {
-      const why = !auth.hasToken ? 'no control token is configured on this node' : who.token === undefined ? 'no token given' : 'wrong token';
+      const why = !auth.hasToken ? 'no control token is configured on this node' : who.token === undefined || who.token === '' ? 'no token given' : 'wrong token';
       logger.warn({ by: who.remote, action, ...args }, `control refused: ${action} from ${who.remote}: ${why}`);
       record(false, C.MONITOR_UNAUTHORIZED);
       throw new MonitorError(C.MONITOR_UNAUTHORIZED, `control refused: ${why}`);
