@@ -86,17 +86,22 @@ export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => bo
     let seen = 0;
     let failed: Error | undefined;
     let opened = false;
+    let done = false;
     const stop = (): void => ws.close(1000);
     options.signal?.addEventListener('abort', stop, { once: true });
     ws.on('open', () => (opened = true));
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
-      if (failed) return;
+      // After the consumer said stop, frames still in flight are not its business.
+      if (failed || done) return;
       try {
         if (isBinary) throw new MonitorError(C.MONITOR_BAD_EVENT, 'the monitor sent a binary frame');
         const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
         const event = validateEvent(JSON.parse(text));
         seen++;
-        if (onEvent(event) === false) stop();
+        if (onEvent(event) === false) {
+          done = true;
+          stop();
+        }
       } catch (err) {
         failed = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_BAD_EVENT, `unreadable event: ${(err as Error).message}`, { cause: err });
         ws.terminate();

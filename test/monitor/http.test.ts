@@ -122,11 +122,13 @@ describe('monitor HTTP', () => {
 
     const refused = await http(r.url, '/api/control', { method: 'POST', body: '{"action":"set-interval","intervalMs":40}' });
     assert.equal(refused.status, 401);
-    assert.equal(validateEvent(JSON.parse(refused.body)).type === 'error' && JSON.parse(refused.body).code, 'ERR_MONITOR_UNAUTHORIZED');
+    const refusal = validateEvent(JSON.parse(refused.body));
+    assert.equal(refusal.type === 'error' && refusal.code, 'ERR_MONITOR_UNAUTHORIZED');
     const mode = c.next<ModeEvent>((e) => e.type === 'mode', 'the mode event');
     const ok = await http(r.url, '/api/control', { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: '{"action":"set-interval","intervalMs":40}' });
     assert.equal(ok.status, 200, ok.body);
-    assert.deepEqual(JSON.parse(ok.body).result, { intervalMs: 40 });
+    const done = validateEvent(JSON.parse(ok.body));
+    assert.deepEqual(done.type === 'reply' && done.result, { intervalMs: 40 });
     assert.equal((await mode).intervalMs, 40);
     const bad = await http(r.url, '/api/control', { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: '{"action":' });
     assert.equal(bad.status, 400);
