@@ -24,7 +24,7 @@ function start(args: string[]): { child: ChildProcess; waitLine: (pred: (l: Reco
   const lines: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
   let rest = '';
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr.on('data', (d: Buffer) => {
     const parts = (rest + d.toString()).split('\n');
     rest = parts.pop()!;
     for (const p of parts) {
