@@ -183,7 +183,23 @@ export class MonitorServer {
     return this.hub.snapshotEvent();
   }
 
+  /**
+   * On a loopback bind, a request must name a loopback host: a page on a
+   * site whose name resolves to 127.0.0.1 (DNS rebinding) is then refused.
+   */
+  private hostAllowed(req: IncomingMessage): boolean {
+    if (!isLoopbackHost(this.options.host)) return true;
+    const host = req.headers.host;
+    if (host === undefined) return false;
+    try {
+      return isLoopbackHost(new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1'));
+    } catch {
+      return false;
+    }
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.hostAllowed(req)) return this.respond(res, 421, 'text/plain', 'this monitor answers to loopback host names only\n');
     const path = (req.url ?? '/').split('?')[0];
     const remote = req.socket.remoteAddress;
     const token = bearer(req.headers.authorization);
@@ -254,6 +270,7 @@ export class MonitorServer {
     const refuse = (status: number, text: string): void => {
       socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     };
+    if (!this.hostAllowed(req)) return refuse(421, 'Misdirected Request');
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/ws' || !this.wss) return refuse(404, 'Not Found');
     const token = bearer(req.headers.authorization);

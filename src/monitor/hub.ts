@@ -61,6 +61,8 @@ export const CLOSE_SLOW = 1013;
 interface ClientState {
   /** Events this client missed since it was last sent one. */
   missed: number;
+  /** Its snapshot already covers events up to here (queued before it joined). */
+  afterSeq: number;
   /** Answered the last ping (or connected since). */
   alive: boolean;
 }
@@ -95,8 +97,9 @@ export class MonitorHub {
 
   /** Registers a client and sends it the snapshot first. */
   add(client: HubClient): void {
-    this.clients.set(client, { missed: 0, alive: true });
-    this.deliver(client, JSON.stringify(this.snapshotEvent()), false);
+    const snapshot = this.snapshotEvent();
+    this.clients.set(client, { missed: 0, alive: true, afterSeq: snapshot.seq });
+    this.deliver(client, JSON.stringify(snapshot), false);
   }
 
   remove(client: HubClient): void {
@@ -129,7 +132,7 @@ export class MonitorHub {
     for (const event of batch) {
       const data = JSON.stringify(event);
       const sampleable = SAMPLEABLE.has(event.type);
-      for (const client of this.clients.keys()) this.deliver(client, data, sampleable);
+      for (const [client, state] of this.clients) if (event.seq > state.afterSeq) this.deliver(client, data, sampleable);
     }
   }
 

@@ -104,6 +104,10 @@ describe('monitor HTTP', () => {
       assert.doesNotMatch(res.body, /"name": "tandem"|root:/, path);
     }
     assert.equal((await http(r.url, '/', { method: 'POST' })).status, 405);
+    // DNS rebinding: a loopback monitor answers only to loopback host names.
+    assert.equal((await http(r.url, '/api/status', { headers: { host: 'evil.example' } })).status, 421);
+    assert.equal((await http(r.url, '/ws', { headers: { host: 'evil.example', connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==' } })).status, 421);
+    assert.equal((await http(r.url, '/api/status', { headers: { host: `localhost:${new URL(r.url).port}` } })).status, 200);
     assert.equal((await http(r.url, '/api/control')).status, 405);
   });
 

@@ -72,6 +72,26 @@ describe('MonitorHub', () => {
     assert.equal(c.received.length, 6);
   });
 
+  test('a client that joins while events wait for fan-out does not get them again after its snapshot', () => {
+    const later: (() => void)[] = [];
+    const { hub: h } = hub({ schedule: (fn) => later.push(fn) });
+    const early = new MemoryClient();
+    h.add(early);
+    h.publish(epoch(1));
+    const late = new MemoryClient();
+    h.add(late);
+    h.publish(epoch(2));
+    later[0]();
+    assert.deepEqual(
+      early.received.map((e) => (e.type === 'epoch' ? e.epoch : e.type)),
+      ['snapshot', 1, 2],
+    );
+    assert.deepEqual(
+      late.received.map((e) => (e.type === 'epoch' ? e.epoch : e.type)),
+      ['snapshot', 2],
+    );
+  });
+
   test('a client over the sampling limit misses sampleable events, is told how many, and always gets state changes', () => {
     const { hub: h, cut } = hub({ sampleAboveBytes: 1000, disconnectAboveBytes: 100_000 });
     const slow = new MemoryClient();

@@ -327,6 +327,19 @@ describe('monitor WebSocket API', () => {
     await same.close();
   });
 
+  test('clients beyond the limit are refused', async () => {
+    const r = await rig({ monitor: { maxClients: 2 } });
+    const a = await TestClient.connect(r.wsUrl);
+    const b = await TestClient.connect(r.wsUrl);
+    await assert.rejects(TestClient.connect(r.wsUrl), /HTTP 503/);
+    await a.close();
+    await until(() => r.monitor.hub.size === 1, 'a place to free up');
+    const c = await TestClient.connect(r.wsUrl);
+    await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    await b.close();
+    await c.close();
+  });
+
   test('without a configured token every control action is refused', async () => {
     const r = await rig({ token: undefined });
     const c = await TestClient.connect(r.wsUrl);
