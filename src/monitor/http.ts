@@ -134,8 +134,14 @@ export class MonitorServer {
       }
     }
     this.subscription = source.events$.subscribe((body) => {
-      const event: BroadcastEvent = this.hub.publish(body);
-      this.metrics.observe(event);
+      // This runs inside the engine's callbacks: RxJS would rethrow an error here as an
+      // uncaught exception, taking the node down for the sake of a monitor.
+      try {
+        const event: BroadcastEvent = this.hub.publish(body);
+        this.metrics.observe(event);
+      } catch (err) {
+        logger.error({ err, type: body.type }, 'monitor: could not publish an event');
+      }
     });
     source.start();
     const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
