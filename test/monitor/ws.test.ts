@@ -326,6 +326,18 @@ describe('monitor WebSocket API', () => {
     await same.close();
   });
 
+  test('an event the metrics cannot take is logged, and protection and the stream go on', async () => {
+    const log = capturingLogger();
+    const r = await rig({ logger: log.logger });
+    const c = await TestClient.connect(r.wsUrl);
+    const e = await c.waitFor<EpochEvent>((e) => isEpoch(e), 'an epoch');
+    r.source.events$.next({ type: 'epoch', epoch: 0, trigger: 'timer', pauseUs: Number.NaN, dirtyPages: 0, bytes: 0, sendMs: null, ackMs: null, totalMs: null, applyMs: null });
+    assert.ok(log.lines.some((l) => l.msg === 'monitor: could not publish an event'));
+    await c.next((x) => isEpoch(x) && x.epoch > e.epoch + 2, 'later epochs');
+    assert.equal(r.engine.state, 'protected');
+    await c.close();
+  });
+
   test('clients beyond the limit are refused', async () => {
     const r = await rig({ monitor: { maxClients: 2 } });
     const a = await TestClient.connect(r.wsUrl);
