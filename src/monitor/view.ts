@@ -99,7 +99,9 @@ export class WatchView {
       'events:',
       ...this.log.map((l) => `  ${l}`),
     ];
-    return lines.map((l) => (l.length > columns ? `${l.slice(0, columns - 1)}…` : l)).join('\n');
+    // A pseudo-terminal without a size reports 0 columns.
+    const width = columns >= 20 ? columns : 100;
+    return lines.map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l)).join('\n');
   }
 
   private fromSnapshot(e: SnapshotEvent): void {

@@ -30,4 +30,5 @@ test('the full-screen view follows the state, the epochs and the rate', () => {
   assert.match(screen, /4\.0 epochs\/s/, '20 epochs over the last five whole seconds');
   assert.equal((screen.match(/^ {2}epoch \d+/gm) ?? []).length, 10, 'the last ten epochs');
   for (const line of v.render(T + 3000, 40).split('\n')) assert.ok(line.length <= 40);
+  assert.match(v.render(T + 3000, 0), /^events:$/m, 'a terminal that reports no width gets whole lines');
 });
