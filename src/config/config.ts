@@ -61,6 +61,8 @@ export interface MonitorConfig {
   tokenFile: string | undefined;
   /** Remote clients may read events, status and metrics without the token. */
   allowRemoteRead: boolean;
+  /** Loopback clients may read without the token (the default); false: every reader needs it. */
+  loopbackRead: boolean;
 }
 
 export interface TandemConfig {
@@ -79,7 +81,7 @@ export const MIN_TOKEN_CHARS = 16;
 export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
-    monitor: { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false },
+    monitor: { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true },
     heartbeat: { intervalMs: 50, timeoutMs: 250 },
     domain: { type: 'sim', memoryMib: 256, vcpus: 1 },
     primary: {
@@ -216,13 +218,15 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
     cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true);
   }
-  const m = r.section(top, 'monitor', 'monitor', ['listen', 'token', 'token_file', 'allow_remote_read']);
+  const m = r.section(top, 'monitor', 'monitor', ['listen', 'token', 'token_file', 'allow_remote_read', 'loopback_read']);
   if (m) {
     cfg.monitor.listen = r.address(m, 'listen', 'monitor.listen', cfg.monitor.listen, true);
     cfg.monitor.token = r.str(m, 'token', 'monitor.token', MIN_TOKEN_CHARS, 512);
     cfg.monitor.tokenFile = r.str(m, 'token_file', 'monitor.token_file', 1, 4096);
     if (cfg.monitor.token !== undefined && cfg.monitor.tokenFile !== undefined) throw new ConfigError(`${source}: monitor: set token or token_file, not both`);
     cfg.monitor.allowRemoteRead = r.bool(m, 'allow_remote_read', 'monitor.allow_remote_read', cfg.monitor.allowRemoteRead);
+    cfg.monitor.loopbackRead = r.bool(m, 'loopback_read', 'monitor.loopback_read', cfg.monitor.loopbackRead);
+    if (cfg.monitor.allowRemoteRead && !cfg.monitor.loopbackRead) throw new ConfigError(`${source}: monitor: allow_remote_read opens reading to everyone; loopback_read: false would close it to this machine only`);
   }
   const hb = r.section(top, 'heartbeat', 'heartbeat', ['interval_ms', 'timeout_ms']);
   if (hb) {

@@ -1,7 +1,9 @@
 /**
  * Who may read and who may control. Control always needs the token; reading
- * is open to loopback clients, and to remote ones only when configured
- * (otherwise a remote reader presents the token too).
+ * is open to loopback clients unless `loopbackRead` is false, and to remote
+ * ones only when `allowRemoteRead` (otherwise the reader presents the token:
+ * a Bearer header, or for a browser's WebSocket the TOKEN_PROTOCOL
+ * subprotocol, since browsers cannot set headers on one).
  *
  * Tokens are compared as SHA-256 digests with timingSafeEqual: the digests
  * have a fixed length, so neither the comparison time nor an early length
@@ -15,6 +17,23 @@ export interface AuthPolicy {
   token: string | undefined;
   /** Remote clients may read without the token. */
   allowRemoteRead: boolean;
+  /** Loopback clients may read without the token (default true). */
+  loopbackRead?: boolean;
+}
+
+/** The WebSocket subprotocol every client may offer; the monitor selects it. */
+export const EVENTS_PROTOCOL = 'tandem.v1';
+/** A subprotocol carrying the token, base64url-encoded: `tandem-token.<base64url>`. */
+export const TOKEN_PROTOCOL_PREFIX = 'tandem-token.';
+
+/** The token in a Sec-WebSocket-Protocol list, if one is offered. */
+export function tokenFromProtocols(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  for (const p of header.split(',')) {
+    const v = p.trim();
+    if (v.startsWith(TOKEN_PROTOCOL_PREFIX)) return Buffer.from(v.slice(TOKEN_PROTOCOL_PREFIX.length), 'base64url').toString('utf8');
+  }
+  return undefined;
 }
 
 const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
@@ -38,7 +57,7 @@ export class MonitorAuth {
 
   /** May this client read events, status and metrics? */
   mayRead(remoteAddress: string | undefined, presented: unknown): boolean {
-    return isLoopback(remoteAddress) || this.policy.allowRemoteRead || this.checkToken(presented);
+    return this.policy.allowRemoteRead || ((this.policy.loopbackRead ?? true) && isLoopback(remoteAddress)) || this.checkToken(presented);
   }
 }
 

@@ -17,7 +17,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { Logger } from '../util/logger.js';
 import { formatAddress } from '../util/address.js';
 import { listen } from '../util/net.js';
-import { MonitorAuth, bearer, isLoopbackHost, type AuthPolicy } from './auth.js';
+import { EVENTS_PROTOCOL, MonitorAuth, bearer, isLoopbackHost, tokenFromProtocols, type AuthPolicy } from './auth.js';
 import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, requestId, type ClientMessage } from './control.js';
 import type { BroadcastEvent, ControlAction, SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
@@ -144,7 +144,13 @@ export class MonitorServer {
       }
     });
     source.start();
-    const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+    // Never echo the token-carrying subprotocol back: select the plain one, or none.
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      handleProtocols: (offered: Set<string>) => (offered.has(EVENTS_PROTOCOL) ? EVENTS_PROTOCOL : false),
+    });
     const server = createServer((req, res) => this.onRequest(req, res));
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('connection', (socket: Socket) => {
@@ -214,7 +220,11 @@ export class MonitorServer {
       return this.controlOverHttp(req, res);
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.respond(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
-    if (!this.auth.mayRead(remote, token)) return this.respond(res, 401, 'text/plain', 'reading needs the token from a remote address\n', { 'www-authenticate': 'Bearer' });
+    // The dashboard's files hold no data: served to anyone who reaches the port, so a
+    // page can load and then present the token for the stream.
+    const asset = this.assets.get(path === '/index.html' ? '/' : path);
+    if (asset) return this.respond(res, 200, asset.type, asset.body, { 'content-security-policy': CSP, 'cache-control': 'no-cache' });
+    if (!this.auth.mayRead(remote, token)) return this.respond(res, 401, 'text/plain', 'reading this monitor needs the token\n', { 'www-authenticate': 'Bearer' });
     if (path === '/metrics') {
       this.metrics.text().then(
         (text) => this.respond(res, 200, this.metrics.contentType, text),
@@ -226,9 +236,7 @@ export class MonitorServer {
       return;
     }
     if (path === '/api/status') return this.respond(res, 200, 'application/json', `${JSON.stringify(this.snapshot())}\n`, { 'cache-control': 'no-store' });
-    const asset = this.assets.get(path === '/index.html' ? '/' : path);
-    if (!asset) return this.respond(res, 404, 'text/plain', 'not found\n');
-    this.respond(res, 200, asset.type, asset.body, { 'content-security-policy': CSP, 'cache-control': 'no-cache' });
+    this.respond(res, 404, 'text/plain', 'not found\n');
   }
 
   private respond(res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
@@ -279,7 +287,7 @@ export class MonitorServer {
     if (!this.hostAllowed(req)) return refuse(421, 'Misdirected Request');
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/ws' || !this.wss) return refuse(404, 'Not Found');
-    const token = bearer(req.headers.authorization);
+    const token = bearer(req.headers.authorization) ?? tokenFromProtocols(req.headers['sec-websocket-protocol']);
     if (!this.auth.mayRead(req.socket.remoteAddress, token)) return refuse(401, 'Unauthorized');
     // A page from another site must not read events through the user's browser.
     const origin = req.headers.origin;

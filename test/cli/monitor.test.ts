@@ -140,6 +140,7 @@ describe('tandem status / watch against real processes', () => {
       [['secondary', '--config', write('nofile.yaml', `monitor:\n  token_file: ${tmp.path('absent')}\n  listen: 127.0.0.1:0\n`)], /monitor\.token_file: cannot read/],
       [['secondary', '--config', write('open.yaml', 'secondary:\n  listen: 127.0.0.1:0\n'), '--monitor', '0.0.0.0:0'], /refusing to listen on 0\.0\.0\.0 \(not loopback\) without a control token.*\[ERR_MONITOR_BAD_OPTIONS\]/],
       [['secondary', '--monitor', 'nowhere'], /--monitor: expected HOST:PORT/],
+      [['secondary', '--config', write('closed.yaml', 'monitor:\n  loopback_read: false\n  listen: 127.0.0.1:0\n')], /loopback_read is false but no token is configured/],
     ];
     for (const [args, pattern] of cases) {
       const r = runTandem(args);

@@ -1,7 +1,7 @@
 /** Token checks and the read policy. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MonitorAuth, bearer, isLoopback, isLoopbackHost } from '../../src/monitor/auth.js';
+import { MonitorAuth, TOKEN_PROTOCOL_PREFIX, bearer, isLoopback, isLoopbackHost, tokenFromProtocols } from '../../src/monitor/auth.js';
 
 test('only the configured token passes, whatever its length or type', () => {
   const auth = new MonitorAuth({ token: 'correct horse battery staple', allowRemoteRead: false });
@@ -39,4 +39,18 @@ test('bearer tokens from an Authorization header', () => {
   assert.equal(bearer('Basic abc'), undefined);
   assert.equal(bearer('Bearer a b'), undefined);
   assert.equal(bearer(undefined), undefined);
+});
+
+test('with loopback_read off, every reader needs the token', () => {
+  const auth = new MonitorAuth({ token: 'tok-0123456789abcdef', allowRemoteRead: false, loopbackRead: false });
+  assert.equal(auth.mayRead('127.0.0.1', undefined), false);
+  assert.equal(auth.mayRead('127.0.0.1', 'wrong'), false);
+  assert.ok(auth.mayRead('127.0.0.1', 'tok-0123456789abcdef'));
+});
+
+test('a token offered as a WebSocket subprotocol', () => {
+  const offered = `tandem.v1, ${TOKEN_PROTOCOL_PREFIX}${Buffer.from('tøken/with+odd=chars').toString('base64url')}`;
+  assert.equal(tokenFromProtocols(offered), 'tøken/with+odd=chars');
+  assert.equal(tokenFromProtocols('tandem.v1'), undefined);
+  assert.equal(tokenFromProtocols(undefined), undefined);
 });

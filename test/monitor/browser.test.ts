@@ -166,6 +166,23 @@ test('the dashboard charts live epochs, refuses control without the token, and s
     // The primary's page notices its monitor is gone.
     await textMatches(page, '#link', /^lost/);
 
+    // A monitor that needs the token even to be read: the page loads, says the
+    // stream is refused, and connects once the token is entered.
+    const closedConfig = tmp.path('closed.yaml');
+    writeFileSync(closedConfig, `domain:\n  memory_mib: 4\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n  loopback_read: false\n`);
+    const closed = start(['secondary', '--config', closedConfig, '--monitor', '127.0.0.1:0']);
+    const closedUrl = String((await closed.waitLine(monitorUrl, "the closed secondary's monitor")).monitor);
+    const locked = await browser.newPage();
+    locked.setDefaultTimeout(90_000);
+    await locked.goto(closedUrl);
+    await textMatches(locked, '#link', /^refused or unreachable/);
+    assert.equal(await locked.textContent('#state'), 'connecting…', 'nothing is shown without the token');
+    await locked.fill('#token', TOKEN);
+    await locked.dispatchEvent('#token', 'change');
+    await textIs(locked, '#link', 'live');
+    await textIs(locked, '#state', 'waiting');
+    closed.child.kill('SIGTERM');
+
     assert.deepEqual(
       errors.filter((e) => !/WebSocket|ERR_CONNECTION_REFUSED/.test(e)),
       [],

@@ -11,9 +11,10 @@ after(() => tmp.cleanup());
 const SECRET = 'a-secret-token-of-some-length';
 
 test('the monitor section: listen, token or token_file, allow_remote_read', () => {
-  assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false });
+  assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true });
   const c = configFromObject({ monitor: { listen: '127.0.0.1:0', token: SECRET, allow_remote_read: true } }, 't.yaml');
-  assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true });
+  assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true, loopbackRead: true });
+  assert.equal(configFromObject({ monitor: { loopback_read: false } }, 't').monitor.loopbackRead, false);
   for (const [doc, why] of [
     [{ monitor: { token: 'short' } }, /t\.yaml: monitor\.token: expected a string of 16\.\.512 characters/],
     [{ monitor: { token: 1234567890123456 } }, /monitor\.token: expected a string/],
@@ -21,6 +22,7 @@ test('the monitor section: listen, token or token_file, allow_remote_read', () =
     [{ monitor: { listen: 'nowhere' } }, /monitor\.listen/],
     [{ monitor: { allow_remote_read: 'yes' } }, /monitor\.allow_remote_read: expected true or false/],
     [{ monitor: { tokens: SECRET } }, /monitor\.tokens: unknown key/],
+    [{ monitor: { allow_remote_read: true, loopback_read: false } }, /allow_remote_read opens reading to everyone/],
   ] as [unknown, RegExp][]) {
     assert.throws(() => configFromObject(doc, 't.yaml'), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && why.test(e.message) && !e.message.includes(SECRET), why.source);
   }

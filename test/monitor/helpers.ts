@@ -161,8 +161,8 @@ export class TestClient {
     this.closed = new Promise((resolve) => ws.once('close', (code) => resolve({ code })));
   }
 
-  static connect(url: string, options: WebSocket.ClientOptions = {}): Promise<TestClient> {
-    const ws = new WebSocket(url, options);
+  static connect(url: string, options: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<TestClient> {
+    const ws = new WebSocket(url, protocols, options);
     const client = new TestClient(ws);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(client));

@@ -307,10 +307,12 @@ describe('monitor WebSocket API', () => {
   });
 
   test('a client that stops answering pings is dropped', async () => {
-    const r = await rig({ monitor: { pingIntervalMs: 50 } });
+    // Long enough that an in-process client always answers within one interval, even on a loaded machine.
+    const r = await rig({ monitor: { pingIntervalMs: 250 } });
     const live = await TestClient.connect(r.wsUrl);
+    await live.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    // The silent client may be cut at any sweep after it joins: wait for that, not for it to be seen.
     const dead = await stuckClient(r.wsUrl);
-    await until(() => r.monitor.hub.size === 2, 'both clients');
     await until(() => r.monitor.hub.stats.cutUnresponsive >= 1, 'the silent client to be cut');
     assert.equal(r.monitor.hub.size, 1, 'the client that answers pings stays');
     assert.equal(((await live.request({ type: 'status' })) as ReplyEvent).type, 'reply');
@@ -349,6 +351,28 @@ describe('monitor WebSocket API', () => {
     await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
     await b.close();
     await c.close();
+  });
+
+  test('with loopback_read off, the stream and status need the token; the page itself does not', async () => {
+    const r = await rig({ monitor: { auth: { token: TOKEN, allowRemoteRead: false, loopbackRead: false } } });
+    await assert.rejects(TestClient.connect(r.wsUrl), /HTTP 401/);
+    await assert.rejects(TestClient.connect(r.wsUrl, { headers: { authorization: 'Bearer nope' } }), /HTTP 401/);
+    const withHeader = await TestClient.connect(r.wsUrl, { headers: { authorization: `Bearer ${TOKEN}` } });
+    await withHeader.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    // A browser offers it as a subprotocol; the monitor selects the plain one and never echoes the token.
+    const asBrowser = await TestClient.connect(r.wsUrl, {}, ['tandem.v1', `tandem-token.${Buffer.from(TOKEN).toString('base64url')}`]);
+    await asBrowser.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    assert.equal(asBrowser.ws.protocol, 'tandem.v1');
+    // The connection's token also authorizes its control requests.
+    const reply = (await asBrowser.request({ type: 'control', action: 'checkpoint' })) as ReplyEvent;
+    assert.equal(reply.type, 'reply');
+    const status = await fetch(new URL('/api/status', r.url));
+    assert.equal(status.status, 401);
+    assert.equal((await fetch(new URL('/api/status', r.url), { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+    assert.equal((await fetch(new URL('/metrics', r.url))).status, 401);
+    assert.equal((await fetch(r.url)).status, 200, 'the page loads, then asks for the token');
+    await withHeader.close();
+    await asBrowser.close();
   });
 
   test('without a configured token every control action is refused', async () => {

@@ -206,11 +206,32 @@
     socket.send(JSON.stringify(msg));
   }
 
+  // Browsers cannot set headers on a WebSocket: a monitor that needs the token
+  // to be read gets it as a subprotocol, which the monitor never echoes back.
+  function protocols() {
+    const token = $('token').value;
+    if (token === '') return ['tandem.v1'];
+    const bytes = new TextEncoder().encode(token);
+    let bin = '';
+    for (const b of bytes) bin += String.fromCharCode(b);
+    const b64url = btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    return ['tandem.v1', `tandem-token.${b64url}`];
+  }
+
+  let opened = false;
+  let retryTimer = null;
   function connect() {
+    clearTimeout(retryTimer);
+    if (socket && socket.readyState !== WebSocket.CLOSED) {
+      socket.onclose = null; // replaced, not lost: no retry from the old one
+      socket.close();
+    }
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-    socket = new WebSocket(url);
+    opened = false;
+    socket = new WebSocket(url, protocols());
     $('link').textContent = 'connecting';
     socket.onopen = () => {
+      opened = true;
       retryMs = 500;
       $('link').textContent = 'live';
     };
@@ -224,8 +245,9 @@
       onEvent(e);
     };
     socket.onclose = () => {
-      $('link').textContent = `lost; retrying in ${Math.round(retryMs / 1000)} s`;
-      setTimeout(connect, retryMs);
+      const wait = Math.max(1, Math.round(retryMs / 1000));
+      $('link').textContent = opened ? `lost; retrying in ${wait} s` : `refused or unreachable (if this monitor needs the token to be read, enter it); retrying in ${wait} s`;
+      retryTimer = setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10_000);
     };
   }
@@ -234,6 +256,10 @@
     makeCharts();
     for (const b of document.querySelectorAll('button[data-action]')) b.addEventListener('click', () => send(b.dataset.action));
     $('controls').addEventListener('submit', (ev) => ev.preventDefault());
+    // A token entered while the stream is refused is tried at once.
+    $('token').addEventListener('change', () => {
+      if (!socket || socket.readyState !== WebSocket.OPEN) connect();
+    });
     setInterval(redraw, 500);
     setInterval(updateLag, 250);
     connect();
