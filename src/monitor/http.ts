@@ -19,7 +19,7 @@ import { formatAddress } from '../util/address.js';
 import { listen } from '../util/net.js';
 import { EVENTS_PROTOCOL, MonitorAuth, bearer, isLoopbackHost, tokenFromProtocols, type AuthPolicy } from './auth.js';
 import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, requestId, type ClientMessage } from './control.js';
-import type { BroadcastEvent, ControlAction, SnapshotEvent } from './events.js';
+import { SCHEMA_VERSION, type BroadcastEvent, type ControlAction, type NodeRole, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
 import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
 import { MonitorMetrics } from './metrics.js';
@@ -276,8 +276,8 @@ export class MonitorServer {
     req.on('error', () => res.destroy());
   }
 
-  private envelope(): { v: 1; ts: number; node: 'primary' | 'secondary' } {
-    return { v: 1, ts: (this.options.now ?? Date.now)(), node: this.options.source.role };
+  private envelope(): { v: typeof SCHEMA_VERSION; ts: number; node: NodeRole } {
+    return { v: SCHEMA_VERSION, ts: (this.options.now ?? Date.now)(), node: this.options.source.role };
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
