@@ -11,6 +11,8 @@ import { primaryCommand } from './commands/primary.js';
 import { proxyCommand } from './commands/proxy.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
+import { statusCommand } from './commands/status.js';
+import { watchCommand } from './commands/watch.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
 import { UsageError, exitWith } from './errors.js';
 
@@ -24,6 +26,8 @@ async function main(argv: string[]): Promise<void> {
   cli = benchCommand(cli);
   cli = demoCommand(cli);
   cli = proxyCommand(cli);
+  cli = watchCommand(cli);
+  cli = statusCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

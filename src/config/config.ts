@@ -56,8 +56,21 @@ export interface HeartbeatConfig {
   timeoutMs: number;
 }
 
+export interface MonitorConfig {
+  /** HTTP/WebSocket monitor address; undefined: no monitor unless --monitor is given. */
+  listen: Address | undefined;
+  /** Control token, inline; token_file is better (not in the config file itself). */
+  token: string | undefined;
+  tokenFile: string | undefined;
+  /** Remote clients may read events, status and metrics without the token. */
+  allowRemoteRead: boolean;
+  /** Loopback clients may read without the token (the default); false: every reader needs it. */
+  loopbackRead: boolean;
+}
+
 export interface TandemConfig {
   logLevel: LogLevel;
+  monitor: MonitorConfig;
   heartbeat: HeartbeatConfig;
   domain: DomainConfig;
   primary: PrimaryConfig;
@@ -65,10 +78,13 @@ export interface TandemConfig {
 }
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
+/** A control token shorter than this is refused: it would be guessable. */
+export const MIN_TOKEN_CHARS = 16;
 
 export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
+    monitor: { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true },
     heartbeat: { intervalMs: 50, timeoutMs: 250 },
     domain: { type: 'sim', memoryMib: 256, vcpus: 1, diskMib: 64 },
     primary: {
@@ -137,6 +153,14 @@ class Reader {
     return parseAddress(v, `${this.source}: ${path}`, allowZero);
   }
 
+  str(obj: Obj, key: string, path: string, minLength: number, maxLength: number): string | undefined {
+    const v = obj[key];
+    if (v === undefined) return undefined;
+    // Never echo the value: this may be a secret.
+    if (typeof v !== 'string' || v.length < minLength || v.length > maxLength) throw new ConfigError(`${this.source}: ${path}: expected a string of ${minLength}..${maxLength} characters`);
+    return v;
+  }
+
   oneOf<T extends string | number>(obj: Obj, key: string, path: string, choices: readonly T[], fallback: T): T {
     const v = obj[key];
     if (v === undefined) return fallback;
@@ -152,7 +176,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   const r = new Reader(source);
   if (!isObj(doc)) return r.fail('(top level)', 'a mapping', doc);
   const top: Obj = doc;
-  for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary)`);
+  for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary', 'monitor'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary, monitor)`);
   cfg.logLevel = r.oneOf(top, 'log_level', 'log_level', LOG_LEVELS, cfg.logLevel);
 
   const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus', 'disk_mib']);
@@ -197,6 +221,16 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     cfg.secondary.maxEpochMib = r.int(s, 'max_epoch_mib', 'secondary.max_epoch_mib', 1, 65536, cfg.secondary.maxEpochMib);
     cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
     cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true);
+  }
+  const m = r.section(top, 'monitor', 'monitor', ['listen', 'token', 'token_file', 'allow_remote_read', 'loopback_read']);
+  if (m) {
+    cfg.monitor.listen = r.address(m, 'listen', 'monitor.listen', cfg.monitor.listen, true);
+    cfg.monitor.token = r.str(m, 'token', 'monitor.token', MIN_TOKEN_CHARS, 512);
+    cfg.monitor.tokenFile = r.str(m, 'token_file', 'monitor.token_file', 1, 4096);
+    if (cfg.monitor.token !== undefined && cfg.monitor.tokenFile !== undefined) throw new ConfigError(`${source}: monitor: set token or token_file, not both`);
+    cfg.monitor.allowRemoteRead = r.bool(m, 'allow_remote_read', 'monitor.allow_remote_read', cfg.monitor.allowRemoteRead);
+    cfg.monitor.loopbackRead = r.bool(m, 'loopback_read', 'monitor.loopback_read', cfg.monitor.loopbackRead);
+    if (cfg.monitor.allowRemoteRead && !cfg.monitor.loopbackRead) throw new ConfigError(`${source}: monitor: allow_remote_read opens reading to everyone; loopback_read: false would close it to this machine only`);
   }
   const hb = r.section(top, 'heartbeat', 'heartbeat', ['interval_ms', 'timeout_ms']);
   if (hb) {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, type Address } from '../util/address.js';
+import { demoMonitorFlag, monitorUrlOf } from '../monitor/wire.js';
 import { Ledger } from './ledger.js';
 import { ServiceIp } from './service-ip.js';
 
@@ -23,6 +24,8 @@ export interface DemoOptions {
   killPrimaryAfterS: number | undefined;
   memoryMib: number;
   intervalMs: number;
+  /** Dashboards: the primary's here, the secondary's on the next port. */
+  monitor?: Address;
   /** Progress lines for a person (stderr when --json). */
   say: (line: string) => void;
 }
@@ -107,22 +110,26 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const serviceIp = new ServiceIp(o.service);
   let ledger: Ledger | undefined;
   let bench: ChildProcess | undefined;
+  const dashboards: (Promise<string> | undefined)[] = [];
+  const failed = (err: Error): string => `unavailable: ${err.message}`;
   try {
     let secondary: Node | undefined;
     let secondaryPort = 0;
     let heartbeatPort = 0;
     if (o.mode === 'remus') {
-      secondary = startNode(['secondary', '--config', config], join(dir, 'secondary.log'));
+      secondary = startNode(['secondary', '--config', config, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
+      dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
       // Both listeners first: the lines may come in either order.
       const listening = waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
       const beating = waitFor(secondary, (l) => portOf(l.heartbeat), "the secondary's heartbeat channel");
       [secondaryPort, heartbeatPort] = await Promise.all([listening, beating]);
     }
-    const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug'];
+    const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
     if (o.mode === 'remus') primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
+    dashboards.unshift(o.monitor && waitFor(primary, monitorUrlOf, "the primary's monitor").then((u) => `${u} (primary)`, failed));
     let epochs = 0;
     primary.lines((l) => {
       if (l.msg === 'epoch' && typeof l.epoch === 'number') epochs = Math.max(epochs, l.epoch);
@@ -133,6 +140,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     const bound = await serviceIp.start();
     const service = { host: o.service.host, port: bound.port };
     o.say(`service: redis-cli -h ${service.host} -p ${service.port}   (logs: ${dir})`);
+    for (const d of dashboards) if (d) o.say(`dashboard: ${await d}`);
     o.say(o.mode === 'remus' ? `protected: primary checkpoints every ${o.intervalMs} ms to the secondary` : 'mode none: the guest runs unprotected');
 
     let failoverMs: number | null = null;

@@ -4,6 +4,7 @@
  * complete epoch and serve its service. The survivor runs unprotected until
  * a new secondary protects it, and says so loudly.
  */
+import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { SimDomain } from '../domain/sim.js';
 import { ErrorCodes, TandemError } from '../errors.js';
@@ -36,11 +37,21 @@ export interface Promotion {
   tookMs: number;
 }
 
-export class Promoter {
+/** For observers (the monitor): a failover starting, done, or refused. */
+export interface PromoterEvents {
+  promoting: [{ reason: string; epoch: number }];
+  promoted: [Promotion & { reason: string }];
+  refused: [{ reason: string; error: Error }];
+}
+
+export class Promoter extends EventEmitter<PromoterEvents> {
   private service: KvServer | undefined;
   private promoted: Promotion | undefined;
+  private inflight: Promise<Promotion> | undefined;
 
-  constructor(private readonly options: PromoterOptions) {}
+  constructor(private readonly options: PromoterOptions) {
+    super();
+  }
 
   get promotion(): Promotion | undefined {
     return this.promoted;
@@ -49,6 +60,17 @@ export class Promoter {
   /** Resumes the guest from the replica's last complete epoch and serves it. */
   async promote(reason: string): Promise<Promotion> {
     if (this.promoted) return this.promoted;
+    // An operator's failover and the detector's may race: both get the one promotion.
+    this.inflight ??= this.doPromote(reason)
+      .catch((err: unknown) => {
+        this.emit('refused', { reason, error: err instanceof Error ? err : new Error(String(err)) });
+        throw err;
+      })
+      .finally(() => (this.inflight = undefined));
+    return this.inflight;
+  }
+
+  private async doPromote(reason: string): Promise<Promotion> {
     const { secondary, replica, logger } = this.options;
     const now = this.options.now ?? (() => performance.now());
     const t0 = now();
@@ -59,6 +81,7 @@ export class Promoter {
       throw err;
     }
     const epoch = secondary.lastEpoch;
+    this.emit('promoting', { reason, epoch });
     // No more checkpoints: whatever epoch was arriving is discarded, and a
     // late primary cannot overwrite the guest we are about to run.
     await secondary.stop();
@@ -75,6 +98,7 @@ export class Promoter {
       { epoch, reason, service: `${address.address}:${address.port}`, tookMs: this.promoted.tookMs },
       `FAILED OVER (${reason}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,
     );
+    this.emit('promoted', { ...this.promoted, reason });
     return this.promoted;
   }
 

@@ -3,10 +3,12 @@
  * with the sim guest, the service address, load) and prints where to look;
  * --json prints a summary object at the end.
  */
+import { randomBytes } from 'node:crypto';
 import type { Argv } from 'yargs';
 import { runDemo } from '../../demo/run.js';
 import { ConfigError } from '../../errors.js';
 import { parseAddress } from '../../util/address.js';
+import { TOKEN_ENV } from '../../monitor/wire.js';
 
 interface DemoArgs {
   service: string;
@@ -17,6 +19,7 @@ interface DemoArgs {
   'memory-mib': number;
   interval: number;
   json: boolean;
+  monitor: string | undefined;
 }
 
 export function demoCommand(yargs: Argv): Argv {
@@ -32,7 +35,8 @@ export function demoCommand(yargs: Argv): Argv {
         .option('kill-primary-after', { type: 'number', describe: 'SIGKILL the primary after this many seconds' })
         .option('memory-mib', { type: 'number', default: 64, describe: 'guest RAM, MiB (1..4096)' })
         .option('interval', { type: 'number', default: 25, describe: 'Remus interval, ms (1..60000)' })
-        .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' }),
+        .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
+        .option('monitor', { type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" }),
     async (args) => {
       const int = (v: number | undefined, name: string, lo: number, hi: number): void => {
         if (v !== undefined && !(Number.isFinite(v) && v >= lo && v <= hi)) throw new ConfigError(`--${name}: expected a number in ${lo}..${hi}, got ${v}`);
@@ -44,7 +48,13 @@ export function demoCommand(yargs: Argv): Argv {
       if (!Number.isInteger(args['memory-mib']) || !Number.isInteger(args.interval)) throw new ConfigError('--memory-mib and --interval take integers');
       if (args.mode === 'colo') throw new ConfigError('--mode colo: COLO mode is not built yet (it arrives with the COLO issue); use remus or none');
       const service = parseAddress(args.service, '--service', true);
+      if (args.monitor !== undefined && args.mode !== 'remus') throw new ConfigError('--monitor: the dashboards watch protection; use --mode remus');
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);
+      if (args.monitor !== undefined && !process.env[TOKEN_ENV]) {
+        // The demo's nodes inherit it; a throwaway token so the dashboard's buttons can be tried.
+        process.env[TOKEN_ENV] = randomBytes(18).toString('base64url');
+        say(`dashboard control token (this run only): ${process.env[TOKEN_ENV]}`);
+      }
       const summary = await runDemo({
         service,
         mode: args.mode,
@@ -53,6 +63,7 @@ export function demoCommand(yargs: Argv): Argv {
         killPrimaryAfterS: args['kill-primary-after'],
         memoryMib: args['memory-mib'],
         intervalMs: args.interval,
+        monitor: args.monitor === undefined ? undefined : parseAddress(args.monitor, '--monitor', true),
         say,
       });
       if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);

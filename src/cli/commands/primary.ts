@@ -22,6 +22,8 @@ import { ServiceFront } from '../../front/service-front.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
 import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
+import { PrimarySource } from '../../monitor/source.js';
+import { startMonitor } from '../../monitor/wire.js';
 
 interface PrimaryArgs extends CommonArgs {
   mode: 'remus' | 'none';
@@ -145,6 +147,7 @@ export function primaryCommand(yargs: Argv): Argv {
       const fencedLater = new Promise<string>((resolve) =>
         heartbeat!.once('fenced', (f) => resolve(`fenced by generation ${f.peerGeneration} (this one: ${f.ownGeneration})`)),
       );
+      const monitor = await startMonitor(args.monitor, cfg.monitor, logger, new PrimarySource({ engine, intervalMs: p.intervalMs }));
       engine.start();
       const why = await Promise.race([untilSignal(), fencedLater]);
       if (why.startsWith('fenced')) logger.fatal(`${why}: another node serves the guest now; this node stops serving at once`);
@@ -152,6 +155,7 @@ export function primaryCommand(yargs: Argv): Argv {
       // A fenced node must not let held output out: close the front before the engine's teardown.
       if (why.startsWith('fenced')) await front.stop();
       await engine.stop();
+      await monitor?.stop();
       await stopServing();
       await heartbeat!.stop();
       if (why.startsWith('fenced')) process.exitCode = 3;

@@ -13,6 +13,8 @@ import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
 import { nextPort } from '../../config/config.js';
 import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
+import { SecondarySource } from '../../monitor/source.js';
+import { startMonitor } from '../../monitor/wire.js';
 
 interface SecondaryArgs extends CommonArgs {
   listen: string | undefined;
@@ -85,6 +87,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       });
       // Checkpoints arriving are a sign of life as good as a heartbeat.
       server.on('epoch', () => heartbeat.noteActivity());
+      const monitor = await startMonitor(args.monitor, cfg.monitor, logger, new SecondarySource({ server, promoter, heartbeat }));
       await heartbeat.start();
       const hbAddr = heartbeat.address();
       logger.info({ heartbeat: hbAddr ? `${hbAddr.address}:${hbAddr.port}` : undefined }, 'heartbeat channel listening');
@@ -94,6 +97,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       await heartbeat.stop();
       await promoter.stop();
       await server.stop();
+      await monitor?.stop();
     },
   );
 }

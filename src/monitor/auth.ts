@@ -1,0 +1,81 @@
+/**
+ * Who may read and who may control. Control always needs the token; reading
+ * is open to loopback clients unless `loopbackRead` is false, and to remote
+ * ones only when `allowRemoteRead` (otherwise the reader presents the token:
+ * a Bearer header, or for a browser's WebSocket the TOKEN_PROTOCOL
+ * subprotocol, since browsers cannot set headers on one).
+ *
+ * Tokens are compared as SHA-256 digests with timingSafeEqual: the digests
+ * have a fixed length, so neither the comparison time nor an early length
+ * check tells an attacker anything about the token.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { isIP } from 'node:net';
+
+export interface AuthPolicy {
+  /** The control token; without one, every control action is refused. */
+  token: string | undefined;
+  /** Remote clients may read without the token. */
+  allowRemoteRead: boolean;
+  /** Loopback clients may read without the token (default true). */
+  loopbackRead?: boolean;
+}
+
+/** The WebSocket subprotocol every client may offer; the monitor selects it. */
+export const EVENTS_PROTOCOL = 'tandem.v1';
+/** A subprotocol carrying the token, base64url-encoded: `tandem-token.<base64url>`. */
+export const TOKEN_PROTOCOL_PREFIX = 'tandem-token.';
+
+/** The token in a Sec-WebSocket-Protocol list, if one is offered. */
+export function tokenFromProtocols(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  for (const p of header.split(',')) {
+    const v = p.trim();
+    if (v.startsWith(TOKEN_PROTOCOL_PREFIX)) return Buffer.from(v.slice(TOKEN_PROTOCOL_PREFIX.length), 'base64url').toString('utf8');
+  }
+  return undefined;
+}
+
+const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+export class MonitorAuth {
+  private readonly expected: Buffer | undefined;
+
+  constructor(private readonly policy: AuthPolicy) {
+    this.expected = policy.token === undefined ? undefined : digest(policy.token);
+  }
+
+  get hasToken(): boolean {
+    return this.expected !== undefined;
+  }
+
+  /** True only for the configured token; always false when none is configured. */
+  checkToken(presented: unknown): boolean {
+    if (this.expected === undefined || typeof presented !== 'string') return false;
+    return timingSafeEqual(digest(presented), this.expected);
+  }
+
+  /** May this client read events, status and metrics? */
+  mayRead(remoteAddress: string | undefined, presented: unknown): boolean {
+    return this.policy.allowRemoteRead || ((this.policy.loopbackRead ?? true) && isLoopback(remoteAddress)) || this.checkToken(presented);
+  }
+}
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(a) === 4) return a.startsWith('127.');
+  return a === '::1';
+}
+
+/** Whether binding `host` keeps the monitor reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || isLoopback(host);
+}
+
+/** The token from an `Authorization: Bearer TOKEN` header, if any. */
+export function bearer(header: string | undefined): string | undefined {
+  const m = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? m[1] : undefined;
+}

@@ -1,0 +1,124 @@
+/**
+ * The client side of the monitor, for `tandem watch` and `tandem status`:
+ * monitor URLs, a status fetch and an event stream, every message checked
+ * against the schema.
+ */
+import { request } from 'node:http';
+import WebSocket from 'ws';
+import { parseAddress } from '../util/address.js';
+import { parseEvent, validateEvent, type MonitorEvent, type SnapshotEvent } from './events.js';
+import { MonitorError, MonitorErrorCodes as C } from './errors.js';
+import { TOKEN_ENV } from './wire.js';
+
+/** Where `tandem watch` and `status` look when given no URL. */
+export const DEFAULT_MONITOR_URL = 'http://127.0.0.1:7790/';
+const MAX_STATUS_BYTES = 4 * 1024 * 1024;
+
+export interface MonitorUrls {
+  http: URL;
+  ws: URL;
+}
+
+/** Accepts http(s)://HOST:PORT[/...], ws(s)://HOST:PORT/ws or HOST:PORT. */
+export function monitorUrls(text: string = DEFAULT_MONITOR_URL): MonitorUrls {
+  let url: URL;
+  if (!/^[a-z]+:\/\//i.test(text)) {
+    const a = parseAddress(text, 'monitor address');
+    url = new URL(`http://${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}/`);
+  } else {
+    try {
+      url = new URL(text);
+    } catch (err) {
+      throw new MonitorError(C.MONITOR_BAD_OPTIONS, `${JSON.stringify(text)} is not a URL`, { cause: err });
+    }
+  }
+  const secure = url.protocol === 'https:' || url.protocol === 'wss:';
+  if (!['http:', 'https:', 'ws:', 'wss:'].includes(url.protocol)) throw new MonitorError(C.MONITOR_BAD_OPTIONS, `${text}: expected an http:// or ws:// URL`);
+  const http = new URL(`${secure ? 'https' : 'http'}://${url.host}/`);
+  const ws = new URL(`${secure ? 'wss' : 'ws'}://${url.host}/ws`);
+  return { http, ws };
+}
+
+function authHeaders(env: NodeJS.ProcessEnv): Record<string, string> {
+  const token = env[TOKEN_ENV];
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
+/** GET /api/status, validated as a snapshot. */
+export function fetchStatus(urls: MonitorUrls, env: NodeJS.ProcessEnv = process.env, timeoutMs = 10_000): Promise<SnapshotEvent> {
+  return new Promise((resolve, reject) => {
+    const url = new URL('/api/status', urls.http);
+    const req = request(url, { headers: authHeaders(env), timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_STATUS_BYTES) req.destroy(new Error(`status over ${MAX_STATUS_BYTES} bytes`));
+        else chunks.push(c);
+      });
+      res.on('end', () => {
+        if (res.statusCode !== 200) {
+          reject(new MonitorError(res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : C.MONITOR_UNREACHABLE, `${url.href}: HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').trim()}`));
+          return;
+        }
+        try {
+          const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
+          if (event.type !== 'snapshot') throw new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a snapshot, got a ${event.type} event`);
+          resolve(event);
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (err) => reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
+    req.end();
+  });
+}
+
+/**
+ * Streams events to `onEvent` until it returns false, the server closes, or
+ * `signal` aborts. Resolves with how many events were seen.
+ */
+export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => boolean | void, options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(urls.ws, { headers: authHeaders(options.env ?? process.env), maxPayload: 16 * 1024 * 1024, handshakeTimeout: 10_000 });
+    let seen = 0;
+    let failed: Error | undefined;
+    let opened = false;
+    let done = false;
+    const stop = (): void => ws.close(1000);
+    options.signal?.addEventListener('abort', stop, { once: true });
+    ws.on('open', () => (opened = true));
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
+      // After the consumer said stop, frames still in flight are not its business.
+      if (failed || done) return;
+      try {
+        if (isBinary) throw new MonitorError(C.MONITOR_BAD_EVENT, 'the monitor sent a binary frame');
+        const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+        const event = validateEvent(JSON.parse(text));
+        seen++;
+        if (onEvent(event) === false) {
+          done = true;
+          stop();
+        }
+      } catch (err) {
+        failed = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_BAD_EVENT, `unreadable event: ${(err as Error).message}`, { cause: err });
+        ws.terminate();
+      }
+    });
+    ws.on('unexpected-response', (_req, res) => {
+      failed = new MonitorError(res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : C.MONITOR_UNREACHABLE, `${urls.ws.href}: HTTP ${res.statusCode} instead of a WebSocket`);
+      ws.terminate();
+    });
+    ws.on('error', (err) => {
+      failed ??= new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${urls.ws.href}: ${err.message}`, { cause: err });
+    });
+    ws.on('close', () => {
+      options.signal?.removeEventListener('abort', stop);
+      if (failed) reject(failed);
+      else if (!opened) reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${urls.ws.href}`));
+      else resolve(seen);
+    });
+  });
+}

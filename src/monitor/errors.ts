@@ -1,0 +1,39 @@
+/**
+ * Errors of the monitor: its codes live in the one table in src/errors.ts;
+ * this names the subset the monitor raises. Each code is also what a
+ * WebSocket client gets back in an error reply, so clients can branch on it.
+ */
+import { ErrorCodes, TandemError } from '../errors.js';
+
+export const MonitorErrorCodes = {
+  /** An option is out of range, or a non-loopback bind has no token. */
+  MONITOR_BAD_OPTIONS: ErrorCodes.MONITOR_BAD_OPTIONS,
+  /** The monitor could not listen on its address. */
+  MONITOR_LISTEN_FAILED: ErrorCodes.MONITOR_LISTEN_FAILED,
+  /** A client message is not JSON, too large, or not a known request shape. */
+  MONITOR_BAD_MESSAGE: ErrorCodes.MONITOR_BAD_MESSAGE,
+  /** A control action without the right token, or a read the policy refuses. */
+  MONITOR_UNAUTHORIZED: ErrorCodes.MONITOR_UNAUTHORIZED,
+  /** This process cannot do that action (e.g. fail over from the primary). */
+  MONITOR_UNSUPPORTED: ErrorCodes.MONITOR_UNSUPPORTED,
+  /** The action was accepted but failed while running. */
+  MONITOR_ACTION_FAILED: ErrorCodes.MONITOR_ACTION_FAILED,
+  /** An event does not match the published schema (a client-side check). */
+  MONITOR_BAD_EVENT: ErrorCodes.MONITOR_BAD_EVENT,
+  /** `tandem watch` / `status` could not reach a monitor. */
+  MONITOR_UNREACHABLE: ErrorCodes.MONITOR_UNREACHABLE,
+} as const;
+
+export type MonitorErrorCode = (typeof MonitorErrorCodes)[keyof typeof MonitorErrorCodes];
+
+export class MonitorError extends TandemError {
+  declare readonly code: MonitorErrorCode;
+
+  constructor(code: MonitorErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
+  override get name(): string {
+    return 'MonitorError';
+  }
+}

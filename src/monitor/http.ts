@@ -1,0 +1,365 @@
+/**
+ * The monitor's one HTTP server: the dashboard at `/` (with its static
+ * assets and uPlot), the event stream at `/ws`, Prometheus `/metrics`,
+ * `/api/status` and `POST /api/control`.
+ *
+ * Static files are read into memory at start from a fixed list, so a request
+ * path is only ever a key into a map: no path from a client reaches the file
+ * system. Loopback by default; a non-loopback bind needs a token.
+ */
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo, Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { Subscription } from 'rxjs';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { Logger } from '../util/logger.js';
+import { formatAddress } from '../util/address.js';
+import { listen } from '../util/net.js';
+import { EVENTS_PROTOCOL, MonitorAuth, bearer, isLoopbackHost, tokenFromProtocols, type AuthPolicy } from './auth.js';
+import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, requestId, type ClientMessage } from './control.js';
+import { SCHEMA_VERSION, type BroadcastEvent, type ControlAction, type NodeRole, type SnapshotEvent } from './events.js';
+import { MonitorError, MonitorErrorCodes as C } from './errors.js';
+import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
+import { MonitorMetrics } from './metrics.js';
+import type { MonitorSource } from './source.js';
+
+export const DEFAULT_PING_INTERVAL_MS = 10_000;
+export const DEFAULT_MAX_CLIENTS = 256;
+/** Frames above this are cut by ws (close 1009); smaller oversized ones get a typed error reply. */
+const MAX_FRAME_BYTES = 64 * 1024;
+
+export interface MonitorServerOptions {
+  host: string;
+  /** 0 picks a free port; start() returns it. */
+  port: number;
+  source: MonitorSource;
+  auth: AuthPolicy;
+  logger: Logger;
+  pingIntervalMs?: number;
+  maxClients?: number;
+  /** Per-client buffering limits (see MonitorHub). */
+  limits?: Pick<HubOptions, 'sampleAboveBytes' | 'disconnectAboveBytes' | 'maxPending'>;
+  /** Wall clock for event timestamps. */
+  now?: () => number;
+}
+
+interface Asset {
+  body: Buffer;
+  type: string;
+}
+
+const STATIC_DIR = fileURLToPath(new URL('../../../src/monitor/static/', import.meta.url));
+const require = createRequire(import.meta.url);
+
+/** URL path -> file, content type. The only files this server ever reads. */
+function assetFiles(): Record<string, [string, string]> {
+  return {
+    '/': [`${STATIC_DIR}index.html`, 'text/html; charset=utf-8'],
+    '/dashboard.js': [`${STATIC_DIR}dashboard.js`, 'text/javascript; charset=utf-8'],
+    '/dashboard.css': [`${STATIC_DIR}dashboard.css`, 'text/css; charset=utf-8'],
+    '/vendor/uPlot.iife.min.js': [require.resolve('uplot/dist/uPlot.iife.min.js'), 'text/javascript; charset=utf-8'],
+    '/vendor/uPlot.min.css': [require.resolve('uplot/dist/uPlot.min.css'), 'text/css; charset=utf-8'],
+  };
+}
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+};
+// connect-src 'self' covers ws:// to the same host and port in current browsers.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const HTTP_STATUS: Record<string, number> = {
+  [C.MONITOR_BAD_MESSAGE]: 400,
+  [C.MONITOR_UNAUTHORIZED]: 401,
+  [C.MONITOR_UNSUPPORTED]: 501,
+  [C.MONITOR_ACTION_FAILED]: 500,
+};
+
+export class MonitorServer {
+  readonly hub: MonitorHub;
+  readonly metrics: MonitorMetrics;
+  readonly control: MonitorControl;
+  private readonly auth: MonitorAuth;
+  private server: Server | undefined;
+  private wss: WebSocketServer | undefined;
+  private assets = new Map<string, Asset>();
+  private subscription: Subscription | undefined;
+  private pinger: NodeJS.Timeout | undefined;
+  private readonly sockets = new Set<Socket>();
+  private address: AddressInfo | undefined;
+
+  constructor(private readonly options: MonitorServerOptions) {
+    const { source, logger } = options;
+    this.auth = new MonitorAuth(options.auth);
+    this.hub = new MonitorHub({
+      node: source.role,
+      now: options.now,
+      ...options.limits,
+      snapshot: () => {
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent } = source.status();
+        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, actions: this.control.actions };
+      },
+      onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
+    });
+    this.metrics = new MonitorMetrics({
+      node: source.role,
+      state: () => source.status().state,
+      lagMs: () => source.status().lagMs,
+      clients: () => this.hub.size,
+    });
+    this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
+  }
+
+  /** http://HOST:PORT/ of the running server. */
+  get url(): string {
+    if (!this.address) throw new Error('monitor not started');
+    return `http://${formatAddress({ host: this.address.address, port: this.address.port })}/`;
+  }
+
+  async start(): Promise<AddressInfo> {
+    if (this.server) throw new Error('monitor already started');
+    const { host, port, logger, source } = this.options;
+    if (!isLoopbackHost(host) && !this.auth.hasToken) {
+      throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: refusing to listen on ${host} (not loopback) without a control token; set monitor.token or monitor.token_file`);
+    }
+    for (const [path, [file, type]] of Object.entries(assetFiles())) {
+      try {
+        this.assets.set(path, { body: await readFile(file), type });
+      } catch (err) {
+        throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: cannot read the dashboard asset ${file}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    this.subscription = source.events$.subscribe((body) => {
+      // This runs inside the engine's callbacks: RxJS would rethrow an error here as an
+      // uncaught exception, taking the node down for the sake of a monitor.
+      try {
+        const event: BroadcastEvent = this.hub.publish(body);
+        this.metrics.observe(event);
+      } catch (err) {
+        logger.error({ err, type: body.type }, 'monitor: could not publish an event');
+      }
+    });
+    source.start();
+    // Never echo the token-carrying subprotocol back: select the plain one, or none.
+    const wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: MAX_FRAME_BYTES,
+      perMessageDeflate: false,
+      handleProtocols: (offered: Set<string>) => (offered.has(EVENTS_PROTOCOL) ? EVENTS_PROTOCOL : false),
+    });
+    const server = createServer((req, res) => this.onRequest(req, res));
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    try {
+      await listen(server, port, host);
+    } catch (err) {
+      this.subscription.unsubscribe();
+      source.stop();
+      throw new MonitorError(C.MONITOR_LISTEN_FAILED, `monitor: cannot listen on ${formatAddress({ host, port })}: ${(err as Error).message}`, { cause: err });
+    }
+    server.on('error', (err) => logger.error({ err }, 'monitor listener error'));
+    this.server = server;
+    this.wss = wss;
+    this.address = server.address() as AddressInfo;
+    this.pinger = setInterval(() => this.hub.sweep(), this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+    this.pinger.unref();
+    logger.info({ monitor: this.url }, `monitor listening on ${this.url} (dashboard ${this.url}, events ${this.url.replace(/^http/, 'ws')}ws)`);
+    return this.address;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.pinger);
+    this.subscription?.unsubscribe();
+    this.subscription = undefined;
+    this.options.source.stop();
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    for (const ws of this.wss?.clients ?? []) ws.terminate();
+    this.hub.clear();
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of this.sockets) s.destroy();
+    await closed;
+    this.wss?.close();
+    this.wss = undefined;
+  }
+
+  private snapshot(): SnapshotEvent {
+    return this.hub.snapshotEvent();
+  }
+
+  /**
+   * On a loopback bind, a request must name a loopback host: a page on a
+   * site whose name resolves to 127.0.0.1 (DNS rebinding) is then refused.
+   */
+  private hostAllowed(req: IncomingMessage): boolean {
+    if (!isLoopbackHost(this.options.host)) return true;
+    const host = req.headers.host;
+    if (host === undefined) return false;
+    try {
+      return isLoopbackHost(new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1'));
+    } catch {
+      return false;
+    }
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    if (!this.hostAllowed(req)) return this.respond(res, 421, 'text/plain', 'this monitor answers to loopback host names only\n');
+    const path = (req.url ?? '/').split('?')[0];
+    const remote = req.socket.remoteAddress;
+    const token = bearer(req.headers.authorization);
+    if (path === '/api/control') {
+      if (req.method !== 'POST') return this.respond(res, 405, 'text/plain', 'use POST\n', { allow: 'POST' });
+      return this.controlOverHttp(req, res);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.respond(res, 405, 'text/plain', 'method not allowed\n', { allow: 'GET, HEAD' });
+    // The dashboard's files hold no data: served to anyone who reaches the port, so a
+    // page can load and then present the token for the stream.
+    const asset = this.assets.get(path === '/index.html' ? '/' : path);
+    if (asset) return this.respond(res, 200, asset.type, asset.body, { 'content-security-policy': CSP, 'cache-control': 'no-cache' });
+    if (!this.auth.mayRead(remote, token)) return this.respond(res, 401, 'text/plain', 'reading this monitor needs the token\n', { 'www-authenticate': 'Bearer' });
+    if (path === '/metrics') {
+      this.metrics.text().then(
+        (text) => this.respond(res, 200, this.metrics.contentType, text),
+        (err: unknown) => {
+          this.options.logger.error({ err }, 'metrics collection failed');
+          this.respond(res, 500, 'text/plain', 'metrics collection failed\n');
+        },
+      );
+      return;
+    }
+    if (path === '/api/status') return this.respond(res, 200, 'application/json', `${JSON.stringify(this.snapshot())}\n`, { 'cache-control': 'no-store' });
+    this.respond(res, 404, 'text/plain', 'not found\n');
+  }
+
+  private respond(res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
+    const buf = typeof body === 'string' ? Buffer.from(body) : body;
+    res.writeHead(status, { 'content-type': type, 'content-length': buf.length, ...SECURITY_HEADERS, ...headers });
+    res.end(res.req.method === 'HEAD' ? undefined : buf);
+  }
+
+  private controlOverHttp(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooBig = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_MESSAGE_BYTES) tooBig = true;
+      else chunks.push(c);
+    });
+    req.on('end', () => {
+      const reply = (status: number, body: unknown): void => this.respond(res, status, 'application/json', `${JSON.stringify(body)}\n`, { 'cache-control': 'no-store' });
+      const fail = (err: MonitorError, id: string | number | null): void =>
+        reply(HTTP_STATUS[err.code] ?? 500, { ...this.envelope(), type: 'error', id, code: err.code, message: err.message });
+      if (tooBig) return fail(new MonitorError(C.MONITOR_BAD_MESSAGE, `request body over ${MAX_MESSAGE_BYTES} bytes`), null);
+      const text = Buffer.concat(chunks).toString('utf8');
+      let msg: ClientMessage;
+      try {
+        msg = parseClientMessage(text, true);
+      } catch (err) {
+        return fail(err as MonitorError, null);
+      }
+      if (msg.type === 'status') return reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: 'status', result: this.snapshot() });
+      const who = { remote: describeRemote(req.socket), token: msg.token ?? bearer(req.headers.authorization) };
+      this.control.perform(msg.command, who).then(
+        (result) => reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: msg.command.action, result }),
+        (err: unknown) => fail(err instanceof MonitorError ? err : new MonitorError(C.MONITOR_ACTION_FAILED, String(err), { cause: err }), msg.id),
+      );
+    });
+    req.on('error', () => res.destroy());
+  }
+
+  private envelope(): { v: typeof SCHEMA_VERSION; ts: number; node: NodeRole } {
+    return { v: SCHEMA_VERSION, ts: (this.options.now ?? Date.now)(), node: this.options.source.role };
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
+    const refuse = (status: number, text: string): void => {
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    };
+    if (!this.hostAllowed(req)) return refuse(421, 'Misdirected Request');
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/ws' || !this.wss) return refuse(404, 'Not Found');
+    const token = bearer(req.headers.authorization) ?? tokenFromProtocols(req.headers['sec-websocket-protocol']);
+    if (!this.auth.mayRead(req.socket.remoteAddress, token)) return refuse(401, 'Unauthorized');
+    // A page from another site must not read events through the user's browser.
+    const origin = req.headers.origin;
+    if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
+      this.options.logger.warn({ origin }, 'monitor: refused a WebSocket from another origin');
+      return refuse(403, 'Forbidden');
+    }
+    if (this.hub.size >= (this.options.maxClients ?? DEFAULT_MAX_CLIENTS)) return refuse(503, 'Service Unavailable');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onClient(ws, req, token));
+  }
+
+  private onClient(ws: WebSocket, req: IncomingMessage, connectionToken: string | undefined): void {
+    const remote = describeRemote(req.socket);
+    const log = this.options.logger;
+    const client: HubClient = {
+      get bufferedAmount() {
+        return ws.bufferedAmount;
+      },
+      send: (data) => ws.send(data),
+      ping: () => ws.ping(),
+      terminate: () => ws.terminate(),
+    };
+    ws.on('pong', () => this.hub.pong(client));
+    ws.on('close', () => {
+      this.hub.remove(client);
+      log.debug({ remote }, 'monitor client left');
+    });
+    ws.on('error', (err) => log.debug({ remote, err: err.message }, 'monitor client error'));
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(client, remote, connectionToken, data, isBinary));
+    log.debug({ remote }, 'monitor client connected');
+    this.hub.add(client);
+  }
+
+  private onMessage(client: HubClient, remote: string, connectionToken: string | undefined, data: RawData, isBinary: boolean): void {
+    const error = (err: unknown, id: string | number | null): void => {
+      const e = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_ACTION_FAILED, String(err), { cause: err });
+      this.hub.sendTo(client, { type: 'error', id, code: e.code, message: e.message });
+    };
+    if (isBinary) return error(new MonitorError(C.MONITOR_BAD_MESSAGE, 'binary frames are not accepted; send JSON text'), null);
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
+    let msg: ClientMessage;
+    try {
+      msg = parseClientMessage(text);
+    } catch (err) {
+      let id: string | number | null = null;
+      try {
+        id = requestId(JSON.parse(text));
+      } catch {
+        // not JSON: no id to echo
+      }
+      return error(err, id);
+    }
+    if (msg.type === 'status') {
+      this.hub.sendTo(client, { type: 'reply', id: msg.id, action: 'status', result: this.snapshot() as unknown as Record<string, unknown> });
+      return;
+    }
+    const action: ControlAction = msg.command.action;
+    this.control.perform(msg.command, { remote, token: msg.token ?? connectionToken }).then(
+      (result) => this.hub.sendTo(client, { type: 'reply', id: msg.id, action, result }),
+      (err: unknown) => error(err, msg.id),
+    );
+  }
+}
+
+function describeRemote(socket: Socket): string {
+  return socket.remoteAddress === undefined ? 'unknown' : formatAddress({ host: socket.remoteAddress, port: socket.remotePort ?? 0 });
+}
+
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}

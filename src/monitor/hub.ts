@@ -1,0 +1,227 @@
+/**
+ * Fan-out of monitor events to connected clients. publish() is called from
+ * the checkpoint path, so it only stamps the event and queues it; the
+ * fan-out runs later (setImmediate by default) and never waits for a client.
+ *
+ * Each client has a bounded buffer (what its socket has not taken yet).
+ * Above `sampleAboveBytes` the client misses sampleable events (epochs,
+ * divergences, audit lines) and is told how many with a `dropped` event once
+ * it catches up; state and mode changes are always sent. Above
+ * `disconnectAboveBytes` the client is cut. A client that stops answering
+ * pings is cut at the next sweep.
+ *
+ * No sockets here: a client is anything with bufferedAmount/send/ping/close,
+ * so the policy is tested with plain objects and served with `ws`.
+ */
+import {
+  SAMPLEABLE,
+  SCHEMA_VERSION,
+  type BroadcastEvent,
+  type DroppedEvent,
+  type ErrorEvent,
+  type EventBody,
+  type NodeRole,
+  type ReplyEvent,
+  type SnapshotEvent,
+} from './events.js';
+
+export interface HubClient {
+  /** Bytes accepted by send() and not yet handed to the kernel. */
+  readonly bufferedAmount: number;
+  send(data: string): void;
+  ping(): void;
+  /** Ends the connection at once (no closing handshake: the client is not reading). */
+  terminate(): void;
+}
+
+export type SnapshotBody = Omit<SnapshotEvent, 'v' | 'ts' | 'node' | 'seq' | 'type' | 'clients'>;
+
+export interface HubOptions {
+  node: NodeRole;
+  /** Where things stand, for a client that just connected. */
+  snapshot: () => SnapshotBody;
+  /** Wall clock, ms since the Unix epoch. */
+  now?: () => number;
+  /** Runs the fan-out later; tests pass a synchronous one. */
+  schedule?: (fn: () => void) => void;
+  sampleAboveBytes?: number;
+  disconnectAboveBytes?: number;
+  /** Events queued for fan-out beyond which the oldest sampleable ones are dropped. */
+  maxPending?: number;
+  /** Told when a client is cut, with why (for the log). */
+  onCut?: (client: HubClient, why: 'slow' | 'unresponsive') => void;
+}
+
+export const DEFAULT_SAMPLE_ABOVE_BYTES = 256 * 1024;
+export const DEFAULT_DISCONNECT_ABOVE_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_PENDING = 4096;
+/** Close code sent (where possible) to a client cut for being slow: "try again later". */
+export const CLOSE_SLOW = 1013;
+
+interface ClientState {
+  /** Events this client missed since it was last sent one. */
+  missed: number;
+  /** Its snapshot already covers events up to here (queued before it joined). */
+  afterSeq: number;
+  /** Answered the last ping (or connected since). */
+  alive: boolean;
+}
+
+export interface HubStats {
+  published: number;
+  /** Client deliveries skipped by sampling. */
+  sampled: number;
+  /** Events dropped before fan-out because the queue was full. */
+  overflowed: number;
+  cutSlow: number;
+  cutUnresponsive: number;
+}
+
+export class MonitorHub {
+  private readonly clients = new Map<HubClient, ClientState>();
+  private pending: BroadcastEvent[] = [];
+  private scheduled = false;
+  private seq = 0;
+  readonly stats: HubStats = { published: 0, sampled: 0, overflowed: 0, cutSlow: 0, cutUnresponsive: 0 };
+
+  constructor(private readonly options: HubOptions) {}
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** The sequence number of the last published event. */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Registers a client and sends it the snapshot first. */
+  add(client: HubClient): void {
+    const snapshot = this.snapshotEvent();
+    this.clients.set(client, { missed: 0, alive: true, afterSeq: snapshot.seq });
+    this.deliver(client, JSON.stringify(snapshot), false);
+  }
+
+  remove(client: HubClient): void {
+    this.clients.delete(client);
+  }
+
+  snapshotEvent(): SnapshotEvent {
+    return { v: SCHEMA_VERSION, type: 'snapshot', ts: this.now(), node: this.options.node, seq: this.seq, ...this.options.snapshot(), clients: this.clients.size };
+  }
+
+  /** Stamps and queues an event; returns at once whatever the clients are doing. */
+  publish(body: EventBody): BroadcastEvent {
+    const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...body } as BroadcastEvent;
+    this.stats.published++;
+    if (this.clients.size === 0) return event;
+    this.pending.push(event);
+    if (this.pending.length > (this.options.maxPending ?? DEFAULT_MAX_PENDING)) this.shed();
+    if (!this.scheduled) {
+      this.scheduled = true;
+      (this.options.schedule ?? setImmediate)(() => this.flush());
+    }
+    return event;
+  }
+
+  /** Sends what is queued. Each event is serialized once, whatever the number of clients. */
+  flush(): void {
+    this.scheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    for (const event of batch) {
+      const data = JSON.stringify(event);
+      const sampleable = SAMPLEABLE.has(event.type);
+      for (const [client, state] of this.clients) if (event.seq > state.afterSeq) this.deliver(client, data, sampleable);
+    }
+  }
+
+  /** A message for one client only (a reply or an error). */
+  sendTo(client: HubClient, message: Omit<ReplyEvent, 'v' | 'ts' | 'node'> | Omit<ErrorEvent, 'v' | 'ts' | 'node'>): void {
+    if (!this.clients.has(client)) return;
+    this.deliver(client, JSON.stringify({ v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, ...message }), false);
+  }
+
+  pong(client: HubClient): void {
+    const state = this.clients.get(client);
+    if (state) state.alive = true;
+  }
+
+  /** Called every ping interval: cuts clients that did not answer the previous ping, pings the rest. */
+  sweep(): void {
+    for (const [client, state] of [...this.clients]) {
+      if (!state.alive) {
+        this.stats.cutUnresponsive++;
+        this.cut(client, 'unresponsive');
+        continue;
+      }
+      state.alive = false;
+      try {
+        client.ping();
+      } catch {
+        this.cut(client, 'unresponsive');
+      }
+    }
+  }
+
+  /** Forgets every client (the server closes their sockets). */
+  clear(): void {
+    this.clients.clear();
+    this.pending = [];
+  }
+
+  private deliver(client: HubClient, data: string, sampleable: boolean): void {
+    const state = this.clients.get(client);
+    if (!state) return;
+    const buffered = client.bufferedAmount;
+    if (buffered > (this.options.disconnectAboveBytes ?? DEFAULT_DISCONNECT_ABOVE_BYTES)) {
+      this.stats.cutSlow++;
+      this.cut(client, 'slow');
+      return;
+    }
+    if (sampleable && buffered > (this.options.sampleAboveBytes ?? DEFAULT_SAMPLE_ABOVE_BYTES)) {
+      state.missed++;
+      this.stats.sampled++;
+      return;
+    }
+    try {
+      if (state.missed > 0) {
+        const dropped: DroppedEvent = { v: SCHEMA_VERSION, type: 'dropped', ts: this.now(), node: this.options.node, count: state.missed };
+        state.missed = 0;
+        client.send(JSON.stringify(dropped));
+      }
+      client.send(data);
+    } catch {
+      // A socket that throws on send is gone; its close handler would remove it too.
+      this.cut(client, 'unresponsive');
+    }
+  }
+
+  /** Keeps the queue bounded when fan-out falls behind: the oldest sampleable events go first. */
+  private shed(): void {
+    const max = this.options.maxPending ?? DEFAULT_MAX_PENDING;
+    const excess = this.pending.length - max;
+    let removed = 0;
+    this.pending = this.pending.filter((e) => {
+      if (removed < excess && SAMPLEABLE.has(e.type)) {
+        removed++;
+        return false;
+      }
+      return true;
+    });
+    this.stats.overflowed += removed;
+  }
+
+  private cut(client: HubClient, why: 'slow' | 'unresponsive'): void {
+    if (!this.clients.delete(client)) return;
+    try {
+      client.terminate();
+    } finally {
+      this.options.onCut?.(client, why);
+    }
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+}

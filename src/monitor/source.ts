@@ -1,0 +1,242 @@
+/**
+ * Sources: what the monitor watches. Each turns one node's own events
+ * (PrimaryEngine on the primary; SecondaryServer and Promoter on the
+ * secondary) into monitor event bodies, keeps where things stand for the
+ * snapshot, and offers the control actions that node can do.
+ *
+ * Observers must not break replication: every handler here is cheap (no I/O,
+ * no serialization) and runs inside the engine's own callbacks.
+ */
+import { Subject, type Subscription } from 'rxjs';
+import type { PrimaryEngine, ProtectionState } from '../checkpoint/engine.js';
+import type { EpochMetrics } from '../checkpoint/session.js';
+import type { Promoter } from '../failover/promoter.js';
+import type { HeartbeatChannel } from '../heartbeat/channel.js';
+import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
+import type { SecondaryServer } from '../secondary/server.js';
+import type { SettableMode, ControlTarget } from './control.js';
+import type { EpochFields, EventBody, MonitorMode, MonitorState, NodeRole } from './events.js';
+
+/** Epochs kept for a new client's charts. */
+export const RECENT_EPOCHS = 300;
+
+export interface SourceStatus {
+  state: MonitorState;
+  reason: string;
+  mode: MonitorMode | null;
+  intervalMs: number | null;
+  lastEpoch: number;
+  lagMs: number | null;
+  recent: (EpochFields & { ts: number })[];
+}
+
+export interface MonitorSource {
+  readonly role: NodeRole;
+  readonly events$: Subject<EventBody>;
+  readonly control: ControlTarget;
+  status(): SourceStatus;
+  start(): void;
+  stop(): void;
+}
+
+export interface Clocks {
+  /** Monotonic ms, for lag. */
+  now?: () => number;
+  /** Wall clock ms, stamped on recent epochs. */
+  wallNow?: () => number;
+}
+
+abstract class BaseSource {
+  readonly events$ = new Subject<EventBody>();
+  protected current: MonitorState = 'stopped';
+  protected reason = 'not started';
+  protected lastEpoch = 0;
+  protected lastEpochAt: number | undefined;
+  private readonly recent: (EpochFields & { ts: number })[] = [];
+
+  constructor(protected readonly clocks: Clocks) {}
+
+  protected now(): number {
+    return (this.clocks.now ?? (() => performance.now()))();
+  }
+
+  protected setState(state: MonitorState, reason: string): void {
+    if (state === this.current && reason === this.reason) return;
+    const previous = this.current;
+    this.current = state;
+    this.reason = reason;
+    this.events$.next({ type: 'state', state, previous, reason });
+  }
+
+  protected epoch(fields: EpochFields): void {
+    this.lastEpoch = fields.epoch;
+    this.lastEpochAt = this.now();
+    this.recent.push({ ...fields, ts: (this.clocks.wallNow ?? Date.now)() });
+    if (this.recent.length > RECENT_EPOCHS) this.recent.shift();
+    this.events$.next({ type: 'epoch', ...fields });
+  }
+
+  protected base(): Omit<SourceStatus, 'mode' | 'intervalMs'> {
+    return {
+      state: this.current,
+      reason: this.reason,
+      lastEpoch: this.lastEpoch,
+      lagMs: this.lastEpochAt === undefined ? null : Math.max(0, this.now() - this.lastEpochAt),
+      recent: [...this.recent],
+    };
+  }
+}
+
+export interface PrimarySourceOptions extends Clocks {
+  engine: PrimaryEngine;
+  /** The interval the engine was started with (null: no timer). */
+  intervalMs: number | null;
+}
+
+/**
+ * A divergence's detail names the connection when the comparator writes it
+ * as "CONNECTION: REASON" (the COLO proxy's convention); otherwise the whole
+ * detail is the reason.
+ */
+export function splitDivergence(detail: string | undefined): { connection: string | null; reason: string } {
+  if (detail === undefined || detail === '') return { connection: null, reason: 'outputs differ' };
+  const m = /^(\S+): (.+)$/s.exec(detail);
+  return m ? { connection: m[1], reason: m[2] } : { connection: null, reason: detail };
+}
+
+const fromEngine = (m: EpochMetrics): EpochFields => ({
+  epoch: m.epoch,
+  trigger: m.trigger,
+  pauseUs: m.pauseUs,
+  dirtyPages: m.dirtyPages,
+  bytes: m.bytes,
+  sendMs: m.sendMs,
+  ackMs: m.ackMs,
+  totalMs: m.totalMs,
+  applyMs: null,
+});
+
+export class PrimarySource extends BaseSource implements MonitorSource {
+  readonly role = 'primary' as const;
+  readonly control: ControlTarget;
+  private subscriptions: Subscription[] = [];
+  private mode: MonitorMode;
+  private intervalMs: number;
+  /** Protected at least once: a later pre-copy is a re-protection. */
+  private wasProtected = false;
+
+  constructor(private readonly options: PrimarySourceOptions) {
+    super(options);
+    this.mode = options.intervalMs === null ? 'manual' : 'remus';
+    this.intervalMs = options.intervalMs ?? 0;
+    const engine = options.engine;
+    this.control = {
+      checkpoint: () => engine.requestCheckpoint('monitor'),
+      setInterval: (ms) => {
+        this.intervalMs = ms;
+        if (this.mode === 'remus') engine.setInterval(ms);
+        this.announceMode(`interval set to ${ms} ms`);
+      },
+      setMode: (mode: SettableMode) => {
+        this.mode = mode;
+        engine.setInterval(mode === 'remus' ? this.intervalMs : null);
+        this.announceMode(mode === 'remus' ? `checkpoints every ${this.intervalMs} ms` : 'checkpoints only on request or divergence');
+      },
+      stopProtection: () => engine.stop(),
+      startProtection: () => engine.start(),
+    };
+  }
+
+  start(): void {
+    const { engine } = this.options;
+    this.subscriptions.push(
+      engine.state$.subscribe(({ state, reason }) => this.onState(state, reason)),
+      engine.metrics$.subscribe((m) => this.epoch(fromEngine(m))),
+      engine.divergence$.subscribe((t) => this.events$.next({ type: 'divergence', ...splitDivergence(t.detail) })),
+    );
+  }
+
+  stop(): void {
+    for (const s of this.subscriptions) s.unsubscribe();
+    this.subscriptions = [];
+  }
+
+  status(): SourceStatus {
+    return { ...this.base(), mode: this.mode, intervalMs: this.mode === 'remus' ? this.intervalMs : null };
+  }
+
+  private onState(state: ProtectionState, reason: string): void {
+    if (state === 'protected') this.wasProtected = true;
+    this.setState(state === 'precopy' && this.wasProtected ? 're-protecting' : state, reason);
+  }
+
+  private announceMode(reason: string): void {
+    this.events$.next({ type: 'mode', mode: this.mode, intervalMs: this.mode === 'remus' ? this.intervalMs : null, reason });
+  }
+}
+
+export interface SecondarySourceOptions extends Clocks {
+  server: SecondaryServer;
+  promoter: Promoter;
+  /** When given, an operator failover takes a newer generation first so the old primary is fenced. */
+  heartbeat?: HeartbeatChannel;
+}
+
+const REPLICA_STATE: Record<ReplicaState, MonitorState> = { idle: 'waiting', syncing: 'syncing', protected: 'standby' };
+
+export class SecondarySource extends BaseSource implements MonitorSource {
+  readonly role = 'secondary' as const;
+  readonly control: ControlTarget;
+  private detach: (() => void) | undefined;
+
+  constructor(private readonly options: SecondarySourceOptions) {
+    super(options);
+    const { promoter, heartbeat } = options;
+    this.control = {
+      failover: async () => {
+        if (promoter.promotion === undefined) heartbeat?.promote();
+        const p = await promoter.promote('operator request from the monitor');
+        return { epoch: p.epoch, service: `${p.service.address}:${p.service.port}`, tookMs: p.tookMs };
+      },
+    };
+  }
+
+  start(): void {
+    const { server, promoter } = this.options;
+    this.setState(REPLICA_STATE[server.state], 'monitor started');
+    const onState = (s: ReplicaState): void => {
+      // After a failover the stopped server reads idle; the node is the primary now.
+      if (this.current === 'failing-over' || this.current === 'failed-over') return;
+      this.setState(REPLICA_STATE[s], s === 'idle' ? 'no primary is streaming' : s === 'syncing' ? 'a primary is streaming its pre-copy' : 'the replica holds a complete checkpoint of the stream');
+    };
+    const onEpoch = (c: EpochCommit): void =>
+      this.epoch({ epoch: c.epoch, trigger: 'applied', pauseUs: null, dirtyPages: c.pages, bytes: c.bytes, sendMs: null, ackMs: null, totalMs: null, applyMs: c.applyMs });
+    const onPromoting = (e: { reason: string; epoch: number }): void => this.setState('failing-over', `${e.reason}; resuming from epoch ${e.epoch}`);
+    const onPromoted = (p: { epoch: number; service: { address: string; port: number }; tookMs: number }): void =>
+      this.setState('failed-over', `the guest runs here from epoch ${p.epoch}, serving ${p.service.address}:${p.service.port}; unprotected`);
+    const onRefused = (e: { reason: string; error: Error }): void => {
+      this.setState(this.current === 'failing-over' ? REPLICA_STATE[server.state] : this.current, `failover refused: ${e.error.message}`);
+    };
+    server.on('state', onState);
+    server.on('epoch', onEpoch);
+    promoter.on('promoting', onPromoting);
+    promoter.on('promoted', onPromoted);
+    promoter.on('refused', onRefused);
+    this.detach = () => {
+      server.off('state', onState);
+      server.off('epoch', onEpoch);
+      promoter.off('promoting', onPromoting);
+      promoter.off('promoted', onPromoted);
+      promoter.off('refused', onRefused);
+    };
+  }
+
+  stop(): void {
+    this.detach?.();
+    this.detach = undefined;
+  }
+
+  status(): SourceStatus {
+    return { ...this.base(), mode: null, intervalMs: null };
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * Text views of the event stream for the terminal: one line per event (logs,
+ * pipes) and a full-screen summary that is redrawn (a TTY). Pure functions
+ * of the events, so they are tested without a terminal.
+ */
+import type { EpochFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, SnapshotEvent } from './events.js';
+
+const ms = (v: number | null): string => (v === null ? '-' : v < 10 ? v.toFixed(2) : v.toFixed(0));
+const bytes = (n: number): string => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`);
+const time = (ts: number): string => new Date(ts).toISOString().slice(11, 23);
+
+export function epochLine(e: EpochFields): string {
+  const pause = e.pauseUs === null ? '' : ` pause ${ms(e.pauseUs / 1000)} ms`;
+  const total = e.totalMs !== null ? ` total ${ms(e.totalMs)} ms` : e.applyMs !== null ? ` apply ${ms(e.applyMs)} ms` : '';
+  return `epoch ${e.epoch} (${e.trigger})${pause} dirty ${e.dirtyPages} ${bytes(e.bytes)}${total}`;
+}
+
+/** One line describing an event. */
+export function eventLine(e: MonitorEvent): string {
+  const head = `${time(e.ts)} ${e.node}`;
+  switch (e.type) {
+    case 'snapshot':
+      return `${head} snapshot: ${e.state} (${e.reason}); mode ${e.mode ?? 'n/a'}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}; epoch ${e.lastEpoch}; lag ${e.lagMs === null ? '-' : `${ms(e.lagMs)} ms`}; clients ${e.clients}`;
+    case 'epoch':
+      return `${head} ${epochLine(e)}`;
+    case 'divergence':
+      return `${head} DIVERGENCE${e.connection === null ? '' : ` on ${e.connection}`}: ${e.reason}`;
+    case 'state':
+      return `${head} state ${e.previous} -> ${e.state}: ${e.reason}`;
+    case 'mode':
+      return `${head} mode ${e.mode}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}: ${e.reason}`;
+    case 'control':
+      return `${head} control ${e.action} by ${e.by}: ${e.ok ? 'done' : `refused ${e.code ?? ''}`}`;
+    case 'dropped':
+      return `${head} (missed ${e.count} events: this client was too slow)`;
+    case 'reply':
+      return `${head} reply ${String(e.id)}: ${e.action} done`;
+    case 'error':
+      return `${head} error ${String(e.id)}: ${e.message} [${e.code}]`;
+  }
+}
+
+/** Keeps what the full-screen view shows. */
+export class WatchView {
+  private node: NodeRole | undefined;
+  private state: MonitorState | undefined;
+  private reason = '';
+  private mode: MonitorMode | null = null;
+  private intervalMs: number | null = null;
+  private lastEpoch = 0;
+  /** Wall-clock time of the last epoch, for the lag shown. */
+  private lastEpochTs: number | undefined;
+  private lagAtSnapshot: { lagMs: number; ts: number } | undefined;
+  private readonly epochs: EpochFields[] = [];
+  private readonly log: string[] = [];
+  private readonly perSecond = new Map<number, { epochs: number; bytes: number }>();
+
+  apply(e: MonitorEvent): void {
+    switch (e.type) {
+      case 'snapshot':
+        this.fromSnapshot(e);
+        return;
+      case 'epoch':
+        this.addEpoch(e, e.ts);
+        return;
+      case 'state':
+        this.state = e.state;
+        this.reason = e.reason;
+        break;
+      case 'mode':
+        this.mode = e.mode;
+        this.intervalMs = e.intervalMs;
+        break;
+      default:
+        break;
+    }
+    this.log.push(eventLine(e));
+    if (this.log.length > 8) this.log.shift();
+  }
+
+  /** The screen, for a terminal `columns` wide, at wall-clock time `now`. */
+  render(now: number, columns = 100): string {
+    const lagMs = this.lastEpochTs !== undefined ? now - this.lastEpochTs : this.lagAtSnapshot ? this.lagAtSnapshot.lagMs + (now - this.lagAtSnapshot.ts) : null;
+    const second = Math.floor(now / 1000) - 1;
+    let epochs = 0;
+    let sent = 0;
+    for (let s = second - 4; s <= second; s++) {
+      const b = this.perSecond.get(s);
+      epochs += b?.epochs ?? 0;
+      sent += b?.bytes ?? 0;
+    }
+    const lines = [
+      `tandem ${this.node ?? '?'}  state ${(this.state ?? '?').toUpperCase()}  (${this.reason})`,
+      `mode ${this.mode ?? 'n/a'}${this.intervalMs === null ? '' : ` every ${this.intervalMs} ms`}   epoch ${this.lastEpoch}   lag ${lagMs === null ? '-' : `${ms(Math.max(0, lagMs))} ms`}   ${(epochs / 5).toFixed(1)} epochs/s   ${bytes(Math.round(sent / 5))}/s`,
+      '',
+      'recent epochs:',
+      ...this.epochs.slice(-10).map((e) => `  ${epochLine(e)}`),
+      '',
+      'events:',
+      ...this.log.map((l) => `  ${l}`),
+    ];
+    // A pseudo-terminal without a size reports 0 columns.
+    const width = columns >= 20 ? columns : 100;
+    return lines.map((l) => (l.length > width ? `${l.slice(0, width - 1)}…` : l)).join('\n');
+  }
+
+  private fromSnapshot(e: SnapshotEvent): void {
+    this.node = e.node;
+    this.state = e.state;
+    this.reason = e.reason;
+    this.mode = e.mode;
+    this.intervalMs = e.intervalMs;
+    this.lastEpoch = e.lastEpoch;
+    this.lastEpochTs = undefined;
+    this.lagAtSnapshot = e.lagMs === null ? undefined : { lagMs: e.lagMs, ts: e.ts };
+    this.epochs.length = 0;
+    this.perSecond.clear();
+    for (const r of e.recent) this.addEpoch(r, r.ts);
+    this.lastEpochTs = undefined;
+  }
+
+  private addEpoch(e: EpochFields, ts: number): void {
+    this.lastEpoch = e.epoch;
+    this.lastEpochTs = ts;
+    this.epochs.push(e);
+    if (this.epochs.length > 10) this.epochs.shift();
+    const key = Math.floor(ts / 1000);
+    const b = this.perSecond.get(key) ?? { epochs: 0, bytes: 0 };
+    b.epochs++;
+    b.bytes += e.bytes;
+    this.perSecond.set(key, b);
+    for (const k of this.perSecond.keys()) if (k < key - 10) this.perSecond.delete(k);
+  }
+}

@@ -1,0 +1,51 @@
+/** The `monitor` configuration section and where the control token comes from. */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, test } from 'node:test';
+import { configFromObject, defaultConfig } from '../../src/config/config.js';
+import { TOKEN_ENV, demoMonitorFlag, resolveToken } from '../../src/monitor/wire.js';
+import { tempDir } from '../helpers/cli.js';
+
+const tmp = tempDir();
+after(() => tmp.cleanup());
+const SECRET = 'a-secret-token-of-some-length';
+
+test('the monitor section: listen, token or token_file, allow_remote_read', () => {
+  assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true });
+  const c = configFromObject({ monitor: { listen: '127.0.0.1:0', token: SECRET, allow_remote_read: true } }, 't.yaml');
+  assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true, loopbackRead: true });
+  assert.equal(configFromObject({ monitor: { loopback_read: false } }, 't').monitor.loopbackRead, false);
+  for (const [doc, why] of [
+    [{ monitor: { token: 'short' } }, /t\.yaml: monitor\.token: expected a string of 16\.\.512 characters/],
+    [{ monitor: { token: 1234567890123456 } }, /monitor\.token: expected a string/],
+    [{ monitor: { token: SECRET, token_file: '/x' } }, /set token or token_file, not both/],
+    [{ monitor: { listen: 'nowhere' } }, /monitor\.listen/],
+    [{ monitor: { allow_remote_read: 'yes' } }, /monitor\.allow_remote_read: expected true or false/],
+    [{ monitor: { tokens: SECRET } }, /monitor\.tokens: unknown key/],
+    [{ monitor: { allow_remote_read: true, loopback_read: false } }, /allow_remote_read opens reading to everyone/],
+  ] as [unknown, RegExp][]) {
+    assert.throws(() => configFromObject(doc, 't.yaml'), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && why.test(e.message) && !e.message.includes(SECRET), why.source);
+  }
+  assert.throws(() => configFromObject({ monitor: { token: `${SECRET}`.repeat(30) } }, 't'), (e: Error) => !e.message.includes(SECRET), 'a rejected token is not echoed');
+});
+
+test('the token: token_file (trimmed), else token, else the environment', () => {
+  const file = tmp.path('token');
+  writeFileSync(file, `  ${SECRET}\n`);
+  const base = defaultConfig().monitor;
+  assert.equal(resolveToken({ ...base, tokenFile: file }, {}), SECRET);
+  assert.equal(resolveToken({ ...base, token: 'inline-token-0123456789' }, { [TOKEN_ENV]: SECRET }), 'inline-token-0123456789');
+  assert.equal(resolveToken(base, { [TOKEN_ENV]: SECRET }), SECRET);
+  assert.equal(resolveToken(base, {}), undefined);
+  assert.throws(() => resolveToken(base, { [TOKEN_ENV]: 'short' }), /16\.\.512 characters/);
+  writeFileSync(file, 'short\n');
+  assert.throws(() => resolveToken({ ...base, tokenFile: file }, {}), /the token must be 16\.\.512 characters/);
+  assert.throws(() => resolveToken({ ...base, tokenFile: tmp.path('absent') }, {}), (e: Error) => /cannot read/.test(e.message) && (e.cause as { code?: string }).code === 'ENOENT');
+});
+
+test("the demo's monitors: the primary's on the address, the secondary's on the next port", () => {
+  assert.deepEqual(demoMonitorFlag({ host: '127.0.0.1', port: 7790 }, 'primary'), ['--monitor', '127.0.0.1:7790']);
+  assert.deepEqual(demoMonitorFlag({ host: '127.0.0.1', port: 7790 }, 'secondary'), ['--monitor', '127.0.0.1:7791']);
+  assert.deepEqual(demoMonitorFlag({ host: '::1', port: 0 }, 'secondary'), ['--monitor', '[::1]:0']);
+  assert.deepEqual(demoMonitorFlag(undefined, 'primary'), []);
+});

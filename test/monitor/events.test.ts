@@ -1,0 +1,60 @@
+/**
+ * The schema reader: it accepts each event type as documented and names the
+ * field at fault otherwise. (Events from a live server are checked by every
+ * WebSocket test's client.)
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { EVENT_TYPES, SCHEMA_VERSION, parseEvent, validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
+import { splitDivergence } from '../../src/monitor/source.js';
+
+const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
+const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
+
+const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
+  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1 },
+  epoch: { ...env, seq: 10, type: 'epoch', ...epochFields },
+  divergence: { ...env, seq: 11, type: 'divergence', connection: null, reason: 'bytes differ' },
+  state: { ...env, seq: 12, type: 'state', state: 'failed-over', previous: 'failing-over', reason: 'r' },
+  mode: { ...env, seq: 13, type: 'mode', mode: 'manual', intervalMs: null, reason: 'r' },
+  control: { ...env, seq: 14, type: 'control', action: 'failover', by: '127.0.0.1:1', ok: false, code: 'ERR_MONITOR_UNAUTHORIZED' },
+  dropped: { ...env, type: 'dropped', count: 4 },
+  reply: { ...env, type: 'reply', id: 'a', action: 'status', result: null },
+  error: { ...env, type: 'error', id: null, code: 'ERR_MONITOR_BAD_MESSAGE', message: 'm' },
+};
+
+describe('validateEvent', () => {
+  test('accepts an example of every event type, and unknown extra fields', () => {
+    assert.deepEqual(Object.keys(examples).sort(), [...EVENT_TYPES].sort());
+    for (const e of Object.values(examples)) assert.equal(validateEvent({ ...e, addedLater: true }).type, e.type);
+    assert.equal(parseEvent(JSON.stringify(examples.snapshot)).type, 'snapshot');
+  });
+
+  test('names the field at fault', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...examples.epoch, v: 2 }, /schema version 2/],
+      [{ ...examples.epoch, type: 'epochs' }, /event\.type/],
+      [{ ...examples.epoch, bytes: -1 }, /epoch\.bytes/],
+      [{ ...examples.epoch, epoch: 1.5 }, /epoch\.epoch/],
+      [{ ...examples.epoch, pauseUs: 'fast' }, /epoch\.pauseUs/],
+      [{ ...examples.epoch, seq: undefined }, /epoch\.seq/],
+      [{ ...examples.state, state: 'happy' }, /state\.state: expected one of/],
+      [{ ...examples.snapshot, recent: [{ ...epochFields }] }, /snapshot\.recent\[0\]\.ts/],
+      [{ ...examples.snapshot, actions: ['reboot'] }, /snapshot\.actions\[0\]/],
+      [{ ...examples.snapshot, mode: 'fast' }, /snapshot\.mode/],
+      [{ ...examples.control, ok: 'yes' }, /control\.ok/],
+      [{ ...examples.reply, id: { a: 1 } }, /reply\.id/],
+      [{ ...examples.reply, result: [] }, /reply\.result/],
+      [{ ...examples.error, node: 'tertiary' }, /error\.node/],
+    ];
+    for (const [bad, why] of cases) assert.throws(() => validateEvent(bad), (e: Error & { code?: string }) => e.code === 'ERR_MONITOR_BAD_EVENT' && why.test(e.message), why.source);
+    assert.throws(() => parseEvent('{'), (e: Error & { code?: string }) => e.code === 'ERR_MONITOR_BAD_EVENT' && e.cause instanceof SyntaxError);
+    assert.throws(() => validateEvent([]), /expected an object/);
+  });
+});
+
+test('a divergence detail names its connection when written CONNECTION: REASON', () => {
+  assert.deepEqual(splitDivergence('10.0.0.1:5->10.0.0.2:6: reply differs'), { connection: '10.0.0.1:5->10.0.0.2:6', reason: 'reply differs' });
+  assert.deepEqual(splitDivergence('replies differ in length'), { connection: null, reason: 'replies differ in length' });
+  assert.deepEqual(splitDivergence(undefined), { connection: null, reason: 'outputs differ' });
+});

@@ -1,0 +1,202 @@
+/**
+ * Test rigs for the monitor: a real primary engine checkpointing a sim guest
+ * to a real secondary over loopback, with a real MonitorServer on top, and a
+ * WebSocket client that checks every message against the schema and waits
+ * on events (never on time).
+ */
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import WebSocket from 'ws';
+import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
+import { DeviceSet } from '../../src/checkpoint/devices.js';
+import { PrimaryEngine } from '../../src/checkpoint/engine.js';
+import { precopyPolicy } from '../../src/checkpoint/precopy.js';
+import { SimDomain } from '../../src/domain/sim.js';
+import { Promoter } from '../../src/failover/promoter.js';
+import { KvStore } from '../../src/guest/kv-store.js';
+import { MonitorServer, type MonitorServerOptions } from '../../src/monitor/http.js';
+import { validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
+import { PrimarySource, SecondarySource } from '../../src/monitor/source.js';
+import { SecondaryServer } from '../../src/secondary/server.js';
+
+export const TOKEN = 'test-token-0123456789abcdef';
+
+/** A pino logger whose JSON lines land in `lines` (the same redaction as createLogger). */
+export function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[]; text: () => string } {
+  const lines: Record<string, unknown>[] = [];
+  let raw = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      raw += chunk.toString();
+      for (const l of chunk.toString().split('\n')) if (l.trim() !== '') lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  const logger = pino({ level: 'debug', redact: { paths: ['token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' } }, sink);
+  return { logger, lines, text: () => raw };
+}
+
+export const silent = pino({ level: 'silent' });
+
+export interface PrimaryRig {
+  domain: SimDomain;
+  replica: SimDomain;
+  server: SecondaryServer;
+  engine: PrimaryEngine;
+  source: PrimarySource;
+  monitor: MonitorServer;
+  /** The secondary's own monitor (source: SecondaryServer + Promoter). */
+  secondaryMonitor: MonitorServer;
+  promoter: Promoter;
+  url: string;
+  wsUrl: string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Engine + secondary + both monitors in this process. The guest writes a
+ * little every few ms so epochs carry dirty pages.
+ */
+export async function primaryRig(opts: { intervalMs?: number | null; logger?: Logger; monitor?: Partial<MonitorServerOptions>; token?: string | undefined } = {}): Promise<PrimaryRig> {
+  const logger = opts.logger ?? silent;
+  const pages = 1024;
+  const domain = new SimDomain({ pages });
+  const replica = new SimDomain({ pages });
+  replica.pause();
+  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger: silent });
+  const { port } = await server.start();
+  const devices = new DeviceSet();
+  const intervalMs = opts.intervalMs === undefined ? 20 : opts.intervalMs;
+  const engine = new PrimaryEngine(
+    { domain, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger: silent },
+    {
+      secondaryHost: '127.0.0.1',
+      secondaryPort: port,
+      intervalMs,
+      minIntervalMs: 1,
+      maxIntervalMs: 0,
+      ackTimeoutMs: 30_000,
+      connectTimeoutMs: 5000,
+      retryMs: 50,
+      streamVersion: 3,
+      precopyBatchPages: 256,
+    },
+  );
+  const token = 'token' in opts ? opts.token : TOKEN;
+  const source = new PrimarySource({ engine, intervalMs });
+  const monitor = new MonitorServer({ host: '127.0.0.1', port: 0, source, logger, auth: { token, allowRemoteRead: false }, ...opts.monitor });
+  await monitor.start();
+  const promoter = new Promoter({ secondary: server, replica, service: { host: '127.0.0.1', port: 0 }, logger: silent });
+  const secondaryMonitor = new MonitorServer({ host: '127.0.0.1', port: 0, source: new SecondarySource({ server, promoter }), logger: silent, auth: { token, allowRemoteRead: false } });
+  await secondaryMonitor.start();
+  // The guest's own service writes keys, so a promoted replica can serve them.
+  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+  let n = 0;
+  const guest = setInterval(() => {
+    domain.run(() => {
+      for (let i = 0; i < 8; i++) store.set(Buffer.from(`k${n++ % 500}`), Buffer.from(`v${n}`), 0, Date.now());
+    });
+  }, 2);
+  engine.start();
+  const url = monitor.url;
+  return {
+    domain,
+    replica,
+    server,
+    engine,
+    source,
+    monitor,
+    secondaryMonitor,
+    promoter,
+    url,
+    wsUrl: `${url.replace(/^http/, 'ws')}ws`,
+    stop: async () => {
+      clearInterval(guest);
+      await engine.stop();
+      await monitor.stop();
+      await secondaryMonitor.stop();
+      await promoter.stop();
+      await server.stop();
+    },
+  };
+}
+
+interface Waiter {
+  pred: (e: MonitorEvent) => boolean;
+  resolve: (e: MonitorEvent) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** A WebSocket client that validates everything it receives against the schema. */
+export class TestClient {
+  readonly events: MonitorEvent[] = [];
+  /** Set when a message did not match the schema; every wait then fails with it. */
+  invalid: Error | undefined;
+  readonly closed: Promise<{ code: number }>;
+  private waiters: Waiter[] = [];
+  private nextId = 0;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: WebSocket.RawData) => {
+      let event: MonitorEvent;
+      try {
+        event = validateEvent(JSON.parse((data as Buffer).toString('utf8')));
+      } catch (err) {
+        this.invalid = err as Error;
+        for (const w of this.waiters.splice(0)) {
+          clearTimeout(w.timer);
+          w.reject(err as Error);
+        }
+        return;
+      }
+      this.events.push(event);
+      this.waiters = this.waiters.filter((w) => {
+        if (!w.pred(event)) return true;
+        clearTimeout(w.timer);
+        w.resolve(event);
+        return false;
+      });
+    });
+    this.closed = new Promise((resolve) => ws.once('close', (code) => resolve({ code })));
+  }
+
+  static connect(url: string, options: WebSocket.ClientOptions = {}, protocols: string[] = []): Promise<TestClient> {
+    const ws = new WebSocket(url, protocols, options);
+    const client = new TestClient(ws);
+    return new Promise((resolve, reject) => {
+      ws.once('open', () => resolve(client));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+    });
+  }
+
+  /** The first event (already received or still to come) that matches. */
+  waitFor<T extends MonitorEvent = MonitorEvent>(pred: (e: MonitorEvent) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+    if (this.invalid) return Promise.reject(this.invalid);
+    const seen = this.events.find(pred);
+    if (seen) return Promise.resolve(seen as T);
+    return this.next<T>(pred, what, timeoutMs);
+  }
+
+  /** The next matching event from now on. */
+  next<T extends MonitorEvent = MonitorEvent>(pred: (e: MonitorEvent) => boolean, what: string, timeoutMs = 60_000): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), timeoutMs);
+      this.waiters.push({ pred, resolve: (e) => resolve(e as T), reject, timer });
+    });
+  }
+
+  /** Sends a request with a fresh id and waits for its reply or error. */
+  request(message: Record<string, unknown>): Promise<MonitorEvent> {
+    const id = `r${++this.nextId}`;
+    const answer = this.next((e) => (e.type === 'reply' || e.type === 'error') && e.id === id, `the answer to ${id}`);
+    this.ws.send(JSON.stringify({ ...message, id }));
+    return answer;
+  }
+
+  close(): Promise<{ code: number }> {
+    this.ws.close();
+    return this.closed;
+  }
+}

@@ -1,0 +1,34 @@
+/** The terminal views of `tandem watch`, from events. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { MonitorEvent } from '../../src/monitor/events.js';
+import { WatchView, eventLine } from '../../src/monitor/view.js';
+
+const T = Date.UTC(2026, 0, 1, 12, 0, 0);
+const env = { v: 1 as const, node: 'primary' as const };
+const epoch = (n: number, ts: number): MonitorEvent => ({ ...env, ts, seq: n, type: 'epoch', epoch: n, trigger: 'timer', pauseUs: 250, dirtyPages: 12, bytes: 2048, sendMs: 0.5, ackMs: 0.2, totalMs: 1.5, applyMs: null });
+
+test('one line per event says what happened', () => {
+  assert.equal(eventLine(epoch(7, T)), '12:00:00.000 primary epoch 7 (timer) pause 0.25 ms dirty 12 2.0 KiB total 1.50 ms');
+  assert.equal(eventLine({ ...env, ts: T, seq: 1, type: 'divergence', connection: 'a->b', reason: 'differs' }), '12:00:00.000 primary DIVERGENCE on a->b: differs');
+  assert.equal(eventLine({ ...env, ts: T, seq: 1, type: 'state', state: 'degraded', previous: 'protected', reason: 'link lost' }), '12:00:00.000 primary state protected -> degraded: link lost');
+  assert.match(eventLine({ ...env, ts: T, type: 'dropped', count: 3 }), /missed 3 events/);
+  assert.match(eventLine({ ...env, ts: T, type: 'error', id: 1, code: 'ERR_X', message: 'm' }), /error 1: m \[ERR_X\]/);
+});
+
+test('the full-screen view follows the state, the epochs and the rate', () => {
+  const v = new WatchView();
+  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1 });
+  assert.match(v.render(T), /state PRECOPY +\(sending memory\)/);
+  assert.match(v.render(T), /lag -/);
+  for (let i = 1; i <= 20; i++) v.apply(epoch(i, T + i * 100));
+  v.apply({ ...env, ts: T + 2100, seq: 21, type: 'state', state: 'protected', previous: 'precopy', reason: 'holds epoch 1' });
+  const screen = v.render(T + 3000);
+  assert.match(screen, /state PROTECTED/);
+  assert.match(screen, /epoch 20 /);
+  assert.match(screen, /lag 1000 ms/);
+  assert.match(screen, /4\.0 epochs\/s/, '20 epochs over the last five whole seconds');
+  assert.equal((screen.match(/^ {2}epoch \d+/gm) ?? []).length, 10, 'the last ten epochs');
+  for (const line of v.render(T + 3000, 40).split('\n')) assert.ok(line.length <= 40);
+  assert.match(v.render(T + 3000, 0), /^events:$/m, 'a terminal that reports no width gets whole lines');
+});
