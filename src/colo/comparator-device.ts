@@ -32,7 +32,9 @@ export class ComparatorDevice implements CheckpointDevice {
     else this.options.release(frame);
   }
 
-  setup(): void {
+  async setup(): Promise<void> {
+    // The secondary's guest output comes over the net link: no link, no comparison, no protection.
+    await this.options.link.ensure();
     this.options.link.reset();
     this.comparing = true;
   }

@@ -140,6 +140,11 @@ export class NetLinkPrimary extends NetLinkEnd {
     this.attach(socket);
   }
 
+  /** Connects unless connected already (a protection session starting, maybe after the link was lost). */
+  async ensure(): Promise<void> {
+    if (!this.connected) await this.start();
+  }
+
   stop(): void {
     this.socket?.destroy();
   }

@@ -18,9 +18,20 @@ export interface SecondaryGuestOptions {
   link: NetLinkSecondary;
   /** The guest's clock (TIME), µs since the Unix epoch. */
   clock?: () => number;
+  /** The replica holds checkpoint `epoch` exactly (RAM and disk), just before its guest runs from it. */
+  onCheckpoint?: (epoch: number) => void;
 }
 
 export class SecondaryGuest implements ColoReplicaHooks {
+  /**
+   * Failover: the secondary goes on from its guest's own run, as COLO does
+   * (its output matched what the clients saw); its disk writes become real.
+   */
+  takeOver(): void {
+    this.options.disk?.mergeOverlay();
+    this.software = undefined;
+  }
+
   private software: NetGuestSoftware | undefined = undefined;
   private running = false;
 
@@ -36,10 +47,10 @@ export class SecondaryGuest implements ColoReplicaHooks {
   }
 
   suspend(): Uint32Array {
-    const { replica, disk } = this.options;
+    const { replica } = this.options;
     replica.pause();
-    // The guest's own disk writes since the last checkpoint go; the checkpoint brings the primary's.
-    disk?.dropOverlay();
+    // The guest's own disk writes stay in the overlay until the checkpoint replaces them at resume:
+    // should the primary die before the checkpoint completes, they go with the RAM that made them.
     if (!this.running) return new Uint32Array(0);
     this.running = false;
     return replica.readAndClearDirty();
@@ -47,6 +58,9 @@ export class SecondaryGuest implements ColoReplicaHooks {
 
   resume(epoch: number): void {
     const { replica, disk, link, clock } = this.options;
+    // The checkpoint replaced the guest's own disk writes: drop them.
+    disk?.dropOverlay();
+    this.options.onCheckpoint?.(epoch);
     // RAM is the primary's now: the software's state is wherever the checkpoint put it.
     this.software = resumeNetGuest(replica, disk, { transmit: (f) => link.send(f), clock });
     // Before the guest can send anything: what follows is from this checkpoint on.

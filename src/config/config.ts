@@ -68,9 +68,22 @@ export interface MonitorConfig {
   loopbackRead: boolean;
 }
 
+/** COLO mode (docs/colo.md): the net link between the hosts and the comparator's settings. */
+export interface ColoConfig {
+  /** The secondary's net-link address: it listens there, the primary connects (default: the secondary's listen port + 2). */
+  net: Address | undefined;
+  /** A checkpoint at least this often even while the replicas agree. */
+  maxIntervalMs: number;
+  /** A primary packet held longer than this without its twin asks for a checkpoint (colo-compare's compare_timeout). */
+  compareTimeoutMs: number;
+  expiredScanCycleMs: number;
+  maxQueueSize: number;
+}
+
 export interface TandemConfig {
   logLevel: LogLevel;
   monitor: MonitorConfig;
+  colo: ColoConfig;
   heartbeat: HeartbeatConfig;
   domain: DomainConfig;
   primary: PrimaryConfig;
@@ -84,6 +97,7 @@ export const MIN_TOKEN_CHARS = 16;
 export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
+    colo: { net: undefined, maxIntervalMs: 5000, compareTimeoutMs: 3000, expiredScanCycleMs: 1000, maxQueueSize: 1024 },
     monitor: { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true },
     heartbeat: { intervalMs: 50, timeoutMs: 250 },
     domain: { type: 'sim', memoryMib: 256, vcpus: 1, diskMib: 64 },
@@ -176,7 +190,7 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
   const r = new Reader(source);
   if (!isObj(doc)) return r.fail('(top level)', 'a mapping', doc);
   const top: Obj = doc;
-  for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary', 'monitor'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary, monitor)`);
+  for (const k of Object.keys(top)) if (!['log_level', 'heartbeat', 'domain', 'primary', 'secondary', 'monitor', 'colo'].includes(k)) throw new ConfigError(`${source}: ${k}: unknown key (known: log_level, heartbeat, domain, primary, secondary, monitor, colo)`);
   cfg.logLevel = r.oneOf(top, 'log_level', 'log_level', LOG_LEVELS, cfg.logLevel);
 
   const d = r.section(top, 'domain', 'domain', ['type', 'memory_mib', 'vcpus', 'disk_mib']);
@@ -222,6 +236,15 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
     cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true);
   }
+  const co = r.section(top, 'colo', 'colo', ['net', 'max_interval_ms', 'compare_timeout_ms', 'expired_scan_cycle_ms', 'max_queue_size']);
+  if (co) {
+    cfg.colo.net = r.address(co, 'net', 'colo.net', cfg.colo.net, true);
+    cfg.colo.maxIntervalMs = r.int(co, 'max_interval_ms', 'colo.max_interval_ms', 10, 3_600_000, cfg.colo.maxIntervalMs);
+    cfg.colo.compareTimeoutMs = r.int(co, 'compare_timeout_ms', 'colo.compare_timeout_ms', 1, 600_000, cfg.colo.compareTimeoutMs);
+    cfg.colo.expiredScanCycleMs = r.int(co, 'expired_scan_cycle_ms', 'colo.expired_scan_cycle_ms', 1, 600_000, cfg.colo.expiredScanCycleMs);
+    cfg.colo.maxQueueSize = r.int(co, 'max_queue_size', 'colo.max_queue_size', 1, 1_048_576, cfg.colo.maxQueueSize);
+  }
+
   const m = r.section(top, 'monitor', 'monitor', ['listen', 'token', 'token_file', 'allow_remote_read', 'loopback_read']);
   if (m) {
     cfg.monitor.listen = r.address(m, 'listen', 'monitor.listen', cfg.monitor.listen, true);

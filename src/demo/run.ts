@@ -18,7 +18,7 @@ const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 export interface DemoOptions {
   service: Address;
-  mode: 'remus' | 'none';
+  mode: 'remus' | 'colo' | 'none';
   load: 'none' | 'benchmark';
   durationS: number;
   killPrimaryAfterS: number | undefined;
@@ -116,17 +116,21 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     let secondary: Node | undefined;
     let secondaryPort = 0;
     let heartbeatPort = 0;
-    if (o.mode === 'remus') {
-      secondary = startNode(['secondary', '--config', config, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
+    let netPort = 0;
+    const protect = o.mode !== 'none';
+    if (protect) {
+      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
       dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
       // Both listeners first: the lines may come in either order.
       const listening = waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
       const beating = waitFor(secondary, (l) => portOf(l.heartbeat), "the secondary's heartbeat channel");
-      [secondaryPort, heartbeatPort] = await Promise.all([listening, beating]);
+      const net = o.mode === 'colo' ? waitFor(secondary, (l) => portOf(l.net), "the secondary's COLO net link") : Promise.resolve(0);
+      [secondaryPort, heartbeatPort, netPort] = await Promise.all([listening, beating, net]);
     }
     const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
-    if (o.mode === 'remus') primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
+    if (protect) primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
+    if (o.mode === 'colo') primaryArgs.push('--colo-net', `127.0.0.1:${netPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
     dashboards.unshift(o.monitor && waitFor(primary, monitorUrlOf, "the primary's monitor").then((u) => `${u} (primary)`, failed));
@@ -135,13 +139,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       if (l.msg === 'epoch' && typeof l.epoch === 'number') epochs = Math.max(epochs, l.epoch);
     });
     const guestPort = await waitFor(primary, (l) => portOf(l.service), "the guest's service");
-    if (o.mode === 'remus') await waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection');
+    if (protect) await waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection');
     serviceIp.moveTo({ host: '127.0.0.1', port: guestPort });
     const bound = await serviceIp.start();
     const service = { host: o.service.host, port: bound.port };
     o.say(`service: redis-cli -h ${service.host} -p ${service.port}   (logs: ${dir})`);
     for (const d of dashboards) if (d) o.say(`dashboard: ${await d}`);
-    o.say(o.mode === 'remus' ? `protected: primary checkpoints every ${o.intervalMs} ms to the secondary` : 'mode none: the guest runs unprotected');
+    o.say(
+      o.mode === 'remus'
+        ? `protected: primary checkpoints every ${o.intervalMs} ms to the secondary`
+        : o.mode === 'colo'
+          ? 'protected (COLO): both replicas run; their replies are compared, a checkpoint is taken when they differ'
+          : 'mode none: the guest runs unprotected',
+    );
 
     let failoverMs: number | null = null;
     let failedOver = false;
@@ -165,7 +175,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     }
 
     const t0 = performance.now();
-    if (o.killPrimaryAfterS !== undefined && o.mode === 'remus') {
+    if (o.killPrimaryAfterS !== undefined && protect) {
       await new Promise((r) => setTimeout(r, o.killPrimaryAfterS! * 1000));
       killedAt = performance.now();
       o.say(`killing the primary (SIGKILL) after ${o.killPrimaryAfterS} s, at epoch ${epochs}`);

@@ -55,8 +55,15 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
   const replicaDisk = new SimDisk({ capacityBytes: DISK, domain: replica });
   let secondaryClockOffsetUs = 0;
   const netS = new NetLinkSecondary({ host: '127.0.0.1', port: 0, toGuest: (f) => sguest.deliver(f), logger });
-  const sguest = new SecondaryGuest({ replica, disk: replicaDisk, link: netS, clock: () => Date.now() * 1000 + secondaryClockOffsetUs });
   const resumedAt = new Map<number, string>();
+  const sguest = new SecondaryGuest({
+    replica,
+    disk: replicaDisk,
+    link: netS,
+    clock: () => Date.now() * 1000 + secondaryClockOffsetUs,
+    // The state the secondary's guest runs from: it must be the primary's at that checkpoint.
+    onCheckpoint: (epoch) => resumedAt.set(epoch, stateDigest(replica, [replicaDisk])),
+  });
   const server = new SecondaryServer({
     replica,
     devices: [new DiskReplica([replicaDisk])],
@@ -64,13 +71,7 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
     host: '127.0.0.1',
     port: 0,
     logger,
-    colo: {
-      suspend: () => sguest.suspend(),
-      resume: (epoch) => {
-        resumedAt.set(epoch, stateDigest(replica, [replicaDisk]));
-        sguest.resume(epoch);
-      },
-    },
+    colo: sguest,
   });
   const { port: netPort } = await netS.start();
   const { port: streamPort } = await server.start();

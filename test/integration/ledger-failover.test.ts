@@ -27,7 +27,7 @@ const DISK_MIB = 1;
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
-test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no acknowledged write`, async () => {
+test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no acknowledged write`, { timeout: 300_000 }, async () => {
   const config = tmp.path('ledger.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  interval_ms: 5\n`);
   const rand = seeded(4242);

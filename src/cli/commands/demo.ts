@@ -29,7 +29,7 @@ export function demoCommand(yargs: Argv): Argv {
     (y) =>
       y
         .option('service', { type: 'string', default: '127.0.0.1:6379', describe: 'HOST:PORT clients use; it stays the same across a failover' })
-        .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; none: unprotected baseline' })
+        .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: both replicas run, checkpoint when their replies differ; none: unprotected baseline' })
         .option('load', { choices: ['none', 'benchmark'] as const, default: 'none' as const, describe: 'also run redis-benchmark against the service' })
         .option('duration', { type: 'number', default: 20, describe: 'seconds to run (1..3600)' })
         .option('kill-primary-after', { type: 'number', describe: 'SIGKILL the primary after this many seconds' })
@@ -46,7 +46,6 @@ export function demoCommand(yargs: Argv): Argv {
       int(args['memory-mib'], 'memory-mib', 1, 4096);
       int(args.interval, 'interval', 1, 60_000);
       if (!Number.isInteger(args['memory-mib']) || !Number.isInteger(args.interval)) throw new ConfigError('--memory-mib and --interval take integers');
-      if (args.mode === 'colo') throw new ConfigError('--mode colo: COLO mode is not built yet (it arrives with the COLO issue); use remus or none');
       const service = parseAddress(args.service, '--service', true);
       if (args.monitor !== undefined && args.mode !== 'remus') throw new ConfigError('--monitor: the dashboards watch protection; use --mode remus');
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);

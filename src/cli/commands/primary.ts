@@ -19,20 +19,28 @@ import { HeartbeatChannel } from '../../heartbeat/channel.js';
 import { nextPort } from '../../config/config.js';
 import { OutputBuffer } from '../../front/output-buffer.js';
 import { ServiceFront } from '../../front/service-front.js';
-import { parseAddress } from '../../util/address.js';
+import type { AddressInfo } from 'node:net';
+import type { Observable } from 'rxjs';
+import type { CheckpointDevice } from '../../checkpoint/devices.js';
+import type { Trigger } from '../../checkpoint/triggers.js';
+import { ColoPrimaryService } from '../../colo/primary-service.js';
+import type { TandemConfig } from '../../config/config.js';
+import { parseAddress, type Address } from '../../util/address.js';
+import type { Logger } from '../../util/logger.js';
 import { createLogger } from '../../util/logger.js';
 import { baseConfig, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
 import { PrimarySource } from '../../monitor/source.js';
 import { startMonitor } from '../../monitor/wire.js';
 
 interface PrimaryArgs extends CommonArgs {
-  mode: 'remus' | 'none';
+  mode: 'remus' | 'colo' | 'none';
   secondary: string | undefined;
   heartbeat: string | undefined;
   generation: number | undefined;
   service: string | undefined;
   interval: number | undefined;
   'verify-digest': boolean | undefined;
+  'colo-net': string | undefined;
 }
 
 export function primaryCommand(yargs: Argv): Argv {
@@ -42,12 +50,13 @@ export function primaryCommand(yargs: Argv): Argv {
     (y) =>
       withCommonOptions(
         y
-          .option('mode', { choices: ['remus', 'none'] as const, default: 'remus' as const, describe: 'remus: protect the guest; none: run it unprotected (a baseline)' })
+          .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: compare the replicas\' output, checkpoint when they differ; none: unprotected (a baseline)' })
           .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
           .option('heartbeat', { type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
           .option('generation', { type: 'number', describe: 'this primary\'s generation (fencing); a promoted secondary runs with a higher one' })
           .option('service', { type: 'string', describe: "HOST:PORT where clients reach the guest's RESP port" })
           .option('interval', { type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
+          .option('colo-net', { type: 'string', describe: "COLO: HOST:PORT of the secondary's net link (default: its port + 2)" })
           .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
       ),
     async (args) => {
@@ -60,25 +69,22 @@ export function primaryCommand(yargs: Argv): Argv {
         p.intervalMs = args.interval;
       }
       if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
+      if (args['colo-net'] !== undefined) cfg.colo.net = parseAddress(args['colo-net'], '--colo-net');
       if (args.heartbeat !== undefined) p.heartbeat = parseAddress(args.heartbeat, '--heartbeat');
       if (args.generation !== undefined) {
         if (!Number.isSafeInteger(args.generation) || args.generation < 1) throw new ConfigError(`--generation: expected a positive integer, got ${args.generation}`);
         p.generation = args.generation;
       }
-      if (args.mode === 'remus' && p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
+      if (args.mode !== 'none' && p.secondary === undefined) throw new ConfigError('no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
       if (p.minIntervalMs > p.intervalMs) p.minIntervalMs = p.intervalMs;
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const domain = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       const disk = new SimDisk({ capacityBytes: cfg.domain.diskMib * 2 ** 20, domain });
-      const { store, aof } = installGuest(domain, disk);
-      // The guest's own port is internal; clients reach it through the front, which holds its output.
-      const guest = new KvServer({ domain, store, persistence: aof, host: '127.0.0.1', port: 0, logger });
-      const guestAddr = await guest.start();
-      const remus = args.mode === 'remus' && p.secondary !== undefined;
+      const protect = args.mode !== 'none' && p.secondary !== undefined;
       let acked = 0;
-      const heartbeat = remus
+      const heartbeat = protect
         ? new HeartbeatChannel({
             role: 'primary',
             generation: p.generation,
@@ -104,33 +110,31 @@ export function primaryCommand(yargs: Argv): Argv {
           throw new TandemError(ErrorCodes.FENCED, `fenced: a node runs as primary with generation ${early.peerGeneration} (this one: ${early.ownGeneration}); not serving the guest`);
         }
       }
-      const output = new OutputBuffer({ mode: remus ? 'remus' : 'none', teardownPolicy: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, logger });
-      const front = new ServiceFront({ buffer: output, guest: { host: '127.0.0.1', port: guestAddr.port }, host: p.service.host, port: p.service.port, maxConnections: p.maxClients, logger });
-      const bound = await front.start();
-      logger.info({ service: `${bound.address}:${bound.port}` }, `guest RESP service on ${bound.address}:${bound.port}`);
-      const stopServing = async (): Promise<void> => {
-        await front.stop();
-        await guest.stop();
-      };
+      const colo = args.mode === 'colo' && p.secondary !== undefined;
+      const service = colo
+        ? await coloService(domain, disk, cfg, p.secondary!, logger)
+        : await remusService(domain, disk, protect ? 'remus' : 'none', cfg, logger);
+      logger.info({ service: `${service.bound.address}:${service.bound.port}` }, `guest RESP service on ${service.bound.address}:${service.bound.port}`);
 
-      if (!remus || p.secondary === undefined) {
+      if (!protect || p.secondary === undefined) {
         logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
         const sig = await untilSignal();
         logger.info({ signal: sig }, 'stopping');
-        await stopServing();
+        await service.stop();
         return;
       }
       const devices = new DeviceSet();
-      devices.add(output);
-      devices.add(new DiskMirror({ disk }));
+      for (const d of service.devices) devices.add(d);
       const engine = new PrimaryEngine(
         { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy({ ...p.precopy, shrinkRatio: 1 })), logger },
         {
           secondaryHost: p.secondary.host,
           secondaryPort: p.secondary.port,
-          intervalMs: p.intervalMs,
+          // COLO checkpoints when the replicas diverge, and at least every max interval.
+          intervalMs: colo ? null : p.intervalMs,
           minIntervalMs: p.minIntervalMs,
-          maxIntervalMs: p.maxIntervalMs,
+          maxIntervalMs: colo ? cfg.colo.maxIntervalMs : p.maxIntervalMs,
+          colo,
           ackTimeoutMs: p.ackTimeoutMs,
           connectTimeoutMs: p.connectTimeoutMs,
           retryMs: p.retryMs,
@@ -141,6 +145,7 @@ export function primaryCommand(yargs: Argv): Argv {
           onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
         },
       );
+      service.divergence$?.subscribe((t) => engine.divergence$.next(t));
       engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`));
       engine.metrics$.subscribe((m) => logger.debug(m, 'epoch'));
       engine.metrics$.subscribe((m) => (acked = m.epoch));
@@ -153,12 +158,53 @@ export function primaryCommand(yargs: Argv): Argv {
       if (why.startsWith('fenced')) logger.fatal(`${why}: another node serves the guest now; this node stops serving at once`);
       else logger.info({ signal: why }, 'stopping');
       // A fenced node must not let held output out: close the front before the engine's teardown.
-      if (why.startsWith('fenced')) await front.stop();
+      if (why.startsWith('fenced')) await service.stopFront();
       await engine.stop();
       await monitor?.stop();
-      await stopServing();
+      await service.stop();
       await heartbeat!.stop();
       if (why.startsWith('fenced')) process.exitCode = 3;
     },
   );
+}
+
+/** How the guest is served and what the engine's devices are, per mode. */
+interface Service {
+  bound: AddressInfo;
+  devices: CheckpointDevice[];
+  divergence$?: Observable<Trigger>;
+  /** Closes the client-facing side at once (fenced: no held output may leave). */
+  stopFront(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Remus (or none): the guest's RESP server on an internal port, the service
+ * front on the service address holding output until its epoch is acked.
+ */
+async function remusService(domain: SimDomain, disk: SimDisk, mode: 'remus' | 'none', cfg: TandemConfig, logger: Logger): Promise<Service> {
+  const p = cfg.primary;
+  const { store, aof } = installGuest(domain, disk);
+  const guest = new KvServer({ domain, store, persistence: aof, host: '127.0.0.1', port: 0, logger });
+  const guestAddr = await guest.start();
+  const output = new OutputBuffer({ mode, teardownPolicy: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, logger });
+  const front = new ServiceFront({ buffer: output, guest: { host: '127.0.0.1', port: guestAddr.port }, host: p.service.host, port: p.service.port, maxConnections: p.maxClients, logger });
+  const bound = await front.start();
+  return {
+    bound,
+    devices: [output, new DiskMirror({ disk })],
+    stopFront: () => front.stop(),
+    stop: async () => {
+      await front.stop();
+      await guest.stop();
+    },
+  };
+}
+
+/** COLO: the guest behind its virtual NIC, the comparator, the net link, the COLO front (docs/colo.md). */
+async function coloService(domain: SimDomain, disk: SimDisk, cfg: TandemConfig, secondary: Address, logger: Logger): Promise<Service> {
+  const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
+  const colo = new ColoPrimaryService({ domain, disk, colo: cfg.colo, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger });
+  const bound = await colo.start();
+  return { bound, devices: colo.devices, divergence$: colo.divergence$, stopFront: () => colo.stop(), stop: () => colo.stop() };
 }

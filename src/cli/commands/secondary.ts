@@ -8,6 +8,8 @@ import { SimDisk } from '../../disk/sim-disk.js';
 import { SimDomain } from '../../domain/sim.js';
 import { Promoter } from '../../failover/promoter.js';
 import { HeartbeatChannel } from '../../heartbeat/channel.js';
+import { NetLinkSecondary } from '../../colo/net-link.js';
+import { SecondaryGuest } from '../../colo/secondary-guest.js';
 import { SecondaryServer } from '../../secondary/server.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
@@ -17,6 +19,7 @@ import { SecondarySource } from '../../monitor/source.js';
 import { startMonitor } from '../../monitor/wire.js';
 
 interface SecondaryArgs extends CommonArgs {
+  mode: 'remus' | 'colo';
   listen: string | undefined;
   heartbeat: string | undefined;
 }
@@ -28,6 +31,7 @@ export function secondaryCommand(yargs: Argv): Argv {
     (y) =>
       withCommonOptions(
         y
+          .option('mode', { choices: ['remus', 'colo'] as const, default: 'remus' as const, describe: "colo: run the guest here too between checkpoints (the primary's --mode must match)" })
           .option('listen', { type: 'string', describe: 'HOST:PORT to accept the primary on' })
           .option('heartbeat', { type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
       ),
@@ -40,6 +44,13 @@ export function secondaryCommand(yargs: Argv): Argv {
       const replica = new SimDomain({ pages: cfg.domain.memoryMib * 256, vcpus: cfg.domain.vcpus });
       replica.pause(); // the replica never runs while it is a secondary
       const disk = new SimDisk({ capacityBytes: cfg.domain.diskMib * 2 ** 20, domain: replica });
+      // COLO: the replica also runs the guest, fed the client frames the primary mirrors over the net link.
+      let coloGuest: SecondaryGuest | undefined;
+      const netLink =
+        args.mode === 'colo'
+          ? new NetLinkSecondary({ ...(cfg.colo.net ?? nextPort(nextPort(cfg.secondary.listen))), toGuest: (f) => coloGuest?.deliver(f), logger })
+          : undefined;
+      if (netLink !== undefined) coloGuest = new SecondaryGuest({ replica, disk, link: netLink });
       const server = new SecondaryServer({
         replica,
         devices: [new DiskReplica([disk])],
@@ -48,10 +59,16 @@ export function secondaryCommand(yargs: Argv): Argv {
         port: cfg.secondary.listen.port,
         logger,
         maxEpochBytes: cfg.secondary.maxEpochMib * 2 ** 20,
+        colo: coloGuest,
       });
       server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
       server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
       const promoter = new Promoter({ secondary: server, replica, disk, service: cfg.secondary.service, logger });
+      promoter.on('promoting', () => {
+        // COLO goes on from the secondary guest's own run: no more mirrored frames, its disk writes kept.
+        netLink?.stop().catch(() => {});
+        coloGuest?.takeOver();
+      });
       // Heartbeats on their own channel decide that the primary is dead (silence
       // for the timeout), so a large checkpoint in flight never looks like death.
       const heartbeat = new HeartbeatChannel({
@@ -92,11 +109,16 @@ export function secondaryCommand(yargs: Argv): Argv {
       const hbAddr = heartbeat.address();
       logger.info({ heartbeat: hbAddr ? `${hbAddr.address}:${hbAddr.port}` : undefined }, 'heartbeat channel listening');
       await server.start();
+      if (netLink !== undefined) {
+        const n = await netLink.start();
+        logger.info({ net: `${n.address}:${n.port}` }, `COLO: net link listening on ${n.address}:${n.port}`);
+      }
       const sig = await untilSignal();
       logger.info({ signal: sig }, 'stopping');
       await heartbeat.stop();
       await promoter.stop();
       await server.stop();
+      await netLink?.stop();
       await monitor?.stop();
     },
   );

@@ -1,0 +1,87 @@
+/**
+ * The primary's side of COLO, assembled: the guest with its virtual NIC,
+ * the comparator (in-process ColoProxy), the net link to the secondary, and
+ * the COLO front on the service address. The engine gets its checkpoint
+ * devices (the comparator, the disk mirror) and its divergence requests
+ * from here; it knows nothing else of COLO.
+ */
+import type { AddressInfo } from 'node:net';
+import { Subject } from 'rxjs';
+
+import { ColoProxy } from '../../proxy/proxy.js';
+import type { CheckpointDevice } from '../checkpoint/devices.js';
+import type { Trigger } from '../checkpoint/triggers.js';
+import type { ColoConfig } from '../config/config.js';
+import { DiskMirror } from '../disk/mirror.js';
+import type { SimDisk } from '../disk/sim-disk.js';
+import type { SimDomain } from '../domain/sim.js';
+import { ColoFront } from '../front/colo-front.js';
+import { CLIENT_ENDPOINT, GUEST_ENDPOINT, installGuest } from '../guest/machine.js';
+import type { GuestNetStack } from '../guest/net/stack.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+import { ComparatorDevice } from './comparator-device.js';
+import { NetLinkPrimary } from './net-link.js';
+
+export interface ColoPrimaryOptions {
+  domain: SimDomain;
+  disk: SimDisk;
+  colo: ColoConfig;
+  /** The secondary's net link. */
+  net: Address;
+  service: Address;
+  maxClients: number;
+  logger: Logger;
+}
+
+export class ColoPrimaryService {
+  /** Checkpoint requests from the comparator, for the engine's divergence trigger. */
+  readonly divergence$ = new Subject<Trigger>();
+  readonly devices: CheckpointDevice[];
+  private readonly proxy: ColoProxy;
+  private readonly link: NetLinkPrimary;
+  private readonly front: ColoFront;
+  private readonly comparator: ComparatorDevice;
+  private net: GuestNetStack | undefined = undefined;
+
+  constructor(private readonly options: ColoPrimaryOptions) {
+    const { colo, logger, domain } = options;
+    this.proxy = new ColoProxy({ compareTimeoutMs: colo.compareTimeoutMs, expiredScanCycleMs: colo.expiredScanCycleMs, maxQueueSize: colo.maxQueueSize });
+    this.link = new NetLinkPrimary({ host: options.net.host, port: options.net.port, toComparator: (f) => this.proxy.pushSecondary(f), logger });
+    this.front = new ColoFront({
+      guest: GUEST_ENDPOINT,
+      client: CLIENT_ENDPOINT,
+      toGuests: (f) => {
+        domain.run(() => this.net?.receive(f));
+        this.link.send(f);
+      },
+      host: options.service.host,
+      port: options.service.port,
+      maxConnections: options.maxClients,
+      logger,
+    });
+    this.comparator = new ComparatorDevice({ proxy: this.proxy, link: this.link, release: (f) => this.front.release(f) });
+    this.devices = [this.comparator, new DiskMirror({ disk: options.disk })];
+  }
+
+  /** Installs the guest (store, file, NIC) and opens the front; the net link connects with each protection session. */
+  async start(): Promise<AddressInfo> {
+    const { domain, disk, logger } = this.options;
+    this.net = installGuest(domain, disk, { nic: { transmit: (f) => this.comparator.transmit(f) } }).net;
+    this.proxy.on('release', (f) => this.front.release(f.data));
+    this.proxy.on('checkpoint', (req) => {
+      logger.info({ reason: req.reason, flow: req.flow, detail: req.detail }, `divergence: ${req.flow}: ${req.reason}`);
+      this.divergence$.next({ reason: 'divergence', detail: `${req.flow}: ${req.reason}` });
+    });
+    this.proxy.on('malformed', (side, err) => logger.warn({ side, code: err.code }, `comparator: malformed ${side} frame passed uncompared: ${err.message}`));
+    this.link.on('close', () => logger.warn('COLO net link to the secondary closed'));
+    this.proxy.start();
+    return this.front.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.front.stop();
+    this.proxy.close();
+    this.link.stop();
+  }
+}
