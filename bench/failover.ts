@@ -5,58 +5,9 @@
  * - redis-benchmark through the front in Remus mode at 25 ms and 100 ms
  *   intervals, next to `--mode none` measured in the same run.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runDemo, portOf, startNode, waitFor, type Node } from '../src/demo/run.js';
+import { cluster, redisBenchmark, type RedisFigures } from '../src/bench/cluster.js';
+import { runDemo } from '../src/demo/run.js';
 import { percentile, median, type BenchResult, type Benchmark } from '../src/bench/stats.js';
-
-interface RedisFigures {
-  rps: number;
-  p50ms: number;
-}
-
-async function redisBenchmark(port: number, test: 'set' | 'get', n: number): Promise<RedisFigures> {
-  const out = await new Promise<string>((resolve, reject) => {
-    const b = spawn('redis-benchmark', ['-p', String(port), '-t', test, '-n', String(n), '-c', '20', '-q'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let text = '';
-    b.stdout.on('data', (d: Buffer) => (text += d.toString()));
-    b.on('error', reject);
-    b.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-benchmark exited ${code}`))));
-  });
-  const m = /([\d.]+) requests per second, p50=([\d.]+) msec/.exec(out.split('\r').at(-1) ?? out);
-  if (!m) throw new Error(`cannot read redis-benchmark output: ${out}`);
-  return { rps: Number(m[1]), p50ms: Number(m[2]) };
-}
-
-async function cluster(mode: 'remus' | 'none', intervalMs: number): Promise<{ port: number; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
-  const config = join(dir, 'tandem.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: 1\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
-  const nodes: Node[] = [];
-  const args = ['primary', '--config', config, '--mode', mode, '--service', '127.0.0.1:0'];
-  if (mode === 'remus') {
-    const sec = startNode(['secondary', '--config', config], join(dir, 'secondary.log'));
-    nodes.push(sec);
-    const l = waitFor(sec, (x) => (typeof x.port === 'number' && /listening/.test(String(x.msg)) ? x.port : undefined), 'secondary');
-    const h = waitFor(sec, (x) => portOf(x.heartbeat), 'heartbeat');
-    const [sp, hp] = await Promise.all([l, h]);
-    args.push('--secondary', `127.0.0.1:${sp}`, '--heartbeat', `127.0.0.1:${hp}`);
-  }
-  const pri = startNode(args, join(dir, 'primary.log'));
-  nodes.push(pri);
-  const service = waitFor(pri, (x) => portOf(x.service), 'service');
-  if (mode === 'remus') await waitFor(pri, (x) => (x.state === 'protected' ? true : undefined), 'protection');
-  const port = await service;
-  return {
-    port,
-    stop: async () => {
-      for (const n of nodes) n.child.kill('SIGTERM');
-      await Promise.all(nodes.map((n) => n.closed));
-    },
-  };
-}
 
 export const failover: Benchmark = {
   name: 'failover',

@@ -14,13 +14,14 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BenchResult, Benchmark } from '../src/bench/stats.js';
+import { colo } from './colo.js';
 import { engine } from './engine.js';
 import { failover } from './failover.js';
 import { monitorBench } from './monitor.js';
 import { streamDecode } from './stream-decode.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, monitorBench];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, colo, monitorBench];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

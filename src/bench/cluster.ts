@@ -1,0 +1,59 @@
+/**
+ * Real-process clusters for the benchmarks: a secondary and a primary
+ * started as `tandem` processes, and redis-benchmark against their service.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { portOf, startNode, waitFor, type Node } from '../demo/run.js';
+
+export interface RedisFigures {
+  rps: number;
+  p50ms: number;
+}
+
+/** One redis-benchmark run (-c 20) of `test` against the service on `port`. */
+export async function redisBenchmark(port: number, test: 'set' | 'get', n: number): Promise<RedisFigures> {
+  const out = await new Promise<string>((resolve, reject) => {
+    const b = spawn('redis-benchmark', ['-p', String(port), '-t', test, '-n', String(n), '-c', '20', '-q'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let text = '';
+    b.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    b.on('error', reject);
+    b.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-benchmark exited ${code}`))));
+  });
+  const m = /([\d.]+) requests per second, p50=([\d.]+) msec/.exec(out.split('\r').at(-1) ?? out);
+  if (!m) throw new Error(`cannot read redis-benchmark output: ${out}`);
+  return { rps: Number(m[1]), p50ms: Number(m[2]) };
+}
+
+/** A secondary (unless `none`) and a primary as real processes, protected, serving on an ephemeral port. */
+export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number): Promise<{ port: number; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
+  const config = join(dir, 'tandem.yaml');
+  writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: 1\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
+  const nodes: Node[] = [];
+  const args = ['primary', '--config', config, '--mode', mode, '--service', '127.0.0.1:0'];
+  if (mode !== 'none') {
+    const sec = startNode(['secondary', '--config', config, '--mode', mode], join(dir, 'secondary.log'));
+    nodes.push(sec);
+    const l = waitFor(sec, (x) => (typeof x.port === 'number' && /listening/.test(String(x.msg)) ? x.port : undefined), 'secondary');
+    const h = waitFor(sec, (x) => portOf(x.heartbeat), 'heartbeat');
+    const net = mode === 'colo' ? waitFor(sec, (x) => portOf(x.net), 'COLO net link') : Promise.resolve(0);
+    const [sp, hp, np] = await Promise.all([l, h, net]);
+    args.push('--secondary', `127.0.0.1:${sp}`, '--heartbeat', `127.0.0.1:${hp}`);
+    if (mode === 'colo') args.push('--colo-net', `127.0.0.1:${np}`);
+  }
+  const pri = startNode(args, join(dir, 'primary.log'));
+  nodes.push(pri);
+  const service = waitFor(pri, (x) => portOf(x.service), 'service');
+  if (mode !== 'none') await waitFor(pri, (x) => (x.state === 'protected' ? true : undefined), 'protection');
+  const port = await service;
+  return {
+    port,
+    stop: async () => {
+      for (const n of nodes) n.child.kill('SIGTERM');
+      await Promise.all(nodes.map((n) => n.closed));
+    },
+  };
+}
