@@ -116,7 +116,13 @@ export class ColoFront {
     }
     if ((seg.flags & Tcp.RST) !== 0) {
       this.forget(c);
-      c.socket.destroy();
+      // Refused before it was accepted: the guest has no socket left, as Redis says when it has no client slot.
+      if (c.rcv === undefined) {
+        this.counters.rejected++;
+        c.socket.end('-ERR max number of clients reached\r\n');
+      } else {
+        c.socket.destroy();
+      }
       return;
     }
     if ((seg.flags & Tcp.SYN) !== 0) {

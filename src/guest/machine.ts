@@ -24,12 +24,17 @@ export interface GuestSoftware {
 export const GUEST_ENDPOINT: Endpoint = { mac: Buffer.from('525400000001', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };
 /** Where clients appear to come from, to the guest. */
 export const CLIENT_ENDPOINT = { mac: Buffer.from('525400000002', 'hex'), ip: ipv4('10.0.0.2') };
-const NET_SOCKETS = 64;
 const NET_RX_BYTES = 16 * 1024;
+
+/** Sockets the guest's stack has: as many as an eighth of its RAM holds, 16 to 1024 (Redis's default maxclients is 10000). */
+function netSockets(domain: SimDomain): number {
+  const perSocket = netStackBytes(1, NET_RX_BYTES);
+  return Math.max(16, Math.min(1024, Math.floor(domain.usableRamBytes / 8 / perSocket)));
+}
 
 /** Where the network stack sits: at the top of the guest's usable RAM, page aligned; the store below it. */
 function netBase(domain: SimDomain): number {
-  const bytes = netStackBytes(NET_SOCKETS, NET_RX_BYTES);
+  const bytes = netStackBytes(netSockets(domain), NET_RX_BYTES);
   return Math.floor((domain.usableRamBytes - bytes) / PAGE_SIZE) * PAGE_SIZE;
 }
 
@@ -52,7 +57,7 @@ export function installGuest(domain: SimDomain, disk: SimDisk | undefined, optio
   const commands = new KvCommands({ store, clock: nic.clock, persistence: aof, vcpu: nic.vcpu });
   const g = GUEST_ENDPOINT;
   const secret = (Math.random() * 2 ** 32) >>> 0;
-  const net = GuestNetStack.format(domain, { base: netBase(domain), maxSockets: NET_SOCKETS, rxBytes: NET_RX_BYTES, ip: g.ip, port: g.port, mac: g.mac, secret }, commands, nic.transmit);
+  const net = GuestNetStack.format(domain, { base: netBase(domain), maxSockets: netSockets(domain), rxBytes: NET_RX_BYTES, ip: g.ip, port: g.port, mac: g.mac, secret }, commands, nic.transmit);
   return { store, aof, net };
 }
 
