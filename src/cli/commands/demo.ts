@@ -47,7 +47,7 @@ export function demoCommand(yargs: Argv): Argv {
       int(args.interval, 'interval', 1, 60_000);
       if (!Number.isInteger(args['memory-mib']) || !Number.isInteger(args.interval)) throw new ConfigError('--memory-mib and --interval take integers');
       const service = parseAddress(args.service, '--service', true);
-      if (args.monitor !== undefined && args.mode !== 'remus') throw new ConfigError('--monitor: the dashboards watch protection; use --mode remus');
+      if (args.monitor !== undefined && args.mode === 'none') throw new ConfigError('--monitor: the dashboards watch protection; use --mode remus or colo');
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);
       if (args.monitor !== undefined && !process.env[TOKEN_ENV]) {
         // The demo's nodes inherit it; a throwaway token so the dashboard's buttons can be tried.
