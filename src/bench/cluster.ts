@@ -3,7 +3,7 @@
  * started as `tandem` processes, and redis-benchmark against their service.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { portOf, startNode, waitFor, type Node } from '../demo/run.js';
@@ -28,7 +28,7 @@ export async function redisBenchmark(port: number, test: 'set' | 'get', n: numbe
 }
 
 /** A secondary (unless `none`) and a primary as real processes, protected, serving on an ephemeral port. */
-export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number): Promise<{ port: number; stop: () => Promise<void> }> {
+export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number): Promise<{ port: number; primary: Node; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   const config = join(dir, 'tandem.yaml');
   writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: 1\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
@@ -51,9 +51,11 @@ export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: numbe
   const port = await service;
   return {
     port,
+    primary: pri,
     stop: async () => {
       for (const n of nodes) n.child.kill('SIGTERM');
       await Promise.all(nodes.map((n) => n.closed));
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

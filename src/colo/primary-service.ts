@@ -6,10 +6,11 @@
  * from here; it knows nothing else of COLO.
  */
 import type { AddressInfo } from 'node:net';
-import { Subject } from 'rxjs';
+import { Subject, share, tap, type Observable } from 'rxjs';
 
 import { ColoProxy } from '../../proxy/proxy.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
+import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions, type ModeSwitch, type ReplicationMode } from '../checkpoint/hybrid.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { ColoConfig } from '../config/config.js';
 import { DiskMirror } from '../disk/mirror.js';
@@ -32,11 +33,21 @@ export interface ColoPrimaryOptions {
   service: Address;
   maxClients: number;
   logger: Logger;
+  hybrid?: HybridOptions;
 }
 
 export class ColoPrimaryService {
-  /** Checkpoint requests from the comparator, for the engine's divergence trigger. */
+  /** Checkpoint requests from the comparator, for the engine's divergence trigger (none while the hybrid policy is in Remus). */
   readonly divergence$ = new Subject<Trigger>();
+  /** Every divergence the comparator reports, whatever the mode: what the hybrid policy watches. */
+  private readonly observed$ = new Subject<Trigger>();
+  /**
+   * The hybrid policy's switches: to Remus while divergences come too often
+   * (periodic checkpoints; mismatched output waits for the next one), back
+   * to COLO once they calm down.
+   */
+  readonly modeSwitches$: Observable<ModeSwitch>;
+  private mode: ReplicationMode = 'colo';
   readonly devices: CheckpointDevice[];
   private readonly proxy: ColoProxy;
   private readonly link: NetLinkPrimary;
@@ -62,6 +73,10 @@ export class ColoPrimaryService {
     });
     this.comparator = new ComparatorDevice({ proxy: this.proxy, link: this.link, release: (f) => this.front.release(f) });
     this.devices = [this.comparator, new DiskMirror({ disk: options.disk })];
+    this.modeSwitches$ = hybridPolicy(this.observed$, options.hybrid ?? DEFAULT_HYBRID).pipe(
+      tap((m) => (this.mode = m.mode)),
+      share(),
+    );
   }
 
   /** Installs the guest (store, file, NIC) and opens the front; the net link connects with each protection session. */
@@ -71,7 +86,9 @@ export class ColoPrimaryService {
     this.proxy.on('release', (f) => this.front.release(f.data));
     this.proxy.on('checkpoint', (req) => {
       logger.info({ reason: req.reason, flow: req.flow, detail: req.detail }, `divergence: ${req.flow}: ${req.reason}`);
-      this.divergence$.next({ reason: 'divergence', detail: `${req.flow}: ${req.reason}` });
+      const t: Trigger = { reason: 'divergence', detail: `${req.flow}: ${req.reason}` };
+      this.observed$.next(t);
+      if (this.mode === 'colo') this.divergence$.next(t);
     });
     this.proxy.on('malformed', (side, err) => logger.warn({ side, code: err.code }, `comparator: malformed ${side} frame passed uncompared: ${err.message}`));
     this.link.on('close', () => logger.warn('COLO net link to the secondary closed'));

@@ -100,8 +100,9 @@ export interface PrimarySourceOptions extends Clocks {
  */
 export function splitDivergence(detail: string | undefined): { connection: string | null; reason: string } {
   if (detail === undefined || detail === '') return { connection: null, reason: 'outputs differ' };
-  const m = /^(\S+): (.+)$/s.exec(detail);
-  return m ? { connection: m[1], reason: m[2] } : { connection: null, reason: detail };
+  // The connection may hold spaces and colons ("tcp 10.0.0.1:80 > 10.0.0.2:4000"); the reason follows the last ": ".
+  const at = detail.lastIndexOf(': ');
+  return at > 0 ? { connection: detail.slice(0, at), reason: detail.slice(at + 2) } : { connection: null, reason: detail };
 }
 
 const fromEngine = (m: EpochMetrics): EpochFields => ({

@@ -55,6 +55,7 @@ describe('validateEvent', () => {
 
 test('a divergence detail names its connection when written CONNECTION: REASON', () => {
   assert.deepEqual(splitDivergence('10.0.0.1:5->10.0.0.2:6: reply differs'), { connection: '10.0.0.1:5->10.0.0.2:6', reason: 'reply differs' });
+  assert.deepEqual(splitDivergence('tcp 10.0.0.1:6379 > 10.0.0.2:1025: mismatch'), { connection: 'tcp 10.0.0.1:6379 > 10.0.0.2:1025', reason: 'mismatch' });
   assert.deepEqual(splitDivergence('replies differ in length'), { connection: null, reason: 'replies differ in length' });
   assert.deepEqual(splitDivergence(undefined), { connection: null, reason: 'outputs differ' });
 });

@@ -22,6 +22,7 @@ import { ServiceFront } from '../../front/service-front.js';
 import type { AddressInfo } from 'node:net';
 import type { Observable } from 'rxjs';
 import type { CheckpointDevice } from '../../checkpoint/devices.js';
+import type { ModeSwitch } from '../../checkpoint/hybrid.js';
 import type { Trigger } from '../../checkpoint/triggers.js';
 import { ColoPrimaryService } from '../../colo/primary-service.js';
 import type { TandemConfig } from '../../config/config.js';
@@ -146,6 +147,11 @@ export function primaryCommand(yargs: Argv): Argv {
         },
       );
       service.divergence$?.subscribe((t) => engine.divergence$.next(t));
+      service.modeSwitches$?.subscribe((m) => {
+        // Remus within COLO: a checkpoint every interval; mismatched output waits for the next one.
+        engine.setInterval(m.mode === 'remus' ? p.intervalMs : null);
+        logger.warn({ mode: m.mode, reason: m.reason }, `replication mode: ${m.mode} (${m.reason})`);
+      });
       engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`));
       engine.metrics$.subscribe((m) => logger.debug(m, 'epoch'));
       engine.metrics$.subscribe((m) => (acked = m.epoch));
@@ -173,6 +179,7 @@ interface Service {
   bound: AddressInfo;
   devices: CheckpointDevice[];
   divergence$?: Observable<Trigger>;
+  modeSwitches$?: Observable<ModeSwitch>;
   /** Closes the client-facing side at once (fenced: no held output may leave). */
   stopFront(): Promise<void>;
   stop(): Promise<void>;
@@ -206,5 +213,5 @@ async function coloService(domain: SimDomain, disk: SimDisk, cfg: TandemConfig, 
   const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
   const colo = new ColoPrimaryService({ domain, disk, colo: cfg.colo, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger });
   const bound = await colo.start();
-  return { bound, devices: colo.devices, divergence$: colo.divergence$, stopFront: () => colo.stop(), stop: () => colo.stop() };
+  return { bound, devices: colo.devices, divergence$: colo.divergence$, modeSwitches$: colo.modeSwitches$, stopFront: () => colo.stop(), stop: () => colo.stop() };
 }
