@@ -91,6 +91,8 @@ export interface PrimarySourceOptions extends Clocks {
   engine: PrimaryEngine;
   /** The interval the engine was started with (null: no timer). */
   intervalMs: number | null;
+  /** COLO: the engine checkpoints on divergence; the interval applies when the hybrid policy falls back to Remus. */
+  colo?: boolean;
 }
 
 /**
@@ -128,7 +130,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
 
   constructor(private readonly options: PrimarySourceOptions) {
     super(options);
-    this.mode = options.intervalMs === null ? 'manual' : 'remus';
+    this.mode = options.colo === true ? 'colo' : options.intervalMs === null ? 'manual' : 'remus';
     this.intervalMs = options.intervalMs ?? 0;
     const engine = options.engine;
     this.control = {
@@ -169,6 +171,12 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   private onState(state: ProtectionState, reason: string): void {
     if (state === 'protected') this.wasProtected = true;
     this.setState(state === 'precopy' && this.wasProtected ? 're-protecting' : state, reason);
+  }
+
+  /** The replication mode changed on its own (the COLO hybrid policy), for `reason`. */
+  switchMode(mode: 'colo' | 'remus', reason: string): void {
+    this.mode = mode;
+    this.announceMode(reason);
   }
 
   private announceMode(reason: string): void {

@@ -147,7 +147,9 @@ export function primaryCommand(yargs: Argv): Argv {
         },
       );
       service.divergence$?.subscribe((t) => engine.divergence$.next(t));
+      const source = new PrimarySource({ engine, intervalMs: p.intervalMs, colo });
       service.modeSwitches$?.subscribe((m) => {
+        source.switchMode(m.mode, m.reason);
         // Remus within COLO: a checkpoint every interval; mismatched output waits for the next one.
         engine.setInterval(m.mode === 'remus' ? p.intervalMs : null);
         logger.warn({ mode: m.mode, reason: m.reason }, `replication mode: ${m.mode} (${m.reason})`);
@@ -158,7 +160,7 @@ export function primaryCommand(yargs: Argv): Argv {
       const fencedLater = new Promise<string>((resolve) =>
         heartbeat!.once('fenced', (f) => resolve(`fenced by generation ${f.peerGeneration} (this one: ${f.ownGeneration})`)),
       );
-      const monitor = await startMonitor(args.monitor, cfg.monitor, logger, new PrimarySource({ engine, intervalMs: p.intervalMs }));
+      const monitor = await startMonitor(args.monitor, cfg.monitor, logger, source);
       engine.start();
       const why = await Promise.race([untilSignal(), fencedLater]);
       if (why.startsWith('fenced')) logger.fatal(`${why}: another node serves the guest now; this node stops serving at once`);
