@@ -9,12 +9,12 @@
  * compared: held frames are released and the guest's output passes
  * straight through, unprotected, until protection is set up again.
  */
-import type { ColoProxy } from '../../proxy/proxy.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
+import type { FrameComparator } from './comparators.js';
 import type { NetLinkPrimary } from './net-link.js';
 
 export interface ComparatorDeviceOptions {
-  proxy: ColoProxy;
+  proxy: FrameComparator;
   link: NetLinkPrimary;
   /** Frames for the clients (the front), when nothing is compared. */
   release: (frame: Buffer) => void;

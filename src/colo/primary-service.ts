@@ -8,7 +8,7 @@
 import type { AddressInfo } from 'node:net';
 import { Subject, share, tap, type Observable } from 'rxjs';
 
-import { ColoProxy } from '../../proxy/proxy.js';
+import type { ComparatorAddresses } from '../../proxy/client.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions, type ModeSwitch, type ReplicationMode } from '../checkpoint/hybrid.js';
 import type { Trigger } from '../checkpoint/triggers.js';
@@ -22,6 +22,7 @@ import type { GuestNetStack } from '../guest/net/stack.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { ComparatorDevice } from './comparator-device.js';
+import { InProcessComparator, SocketComparator, type FrameComparator } from './comparators.js';
 import { NetLinkPrimary } from './net-link.js';
 
 export interface ColoPrimaryOptions {
@@ -34,6 +35,8 @@ export interface ColoPrimaryOptions {
   maxClients: number;
   logger: Logger;
   hybrid?: HybridOptions;
+  /** A comparator over its sockets (QEMU's colo-compare, `tandem proxy`) instead of Tandem's in-process one. */
+  external?: ComparatorAddresses;
 }
 
 export class ColoPrimaryService {
@@ -49,7 +52,7 @@ export class ColoPrimaryService {
   readonly modeSwitches$: Observable<ModeSwitch>;
   private mode: ReplicationMode = 'colo';
   readonly devices: CheckpointDevice[];
-  private readonly proxy: ColoProxy;
+  private readonly proxy: FrameComparator;
   private readonly link: NetLinkPrimary;
   private readonly front: ColoFront;
   private readonly comparator: ComparatorDevice;
@@ -57,7 +60,10 @@ export class ColoPrimaryService {
 
   constructor(private readonly options: ColoPrimaryOptions) {
     const { colo, logger, domain } = options;
-    this.proxy = new ColoProxy({ compareTimeoutMs: colo.compareTimeoutMs, expiredScanCycleMs: colo.expiredScanCycleMs, maxQueueSize: colo.maxQueueSize });
+    this.proxy =
+      options.external !== undefined
+        ? new SocketComparator(options.external, logger)
+        : new InProcessComparator({ compareTimeoutMs: colo.compareTimeoutMs, expiredScanCycleMs: colo.expiredScanCycleMs, maxQueueSize: colo.maxQueueSize }, logger);
     this.link = new NetLinkPrimary({ host: options.net.host, port: options.net.port, toComparator: (f) => this.proxy.pushSecondary(f), logger });
     this.front = new ColoFront({
       guest: GUEST_ENDPOINT,
@@ -83,16 +89,15 @@ export class ColoPrimaryService {
   async start(): Promise<AddressInfo> {
     const { domain, disk, logger } = this.options;
     this.net = installGuest(domain, disk, { nic: { transmit: (f) => this.comparator.transmit(f) } }).net;
-    this.proxy.on('release', (f) => this.front.release(f.data));
-    this.proxy.on('checkpoint', (req) => {
+    this.proxy.onRelease((f) => this.front.release(f));
+    this.proxy.onCheckpoint((req) => {
       logger.info({ reason: req.reason, flow: req.flow, detail: req.detail }, `divergence: ${req.flow}: ${req.reason}`);
       const t: Trigger = { reason: 'divergence', detail: `${req.flow}: ${req.reason}` };
       this.observed$.next(t);
       if (this.mode === 'colo') this.divergence$.next(t);
     });
-    this.proxy.on('malformed', (side, err) => logger.warn({ side, code: err.code }, `comparator: malformed ${side} frame passed uncompared: ${err.message}`));
     this.link.on('close', () => logger.warn('COLO net link to the secondary closed'));
-    this.proxy.start();
+    await this.proxy.start();
     return this.front.start();
   }
 

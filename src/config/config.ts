@@ -78,6 +78,8 @@ export interface ColoConfig {
   compareTimeoutMs: number;
   expiredScanCycleMs: number;
   maxQueueSize: number;
+  /** A comparator over its sockets (QEMU colo-compare's chardevs) instead of Tandem's in-process one. */
+  comparator: { primaryIn: Address; secondaryIn: Address; outdev: Address; notify: Address } | undefined;
 }
 
 export interface TandemConfig {
@@ -97,7 +99,7 @@ export const MIN_TOKEN_CHARS = 16;
 export function defaultConfig(): TandemConfig {
   return {
     logLevel: 'info',
-    colo: { net: undefined, maxIntervalMs: 5000, compareTimeoutMs: 3000, expiredScanCycleMs: 1000, maxQueueSize: 1024 },
+    colo: { net: undefined, maxIntervalMs: 5000, compareTimeoutMs: 3000, expiredScanCycleMs: 1000, maxQueueSize: 1024, comparator: undefined },
     monitor: { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true },
     heartbeat: { intervalMs: 50, timeoutMs: 250 },
     domain: { type: 'sim', memoryMib: 256, vcpus: 1, diskMib: 64 },
@@ -236,13 +238,18 @@ export function configFromObject(doc: unknown, source: string): TandemConfig {
     cfg.secondary.service = r.address(s, 'service', 'secondary.service', cfg.secondary.service, true)!;
     cfg.secondary.heartbeat = r.address(s, 'heartbeat', 'secondary.heartbeat', cfg.secondary.heartbeat, true);
   }
-  const co = r.section(top, 'colo', 'colo', ['net', 'max_interval_ms', 'compare_timeout_ms', 'expired_scan_cycle_ms', 'max_queue_size']);
+  const co = r.section(top, 'colo', 'colo', ['net', 'max_interval_ms', 'compare_timeout_ms', 'expired_scan_cycle_ms', 'max_queue_size', 'comparator']);
   if (co) {
     cfg.colo.net = r.address(co, 'net', 'colo.net', cfg.colo.net, true);
     cfg.colo.maxIntervalMs = r.int(co, 'max_interval_ms', 'colo.max_interval_ms', 10, 3_600_000, cfg.colo.maxIntervalMs);
     cfg.colo.compareTimeoutMs = r.int(co, 'compare_timeout_ms', 'colo.compare_timeout_ms', 1, 600_000, cfg.colo.compareTimeoutMs);
     cfg.colo.expiredScanCycleMs = r.int(co, 'expired_scan_cycle_ms', 'colo.expired_scan_cycle_ms', 1, 600_000, cfg.colo.expiredScanCycleMs);
     cfg.colo.maxQueueSize = r.int(co, 'max_queue_size', 'colo.max_queue_size', 1, 1_048_576, cfg.colo.maxQueueSize);
+    const cc = r.section(co, 'comparator', 'colo.comparator', ['primary_in', 'secondary_in', 'outdev', 'notify']);
+    if (cc) {
+      const need = (key: string): Address => r.address(cc, key, `colo.comparator.${key}`, undefined) ?? r.fail(`colo.comparator.${key}`, 'HOST:PORT', undefined);
+      cfg.colo.comparator = { primaryIn: need('primary_in'), secondaryIn: need('secondary_in'), outdev: need('outdev'), notify: need('notify') };
+    }
   }
 
   const m = r.section(top, 'monitor', 'monitor', ['listen', 'token', 'token_file', 'allow_remote_read', 'loopback_read']);

@@ -79,6 +79,8 @@ secondary:
       [{ primary: { intervall_ms: 10 } }, /primary\.intervall_ms: unknown key/],
       [{ domain: { memory_mib: 5000 } }, /domain\.memory_mib: expected an integer in 1\.\.4096/],
       [{ domain: { disk_mib: 0 } }, /domain\.disk_mib: expected an integer in 1\.\.1024/],
+      [{ colo: { comparator: { primary_in: '127.0.0.1:1', secondary_in: '127.0.0.1:2', outdev: '127.0.0.1:3' } } }, /colo\.comparator\.notify: expected HOST:PORT/],
+      [{ colo: { max_interval_ms: 5 } }, /colo\.max_interval_ms: expected an integer in 10\.\.3600000/],
       [{ domain: { disk_mib: '64' } }, /domain\.disk_mib: expected an integer in 1\.\.1024, got "64"/],
       [{ domain: { type: 'xen' } }, /domain\.type: expected one of "sim"/],
       [{ secondary: [] }, /secondary: expected a mapping/],

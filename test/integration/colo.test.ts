@@ -13,22 +13,20 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
-import { ColoProxy } from '../../proxy/proxy.js';
+import type { ComparatorAddresses } from '../../proxy/client.js';
+import { ColoCompareProcess, QEMU_BINARY, qemuAvailable } from '../../proxy/qemu.js';
 import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../../src/checkpoint/engine.js';
 import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
-import { ComparatorDevice } from '../../src/colo/comparator-device.js';
-import { NetLinkPrimary, NetLinkSecondary } from '../../src/colo/net-link.js';
+import { NetLinkSecondary } from '../../src/colo/net-link.js';
+import { ColoPrimaryService } from '../../src/colo/primary-service.js';
 import { SecondaryGuest } from '../../src/colo/secondary-guest.js';
-import { DiskMirror } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { SimDisk } from '../../src/disk/sim-disk.js';
 import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
-import { ColoFront } from '../../src/front/colo-front.js';
-import { CLIENT_ENDPOINT, GUEST_ENDPOINT, installGuest } from '../../src/guest/machine.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools } from '../guest/helpers.js';
@@ -47,7 +45,7 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; out: s
   });
 }
 
-test('COLO: redis-benchmark through two running replicas and the comparator; divergence checkpoints only where the replicas differ', async () => {
+async function coloRun(opts: { external?: ComparatorAddresses }): Promise<void> {
   requireRedisTools();
   // The secondary host.
   const replica = new SimDomain({ pages: PAGES });
@@ -79,24 +77,18 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
   // The primary host.
   const domain = new SimDomain({ pages: PAGES });
   const disk = new SimDisk({ capacityBytes: DISK, domain });
-  const proxy = new ColoProxy({ compareTimeoutMs: 1000, expiredScanCycleMs: 100 });
-  const netP = new NetLinkPrimary({ host: '127.0.0.1', port: netPort, toComparator: (f) => proxy.pushSecondary(f), logger });
-  await netP.start();
-  const { net } = installGuest(domain, disk, { nic: { transmit: (f) => device.transmit(f) } });
-  const front = new ColoFront({
-    guest: GUEST_ENDPOINT,
-    client: CLIENT_ENDPOINT,
-    toGuests: (f) => {
-      domain.run(() => net!.receive(f));
-      netP.send(f);
-    },
-    port: 0,
+  const colo = new ColoPrimaryService({
+    domain,
+    disk,
+    colo: { net: undefined, maxIntervalMs: 1000, compareTimeoutMs: 1000, expiredScanCycleMs: 100, maxQueueSize: 1024, comparator: undefined },
+    net: { host: '127.0.0.1', port: netPort },
+    service: { host: '127.0.0.1', port: 0 },
+    maxClients: 100,
+    logger,
+    external: opts.external,
   });
-  const device = new ComparatorDevice({ proxy, link: netP, release: (f) => front.release(f) });
-  proxy.on('release', (f) => front.release(f.data));
   const devices = new DeviceSet();
-  devices.add(device);
-  devices.add(new DiskMirror({ disk }));
+  for (const d of colo.devices) devices.add(d);
   const staged = new Map<number, string>();
   const engine = new PrimaryEngine(
     { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
@@ -117,19 +109,16 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
     },
   );
   const divergences: string[] = [];
-  proxy.checkpointRequests$.subscribe((r) => {
-    divergences.push(`${r.reason}: ${r.flow} ${r.detail}`);
-    engine.divergence$.next({ reason: 'divergence', detail: r.flow });
+  colo.divergence$.subscribe((t) => {
+    divergences.push(t.detail ?? '');
+    engine.divergence$.next(t);
   });
   const epochs: EpochMetrics[] = [];
   engine.metrics$.subscribe((m) => epochs.push(m));
-  const { port } = await front.start();
-  proxy.start();
+  const { port } = await colo.start();
   after(async () => {
     await engine.stop();
-    proxy.close();
-    await front.stop();
-    netP.stop();
+    await colo.stop();
     await netS.stop();
     await server.stop();
   });
@@ -151,7 +140,7 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
   assert.equal(time.code, 0, time.out);
   assert.ok(Math.abs(Number(time.out.split('\n')[0]) * 1000 - before) < 3000, `TIME ${time.out} is not the primary's clock`);
   await diverged;
-  assert.ok(divergences.some((d) => d.startsWith('mismatch')), divergences.join('\n'));
+  assert.ok(divergences.some((d) => d.endsWith('mismatch')), divergences.join('\n'));
 
   // The service carries on after the checkpoint, and the data is there.
   const get = await run(REDIS_CLI, ['-p', String(port), 'DBSIZE']);
@@ -163,5 +152,16 @@ test('COLO: redis-benchmark through two running replicas and the comparator; div
   const wrong = checked.filter((m) => resumedAt.get(m.epoch) !== staged.get(m.epoch)).map((m) => m.epoch);
   assert.deepEqual(wrong, [], "epochs whose secondary guest did not resume at the primary's state");
   assert.ok(sguest.resumes >= 2);
-  assert.equal(front.metrics().strayFrames, 0);
+}
+
+test('COLO: redis-benchmark through two running replicas and Tandem\'s comparator; divergence checkpoints only where the replicas differ', () => coloRun({}));
+
+test('COLO with QEMU\'s colo-compare as the comparator, over its sockets and notify protocol', async () => {
+  assert.ok(qemuAvailable(), `${QEMU_BINARY} is missing: apt-get install -y --no-install-recommends qemu-system-x86`);
+  const qemu = await ColoCompareProcess.start({ compareTimeoutMs: 1000, expiredScanCycleMs: 100 });
+  try {
+    await coloRun({ external: qemu.addresses });
+  } finally {
+    await qemu.stop();
+  }
 });

@@ -213,7 +213,7 @@ async function remusService(domain: SimDomain, disk: SimDisk, mode: 'remus' | 'n
 /** COLO: the guest behind its virtual NIC, the comparator, the net link, the COLO front (docs/colo.md). */
 async function coloService(domain: SimDomain, disk: SimDisk, cfg: TandemConfig, secondary: Address, logger: Logger): Promise<Service> {
   const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
-  const colo = new ColoPrimaryService({ domain, disk, colo: cfg.colo, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger });
+  const colo = new ColoPrimaryService({ domain, disk, colo: cfg.colo, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator });
   const bound = await colo.start();
   return { bound, devices: colo.devices, divergence$: colo.divergence$, modeSwitches$: colo.modeSwitches$, stopFront: () => colo.stop(), stop: () => colo.stop() };
 }
