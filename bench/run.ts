@@ -16,10 +16,11 @@ import { parseArgs } from 'node:util';
 import type { BenchResult, Benchmark } from '../src/bench/stats.js';
 import { engine } from './engine.js';
 import { failover } from './failover.js';
+import { proxy } from './proxy.js';
 import { streamDecode } from './stream-decode.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, proxy];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 
