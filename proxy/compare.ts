@@ -467,8 +467,14 @@ export class Comparator {
     this.dropSpent(conn, 'retransmit', out);
   }
 
-  /** Drops the secondary segments wholly inside the released range. */
+  /**
+   * Drops the secondary segments wholly inside the released range. The queue
+   * is in sequence order, so they sit at the front, after any that start
+   * before the range: the walk stops at the first segment reaching past it
+   * (constant time per call in a steady stream, not a scan of the queue).
+   */
   private dropSpent(conn: Connection, why: DropWhy, out: Decision[]): void {
+    if (conn.verified === undefined) return;
     const s = conn.secondary;
     for (let i = 0; i < s.length; ) {
       const sh = s.at(i);
@@ -476,8 +482,10 @@ export class Comparator {
         s.removeAt(i);
         this.heldSecondary--;
         this.drop('secondary', sh.frame, why, out);
+      } else if (sh.start === sh.end || after(conn.low, sh.start)) {
+        i++; // a RST, or a segment before the released range: not ours to judge here
       } else {
-        i++;
+        break;
       }
     }
   }
