@@ -62,7 +62,10 @@ export class ScenarioDriver {
   private barrier = 0;
   private readonly vnetHdrLen: number;
 
-  constructor(addresses: ComparatorAddresses, options: { vnetHdr?: boolean; vnetHdrLen?: number } = {}) {
+  private readonly name: string;
+
+  constructor(addresses: ComparatorAddresses, options: { vnetHdr?: boolean; vnetHdrLen?: number; name?: string } = {}) {
+    this.name = options.name ?? 'comparator';
     this.client = new ComparatorClient(addresses, options.vnetHdr ?? false);
     this.vnetHdrLen = options.vnetHdrLen ?? 0;
   }
@@ -118,7 +121,7 @@ export class ScenarioDriver {
   private async syncPrimary(): Promise<void> {
     const n = ++this.barrier;
     const frame = this.label(this.vnet(arp(`198.18.${n >> 8}.${n & 255}`)), `#arp${n}`);
-    const seen = waitFor<void>(`primary barrier ${n}`, (done) => {
+    const seen = waitFor<void>(`${this.name}: primary barrier ${n}`, (done) => {
       const on = (f: Frame): void => void (f.data.equals(frame) && done());
       this.client.on('frame', on);
       return () => this.client.off('frame', on);
@@ -131,7 +134,7 @@ export class ScenarioDriver {
     const n = ++this.barrier;
     const probe = udp({ src: '198.19.0.1', dst: '198.19.0.2', sport: 1 + (n % 60000), dport: 9, payload: Buffer.from(`barrier ${n}`) });
     const released = this.label(this.vnet(probe), `#probe${n}`);
-    const seen = waitFor<void>(`barrier ${n}`, (done) => {
+    const seen = waitFor<void>(`${this.name}: barrier ${n} (released so far: ${JSON.stringify(this.released)})`, (done) => {
       const on = (f: Frame): void => void (f.data.equals(released) && done());
       this.client.on('frame', on);
       return () => this.client.off('frame', on);
@@ -144,7 +147,7 @@ export class ScenarioDriver {
 
   private async awaitRequest(): Promise<void> {
     if (this.requests > 0) return;
-    await waitFor<void>('a DO_CHECKPOINT', (done) => {
+    await waitFor<void>(`${this.name}: a DO_CHECKPOINT`, (done) => {
       const on = (w: NotifyWord): void => void (w === NotifyWords.DO_CHECKPOINT && done());
       this.client.on('notify', on);
       return () => this.client.off('notify', on);
