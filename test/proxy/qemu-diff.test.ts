@@ -15,7 +15,8 @@ import { ProxyServer } from '../../proxy/server.js';
 import { ScenarioDriver } from './harness.js';
 import { buildScenarios, check, type Scenario } from './scenarios.js';
 
-const TIMING = { compareTimeoutMs: 1500, expiredScanCycleMs: 100 };
+// colo-compare's default timeout: a phase on a loaded machine never comes near it, a lonely frame does.
+const TIMING = { compareTimeoutMs: 3000, expiredScanCycleMs: 100 };
 const LOOPBACK = { host: '127.0.0.1', port: 0 };
 
 interface Pair {
