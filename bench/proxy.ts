@@ -19,6 +19,7 @@
  * comparators and the figures are medians, with the paired ratio next to them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ComparatorClient, type ComparatorAddresses } from '../proxy/client.js';
 import { tcp, udp } from '../proxy/craft.js';
@@ -263,6 +264,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
   const latencyN = ctx.quick ? 300 : 1000;
   const mismatchN = ctx.quick ? 100 : 300;
 
+  const loadBefore = os.loadavg()[0];
   ctx.log('proxy: starting tandem proxy and QEMU colo-compare...');
   const peers = [await startTandem(), await startQemu()];
   const cases: CaseResult[] = [];
@@ -324,6 +326,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
     const ms = (xs: number[], p: 'p50' | 'p99'): string => (p === 'p50' ? median(xs) / 1e6 : [...xs].sort((a, b) => a - b)[Math.floor(0.99 * (xs.length - 1))] / 1e6).toFixed(3);
     notes.push(`added latency, matched pair: Tandem p50 ${ms(lat.tandem, 'p50')} / p99 ${ms(lat.tandem, 'p99')} ms vs colo-compare p50 ${ms(lat.qemu, 'p50')} / p99 ${ms(lat.qemu, 'p99')} ms (loopback round trip included in both)`);
     notes.push(`mismatch -> DO_CHECKPOINT: Tandem p50 ${ms(mis.tandem, 'p50')} / p99 ${ms(mis.tandem, 'p99')} ms vs colo-compare p50 ${ms(mis.qemu, 'p50')} / p99 ${ms(mis.qemu, 'p99')} ms`);
+    notes.push(`host load average (1 min) ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after, on ${os.cpus().length} CPUs: tail latencies on a busy host measure its scheduler as much as the comparator.`);
     notes.push(`throughput rows: MB/s counts one frame per pair; a window of ${WINDOW} pairs in flight, ${BATCH} pairs per write; the first round of each shape is a warm-up.`);
   } finally {
     for (const p of peers) await p.stop();

@@ -27,7 +27,7 @@ interface Pair {
 }
 
 async function startPair(vnetHdr: boolean, vnetHdrLen: number): Promise<Pair> {
-  assert.ok(qemuAvailable(), `${QEMU_BINARY} not found: apt-get install -y --no-install-recommends qemu-system-x86 (listed in package.json tandem.debianTestPackages)`);
+  assert.ok(qemuAvailable(), MISSING);
   const tandem = new ProxyServer({ primaryIn: LOOPBACK, secondaryIn: LOOPBACK, outdev: LOOPBACK, notify: LOOPBACK, vnetHdr, ...TIMING });
   await tandem.start();
   const a = tandem.addresses();
@@ -55,6 +55,13 @@ async function runBoth(p: Pair, ts: Scenario, qs: Scenario): Promise<void> {
   ts.tandem.forEach((e, i) => problems.push(...check(qr[i], qs.qemu?.[i] ?? e, `qemu phase ${i + 1}`)));
   assert.deepEqual(problems, [], `${ts.name}${ts.difference ? ` (documented difference: ${ts.difference})` : ''}`);
 }
+
+const MISSING = `${QEMU_BINARY} not found: apt-get install -y --no-install-recommends qemu-system-x86 (listed in package.json tandem.debianTestPackages)`;
+
+// A failing test of its own, so a missing QEMU counts as a failure and not only as cancelled scenarios.
+test('QEMU colo-compare is installed', () => {
+  assert.ok(qemuAvailable(), MISSING);
+});
 
 for (const [title, vnetHdr, vnetHdrLen] of [
   ['plain records', false, 0],
