@@ -156,6 +156,8 @@ interface Connection {
   secondary: Queue;
   /** A mismatch was found: compare nothing more here until the checkpoint. */
   diverged: boolean;
+  /** Arrival order of its latest frame: eviction picks the idle connection quiet the longest. */
+  active: number;
   // TCP
   /** Sequence space [low, verified) was found equal and released (undefined: nothing yet). */
   low: number;
@@ -178,7 +180,6 @@ export class Comparator {
   private readonly compareTimeoutMs: number;
   private readonly maxQueueSize: number;
   private readonly maxConnections: number;
-  /** Insertion order = least recently active first (an active connection is re-inserted). */
   private readonly conns = new Map<string, Connection>();
   private order = 0;
   private heldPrimary = 0;
@@ -327,9 +328,7 @@ export class Comparator {
   private connection(pkt: Packet, side: Side, frame: Frame, out: Decision[]): Connection | undefined {
     let conn = this.conns.get(pkt.key);
     if (conn !== undefined) {
-      // Most recently active last, so eviction finds idle old ones first.
-      this.conns.delete(pkt.key);
-      this.conns.set(pkt.key, conn);
+      conn.active = this.order;
       return conn;
     }
     if (this.conns.size >= this.maxConnections && !this.evictIdle()) {
@@ -344,6 +343,7 @@ export class Comparator {
       primary: new Queue(),
       secondary: new Queue(),
       diverged: false,
+      active: this.order,
       low: 0,
       verified: undefined,
       primaryAck: undefined,
@@ -353,15 +353,18 @@ export class Comparator {
     return conn;
   }
 
-  /** Forgets the least recently active connection that holds nothing; false if every one holds frames. */
+  /**
+   * Forgets the least recently active connection that holds nothing; false
+   * if every one holds frames. A walk of the table, but only when it is full.
+   */
   private evictIdle(): boolean {
-    for (const [key, c] of this.conns) {
-      if (c.primary.length === 0 && c.secondary.length === 0) {
-        this.conns.delete(key);
-        return true;
-      }
+    let victim: Connection | undefined;
+    for (const c of this.conns.values()) {
+      if (c.primary.length === 0 && c.secondary.length === 0 && (victim === undefined || c.active < victim.active)) victim = c;
     }
-    return false;
+    if (victim === undefined) return false;
+    this.conns.delete(victim.key);
+    return true;
   }
 
   private mismatch(conn: Connection, detail: string, out: Decision[]): void {
