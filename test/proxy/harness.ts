@@ -27,7 +27,9 @@ export type Step =
   /** Wait (event-driven) for a DO_CHECKPOINT the phase has not seen yet: a timeout. */
   | 'await-request'
   /** End the phase: full barrier, then record. */
-  | 'end';
+  | 'end'
+  /** Run a check of the caller's (e.g. on the comparator's own state). */
+  | { call: () => void | Promise<void> };
 
 export interface PhaseResult {
   /** Labels of the frames released in this phase, in outdev order. */
@@ -108,7 +110,8 @@ export class ScenarioDriver {
         results.push({ released: this.released, requests: this.requests });
         this.released = [];
         this.requests = 0;
-      } else if ('p' in step) this.client.sendPrimary(step.p, this.vnetHdrLen);
+      } else if ('call' in step) await step.call();
+      else if ('p' in step) this.client.sendPrimary(step.p, this.vnetHdrLen);
       else this.client.sendSecondary(step.s, this.vnetHdrLen);
     }
     return results;

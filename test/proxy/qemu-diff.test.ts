@@ -73,8 +73,10 @@ for (const [title, vnetHdr, vnetHdrLen] of [
     let qs: Scenario[] = [];
     before(async () => {
       pair = await startPair(vnetHdr, vnetHdrLen);
-      ts = buildScenarios(pair.t, vnetHdrLen);
-      qs = buildScenarios(pair.q, vnetHdrLen);
+      const tandem = pair.tandem;
+      const nothingHeld = (): void => assert.deepEqual(tandem.proxy.stats().held, { primary: 0, secondary: 0 }, 'Tandem holds nothing after the phase');
+      ts = buildScenarios(pair.t, vnetHdrLen, { call: nothingHeld });
+      qs = buildScenarios(pair.q, vnetHdrLen, 'await-request');
     });
     after(() => stopPair(pair));
 
