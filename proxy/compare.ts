@@ -254,8 +254,11 @@ export class Comparator {
    */
   scan(now: number, out: Decision[] = []): Decision[] {
     for (const conn of this.conns.values()) {
-      const oldPrimary = this.oldest(conn.primary, now);
-      const old = oldPrimary ?? this.oldest(conn.secondary, now);
+      // Datagram queues are in arrival order: their head is the oldest frame.
+      // TCP queues are in sequence order, so every frame is looked at.
+      const fifo = conn.kind !== 'tcp';
+      const oldPrimary = this.oldest(conn.primary, now, fifo);
+      const old = oldPrimary ?? this.oldest(conn.secondary, now, fifo);
       if (old !== undefined) {
         const side = oldPrimary !== undefined ? 'primary' : 'secondary';
         this.request(out, 'timeout', conn.flow, `${side} frame held ${now - old.at} ms without a match (compare timeout ${this.compareTimeoutMs} ms)`);
@@ -295,8 +298,9 @@ export class Comparator {
     return out;
   }
 
-  private oldest(q: Queue, now: number): Held | undefined {
-    for (let i = 0; i < q.length; i++) {
+  private oldest(q: Queue, now: number, fifo: boolean): Held | undefined {
+    const n = fifo ? Math.min(1, q.length) : q.length;
+    for (let i = 0; i < n; i++) {
       const h = q.at(i);
       if (now - h.at > this.compareTimeoutMs) return h;
     }
