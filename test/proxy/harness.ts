@@ -11,6 +11,8 @@
  * and so after everything sent before them on either input. A notify round
  * trip (PROXY_INIT -> its reply) then proves that every DO_CHECKPOINT sent
  * before it has arrived: both comparators answer on the same notify stream.
+ * The same round trip follows every COLO_CHECKPOINT, so no frame sent after
+ * it can overtake it.
  */
 import { ComparatorClient, READY_PROBE, type ComparatorAddresses } from '../../proxy/client.js';
 import { arp, udp } from '../../proxy/craft.js';
@@ -22,7 +24,7 @@ export type Step =
   | { s: Buffer[] }
   /** Wait until every primary frame sent so far has been read (an ARP frame released uncompared). */
   | 'sync-primary'
-  /** Send COLO_CHECKPOINT. */
+  /** Send COLO_CHECKPOINT and wait until the comparator has handled it. */
   | 'checkpoint'
   /** Wait (event-driven) for a DO_CHECKPOINT the phase has not seen yet: a timeout. */
   | 'await-request'
@@ -103,7 +105,13 @@ export class ScenarioDriver {
     const results: PhaseResult[] = [];
     for (const step of steps) {
       if (step === 'sync-primary') await this.syncPrimary();
-      else if (step === 'checkpoint') this.client.sendNotify(NotifyWords.CHECKPOINT_DONE);
+      else if (step === 'checkpoint') {
+        // The notify socket is read independently of the inputs: a frame sent
+        // next could be read before COLO_CHECKPOINT and be flushed with the
+        // held ones. The INIT round trip behind it proves it was handled.
+        this.client.sendNotify(NotifyWords.CHECKPOINT_DONE);
+        await this.client.init();
+      }
       else if (step === 'await-request') await this.awaitRequest();
       else if (step === 'end') {
         await this.fullBarrier();
