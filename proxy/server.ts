@@ -118,6 +118,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         } catch (err) {
           throw new ProxyError(C.PROXY_LISTEN_FAILED, `${name}: cannot listen on ${a.host}:${a.port}: ${(err as Error).message}`, { cause: err });
         }
+        // After listen() succeeded, an error (EMFILE on accept...) is logged, not fatal.
+        server.on('error', (err) => o.logger?.error({ port: name, err }, `${name}: ${err.message}`));
         o.logger?.info({ port: name, address: `${a.host}:${(server.address() as AddressInfo).port}` }, `${name} listening`);
       }
     } catch (err) {
