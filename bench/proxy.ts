@@ -29,6 +29,7 @@ import { ColoCompareProcess, qemuAvailable } from '../proxy/qemu.js';
 import { caseResult, compare, median, nowNs, type BenchContext, type BenchResult, type Benchmark, type CaseResult, type Comparison } from '../src/bench/stats.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const FLOOR = fileURLToPath(new URL('./proxy-floor.js', import.meta.url));
 const TARGET_RATIO = 2;
 const TARGET_P99_MS = 1;
 /** Pairs in flight: below colo-compare's default max_queue_size (1024 per queue). */
@@ -37,18 +38,17 @@ const BATCH = 64;
 const ETH_IP_TCP = 14 + 20 + 20;
 
 interface Peer {
-  name: 'tandem' | 'qemu';
+  name: 'tandem' | 'qemu' | 'floor';
   label: string;
   client: ComparatorClient;
   stop: () => Promise<void>;
 }
 
-async function startTandem(): Promise<Peer> {
-  const child: ChildProcess = spawn(
-    process.execPath,
-    [CLI, 'proxy', '--primary-in', '127.0.0.1:0', '--secondary-in', '127.0.0.1:0', '--outdev', '127.0.0.1:0', '--notify', '127.0.0.1:0', '--compare-timeout', '60000', '--log-level', 'warn'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+const TANDEM_ARGS = [CLI, 'proxy', '--primary-in', '127.0.0.1:0', '--secondary-in', '127.0.0.1:0', '--outdev', '127.0.0.1:0', '--notify', '127.0.0.1:0', '--compare-timeout', '60000', '--log-level', 'warn'];
+
+/** `tandem proxy`, or the do-nothing floor: Node processes that print their four ports. */
+async function startNodePeer(which: 'tandem' | 'floor'): Promise<Peer> {
+  const child: ChildProcess = spawn(process.execPath, which === 'tandem' ? TANDEM_ARGS : [FLOOR], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
@@ -62,8 +62,8 @@ async function startTandem(): Promise<Peer> {
   const addresses: ComparatorAddresses = { primaryIn: at(ports[0]), secondaryIn: at(ports[1]), outdev: at(ports[2]), notify: at(ports[3]) };
   const client = await connectClient(addresses);
   return {
-    name: 'tandem',
-    label: 'Tandem proxy',
+    name: which,
+    label: which === 'tandem' ? 'Tandem proxy' : 'floor: Node, no comparing',
     client,
     stop: async () => {
       client.stop();
@@ -259,7 +259,8 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
 
   const loadBefore = os.loadavg()[0];
   ctx.log('proxy: starting tandem proxy and QEMU colo-compare...');
-  const peers = [await startTandem(), await startQemu()];
+  const peers = [await startNodePeer('tandem'), await startQemu()];
+  const floor = await startNodePeer('floor');
   const cases: CaseResult[] = [];
   const comparisons: Comparison[] = [];
   const notes: string[] = [];
@@ -273,6 +274,9 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
       lat[peer.name] = await latencySamples(peer, latencyN, 50000);
       mis[peer.name] = await mismatchSamples(peer, mismatchN);
     }
+    mis.floor = await mismatchSamples(floor, mismatchN);
+    await floor.stop();
+    cases.push(caseResult('mismatch-floor', `${floor.label}: primary write -> DO_CHECKPOINT (per frame)`, 0, mis.floor, true));
     for (const peer of peers) {
       const l = caseResult(`latency-${peer.name}`, `${peer.label}: matched pair, primary write -> outdev (per pair)`, 0, lat[peer.name], peer.name === 'qemu');
       const m = caseResult(`mismatch-${peer.name}`, `${peer.label}: mismatch, primary write -> DO_CHECKPOINT (per pair)`, 0, mis[peer.name], peer.name === 'qemu');
@@ -317,7 +321,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
     }
     const ms = (xs: number[], p: 'p50' | 'p99'): string => (p === 'p50' ? median(xs) / 1e6 : [...xs].sort((a, b) => a - b)[Math.floor(0.99 * (xs.length - 1))] / 1e6).toFixed(3);
     notes.push(`added latency, matched pair: Tandem p50 ${ms(lat.tandem, 'p50')} / p99 ${ms(lat.tandem, 'p99')} ms vs colo-compare p50 ${ms(lat.qemu, 'p50')} / p99 ${ms(lat.qemu, 'p99')} ms (loopback round trip included in both)`);
-    notes.push(`mismatch -> DO_CHECKPOINT: Tandem p50 ${ms(mis.tandem, 'p50')} / p99 ${ms(mis.tandem, 'p99')} ms vs colo-compare p50 ${ms(mis.qemu, 'p50')} / p99 ${ms(mis.qemu, 'p99')} ms`);
+    notes.push(`mismatch -> DO_CHECKPOINT: Tandem p50 ${ms(mis.tandem, 'p50')} / p99 ${ms(mis.tandem, 'p99')} ms vs colo-compare p50 ${ms(mis.qemu, 'p50')} / p99 ${ms(mis.qemu, 'p99')} ms; floor (a Node process that answers every frame with DO_CHECKPOINT, comparing nothing) p50 ${ms(mis.floor, 'p50')} / p99 ${ms(mis.floor, 'p99')} ms on this host in this run`);
     notes.push(`host load average (1 min) ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after, on ${os.cpus().length} CPUs: tail latencies on a busy host measure its scheduler as much as the comparator.`);
     notes.push(`throughput rows: MB/s counts one frame per pair; a window of ${WINDOW} pairs in flight, ${BATCH} pairs per write; the first round of each shape is a warm-up.`);
   } finally {
