@@ -18,10 +18,11 @@ import { colo } from './colo.js';
 import { engine } from './engine.js';
 import { failover } from './failover.js';
 import { monitorBench } from './monitor.js';
+import { proxy } from './proxy.js';
 import { streamDecode } from './stream-decode.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, colo, monitorBench];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, proxy, colo, monitorBench];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

@@ -46,7 +46,7 @@ export class ComparatorClient extends EventEmitter<ComparatorClientEvents> {
   private sockets: { pri: Socket; sec: Socket; out: Socket; nfy: Socket } | undefined;
 
   constructor(
-    private readonly addresses: ComparatorAddresses,
+    readonly addresses: ComparatorAddresses,
     private readonly vnetHdr = false,
   ) {
     super();

@@ -156,6 +156,8 @@ interface Connection {
   secondary: Queue;
   /** A mismatch was found: compare nothing more here until the checkpoint. */
   diverged: boolean;
+  /** Arrival order of its latest frame: eviction picks the idle connection quiet the longest. */
+  active: number;
   // TCP
   /** Sequence space [low, verified) was found equal and released (undefined: nothing yet). */
   low: number;
@@ -178,7 +180,6 @@ export class Comparator {
   private readonly compareTimeoutMs: number;
   private readonly maxQueueSize: number;
   private readonly maxConnections: number;
-  /** Insertion order = least recently active first (an active connection is re-inserted). */
   private readonly conns = new Map<string, Connection>();
   private order = 0;
   private heldPrimary = 0;
@@ -253,8 +254,11 @@ export class Comparator {
    */
   scan(now: number, out: Decision[] = []): Decision[] {
     for (const conn of this.conns.values()) {
-      const oldPrimary = this.oldest(conn.primary, now);
-      const old = oldPrimary ?? this.oldest(conn.secondary, now);
+      // Datagram queues are in arrival order: their head is the oldest frame.
+      // TCP queues are in sequence order, so every frame is looked at.
+      const fifo = conn.kind !== 'tcp';
+      const oldPrimary = this.oldest(conn.primary, now, fifo);
+      const old = oldPrimary ?? this.oldest(conn.secondary, now, fifo);
       if (old !== undefined) {
         const side = oldPrimary !== undefined ? 'primary' : 'secondary';
         this.request(out, 'timeout', conn.flow, `${side} frame held ${now - old.at} ms without a match (compare timeout ${this.compareTimeoutMs} ms)`);
@@ -294,8 +298,9 @@ export class Comparator {
     return out;
   }
 
-  private oldest(q: Queue, now: number): Held | undefined {
-    for (let i = 0; i < q.length; i++) {
+  private oldest(q: Queue, now: number, fifo: boolean): Held | undefined {
+    const n = fifo ? Math.min(1, q.length) : q.length;
+    for (let i = 0; i < n; i++) {
       const h = q.at(i);
       if (now - h.at > this.compareTimeoutMs) return h;
     }
@@ -327,9 +332,7 @@ export class Comparator {
   private connection(pkt: Packet, side: Side, frame: Frame, out: Decision[]): Connection | undefined {
     let conn = this.conns.get(pkt.key);
     if (conn !== undefined) {
-      // Most recently active last, so eviction finds idle old ones first.
-      this.conns.delete(pkt.key);
-      this.conns.set(pkt.key, conn);
+      conn.active = this.order;
       return conn;
     }
     if (this.conns.size >= this.maxConnections && !this.evictIdle()) {
@@ -344,6 +347,7 @@ export class Comparator {
       primary: new Queue(),
       secondary: new Queue(),
       diverged: false,
+      active: this.order,
       low: 0,
       verified: undefined,
       primaryAck: undefined,
@@ -353,15 +357,18 @@ export class Comparator {
     return conn;
   }
 
-  /** Forgets the least recently active connection that holds nothing; false if every one holds frames. */
+  /**
+   * Forgets the least recently active connection that holds nothing; false
+   * if every one holds frames. A walk of the table, but only when it is full.
+   */
   private evictIdle(): boolean {
-    for (const [key, c] of this.conns) {
-      if (c.primary.length === 0 && c.secondary.length === 0) {
-        this.conns.delete(key);
-        return true;
-      }
+    let victim: Connection | undefined;
+    for (const c of this.conns.values()) {
+      if (c.primary.length === 0 && c.secondary.length === 0 && (victim === undefined || c.active < victim.active)) victim = c;
     }
-    return false;
+    if (victim === undefined) return false;
+    this.conns.delete(victim.key);
+    return true;
   }
 
   private mismatch(conn: Connection, detail: string, out: Decision[]): void {
@@ -467,8 +474,14 @@ export class Comparator {
     this.dropSpent(conn, 'retransmit', out);
   }
 
-  /** Drops the secondary segments wholly inside the released range. */
+  /**
+   * Drops the secondary segments wholly inside the released range. The queue
+   * is in sequence order, so they sit at the front, after any that start
+   * before the range: the walk stops at the first segment reaching past it
+   * (constant time per call in a steady stream, not a scan of the queue).
+   */
   private dropSpent(conn: Connection, why: DropWhy, out: Decision[]): void {
+    if (conn.verified === undefined) return;
     const s = conn.secondary;
     for (let i = 0; i < s.length; ) {
       const sh = s.at(i);
@@ -476,8 +489,10 @@ export class Comparator {
         s.removeAt(i);
         this.heldSecondary--;
         this.drop('secondary', sh.frame, why, out);
+      } else if (sh.start === sh.end || after(conn.low, sh.start)) {
+        i++; // a RST, or a segment before the released range: not ours to judge here
       } else {
-        i++;
+        break;
       }
     }
   }

@@ -30,28 +30,55 @@ const MAX_IPV6_EXT_HEADERS = 8;
  */
 export type PacketKind = 'tcp' | 'udp' | 'icmp' | 'ip' | 'arp' | 'l2';
 
-export interface Packet {
-  kind: PacketKind;
+/**
+ * One decoded frame. A class with every field assigned in the constructor,
+ * so all packets share one shape (this runs once per frame on the hot path).
+ */
+export class Packet {
   /** Connection key (directional): equal for packets of one flow, different otherwise. '' for arp/l2. */
-  key: string;
+  key = '';
   /** 4 or 6 for IP kinds, 0 otherwise. */
-  family: 0 | 4 | 6;
-  /** 802.1Q VLAN id, or -1 when untagged. */
-  vlan: number;
+  family: 0 | 4 | 6 = 0;
   /** IP protocol (IPv6: the final next-header value), 0 when not IP. */
-  proto: number;
+  proto = 0;
   /** Offset in the record data of the IP payload (transport header) and the end of the IP packet (padding excluded). */
-  l4Start: number;
-  l4End: number;
+  l4Start = 0;
+  l4End = 0;
   /** TCP only (0 otherwise). */
-  seq: number;
-  ack: number;
-  flags: number;
+  seq = 0;
+  ack = 0;
+  flags = 0;
   /** TCP payload bounds in the record data (equal when there is none). */
-  payloadStart: number;
-  payloadEnd: number;
+  payloadStart = 0;
+  payloadEnd = 0;
+  /** Ports (TCP, UDP), -1 otherwise; offset of the source address in the data (IP kinds). */
+  sport = -1;
+  dport = -1;
+  addrAt = 0;
+  /** EtherType for the `l2` kind. */
+  etherType = 0;
+  /** An IP fragment (kind `ip`): no transport header to key on. */
+  fragment = false;
+
+  constructor(
+    readonly data: Buffer,
+    public kind: PacketKind,
+    /** 802.1Q VLAN id, or -1 when untagged. */
+    readonly vlan: number,
+  ) {}
+
   /** Human-readable flow, for logs and events: "tcp 10.0.0.1:80 > 10.0.0.2:40000". */
-  flow: () => string;
+  flow(): string {
+    if (this.kind === 'arp') return 'arp';
+    if (this.kind === 'l2') return `ethertype 0x${this.etherType.toString(16).padStart(4, '0')}`;
+    const d = this.data;
+    const [sa, da] = this.family === 4 ? [ipv4Text(d, this.addrAt), ipv4Text(d, this.addrAt + 4)] : [`[${ipv6Text(d, this.addrAt)}]`, `[${ipv6Text(d, this.addrAt + 16)}]`];
+    const name = PROTO_NAMES[this.proto] ?? `proto ${this.proto}`;
+    const vlan = this.vlan < 0 ? '' : ` vlan ${this.vlan}`;
+    if (this.fragment) return `${name} fragment ${sa} > ${da}${vlan}`;
+    if (this.sport >= 0) return `${name} ${sa}:${this.sport} > ${da}:${this.dport}${vlan}`;
+    return `${name} ${sa} > ${da}${vlan}`;
+  }
 }
 
 function malformed(what: string): never {
@@ -86,23 +113,17 @@ export function decodePacket(data: Buffer, vnetHdrLen = 0): Packet {
     type = data.readUInt16BE(at + 2);
     at += VLAN_TAG;
   }
-  const base = {
-    vlan,
-    seq: 0,
-    ack: 0,
-    flags: 0,
-    payloadStart: 0,
-    payloadEnd: 0,
-  };
-  if (type === EtherType.ARP) return { ...base, kind: 'arp', key: '', family: 0, proto: 0, l4Start: at, l4End: end, flow: () => 'arp' };
-  if (type === EtherType.IPV4) return decodeIpv4(data, at, end, base);
-  if (type === EtherType.IPV6) return decodeIpv6(data, at, end, base);
-  return { ...base, kind: 'l2', key: '', family: 0, proto: 0, l4Start: at, l4End: end, flow: () => `ethertype 0x${type.toString(16).padStart(4, '0')}` };
+  if (type === EtherType.IPV4) return decodeIpv4(new Packet(data, 'ip', vlan), at, end);
+  if (type === EtherType.IPV6) return decodeIpv6(new Packet(data, 'ip', vlan), at, end);
+  const p = new Packet(data, type === EtherType.ARP ? 'arp' : 'l2', vlan);
+  p.etherType = type;
+  p.l4Start = at;
+  p.l4End = end;
+  return p;
 }
 
-type Base = Pick<Packet, 'vlan' | 'seq' | 'ack' | 'flags' | 'payloadStart' | 'payloadEnd'>;
-
-function decodeIpv4(d: Buffer, at: number, end: number, base: Base): Packet {
+function decodeIpv4(p: Packet, at: number, end: number): Packet {
+  const d = p.data;
   if (end - at < 20) malformed(`IPv4 header cut short: ${end - at} bytes, at least 20 needed`);
   const vihl = d[at];
   if (vihl >> 4 !== 4) malformed(`IPv4 version field is ${vihl >> 4}, expected 4`);
@@ -112,21 +133,17 @@ function decodeIpv4(d: Buffer, at: number, end: number, base: Base): Packet {
   // Total length covers header and payload; Ethernet may pad beyond it, never cut it.
   if (total < ihl) malformed(`IPv4 total length ${total} is shorter than its header length ${ihl}`);
   if (total > end - at) malformed(`IPv4 total length ${total} exceeds the ${end - at} bytes present`);
-  const fragment = d.readUInt16BE(at + 6);
-  const proto = d[at + 9];
-  const src = d.readUInt32BE(at + 12);
-  const dst = d.readUInt32BE(at + 16);
-  const l4Start = at + ihl;
-  const l4End = at + total;
   // A fragment other than an unfragmented packet's only piece: ports are absent or partial.
-  const fragmented = (fragment & 0x3fff) !== 0;
-  const addrs = `${base.vlan}/4/${proto}/${src}/${dst}`;
-  const sa = (): string => ipv4Text(d, at + 12);
-  const da = (): string => ipv4Text(d, at + 16);
-  return transport(d, l4Start, l4End, proto, fragmented, 4, addrs, sa, da, base);
+  const fragmented = (d.readUInt16BE(at + 6) & 0x3fff) !== 0;
+  p.family = 4;
+  p.proto = d[at + 9];
+  p.addrAt = at + 12;
+  const addrs = `${p.vlan}/4/${p.proto}/${d.readUInt32BE(at + 12)}/${d.readUInt32BE(at + 16)}`;
+  return transport(p, at + ihl, at + total, fragmented, addrs);
 }
 
-function decodeIpv6(d: Buffer, at: number, end: number, base: Base): Packet {
+function decodeIpv6(p: Packet, at: number, end: number): Packet {
+  const d = p.data;
   if (end - at < 40) malformed(`IPv6 header cut short: ${end - at} bytes, 40 needed`);
   if (d[at] >> 4 !== 6) malformed(`IPv6 version field is ${d[at] >> 4}, expected 6`);
   const payloadLen = d.readUInt16BE(at + 4);
@@ -154,63 +171,52 @@ function decodeIpv6(d: Buffer, at: number, end: number, base: Base): Packet {
       break;
     }
   }
-  const addrs = `${base.vlan}/6/${next}/${d.toString('hex', at + 8, at + 40)}`;
-  const sa = (): string => `[${ipv6Text(d, at + 8)}]`;
-  const da = (): string => `[${ipv6Text(d, at + 24)}]`;
-  return transport(d, l4Start, l4End, next, fragmented, 6, addrs, sa, da, base);
+  p.family = 6;
+  p.proto = next;
+  p.addrAt = at + 8;
+  return transport(p, l4Start, l4End, fragmented, `${p.vlan}/6/${next}/${d.toString('hex', at + 8, at + 40)}`);
 }
 
-function transport(
-  d: Buffer,
-  l4Start: number,
-  l4End: number,
-  proto: number,
-  fragmented: boolean,
-  family: 4 | 6,
-  addrs: string,
-  sa: () => string,
-  da: () => string,
-  base: Base,
-): Packet {
+function transport(p: Packet, l4Start: number, l4End: number, fragmented: boolean, addrs: string): Packet {
+  const d = p.data;
   const len = l4End - l4Start;
-  const name = PROTO_NAMES[proto] ?? `proto ${proto}`;
+  const proto = p.proto;
+  p.l4Start = l4Start;
+  p.l4End = l4End;
+  p.key = addrs;
   if (fragmented) {
-    return { ...base, kind: 'ip', key: addrs, family, proto, l4Start, l4End, flow: () => `${name} fragment ${sa()} > ${da()}` };
+    p.fragment = true;
+    return p; // kind 'ip'
   }
   if (proto === IpProto.TCP) {
     if (len < 20) malformed(`TCP header cut short: ${len} bytes, at least 20 needed`);
     const off = (d[l4Start + 12] >> 4) * 4;
     if (off < 20) malformed(`TCP data offset ${off} is below the minimum of 20`);
     if (off > len) malformed(`TCP data offset ${off} exceeds the ${len} bytes of the segment`);
-    const sp = d.readUInt16BE(l4Start);
-    const dp = d.readUInt16BE(l4Start + 2);
-    return {
-      ...base,
-      kind: 'tcp',
-      key: `${addrs}/${sp}/${dp}`,
-      family,
-      proto,
-      l4Start,
-      l4End,
-      seq: d.readUInt32BE(l4Start + 4),
-      ack: d.readUInt32BE(l4Start + 8),
-      flags: d[l4Start + 13],
-      payloadStart: l4Start + off,
-      payloadEnd: l4End,
-      flow: () => `tcp ${sa()}:${sp} > ${da()}:${dp}`,
-    };
+    p.kind = 'tcp';
+    p.sport = d.readUInt16BE(l4Start);
+    p.dport = d.readUInt16BE(l4Start + 2);
+    p.key = `${addrs}/${p.sport}/${p.dport}`;
+    p.seq = d.readUInt32BE(l4Start + 4);
+    p.ack = d.readUInt32BE(l4Start + 8);
+    p.flags = d[l4Start + 13];
+    p.payloadStart = l4Start + off;
+    p.payloadEnd = l4End;
+    return p;
   }
   if (proto === IpProto.UDP) {
     if (len < 8) malformed(`UDP header cut short: ${len} bytes, 8 needed`);
     const ulen = d.readUInt16BE(l4Start + 4);
     if (ulen < 8 || ulen > len) malformed(`UDP length ${ulen} is outside 8..${len} (the IP payload)`);
-    const sp = d.readUInt16BE(l4Start);
-    const dp = d.readUInt16BE(l4Start + 2);
-    return { ...base, kind: 'udp', key: `${addrs}/${sp}/${dp}`, family, proto, l4Start, l4End, flow: () => `udp ${sa()}:${sp} > ${da()}:${dp}` };
+    p.kind = 'udp';
+    p.sport = d.readUInt16BE(l4Start);
+    p.dport = d.readUInt16BE(l4Start + 2);
+    p.key = `${addrs}/${p.sport}/${p.dport}`;
+    return p;
   }
   if (proto === IpProto.ICMP || proto === IpProto.ICMPV6) {
     if (len < 4) malformed(`ICMP header cut short: ${len} bytes, at least 4 needed`);
-    return { ...base, kind: 'icmp', key: addrs, family, proto, l4Start, l4End, flow: () => `${name} ${sa()} > ${da()}` };
+    p.kind = 'icmp';
   }
-  return { ...base, kind: 'ip', key: addrs, family, proto, l4Start, l4End, flow: () => `${name} ${sa()} > ${da()}` };
+  return p;
 }

@@ -30,6 +30,9 @@ import { ColoProxy, type ColoProxyOptions } from './proxy.js';
 
 export type PortName = 'primary_in' | 'secondary_in' | 'outdev' | 'notify';
 const PORTS: readonly PortName[] = ['primary_in', 'secondary_in', 'outdev', 'notify'];
+/** The proxy's two messages, encoded once (they go out on the latency-critical path). */
+const DO_CHECKPOINT = encodeNotify(NotifyWords.DO_CHECKPOINT, { direction: 'from-proxy' });
+const INIT_REPLY = encodeNotify(NotifyWords.PROXY_INIT_REPLY, { direction: 'from-proxy' });
 
 export interface ProxyServerOptions extends ColoProxyOptions {
   primaryIn: Address;
@@ -115,6 +118,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         } catch (err) {
           throw new ProxyError(C.PROXY_LISTEN_FAILED, `${name}: cannot listen on ${a.host}:${a.port}: ${(err as Error).message}`, { cause: err });
         }
+        // After listen() succeeded, an error (EMFILE on accept...) is logged, not fatal.
+        server.on('error', (err) => o.logger?.error({ port: name, err }, `${name}: ${err.message}`));
         o.logger?.info({ port: name, address: `${a.host}:${(server.address() as AddressInfo).port}` }, `${name} listening`);
       }
     } catch (err) {
@@ -203,7 +208,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
             return;
           }
           for (const w of words) {
-            if (w === NotifyWords.PROXY_INIT) socket.write(encodeNotify(NotifyWords.PROXY_INIT_REPLY, { direction: 'from-proxy' }));
+            if (w === NotifyWords.PROXY_INIT) socket.write(INIT_REPLY);
             else if (w === NotifyWords.CHECKPOINT_DONE) this.proxy.checkpointDone();
           }
           this.flush();
@@ -223,7 +228,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private notifyCheckpoint(req: CheckpointRequest): void {
     const socket = this.ports?.get('notify')?.socket;
     const notified = socket !== undefined && !socket.destroyed;
-    if (notified) socket.write(encodeNotify(NotifyWords.DO_CHECKPOINT, { direction: 'from-proxy' }));
+    if (notified) socket.write(DO_CHECKPOINT);
     this.options.logger?.info({ reason: req.reason, flow: req.flow, notified }, `checkpoint requested (${req.reason}): ${req.flow}: ${req.detail}`);
     this.emit('checkpoint', { ...req, notified });
     // Releases decided before the request (same call) leave before the next read.

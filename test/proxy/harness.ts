@@ -11,6 +11,8 @@
  * and so after everything sent before them on either input. A notify round
  * trip (PROXY_INIT -> its reply) then proves that every DO_CHECKPOINT sent
  * before it has arrived: both comparators answer on the same notify stream.
+ * The same round trip follows every COLO_CHECKPOINT, so no frame sent after
+ * it can overtake it.
  */
 import { ComparatorClient, READY_PROBE, type ComparatorAddresses } from '../../proxy/client.js';
 import { arp, udp } from '../../proxy/craft.js';
@@ -22,12 +24,14 @@ export type Step =
   | { s: Buffer[] }
   /** Wait until every primary frame sent so far has been read (an ARP frame released uncompared). */
   | 'sync-primary'
-  /** Send COLO_CHECKPOINT. */
+  /** Send COLO_CHECKPOINT and wait until the comparator has handled it. */
   | 'checkpoint'
   /** Wait (event-driven) for a DO_CHECKPOINT the phase has not seen yet: a timeout. */
   | 'await-request'
   /** End the phase: full barrier, then record. */
-  | 'end';
+  | 'end'
+  /** Run a check of the caller's (e.g. on the comparator's own state). */
+  | { call: () => void | Promise<void> };
 
 export interface PhaseResult {
   /** Labels of the frames released in this phase, in outdev order. */
@@ -62,7 +66,10 @@ export class ScenarioDriver {
   private barrier = 0;
   private readonly vnetHdrLen: number;
 
-  constructor(addresses: ComparatorAddresses, options: { vnetHdr?: boolean; vnetHdrLen?: number } = {}) {
+  private readonly name: string;
+
+  constructor(addresses: ComparatorAddresses, options: { vnetHdr?: boolean; vnetHdrLen?: number; name?: string } = {}) {
+    this.name = options.name ?? 'comparator';
     this.client = new ComparatorClient(addresses, options.vnetHdr ?? false);
     this.vnetHdrLen = options.vnetHdrLen ?? 0;
   }
@@ -98,14 +105,21 @@ export class ScenarioDriver {
     const results: PhaseResult[] = [];
     for (const step of steps) {
       if (step === 'sync-primary') await this.syncPrimary();
-      else if (step === 'checkpoint') this.client.sendNotify(NotifyWords.CHECKPOINT_DONE);
+      else if (step === 'checkpoint') {
+        // The notify socket is read independently of the inputs: a frame sent
+        // next could be read before COLO_CHECKPOINT and be flushed with the
+        // held ones. The INIT round trip behind it proves it was handled.
+        this.client.sendNotify(NotifyWords.CHECKPOINT_DONE);
+        await this.client.init();
+      }
       else if (step === 'await-request') await this.awaitRequest();
       else if (step === 'end') {
         await this.fullBarrier();
         results.push({ released: this.released, requests: this.requests });
         this.released = [];
         this.requests = 0;
-      } else if ('p' in step) this.client.sendPrimary(step.p, this.vnetHdrLen);
+      } else if ('call' in step) await step.call();
+      else if ('p' in step) this.client.sendPrimary(step.p, this.vnetHdrLen);
       else this.client.sendSecondary(step.s, this.vnetHdrLen);
     }
     return results;
@@ -118,7 +132,7 @@ export class ScenarioDriver {
   private async syncPrimary(): Promise<void> {
     const n = ++this.barrier;
     const frame = this.label(this.vnet(arp(`198.18.${n >> 8}.${n & 255}`)), `#arp${n}`);
-    const seen = waitFor<void>(`primary barrier ${n}`, (done) => {
+    const seen = waitFor<void>(`${this.name}: primary barrier ${n}`, (done) => {
       const on = (f: Frame): void => void (f.data.equals(frame) && done());
       this.client.on('frame', on);
       return () => this.client.off('frame', on);
@@ -131,7 +145,7 @@ export class ScenarioDriver {
     const n = ++this.barrier;
     const probe = udp({ src: '198.19.0.1', dst: '198.19.0.2', sport: 1 + (n % 60000), dport: 9, payload: Buffer.from(`barrier ${n}`) });
     const released = this.label(this.vnet(probe), `#probe${n}`);
-    const seen = waitFor<void>(`barrier ${n}`, (done) => {
+    const seen = waitFor<void>(`${this.name}: barrier ${n} (released so far: ${JSON.stringify(this.released)})`, (done) => {
       const on = (f: Frame): void => void (f.data.equals(released) && done());
       this.client.on('frame', on);
       return () => this.client.off('frame', on);
@@ -144,7 +158,7 @@ export class ScenarioDriver {
 
   private async awaitRequest(): Promise<void> {
     if (this.requests > 0) return;
-    await waitFor<void>('a DO_CHECKPOINT', (done) => {
+    await waitFor<void>(`${this.name}: a DO_CHECKPOINT`, (done) => {
       const on = (w: NotifyWord): void => void (w === NotifyWords.DO_CHECKPOINT && done());
       this.client.on('notify', on);
       return () => this.client.off('notify', on);

@@ -12,6 +12,8 @@ export interface Expect {
   released: string[];
   /** A checkpoint was requested in the phase. */
   requested: boolean;
+  /** Exactly this many DO_CHECKPOINT messages in the phase. */
+  requests?: number;
   /** Compare `released` as a multiset per flow (labels "flow.n") instead of one exact sequence. */
   perFlow?: boolean;
 }
@@ -34,8 +36,13 @@ const ACK = 5000;
 
 
 
-/** Builds scenarios for one driver (labels are registered on it). */
-export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0): Scenario[] {
+/**
+ * Builds scenarios for one driver (labels are registered on it).
+ * `settled` is the step that shows what a comparator still holds after a
+ * phase: for Tandem a check that nothing is held (so nothing can time out),
+ * for colo-compare waiting for the timeout request its leftover causes.
+ */
+export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0, settled: Step = 'end'): Scenario[] {
   let nextPort = 40000;
   const v = (f: Buffer): Buffer => (vnetHdrLen === 0 ? f : withVnetHeader(f, vnetHdrLen));
   const P = (name: string, f: Buffer): Buffer => d.label(v(f), name);
@@ -80,6 +87,19 @@ export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0): Scenario[] {
     const data = bytes('resegment2', 300);
     const ss = [0, 1, 2].map((i) => S(t(i * 100, data.subarray(i * 100, (i + 1) * 100))));
     out.push({ name: 're-segmented TCP: primary 1 x 300, secondary 3 x 100', steps: [{ s: ss }, { p: [P('C.0', t(0, data))] }, 'end', ...reset], tandem: [{ released: ['C.0'], requested: false }, none] });
+  }
+  {
+    // After the last primary piece, the secondary's big segment is spent: is it let go?
+    const t = tcpFlow();
+    const data = bytes('spent', 300);
+    const ps = [0, 1, 2].map((i) => P(`R.${i}`, t(i * 100, data.subarray(i * 100, (i + 1) * 100))));
+    out.push({
+      name: 'a spent secondary segment is let go: no timeout on an idle connection',
+      steps: [{ s: [S(t(0, data))] }, { p: ps }, 'end', settled, 'end', ...reset],
+      tandem: [{ released: ['R.0', 'R.1', 'R.2'], requested: false }, none, none],
+      qemu: [undefined, { released: [], requested: true }, none],
+      difference: 'colo-compare keeps a secondary segment consumed by several primary ones queued until the next packet, so an idle connection times out into a checkpoint',
+    });
   }
   {
     // Cuts that never line up: 150 + 150 against 100 + 200.
@@ -128,6 +148,19 @@ export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0): Scenario[] {
       name: 'diverging UDP datagram',
       steps: [{ s: [S(u(Buffer.from('answer: 42')))] }, { p: [P('H.0', u(Buffer.from('answer: 41')))] }, 'end', 'checkpoint', 'end'],
       tandem: [{ released: [], requested: true }, { released: ['H.0'], requested: false }],
+    });
+  }
+  {
+    // After a mismatch, a later datagram that matches.
+    const u = udpFlow();
+    const b = P('T.0', u(Buffer.from('diverged B')));
+    const c = P('T.1', u(Buffer.from('agreed C')));
+    out.push({
+      name: 'UDP: a diverged connection keeps its order and asks once',
+      steps: [{ s: [S(u(Buffer.from('diverged A')))] }, { p: [b] }, 'end', { s: [S(u(Buffer.from('agreed C')))] }, { p: [c] }, 'end', 'checkpoint', 'end'],
+      tandem: [{ released: [], requested: true, requests: 1 }, none, { released: ['T.0', 'T.1'], requested: false }],
+      qemu: [undefined, { released: ['T.1'], requested: true, requests: 2 }, { released: ['T.0'], requested: false }],
+      difference: 'colo-compare asks again for every packet arriving on a diverged connection, and releases a later matching datagram ahead of the held earlier one',
     });
   }
   {
@@ -224,6 +257,7 @@ export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0): Scenario[] {
 export function check(result: PhaseResult, e: Expect, where: string): string[] {
   const problems: string[] = [];
   if ((result.requests > 0) !== e.requested) problems.push(`${where}: checkpoint requested ${result.requests > 0} (x${result.requests}), expected ${e.requested}`);
+  if (e.requests !== undefined && result.requests !== e.requests) problems.push(`${where}: ${result.requests} DO_CHECKPOINT messages, expected ${e.requests}`);
   if (e.perFlow) {
     const byFlow = (xs: string[]): Map<string, string[]> => {
       const m = new Map<string, string[]>();
