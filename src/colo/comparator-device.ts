@@ -39,14 +39,14 @@ export class ComparatorDevice implements CheckpointDevice {
     this.comparing = true;
   }
 
-  commit(epoch: number): void {
-    this.options.proxy.checkpointDone();
+  async commit(epoch: number): Promise<void> {
+    await this.options.proxy.checkpointDone();
     this.options.link.committed(epoch);
   }
 
-  teardown(): void {
+  async teardown(): Promise<void> {
     this.comparing = false;
     // The secondary's copy is gone: what was held for comparison is all the clients will get.
-    this.options.proxy.checkpointDone();
+    await this.options.proxy.checkpointDone();
   }
 }

@@ -16,12 +16,19 @@ export interface FrameComparator {
   close(): void;
   pushPrimary(frame: Buffer): void;
   pushSecondary(frame: Buffer): void;
-  /** A checkpoint was taken: held primary frames leave, held secondary frames are dropped. */
-  checkpointDone(): void;
+  /**
+   * A checkpoint was taken: held primary frames leave, held secondary frames
+   * are dropped. Resolves once the comparator has done so, so no frame sent
+   * after it can be swept up in that flush.
+   */
+  checkpointDone(): void | Promise<void>;
   /** Primary frames it lets out, in order. */
   onRelease(fn: (frame: Buffer) => void): void;
   onCheckpoint(fn: (req: CheckpointRequest) => void): void;
 }
+
+/** How long a socket comparator may take to confirm a checkpoint flush. */
+const CONFIRM_TIMEOUT_MS = 2000;
 
 /** Tandem's comparator, in this process. */
 export class InProcessComparator implements FrameComparator {
@@ -101,8 +108,19 @@ export class SocketComparator implements FrameComparator {
     this.client.sendSecondary(frame);
   }
 
-  checkpointDone(): void {
+  async checkpointDone(): Promise<void> {
     this.client.sendNotify(NotifyWords.CHECKPOINT_DONE);
+    // COLO_CHECKPOINT has no reply, and frames travel other sockets: a frame
+    // of the resumed guest could be read before the flush and released
+    // uncompared with the old epoch's. An init round trip on the same
+    // socket tells us the comparator has handled everything sent before it.
+    let timer: NodeJS.Timeout | undefined;
+    const confirmed = await Promise.race([
+      this.client.init().then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CONFIRM_TIMEOUT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!confirmed) this.logger?.error(`comparator at ${this.describe()} did not confirm COLO_CHECKPOINT within ${CONFIRM_TIMEOUT_MS} ms; is it still there?`);
   }
 
   onRelease(fn: (frame: Buffer) => void): void {

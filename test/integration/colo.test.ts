@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 import type { ComparatorAddresses } from '../../proxy/client.js';
 import { ColoCompareProcess, QEMU_BINARY, qemuAvailable } from '../../proxy/qemu.js';
@@ -45,7 +45,8 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; out: s
   });
 }
 
-async function coloRun(opts: { external?: ComparatorAddresses }): Promise<void> {
+/** Runs the checks; returns how to stop everything it started (before its comparator goes). */
+async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() => Promise<void>)[]): Promise<void> {
   requireRedisTools();
   // The secondary host.
   const replica = new SimDomain({ pages: PAGES });
@@ -116,7 +117,7 @@ async function coloRun(opts: { external?: ComparatorAddresses }): Promise<void> 
   const epochs: EpochMetrics[] = [];
   engine.metrics$.subscribe((m) => epochs.push(m));
   const { port } = await colo.start();
-  after(async () => {
+  cleanups.push(async () => {
     await engine.stop();
     await colo.stop();
     await netS.stop();
@@ -154,14 +155,22 @@ async function coloRun(opts: { external?: ComparatorAddresses }): Promise<void> 
   assert.ok(sguest.resumes >= 2);
 }
 
-test('COLO: redis-benchmark through two running replicas and Tandem\'s comparator; divergence checkpoints only where the replicas differ', () => coloRun({}));
+async function withCleanup(fn: (cleanups: (() => Promise<void>)[]) => Promise<void>): Promise<void> {
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    await fn(cleanups);
+  } finally {
+    for (const c of cleanups.reverse()) await c();
+  }
+}
+
+test('COLO: redis-benchmark through two running replicas and Tandem\'s comparator; divergence checkpoints only where the replicas differ', () => withCleanup((c) => coloRun({}, c)));
 
 test('COLO with QEMU\'s colo-compare as the comparator, over its sockets and notify protocol', async () => {
   assert.ok(qemuAvailable(), `${QEMU_BINARY} is missing: apt-get install -y --no-install-recommends qemu-system-x86`);
   const qemu = await ColoCompareProcess.start({ compareTimeoutMs: 1000, expiredScanCycleMs: 100 });
-  try {
-    await coloRun({ external: qemu.addresses });
-  } finally {
-    await qemu.stop();
-  }
+  await withCleanup(async (c) => {
+    c.push(() => qemu.stop());
+    await coloRun({ external: qemu.addresses }, c);
+  });
 });
