@@ -16,28 +16,11 @@ import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
+import { busyGuest } from './helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 1024;
 const EPOCHS = 60;
-
-/** A guest writing `rate` random 32-byte runs every millisecond while it runs. */
-function runGuest(domain: SimDomain, seed: number, rate: number): () => void {
-  let x = seed;
-  const next = (): number => (x = (x * 1103515245 + 12345) >>> 0);
-  const data = Buffer.alloc(32);
-  const timer = setInterval(() => {
-    domain.run(() => {
-      for (let i = 0; i < rate; i++) {
-        data.writeUInt32LE(next(), 0);
-        domain.write(next() % (domain.ram.length - 32), data);
-      }
-      domain.setRegister(0, 'rip', BigInt(next()));
-      domain.touchDeviceModel();
-    });
-  }, 1);
-  return () => clearInterval(timer);
-}
 
 test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest resumes exactly at each checkpoint`, async () => {
   const primary = new SimDomain({ pages: PAGES });
@@ -85,8 +68,8 @@ test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest re
       onStaged: (epoch, digest) => staged.set(epoch, digest),
     },
   );
-  const stopP = runGuest(primary, 1, 10);
-  const stopS = runGuest(replica, 99, 10);
+  const stopP = busyGuest(primary, 10, 1);
+  const stopS = busyGuest(replica, 10, 99);
   after(async () => {
     stopP();
     stopS();

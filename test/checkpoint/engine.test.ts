@@ -16,27 +16,10 @@ import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
+import { busyGuest } from './helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 2048;
-
-/** A guest that keeps writing while it runs: `rate` writes of 64 bytes every millisecond. */
-function busyGuest(domain: SimDomain, rate: number): () => void {
-  let seed = 12345;
-  const next = (): number => (seed = (seed * 1103515245 + 12345) >>> 0);
-  const data = Buffer.alloc(64);
-  const timer = setInterval(() => {
-    domain.run(() => {
-      for (let i = 0; i < rate; i++) {
-        data.writeUInt32LE(next(), 0);
-        domain.write(next() % (domain.ram.length - 64), data);
-      }
-      domain.setRegister(0, 'rip', BigInt(next()));
-      domain.touchDeviceModel();
-    });
-  }, 1);
-  return () => clearInterval(timer);
-}
 
 interface Rig {
   primary: SimDomain;

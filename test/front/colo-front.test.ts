@@ -8,7 +8,6 @@
  * both paused, the secondary's RAM made the primary's, the comparator told.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { ColoProxy } from '../../proxy/proxy.js';
 import { SimDomain } from '../../src/domain/sim.js';
@@ -17,7 +16,7 @@ import { KvCommands } from '../../src/guest/commands.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { GuestNetStack } from '../../src/guest/net/stack.js';
 import { ipv4, type Endpoint } from '../../src/guest/net/wire.js';
-import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools } from '../guest/helpers.js';
+import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
 
 const PAGES = 4096; // 16 MiB
 const NET_BASE = 12 * 1024 * 1024;
@@ -93,15 +92,6 @@ async function rig(): Promise<Rig> {
   return { front, port, primary, secondary, proxy, checkpoints };
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 describe('ColoFront with two guest replicas and the comparator', () => {
   const rigs: Rig[] = [];
@@ -116,7 +106,7 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     requireRedisTools();
     const r = await rig();
     rigs.push(r);
-    const res = await run(REDIS_BENCHMARK, ['-p', String(r.port), '-t', 'set,get', '-n', '4000', '-c', '10', '-r', '200', '-q']);
+    const res = await runTool(REDIS_BENCHMARK, ['-p', String(r.port), '-t', 'set,get', '-n', '4000', '-c', '10', '-r', '200', '-q']);
     assert.equal(res.code, 0, res.out);
     assert.match(res.out, /SET: [\d.]+ requests per second/);
     assert.match(res.out, /GET: [\d.]+ requests per second/);
@@ -124,7 +114,7 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     const st = r.proxy.stats();
     assert.ok(st.matched >= 8000, `only ${st.matched} primary frames matched`);
     assert.equal(st.held.primary, 0);
-    const check = await run(REDIS_CLI, ['-p', String(r.port), 'DBSIZE']);
+    const check = await runTool(REDIS_CLI, ['-p', String(r.port), 'DBSIZE']);
     assert.match(check.out, /^\(integer\) \d+|^\d+/m);
   });
 
@@ -134,7 +124,7 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     rigs.push(r);
     r.secondary.clockOffsetUs = 5_000_000;
     const before = Date.now();
-    const res = await run(REDIS_CLI, ['-p', String(r.port), 'TIME']);
+    const res = await runTool(REDIS_CLI, ['-p', String(r.port), 'TIME']);
     assert.equal(res.code, 0, res.out);
     const secs = Number(res.out.split('\n')[0]);
     assert.ok(Math.abs(secs * 1000 - before) < 3000, `TIME ${secs} is the primary's clock, not the secondary's (+5 s)`);
@@ -142,9 +132,9 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     assert.match(r.checkpoints[0], /^mismatch/);
     // After the checkpoint the replicas agree again on deterministic commands.
     const n = r.checkpoints.length;
-    const set = await run(REDIS_CLI, ['-p', String(r.port), 'SET', 'after', 'checkpoint']);
+    const set = await runTool(REDIS_CLI, ['-p', String(r.port), 'SET', 'after', 'checkpoint']);
     assert.match(set.out, /OK/);
-    const get = await run(REDIS_CLI, ['-p', String(r.port), 'GET', 'after']);
+    const get = await runTool(REDIS_CLI, ['-p', String(r.port), 'GET', 'after']);
     assert.match(get.out, /checkpoint/);
     assert.equal(r.checkpoints.length, n, 'no further divergence');
     assert.equal(r.front.metrics().strayFrames, 0);

@@ -1,5 +1,6 @@
 /** Shared pieces of the guest service tests: a seeded PRNG, a command harness, a RESP reply reader. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
@@ -177,4 +178,15 @@ export function requireRedisTools(): void {
     existsSync(REDIS_CLI) && existsSync(REDIS_BENCHMARK) && existsSync(REDIS_CHECK_AOF),
     `redis-cli, redis-benchmark or redis-check-aof is missing (${REDIS_CLI}, ${REDIS_BENCHMARK}, ${REDIS_CHECK_AOF}); install them: apt-get install -y --no-install-recommends redis-tools`,
   );
+}
+
+/** Runs a client tool to its end: exit code, and stdout and stderr together. */
+export function runTool(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('close', (code) => resolve({ code, out }));
+  });
 }

@@ -10,7 +10,6 @@
  * device model and disk) resumes exactly where the primary was.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 import type { ComparatorAddresses } from '../../proxy/client.js';
@@ -29,21 +28,12 @@ import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
-import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools } from '../guest/helpers.js';
+import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
 
 const logger = createLogger(process.env.COLO_LOG === '1' ? 'debug' : 'silent');
 const PAGES = 4096;
 const DISK = 2 * 1024 * 1024;
 
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    p.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 /** Runs the checks; returns how to stop everything it started (before its comparator goes). */
 async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() => Promise<void>)[]): Promise<void> {
@@ -127,7 +117,7 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'protected')));
 
   // Deterministic: the replicas answer alike, nothing diverges.
-  const bench = await run(REDIS_BENCHMARK, ['-p', String(port), '-t', 'set,get', '-n', '3000', '-c', '8', '-r', '100', '-q']);
+  const bench = await runTool(REDIS_BENCHMARK, ['-p', String(port), '-t', 'set,get', '-n', '3000', '-c', '8', '-r', '100', '-q']);
   assert.equal(bench.code, 0, bench.out);
   assert.match(bench.out, /GET: [\d.]+ requests per second/);
   assert.equal(divergences.length, 0, `SET/GET made the replicas diverge: ${divergences.join('; ')}`);
@@ -137,14 +127,14 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
   secondaryClockOffsetUs = 7_000_000;
   const diverged = firstValueFrom(engine.metrics$.pipe(filter((m) => m.trigger === 'divergence')));
   const before = Date.now();
-  const time = await run(REDIS_CLI, ['-p', String(port), 'TIME']);
+  const time = await runTool(REDIS_CLI, ['-p', String(port), 'TIME']);
   assert.equal(time.code, 0, time.out);
   assert.ok(Math.abs(Number(time.out.split('\n')[0]) * 1000 - before) < 3000, `TIME ${time.out} is not the primary's clock`);
   await diverged;
   assert.ok(divergences.some((d) => d.endsWith('mismatch')), divergences.join('\n'));
 
   // The service carries on after the checkpoint, and the data is there.
-  const get = await run(REDIS_CLI, ['-p', String(port), 'DBSIZE']);
+  const get = await runTool(REDIS_CLI, ['-p', String(port), 'DBSIZE']);
   assert.match(get.out, /\d+/);
   assert.ok(Number(/\d+/.exec(get.out)![0]) > 0);
 
