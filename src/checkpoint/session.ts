@@ -169,20 +169,19 @@ export class ProtectionSession {
    * released on the strength of this checkpoint.
    */
   private async coloCheckpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
-    const saver = this.saver!;
     const { now } = this.options;
     const epoch = this.epochs + 1;
     // The first checkpoint is the pre-copy's: no secondary guest runs yet to announce it to.
     const first = epoch === 1;
     if (!first) {
-      saver.newCheckpoint();
+      this.saver!.newCheckpoint();
       await this.flush();
     }
     const t0 = now();
+    let staged: StagedEpoch | undefined;
     let t1: number;
     let t2: number;
     let bytes: number;
-    let staged: StagedEpoch | undefined;
     try {
       staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, {
         now,
@@ -191,19 +190,10 @@ export class ProtectionSession {
         keepPaused: true,
         afterSuspend: first ? undefined : () => this.secondarySuspended(),
       });
-      if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
       t1 = now();
-      const before = saver.position;
-      saver.sendPages(staged.pfns, (i) => this.staging.page(i));
-      saver.endOfCheckpoint(staged.ctx);
-      saver.checkpoint(staged.dm, this.options.deviceRecords?.(epoch));
-      bytes = saver.position - before;
-      await this.flush();
+      bytes = await this.sendStaged(epoch, staged);
       t2 = now();
-      const ack = await this.link.waitAck(epoch, this.options.ackTimeoutMs);
-      if (ack.status !== AckStatus.APPLIED) {
-        throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
-      }
+      await this.applied(epoch);
       const ready = await this.link.nextRecord('CHECKPOINT_STATE', this.options.ackTimeoutMs);
       if (ready.controlId !== ColoControl.SVM_READY) throw new ColoHandshakeError(`expected the secondary's SVM_READY after epoch ${epoch}, got control id ${ready.controlId}`);
       this.epochs = epoch;
@@ -213,28 +203,16 @@ export class ProtectionSession {
       if (staged !== undefined) await this.callbacks.postcopy(epoch);
     }
     const t3 = now();
-    const metrics: EpochMetrics = {
-      epoch,
-      trigger,
-      pauseUs: Math.round((t3 - t0) * 1000),
-      dirtyPages: staged.pfns.length,
-      bytes,
-      sendMs: t2 - t1,
-      ackMs: t3 - t2,
-      totalMs: t3 - t0,
-    };
-    if (staged.digest !== undefined) metrics.digest = staged.digest;
-    return metrics;
+    return metricsOf(epoch, trigger, staged, { pauseMs: t3 - t0, bytes, sendMs: t2 - t1, ackMs: t3 - t2, totalMs: t3 - t0 });
   }
 
   /** COLO: the secondary's guest is paused; the pages it wrote since the last checkpoint, ascending, checked. */
   private async secondarySuspended(): Promise<Uint32Array> {
     const timeout = this.options.ackTimeoutMs;
-    // The previous checkpoint's SVM_RESUMED (and, after the first, its SVM_READY too) may come first.
-    let state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
-    for (let skipped = 0; skipped < 2 && (state.controlId === ColoControl.SVM_READY || state.controlId === ColoControl.SVM_RESUMED); skipped++) {
-      state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
-    }
+    // The previous checkpoint ended with the secondary's SVM_RESUMED; this one starts with SVM_SUSPENDED.
+    const resumed = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
+    if (resumed.controlId !== ColoControl.SVM_RESUMED) throw new ColoHandshakeError(`expected the secondary's SVM_RESUMED of the last checkpoint, got control id ${resumed.controlId}`);
+    const state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
     if (state.controlId !== ColoControl.SVM_SUSPENDED) throw new ColoHandshakeError(`expected the secondary's SVM_SUSPENDED, got control id ${state.controlId}`);
     const list = await this.link.nextRecord('CHECKPOINT_DIRTY_PFN_LIST', timeout);
     const pages = this.domain.info.pages;
@@ -250,40 +228,51 @@ export class ProtectionSession {
    * pages already known dirty (the last pre-copy round's), sent with this epoch.
    */
   private async checkpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
-    const saver = this.saver!;
     const { now } = this.options;
     const epoch = this.epochs + 1;
     const t0 = now();
     const staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, { now, carried, digest: this.options.digest });
-    if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
     const t1 = now();
+    const bytes = await this.sendStaged(epoch, staged);
+    const t2 = now();
+    await this.applied(epoch);
+    this.epochs = epoch;
+    const t3 = now();
+    await this.callbacks.checkpoint(epoch);
+    return metricsOf(epoch, trigger, staged, { pauseMs: staged.pauseMs, bytes, sendMs: t2 - t1, ackMs: t3 - t2, totalMs: now() - t0 });
+  }
+
+  /** Writes a staged epoch (pages, context, device model, device records, CHECKPOINT_END) and flushes it; its stream bytes. */
+  private async sendStaged(epoch: number, staged: StagedEpoch): Promise<number> {
+    if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
+    const saver = this.saver!;
     const before = saver.position;
     saver.sendPages(staged.pfns, (i) => this.staging.page(i));
     saver.endOfCheckpoint(staged.ctx);
     saver.checkpoint(staged.dm, this.options.deviceRecords?.(epoch));
     const bytes = saver.position - before;
     await this.flush();
-    const t2 = now();
+    return bytes;
+  }
+
+  /** Waits for the secondary's ack of `epoch`; anything but APPLIED ends the session. */
+  private async applied(epoch: number): Promise<void> {
     const ack = await this.link.waitAck(epoch, this.options.ackTimeoutMs);
     if (ack.status !== AckStatus.APPLIED) {
       throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
     }
-    this.epochs = epoch;
-    const t3 = now();
-    await this.callbacks.checkpoint(epoch);
-    const metrics: EpochMetrics = {
-      epoch,
-      trigger,
-      pauseUs: Math.round(staged.pauseMs * 1000),
-      dirtyPages: staged.pfns.length,
-      bytes,
-      sendMs: t2 - t1,
-      ackMs: t3 - t2,
-      totalMs: now() - t0,
-    };
-    if (staged.digest !== undefined) metrics.digest = staged.digest;
-    return metrics;
   }
+}
+
+function metricsOf(
+  epoch: number,
+  trigger: EpochMetrics['trigger'],
+  staged: StagedEpoch,
+  t: { pauseMs: number; bytes: number; sendMs: number; ackMs: number; totalMs: number },
+): EpochMetrics {
+  const m: EpochMetrics = { epoch, trigger, pauseUs: Math.round(t.pauseMs * 1000), dirtyPages: staged.pfns.length, bytes: t.bytes, sendMs: t.sendMs, ackMs: t.ackMs, totalMs: t.totalMs };
+  if (staged.digest !== undefined) m.digest = staged.digest;
+  return m;
 }
 
 /** The secondary's handshake on the back-channel did not go as COLO's does. */

@@ -7,6 +7,7 @@
  * installBlocks(), which is not a guest write and so is not tracked.
  */
 import { createHash } from 'node:crypto';
+import { IndexSet } from '../domain/index-set.js';
 
 export const DISK_BLOCK_SIZE = 4096;
 /** Largest sim disk: block indexes stay well inside a u32 and the Buffer inside one allocation. */
@@ -19,54 +20,14 @@ export interface SimDiskOptions {
   domain: { readonly paused: boolean };
 }
 
-/** Ascending pfn-style block set: a bitmap for membership, a list for O(dirty) reads. */
-class BlockSet {
-  private readonly bitmap: Uint32Array;
-  private list: Uint32Array;
-  private count = 0;
-
-  constructor(private readonly blocks: number) {
-    this.bitmap = new Uint32Array(Math.ceil(blocks / 32));
-    this.list = new Uint32Array(Math.min(blocks, 1024));
-  }
-
-  get size(): number {
-    return this.count;
-  }
-
-  add(first: number, last: number): void {
-    for (let b = first; b <= last; b++) {
-      const bit = 1 << (b & 31);
-      if ((this.bitmap[b >>> 5] & bit) !== 0) continue;
-      this.bitmap[b >>> 5] |= bit;
-      if (this.count === this.list.length) {
-        const grown = new Uint32Array(Math.min(this.blocks, this.list.length * 2));
-        grown.set(this.list);
-        this.list = grown;
-      }
-      this.list[this.count++] = b;
-    }
-  }
-
-  /** The members, ascending (a copy). */
-  sorted(): Uint32Array {
-    return this.list.slice(0, this.count).sort();
-  }
-
-  clear(): void {
-    for (let i = 0; i < this.count; i++) this.bitmap[this.list[i] >>> 5] = 0;
-    this.count = 0;
-  }
-}
-
 export class SimDisk {
   readonly capacityBytes: number;
   readonly blocks: number;
   private readonly data: Buffer;
   private readonly domain: { readonly paused: boolean };
-  private readonly dirty: BlockSet;
+  private readonly dirty: IndexSet;
   /** Every block that may be non-zero (written by the guest or installed): what a fresh replica must be sent. */
-  private readonly written: BlockSet;
+  private readonly written: IndexSet;
   private tracking = false;
   /** COLO secondary: the guest's writes since the last checkpoint, by block. */
   private overlay: Map<number, Buffer> | undefined = undefined;
@@ -80,8 +41,8 @@ export class SimDisk {
     this.blocks = capacityBytes / DISK_BLOCK_SIZE;
     this.data = Buffer.alloc(capacityBytes);
     this.domain = options.domain;
-    this.dirty = new BlockSet(this.blocks);
-    this.written = new BlockSet(this.blocks);
+    this.dirty = new IndexSet(this.blocks);
+    this.written = new IndexSet(this.blocks);
   }
 
   /** A view of the disk's bytes (a copy where an overlay covers them): valid until the next write there. */

@@ -7,6 +7,7 @@
  */
 import { DomainType, EmulatorId, PAGE_SIZE } from '../stream/format.js';
 import type { CpuidLeaf, HvmParam, MsrEntry } from '../stream/records.js';
+import { IndexSet } from './index-set.js';
 import type { Domain, DomainInfo, PlatformContext } from './types.js';
 
 export const MAX_SIM_PAGES = (4 * 1024 * 1024 * 1024) / PAGE_SIZE; // 4 GiB
@@ -45,10 +46,8 @@ export interface SimDomainOptions {
 export class SimDomain implements Domain {
   readonly info: DomainInfo;
   readonly ram: Buffer;
-  private readonly bitmap: Uint32Array;
-  /** PFNs dirtied since the last read, in first-write order (O(dirty) reads, whatever the RAM size). */
-  private dirtyList: Uint32Array;
-  private dirtyCount = 0;
+  /** PFNs dirtied since the last read (O(dirty) reads, whatever the RAM size). */
+  private readonly dirty: IndexSet;
   private readonly vcpuState: VcpuState[];
   private readonly tscKhz: number;
   private readonly now: () => bigint;
@@ -67,8 +66,7 @@ export class SimDomain implements Domain {
     const vcpus = options.vcpus ?? 1;
     this.info = { type: DomainType.X86_HVM, pages, vcpus, emulatorId: EmulatorId.QEMU_UPSTREAM };
     this.ram = Buffer.alloc(pages * PAGE_SIZE);
-    this.bitmap = new Uint32Array(Math.ceil(pages / 32));
-    this.dirtyList = new Uint32Array(Math.min(pages, 4096));
+    this.dirty = new IndexSet(pages);
     this.vcpuState = Array.from({ length: vcpus }, () => Object.fromEntries(VCPU_REGISTERS.map((r) => [r, 0n])) as VcpuState);
     this.tscKhz = options.tscKhz ?? 2_000_000;
     this.now = options.now ?? (() => process.hrtime.bigint());
@@ -143,19 +141,7 @@ export class SimDomain implements Domain {
   }
 
   private markDirty(first: number, last: number): void {
-    const end = Math.floor(last / PAGE_SIZE);
-    for (let pfn = Math.floor(first / PAGE_SIZE); pfn <= end; pfn++) {
-      const bit = 1 << (pfn & 31);
-      const w = pfn >>> 5;
-      if ((this.bitmap[w] & bit) !== 0) continue;
-      this.bitmap[w] |= bit;
-      if (this.dirtyCount === this.dirtyList.length) {
-        const grown = new Uint32Array(Math.min(this.info.pages, this.dirtyList.length * 2));
-        grown.set(this.dirtyList);
-        this.dirtyList = grown;
-      }
-      this.dirtyList[this.dirtyCount++] = pfn;
-    }
+    this.dirty.add(Math.floor(first / PAGE_SIZE), Math.floor(last / PAGE_SIZE));
   }
 
   /** Guest vCPU execution changes registers; saved in the HVM context. */
@@ -175,8 +161,7 @@ export class SimDomain implements Domain {
 
   enableLogDirty(): void {
     this.logDirty = true;
-    this.bitmap.fill(0);
-    this.dirtyCount = 0;
+    this.dirty.clear();
   }
 
   disableLogDirty(): void {
@@ -184,10 +169,9 @@ export class SimDomain implements Domain {
   }
 
   readAndClearDirty(): Uint32Array {
-    const out = this.dirtyList.slice(0, this.dirtyCount);
-    for (let i = 0; i < out.length; i++) this.bitmap[out[i] >>> 5] = 0;
-    this.dirtyCount = 0;
-    return out.sort();
+    const out = this.dirty.sorted();
+    this.dirty.clear();
+    return out;
   }
 
   readPage(pfn: number): Buffer {

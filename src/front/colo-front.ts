@@ -136,7 +136,8 @@ export class ColoFront {
       return;
     }
     c.rcv = seqAdd(c.rcv, seg.payload.length);
-    if (seg.payload.length > 0 && !c.socket.destroyed && !c.socket.write(Buffer.from(seg.payload))) this.pauseClient(c);
+    // A view: every released frame is a buffer of its own (a guest's encode, or a decoded record), never reused.
+    if (seg.payload.length > 0 && !c.socket.destroyed && !c.socket.write(seg.payload)) this.pauseClient(c);
     if ((seg.flags & Tcp.FIN) !== 0) {
       c.rcv = seqAdd(c.rcv, 1);
       // The guest closed first (QUIT): it waits for our FIN to free its socket. If the client closed

@@ -25,7 +25,7 @@
 import type { SimDisk } from '../disk/sim-disk.js';
 import { GuestError, GuestErrorCodes } from './errors.js';
 import type { KvJournal, KvStore } from './kv-store.js';
-import { fnv1a } from './layout.js';
+import { fnv1a, readU64, writeU64 } from './layout.js';
 import { RespParser } from './resp.js';
 
 const MAGIC = Buffer.from('TANDMAOF', 'latin1');
@@ -288,13 +288,4 @@ export function replayAof(file: Buffer, now: number): Map<string, ReplayedEntry>
   });
   for (const [k, e] of data) if (e.expireAt !== 0 && now > e.expireAt) data.delete(k);
   return data;
-}
-
-function writeU64(b: Buffer, at: number, v: number): void {
-  b.writeUInt32LE(v % 2 ** 32, at);
-  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
-}
-
-function readU64(b: Buffer, at: number): number {
-  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 2 ** 32;
 }

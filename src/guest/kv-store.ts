@@ -58,6 +58,8 @@ import {
   classCountFor,
   fnv1a,
   hashKey,
+  readU64,
+  writeU64,
   type StoreLayout,
 } from './layout.js';
 import { GuestRam, type GuestDomain } from './ram.js';
@@ -729,13 +731,4 @@ export class KvStore {
   private copyEntry(ref: number): KvEntry {
     return { key: Buffer.from(this.key(ref)), value: Buffer.from(this.value(ref)), expireAt: this.expireAt(ref) };
   }
-}
-
-function writeU64(b: Buffer, at: number, v: number): void {
-  b.writeUInt32LE(v % 2 ** 32, at);
-  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
-}
-
-function readU64(b: Buffer, at: number): number {
-  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 2 ** 32;
 }

@@ -139,3 +139,13 @@ export function hashKey(seed: number, key: Uint8Array, from = 0, to = key.length
   h ^= h >>> 16;
   return h >>> 0;
 }
+
+/** A little-endian u64 field holding a JS number below 2^53 (sizes, counts, offsets). */
+export function writeU64(b: Buffer, at: number, v: number): void {
+  b.writeUInt32LE(v % 2 ** 32, at);
+  b.writeUInt32LE(Math.floor(v / 2 ** 32), at + 4);
+}
+
+export function readU64(b: Buffer, at: number): number {
+  return b.readUInt32LE(at) + b.readUInt32LE(at + 4) * 2 ** 32;
+}

@@ -257,8 +257,8 @@ export class GuestNetStack {
     }
     if (!session.quit) {
       const used = parser.completeBytes;
-      // Keep the incomplete request at the start of the buffer.
-      if (used > 0 && used < total) this.mem.write(rx, Buffer.from(this.mem.view(rx + used, total - used)));
+      // Keep the incomplete request at the start of the buffer (an overlapping move: TypedArray set copies the source first).
+      if (used > 0 && used < total) this.mem.write(rx, this.mem.view(rx + used, total - used));
       this.mem.setU32(at + S_RXLEN, total - used);
     }
     this.output(at, me, replies);

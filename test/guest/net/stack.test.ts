@@ -124,6 +124,10 @@ describe('GuestNetStack', () => {
     assert.deepEqual(g.deliver(c.data(set.slice(0, 9))), [], 'no reply to half a request');
     assert.equal(c.take(g.deliver(c.data(set.slice(9)))).text, '+OK\r\n');
     assert.equal(c.take(g.deliver(c.data(resp('GET', 'k') + resp('INCR', 'n') + resp('INCR', 'n')))).text, '$1\r\nv\r\n:1\r\n:2\r\n');
+    // A complete request and the start of the next in one segment: the rest of the buffer moves to its front.
+    const get = resp('GET', 'k');
+    assert.equal(c.take(g.deliver(c.data(resp('PING') + get.slice(0, 7)))).text, '+PONG\r\n');
+    assert.equal(c.take(g.deliver(c.data(get.slice(7)))).text, '$1\r\nv\r\n');
     const quit = c.take(g.deliver(c.data(resp('QUIT') + resp('GET', 'k'))));
     assert.equal(quit.text, '+OK\r\n', 'requests after QUIT are not run');
     assert.ok((quit.segs.at(-1)!.flags & Tcp.FIN) !== 0);
