@@ -39,4 +39,10 @@ async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
+// A reader that closes our stdout (a supervisor's pipe, `| head`) must not take a
+// service down with an unhandled EPIPE: its stdout is only ever informational.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') exitWith(err);
+});
+
 main(hideBin(process.argv)).catch(exitWith);

@@ -39,6 +39,12 @@ export class ComparatorDevice implements CheckpointDevice {
     this.comparing = true;
   }
 
+  postsuspend(): void {
+    // Client frames the paused guest has taken go to the secondary now, ahead of the checkpoint's
+    // "new checkpoint" on the stream, so its guest sees them before it is suspended as before.
+    this.options.link.flush();
+  }
+
   async commit(epoch: number): Promise<void> {
     await this.options.proxy.checkpointDone();
     this.options.link.committed(epoch);

@@ -97,6 +97,12 @@ export class ColoPrimaryService {
       if (this.mode === 'colo') this.divergence$.next(t);
     });
     this.link.on('close', () => logger.warn('COLO net link to the secondary closed'));
+    // The secondary takes the mirrored requests slower than clients send them: hold the clients, not the bytes.
+    this.link.on('congested', () => {
+      logger.warn('COLO net link congested: client requests held until the secondary catches up');
+      this.front.hold();
+    });
+    this.link.on('drain', () => this.front.unhold());
     await this.proxy.start();
     return this.front.start();
   }

@@ -49,6 +49,8 @@ export class SecondaryGuest implements ColoReplicaHooks {
   suspend(): Uint32Array {
     const { replica } = this.options;
     replica.pause();
+    // What the guest sent before the pause goes to the comparator ahead of SVM_SUSPENDED.
+    this.options.link.flush();
     // The guest's own disk writes stay in the overlay until the checkpoint replaces them at resume:
     // should the primary die before the checkpoint completes, they go with the RAM that made them.
     if (!this.running) return new Uint32Array(0);

@@ -11,7 +11,8 @@
  *
  * Backpressure: a client that does not read its replies has its requests
  * paused (the guest answers requests; no requests, no more replies), so the
- * bytes held for it stay bounded.
+ * bytes held for it stay bounded. While the way to the guests is backed up
+ * (hold()), no client's requests are read at all.
  */
 import net, { type AddressInfo } from 'node:net';
 
@@ -67,6 +68,7 @@ export class ColoFront {
   private server: net.Server | undefined = undefined;
   private readonly byPort = new Map<number, Conn>();
   private nextPort = FIRST_PORT;
+  private held = false;
   private readonly counters = { accepted: 0, rejected: 0, strayFrames: 0 };
 
   constructor(private readonly options: ColoFrontOptions) {}
@@ -97,6 +99,20 @@ export class ColoFront {
 
   metrics(): ColoFrontMetrics {
     return { connections: this.byPort.size, ...this.counters };
+  }
+
+  /** Stops reading every client's requests (the mirror to the secondary is backed up). */
+  hold(): void {
+    if (this.held) return;
+    this.held = true;
+    for (const c of this.byPort.values()) c.socket.pause();
+  }
+
+  /** Reads requests again, from every client not paused for its own sake. */
+  unhold(): void {
+    if (!this.held) return;
+    this.held = false;
+    for (const c of this.byPort.values()) if (!c.readingPaused) c.socket.resume();
   }
 
   /** A frame of the primary's output that the comparator let go. */
@@ -169,10 +185,11 @@ export class ColoFront {
         c.snd = seqAdd(c.snd, piece.length);
       }
     });
+    if (this.held) socket.pause();
     socket.on('drain', () => {
       if (c.readingPaused) {
         c.readingPaused = false;
-        socket.resume();
+        if (!this.held) socket.resume();
       }
     });
     socket.on('end', () => {

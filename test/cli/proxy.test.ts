@@ -116,3 +116,35 @@ describe('tandem proxy: the real process', () => {
     assert.equal(child.exitCode, null, 'still running');
   });
 });
+
+describe('tandem proxy: its stdout closed', () => {
+  test('keeps serving when nobody reads the line it prints', async () => {
+    const child = spawn(process.execPath, [CLI, 'proxy', ...ADDR], { stdio: ['ignore', 'pipe', 'pipe'] });
+    after(() => child.kill('SIGKILL'));
+    // Closed before the process could write its listening line: that write fails with EPIPE.
+    child.stdout.destroy();
+    let exited: string | undefined;
+    child.once('exit', (code, signal) => (exited = `exit ${code} ${signal}`));
+    let stderr = '';
+    const ports = await new Promise<Record<string, number>>((resolve, reject) => {
+      const found: Record<string, number> = {};
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        for (const m of stderr.matchAll(/"port":"(\w+)","address":"127\.0\.0\.1:(\d+)"/g)) found[m[1]] = Number(m[2]);
+        if (Object.keys(found).length === 4) resolve(found);
+      });
+      child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}: ${stderr}`)));
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(exited, undefined, stderr);
+    const at = (port: number): { host: string; port: number } => ({ host: '127.0.0.1', port });
+    const client = new ComparatorClient({ primaryIn: at(ports.primary_in), secondaryIn: at(ports.secondary_in), outdev: at(ports.outdev), notify: at(ports.notify) });
+    try {
+      await client.start();
+      await client.init();
+      assert.equal(exited, undefined, stderr);
+    } finally {
+      client.stop();
+    }
+  });
+});

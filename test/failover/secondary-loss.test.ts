@@ -13,6 +13,7 @@ import { after, test } from 'node:test';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ReplyReader, request } from '../guest/helpers.js';
 import { connect } from 'node:net';
+import { until as waitUntil } from '../helpers/wait.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -33,13 +34,7 @@ function spawnTandem(args: string[]): { child: ChildProcess; log: () => string }
   return { child, log: () => text };
 }
 
-async function until(pred: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const until = (pred: () => boolean, what: string, timeoutMs = 20_000): Promise<void> => waitUntil(pred, what, timeoutMs);
 
 const count = (text: string, re: RegExp): number => (text.match(re) ?? []).length;
 

@@ -8,14 +8,18 @@
  * both paused, the secondary's RAM made the primary's, the comparator told.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ColoProxy } from '../../proxy/proxy.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { ColoFront } from '../../src/front/colo-front.js';
 import { KvCommands } from '../../src/guest/commands.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { GuestNetStack } from '../../src/guest/net/stack.js';
-import { ipv4, type Endpoint } from '../../src/guest/net/wire.js';
+import { decodeSegment, ipv4, type Endpoint } from '../../src/guest/net/wire.js';
+import { until } from '../helpers/wait.js';
 import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
 
 const PAGES = 4096; // 16 MiB
@@ -138,5 +142,39 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     assert.match(get.out, /checkpoint/);
     assert.equal(r.checkpoints.length, n, 'no further divergence');
     assert.equal(r.front.metrics().strayFrames, 0);
+  });
+});
+
+describe('ColoFront hold()', () => {
+  test('reads no client request while held, and every held request once let go', async () => {
+    const frames: Buffer[] = [];
+    const front = new ColoFront({ guest: GUEST, client: { ip: ipv4('10.0.0.2'), mac: Buffer.from('525400000002', 'hex') }, toGuests: (f) => frames.push(f), port: 0 });
+    const { port } = await front.start();
+    const clients: net.Socket[] = [];
+    try {
+      const connect = async (): Promise<net.Socket> => {
+        const s = net.connect({ host: '127.0.0.1', port });
+        clients.push(s);
+        await once(s, 'connect');
+        return s;
+      };
+      const payloads = (): string[] => frames.map((f) => decodeSegment(f).payload.toString()).filter((p) => p.length > 0);
+      const early = await connect();
+      await until(() => frames.length === 1, 'the SYN');
+      front.hold();
+      early.write('PING\r\n');
+      // A client that connects while held is held too.
+      const late = await connect();
+      await until(() => frames.length === 2, 'the second SYN');
+      late.write('ECHO x\r\n');
+      await sleep(100);
+      assert.deepEqual(payloads(), [], 'no request read while held');
+      front.unhold();
+      await until(() => payloads().length === 2, 'both requests');
+      assert.deepEqual(payloads().sort(), ['ECHO x\r\n', 'PING\r\n']);
+    } finally {
+      for (const c of clients) c.destroy();
+      await front.stop();
+    }
   });
 });

@@ -13,6 +13,7 @@ import { MonitorServer } from '../../src/monitor/http.js';
 import type { ControlEvent, DivergenceEvent, EpochEvent, ErrorEvent, ModeEvent, ReplyEvent, SnapshotEvent, StateEvent } from '../../src/monitor/events.js';
 import { PrimarySource } from '../../src/monitor/source.js';
 import { TOKEN, TestClient, capturingLogger, primaryRig, silent, type PrimaryRig } from './helpers.js';
+import { until as waitUntil } from '../helpers/wait.js';
 
 const rigs: PrimaryRig[] = [];
 after(async () => {
@@ -26,13 +27,7 @@ async function rig(opts: Parameters<typeof primaryRig>[0] = {}): Promise<Primary
 
 const isEpoch = (e: { type: string }): e is EpochEvent => e.type === 'epoch';
 
-async function until(pred: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (pred: () => boolean, what: string, timeoutMs = 60_000): Promise<void> => waitUntil(pred, what, timeoutMs);
 
 /** A WebSocket client that completes the handshake and then never reads another byte. */
 async function stuckClient(url: string): Promise<Socket> {

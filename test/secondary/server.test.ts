@@ -14,19 +14,13 @@ import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '
 import { LibxcType } from '../../src/stream/format.js';
 import { AckStatus, BackChannelDecoder, type BackRecord } from '../../src/transport/backchannel.js';
 import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, type CapturedLog } from './fixtures.js';
+import { until as waitUntil } from '../helpers/wait.js';
 
 const PAGES = 256;
 /** A broken secondary must fail a test, not hang the run. */
 const T = { timeout: 5000 };
 
-/** Polls until `cond` holds; fails after `ms`. */
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+const until = (pred: () => boolean, what: string, timeoutMs = 3000): Promise<void> => waitUntil(pred, what, timeoutMs);
 
 /** Everything a test opened, closed in `after` even when a test timed out mid-way. */
 const openServers = new Set<SecondaryServer>();

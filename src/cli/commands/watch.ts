@@ -35,6 +35,8 @@ export function watchCommand(yargs: Argv): Argv {
       const onSignal = (): void => abort.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      // Whoever read the events is gone (`tandem watch | head`): stop like a signal would.
+      process.stdout.once('error', onSignal);
       const draw = (): void => void process.stdout.write(`\x1b[H\x1b[2J${view.render(Date.now(), process.stdout.columns)}\n`);
       const timer = screen ? setInterval(draw, 250) : undefined;
       let seen = 0;
@@ -54,7 +56,7 @@ export function watchCommand(yargs: Argv): Argv {
         clearInterval(timer);
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
-        if (screen) draw();
+        if (screen && !process.stdout.destroyed) draw();
       }
     },
   );

@@ -1,0 +1,257 @@
+/**
+ * The COLO net link over real loopback sockets: resume markers keep the
+ * secondary's frames in step with the commits, frames sent in one turn
+ * leave in one write, and a peer that stops reading holds the sender back
+ * instead of filling its memory.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import { describe, test } from 'node:test';
+import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
+
+import { FrameDecoder, encodeFrame } from '../../proxy/framing.js';
+import { until } from '../helpers/wait.js';
+import { CONGESTED_BYTES, NetLinkPrimary, NetLinkSecondary, markerEpoch, markerFrame } from '../../src/colo/net-link.js';
+
+const frame = (tag: string, bytes = 64): Buffer => {
+  const f = Buffer.alloc(Math.max(bytes, 14 + tag.length), 0x20);
+  f.writeUInt16BE(0x0800, 12);
+  f.write(tag, 14, 'latin1');
+  return f;
+};
+const tagOf = (f: Buffer): string => f.toString('latin1', 14).trimEnd();
+
+interface Pair {
+  primary: NetLinkPrimary;
+  secondary: NetLinkSecondary;
+  compared: string[];
+  toGuest: string[];
+  stop: () => Promise<void>;
+}
+
+async function pair(): Promise<Pair> {
+  const compared: string[] = [];
+  const toGuest: string[] = [];
+  const secondary = new NetLinkSecondary({ host: '127.0.0.1', port: 0, toGuest: (f) => toGuest.push(tagOf(f)) });
+  const { port } = await secondary.start();
+  const primary = new NetLinkPrimary({ host: '127.0.0.1', port, toComparator: (f) => compared.push(tagOf(f)) });
+  await primary.start();
+  await until(() => secondary.connected, 'the secondary to accept');
+  return {
+    primary,
+    secondary,
+    compared,
+    toGuest,
+    stop: async () => {
+      primary.stop();
+      await secondary.stop();
+    },
+  };
+}
+
+describe('marker frames', () => {
+  test('name the epoch they were sent for, up to 2^53', () => {
+    for (const e of [0, 1, 0xffffffff, 2 ** 32 + 7, Number.MAX_SAFE_INTEGER]) assert.equal(markerEpoch(markerFrame(e)), e);
+  });
+
+  test('no other frame is taken for one', () => {
+    const m = markerFrame(3);
+    assert.equal(markerEpoch(frame('hello')), undefined);
+    assert.equal(markerEpoch(m.subarray(0, m.length - 1)), undefined, 'shorter');
+    assert.equal(markerEpoch(Buffer.concat([m, Buffer.alloc(1)])), undefined, 'longer');
+    const otherType = Buffer.from(m);
+    otherType.writeUInt16BE(0x0800, 12);
+    assert.equal(markerEpoch(otherType), undefined, 'IPv4 ethertype');
+    const otherTag = Buffer.from(m);
+    otherTag[14] ^= 1;
+    assert.equal(markerEpoch(otherTag), undefined, 'another tag');
+  });
+});
+
+describe('NetLinkPrimary and NetLinkSecondary', () => {
+  test('frames of one turn leave in one write, in order, and flush() sends at once', async () => {
+    const p = await pair();
+    try {
+      for (let i = 0; i < 50; i++) p.primary.send(frame(`req ${i}`));
+      assert.equal(p.primary.bytesWritten, 0, 'nothing written during the turn that sent');
+      await tick();
+      await until(() => p.toGuest.length === 50, '50 frames at the secondary');
+      assert.deepEqual(p.toGuest, Array.from({ length: 50 }, (_, i) => `req ${i}`));
+      const before = p.primary.bytesWritten;
+      p.primary.send(frame('now'));
+      p.primary.flush();
+      assert.equal(p.primary.bytesWritten, before + 4 + 64, 'flush wrote the batch before returning');
+      await until(() => p.toGuest.at(-1) === 'now', 'the flushed frame');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('the secondary guest output is compared only while it runs from the committed checkpoint', async () => {
+    const p = await pair();
+    try {
+      const s = p.secondary;
+      // Epoch 0 on both sides: compared at once.
+      s.send(frame('a0'));
+      await until(() => p.compared.length === 1, 'a0');
+      // The guest resumed from checkpoint 1 before the primary committed it: held.
+      s.resumed(1);
+      s.send(frame('b1'));
+      await sleep(50);
+      assert.deepEqual(p.compared, ['a0'], 'b1 held until checkpoint 1 is committed');
+      p.primary.committed(1);
+      assert.deepEqual(p.compared, ['a0', 'b1']);
+      // Committed 2 while the secondary still runs from 1: what it sent meanwhile is history.
+      p.primary.committed(2);
+      s.send(frame('c1'));
+      await sleep(50);
+      assert.deepEqual(p.compared, ['a0', 'b1']);
+      assert.equal(p.primary.dropped, 1);
+      s.resumed(2);
+      s.send(frame('d2'));
+      await until(() => p.compared.length === 3, 'd2');
+      assert.equal(p.compared[2], 'd2');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('a newer resume drops frames held from the run it supersedes', async () => {
+    const p = await pair();
+    try {
+      p.secondary.resumed(1);
+      p.secondary.send(frame('e1'));
+      p.secondary.resumed(2);
+      p.secondary.send(frame('f2'));
+      await sleep(50);
+      p.primary.committed(2);
+      assert.deepEqual(p.compared, ['f2']);
+      assert.equal(p.primary.dropped, 1);
+      // A new stream: what was held for the old one is forgotten, and the count starts again at 0.
+      p.secondary.resumed(3);
+      p.secondary.send(frame('h3'));
+      await sleep(50);
+      p.primary.reset();
+      p.primary.committed(3);
+      assert.deepEqual(p.compared, ['f2'], 'h3 was held for a stream that is gone');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  test('malformed framing from the peer drops the link, and a second primary is refused', async () => {
+    const toGuest: Buffer[] = [];
+    const s = new NetLinkSecondary({ host: '127.0.0.1', port: 0, toGuest: (f) => toGuest.push(f) });
+    const { port } = await s.start();
+    try {
+      const first = net.connect({ host: '127.0.0.1', port });
+      await once(first, 'connect');
+      await until(() => s.connected, 'attached');
+      const second = net.connect({ host: '127.0.0.1', port });
+      await once(second, 'close');
+      assert.ok(s.connected, 'the first primary keeps the link');
+      const closed = once(s, 'close');
+      // A length far beyond colo-compare's 69,632-byte record bound.
+      first.write(Buffer.concat([encodeFrame(frame('ok')), Buffer.from([0x7f, 0xff, 0xff, 0xff])]));
+      await closed;
+      assert.equal(toGuest.length, 1, 'the good frame before the bad length was delivered');
+      assert.equal(s.connected, false);
+      first.destroy();
+    } finally {
+      await s.stop();
+    }
+  });
+
+  test('a secondary that stops reading congests the primary, which hears when it drains', async () => {
+    // A raw peer in the secondary's place that reads nothing until told to.
+    let peer: net.Socket | undefined;
+    const server = net.createServer((sock) => {
+      peer = sock;
+      sock.pause();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const link = new NetLinkPrimary({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, toComparator: () => {} });
+    await link.start();
+    try {
+      await until(() => peer !== undefined, 'accepted');
+      const events: string[] = [];
+      link.on('congested', () => events.push('congested'));
+      link.on('drain', () => events.push('drain'));
+      const big = 60_000;
+      let sent = 0;
+      while (!link.congested && sent < 4000) {
+        link.send(frame(`big ${sent}`, big));
+        sent++;
+        if (sent % 16 === 0) await tick();
+      }
+      await tick();
+      assert.ok(link.congested, `congested after ${sent} frames of ${big} bytes`);
+      assert.deepEqual(events, ['congested']);
+      // Congestion is reported once the queue passes the bound, not long after.
+      assert.ok(sent * big < CONGESTED_BYTES + 64 * 1024 * 1024, `${sent} frames before congestion`);
+      const decoder = new FrameDecoder();
+      const got: string[] = [];
+      peer!.on('data', (d: Buffer) => {
+        for (const f of decoder.push(d)) got.push(tagOf(f.data));
+      });
+      peer!.resume();
+      await until(() => events.length === 2, 'drain');
+      assert.deepEqual(events, ['congested', 'drain']);
+      assert.equal(link.congested, false);
+      await until(() => got.length === sent, 'every frame');
+      assert.deepEqual(got.slice(0, 3), ['big 0', 'big 1', 'big 2']);
+      assert.equal(got.at(-1), `big ${sent - 1}`);
+    } finally {
+      link.stop();
+      peer?.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  test('a secondary whose output is not taken stops taking frames, and goes on when it is', async () => {
+    // The guest answers its first frames with large ones; the raw primary reads none of them for a while.
+    let delivered = 0;
+    const link: NetLinkSecondary = new NetLinkSecondary({
+      host: '127.0.0.1',
+      port: 0,
+      toGuest: () => {
+        delivered++;
+        link.send(frame(`out ${delivered}`, delivered <= 1000 ? 60_000 : 100));
+      },
+    });
+    const { port } = await link.start();
+    const primary = net.connect({ host: '127.0.0.1', port });
+    await once(primary, 'connect');
+    primary.pause();
+    try {
+      const total = 20_000;
+      const req = encodeFrame(frame('req', 100));
+      let written = 0;
+      const pump = async (): Promise<void> => {
+        while (written < total) {
+          if (!primary.write(req)) await once(primary, 'drain');
+          written++;
+        }
+      };
+      const pumping = pump();
+      await until(() => link.congested, 'congestion');
+      await sleep(200);
+      const stalled = delivered;
+      await sleep(200);
+      assert.equal(delivered, stalled, 'no frame taken while the output waits');
+      // At most the rest of the chunk being read when it congested (64 KiB of 104-byte records) past the 1,000th.
+      assert.ok(stalled < 1000 + 65536 / 104, `${stalled} of ${total} taken before it stopped`);
+      const decoder = new FrameDecoder();
+      let back = 0;
+      primary.on('data', (d: Buffer) => (back += decoder.push(d).length));
+      primary.resume();
+      await pumping;
+      await until(() => back === total, 'every request answered', 20_000);
+      assert.equal(delivered, total);
+    } finally {
+      primary.destroy();
+      await link.stop();
+    }
+  });
+});

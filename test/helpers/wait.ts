@@ -1,0 +1,8 @@
+/** Polls `pred` every few milliseconds until it holds; throws naming `what` after `timeoutMs`. */
+export async function until(pred: () => boolean, what: string, timeoutMs = 10_000, pollMs = 5): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
