@@ -6,3 +6,4 @@ export { NotifyDecoder, NotifyWords, MAX_NOTIFY_BYTES, encodeNotify, type Notify
 export { decodePacket, type Packet, type PacketKind } from './packet.js';
 export { ColoProxy, EXPIRED_SCAN_CYCLE_DEFAULT_MS, type ColoProxyEvents, type ColoProxyOptions } from './proxy.js';
 export { ProxyServer, type PortName, type ProxyServerEvents, type ProxyServerOptions } from './server.js';
+export { DECISION_BUCKETS_S, ProxyMetrics, ProxyMetricsServer } from './metrics.js';

@@ -51,8 +51,14 @@ export interface ProxyServerEvents {
   disconnected: [{ port: PortName; remote: string }];
   /** A peer sent something the protocol does not allow; its connection was closed. */
   protocolError: [{ port: PortName; error: ProxyError }];
-  /** A checkpoint request, as sent (or, without a notify peer, not sent) as DO_CHECKPOINT. */
-  checkpoint: [CheckpointRequest & { notified: boolean }];
+  /**
+   * A checkpoint request, as sent (or, without a notify peer, not sent) as
+   * DO_CHECKPOINT. `decisionMs`: for a request decided on an input read (a
+   * mismatch, a full queue), the time from the start of handling the read
+   * that brought the deciding frame to DO_CHECKPOINT handed to the notify
+   * socket; absent for requests from the expired-frame scan.
+   */
+  checkpoint: [CheckpointRequest & { notified: boolean; decisionMs?: number }];
   /** Inputs paused (outdev absent or full) or resumed. */
   backpressure: [{ paused: boolean; queuedBytes: number }];
 }
@@ -72,6 +78,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   private pendingBytes = 0;
   private paused = false;
   private running = false;
+  /** performance.now() when the input read being handled began; undefined outside one. */
+  private readStartedAt: number | undefined = undefined;
 
   constructor(private readonly options: ProxyServerOptions) {
     super();
@@ -83,6 +91,16 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   /** Released bytes not yet handed to outdev, and whether the inputs are paused. */
   get output(): { pendingBytes: number; paused: boolean } {
     return { pendingBytes: this.pendingBytes, paused: this.paused };
+  }
+
+  /** Whether each socket has a peer now. */
+  peers(): Record<PortName, boolean> {
+    const out = {} as Record<PortName, boolean>;
+    for (const name of PORTS) {
+      const s = this.ports?.get(name)?.socket;
+      out[name] = s !== undefined && !s.destroyed;
+    }
+    return out;
   }
 
   /** The bound addresses (after start()). */
@@ -175,6 +193,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
         const frames: Frame[] = [];
         const primary = name === 'primary_in';
         socket.on('data', (chunk: Buffer) => {
+          this.readStartedAt = performance.now();
           try {
             decoder.push(chunk, frames);
           } catch (err) {
@@ -186,6 +205,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
             }
             frames.length = 0;
             this.flush();
+            this.readStartedAt = undefined;
           }
         });
         if (this.paused) socket.pause();
@@ -229,8 +249,9 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const socket = this.ports?.get('notify')?.socket;
     const notified = socket !== undefined && !socket.destroyed;
     if (notified) socket.write(DO_CHECKPOINT);
+    const decisionMs = this.readStartedAt === undefined ? undefined : performance.now() - this.readStartedAt;
     this.options.logger?.info({ reason: req.reason, flow: req.flow, notified }, `checkpoint requested (${req.reason}): ${req.flow}: ${req.detail}`);
-    this.emit('checkpoint', { ...req, notified });
+    this.emit('checkpoint', { ...req, notified, decisionMs });
     // Releases decided before the request (same call) leave before the next read.
     this.flush();
   }

@@ -26,6 +26,7 @@ describe('tandem proxy: refusals', () => {
       [['proxy', ...ADDR, '--max-queue-size', '99999999'], /--max-queue-size: expected an integer in 1\.\.1048576, got 99999999/],
       [['proxy', ...ADDR.slice(0, 4), '--outdev', '127.0.0.1:70000', ...ADDR.slice(6)], /--outdev: port 70000 is outside 0\.\.65535/],
       [['proxy', ...ADDR, '--notify', '127.0.0.1:1'], /--notify given 2 times; give it once/],
+      [['proxy', ...ADDR, '--metrics', 'nowhere'], /--metrics: expected HOST:PORT/],
     ];
     for (const [args, pattern] of cases) {
       const r = runTandem(args);
@@ -146,5 +147,33 @@ describe('tandem proxy: its stdout closed', () => {
     } finally {
       client.stop();
     }
+  });
+});
+
+describe('tandem proxy --metrics', () => {
+  test('names its metrics address on the listening line and serves Prometheus text there', async () => {
+    const child = spawn(process.execPath, [CLI, 'proxy', ...ADDR, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    after(() => child.kill('SIGKILL'));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const nl = out.indexOf('\n');
+        if (nl >= 0) resolve(out.slice(0, nl));
+      });
+      child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}`)));
+    });
+    const m = / notify=127\.0\.0\.1:(\d+) metrics=127\.0\.0\.1:(\d+)$/.exec(line);
+    assert.ok(m, line);
+    const notify = connect({ host: '127.0.0.1', port: Number(m[1]) });
+    await new Promise((r) => notify.once('connect', r));
+    after(() => notify.destroy());
+    await new Promise((r) => setTimeout(r, 50));
+    const res = await fetch(`http://127.0.0.1:${m[2]}/metrics`);
+    assert.equal(res.status, 200);
+    const text = await res.text();
+    assert.match(text, /^tandem_proxy_peer_connected\{port="notify"\} 1$/m);
+    assert.match(text, /^tandem_proxy_peer_connected\{port="outdev"\} 0$/m);
+    assert.match(text, /^# TYPE tandem_proxy_checkpoint_decision_seconds histogram$/m);
   });
 });

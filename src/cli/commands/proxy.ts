@@ -1,12 +1,16 @@
 /**
  * `tandem proxy --primary-in HOST:PORT --secondary-in HOST:PORT --outdev
  * HOST:PORT --notify HOST:PORT [--compare-timeout MS] [--expired-scan-cycle
- * MS] [--max-queue-size N] [--vnet-hdr]`: the COLO packet comparator,
- * standing where QEMU's colo-compare stands. Every address is a listening
- * socket (port 0 picks a free one); once all four listen, one line on stdout
- * names them: `listening primary_in=H:P secondary_in=H:P outdev=H:P notify=H:P`.
+ * MS] [--max-queue-size N] [--vnet-hdr] [--metrics HOST:PORT]`: the COLO
+ * packet comparator, standing where QEMU's colo-compare stands. Every
+ * address is a listening socket (port 0 picks a free one); once all listen,
+ * one line on stdout names them: `listening primary_in=H:P secondary_in=H:P
+ * outdev=H:P notify=H:P [metrics=H:P]`. The metrics socket serves only
+ * Prometheus text at GET /metrics (read-only: nothing there controls the
+ * comparator).
  */
 import type { Argv } from 'yargs';
+import { ProxyMetrics, ProxyMetricsServer } from '../../../proxy/metrics.js';
 import { ProxyServer, type PortName } from '../../../proxy/server.js';
 import { ConfigError } from '../../errors.js';
 import { parseAddress, type Address } from '../../util/address.js';
@@ -23,6 +27,7 @@ interface ProxyArgs {
   'expired-scan-cycle': number;
   'max-queue-size': number;
   'vnet-hdr': boolean;
+  metrics?: string;
   'log-level': LogLevel;
 }
 
@@ -62,8 +67,11 @@ export function proxyCommand(yargs: Argv): Argv {
         .option('expired-scan-cycle', { type: 'number', default: 1000, describe: 'ms between scans for frames past the compare timeout (1..2147483647)' })
         .option('max-queue-size', { type: 'number', default: 1024, describe: 'frames held per connection and guest (1..1048576)' })
         .option('vnet-hdr', { type: 'boolean', default: false, describe: 'records carry a virtio-net header length field (vnet_hdr_support=on)' })
+        .option('metrics', { type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (GET /metrics)' })
         .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
     async (args) => {
+      const logger = createLogger(args['log-level'], 'tandem-proxy');
+      const metricsAt = args.metrics === undefined ? undefined : address(args.metrics, '--metrics');
       const server = new ProxyServer({
         primaryIn: address(args['primary-in'], '--primary-in'),
         secondaryIn: address(args['secondary-in'], '--secondary-in'),
@@ -73,13 +81,31 @@ export function proxyCommand(yargs: Argv): Argv {
         expiredScanCycleMs: integer(args['expired-scan-cycle'], '--expired-scan-cycle', 1, 2 ** 31 - 1),
         maxQueueSize: integer(args['max-queue-size'], '--max-queue-size', 1, 2 ** 20),
         vnetHdr: args['vnet-hdr'],
-        logger: createLogger(args['log-level'], 'tandem-proxy'),
+        logger,
       });
+      let metricsServer: ProxyMetricsServer | undefined;
+      if (metricsAt !== undefined) {
+        const metrics = new ProxyMetrics(server);
+        metrics.start();
+        metricsServer = new ProxyMetricsServer(metrics, metricsAt, logger);
+      }
       await server.start();
       const a = server.addresses();
       const names: PortName[] = ['primary_in', 'secondary_in', 'outdev', 'notify'];
-      process.stdout.write(`listening ${names.map((n) => `${n}=${a[n].address}:${a[n].port}`).join(' ')}\n`);
+      const listening = names.map((n) => `${n}=${a[n].address}:${a[n].port}`);
+      if (metricsServer !== undefined) {
+        try {
+          const m = await metricsServer.start();
+          logger.info({ port: 'metrics', address: `${m.address}:${m.port}` }, 'metrics listening');
+          listening.push(`metrics=${m.address}:${m.port}`);
+        } catch (err) {
+          await server.stop();
+          throw err;
+        }
+      }
+      process.stdout.write(`listening ${listening.join(' ')}\n`);
       await untilSignal();
+      await metricsServer?.stop();
       await server.stop();
     },
   );
