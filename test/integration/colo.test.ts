@@ -4,9 +4,9 @@
  * checkpoints, the net link between them (mirror one way, the secondary
  * guest's output the other), the comparator, the COLO front, and
  * redis-benchmark / redis-cli as the clients. A deterministic workload
- * never diverges (only the maximum interval checkpoints); TIME answered
- * differently by the secondary does, and the client still gets the
- * primary's answer; at every checkpoint the secondary's guest (RAM, vCPU,
+ * never diverges (only the maximum interval checkpoints); TIME and
+ * RANDOMKEY answered differently by the secondary do, and the client still
+ * gets the primary's answer; at every checkpoint the secondary's guest (RAM, vCPU,
  * device model and disk) resumes exactly where the primary was.
  */
 import assert from 'node:assert/strict';
@@ -132,6 +132,19 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
   assert.ok(Math.abs(Number(time.out.split('\n')[0]) * 1000 - before) < 3000, `TIME ${time.out} is not the primary's clock`);
   await diverged;
   assert.ok(divergences.some((d) => d.endsWith('mismatch')), divergences.join('\n'));
+
+  // RANDOMKEY draws on each replica's own random source: the replies diverge,
+  // and what the client gets is a key that exists (the primary's draw).
+  const beforeRandom = divergences.length;
+  for (let i = 0; i < 5; i++) {
+    const r = await runTool(REDIS_CLI, ['-p', String(port), 'RANDOMKEY']);
+    const key = r.out.trim();
+    assert.match(key, /^key:\d{12}$/, `RANDOMKEY answered ${r.out}`);
+    const exists = await runTool(REDIS_CLI, ['-p', String(port), 'EXISTS', key]);
+    assert.equal(exists.out.trim(), '1', `RANDOMKEY gave ${key}, which does not exist`);
+  }
+  // Five draws among the benchmark's keys all alike on both replicas: odds far below 1e-6.
+  assert.ok(divergences.length > beforeRandom, 'RANDOMKEY never diverged between the replicas');
 
   // The service carries on after the checkpoint, and the data is there.
   const get = await runTool(REDIS_CLI, ['-p', String(port), 'DBSIZE']);
