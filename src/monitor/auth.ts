@@ -7,10 +7,12 @@
  *
  * Tokens are compared as SHA-256 digests with timingSafeEqual: the digests
  * have a fixed length, so neither the comparison time nor an early length
- * check tells an attacker anything about the token.
+ * check tells an attacker anything about the token. Wrong tokens from one
+ * address lock it out for a while (FailureThrottle).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
+import { FailureThrottle, THROTTLE_DEFAULTS, type ThrottleOptions } from './throttle.js';
 
 export interface AuthPolicy {
   /** The control token; without one, every control action is refused. */
@@ -19,7 +21,16 @@ export interface AuthPolicy {
   allowRemoteRead: boolean;
   /** Loopback clients may read without the token (default true). */
   loopbackRead?: boolean;
+  /** Lockout after wrong tokens (defaults: THROTTLE_DEFAULTS, Date.now). */
+  throttle?: Partial<ThrottleOptions>;
 }
+
+/**
+ * A presented token, judged: `ok`; `missing` (none given); `wrong`;
+ * `unconfigured` (this node has no token, so nothing passes); `locked`
+ * (too many wrong ones from this address lately; not compared).
+ */
+export type TokenVerdict = 'ok' | 'missing' | 'wrong' | 'unconfigured' | 'locked';
 
 /** The WebSocket subprotocol every client may offer; the monitor selects it. */
 export const EVENTS_PROTOCOL = 'tandem.v1';
@@ -40,9 +51,11 @@ const digest = (text: string): Buffer => createHash('sha256').update(text, 'utf8
 
 export class MonitorAuth {
   private readonly expected: Buffer | undefined;
+  private readonly throttle: FailureThrottle;
 
   constructor(private readonly policy: AuthPolicy) {
     this.expected = policy.token === undefined ? undefined : digest(policy.token);
+    this.throttle = new FailureThrottle({ ...THROTTLE_DEFAULTS, now: Date.now, ...policy.throttle });
   }
 
   get hasToken(): boolean {
@@ -55,10 +68,46 @@ export class MonitorAuth {
     return timingSafeEqual(digest(presented), this.expected);
   }
 
-  /** May this client read events, status and metrics? */
-  mayRead(remoteAddress: string | undefined, presented: unknown): boolean {
-    return this.policy.allowRemoteRead || ((this.policy.loopbackRead ?? true) && isLoopback(remoteAddress)) || this.checkToken(presented);
+  /**
+   * Judges a token presented from `address` (the peer's IP), counting a
+   * wrong one against it. Every place a token is presented goes through
+   * here, so guesses over HTTP and WebSocket share one budget.
+   */
+  verify(presented: unknown, address: string | undefined): TokenVerdict {
+    const key = addressKey(address);
+    if (this.throttle.lockedFor(key) > 0) return 'locked';
+    if (this.expected === undefined) return 'unconfigured';
+    if (typeof presented !== 'string' || presented === '') return 'missing';
+    if (this.checkToken(presented)) {
+      this.throttle.succeed(key);
+      return 'ok';
+    }
+    this.throttle.fail(key);
+    return 'wrong';
   }
+
+  /** Milliseconds before `address` may present a token again (0: now). */
+  lockedFor(address: string | undefined): number {
+    return this.throttle.lockedFor(addressKey(address));
+  }
+
+  /** May this client read events, status and metrics? A token, if one is needed, is verified (and counted). */
+  readAccess(remoteAddress: string | undefined, presented: unknown): 'ok' | 'denied' | 'locked' {
+    if (this.policy.allowRemoteRead || ((this.policy.loopbackRead ?? true) && isLoopback(remoteAddress))) return 'ok';
+    const v = this.verify(presented, remoteAddress);
+    return v === 'ok' ? 'ok' : v === 'locked' ? 'locked' : 'denied';
+  }
+
+  /** readAccess() is 'ok'. */
+  mayRead(remoteAddress: string | undefined, presented: unknown): boolean {
+    return this.readAccess(remoteAddress, presented) === 'ok';
+  }
+}
+
+/** One record per host, whatever the port or IPv4-mapped spelling. */
+function addressKey(address: string | undefined): string {
+  if (address === undefined) return 'unknown';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
 }
 
 /** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */

@@ -130,13 +130,21 @@ export class MonitorControl {
   }
 
   /** Authorizes, audits and runs one command; throws a MonitorError when refused or failed. */
-  async perform(command: ControlCommand, who: { remote: string; token: string | undefined }): Promise<Record<string, unknown> | null> {
+  /** `who.address`: the peer's IP, the key wrong tokens are counted under; `who.remote`: how logs name it. */
+  async perform(command: ControlCommand, who: { remote: string; address?: string; token: string | undefined }): Promise<Record<string, unknown> | null> {
     const { target, auth, logger } = this.options;
     const { action } = command;
     const args = command.action === 'set-interval' ? { intervalMs: command.intervalMs } : command.action === 'set-mode' ? { mode: command.mode } : {};
     const record = (ok: boolean, code: string | null): void => this.options.audit({ type: 'control', action, by: who.remote, ok, code });
-    if (!auth.checkToken(who.token)) {
-      const why = !auth.hasToken ? 'no control token is configured on this node' : who.token === undefined || who.token === '' ? 'no token given' : 'wrong token';
+    const verdict = auth.verify(who.token, who.address);
+    if (verdict === 'locked') {
+      const s = Math.ceil(auth.lockedFor(who.address) / 1000);
+      logger.warn({ by: who.remote, action }, `control refused: ${action} from ${who.remote}: too many wrong tokens from this address; locked for ${s} s more`);
+      record(false, C.MONITOR_RATE_LIMITED);
+      throw new MonitorError(C.MONITOR_RATE_LIMITED, `control refused: too many wrong tokens from this address; try again in ${s} s`);
+    }
+    if (verdict !== 'ok') {
+      const why = verdict === 'unconfigured' ? 'no control token is configured on this node' : verdict === 'missing' ? 'no token given' : 'wrong token';
       logger.warn({ by: who.remote, action, ...args }, `control refused: ${action} from ${who.remote}: ${why}`);
       record(false, C.MONITOR_UNAUTHORIZED);
       throw new MonitorError(C.MONITOR_UNAUTHORIZED, `control refused: ${why}`);

@@ -14,6 +14,8 @@ export const MonitorErrorCodes = {
   MONITOR_BAD_MESSAGE: ErrorCodes.MONITOR_BAD_MESSAGE,
   /** A control action without the right token, or a read the policy refuses. */
   MONITOR_UNAUTHORIZED: ErrorCodes.MONITOR_UNAUTHORIZED,
+  /** Too many wrong tokens from this address lately: refused without looking at the token. */
+  MONITOR_RATE_LIMITED: ErrorCodes.MONITOR_RATE_LIMITED,
   /** This process cannot do that action (e.g. fail over from the primary). */
   MONITOR_UNSUPPORTED: ErrorCodes.MONITOR_UNSUPPORTED,
   /** The action was accepted but failed while running. */

@@ -75,6 +75,7 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-sr
 const HTTP_STATUS: Record<string, number> = {
   [C.MONITOR_BAD_MESSAGE]: 400,
   [C.MONITOR_UNAUTHORIZED]: 401,
+  [C.MONITOR_RATE_LIMITED]: 429,
   [C.MONITOR_UNSUPPORTED]: 501,
   [C.MONITOR_ACTION_FAILED]: 500,
 };
@@ -94,7 +95,7 @@ export class MonitorServer {
 
   constructor(private readonly options: MonitorServerOptions) {
     const { source, logger } = options;
-    this.auth = new MonitorAuth(options.auth);
+    this.auth = new MonitorAuth({ ...options.auth, throttle: { now: options.now ?? Date.now, ...options.auth.throttle } });
     this.hub = new MonitorHub({
       node: source.role,
       now: options.now,
@@ -224,7 +225,9 @@ export class MonitorServer {
     // page can load and then present the token for the stream.
     const asset = this.assets.get(path === '/index.html' ? '/' : path);
     if (asset) return this.respond(res, 200, asset.type, asset.body, { 'content-security-policy': CSP, 'cache-control': 'no-cache' });
-    if (!this.auth.mayRead(remote, token)) return this.respond(res, 401, 'text/plain', 'reading this monitor needs the token\n', { 'www-authenticate': 'Bearer' });
+    const access = this.auth.readAccess(remote, token);
+    if (access === 'locked') return this.respond(res, 429, 'text/plain', 'too many wrong tokens from this address; try again later\n', { 'retry-after': this.retryAfter(remote) });
+    if (access !== 'ok') return this.respond(res, 401, 'text/plain', 'reading this monitor needs the token\n', { 'www-authenticate': 'Bearer' });
     if (path === '/metrics') {
       this.metrics.text().then(
         (text) => this.respond(res, 200, this.metrics.contentType, text),
@@ -256,8 +259,10 @@ export class MonitorServer {
     });
     req.on('end', () => {
       const reply = (status: number, body: unknown): void => this.respond(res, status, 'application/json', `${JSON.stringify(body)}\n`, { 'cache-control': 'no-store' });
-      const fail = (err: MonitorError, id: string | number | null): void =>
-        reply(HTTP_STATUS[err.code] ?? 500, { ...this.envelope(), type: 'error', id, code: err.code, message: err.message });
+      const fail = (err: MonitorError, id: string | number | null): void => {
+        const headers: Record<string, string> = err.code === C.MONITOR_RATE_LIMITED ? { 'retry-after': this.retryAfter(req.socket.remoteAddress) } : {};
+        this.respond(res, HTTP_STATUS[err.code] ?? 500, 'application/json', `${JSON.stringify({ ...this.envelope(), type: 'error', id, code: err.code, message: err.message })}\n`, { 'cache-control': 'no-store', ...headers });
+      };
       if (tooBig) return fail(new MonitorError(C.MONITOR_BAD_MESSAGE, `request body over ${MAX_MESSAGE_BYTES} bytes`), null);
       const text = Buffer.concat(chunks).toString('utf8');
       let msg: ClientMessage;
@@ -267,13 +272,18 @@ export class MonitorServer {
         return fail(err as MonitorError, null);
       }
       if (msg.type === 'status') return reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: 'status', result: this.snapshot() });
-      const who = { remote: describeRemote(req.socket), token: msg.token ?? bearer(req.headers.authorization) };
+      const who = { remote: describeRemote(req.socket), address: req.socket.remoteAddress, token: msg.token ?? bearer(req.headers.authorization) };
       this.control.perform(msg.command, who).then(
         (result) => reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: msg.command.action, result }),
         (err: unknown) => fail(err instanceof MonitorError ? err : new MonitorError(C.MONITOR_ACTION_FAILED, String(err), { cause: err }), msg.id),
       );
     });
     req.on('error', () => res.destroy());
+  }
+
+  /** Seconds, for a Retry-After header. */
+  private retryAfter(address: string | undefined): string {
+    return String(Math.max(1, Math.ceil(this.auth.lockedFor(address) / 1000)));
   }
 
   private envelope(): { v: typeof SCHEMA_VERSION; ts: number; node: NodeRole } {
@@ -288,7 +298,9 @@ export class MonitorServer {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/ws' || !this.wss) return refuse(404, 'Not Found');
     const token = bearer(req.headers.authorization) ?? tokenFromProtocols(req.headers['sec-websocket-protocol']);
-    if (!this.auth.mayRead(req.socket.remoteAddress, token)) return refuse(401, 'Unauthorized');
+    const access = this.auth.readAccess(req.socket.remoteAddress, token);
+    if (access === 'locked') return refuse(429, 'Too Many Requests');
+    if (access !== 'ok') return refuse(401, 'Unauthorized');
     // A page from another site must not read events through the user's browser.
     const origin = req.headers.origin;
     if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
@@ -316,12 +328,13 @@ export class MonitorServer {
       log.debug({ remote }, 'monitor client left');
     });
     ws.on('error', (err) => log.debug({ remote, err: err.message }, 'monitor client error'));
-    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(client, remote, connectionToken, data, isBinary));
+    const address = req.socket.remoteAddress;
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(client, { remote, address }, connectionToken, data, isBinary));
     log.debug({ remote }, 'monitor client connected');
     this.hub.add(client);
   }
 
-  private onMessage(client: HubClient, remote: string, connectionToken: string | undefined, data: RawData, isBinary: boolean): void {
+  private onMessage(client: HubClient, peer: { remote: string; address: string | undefined }, connectionToken: string | undefined, data: RawData, isBinary: boolean): void {
     const error = (err: unknown, id: string | number | null): void => {
       const e = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_ACTION_FAILED, String(err), { cause: err });
       this.hub.sendTo(client, { type: 'error', id, code: e.code, message: e.message });
@@ -345,7 +358,7 @@ export class MonitorServer {
       return;
     }
     const action: ControlAction = msg.command.action;
-    this.control.perform(msg.command, { remote, token: msg.token ?? connectionToken }).then(
+    this.control.perform(msg.command, { ...peer, token: msg.token ?? connectionToken }).then(
       (result) => this.hub.sendTo(client, { type: 'reply', id: msg.id, action, result }),
       (err: unknown) => error(err, msg.id),
     );

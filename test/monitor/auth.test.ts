@@ -54,3 +54,24 @@ test('a token offered as a WebSocket subprotocol', () => {
   assert.equal(tokenFromProtocols('tandem.v1'), undefined);
   assert.equal(tokenFromProtocols(undefined), undefined);
 });
+
+test('wrong tokens lock an address out; while locked even the right one is not looked at', () => {
+  const clock = { now: 0 };
+  const auth = new MonitorAuth({ token: 'tok-0123456789abcdef', allowRemoteRead: false, throttle: { maxFailures: 3, windowMs: 60_000, lockoutMs: 60_000, now: () => clock.now } });
+  assert.equal(auth.verify(undefined, '10.0.0.5'), 'missing');
+  assert.equal(auth.verify('', '10.0.0.5'), 'missing');
+  assert.equal(auth.verify('guess-1', '10.0.0.5'), 'wrong');
+  assert.equal(auth.verify('guess-2', '::ffff:10.0.0.5'), 'wrong', 'the IPv4-mapped spelling is the same host');
+  assert.equal(auth.verify('guess-3', '10.0.0.5'), 'wrong');
+  assert.equal(auth.verify('tok-0123456789abcdef', '10.0.0.5'), 'locked');
+  assert.equal(auth.readAccess('10.0.0.5', 'tok-0123456789abcdef'), 'locked');
+  assert.equal(auth.lockedFor('10.0.0.5'), 60_000);
+  assert.equal(auth.verify('tok-0123456789abcdef', '10.0.0.6'), 'ok', 'another address is not locked');
+  assert.equal(auth.readAccess('127.0.0.1', undefined), 'ok', 'loopback reads need no token');
+  clock.now = 60_000;
+  assert.equal(auth.verify('tok-0123456789abcdef', '10.0.0.5'), 'ok');
+  assert.equal(auth.verify('guess-4', '10.0.0.5'), 'wrong', 'the right token cleared the count');
+  assert.equal(auth.verify('guess-5', '10.0.0.5'), 'wrong');
+  assert.equal(auth.verify('tok-0123456789abcdef', '10.0.0.5'), 'ok');
+  assert.equal(new MonitorAuth({ token: undefined, allowRemoteRead: false }).verify('anything', '10.0.0.5'), 'unconfigured');
+});

@@ -143,6 +143,30 @@ describe('monitor HTTP', () => {
     await c.close();
   });
 
+  test('wrong tokens lock the address out of control, over HTTP and WebSocket, until the lockout ends', async () => {
+    const clock = { now: 1_000_000 };
+    const r = await primaryRig({ monitor: { auth: { token: TOKEN, allowRemoteRead: false, throttle: { maxFailures: 5, windowMs: 60_000, lockoutMs: 60_000, now: () => clock.now } } } });
+    rigs.push(r);
+    const c = await TestClient.connect(r.wsUrl);
+    await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    const post = (token: string): Promise<Res> => http(r.url, '/api/control', { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: '{"action":"checkpoint"}' });
+    for (let i = 0; i < 5; i++) assert.equal((await post(`guess-${i}`)).status, 401, `guess ${i}`);
+    const locked = await post(TOKEN);
+    assert.equal(locked.status, 429, locked.body);
+    assert.equal(locked.headers['retry-after'], '60');
+    const err = validateEvent(JSON.parse(locked.body));
+    assert.equal(err.type === 'error' && err.code, 'ERR_MONITOR_RATE_LIMITED');
+    // The WebSocket shares the budget: the right token is refused there too.
+    const ws = await c.request({ type: 'control', action: 'checkpoint', token: TOKEN });
+    assert.equal(ws.type === 'error' && ws.code, 'ERR_MONITOR_RATE_LIMITED');
+    const audited = await c.waitFor((e) => e.type === 'control' && e.code === 'ERR_MONITOR_RATE_LIMITED', 'the audit of a refusal');
+    assert.equal(audited.type === 'control' && audited.ok, false);
+    clock.now += 60_000;
+    const ok = await post(TOKEN);
+    assert.equal(ok.status, 200, ok.body);
+    await c.close();
+  });
+
   test('/metrics parses as Prometheus text and agrees with the event stream', async () => {
     const r = await primaryRig();
     rigs.push(r);

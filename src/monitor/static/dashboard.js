@@ -169,7 +169,7 @@
         result('ok', `${e.action}: done${e.result ? ` ${JSON.stringify(e.result)}` : ''}`);
         break;
       case 'error':
-        result(e.code === 'ERR_MONITOR_UNAUTHORIZED' ? 'refused' : 'error', `${e.message} [${e.code}]`);
+        result(e.code === 'ERR_MONITOR_UNAUTHORIZED' || e.code === 'ERR_MONITOR_RATE_LIMITED' ? 'refused' : 'error', `${e.message} [${e.code}]`);
         if (e.code === 'ERR_MONITOR_UNAUTHORIZED') $('token').focus();
         break;
       default:
