@@ -130,9 +130,15 @@ export class StreamSaver {
 
   /**
    * Ends the stream. A plain libxl stream carries the device model after the
-   * libxc END; a checkpointed one already sent it with every checkpoint.
+   * libxc END; a checkpointed one already sent it with every checkpoint. A
+   * COLO stream between checkpoints ends with libxl END alone (StreamLayout
+   * says why).
    */
   end(): void {
+    if (this.encoder.betweenColoCheckpoints) {
+      this.sink(this.encoder.record({ layer: 'libxl', type: 'END' }));
+      return;
+    }
     this.sink(this.encoder.record({ layer: 'libxc', type: 'END' }));
     if (this.options.framing === 'libxl') {
       if (this.checkpoints === 0) this.emulatorRecords(this.domain.deviceModelState());

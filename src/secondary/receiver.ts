@@ -242,6 +242,11 @@ export class EpochReceiver {
       }
       return [{ type: 'colo-new', epoch: s.epochs + 1 }];
     }
+    if (rec.layer === 'libxl' && rec.type === 'END') {
+      // Before libxc's END only a COLO stream between checkpoints may end (the layout saw to it): the primary stopped there.
+      this.close();
+      return [{ type: 'close', outcome: 'end' }];
+    }
     if (rec.layer === 'libxc' && rec.type === 'END') {
       if (s.epochs === 0) {
         throw new StreamError(ErrorCodes.STREAM_NOT_CHECKPOINTED, 'END before any checkpoint: the secondary replicates checkpointed streams only', {

@@ -184,6 +184,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     const link: Link = { socket, remote, session, finished: false, peerGone: false, tornEpoch: 0, grace: undefined, closed, resolveClosed };
     this.link = link;
     this.sockets.add(link);
+    // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
+    this.options.colo?.suspend();
     session.start();
     log.info({ remote, lastEpoch: this.lastEpoch }, `primary connected from ${remote}; replica syncing: not consistent with this stream until its first checkpoint`);
     this.syncState();
@@ -256,6 +258,9 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         if (a.outcome !== 'end') link.tornEpoch = a.epoch;
         if (a.outcome === 'end') {
           log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended cleanly at epoch ${this.lastEpoch}`);
+          // COLO: protection stopped in order; nothing compares this guest's output any more, so it stops too
+          // (a promotion later goes on from where it stopped, as from any COLO run).
+          this.options.colo?.suspend();
           this.closeGracefully(link);
           this.notify('stream-end', { remote, lastEpoch: this.lastEpoch });
           return;

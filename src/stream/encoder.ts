@@ -44,6 +44,11 @@ export class StreamEncoder {
     return this.layout.layer;
   }
 
+  /** COLO, between checkpoints (see StreamLayout). */
+  get betweenColoCheckpoints(): boolean {
+    return this.layout.betweenColoCheckpoints;
+  }
+
   get done(): boolean {
     return this.layout.expecting === 'done';
   }

@@ -13,7 +13,12 @@
  * CHECKPOINT_STATE record (Xen's "new checkpoint", which tells the
  * secondary to suspend its running guest) before the libxc records of that
  * epoch. Record type codes overlap between the layers, so only knowing the
- * stream is COLO tells a reader that this record is libxl's.
+ * stream is COLO tells a reader that this record is libxl's. Xen's COLO has
+ * no orderly end (the primary runs until a failover); Tandem's primary,
+ * stopping, ends a COLO stream at a checkpoint boundary with libxl END
+ * where CHECKPOINT_STATE would come. The libxc stream is left without its
+ * END: after CHECKPOINT_END a COLO reader takes type 0 as libxl's, so a
+ * libxc END there would read as libxl END followed by trailing bytes.
  */
 import { ErrorCodes, StreamError } from '../errors.js';
 import { DomainType, LibxcType, LibxlType, isKnownType, isOptionalType, recordTypeName, type Layer } from './format.js';
@@ -69,7 +74,7 @@ export class StreamLayout {
   private staticDone = false;
   private pvInfoSeen = false;
   private p2mSeen = false;
-  /** COLO: a CHECKPOINT_END was the last record; the next must be CHECKPOINT_STATE. */
+  /** COLO: a CHECKPOINT_END was the last record; the next must be CHECKPOINT_STATE or END. */
   private awaitingNew = false;
 
   constructor(
@@ -83,6 +88,11 @@ export class StreamLayout {
 
   get expecting(): Expect {
     return this.phase;
+  }
+
+  /** COLO, between checkpoints: the next record is CHECKPOINT_STATE, or the END that closes the stream. */
+  get betweenColoCheckpoints(): boolean {
+    return this.awaitingNew;
   }
 
   libxlHeader(site: Site): void {
@@ -116,7 +126,12 @@ export class StreamLayout {
 
   private libxlRecord(code: number, name: string, site: Site): void {
     if (this.awaitingNew) {
-      if (code !== LibxlType.CHECKPOINT_STATE) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'a COLO stream announces each checkpoint after the first with CHECKPOINT_STATE', name, site);
+      if (code === LibxlType.END) {
+        this.awaitingNew = false;
+        this.phase = 'done';
+        return;
+      }
+      if (code !== LibxlType.CHECKPOINT_STATE) this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, 'a COLO stream announces each checkpoint after the first with CHECKPOINT_STATE (or ends with END)', name, site);
       this.awaitingNew = false;
       this.layer = 'libxc';
       return;

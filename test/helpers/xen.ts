@@ -41,10 +41,15 @@ export interface CheckpointedResult extends VerifyResult {
   records?: [string, number][];
 }
 
-/** Xen's VerifyLibxl/VerifyLibxc classes driven across a checkpointed stream. */
-export function verifyCheckpointed(file: string): CheckpointedResult {
+/**
+ * Xen's VerifyLibxl/VerifyLibxc classes driven across a checkpointed stream
+ * (`colo`: with COLO's CHECKPOINT_STATE hand-offs), or across a COLO
+ * back-channel; `optional` record types are read past, as the spec allows.
+ */
+export function verifyCheckpointed(file: string, options: { colo?: boolean; backChannel?: boolean; optional?: number[] } = {}): CheckpointedResult {
   requireXenVerifier();
-  const r = spawnSync(PYTHON, [CHECKPOINTED_DRIVER, file], {
+  const flags = [...(options.colo ? ['--colo'] : []), ...(options.backChannel ? ['--back-channel'] : []), ...(options.optional?.length ? ['--optional', options.optional.map((t) => `0x${t.toString(16)}`).join(',')] : [])];
+  const r = spawnSync(PYTHON, [CHECKPOINTED_DRIVER, ...flags, file], {
     env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH },
     encoding: 'utf8',
     timeout: 120_000,

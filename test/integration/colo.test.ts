@@ -10,6 +10,7 @@
  * device model and disk) resumes exactly where the primary was.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 import type { ComparatorAddresses } from '../../proxy/client.js';
@@ -28,7 +29,13 @@ import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
+import { StreamDecoder } from '../../src/stream/decoder.js';
+import { LibxcType, LibxlType, TandemType } from '../../src/stream/format.js';
+import { recordCode } from '../../src/stream/records.js';
 import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
+import { tempDir } from '../helpers/cli.js';
+import { TcpTap } from '../helpers/tap.js';
+import { verifyCheckpointed } from '../helpers/xen.js';
 
 const logger = createLogger(process.env.COLO_LOG === '1' ? 'debug' : 'silent');
 const PAGES = 4096;
@@ -64,6 +71,9 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
   });
   const { port: netPort } = await netS.start();
   const { port: streamPort } = await server.start();
+  // The replication connection goes through a tap: its bytes, both ways, go to Xen's verifier afterwards.
+  const tap = new TcpTap({ host: '127.0.0.1', port: streamPort });
+  const tapPort = await tap.start();
 
   // The primary host.
   const domain = new SimDomain({ pages: PAGES });
@@ -85,7 +95,7 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
     { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
     {
       secondaryHost: '127.0.0.1',
-      secondaryPort: streamPort,
+      secondaryPort: tapPort,
       intervalMs: null,
       minIntervalMs: 1,
       maxIntervalMs: 1000,
@@ -111,6 +121,7 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
     await engine.stop();
     await colo.stop();
     await netS.stop();
+    await tap.stop();
     await server.stop();
   });
   engine.start();
@@ -156,6 +167,70 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
   const wrong = checked.filter((m) => resumedAt.get(m.epoch) !== staged.get(m.epoch)).map((m) => m.epoch);
   assert.deepEqual(wrong, [], "epochs whose secondary guest did not resume at the primary's state");
   assert.ok(sguest.resumes >= 2);
+
+  // An orderly stop ends the COLO stream cleanly between checkpoints: no
+  // "primary gone", and the secondary's guest stops with it.
+  const gone: unknown[] = [];
+  server.on('primary-gone', (g) => gone.push(g));
+  const ended = new Promise((resolve) => server.once('stream-end', resolve));
+  await engine.stop();
+  await ended;
+  assert.deepEqual(gone, []);
+  assert.equal(replica.paused, true, "the secondary's guest stopped with the stream");
+  checkWithXen(tap, epochs.length);
+
+  // Protection again: a fresh pre-copy into the paused replica, then COLO checkpoints as before.
+  const resumesBefore = sguest.resumes;
+  engine.start();
+  await firstValueFrom(engine.state$.pipe(filter((st) => st.state === 'protected')));
+  const again = firstValueFrom(engine.metrics$.pipe(filter((m) => m.trigger === 'divergence')));
+  const t2 = await runTool(REDIS_CLI, ['-p', String(port), 'TIME']);
+  assert.equal(t2.code, 0, t2.out);
+  const m2 = await again;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(sguest.resumes > resumesBefore, 'the secondary guest runs again in the new session');
+  assert.equal(resumedAt.get(m2.epoch), staged.get(m2.epoch), `epoch ${m2.epoch} of the new session: the secondary resumed away from the primary's state`);
+  assert.deepEqual(gone, []);
+}
+
+/**
+ * The first session's bytes, both ways, through Xen's own verifier classes:
+ * the forward stream as a COLO stream (CHECKPOINT_STATE after each
+ * CHECKPOINT_END, libxl END at the orderly stop; Tandem's disk records read
+ * past as the optional records they are), and the back-channel's
+ * CHECKPOINT_STATE and CHECKPOINT_DIRTY_PFN_LIST records.
+ */
+function checkWithXen(tap: TcpTap, epochs: number): void {
+  const tmp = tempDir('tandem-colo-xen-');
+  try {
+    const forward = tmp.path('forward.stream');
+    const bytes = Buffer.concat(tap.forward[0]);
+    writeFileSync(forward, bytes);
+    const f = verifyCheckpointed(forward, { colo: true, optional: [TandemType.TANDEM_DISK_WRITES] });
+    assert.equal(f.status, 0, f.stderr);
+    assert.equal(f.epochs, epochs, 'every checkpoint of the session');
+    const seq = f.records!.map(([layer, type]) => `${layer}:${type}`);
+    assert.equal(seq.at(-1), `libxl:${LibxlType.END}`);
+    assert.equal(seq.filter((r) => r === `libxl:${LibxlType.CHECKPOINT_STATE}`).length, epochs - 1, 'each checkpoint after the first announced');
+    assert.ok(seq.includes(`libxl:${TandemType.TANDEM_DISK_WRITES}`), 'the disk mirror wrote its records');
+    // Xen's classes and Tandem's own decoder read the same records.
+    const d = new StreamDecoder({ colo: true });
+    const ours: string[] = [];
+    for (const item of d.push(bytes)) if (item.kind === 'record') ours.push(`${item.record.layer}:${recordCode(item.record)}`);
+    assert.deepEqual(ours, seq);
+
+    const back = tmp.path('back.channel');
+    writeFileSync(back, Buffer.concat(tap.backward[0]));
+    const b = verifyCheckpointed(back, { backChannel: true, optional: [TandemType.TANDEM_ACK] });
+    assert.equal(b.status, 0, b.stderr);
+    const kinds = b.records!.map(([layer, type]) => `${layer}:${type}`);
+    assert.equal(kinds.filter((k) => k === `libxl:${TandemType.TANDEM_ACK}`).length, epochs, 'one ack per checkpoint');
+    assert.equal(kinds.filter((k) => k === `libxc:${LibxcType.CHECKPOINT_DIRTY_PFN_LIST}`).length, epochs - 1, "the secondary's dirty pages at each announced checkpoint");
+    // SVM_SUSPENDED, SVM_READY, SVM_RESUMED per announced checkpoint; READY and RESUMED after the first too.
+    assert.equal(kinds.filter((k) => k === `libxl:${LibxlType.CHECKPOINT_STATE}`).length, 3 * (epochs - 1) + 2);
+  } finally {
+    tmp.cleanup();
+  }
 }
 
 async function withCleanup(fn: (cleanups: (() => Promise<void>)[]) => Promise<void>): Promise<void> {

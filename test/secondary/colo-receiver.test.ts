@@ -67,4 +67,23 @@ describe('EpochReceiver on a COLO stream', () => {
     assert.ok(close?.type === 'close' && close.outcome === 'stream-error');
     assert.equal(receiver.lastEpoch, 1, 'the first checkpoint stands');
   });
+
+  test('a COLO stream that stops between checkpoints ends cleanly with libxl END alone', () => {
+    const primary = new SimDomain({ pages: PAGES, now: () => 1n });
+    const chunks: Buffer[] = [];
+    const saver = new StreamSaver(primary, { framing: 'libxl', version: 3, colo: true }, (c) => chunks.push(...c.map((b) => Buffer.from(b))));
+    saver.start();
+    saver.sendPages(Array.from({ length: PAGES }, (_, i) => i));
+    saver.endOfCheckpoint();
+    saver.checkpoint();
+    const before = Buffer.concat(chunks).length;
+    saver.end();
+    const bytes = Buffer.concat(chunks);
+    // One record, type 0 (END), length 0: a COLO reader takes it as libxl's after CHECKPOINT_END.
+    assert.deepEqual([...bytes.subarray(before)], [0, 0, 0, 0, 0, 0, 0, 0]);
+    const { actions, receiver } = feed(bytes, true);
+    const close = actions.find((a) => a.type === 'close');
+    assert.ok(close?.type === 'close' && close.outcome === 'end', JSON.stringify(close));
+    assert.equal(receiver.lastEpoch, 1);
+  });
 });

@@ -166,6 +166,23 @@ describe('StreamLayout: COLO streams', () => {
     refuses(afterFirstCheckpoint(), 'libxc', XC.PAGE_DATA, 'ERR_RECORD_OUT_OF_ORDER', 'libxc PAGE_DATA');
   });
 
+  test('a stopping primary ends it between checkpoints with libxl END alone; nothing may follow', () => {
+    const l = afterFirstCheckpoint();
+    assert.equal(l.betweenColoCheckpoints, true);
+    refuses(afterFirstCheckpoint(), 'libxc', XC.END, 'ERR_RECORD_OUT_OF_ORDER', 'libxc END');
+    l.record('libxl', XL.END, at(112));
+    assert.equal(l.expecting, 'done');
+    assert.equal(l.betweenColoCheckpoints, false);
+    assertStreamError(() => l.record('libxl', XL.END, at(120)), { code: 'ERR_STREAM_TRAILING_DATA', offset: 120, record: 'libxl END' });
+  });
+
+  test('END is not a way out in the middle of an epoch', () => {
+    const l = afterFirstCheckpoint();
+    l.record('libxl', XL.CHECKPOINT_STATE, at(112));
+    l.record('libxc', XC.PAGE_DATA, at(120));
+    refuses(l, 'libxl', XL.END, 'ERR_RECORD_OUT_OF_ORDER', 'libxl END');
+  });
+
   test('only libxl framing can be COLO', () => {
     assert.throws(() => new StreamLayout('libxc', true), RangeError);
   });

@@ -11,9 +11,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
+import { StreamSaver } from '../../src/checkpoint/saver.js';
+import { SimDomain } from '../../src/domain/sim.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
-import { StreamEncoder } from '../../src/stream/encoder.js';
-import { LibxcType, LibxlType, PageType } from '../../src/stream/format.js';
+import { StreamEncoder, frameRecord } from '../../src/stream/encoder.js';
+import { ColoControl, LibxcType, LibxlType, PageType, TandemType } from '../../src/stream/format.js';
+import { AckStatus, encodeBackRecord } from '../../src/transport/backchannel.js';
 import { recordCode } from '../../src/stream/records.js';
 import { saveSim, tempDir } from '../helpers/cli.js';
 import { verifyCheckpointed, verifyStream } from '../helpers/xen.js';
@@ -119,5 +122,80 @@ describe("checkpointed streams pass Xen's verifier classes record by record", ()
     const r = verifyCheckpointed(file);
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /stream error/);
+  });
+});
+
+describe("COLO streams and the back-channel pass Xen's verifier classes", () => {
+  /** Two checkpoints, the second announced with CHECKPOINT_STATE, then the orderly END. */
+  function coloStream(): Buffer {
+    const domain = new SimDomain({ pages: 64, now: () => 1n });
+    const chunks: Buffer[] = [];
+    const saver = new StreamSaver(domain, { framing: 'libxl', version: 3, colo: true }, (c) => chunks.push(...c.map((b) => Buffer.from(b))));
+    saver.start();
+    saver.sendPages(Array.from({ length: 64 }, (_, i) => i));
+    saver.endOfCheckpoint();
+    saver.checkpoint();
+    saver.newCheckpoint();
+    saver.sendPages([3, 9]);
+    saver.endOfCheckpoint();
+    saver.checkpoint();
+    saver.end();
+    return Buffer.concat(chunks);
+  }
+
+  test('a COLO stream with its announcements and orderly END', () => {
+    const file = tmp.path('colo.stream');
+    writeFileSync(file, coloStream());
+    const r = verifyCheckpointed(file, { colo: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.epochs, 2);
+    const seq = r.records!.map(([layer, type]) => `${layer}:${type}`);
+    assert.equal(seq.filter((s) => s === `libxl:${LibxlType.CHECKPOINT_STATE}`).length, 1);
+    assert.equal(seq.at(-1), `libxl:${LibxlType.END}`);
+    assert.ok(!seq.includes(`libxc:${LibxcType.END}`), 'a COLO stream stops without libxc END');
+  });
+
+  test('read as a plain checkpointed stream, the same bytes are refused (negative control)', () => {
+    const file = tmp.path('colo-as-plain.stream');
+    writeFileSync(file, coloStream());
+    const r = verifyCheckpointed(file);
+    assert.notEqual(r.status, 0);
+  });
+
+  test('the back-channel: SVM_SUSPENDED, the dirty pfn list, the ack, SVM_READY, SVM_RESUMED', () => {
+    const file = tmp.path('back.channel');
+    writeFileSync(
+      file,
+      Buffer.concat([
+        encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_SUSPENDED }),
+        encodeBackRecord({ type: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: Uint32Array.from([1, 7, 4095]) }),
+        encodeBackRecord({ type: 'ACK', epoch: 2, status: AckStatus.APPLIED, reason: '' }),
+        encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_READY }),
+        encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_RESUMED }),
+      ]),
+    );
+    const r = verifyCheckpointed(file, { backChannel: true, optional: [TandemType.TANDEM_ACK] });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.records, [
+      ['libxl', LibxlType.CHECKPOINT_STATE],
+      ['libxc', LibxcType.CHECKPOINT_DIRTY_PFN_LIST],
+      ['libxl', TandemType.TANDEM_ACK],
+      ['libxl', LibxlType.CHECKPOINT_STATE],
+      ['libxl', LibxlType.CHECKPOINT_STATE],
+    ]);
+  });
+
+  test('a dirty pfn list that is not whole u64 pfns, or bad padding, is refused (negative controls)', () => {
+    const bad = tmp.path('back-bad.channel');
+    writeFileSync(bad, Buffer.concat(frameRecord(LibxcType.CHECKPOINT_DIRTY_PFN_LIST, [Buffer.alloc(12)])));
+    const r = verifyCheckpointed(bad, { backChannel: true });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /not whole u64 pfns/);
+    const padded = Buffer.from(encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_READY }));
+    padded[padded.length - 1] = 1;
+    writeFileSync(bad, padded);
+    const p = verifyCheckpointed(bad, { backChannel: true });
+    assert.notEqual(p.status, 0);
+    assert.match(p.stderr, /Padding/);
   });
 });
