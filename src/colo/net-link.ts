@@ -27,6 +27,8 @@ import { listen } from '../util/net.js';
 const ETHERTYPE_LOCAL = 0x88b5;
 const MARKER_TAG = Buffer.from('TANDEM-RESUMED', 'latin1');
 const MARKER_BYTES = 14 + MARKER_TAG.length + 8;
+/** `resumedFrom` before the secondary's first marker of a stream: below every epoch, so its frames are dropped. */
+const NO_RUN = -1;
 /** Frames waiting for a commit, at most: a secondary that runs ahead this far is not keeping to the protocol. */
 const MAX_HELD = 65536;
 
@@ -227,9 +229,15 @@ export class NetLinkPrimary extends NetLinkEnd {
     this.socket?.destroy();
   }
 
-  /** A new stream starts at epoch 0 on both sides. */
+  /**
+   * A new stream: nothing the secondary sends counts until its guest resumes
+   * from this stream's first checkpoint (its first marker). Frames still in
+   * flight from its run in an earlier stream belong to no checkpoint of
+   * this one: were one to match a primary frame, that frame would leave
+   * before any standby could reproduce it.
+   */
   reset(): void {
-    this.resumedFrom = 0;
+    this.resumedFrom = NO_RUN;
     this.committedTo = 0;
     this.held = [];
   }
