@@ -13,7 +13,8 @@ import type { DemoSummary } from '../../src/demo/run.js';
 import { CLI } from '../helpers/cli.js';
 import { seeded } from '../guest/helpers.js';
 
-const TRIALS = 4;
+// Two: this covers the demo's processes and the heartbeat-driven takeover; colo-ledger.test.ts covers many kill points.
+const TRIALS = 2;
 
 function demo(killAfterS: number): Promise<{ summary: DemoSummary; err: string }> {
   return new Promise((resolve, reject) => {

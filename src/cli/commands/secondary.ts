@@ -8,8 +8,7 @@ import { SimDisk } from '../../disk/sim-disk.js';
 import { SimDomain } from '../../domain/sim.js';
 import { Promoter } from '../../failover/promoter.js';
 import { HeartbeatChannel } from '../../heartbeat/channel.js';
-import { NetLinkSecondary } from '../../colo/net-link.js';
-import { SecondaryGuest } from '../../colo/secondary-guest.js';
+import { ColoSecondary } from '../../colo/secondary.js';
 import { SecondaryServer } from '../../secondary/server.js';
 import { parseAddress } from '../../util/address.js';
 import { createLogger } from '../../util/logger.js';
@@ -45,12 +44,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       replica.pause(); // the replica never runs while it is a secondary
       const disk = new SimDisk({ capacityBytes: cfg.domain.diskMib * 2 ** 20, domain: replica });
       // COLO: the replica also runs the guest, fed the client frames the primary mirrors over the net link.
-      let coloGuest: SecondaryGuest | undefined;
-      const netLink =
-        args.mode === 'colo'
-          ? new NetLinkSecondary({ ...(cfg.colo.net ?? nextPort(nextPort(cfg.secondary.listen))), toGuest: (f) => coloGuest?.deliver(f), logger })
-          : undefined;
-      if (netLink !== undefined) coloGuest = new SecondaryGuest({ replica, disk, link: netLink });
+      const colo = args.mode === 'colo' ? new ColoSecondary({ replica, disk, net: cfg.colo.net ?? nextPort(nextPort(cfg.secondary.listen)), logger }) : undefined;
       const server = new SecondaryServer({
         replica,
         devices: [new DiskReplica([disk])],
@@ -59,16 +53,12 @@ export function secondaryCommand(yargs: Argv): Argv {
         port: cfg.secondary.listen.port,
         logger,
         maxEpochBytes: cfg.secondary.maxEpochMib * 2 ** 20,
-        colo: coloGuest,
+        colo: colo?.guest,
       });
       server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
       server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
       const promoter = new Promoter({ secondary: server, replica, disk, service: cfg.secondary.service, logger });
-      promoter.on('promoting', () => {
-        // COLO goes on from the secondary guest's own run: no more mirrored frames, its disk writes kept.
-        netLink?.stop().catch(() => {});
-        coloGuest?.takeOver();
-      });
+      if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
       // Heartbeats on their own channel decide that the primary is dead (silence
       // for the timeout), so a large checkpoint in flight never looks like death.
       const heartbeat = new HeartbeatChannel({
@@ -109,8 +99,8 @@ export function secondaryCommand(yargs: Argv): Argv {
       const hbAddr = heartbeat.address();
       logger.info({ heartbeat: hbAddr ? `${hbAddr.address}:${hbAddr.port}` : undefined }, 'heartbeat channel listening');
       await server.start();
-      if (netLink !== undefined) {
-        const n = await netLink.start();
+      if (colo !== undefined) {
+        const n = await colo.start();
         logger.info({ net: `${n.address}:${n.port}` }, `COLO: net link listening on ${n.address}:${n.port}`);
       }
       const sig = await untilSignal();
@@ -118,7 +108,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       await heartbeat.stop();
       await promoter.stop();
       await server.stop();
-      await netLink?.stop();
+      await colo?.stop();
       await monitor?.stop();
     },
   );
