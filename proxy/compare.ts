@@ -95,6 +95,8 @@ interface Held {
 }
 
 /** A FIFO with O(1) shift; TCP inserts out of order by scanning from the tail. */
+const NONE: readonly Held[] = Object.freeze([]);
+
 class Queue {
   items: Held[] = [];
   head = 0;
@@ -140,8 +142,13 @@ class Queue {
     return this.items.splice(this.head + i, 1)[0];
   }
 
-  drain(): Held[] {
-    const all = this.items.slice(this.head);
+  drain(): readonly Held[] {
+    if (this.head === this.items.length) {
+      if (this.head !== 0) this.items = [];
+      this.head = 0;
+      return NONE;
+    }
+    const all = this.head === 0 ? this.items : this.items.slice(this.head);
     this.items = [];
     this.head = 0;
     return all;
@@ -181,6 +188,12 @@ export class Comparator {
   private readonly maxQueueSize: number;
   private readonly maxConnections: number;
   private readonly conns = new Map<string, Connection>();
+  /**
+   * Connections that took a frame since the last checkpoint: the only ones
+   * that can hold frames or have anything for checkpointDone() and scan() to
+   * do, so their cost follows the traffic, not the size of the table.
+   */
+  private readonly touched = new Set<Connection>();
   private order = 0;
   private heldPrimary = 0;
   private heldSecondary = 0;
@@ -212,6 +225,7 @@ export class Comparator {
     }
     const conn = this.connection(pkt, side, frame, out);
     if (conn === undefined) return out;
+    this.touched.add(conn);
     const queue = side === 'primary' ? conn.primary : conn.secondary;
     const held: Held = { frame, pkt, at: now, order: this.order++, start: 0, end: 0, syn: 0, fin: 0, checkedTo: 0 };
     if (pkt.kind === 'tcp') {
@@ -253,7 +267,7 @@ export class Comparator {
    * checkpoint (naming the first such connection) if there are any.
    */
   scan(now: number, out: Decision[] = []): Decision[] {
-    for (const conn of this.conns.values()) {
+    for (const conn of this.touched) {
       // Datagram queues are in arrival order: their head is the oldest frame.
       // TCP queues are in sequence order, so every frame is looked at.
       const fifo = conn.kind !== 'tcp';
@@ -275,7 +289,7 @@ export class Comparator {
    */
   checkpointDone(out: Decision[] = []): Decision[] {
     const released: Held[] = [];
-    for (const conn of this.conns.values()) {
+    for (const conn of this.touched) {
       const held = conn.primary.drain();
       for (const h of conn.secondary.drain()) this.drop('secondary', h.frame, 'checkpoint', out);
       conn.diverged = false;
@@ -292,6 +306,7 @@ export class Comparator {
       for (const h of held) released.push(h);
     }
     this.heldSecondary = 0;
+    this.touched.clear();
     released.sort((a, b) => a.order - b.order);
     for (const h of released) this.release(h.frame, 'checkpoint', out);
     this.heldPrimary = 0;
@@ -368,6 +383,7 @@ export class Comparator {
     }
     if (victim === undefined) return false;
     this.conns.delete(victim.key);
+    this.touched.delete(victim);
     return true;
   }
 
