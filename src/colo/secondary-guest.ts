@@ -58,6 +58,13 @@ export class SecondaryGuest implements ColoReplicaHooks {
     return replica.readAndClearDirty();
   }
 
+  pause(): void {
+    this.options.replica.pause();
+    // Its last output still goes out: it was produced from a checkpoint the primary committed.
+    this.options.link.flush();
+    this.running = false;
+  }
+
   resume(epoch: number): void {
     const { replica, disk, link, clock } = this.options;
     // The checkpoint replaced the guest's own disk writes: drop them.

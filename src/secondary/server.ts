@@ -47,8 +47,10 @@ export interface SecondaryServerOptions {
 
 /** What COLO needs of the secondary's running guest. */
 export interface ColoReplicaHooks {
-  /** Pause the guest; the pages it wrote since it last resumed, ascending. */
+  /** Pause the guest for the announced checkpoint; the pages it wrote since it last resumed, ascending. */
   suspend(): Uint32Array;
+  /** Stop the guest outside any checkpoint: a new stream is about to write the replica, or the stream ended in order. */
+  pause(): void;
   /** The replica now holds checkpoint `epoch`: run the guest from it. */
   resume(epoch: number): void;
 }
@@ -185,7 +187,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     this.link = link;
     this.sockets.add(link);
     // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
-    this.options.colo?.suspend();
+    this.options.colo?.pause();
     session.start();
     log.info({ remote, lastEpoch: this.lastEpoch }, `primary connected from ${remote}; replica syncing: not consistent with this stream until its first checkpoint`);
     this.syncState();
@@ -260,7 +262,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
           log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended cleanly at epoch ${this.lastEpoch}`);
           // COLO: protection stopped in order; nothing compares this guest's output any more, so it stops too
           // (a promotion later goes on from where it stopped, as from any COLO run).
-          this.options.colo?.suspend();
+          this.options.colo?.pause();
           this.closeGracefully(link);
           this.notify('stream-end', { remote, lastEpoch: this.lastEpoch });
           return;

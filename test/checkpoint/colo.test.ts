@@ -40,6 +40,7 @@ test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest re
         secondaryDirty.push(pfns.length);
         return pfns;
       },
+      pause: () => replica.pause(),
       resume: (epoch) => {
         // The state the secondary's guest runs from: it must be the primary's at that checkpoint.
         resumedAt.set(epoch, stateDigest(replica));

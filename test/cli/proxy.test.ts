@@ -5,7 +5,8 @@
  * framing error with its code and keeps serving.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { ComparatorClient, READY_PROBE } from '../../proxy/client.js';
@@ -13,6 +14,19 @@ import { udp } from '../../proxy/craft.js';
 import type { Frame } from '../../proxy/framing.js';
 import { NotifyWords, type NotifyWord } from '../../proxy/notify.js';
 import { CLI, runTandem } from '../helpers/cli.js';
+
+/** The first line the process prints on stdout (the listening line); rejects if it exits first. */
+function firstLine(child: ChildProcessByStdio<null, Readable, Readable>, stderr: () => string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve(out.slice(0, nl));
+    });
+    child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}: ${stderr()}`)));
+  });
+}
 
 const ADDR = ['--primary-in', '127.0.0.1:0', '--secondary-in', '127.0.0.1:0', '--outdev', '127.0.0.1:0', '--notify', '127.0.0.1:0'];
 
@@ -50,15 +64,7 @@ describe('tandem proxy: the real process', () => {
       for (const w of [...logWaiters]) if (w.re.test(stderr)) w.resolve();
     });
     const waitLog = (re: RegExp): Promise<void> => (re.test(stderr) ? Promise.resolve() : new Promise((resolve) => logWaiters.push({ re, resolve })));
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const nl = out.indexOf('\n');
-        if (nl >= 0) resolve(out.slice(0, nl));
-      });
-      child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}: ${stderr}`)));
-    });
+    const line = await firstLine(child, () => stderr);
     const m = /^listening primary_in=127\.0\.0\.1:(\d+) secondary_in=127\.0\.0\.1:(\d+) outdev=127\.0\.0\.1:(\d+) notify=127\.0\.0\.1:(\d+)$/.exec(line);
     assert.ok(m, line);
     const at = (i: number): { host: string; port: number } => ({ host: '127.0.0.1', port: Number(m[i]) });
@@ -154,15 +160,7 @@ describe('tandem proxy --metrics', () => {
   test('names its metrics address on the listening line and serves Prometheus text there', async () => {
     const child = spawn(process.execPath, [CLI, 'proxy', ...ADDR, '--metrics', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     after(() => child.kill('SIGKILL'));
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const nl = out.indexOf('\n');
-        if (nl >= 0) resolve(out.slice(0, nl));
-      });
-      child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}`)));
-    });
+    const line = await firstLine(child, () => '');
     const m = / notify=127\.0\.0\.1:(\d+) metrics=127\.0\.0\.1:(\d+)$/.exec(line);
     assert.ok(m, line);
     const notify = connect({ host: '127.0.0.1', port: Number(m[1]) });

@@ -24,6 +24,7 @@ import { HeartbeatChannel } from '../../src/heartbeat/channel.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
+import { protectedServicePort } from '../helpers/primary-log.js';
 import { seeded } from '../guest/helpers.js';
 
 const TRIALS = 50;
@@ -83,6 +84,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
           onSuspend?.();
           return pfns;
         },
+        pause: () => colo.guest.pause(),
         resume: (epoch) => {
           colo.guest.resume(epoch);
           suspended = false;
@@ -116,17 +118,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
     const serviceIp = new ServiceIp({ host: '127.0.0.1', port: 0 });
     let ledger: Ledger | undefined;
     try {
-      const frontPort = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`trial ${trial}: the primary never got protected:\n${log}`)), 20_000);
-        const poll = setInterval(() => {
-          const m = /guest RESP service on 127\.0\.0\.1:(\d+)/.exec(log);
-          if (m && /protection: protected/.test(log)) {
-            clearInterval(poll);
-            clearTimeout(timer);
-            resolve(Number(m[1]));
-          }
-        }, 5);
-      });
+      const frontPort = await protectedServicePort(() => log, `trial ${trial}`);
       serviceIp.moveTo({ host: '127.0.0.1', port: frontPort });
       const bound = await serviceIp.start();
       ledger = new Ledger({ host: '127.0.0.1', port: bound.port }, 6);

@@ -11,8 +11,8 @@ import { ReplicationSession } from '../../src/secondary/session.js';
 
 const PAGES = 32;
 
-/** A COLO stream: the first checkpoint, then `announce` control id, then a second epoch. */
-function coloStream(announce: number): Buffer {
+/** A COLO saver that has written the stream's first checkpoint (every page) into `chunks`. */
+function afterFirstCheckpoint(): { primary: SimDomain; saver: StreamSaver; chunks: Buffer[] } {
   const primary = new SimDomain({ pages: PAGES, now: () => 1n });
   const chunks: Buffer[] = [];
   const saver = new StreamSaver(primary, { framing: 'libxl', version: 3, colo: true }, (c) => chunks.push(...c.map((b) => Buffer.from(b))));
@@ -20,6 +20,12 @@ function coloStream(announce: number): Buffer {
   saver.sendPages(Array.from({ length: PAGES }, (_, i) => i));
   saver.endOfCheckpoint();
   saver.checkpoint();
+  return { primary, saver, chunks };
+}
+
+/** A COLO stream: the first checkpoint, then `announce` control id, then a second epoch. */
+function coloStream(announce: number): Buffer {
+  const { primary, saver, chunks } = afterFirstCheckpoint();
   // The announcement, framed by hand (the saver only writes "new checkpoint").
   const body = Buffer.alloc(4);
   body.writeUInt32LE(announce, 0);
@@ -69,13 +75,7 @@ describe('EpochReceiver on a COLO stream', () => {
   });
 
   test('a COLO stream that stops between checkpoints ends cleanly with libxl END alone', () => {
-    const primary = new SimDomain({ pages: PAGES, now: () => 1n });
-    const chunks: Buffer[] = [];
-    const saver = new StreamSaver(primary, { framing: 'libxl', version: 3, colo: true }, (c) => chunks.push(...c.map((b) => Buffer.from(b))));
-    saver.start();
-    saver.sendPages(Array.from({ length: PAGES }, (_, i) => i));
-    saver.endOfCheckpoint();
-    saver.checkpoint();
+    const { saver, chunks } = afterFirstCheckpoint();
     const before = Buffer.concat(chunks).length;
     saver.end();
     const bytes = Buffer.concat(chunks);

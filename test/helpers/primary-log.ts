@@ -1,0 +1,23 @@
+/** Reading a real `tandem primary` process's log for the moment it serves protected. */
+import { until } from './wait.js';
+
+const SERVICE = /guest RESP service on 127\.0\.0\.1:(\d+)/;
+
+/** The port of the primary's front, once its log says it serves and protection is up; the log in the error otherwise. */
+export async function protectedServicePort(log: () => string, what: string, timeoutMs = 20_000): Promise<number> {
+  let port: number | undefined;
+  try {
+    await until(
+      () => {
+        const m = SERVICE.exec(log());
+        if (m && /protection: protected/.test(log())) port = Number(m[1]);
+        return port !== undefined;
+      },
+      `${what}: the primary to get protected`,
+      timeoutMs,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${log()}`, { cause: err });
+  }
+  return port!;
+}
