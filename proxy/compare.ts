@@ -33,7 +33,7 @@
  * primary frame in arrival order and drops every held secondary one.
  */
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
-import type { Frame } from './framing.js';
+import { ownFrame, type Frame } from './framing.js';
 import { decodePacket, TcpFlag, type Packet, type PacketKind } from './packet.js';
 
 export type Side = 'primary' | 'secondary';
@@ -92,6 +92,8 @@ interface Held {
   fin: number;
   /** Sequence number up to which this (primary) segment has been found equal so far. */
   checkedTo: number;
+  /** It left its queue (released or dropped). */
+  gone: boolean;
 }
 
 /** A FIFO with O(1) shift; TCP inserts out of order by scanning from the tail. */
@@ -127,6 +129,7 @@ class Queue {
 
   shift(): Held {
     const h = this.items[this.head++];
+    h.gone = true;
     if (this.head === this.items.length) {
       this.items = [];
       this.head = 0;
@@ -139,7 +142,9 @@ class Queue {
 
   removeAt(i: number): Held {
     if (i === 0) return this.shift();
-    return this.items.splice(this.head + i, 1)[0];
+    const h = this.items.splice(this.head + i, 1)[0];
+    h.gone = true;
+    return h;
   }
 
   drain(): readonly Held[] {
@@ -227,7 +232,7 @@ export class Comparator {
     if (conn === undefined) return out;
     this.touched.add(conn);
     const queue = side === 'primary' ? conn.primary : conn.secondary;
-    const held: Held = { frame, pkt, at: now, order: this.order++, start: 0, end: 0, syn: 0, fin: 0, checkedTo: 0 };
+    const held: Held = { frame, pkt, at: now, order: this.order++, start: 0, end: 0, syn: 0, fin: 0, checkedTo: 0, gone: false };
     if (pkt.kind === 'tcp') {
       held.syn = pkt.flags & TcpFlag.SYN ? 1 : 0;
       held.fin = pkt.flags & TcpFlag.FIN ? 1 : 0;
@@ -258,6 +263,14 @@ export class Comparator {
     if (!conn.diverged) {
       if (pkt.kind === 'tcp') this.compareTcp(conn, out);
       else this.compareDatagrams(conn, out);
+    }
+    // Still waiting: it must not keep the chunk it may be a view of alive (a copy only for frames that wait).
+    if (!held.gone) {
+      const own = ownFrame(frame);
+      if (own !== frame) {
+        held.frame = own;
+        pkt.rebase(own.data);
+      }
     }
     return out;
   }

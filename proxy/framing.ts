@@ -13,8 +13,13 @@
  * vnet -> body -> length) that checks every announced length before it
  * allocates for the body, and after the first error it stops for good: a
  * later push() throws ERR_PROXY_DECODER_STOPPED with the original error as
- * its cause. Each record's data is its own copy, so a queued frame never
- * pins the socket chunk it arrived in.
+ * its cause. By default each record's data is its own copy, so a queued
+ * frame never pins the socket chunk it arrived in. With `views`, a record
+ * that lies whole in one chunk is handed out as a view of it (no copy; only
+ * records across chunk boundaries are assembled in a buffer of their own),
+ * and whoever keeps a frame past the current chunk calls ownFrame() first:
+ * the comparator does so for the frames it holds, the socket glue for
+ * output it cannot write yet.
  */
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
 
@@ -34,6 +39,8 @@ export interface Frame {
 export interface FrameDecoderOptions {
   /** Records carry the vnet header length field (`vnet_hdr_support=on`). */
   vnetHdr?: boolean;
+  /** Hand out records that lie whole in one chunk as views of it (see ownFrame). */
+  views?: boolean;
   /** Largest record accepted, 1..MAX_RECORD_BYTES (default MAX_RECORD_BYTES). */
   maxRecordBytes?: number;
 }
@@ -42,6 +49,7 @@ type State = 'length' | 'vnet' | 'body' | 'failed';
 
 export class FrameDecoder {
   private readonly vnetHdr: boolean;
+  private readonly views: boolean;
   private readonly maxRecordBytes: number;
   private state: State = 'length';
   /** Scratch for a length field split across chunks. */
@@ -59,6 +67,7 @@ export class FrameDecoder {
 
   constructor(options: FrameDecoderOptions = {}) {
     this.vnetHdr = options.vnetHdr ?? false;
+    this.views = options.views ?? false;
     this.maxRecordBytes = options.maxRecordBytes ?? MAX_RECORD_BYTES;
   }
 
@@ -106,7 +115,17 @@ export class FrameDecoder {
             break;
           }
           case 'body': {
-            const body = this.body!;
+            if (this.body === undefined) {
+              if (this.views && n - at >= this.length) {
+                out.push({ data: chunk.subarray(at, at + this.length), vnetHdrLen: this.vnetHdrLen });
+                at += this.length;
+                this.state = 'length';
+                break;
+              }
+              // Allocated only now, when the body is known not to be a view: the length was checked already.
+              this.body = Buffer.allocUnsafe(this.length);
+            }
+            const body = this.body;
             const want = body.length - this.bodyFill;
             const k = Math.min(want, n - at);
             chunk.copy(body, this.bodyFill, at, at + k);
@@ -184,10 +203,24 @@ export class FrameDecoder {
   }
 
   private startBody(): void {
-    this.body = Buffer.allocUnsafe(this.length);
+    this.body = undefined;
     this.bodyFill = 0;
     this.state = 'body';
   }
+}
+
+/** Largest memory a frame may keep alive beyond its own bytes without being copied: Node's own pool slab. */
+const OWN_SLACK_BYTES = 8192;
+
+/**
+ * The frame with data it does not share with much else: a view into a
+ * larger buffer (a socket chunk) becomes a copy of its bytes, so keeping it
+ * does not keep the whole chunk alive; anything else is returned as it is.
+ */
+export function ownFrame(frame: Frame): Frame {
+  const d = frame.data;
+  if (d.buffer.byteLength <= Math.max(OWN_SLACK_BYTES, 2 * d.length)) return frame;
+  return { data: Buffer.from(d), vnetHdrLen: frame.vnetHdrLen };
 }
 
 /** Bytes of framing before the data of one record. */

@@ -61,11 +61,17 @@ export class Packet {
   fragment = false;
 
   constructor(
-    readonly data: Buffer,
+    /** The record data the offsets point into (see rebase()). */
+    public data: Buffer,
     public kind: PacketKind,
     /** 802.1Q VLAN id, or -1 when untagged. */
     readonly vlan: number,
   ) {}
+
+  /** The same bytes, now in `data` (a held frame's own copy): every offset stays valid. */
+  rebase(data: Buffer): void {
+    this.data = data;
+  }
 
   /** Human-readable flow, for logs and events: "tcp 10.0.0.1:80 > 10.0.0.2:40000". */
   flow(): string {

@@ -12,6 +12,10 @@
  * dead). A framing error on an input closes that connection with a logged,
  * typed error; the peer may reconnect and start afresh.
  *
+ * Frames are read as views of the socket's chunks; the comparator copies
+ * the ones it holds, and output that has to wait for outdev is copied too,
+ * so no chunk stays alive for a frame or two.
+ *
  * Backpressure: released frames are written to outdev once per input read,
  * in one write. While outdev is absent or its socket buffer is full beyond
  * the high-water mark, both inputs are paused, so memory stays bounded and
@@ -24,7 +28,7 @@ import type { Logger } from '../src/util/logger.js';
 import { listen } from '../src/util/net.js';
 import type { CheckpointRequest } from './compare.js';
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
-import { FrameDecoder, encodeFrameInto, headerBytes, type Frame } from './framing.js';
+import { FrameDecoder, encodeFrameInto, headerBytes, ownFrame, type Frame } from './framing.js';
 import { NotifyDecoder, NotifyWords, encodeNotify } from './notify.js';
 import { ColoProxy, type ColoProxyOptions } from './proxy.js';
 
@@ -189,7 +193,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     switch (name) {
       case 'primary_in':
       case 'secondary_in': {
-        const decoder = new FrameDecoder({ vnetHdr: this.vnetHdr });
+        // Views of the socket's chunks: the comparator copies only the frames it keeps waiting.
+        const decoder = new FrameDecoder({ vnetHdr: this.vnetHdr, views: true });
         const frames: Frame[] = [];
         const primary = name === 'primary_in';
         socket.on('data', (chunk: Buffer) => {
@@ -268,6 +273,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
       this.pendingBytes = 0;
       out.write(buf);
     }
+    // Released output that must wait for outdev: it keeps only its own bytes, not the chunks it came in.
+    for (let i = 0; i < this.pending.length; i++) this.pending[i] = ownFrame(this.pending[i]);
     this.updatePause();
   }
 

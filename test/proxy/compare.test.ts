@@ -60,6 +60,43 @@ const ISN = 0xfffffff0; // wraps past 2^32 within the first segments
 const seg = (off: number, payload: string | Buffer, o: { ack?: number; flags?: number; dport?: number } = {}): Buffer =>
   tcp({ src: '10.0.0.2', dst: '10.0.0.9', sport: 80, dport: o.dport ?? 40000, seq: (ISN + off) >>> 0, ack: o.ack ?? 1000, flags: o.flags, payload: typeof payload === 'string' ? Buffer.from(payload) : payload });
 
+describe('Comparator: frames that are views of a larger buffer', () => {
+  test('a held frame keeps its own copy: a chunk reused after the push cannot change what is compared or released', () => {
+    const c = new Comparator();
+    const out: Decision[] = [];
+    const chunk = Buffer.alloc(65536);
+    const s = seg(0, 'hello');
+    s.copy(chunk, 1000);
+    // The secondary's segment waits for its twin, as a view of the chunk.
+    c.push('secondary', { data: chunk.subarray(1000, 1000 + s.length), vnetHdrLen: 0 }, 0, out);
+    assert.equal(out.length, 0);
+    chunk.fill(0x41); // the socket's next read lands in the same memory
+    const pChunk = Buffer.alloc(65536);
+    const pView = pChunk.subarray(10, 10 + s.length);
+    s.copy(pView);
+    c.push('primary', { data: pView, vnetHdrLen: 0 }, 0, out);
+    assert.deepEqual(out.map((d) => d.type === 'release' ? `release ${d.why}` : d.type === 'drop' ? `drop ${d.side} ${d.why}` : d.type), ['release match', 'drop secondary match']);
+    const released = out[0].type === 'release' ? out[0].frame : undefined;
+    assert.equal(released?.data, pView, 'released at once: no copy was needed');
+  });
+
+  test('a primary frame that waits is copied, and released later with its own bytes', () => {
+    const c = new Comparator();
+    const out: Decision[] = [];
+    const chunk = Buffer.alloc(65536);
+    const p = seg(0, 'later');
+    const view = chunk.subarray(500, 500 + p.length);
+    p.copy(view);
+    c.push('primary', { data: view, vnetHdrLen: 0 }, 0, out);
+    chunk.fill(0);
+    c.checkpointDone(out);
+    const rel = out.find((d) => d.type === 'release');
+    assert.ok(rel?.type === 'release');
+    assert.deepEqual(rel.frame.data, p);
+    assert.notEqual(rel.frame.data.buffer, chunk.buffer);
+  });
+});
+
 describe('sequence arithmetic', () => {
   test('after() compares across the 2^32 wrap', () => {
     assert.equal(after(5, 0xfffffff0), true);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCodes } from '../../src/errors.js';
 import { ProxyError } from '../../proxy/errors.js';
-import { FrameDecoder, MAX_RECORD_BYTES, encodeFrame, type Frame } from '../../proxy/framing.js';
+import { FrameDecoder, MAX_RECORD_BYTES, encodeFrame, ownFrame, type Frame } from '../../proxy/framing.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -58,6 +58,51 @@ describe('FrameDecoder', () => {
     const [f] = new FrameDecoder().push(input);
     input.fill(0);
     assert.equal(f.data.toString('hex'), '1122');
+  });
+
+  test('with views, a body whole in one chunk is a view of it; one split across chunks is assembled; same bytes however cut', () => {
+    const recs = Buffer.concat([hex('00000003 616263'), encodeFrame(Buffer.alloc(3000, 7)), hex('00000001 ff')]);
+    const bodies = [
+      [4, 7],
+      [11, 3011],
+      [3015, 3016],
+    ];
+    const want = new FrameDecoder().push(recs).map((x) => x.data.toString('hex'));
+    for (const cuts of [[], [5], [2, 8, 1000], [3013], [recs.length - 1]]) {
+      // Each piece in memory of its own (not Node's pool), as socket chunks are.
+      const bounds = [0, ...cuts, recs.length];
+      const pieces = bounds.slice(1).map((end, k) => {
+        const bytes = Buffer.allocUnsafeSlow(end - bounds[k]);
+        recs.copy(bytes, 0, bounds[k], end);
+        return { start: bounds[k], end, bytes };
+      });
+      const dec = new FrameDecoder({ views: true });
+      const frames: Frame[] = [];
+      for (const p of pieces) dec.push(p.bytes, frames);
+      assert.deepEqual(frames.map((x) => x.data.toString('hex')), want, `cuts ${cuts.join(',')}`);
+      frames.forEach((fr, k) => {
+        const [bs, be] = bodies[k];
+        const home = pieces.find((p) => bs >= p.start && bs < p.end)!;
+        if (be <= home.end) assert.equal(fr.data.buffer, home.bytes.buffer, `record ${k}, cuts ${cuts.join(',')}: a view of its chunk`);
+        else assert.ok(pieces.every((p) => p.bytes.buffer !== fr.data.buffer), `record ${k}, cuts ${cuts.join(',')}: assembled in memory of its own`);
+      });
+    }
+  });
+
+  test('ownFrame copies a view of a large buffer and leaves small buffers alone', () => {
+    const chunk = Buffer.alloc(64 * 1024, 1);
+    const view: Frame = { data: chunk.subarray(100, 200), vnetHdrLen: 0 };
+    const owned = ownFrame(view);
+    assert.notEqual(owned.data.buffer, chunk.buffer);
+    assert.deepEqual(owned.data, view.data);
+    chunk.fill(2);
+    assert.equal(owned.data[0], 1, 'no longer tied to the chunk');
+    const own: Frame = { data: Buffer.alloc(1500), vnetHdrLen: 0 };
+    assert.equal(ownFrame(own), own, 'a buffer of its own stays as it is');
+    const pooled: Frame = { data: Buffer.from('small'), vnetHdrLen: 0 };
+    assert.equal(ownFrame(pooled), pooled, "a slice of Node's 8 KiB pool is not worth a copy");
+    const most: Frame = { data: chunk.subarray(0, 40_000), vnetHdrLen: 0 };
+    assert.equal(ownFrame(most), most, 'a view of most of its buffer keeps little else alive');
   });
 
   test('a zero length is refused, with the record offset', () => {
