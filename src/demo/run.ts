@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { formatAddress, type Address } from '../util/address.js';
+import { onJsonLines } from '../util/json-lines.js';
 import { demoMonitorFlag, monitorUrlOf } from '../monitor/wire.js';
 import { Ledger } from './ledger.js';
 import { ServiceIp } from './service-ip.js';
@@ -54,20 +55,10 @@ export function startNode(args: string[], logFile: string): Node {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   const out: WriteStream = createWriteStream(logFile);
   const listeners: ((line: Record<string, unknown>) => void)[] = [];
-  let rest = '';
-  child.stderr.on('data', (d: Buffer) => {
-    out.write(d);
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) {
-      let line: Record<string, unknown>;
-      try {
-        line = JSON.parse(p) as Record<string, unknown>;
-      } catch {
-        continue; // not a log line (e.g. a one-line error): it is in the file
-      }
-      for (const l of listeners) l(line);
-    }
+  // Every byte goes to the log file, including a one-line error that is not a log line.
+  child.stderr.on('data', (d: Buffer) => out.write(d));
+  onJsonLines(child.stderr, (line) => {
+    for (const l of listeners) l(line);
   });
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   void closed.then(() => out.end());

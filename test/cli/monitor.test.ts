@@ -5,55 +5,15 @@
  * refusals, and `tandem demo --monitor`.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { validateEvent, type MonitorEvent, type SnapshotEvent } from '../../src/monitor/events.js';
-import { CLI, runTandem, tempDir } from '../helpers/cli.js';
+import { runTandem, tempDir } from '../helpers/cli.js';
+import { spawnTandem } from '../helpers/proc.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
 const TOKEN = 'cli-test-token-0123456789';
-
-interface Proc {
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  waitLine: (pred: (l: Record<string, unknown>) => boolean, what: string) => Promise<Record<string, unknown>>;
-}
-
-/** Spawns `tandem ARGS`, parsing `stream` as JSON lines (stderr for the services' logs, stdout for watch --json). */
-function start(args: string[], stream: 'stderr' | 'stdout' = 'stderr'): Proc {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', stream === 'stdout' ? 'pipe' : 'ignore', stream === 'stderr' ? 'pipe' : 'ignore'] });
-  after(() => child.kill('SIGKILL'));
-  const lines: Record<string, unknown>[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  let rest = '';
-  child[stream]!.on('data', (d: Buffer) => {
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) {
-      let l: Record<string, unknown>;
-      try {
-        l = JSON.parse(p) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      lines.push(l);
-      for (const w of [...waiters]) if (w.pred(l)) w.resolve(l);
-    }
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const waitLine = (pred: (l: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> => {
-    const seen = lines.find(pred);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 90_000);
-      waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      void exited.then(() => setImmediate(() => reject(new Error(`the process exited while waiting for ${what}`))));
-    });
-  };
-  return { child, lines, waitLine };
-}
 
 const monitorUrl = (l: Record<string, unknown>): boolean => typeof l.monitor === 'string' && /monitor listening/.test(String(l.msg));
 
@@ -63,11 +23,11 @@ describe('tandem status / watch against real processes', () => {
     writeFileSync(tokenFile, `${TOKEN}\n`);
     const config = tmp.path('mon.yaml');
     writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 30\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
-    const secondary = start(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
+    const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
     const secUrl = String((await secondary.waitLine(monitorUrl, "the secondary's monitor")).monitor);
     const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
     const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
-    const primary = start(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
+    const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
     const priUrl = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
     await primary.waitLine((l) => l.state === 'protected', 'protection');
 
@@ -97,7 +57,7 @@ describe('tandem status / watch against real processes', () => {
     assert.equal((lines.stdout.match(/ primary epoch \d+ \(timer\) pause /g) ?? []).length, 2);
 
     // Watch the secondary while the primary is killed.
-    const watch = start(['watch', secUrl, '--json'], 'stdout');
+    const watch = spawnTandem(['watch', secUrl, '--json'], { stream: 'stdout' });
     await watch.waitLine((l) => l.type === 'snapshot', "the secondary's snapshot");
     await watch.waitLine((l) => l.type === 'epoch', 'an applied epoch');
     primary.child.kill('SIGKILL');

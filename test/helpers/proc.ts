@@ -1,0 +1,48 @@
+/** A `tandem` process spawned by a test, its JSON log lines collected and waited on. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { after } from 'node:test';
+import { onJsonLines, type JsonLine } from '../../src/util/json-lines.js';
+import { CLI } from './cli.js';
+
+export interface TandemProcess {
+  child: ChildProcess;
+  lines: JsonLine[];
+  /** Everything the parsed stream carried, as text. */
+  text: () => string;
+  /** The first line (already seen or still to come) that matches; fails on timeout or exit. */
+  waitLine: (pred: (l: JsonLine) => boolean, what: string) => Promise<JsonLine>;
+  closed: Promise<number | null>;
+}
+
+/** Spawns `tandem ARGS`, parsing `stream` as JSON lines (stderr for the services' logs, stdout for `watch --json`). */
+export function spawnTandem(args: string[], options: { stream?: 'stderr' | 'stdout'; timeoutMs?: number } = {}): TandemProcess {
+  const stream = options.stream ?? 'stderr';
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', stream === 'stdout' ? 'pipe' : 'ignore', stream === 'stderr' ? 'pipe' : 'ignore'] });
+  after(() => child.kill('SIGKILL'));
+  const lines: JsonLine[] = [];
+  const waiters: { pred: (l: JsonLine) => boolean; resolve: (l: JsonLine) => void }[] = [];
+  let text = '';
+  const source = child[stream]!;
+  source.on('data', (d: Buffer) => (text += d.toString()));
+  onJsonLines(source, (l) => {
+    lines.push(l);
+    for (const w of [...waiters]) if (w.pred(l)) w.resolve(l);
+  });
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  const waitLine = (pred: (l: JsonLine) => boolean, what: string): Promise<JsonLine> => {
+    const seen = lines.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), options.timeoutMs ?? 90_000);
+      waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      void closed.then(() => setImmediate(() => reject(new Error(`the process exited while waiting for ${what}`))));
+    });
+  };
+  return { child, lines, text: () => text, waitLine, closed };
+}
