@@ -9,13 +9,11 @@ import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { validateEvent, type MonitorEvent, type SnapshotEvent } from '../../src/monitor/events.js';
 import { runTandem, tempDir } from '../helpers/cli.js';
-import { spawnTandem } from '../helpers/proc.js';
+import { monitoredPair, spawnTandem } from '../helpers/proc.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
 const TOKEN = 'cli-test-token-0123456789';
-
-const monitorUrl = (l: Record<string, unknown>): boolean => typeof l.monitor === 'string' && /monitor listening/.test(String(l.msg));
 
 describe('tandem status / watch against real processes', () => {
   test('status and watch read the primary; the secondary streams its failover', async () => {
@@ -23,13 +21,7 @@ describe('tandem status / watch against real processes', () => {
     writeFileSync(tokenFile, `${TOKEN}\n`);
     const config = tmp.path('mon.yaml');
     writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 30\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
-    const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
-    const secUrl = String((await secondary.waitLine(monitorUrl, "the secondary's monitor")).monitor);
-    const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
-    const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
-    const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
-    const priUrl = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
-    await primary.waitLine((l) => l.state === 'protected', 'protection');
+    const { secondary, primary, secondaryMonitor: secUrl, primaryMonitor: priUrl } = await monitoredPair(config);
 
     const json = runTandem(['status', priUrl, '--json']);
     assert.equal(json.status, 0, json.stderr);

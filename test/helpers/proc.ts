@@ -46,3 +46,25 @@ export function spawnTandem(args: string[], options: { stream?: 'stderr' | 'stdo
   };
   return { child, lines, text: () => text, waitLine, closed };
 }
+
+/** The log line a node writes when its monitor listens (its `monitor` field is the URL). */
+export const monitorUrl = (l: JsonLine): boolean => typeof l.monitor === 'string' && /monitor listening/.test(String(l.msg));
+
+export interface MonitoredPair {
+  secondary: TandemProcess;
+  primary: TandemProcess;
+  secondaryMonitor: string;
+  primaryMonitor: string;
+}
+
+/** `tandem secondary` and `tandem primary` from `config`, each with a monitor on a free port, once protected. */
+export async function monitoredPair(config: string): Promise<MonitoredPair> {
+  const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
+  const secondaryMonitor = String((await secondary.waitLine(monitorUrl, "the secondary's monitor")).monitor);
+  const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
+  const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
+  const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
+  const primaryMonitor = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
+  await primary.waitLine((l) => l.state === 'protected', 'protection');
+  return { secondary, primary, secondaryMonitor, primaryMonitor };
+}

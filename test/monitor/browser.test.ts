@@ -7,50 +7,17 @@
  * tandem.debianTestPackages): when it is missing this test fails.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { CLI, tempDir } from '../helpers/cli.js';
+import { tempDir } from '../helpers/cli.js';
+import { monitorUrl, monitoredPair, spawnTandem } from '../helpers/proc.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-test-token-0123456789';
 const tmp = tempDir();
 after(() => tmp.cleanup());
 
-function start(args: string[]): { child: ChildProcess; waitLine: (pred: (l: Record<string, unknown>) => boolean, what: string) => Promise<Record<string, unknown>> } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  after(() => child.kill('SIGKILL'));
-  const lines: Record<string, unknown>[] = [];
-  const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  let rest = '';
-  child.stderr.on('data', (d: Buffer) => {
-    const parts = (rest + d.toString()).split('\n');
-    rest = parts.pop()!;
-    for (const p of parts) {
-      try {
-        const l = JSON.parse(p) as Record<string, unknown>;
-        lines.push(l);
-        for (const w of [...waiters]) if (w.pred(l)) w.resolve(l);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  return {
-    child,
-    waitLine: (pred, what) => {
-      const seen = lines.find(pred);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 90_000);
-        waiters.push({ pred, resolve: (l) => (clearTimeout(timer), resolve(l)) });
-      });
-    },
-  };
-}
-
-const monitorUrl = (l: Record<string, unknown>): boolean => typeof l.monitor === 'string' && /monitor listening/.test(String(l.msg));
 
 /** Points on a chart, as the dashboard reports them. */
 const points = async (page: Page, id: string): Promise<number> => Number(await page.getAttribute(`#${id}`, 'data-points'));
@@ -89,13 +56,7 @@ test('the dashboard charts live epochs, refuses control without the token, and s
   writeFileSync(tokenFile, TOKEN);
   const config = tmp.path('browser.yaml');
   writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 40\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
-  const secondary = start(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
-  const secUrl = String((await secondary.waitLine(monitorUrl, "the secondary's monitor")).monitor);
-  const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
-  const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
-  const primary = start(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
-  const priUrl = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
-  await primary.waitLine((l) => l.state === 'protected', 'protection');
+  const { secondary, primary, secondaryMonitor: secUrl, primaryMonitor: priUrl } = await monitoredPair(config);
 
   let browser: Browser | undefined;
   try {
@@ -170,7 +131,7 @@ test('the dashboard charts live epochs, refuses control without the token, and s
     // stream is refused, and connects once the token is entered.
     const closedConfig = tmp.path('closed.yaml');
     writeFileSync(closedConfig, `domain:\n  memory_mib: 4\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n  loopback_read: false\n`);
-    const closed = start(['secondary', '--config', closedConfig, '--monitor', '127.0.0.1:0']);
+    const closed = spawnTandem(['secondary', '--config', closedConfig, '--monitor', '127.0.0.1:0']);
     const closedUrl = String((await closed.waitLine(monitorUrl, "the closed secondary's monitor")).monitor);
     const locked = await browser.newPage();
     locked.setDefaultTimeout(90_000);
