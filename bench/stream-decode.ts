@@ -38,6 +38,7 @@ import {
   type Comparison,
   type Subject,
 } from '../src/bench/stats.js';
+import { xorshift32 } from '../src/util/xorshift.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -70,19 +71,6 @@ interface BuiltStream {
   checkpoints: number;
 }
 
-/** Small deterministic PRNG (xorshift32) so every run builds the same stream. */
-function xorshift(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
-
 /** `n` distinct pfns below `limit`, ascending (Xen walks the dirty bitmap in pfn order). */
 function dirtySet(rand: () => number, n: number, limit: number): number[] {
   const picked = new Uint8Array(limit);
@@ -100,7 +88,7 @@ function dirtySet(rand: () => number, n: number, limit: number): number[] {
 }
 
 function buildStream(shape: StreamShape): BuiltStream {
-  const rand = xorshift(0x7a4d3e11);
+  const rand = xorshift32(0x7a4d3e11);
   const ram = Buffer.allocUnsafe(shape.guestPages * PAGE_SIZE);
   randomFillSync(ram);
   const page = (pfn: number): Buffer => ram.subarray(pfn * PAGE_SIZE, (pfn + 1) * PAGE_SIZE);

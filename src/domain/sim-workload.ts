@@ -4,17 +4,18 @@
  * a run is repeatable.
  */
 import { PAGE_SIZE } from '../stream/format.js';
+import { xorshift32 } from '../util/xorshift.js';
 import type { SimDomain } from './sim.js';
 
 export class SimWorkload {
-  private state: number;
+  private readonly next: () => number;
   private step = 0n;
 
   constructor(
     private readonly domain: SimDomain,
     seed = 0x7a6d,
   ) {
-    this.state = seed >>> 0 || 1;
+    this.next = xorshift32(seed);
   }
 
   /** Fills every page with a pattern derived from its pfn, as a booted guest's RAM would not be all zero. */
@@ -41,15 +42,5 @@ export class SimWorkload {
     this.domain.setRegister(0, 'rax', this.step);
     this.domain.setRegister(0, 'tsc', this.step * 1000n);
     this.domain.touchDeviceModel();
-  }
-
-  private next(): number {
-    // xorshift32
-    let x = this.state;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.state = x >>> 0;
-    return this.state;
   }
 }

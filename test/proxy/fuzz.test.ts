@@ -11,19 +11,7 @@ import { ProxyError } from '../../proxy/errors.js';
 import { FrameDecoder } from '../../proxy/framing.js';
 import { NotifyDecoder } from '../../proxy/notify.js';
 import { decodePacket } from '../../proxy/packet.js';
-
-/** xorshift32: the same sequence on every run. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+import { xorshift32 } from '../../src/util/xorshift.js';
 
 const onlyProxyErrors = (fn: () => unknown, what: string): void => {
   try {
@@ -35,7 +23,7 @@ const onlyProxyErrors = (fn: () => unknown, what: string): void => {
 
 describe('fuzz', () => {
   test('random byte streams into the frame and notify decoders', () => {
-    const r = rng(0x1234);
+    const r = xorshift32(0x1234);
     for (let run = 0; run < 300; run++) {
       const vnetHdr = run % 2 === 0;
       const frames = new FrameDecoder({ vnetHdr });
@@ -51,7 +39,7 @@ describe('fuzz', () => {
   });
 
   test('mutated frames into the packet decoder and the comparator', () => {
-    const r = rng(0xbeef);
+    const r = xorshift32(0xbeef);
     const seeds = [
       tcp({ src: '10.0.0.2', dst: '10.0.0.9', sport: 80, dport: 1, seq: 5, payload: Buffer.from('payload bytes') }),
       udp({ src: 'fd00::2', dst: 'fd00::9', sport: 53, dport: 2, payload: Buffer.from('v6 datagram') }),

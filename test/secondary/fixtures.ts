@@ -12,6 +12,7 @@ import { SimDomain } from '../../src/domain/sim.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { DomainType, PAGE_SIZE } from '../../src/stream/format.js';
+import { xorshift32 } from '../../src/util/xorshift.js';
 
 export interface RecordedStream {
   bytes: Buffer;
@@ -122,16 +123,10 @@ export function captureLog(): CapturedLog {
   return { logger, lines, find: (re) => lines().filter((l) => re.test(String(l.msg))) };
 }
 
-/** xorshift32: repeatable random offsets. */
+/** Repeatable random offsets below `n` (xorshift32). */
 export function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x % n;
-  };
+  const next = xorshift32(seed);
+  return (n) => next() % n;
 }
 
 /** Where each record of a complete stream starts and ends, by name (`libxc PAGE_DATA`). */
