@@ -15,20 +15,13 @@ import type { HeartbeatChannel } from '../heartbeat/channel.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
-import type { EpochFields, EventBody, MonitorMode, MonitorState, NodeRole } from './events.js';
+import type { EpochFields, EventBody, MonitorMode, MonitorState, NodeRole, SnapshotEvent } from './events.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;
 
-export interface SourceStatus {
-  state: MonitorState;
-  reason: string;
-  mode: MonitorMode | null;
-  intervalMs: number | null;
-  lastEpoch: number;
-  lagMs: number | null;
-  recent: (EpochFields & { ts: number })[];
-}
+/** What a node reports of itself: the snapshot's own fields (the monitor adds actions and clients). */
+export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent'>;
 
 export interface MonitorSource {
   readonly role: NodeRole;
