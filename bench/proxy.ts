@@ -42,6 +42,9 @@ const TARGET_P99_MS = 1;
 /** Pairs in flight: below colo-compare's default max_queue_size (1024 per queue). */
 const WINDOW = 512;
 const BATCH = 64;
+/** colo-compare is compiled C, warm after a few exchanges; each of its mismatches takes ~44 ms, so it gets fewer samples too. */
+const QEMU_WARMUP = 50;
+const QEMU_MISMATCH_SAMPLES = 300;
 /** Mismatch samples per turn when Tandem and the floor alternate. */
 const MISMATCH_BLOCK = 100;
 const ETH_IP_TCP = 14 + 20 + 20;
@@ -285,12 +288,9 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
   const rounds = Math.max(1, ctx.rounds ?? (ctx.quick ? 3 : 7));
   const latencyN = ctx.quick ? 300 : 1000;
   const mismatchN = ctx.quick ? 300 : 1000;
-  // Until V8 has compiled the hot paths of a Node peer (and of this driver), its samples
-  // measure the compiler; a compiled C peer is warm after a few, and each of colo-compare's
-  // mismatches takes ~44 ms, so it gets fewer of both.
-  const warmup = (peer: Peer): number => (peer.name === 'qemu' ? 50 : ctx.quick ? 1500 : 3000);
-  // (the same counts are printed in params)
-  const samplesFor = (peer: Peer, n: number): number => (peer.name === 'qemu' ? Math.min(n, 300) : n);
+  // Until V8 has compiled the hot paths of a Node peer (and of this driver), its samples measure the compiler.
+  const nodeWarmup = ctx.quick ? 1500 : 3000;
+  const warmup = (peer: Peer): number => (peer.name === 'qemu' ? QEMU_WARMUP : nodeWarmup);
 
   const loadBefore = os.loadavg()[0];
   ctx.log('proxy: starting tandem proxy and QEMU colo-compare...');
@@ -325,7 +325,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
     const after = await decisionBuckets(tandem.metricsUrl!);
     const decision = bucketQuantileMs(before, after, 0.99);
     const decisionP50 = bucketQuantileMs(before, after, 0.5);
-    mis.qemu = await mismatchSamples(qemu, samplesFor(qemu, mismatchN));
+    mis.qemu = await mismatchSamples(qemu, Math.min(mismatchN, QEMU_MISMATCH_SAMPLES));
     await floor.stop();
     running.splice(running.indexOf(floor), 1);
     cases.push(caseResult('mismatch-floor', `${floor.label}: primary write -> DO_CHECKPOINT (per frame)`, 0, mis.floor, true));
@@ -392,7 +392,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
   return {
     name: 'proxy',
     title: 'COLO proxy: Tandem vs QEMU colo-compare, same traces, same run',
-    params: { pairs, rounds, window: WINDOW, latencySamples: latencyN, mismatchSamples: mismatchN, warmupNode: ctx.quick ? 1500 : 3000, warmupQemu: 50, mismatchBlock: MISMATCH_BLOCK },
+    params: { pairs, rounds, window: WINDOW, latencySamples: latencyN, mismatchSamples: mismatchN, warmupNode: nodeWarmup, warmupQemu: QEMU_WARMUP, qemuMismatchSamples: Math.min(mismatchN, QEMU_MISMATCH_SAMPLES), mismatchBlock: MISMATCH_BLOCK },
     cases,
     comparisons,
     notes,
