@@ -124,8 +124,11 @@ test('the dashboard charts live epochs, refuses control without the token, and s
     assert.equal(await sec.getAttribute('#state', 'data-state'), 'failed-over');
     assert.match(String(await sec.textContent('#reason')), /the guest runs here from epoch \d+/);
     await logHas(sec, /state failing-over → failed-over/);
-    // The primary's page notices its monitor is gone.
-    await textMatches(page, '#link', /^lost/);
+    // The primary's page notices its monitor is gone, and keeps saying so
+    // through failed retries (the third waits 2 s) rather than turning into
+    // "refused or unreachable" at the first one.
+    await textMatches(page, '#link', /^lost since /);
+    await textMatches(page, '#link', /^lost since .*; retrying in [2-9] s$/);
 
     // A monitor that needs the token even to be read: the page loads, says the
     // stream is refused, and connects once the token is entered.

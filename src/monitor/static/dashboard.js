@@ -219,6 +219,11 @@
   }
 
   let opened = false;
+  // When a live stream was lost. It stays set through every failed retry, so
+  // the page keeps saying the stream was lost (and since when) rather than
+  // turning into "refused or unreachable" at the first retry, until a stream
+  // is live again.
+  let lostSince = null;
   let retryTimer = null;
   function connect() {
     clearTimeout(retryTimer);
@@ -229,9 +234,10 @@
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     opened = false;
     socket = new WebSocket(url, protocols());
-    $('link').textContent = 'connecting';
+    $('link').textContent = lostSince ? `lost since ${lostSince}; reconnecting` : 'connecting';
     socket.onopen = () => {
       opened = true;
+      lostSince = null;
       retryMs = 500;
       $('link').textContent = 'live';
     };
@@ -245,8 +251,11 @@
       onEvent(e);
     };
     socket.onclose = () => {
+      if (opened) lostSince = new Date().toLocaleTimeString();
       const wait = Math.max(1, Math.round(retryMs / 1000));
-      $('link').textContent = opened ? `lost; retrying in ${wait} s` : `refused or unreachable (if this monitor needs the token to be read, enter it); retrying in ${wait} s`;
+      $('link').textContent = lostSince
+        ? `lost since ${lostSince}; retrying in ${wait} s`
+        : `refused or unreachable (if this monitor needs the token to be read, enter it); retrying in ${wait} s`;
       retryTimer = setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 10_000);
     };
