@@ -21,6 +21,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BenchResult, Benchmark } from '../src/bench/stats.js';
 import { colo } from './colo.js';
+import { diskSync } from './disk-sync.js';
 import { engine } from './engine.js';
 import { failover } from './failover.js';
 import { monitorBench } from './monitor.js';
@@ -28,7 +29,7 @@ import { proxy } from './proxy.js';
 import { streamDecode } from './stream-decode.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, failover, proxy, colo, monitorBench];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, diskSync, failover, proxy, colo, monitorBench];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

@@ -9,6 +9,16 @@ export interface CheckpointDevice {
   readonly name: string;
   /** Once, before the first epoch of a protection session. */
   setup?(): void | Promise<void>;
+  /**
+   * Once, after setup and before the memory pre-copy, with the guest
+   * running: batches of libxl records that bring the replica's copy of the
+   * device up to date live (a disk's full sync), so the first checkpoint
+   * need only carry what changed meanwhile. The session sends each batch
+   * before it asks for the next, so the guest runs between batches. A device
+   * whose sync is not run to the end must still sync in full at its first
+   * checkpoint.
+   */
+  liveSync?(): Iterable<StreamRecord[]>;
   /** The guest has just been paused: a new epoch begins for output (e.g. buffer from here on). */
   postsuspend?(epoch: number): void | Promise<void>;
   /**
@@ -44,6 +54,30 @@ export class DeviceSet {
         await d[hook](epoch ?? 0);
       } catch (err) {
         throw new Error(`checkpoint device ${d.name}: ${hook} failed`, { cause: err });
+      }
+    }
+  }
+
+  /** Every device's live-sync batches, device by device in registration order. */
+  *liveSync(): Generator<StreamRecord[]> {
+    for (const d of this.devices) {
+      if (d.liveSync === undefined) continue;
+      const failed = (err: unknown): Error => new Error(`checkpoint device ${d.name}: liveSync failed`, { cause: err });
+      let batches: Iterator<StreamRecord[]>;
+      try {
+        batches = d.liveSync()[Symbol.iterator]();
+      } catch (err) {
+        throw failed(err);
+      }
+      while (true) {
+        let next: IteratorResult<StreamRecord[]>;
+        try {
+          next = batches.next();
+        } catch (err) {
+          throw failed(err);
+        }
+        if (next.done === true) break;
+        yield next.value;
       }
     }
   }

@@ -147,9 +147,10 @@ export class PrimaryEngine {
       onStaged: o.onStaged,
       colo: o.colo,
       deviceRecords: this.deps.devices === undefined ? undefined : (epoch) => this.deps.devices!.records(epoch),
+      deviceLiveSync: this.deps.devices === undefined ? undefined : () => this.deps.devices!.liveSync(),
     });
     await this.deps.devices?.run('setup');
-    this.setState('precopy', 'sending all of guest memory (live pre-copy)');
+    this.setState('precopy', 'sending written disk blocks and all of guest memory live (pre-copy)');
     const summary = await session.precopy();
     if (this.stopping) {
       this.metrics$.next(summary.first);
@@ -166,7 +167,10 @@ export class PrimaryEngine {
     // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
     const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
     this.metrics$.next(summary.first);
-    logger.info({ rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
+    logger.info(
+      { deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs },
+      'pre-copy done, guest protected',
+    );
     this.setState('protected', `secondary at ${o.secondaryHost}:${o.secondaryPort} holds epoch 1`);
     await done;
     // Stopped: the epoch in flight finished; close the stream as Xen would.

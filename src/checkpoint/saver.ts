@@ -55,11 +55,28 @@ export class StreamSaver {
 
   /** Stream and libxc headers, then static data. */
   start(): void {
+    this.begin();
+    this.startLibxc();
+  }
+
+  /** libxl framing: the stream header, after which libxl records may come before the libxc stream. */
+  begin(): void {
+    if (this.options.framing === 'libxl') this.sink(this.encoder.libxlHeader());
+  }
+
+  /**
+   * libxl records ahead of the libxc stream (checkpoint devices' live
+   * syncs). The encoder's layout refuses them once the libxc stream has
+   * begun, and in a libxc-framed stream.
+   */
+  libxlRecords(records: readonly StreamRecord[]): void {
+    for (const rec of records) this.sink(this.encoder.record(rec));
+  }
+
+  /** LIBXC_CONTEXT (libxl framing), the libxc headers and static data. */
+  startLibxc(): void {
     const { framing, version } = this.options;
-    if (framing === 'libxl') {
-      this.sink(this.encoder.libxlHeader());
-      this.sink(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
-    }
+    if (framing === 'libxl') this.sink(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
     this.sink(this.encoder.imageHeader(version));
     this.sink(
       this.encoder.domainHeader({

@@ -35,6 +35,8 @@ export interface EpochMetrics {
 }
 
 export interface PrecopySummary {
+  /** Stream bytes of the checkpoint devices' live syncs (e.g. a disk's full sync), sent before the memory pre-copy. */
+  deviceSyncBytes: number;
   rounds: number;
   pagesSent: number;
   decision: PrecopyDecision;
@@ -54,6 +56,8 @@ export interface SessionOptions {
   onStaged?: (epoch: number, digest: string) => void;
   /** Checkpoint devices' records for an epoch (e.g. its disk writes), sent before its CHECKPOINT_END. */
   deviceRecords?: (epoch: number) => StreamRecord[];
+  /** Checkpoint devices' live syncs (DeviceSet.liveSync), sent batch by batch ahead of the libxc stream. */
+  deviceLiveSync?: () => Iterable<StreamRecord[]>;
   /**
    * COLO: the secondary runs its own copy of the guest. Each checkpoint after
    * the first is announced, the secondary's dirty pages are sent too, and the
@@ -99,9 +103,11 @@ export class ProtectionSession {
     return this.epochs;
   }
 
-  /** Live pre-copy rounds, then the first checkpoint (epoch 1). */
+  /** The devices' live syncs, live pre-copy rounds, then the first checkpoint (epoch 1). */
   async precopy(): Promise<PrecopySummary> {
     const saver = this.startStream();
+    const deviceSyncBytes = await this.deviceLiveSync(saver);
+    saver.startLibxc();
     await this.flush();
     this.domain.enableLogDirty();
     const all = new Uint32Array(this.domain.info.pages);
@@ -129,7 +135,7 @@ export class ProtectionSession {
         await this.link.flushed();
         // The pages dirtied in the last round go with the first checkpoint.
         const first = this.options.colo === true ? await this.coloCheckpoint('precopy', dirty) : await this.checkpoint('precopy', dirty);
-        return { rounds, pagesSent, decision, first };
+        return { deviceSyncBytes, rounds, pagesSent, decision, first };
       }
       toSend = dirty;
     }
@@ -150,8 +156,23 @@ export class ProtectionSession {
     this.saver = new StreamSaver(this.domain, { framing: 'libxl', version: this.options.version, colo: this.options.colo }, (chunks) => {
       for (const c of chunks) this.pending.push(c);
     });
-    this.saver.start();
+    this.saver.begin();
     return this.saver;
+  }
+
+  /**
+   * Libxl records ahead of the libxc stream, where the layout lets libxl
+   * speak before LIBXC_CONTEXT. Each batch is written (honouring the link's
+   * backpressure) before the next is made, so the guest runs in between and
+   * a device never holds more than one batch. Returns the bytes sent.
+   */
+  private async deviceLiveSync(saver: StreamSaver): Promise<number> {
+    const before = saver.position;
+    for (const batch of this.options.deviceLiveSync?.() ?? []) {
+      saver.libxlRecords(batch);
+      await this.flush();
+    }
+    return saver.position - before;
   }
 
   private async flush(): Promise<void> {

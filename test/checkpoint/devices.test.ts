@@ -29,3 +29,38 @@ test('devices run each hook in order (teardown in reverse) and a failure names t
   broken.add({ name: 'netbuf', commit: () => Promise.reject(new Error('queue gone')) });
   await assert.rejects(broken.run('commit', 9), (err: Error) => /netbuf: commit failed/.test(err.message) && (err.cause as Error).message === 'queue gone');
 });
+
+test('live syncs run device by device, batch by batch, lazily; a failing one names the device', () => {
+  const made: string[] = [];
+  const set = new DeviceSet();
+  const batches = (name: string, n: number): CheckpointDevice => ({
+    name,
+    *liveSync() {
+      for (let i = 0; i < n; i++) {
+        made.push(`${name}#${i}`);
+        yield [{ layer: 'libxl', type: 'OPTIONAL', code: 0x80000000 + i, data: Buffer.from(name) }];
+      }
+    },
+  });
+  set.add(batches('disk0', 2));
+  set.add({ name: 'nic' });
+  set.add(batches('disk1', 1));
+  const it = set.liveSync()[Symbol.iterator]();
+  const first = it.next();
+  // Only the batch asked for is made: the session sends it before asking for the next.
+  assert.deepEqual(made, ['disk0#0']);
+  assert.ok(first.done !== true && first.value[0].type === 'OPTIONAL' && first.value[0].data.toString() === 'disk0');
+  const rest = [...{ [Symbol.iterator]: () => it }].map((b) => (b[0].type === 'OPTIONAL' ? b[0].data.toString() : ''));
+  assert.deepEqual(rest, ['disk0', 'disk1']);
+  assert.deepEqual(made, ['disk0#0', 'disk0#1', 'disk1#0']);
+
+  const broken = new DeviceSet();
+  broken.add({
+    name: 'disk2',
+    *liveSync() {
+      yield [];
+      throw new Error('read error');
+    },
+  });
+  assert.throws(() => [...broken.liveSync()], (err: Error) => /disk2: liveSync failed/.test(err.message) && (err.cause as Error).message === 'read error');
+});
