@@ -8,10 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
 import { DiskMirror, type DiskEpochStats } from '../../src/disk/mirror.js';
@@ -20,6 +17,7 @@ import { DISK_BLOCK_SIZE, SimDisk } from '../../src/disk/sim-disk.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { xorshift32 } from '../../src/util/xorshift.js';
+import { loopbackEngine } from '../checkpoint/helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 512;
@@ -44,22 +42,7 @@ test('a disk written before protection is synced live; the first checkpoint carr
   const mirror = new DiskMirror({ disk, maxBlocksPerRecord: 256 });
   const devices = new DeviceSet();
   devices.add(mirror);
-  const engine = new PrimaryEngine(
-    { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: 10,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 10_000,
-      connectTimeoutMs: 2000,
-      retryMs: 100,
-      streamVersion: 3,
-      precopyBatchPages: 64,
-      verifyDigest: () => stateDigest(domain, [disk]),
-    },
-  );
+  const engine = loopbackEngine(domain, devices, port, { precopyBatchPages: 64, verifyDigest: () => stateDigest(domain, [disk]) });
   // The guest writes RAM and disk every millisecond it runs, the live sync included.
   let guestWrites = 0;
   const guest = setInterval(() => {

@@ -10,10 +10,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
 import { stateDigest } from '../../src/domain/digest.js';
 import { SimDomain } from '../../src/domain/sim.js';
@@ -26,6 +23,7 @@ import { KvServer } from '../../src/guest/server.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { REDIS_BENCHMARK, requireRedisTools } from '../guest/helpers.js';
+import { loopbackEngine } from '../checkpoint/helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 2048; // 8 MiB: small enough to digest twice per epoch
@@ -46,22 +44,7 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
   const { port } = await secondary.start();
   const devices = new DeviceSet();
   devices.add(new DiskMirror({ disk }));
-  const engine = new PrimaryEngine(
-    { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: 10,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 10_000,
-      connectTimeoutMs: 2000,
-      retryMs: 100,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-      verifyDigest: () => stateDigest(domain, [disk]),
-    },
-  );
+  const engine = loopbackEngine(domain, devices, port, { verifyDigest: () => stateDigest(domain, [disk]) });
   after(async () => {
     await engine.stop();
     await secondary.stop();
