@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { ComparatorClient, type ComparatorAddresses } from '../proxy/client.js';
 import { tcp, udp } from '../proxy/craft.js';
 import { encodeFrame } from '../proxy/framing.js';
-import { NotifyWords, type NotifyWord } from '../proxy/notify.js';
+import { NotifyWords } from '../proxy/notify.js';
 import { ColoCompareProcess, qemuAvailable } from '../proxy/qemu.js';
 import { caseResult, compare, median, nowNs, type BenchContext, type BenchResult, type Benchmark, type CaseResult, type Comparison } from '../src/bench/stats.js';
 
@@ -211,14 +211,7 @@ async function latencySamples(peer: Peer, n: number, dportBase: number): Promise
   for (let i = 0; i < n; i++) {
     const f = udp({ src: '10.0.0.2', dst: '10.0.0.9', sport: 53, dport: dportBase + (i % 50), payload: Buffer.from(`pair ${i}`) });
     c.sendSecondary(f);
-    const back = new Promise<void>((resolve) => {
-      const on = (fr: { data: Buffer }): void => {
-        if (!fr.data.equals(f)) return;
-        c.off('frame', on);
-        resolve();
-      };
-      c.on('frame', on);
-    });
+    const back = c.released(f);
     // Let the secondary frame be read first, as in a steady stream where the twin is waiting.
     await new Promise((r) => setImmediate(r));
     const t0 = nowNs();
@@ -237,27 +230,13 @@ async function mismatchSamples(peer: Peer, n: number): Promise<number[]> {
     const flow = { src: '10.0.0.2', dst: '10.0.0.9', sport: 53, dport: 30000 + (i % 50) };
     const p = udp({ ...flow, payload: Buffer.from(`primary ${i}`) });
     c.sendSecondary(udp({ ...flow, payload: Buffer.from(`second. ${i}`) }));
-    const requested = new Promise<void>((resolve) => {
-      const on = (w: NotifyWord): void => {
-        if (w !== NotifyWords.DO_CHECKPOINT) return;
-        c.off('notify', on);
-        resolve();
-      };
-      c.on('notify', on);
-    });
+    const requested = c.nextNotify(NotifyWords.DO_CHECKPOINT);
     await new Promise((r) => setImmediate(r));
     const t0 = nowNs();
     c.sendPrimary(p);
     await requested;
     out.push(Number(nowNs() - t0));
-    const flushed = new Promise<void>((resolve) => {
-      const on = (fr: { data: Buffer }): void => {
-        if (!fr.data.equals(p)) return;
-        c.off('frame', on);
-        resolve();
-      };
-      c.on('frame', on);
-    });
+    const flushed = c.released(p);
     c.sendNotify(NotifyWords.CHECKPOINT_DONE);
     await flushed;
   }

@@ -122,14 +122,32 @@ export class ComparatorClient extends EventEmitter<ComparatorClientEvents> {
 
   /** Sends COLO_USERSPACE_PROXY_INIT and resolves at the reply. */
   init(): Promise<void> {
+    const replied = this.nextNotify(NotifyWords.PROXY_INIT_REPLY);
+    this.sendNotify(NotifyWords.PROXY_INIT);
+    return replied;
+  }
+
+  /** Resolves at the comparator's next notify message `word` (listen before sending what causes it). */
+  nextNotify(word: NotifyWord): Promise<void> {
     return new Promise((resolve) => {
       const on = (w: NotifyWord): void => {
-        if (w !== NotifyWords.PROXY_INIT_REPLY) return;
+        if (w !== word) return;
         this.off('notify', on);
         resolve();
       };
       this.on('notify', on);
-      this.sendNotify(NotifyWords.PROXY_INIT);
+    });
+  }
+
+  /** Resolves when a frame with exactly the bytes of `frame` is released on outdev (listen before sending it). */
+  released(frame: Buffer): Promise<void> {
+    return new Promise((resolve) => {
+      const on = (f: Frame): void => {
+        if (!f.data.equals(frame)) return;
+        this.off('frame', on);
+        resolve();
+      };
+      this.on('frame', on);
     });
   }
 
@@ -140,18 +158,10 @@ export class ComparatorClient extends EventEmitter<ComparatorClientEvents> {
    * and colo-compare drops what it releases before its outdev peer is in.
    */
   ready(everyMs = 100): Promise<void> {
-    const probe = READY_PROBE;
-    return new Promise((resolve) => {
-      const timer = setInterval(() => this.sendPrimary(probe), everyMs);
-      const on = (f: Frame): void => {
-        if (!f.data.equals(probe)) return;
-        clearInterval(timer);
-        this.off('frame', on);
-        resolve();
-      };
-      this.on('frame', on);
-      this.sendPrimary(probe);
-    });
+    const back = this.released(READY_PROBE);
+    const timer = setInterval(() => this.sendPrimary(READY_PROBE), everyMs);
+    this.sendPrimary(READY_PROBE);
+    return back.finally(() => clearInterval(timer));
   }
 
   private encode(frames: Buffer | Buffer[], vnetHdrLen: number): Buffer {

@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { ColoSecondary } from '../../src/colo/secondary.js';
-import { Ledger } from '../../src/demo/ledger.js';
+import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { SimDisk } from '../../src/disk/sim-disk.js';
@@ -24,7 +24,7 @@ import { HeartbeatChannel } from '../../src/heartbeat/channel.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
-import { protectedServicePort } from '../helpers/primary-log.js';
+import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { seeded } from '../guest/helpers.js';
 
 const TRIALS = 50;
@@ -118,11 +118,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
     const serviceIp = new ServiceIp({ host: '127.0.0.1', port: 0 });
     let ledger: Ledger | undefined;
     try {
-      const frontPort = await protectedServicePort(() => log, `trial ${trial}`);
-      serviceIp.moveTo({ host: '127.0.0.1', port: frontPort });
-      const bound = await serviceIp.start();
-      ledger = new Ledger({ host: '127.0.0.1', port: bound.port }, 6);
-      ledger.start();
+      ledger = await ledgerOnProtected(serviceIp, () => log, `trial ${trial}`);
       await sleep(30 + Math.floor(rand() * 300));
       if (killAt === 'anytime') kill();
       else if (killAt === 'in-checkpoint') {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
-import { Ledger } from '../../src/demo/ledger.js';
+import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { SimDisk } from '../../src/disk/sim-disk.js';
@@ -19,7 +19,7 @@ import { Promoter } from '../../src/failover/promoter.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
-import { protectedServicePort } from '../helpers/primary-log.js';
+import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { seeded } from '../guest/helpers.js';
 
 const TRIALS = 50;
@@ -51,11 +51,7 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
     const promoter = new Promoter({ secondary, replica, disk, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
     let ledger: Ledger | undefined;
     try {
-      const frontPort = await protectedServicePort(() => log, `trial ${trial}`);
-      serviceIp.moveTo({ host: '127.0.0.1', port: frontPort });
-      const bound = await serviceIp.start();
-      ledger = new Ledger({ host: '127.0.0.1', port: bound.port }, 6);
-      ledger.start();
+      ledger = await ledgerOnProtected(serviceIp, () => log, `trial ${trial}`);
       await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 400)));
       child.kill('SIGKILL');
       await closed;

@@ -6,11 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { ComparatorClient, READY_PROBE, type ComparatorAddresses } from '../../proxy/client.js';
+import { ComparatorClient, type ComparatorAddresses } from '../../proxy/client.js';
 import { udp } from '../../proxy/craft.js';
-import type { Frame } from '../../proxy/framing.js';
 import { DECISION_BUCKETS_S, ProxyMetrics, ProxyMetricsServer } from '../../proxy/metrics.js';
-import { NotifyWords, type NotifyWord } from '../../proxy/notify.js';
+import { NotifyWords } from '../../proxy/notify.js';
 import { ProxyServer } from '../../proxy/server.js';
 
 const ANY = { host: '127.0.0.1', port: 0 };
@@ -56,16 +55,6 @@ async function scrape(url: string): Promise<Map<string, number>> {
   return out;
 }
 
-const released = (c: ComparatorClient, want: Buffer): Promise<void> =>
-  new Promise((resolve) => {
-    const on = (f: Frame): void => {
-      if (f.data.equals(READY_PROBE) || !f.data.equals(want)) return;
-      c.off('frame', on);
-      resolve();
-    };
-    c.on('frame', on);
-  });
-
 describe('ProxyMetrics over HTTP', () => {
   test('totals, held frames, peers, and a mismatch with its decision time', async () => {
     const { client, url } = await rig();
@@ -73,7 +62,7 @@ describe('ProxyMetrics over HTTP', () => {
     // Three matched pairs.
     for (let i = 0; i < 3; i++) {
       const f = udp({ ...flow, payload: Buffer.from(`same ${i}`) });
-      const out = released(client, f);
+      const out = client.released(f);
       client.sendSecondary(f);
       client.sendPrimary(f);
       await out;
@@ -88,14 +77,7 @@ describe('ProxyMetrics over HTTP', () => {
 
     // A lonely secondary frame is held; then a diverging pair asks for a checkpoint.
     client.sendSecondary(udp({ ...flow, dport: 4001, payload: Buffer.from('alone') }));
-    const asked = new Promise<void>((resolve) => {
-      const on = (w: NotifyWord): void => {
-        if (w !== NotifyWords.DO_CHECKPOINT) return;
-        client.off('notify', on);
-        resolve();
-      };
-      client.on('notify', on);
-    });
+    const asked = client.nextNotify(NotifyWords.DO_CHECKPOINT);
     const p = udp({ ...flow, payload: Buffer.from('primary says') });
     client.sendSecondary(udp({ ...flow, payload: Buffer.from('second. says') }));
     client.sendPrimary(p);
@@ -112,7 +94,7 @@ describe('ProxyMetrics over HTTP', () => {
     assert.equal(m.get('tandem_proxy_held_frames{side="secondary"}'), 2, 'the lonely secondary frame and the diverging twin, both until the checkpoint drops them');
 
     // The checkpoint flushes both.
-    const out = released(client, p);
+    const out = client.released(p);
     client.sendNotify(NotifyWords.CHECKPOINT_DONE);
     await out;
     m = await scrape(url);

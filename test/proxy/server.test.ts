@@ -10,7 +10,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { ComparatorClient, READY_PROBE, type ComparatorAddresses } from '../../proxy/client.js';
 import { arp, tcp, udp, withVnetHeader } from '../../proxy/craft.js';
 import { FrameDecoder, encodeFrame, type Frame } from '../../proxy/framing.js';
-import { NotifyWords, type NotifyWord } from '../../proxy/notify.js';
+import { NotifyWords } from '../../proxy/notify.js';
 import { ProxyServer, type ProxyServerOptions } from '../../proxy/server.js';
 
 const ANY = { host: '127.0.0.1', port: 0 };
@@ -49,16 +49,6 @@ function nextFrames(c: ComparatorClient, n: number): Promise<Frame[]> {
   });
 }
 
-const nextWord = (c: ComparatorClient, word: NotifyWord): Promise<void> =>
-  new Promise((resolve) => {
-    const on = (w: NotifyWord): void => {
-      if (w !== word) return;
-      c.off('notify', on);
-      resolve();
-    };
-    c.on('notify', on);
-  });
-
 const dgram = (payload: string): Buffer => udp({ src: '10.0.0.2', dst: '10.0.0.9', sport: 53, dport: 4000, payload: Buffer.from(payload) });
 
 describe('ProxyServer', () => {
@@ -70,7 +60,7 @@ describe('ProxyServer', () => {
     c.sendPrimary(dgram('same'));
     assert.deepEqual((await released)[0].data, dgram('same'));
 
-    const requested = nextWord(c, NotifyWords.DO_CHECKPOINT);
+    const requested = c.nextNotify(NotifyWords.DO_CHECKPOINT);
     const event = once(server, 'checkpoint');
     c.sendSecondary(dgram('secondary says A'));
     c.sendPrimary(dgram('primary says B'));
