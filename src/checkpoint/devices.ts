@@ -4,6 +4,7 @@
  * epoch, so the epoch loop never knows which devices exist.
  */
 import type { StreamRecord } from '../stream/records.js';
+import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 
 export interface CheckpointDevice {
   readonly name: string;
@@ -38,12 +39,18 @@ export interface CheckpointDevice {
 
 type Hook = 'setup' | 'postsuspend' | 'preresume' | 'commit' | 'teardown';
 
-/** Runs one hook across all devices, in registration order (teardown in reverse). */
-export class DeviceSet {
-  private readonly devices: CheckpointDevice[] = [];
+const failed = (device: string, hook: string, cause: unknown): CheckpointError =>
+  new CheckpointError(CheckpointErrorCodes.CHECKPOINT_DEVICE_FAILED, `checkpoint device ${device}: ${hook} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
 
-  add(device: CheckpointDevice): void {
-    this.devices.push(device);
+/**
+ * The devices of one protected domain, built once and given to the engine,
+ * which runs each hook across all of them in order (teardown in reverse).
+ */
+export class DeviceSet {
+  private readonly devices: readonly CheckpointDevice[];
+
+  constructor(devices: readonly CheckpointDevice[] = []) {
+    this.devices = [...devices];
   }
 
   async run(hook: Hook, epoch?: number): Promise<void> {
@@ -53,7 +60,7 @@ export class DeviceSet {
       try {
         await d[hook](epoch ?? 0);
       } catch (err) {
-        throw new Error(`checkpoint device ${d.name}: ${hook} failed`, { cause: err });
+        throw failed(d.name, hook, err);
       }
     }
   }
@@ -62,19 +69,18 @@ export class DeviceSet {
   *liveSync(): Generator<StreamRecord[]> {
     for (const d of this.devices) {
       if (d.liveSync === undefined) continue;
-      const failed = (err: unknown): Error => new Error(`checkpoint device ${d.name}: liveSync failed`, { cause: err });
       let batches: Iterator<StreamRecord[]>;
       try {
         batches = d.liveSync()[Symbol.iterator]();
       } catch (err) {
-        throw failed(err);
+        throw failed(d.name, 'liveSync', err);
       }
       while (true) {
         let next: IteratorResult<StreamRecord[]>;
         try {
           next = batches.next();
         } catch (err) {
-          throw failed(err);
+          throw failed(d.name, 'liveSync', err);
         }
         if (next.done === true) break;
         yield next.value;
@@ -90,7 +96,7 @@ export class DeviceSet {
       try {
         for (const r of d.records(epoch)) out.push(r);
       } catch (err) {
-        throw new Error(`checkpoint device ${d.name}: records failed`, { cause: err });
+        throw failed(d.name, 'records', err);
       }
     }
     return out;

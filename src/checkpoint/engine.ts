@@ -4,13 +4,22 @@
  * by the trigger pipeline), and when the link fails or the secondary refuses
  * an epoch it says so, keeps the guest running, and starts over with a fresh
  * pre-copy as soon as the secondary can be reached.
+ *
+ * It owns the checkpoint devices of the domain (one DeviceSet, set up and
+ * torn down around each session) and never names one; the mode controller
+ * decides when checkpoints are due, the epoch strategy what an epoch is.
  */
-import { BehaviorSubject, Observable, ReplaySubject, Subject, asyncScheduler, from, lastValueFrom, merge, takeUntil, tap, type SchedulerLike } from 'rxjs';
-import type { Domain, SaveCallbacks } from '../domain/types.js';
+import { BehaviorSubject, Observable, ReplaySubject, Subject, asyncScheduler, from, lastValueFrom, merge, takeUntil, tap, EMPTY, type SchedulerLike } from 'rxjs';
+import type { ProtectedDomain } from '../domain/types.js';
 import type { Logger } from '../util/logger.js';
+import { formatAddress, type Address } from '../util/address.js';
 import { ReplicationLink } from '../transport/link.js';
+import type { Transport } from '../transport/transport.js';
 import type { DeviceSet } from './devices.js';
-import { ProtectionSession, type EpochMetrics } from './session.js';
+import type { ModeController } from './mode.js';
+import { precopyPolicy, type PrecopyOptions } from './precopy.js';
+import { CheckpointSession, type EpochMetrics } from './session.js';
+import { ColoEpochs, remusEpochs, type EpochStrategy } from './strategies.js';
 import { mergeTriggers, paceEpochs, type Trigger } from './triggers.js';
 
 export type ProtectionState = 'stopped' | 'connecting' | 'precopy' | 'protected' | 'degraded' | 'stopping';
@@ -21,31 +30,31 @@ export interface StateChange {
 }
 
 export interface EngineOptions {
-  secondaryHost: string;
-  secondaryPort: number;
-  /** Remus interval; null for none (COLO or operator-driven only). */
-  intervalMs: number | null;
+  secondary: Address;
   minIntervalMs: number;
+  /** An epoch at the latest this long after the previous one began (0: no bound). */
   maxIntervalMs: number;
   ackTimeoutMs: number;
   connectTimeoutMs: number;
   /** Wait between attempts to (re)connect to the secondary. */
   retryMs: number;
   streamVersion: 2 | 3;
-  precopyBatchPages: number;
+  precopy: PrecopyOptions;
   /** Take a state digest at every suspend (costs pause time; for checks). */
-  verifyDigest?: () => string;
-  /** Told of each epoch's digest as soon as it is staged, before it is sent. */
+  digest?: () => string;
+  /** Told of each epoch's digest as soon as it is taken, before the epoch is sent. */
   onStaged?: (epoch: number, digest: string) => void;
-  /** COLO epochs: the secondary runs its guest; see ProtectionSession. */
-  colo?: boolean;
 }
 
 export interface EngineDeps {
-  domain: Domain;
-  callbacks: SaveCallbacks;
-  /** The checkpoint devices the callbacks drive; the engine runs their setup and teardown around each session. */
-  devices?: DeviceSet;
+  domain: ProtectedDomain;
+  /** The domain's checkpoint devices; the engine runs their setup and teardown around each session. */
+  devices: DeviceSet;
+  /** When checkpoints are due; its kind (remus or colo) is the kind of every session's epochs. */
+  mode: ModeController;
+  transport: Transport;
+  /** The comparator's checkpoint requests (COLO); they start an epoch only in colo mode. */
+  divergence$?: Observable<Trigger>;
   logger: Logger;
   scheduler?: SchedulerLike;
   now?: () => number;
@@ -54,10 +63,7 @@ export interface EngineDeps {
 export class PrimaryEngine {
   readonly metrics$ = new Subject<EpochMetrics>();
   readonly state$ = new BehaviorSubject<StateChange>({ state: 'stopped', reason: 'not started' });
-  /** Divergence requests (the COLO comparator feeds this). */
-  readonly divergence$ = new Subject<Trigger>();
   private readonly operator$ = new Subject<Trigger>();
-  private readonly interval$: BehaviorSubject<number | null>;
   /** Replays, so a session that subscribes after stop() still sees it. */
   private stop$ = new ReplaySubject<void>(1);
   private loop: Promise<void> | undefined;
@@ -67,9 +73,7 @@ export class PrimaryEngine {
   constructor(
     private readonly deps: EngineDeps,
     private readonly options: EngineOptions,
-  ) {
-    this.interval$ = new BehaviorSubject<number | null>(options.intervalMs);
-  }
+  ) {}
 
   get state(): ProtectionState {
     return this.state$.value.state;
@@ -95,13 +99,8 @@ export class PrimaryEngine {
   }
 
   /** An operator asks for a checkpoint now. */
-  requestCheckpoint(detail = 'operator'): void {
-    this.operator$.next({ reason: 'operator', detail });
-  }
-
-  /** Changes the Remus interval (null stops the timer). */
-  setInterval(ms: number | null): void {
-    this.interval$.next(ms);
+  requestCheckpoint(by = 'operator'): void {
+    this.operator$.next({ reason: 'operator', by });
   }
 
   private setState(state: ProtectionState, reason: string): void {
@@ -110,20 +109,21 @@ export class PrimaryEngine {
   }
 
   private async protectLoop(): Promise<void> {
-    const { logger } = this.deps;
+    const { logger, devices } = this.deps;
     const o = this.options;
+    const where = formatAddress(o.secondary);
     while (!this.stopping) {
-      this.setState('connecting', `connecting to the secondary at ${o.secondaryHost}:${o.secondaryPort}`);
-      const link = new ReplicationLink({ host: o.secondaryHost, port: o.secondaryPort, connectTimeoutMs: o.connectTimeoutMs });
+      this.setState('connecting', `connecting to the secondary at ${where}`);
+      const link = new ReplicationLink({ transport: this.deps.transport, secondary: o.secondary, connectTimeoutMs: o.connectTimeoutMs, ackTimeoutMs: o.ackTimeoutMs });
       try {
         await link.start();
         await this.runSession(link);
-        await this.deps.devices?.run('teardown');
+        await devices.run('teardown');
         if (this.stopping) break;
       } catch (err) {
         link.destroy();
         // Devices apply their policy for a lost standby (e.g. release or keep holding output).
-        await this.deps.devices?.run('teardown').catch((e: unknown) => logger.error({ err: e }, 'checkpoint device teardown failed'));
+        await devices.run('teardown').catch((e: unknown) => logger.error({ err: e }, 'checkpoint device teardown failed'));
         if (this.stopping) break;
         const message = err instanceof Error ? err.message : String(err);
         // Loud: the guest keeps running, but nothing protects it now.
@@ -134,45 +134,54 @@ export class PrimaryEngine {
     }
   }
 
+  private strategy(link: ReplicationLink): EpochStrategy {
+    return this.deps.mode.kind === 'colo' ? new ColoEpochs(link, this.deps.domain.info.pages, this.options.ackTimeoutMs) : remusEpochs;
+  }
+
   private async runSession(link: ReplicationLink): Promise<void> {
-    const { domain, callbacks, logger } = this.deps;
+    const { domain, devices, mode, logger } = this.deps;
     const o = this.options;
     const scheduler = this.deps.scheduler ?? asyncScheduler;
-    const session = new ProtectionSession(domain, callbacks, link, {
+    const session = new CheckpointSession({
+      domain,
+      devices,
+      target: link,
+      strategy: this.strategy(link),
       version: o.streamVersion,
-      ackTimeoutMs: o.ackTimeoutMs,
-      precopyBatchPages: o.precopyBatchPages,
+      precopyPolicy: precopyPolicy(o.precopy),
       now: this.deps.now ?? (() => performance.now()),
-      digest: o.verifyDigest,
+      digest: o.digest,
       onStaged: o.onStaged,
-      colo: o.colo,
-      deviceRecords: this.deps.devices === undefined ? undefined : (epoch) => this.deps.devices!.records(epoch),
-      deviceLiveSync: this.deps.devices === undefined ? undefined : () => this.deps.devices!.liveSync(),
     });
-    await this.deps.devices?.run('setup');
-    this.setState('precopy', 'sending written disk blocks and all of guest memory live (pre-copy)');
-    const summary = await session.precopy();
-    if (this.stopping) {
-      this.metrics$.next(summary.first);
-      await session.end();
-      await link.stop();
-      return;
-    }
-    const triggers$ = mergeTriggers({ interval$: this.interval$, operator$: this.operator$, divergence$: this.divergence$ }, scheduler).pipe(takeUntil(this.stop$));
-    const epochs$ = paceEpochs(triggers$, (t) => from(session.epochFor(t.reason)), { minIntervalMs: o.minIntervalMs, maxIntervalMs: o.maxIntervalMs }, scheduler);
-    // A link that fails between epochs is noticed at once, not at the next trigger.
+    await devices.run('setup');
+    this.setState('precopy', 'syncing the standby: devices and guest memory, live (pre-copy)');
+    // A link that fails is noticed at once, not at the next epoch's write.
     const linkLost$ = new Observable<never>((sub) => {
       link.onClose = (err) => sub.error(err);
     });
-    // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
-    const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
-    this.metrics$.next(summary.first);
-    logger.info(
-      { deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs },
-      'pre-copy done, guest protected',
-    );
-    this.setState('protected', `secondary at ${o.secondaryHost}:${o.secondaryPort} holds epoch 1`);
-    await done;
+    try {
+      const summary = await session.precopy();
+      if (this.stopping) {
+        this.metrics$.next(summary.first);
+        await session.end();
+        await link.stop();
+        return;
+      }
+      const triggers$ = mergeTriggers(
+        { interval$: mode.interval$(), operator$: this.operator$, divergence$: mode.gate(this.deps.divergence$ ?? EMPTY) },
+        scheduler,
+      ).pipe(takeUntil(this.stop$));
+      const epochs$ = paceEpochs(triggers$, (t) => from(session.checkpoint(t.reason)), { minIntervalMs: o.minIntervalMs, maxIntervalMs: o.maxIntervalMs }, scheduler);
+      // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
+      const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
+      this.metrics$.next(summary.first);
+      logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
+      this.setState('protected', `the secondary at ${formatAddress(o.secondary)} holds epoch 1`);
+      await done;
+    } catch (err) {
+      session.abandon();
+      throw err;
+    }
     // Stopped: the epoch in flight finished; close the stream as Xen would.
     await session.end();
     await link.stop();

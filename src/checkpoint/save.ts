@@ -1,13 +1,23 @@
 /**
- * A whole save of a domain into a stream: plain (pause, send every page,
- * END) or checkpointed (live pass over all pages, then N epochs of
- * suspend / send dirty / checkpoint / resume, then END). The guest is
- * resumed in a finally, whatever the sink does.
+ * `tandem save`: a domain's stream into a file, plain (one snapshot ending
+ * in END) or checkpointed (a live pass over every page, then exactly N
+ * checkpoints, then END). It runs the same CheckpointSession as protection
+ * does, with the file as the target: a checkpoint is held once it is
+ * written. The guest runs again whatever the sink does.
  */
-import type { Domain } from '../domain/types.js';
-import { StreamSaver, type ChunkSink, type SaverOptions } from './saver.js';
+import type { ProtectedDomain } from '../domain/types.js';
+import type { Framing } from '../stream/layout.js';
+import { DeviceSet } from './devices.js';
+import { CheckpointSession, type CheckpointTarget, type EpochMetrics } from './session.js';
+import { remusEpochs } from './strategies.js';
 
-export interface SaveOptions extends SaverOptions {
+/** Takes the stream's chunks in order; may throw (a full disk), which ends the save. */
+export type ChunkSink = (chunks: readonly Buffer[]) => void;
+
+export interface SaveOptions {
+  framing: Framing;
+  /** libxc stream version. */
+  version: 2 | 3;
   /** 0: a plain save. N > 0: a checkpointed stream of exactly N epochs. */
   checkpoints: number;
 }
@@ -23,43 +33,42 @@ export interface SaveSummary {
   epochs: EpochSummary[];
 }
 
-export function saveDomain(domain: Domain, options: SaveOptions, sink: ChunkSink, runGuest: () => void): SaveSummary {
-  const saver = new StreamSaver(domain, options, sink);
-  const all = Array.from({ length: domain.info.pages }, (_, pfn) => pfn);
-  const epochs: EpochSummary[] = [];
+/** A sink as a checkpoint target: what is written is held. */
+function sinkTarget(sink: ChunkSink): CheckpointTarget {
+  return {
+    write: (chunks) => {
+      sink(chunks);
+      return Promise.resolve();
+    },
+    flushed: () => Promise.resolve(),
+    held: () => Promise.resolve(),
+  };
+}
 
+const summaryOf = (m: EpochMetrics): EpochSummary => ({ epoch: m.epoch, pages: m.dirtyPages, bytes: m.bytes });
+
+export async function saveDomain(domain: ProtectedDomain, options: SaveOptions, sink: ChunkSink): Promise<SaveSummary> {
+  const session = new CheckpointSession({
+    domain,
+    devices: new DeviceSet(),
+    target: sinkTarget(sink),
+    strategy: remusEpochs,
+    framing: options.framing,
+    version: options.version,
+    // One live pass over every page, then the first checkpoint.
+    precopyPolicy: () => 'stop-and-copy',
+    now: () => performance.now(),
+  });
   if (options.checkpoints === 0) {
-    domain.pause();
     try {
-      saver.start();
-      const sent = saver.sendPages(all);
-      saver.endOfCheckpoint();
-      saver.end();
-      epochs.push({ epoch: 0, ...sent });
+      await session.plain();
     } finally {
-      domain.unpause();
+      await domain.resume();
     }
-    return { bytes: saver.position, epochs };
+    return { bytes: session.bytesSent, epochs: [{ epoch: 0, pages: domain.info.pages, bytes: session.bytesSent }] };
   }
-
-  saver.start();
-  domain.enableLogDirty();
-  let carried = saver.sendPages(all); // live pass: the guest keeps running
-  for (let epoch = 1; epoch <= options.checkpoints; epoch++) {
-    runGuest();
-    const start = saver.position - carried.bytes;
-    domain.pause();
-    try {
-      const dirty = domain.readAndClearDirty();
-      const sent = saver.sendPages(dirty);
-      saver.endOfCheckpoint();
-      saver.checkpoint();
-      epochs.push({ epoch, pages: carried.pages + sent.pages, bytes: saver.position - start });
-    } finally {
-      domain.unpause();
-    }
-    carried = { pages: 0, bytes: 0 };
-  }
-  saver.end();
-  return { bytes: saver.position, epochs };
+  const epochs = [summaryOf((await session.precopy()).first)];
+  while (epochs.length < options.checkpoints) epochs.push(summaryOf(await session.checkpoint('operator')));
+  await session.end();
+  return { bytes: session.bytesSent, epochs };
 }

@@ -1,23 +1,41 @@
 /**
- * One protection session: one checkpointed stream to one secondary over one
- * link. It does the live pre-copy and first checkpoint, then one epoch per
- * call to epoch():
+ * One checkpointed stream of a domain into a target: libxl's side of a save.
+ * The same code takes the epochs of a protection session (the target is a
+ * secondary over the replication link) and of `tandem save` (a file).
  *
- *   suspend -> stage dirty pages, platform context and device-model state
- *   -> postcopy (resume; the pause ends here) -> send -> ack -> checkpoint
+ * The domain's LibxcSaver writes the libxc layer and calls back here at
+ * xenguest.h's points; this class answers as libxl does:
  *
- * The guest is paused only while staging (memory copies), never during the
- * transfer, and is resumed in a finally whatever happens.
+ *   suspend    -> suspend the guest, devices' postsuspend, save the device model
+ *   postcopy   -> (Remus) devices' preresume, resume the guest
+ *   checkpoint -> libxl's records (device model, devices' records,
+ *                 CHECKPOINT_END), flush, wait until the target holds the
+ *                 epoch, devices' commit; then wait for the next epoch
+ *
+ * The saver runs the loop, the caller the pace: the checkpoint callback
+ * parks until checkpoint() asks for another epoch or end() for none, so the
+ * trigger pipeline decides when each epoch starts. The guest is paused only
+ * while its state is captured (COLO: until the secondary holds it), and is
+ * running again whatever fails.
  */
-import type { Domain, PlatformContext, PrecopyDecision, PrecopyStats, SaveCallbacks } from '../domain/types.js';
-import { ErrorCodes, TandemError } from '../errors.js';
-import { AckStatus } from '../transport/backchannel.js';
-import type { StreamRecord } from '../stream/records.js';
-import type { ReplicationLink } from '../transport/link.js';
+import type { DeviceModelState, LibxcEpochStats, LibxcOutput, PrecopyDecision, PrecopyStats, ProtectedDomain, SaveCallbacks } from '../domain/types.js';
+import { StreamEncoder } from '../stream/encoder.js';
+import type { Framing } from '../stream/layout.js';
 import { ColoControl } from '../stream/format.js';
-import { StreamSaver } from './saver.js';
-import { StagingBuffer } from './staging.js';
+import type { DeviceSet } from './devices.js';
+import { CheckpointError, CheckpointErrorCodes } from './errors.js';
+import type { EpochStrategy, LibxlRecordWriter } from './strategies.js';
 import type { TriggerReason } from './triggers.js';
+
+/** Where a stream goes: a secondary (the replication link), or a file. */
+export interface CheckpointTarget {
+  /** Writes chunks in order; resolves when more may be written (backpressure). */
+  write(chunks: readonly Buffer[]): Promise<void>;
+  /** Resolves once everything written so far has left the process. */
+  flushed(): Promise<void>;
+  /** Resolves once the target holds checkpoint `epoch`; rejects if it refused it or is gone. */
+  held(epoch: number): Promise<void>;
+}
 
 export interface EpochMetrics {
   epoch: number;
@@ -25,7 +43,7 @@ export interface EpochMetrics {
   /** Guest paused, suspend to resume, microseconds. */
   pauseUs: number;
   dirtyPages: number;
-  /** Stream bytes of this epoch. */
+  /** Stream bytes of this epoch, from its suspend through its CHECKPOINT_END. */
   bytes: number;
   sendMs: number;
   ackMs: number;
@@ -39,337 +57,354 @@ export interface PrecopySummary {
   deviceSyncBytes: number;
   rounds: number;
   pagesSent: number;
-  decision: PrecopyDecision;
   first: EpochMetrics;
 }
 
-export interface SessionOptions {
+export interface CheckpointSessionOptions {
+  domain: ProtectedDomain;
+  devices: DeviceSet;
+  target: CheckpointTarget;
+  strategy: EpochStrategy;
+  /** libxl (the default) wraps the libxc layer; libxc is the bare libxc layer (`tandem save --format libxc`). */
+  framing?: Framing;
+  /** libxc stream version. */
   version: 2 | 3;
-  ackTimeoutMs: number;
-  /** Pages per write during the live pre-copy: the guest runs between batches. */
-  precopyBatchPages: number;
+  precopyPolicy: (stats: PrecopyStats) => PrecopyDecision;
   /** Monotonic clock in ms (performance.now); injected for tests. */
   now: () => number;
   /** Digest of the checkpointed state, taken while paused (verification mode). */
   digest?: () => string;
-  /** Told of each staged epoch's digest before any of it is sent (verification mode). */
+  /** Told of each epoch's digest before any of the epoch is sent (verification mode). */
   onStaged?: (epoch: number, digest: string) => void;
-  /** Checkpoint devices' records for an epoch (e.g. its disk writes), sent before its CHECKPOINT_END. */
-  deviceRecords?: (epoch: number) => StreamRecord[];
-  /** Checkpoint devices' live syncs (DeviceSet.liveSync), sent batch by batch ahead of the libxc stream. */
-  deviceLiveSync?: () => Iterable<StreamRecord[]>;
-  /**
-   * COLO: the secondary runs its own copy of the guest. Each checkpoint after
-   * the first is announced, the secondary's dirty pages are sent too, and the
-   * guest stays paused until the secondary holds the checkpoint (docs/colo.md).
-   */
-  colo?: boolean;
 }
 
-export class EpochRefusedError extends TandemError {
-  constructor(
-    message: string,
-    readonly epoch: number,
-    readonly status: number,
-  ) {
-    super(ErrorCodes.EPOCH_REFUSED, message);
-  }
-
-  override get name(): string {
-    return 'EpochRefusedError';
-  }
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
 }
 
-export class ProtectionSession {
-  private readonly staging = new StagingBuffer();
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+/** The epoch under way: what its callbacks have measured so far. */
+interface EpochInProgress {
+  epoch: number;
+  trigger: EpochMetrics['trigger'];
+  t0: number;
+  suspendedAt: number;
+  pauseMs: number;
+  startPosition: number;
+  dm: DeviceModelState | undefined;
+  digest: string | undefined;
+  done: Deferred<EpochMetrics>;
+}
+
+type Phase = 'new' | 'precopy' | 'parked' | 'epoch' | 'ended' | 'failed';
+
+export class CheckpointSession {
+  private readonly encoder: StreamEncoder;
   private pending: Buffer[] = [];
-  private saver: StreamSaver | undefined;
+  private phase: Phase = 'new';
   private epochs = 0;
+  private current: EpochInProgress | undefined;
+  private park: Deferred<boolean> | undefined;
+  private saving: Promise<void> | undefined;
+  private failure: unknown;
+  private suspended = false;
+  private rounds = 0;
+  private pagesSent = 0;
 
-  constructor(
-    private readonly domain: Domain,
-    private readonly callbacks: SaveCallbacks,
-    private readonly link: ReplicationLink,
-    private readonly options: SessionOptions,
-  ) {}
-
-  /** Stream bytes written so far in this session. */
-  get bytesSent(): number {
-    return this.saver?.position ?? 0;
+  constructor(private readonly options: CheckpointSessionOptions) {
+    this.encoder = new StreamEncoder(options.framing ?? 'libxl', options.strategy.kind === 'colo');
   }
 
-  /** Epochs committed by the secondary in this session. */
+  /** Stream bytes written so far. */
+  get bytesSent(): number {
+    return this.encoder.position;
+  }
+
+  /** Epochs the target holds. */
   get epoch(): number {
     return this.epochs;
   }
 
-  /** The devices' live syncs, live pre-copy rounds, then the first checkpoint (epoch 1). */
+  /** The devices' live syncs, live pre-copy rounds, then the first checkpoint (epoch 1), held by the target. */
   async precopy(): Promise<PrecopySummary> {
-    const saver = this.startStream();
-    const deviceSyncBytes = await this.deviceLiveSync(saver);
-    saver.startLibxc();
+    this.expect('new', 'precopy');
+    this.phase = 'precopy';
+    const libxl = this.libxl;
+    if (libxl) this.emit(this.encoder.libxlHeader());
+    const deviceSyncBytes = await this.deviceLiveSync();
+    if (libxl) this.emit(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
     await this.flush();
-    this.domain.enableLogDirty();
-    const all = new Uint32Array(this.domain.info.pages);
-    for (let i = 0; i < all.length; i++) all[i] = i;
-    let toSend: Uint32Array = all;
-    let rounds = 0;
-    let pagesSent = 0;
-    while (true) {
-      rounds++;
-      const batch = this.options.precopyBatchPages;
-      for (let i = 0; i < toSend.length; i += batch) {
-        // Live: the guest runs between batches; what it dirties is logged and resent.
-        saver.sendPages(toSend.subarray(i, i + batch));
-        await this.flush();
-      }
-      pagesSent += toSend.length;
-      const dirty = this.domain.readAndClearDirty();
-      const stats: PrecopyStats = { iteration: rounds, sentLast: toSend.length, dirtyCount: dirty.length };
-      const decision = this.callbacks.precopyPolicy(stats);
-      if (decision === 'abort') throw new TandemError(ErrorCodes.EPOCH_REFUSED, `pre-copy aborted by policy after ${rounds} rounds`);
-      if (decision === 'stop-and-copy') {
-        // Live pages still queued in the socket are views of guest RAM: they
-        // must be out before the guest resumes after the checkpoint, or
-        // post-checkpoint writes would reach the secondary as epoch 1.
-        await this.link.flushed();
-        // The pages dirtied in the last round go with the first checkpoint.
-        const first = this.options.colo === true ? await this.coloCheckpoint('precopy', dirty) : await this.checkpoint('precopy', dirty);
-        return { deviceSyncBytes, rounds, pagesSent, decision, first };
-      }
-      toSend = dirty;
+    const first = this.nextEpoch('precopy');
+    this.runSaver();
+    const metrics = await first.promise;
+    return { deviceSyncBytes, rounds: this.rounds, pagesSent: this.pagesSent, first: metrics };
+  }
+
+  /** One more checkpoint; resolves once the target holds it and the devices have committed it. */
+  checkpoint(trigger: TriggerReason): Promise<EpochMetrics> {
+    if (this.phase === 'failed') return Promise.reject(this.failure);
+    this.expect('parked', 'checkpoint');
+    this.phase = 'epoch';
+    const e = this.nextEpoch(trigger);
+    this.park!.resolve(true);
+    return e.promise;
+  }
+
+  /** Ends the stream cleanly between epochs: the libxc layer ends, then libxl END. */
+  async end(): Promise<void> {
+    if (this.phase === 'failed') throw this.failure;
+    this.expect('parked', 'end');
+    this.phase = 'ended';
+    this.park!.resolve(false);
+    await this.saving;
+    if (this.libxl) {
+      if (!this.encoder.betweenColoCheckpoints) this.encoder.libxcHandBack('end');
+      this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
+    }
+    await this.flush();
+    await this.options.target.flushed();
+  }
+
+  /** The target is gone between epochs: the saver is told to stop and left to fail on its own writes. */
+  abandon(): void {
+    if (this.phase !== 'parked') return;
+    this.phase = 'ended';
+    this.park!.resolve(false);
+  }
+
+  /**
+   * A plain save (`tandem save`, no checkpoints): the guest is suspended,
+   * every page written, the stream ended; the guest stays suspended, and
+   * the caller decides when it runs again.
+   */
+  async plain(): Promise<void> {
+    this.expect('new', 'plain');
+    this.phase = 'precopy';
+    const { domain } = this.options;
+    if (this.libxl) this.emit(this.encoder.libxlHeader(), this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
+    let dm: DeviceModelState | undefined;
+    const outOfPlace = (what: string): never => {
+      throw new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `the saver called ${what} in a plain save`);
+    };
+    await domain.saver.save(this.output, { type: 'plain', version: this.options.version }, {
+      suspend: async () => {
+        await domain.suspend();
+        dm = await domain.saveDeviceModel();
+      },
+      precopyPolicy: () => outOfPlace('precopyPolicy'),
+      postcopy: () => outOfPlace('postcopy'),
+      checkpoint: () => outOfPlace('checkpoint'),
+    });
+    if (this.libxl) {
+      this.encoder.libxcHandBack('end');
+      // A plain libxl stream carries the device model after the libxc END.
+      this.emulatorRecords(dm!);
+      this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
+    }
+    await this.flush();
+    await this.options.target.flushed();
+    this.phase = 'ended';
+  }
+
+  private get libxl(): boolean {
+    return (this.options.framing ?? 'libxl') === 'libxl';
+  }
+
+  /** What the saver writes into: its bytes are passed on as the libxc layer. */
+  private readonly output: LibxcOutput = {
+    write: (chunks) => {
+      if (this.libxl) this.encoder.libxcBytes(chunks);
+      for (const c of chunks) this.pending.push(c);
+    },
+    flush: () => this.flush(),
+    flushed: () => this.options.target.flushed(),
+  };
+
+  private readonly writer: LibxlRecordWriter = {
+    coloNewCheckpoint: () => this.emit(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_STATE', controlId: ColoControl.NEW })),
+    flush: () => this.flush(),
+  };
+
+  private runSaver(): void {
+    this.saving = this.options.domain.saver.save(this.output, { type: this.options.strategy.kind, version: this.options.version }, this.callbacks()).then(
+      () => {
+        if (this.current !== undefined) this.fail(new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `the saver ended the stream in epoch ${this.current.epoch}`));
+      },
+      (err: unknown) => this.fail(err),
+    );
+  }
+
+  private fail(err: unknown): void {
+    if (this.phase === 'failed') return;
+    this.phase = 'failed';
+    this.failure = err;
+    this.current?.done.reject(err);
+    this.current = undefined;
+    // Whatever failed, the guest runs on (libxl resumes the domain when Remus ends).
+    if (this.suspended) {
+      this.suspended = false;
+      this.options.domain.resume().catch(() => {
+        // Nothing more to do here: the engine's teardown reports the domain's state.
+      });
     }
   }
 
-  /** One checkpoint epoch. */
-  epochFor(trigger: TriggerReason): Promise<EpochMetrics> {
-    return this.options.colo === true ? this.coloCheckpoint(trigger) : this.checkpoint(trigger);
+  private nextEpoch(trigger: EpochMetrics['trigger']): EpochInProgress {
+    const t0 = this.options.now();
+    this.current = { epoch: this.epochs + 1, trigger, t0, suspendedAt: t0, pauseMs: 0, startPosition: this.encoder.position, dm: undefined, digest: undefined, done: deferred() };
+    // Rejections reach the caller of precopy()/checkpoint(); nobody else waits on this one.
+    this.current.done.promise.catch(() => {});
+    return this.current;
   }
 
-  /** Ends the stream cleanly: libxc END, libxl END. */
-  async end(): Promise<void> {
-    this.saver?.end();
-    await this.flush();
+  private callbacks(): SaveCallbacks {
+    const { domain, devices, strategy } = this.options;
+    const cb: SaveCallbacks = {
+      suspend: async () => {
+        const e = this.epochInProgress();
+        await strategy.beforeSuspend?.(e.epoch, this.writer);
+        e.suspendedAt = this.options.now();
+        // The first epoch is timed from its suspend, not from the start of the live rounds.
+        if (e.trigger === 'precopy') e.t0 = e.suspendedAt;
+        e.startPosition = this.encoder.position;
+        await domain.suspend();
+        this.suspended = true;
+        try {
+          await devices.run('postsuspend', e.epoch);
+          e.dm = await domain.saveDeviceModel();
+          if (this.options.digest !== undefined) {
+            e.digest = this.options.digest();
+            this.options.onStaged?.(e.epoch, e.digest);
+          }
+        } catch (err) {
+          // The saver calls postcopy only after a suspend that succeeded.
+          await this.resume(e);
+          throw err;
+        }
+      },
+      precopyPolicy: (stats) => {
+        this.rounds = stats.iteration;
+        this.pagesSent += stats.sentLast;
+        return this.options.precopyPolicy(stats);
+      },
+      postcopy: async () => {
+        const e = this.epochInProgress();
+        if (strategy.resumeAt === 'postcopy') await this.resume(e);
+      },
+      checkpoint: (stats) => this.checkpointed(stats),
+    };
+    if (strategy.secondaryDirtyPages !== undefined) {
+      const dirty = strategy.secondaryDirtyPages.bind(strategy);
+      cb.secondaryDirtyPages = () => dirty(this.epochInProgress().epoch);
+    }
+    return cb;
   }
 
-  private startStream(): StreamSaver {
-    this.saver = new StreamSaver(this.domain, { framing: 'libxl', version: this.options.version, colo: this.options.colo }, (chunks) => {
-      for (const c of chunks) this.pending.push(c);
-    });
-    this.saver.begin();
-    return this.saver;
+  /** Devices' preresume, then the guest runs (always, even if a device failed). */
+  private async resume(e: EpochInProgress): Promise<void> {
+    if (!this.suspended) return;
+    try {
+      await this.options.devices.run('preresume', e.epoch);
+    } finally {
+      this.suspended = false;
+      await this.options.domain.resume();
+      e.pauseMs = this.options.now() - e.suspendedAt;
+    }
+  }
+
+  /** The checkpoint callback: libxl's half of the epoch, then park until the next one is asked for. */
+  private async checkpointed(stats: LibxcEpochStats): Promise<boolean> {
+    const e = this.epochInProgress();
+    try {
+      const t1 = this.options.now();
+      if (this.libxl) {
+        this.encoder.libxcHandBack('checkpoint');
+        this.emulatorRecords(e.dm!);
+        for (const rec of this.options.devices.records(e.epoch)) this.emit(this.encoder.record(rec));
+        this.emit(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_END' }));
+      }
+      const bytes = this.encoder.position - e.startPosition;
+      await this.flush();
+      const t2 = this.options.now();
+      await this.options.target.held(e.epoch);
+      await this.options.strategy.afterHeld?.(e.epoch);
+      this.epochs = e.epoch;
+      const t3 = this.options.now();
+      await this.options.devices.run('commit', e.epoch);
+      await this.resume(e);
+      const metrics: EpochMetrics = {
+        epoch: e.epoch,
+        trigger: e.trigger,
+        pauseUs: Math.round(e.pauseMs * 1000),
+        dirtyPages: stats.pages,
+        bytes,
+        sendMs: t2 - t1,
+        ackMs: t3 - t2,
+        totalMs: this.options.now() - e.t0,
+      };
+      if (e.digest !== undefined) metrics.digest = e.digest;
+      this.current = undefined;
+      this.park = deferred();
+      if (this.phase !== 'failed') this.phase = 'parked';
+      e.done.resolve(metrics);
+    } catch (err) {
+      await this.resume(e).catch(() => {});
+      throw err;
+    }
+    return this.park.promise;
+  }
+
+  private epochInProgress(): EpochInProgress {
+    if (this.current === undefined) throw new CheckpointError(CheckpointErrorCodes.SESSION_STATE, 'the saver called back outside an epoch');
+    return this.current;
+  }
+
+  /** EMULATOR_XENSTORE_DATA (when the device model has keys) and EMULATOR_CONTEXT. */
+  private emulatorRecords(dm: DeviceModelState): void {
+    const { emulatorId } = this.options.domain.info;
+    if (dm.xenstore.length > 0) this.emit(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_XENSTORE_DATA', emulatorId, index: 0, entries: dm.xenstore }));
+    this.emit(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_CONTEXT', emulatorId, index: 0, data: dm.data }));
   }
 
   /**
    * Libxl records ahead of the libxc stream, where the layout lets libxl
-   * speak before LIBXC_CONTEXT. Each batch is written (honouring the link's
-   * backpressure) before the next is made, so the guest runs in between and
-   * a device never holds more than one batch. Returns the bytes sent.
+   * speak before LIBXC_CONTEXT. Each batch is written (honouring the
+   * target's backpressure) before the next is made, so the guest runs in
+   * between and a device never holds more than one batch.
    */
-  private async deviceLiveSync(saver: StreamSaver): Promise<number> {
-    const before = saver.position;
-    for (const batch of this.options.deviceLiveSync?.() ?? []) {
-      saver.libxlRecords(batch);
+  private async deviceLiveSync(): Promise<number> {
+    const before = this.encoder.position;
+    if (!this.libxl) return 0;
+    for (const batch of this.options.devices.liveSync()) {
+      for (const rec of batch) this.emit(this.encoder.record(rec));
       await this.flush();
     }
-    return saver.position - before;
+    return this.encoder.position - before;
+  }
+
+  private emit(...chunkLists: readonly (readonly Buffer[])[]): void {
+    for (const chunks of chunkLists) for (const c of chunks) this.pending.push(c);
   }
 
   private async flush(): Promise<void> {
     if (this.pending.length === 0) return;
     const chunks = this.pending;
     this.pending = [];
-    await this.link.write(chunks);
+    await this.options.target.write(chunks);
   }
 
-  /**
-   * A COLO epoch: announce it, suspend, take the secondary's dirty pages,
-   * stage ours and theirs, send, wait for the secondary to hold it, commit
-   * (the comparator releases what it held), and only then resume: output
-   * after the resume must be compared against the secondary's, never
-   * released on the strength of this checkpoint.
-   */
-  private async coloCheckpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
-    const { now } = this.options;
-    const epoch = this.epochs + 1;
-    // The first checkpoint is the pre-copy's: no secondary guest runs yet to announce it to.
-    const first = epoch === 1;
-    if (!first) {
-      this.saver!.newCheckpoint();
-      await this.flush();
-    }
-    const t0 = now();
-    let staged: StagedEpoch | undefined;
-    let t1: number;
-    let t2: number;
-    let bytes: number;
-    try {
-      staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, {
-        now,
-        digest: this.options.digest,
-        carried,
-        keepPaused: true,
-        afterSuspend: first ? undefined : () => this.secondarySuspended(),
-      });
-      t1 = now();
-      bytes = await this.sendStaged(epoch, staged);
-      t2 = now();
-      await this.applied(epoch);
-      const ready = await this.link.nextRecord('CHECKPOINT_STATE', this.options.ackTimeoutMs);
-      if (ready.controlId !== ColoControl.SVM_READY) throw new ColoHandshakeError(`expected the secondary's SVM_READY after epoch ${epoch}, got control id ${ready.controlId}`);
-      this.epochs = epoch;
-      await this.callbacks.checkpoint(epoch);
-    } finally {
-      // Resumed whatever happened (stageEpoch already resumed it if staging itself failed).
-      if (staged !== undefined) await this.callbacks.postcopy(epoch);
-    }
-    const t3 = now();
-    return metricsOf(epoch, trigger, staged, { pauseMs: t3 - t0, bytes, sendMs: t2 - t1, ackMs: t3 - t2, totalMs: t3 - t0 });
+  private expect(phase: Phase, what: string): void {
+    if (this.phase !== phase) throw new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `${what}() in a session that is ${this.phase}`);
   }
-
-  /** COLO: the secondary's guest is paused; the pages it wrote since the last checkpoint, ascending, checked. */
-  private async secondarySuspended(): Promise<Uint32Array> {
-    const timeout = this.options.ackTimeoutMs;
-    // The previous checkpoint ended with the secondary's SVM_RESUMED; this one starts with SVM_SUSPENDED.
-    const resumed = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
-    if (resumed.controlId !== ColoControl.SVM_RESUMED) throw new ColoHandshakeError(`expected the secondary's SVM_RESUMED of the last checkpoint, got control id ${resumed.controlId}`);
-    const state = await this.link.nextRecord('CHECKPOINT_STATE', timeout);
-    if (state.controlId !== ColoControl.SVM_SUSPENDED) throw new ColoHandshakeError(`expected the secondary's SVM_SUSPENDED, got control id ${state.controlId}`);
-    const list = await this.link.nextRecord('CHECKPOINT_DIRTY_PFN_LIST', timeout);
-    const pages = this.domain.info.pages;
-    const pfns = Uint32Array.from(list.pfns).sort();
-    if (pfns.length > 0 && pfns[pfns.length - 1] >= pages) {
-      throw new ColoHandshakeError(`the secondary reported dirty pfn ${pfns[pfns.length - 1]} beyond the guest's ${pages} pages`);
-    }
-    return pfns;
-  }
-
-  /**
-   * Suspend, stage, resume, send, wait for the ack, commit. `carried` holds
-   * pages already known dirty (the last pre-copy round's), sent with this epoch.
-   */
-  private async checkpoint(trigger: EpochMetrics['trigger'], carried?: Uint32Array): Promise<EpochMetrics> {
-    const { now } = this.options;
-    const epoch = this.epochs + 1;
-    const t0 = now();
-    const staged = await stageEpoch(this.domain, this.callbacks, this.staging, epoch, { now, carried, digest: this.options.digest });
-    const t1 = now();
-    const bytes = await this.sendStaged(epoch, staged);
-    const t2 = now();
-    await this.applied(epoch);
-    this.epochs = epoch;
-    const t3 = now();
-    await this.callbacks.checkpoint(epoch);
-    return metricsOf(epoch, trigger, staged, { pauseMs: staged.pauseMs, bytes, sendMs: t2 - t1, ackMs: t3 - t2, totalMs: now() - t0 });
-  }
-
-  /** Writes a staged epoch (pages, context, device model, device records, CHECKPOINT_END) and flushes it; its stream bytes. */
-  private async sendStaged(epoch: number, staged: StagedEpoch): Promise<number> {
-    if (staged.digest !== undefined) this.options.onStaged?.(epoch, staged.digest);
-    const saver = this.saver!;
-    const before = saver.position;
-    saver.sendPages(staged.pfns, (i) => this.staging.page(i));
-    saver.endOfCheckpoint(staged.ctx);
-    saver.checkpoint(staged.dm, this.options.deviceRecords?.(epoch));
-    const bytes = saver.position - before;
-    await this.flush();
-    return bytes;
-  }
-
-  /** Waits for the secondary's ack of `epoch`; anything but APPLIED ends the session. */
-  private async applied(epoch: number): Promise<void> {
-    const ack = await this.link.waitAck(epoch, this.options.ackTimeoutMs);
-    if (ack.status !== AckStatus.APPLIED) {
-      throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
-    }
-  }
-}
-
-function metricsOf(
-  epoch: number,
-  trigger: EpochMetrics['trigger'],
-  staged: StagedEpoch,
-  t: { pauseMs: number; bytes: number; sendMs: number; ackMs: number; totalMs: number },
-): EpochMetrics {
-  const m: EpochMetrics = { epoch, trigger, pauseUs: Math.round(t.pauseMs * 1000), dirtyPages: staged.pfns.length, bytes: t.bytes, sendMs: t.sendMs, ackMs: t.ackMs, totalMs: t.totalMs };
-  if (staged.digest !== undefined) m.digest = staged.digest;
-  return m;
-}
-
-/** The secondary's handshake on the back-channel did not go as COLO's does. */
-export class ColoHandshakeError extends TandemError {
-  constructor(message: string) {
-    super(ErrorCodes.EPOCH_REFUSED, message);
-  }
-
-  override get name(): string {
-    return 'ColoHandshakeError';
-  }
-}
-
-export interface StagedEpoch {
-  pfns: Uint32Array;
-  ctx: PlatformContext;
-  dm: Buffer;
-  digest?: string;
-  /** Suspend to resume, ms. */
-  pauseMs: number;
-}
-
-/**
- * The paused part of an epoch: suspend, copy the dirty pages into the
- * staging buffer, capture platform context and device-model state, resume
- * (in a finally: the guest runs again whatever failed).
- */
-export async function stageEpoch(
-  domain: Domain,
-  callbacks: SaveCallbacks,
-  staging: StagingBuffer,
-  epoch: number,
-  opts: {
-    now: () => number;
-    carried?: Uint32Array;
-    digest?: () => string;
-    /** Runs once the guest is paused; more pages to send (COLO: those the secondary's guest dirtied), ascending. */
-    afterSuspend?: () => Promise<Uint32Array | undefined>;
-    /** Leave the guest paused: the caller resumes it (postcopy) in its own finally (COLO). */
-    keepPaused?: boolean;
-  },
-): Promise<StagedEpoch> {
-  const t0 = opts.now();
-  let pfns: Uint32Array;
-  let ctx: PlatformContext;
-  let dm: Buffer;
-  let digest: string | undefined;
-  let staged = false;
-  try {
-    await callbacks.suspend(epoch);
-    const extra = await opts.afterSuspend?.();
-    const dirty = domain.readAndClearDirty();
-    pfns = opts.carried === undefined ? dirty : mergeSorted(opts.carried, dirty);
-    if (extra !== undefined && extra.length > 0) pfns = mergeSorted(pfns, extra);
-    domain.copyPages(pfns, pfns.length, staging.reserve(pfns.length));
-    ctx = domain.platformContext();
-    dm = domain.deviceModelState();
-    digest = opts.digest?.();
-    staged = true;
-  } finally {
-    if (!staged || opts.keepPaused !== true) await callbacks.postcopy(epoch);
-  }
-  const out: StagedEpoch = { pfns, ctx, dm, pauseMs: opts.now() - t0 };
-  if (digest !== undefined) out.digest = digest;
-  return out;
-}
-
-/** Union of two ascending pfn lists, ascending, without duplicates. */
-function mergeSorted(a: Uint32Array, b: Uint32Array): Uint32Array {
-  const out = new Uint32Array(a.length + b.length);
-  let i = 0;
-  let j = 0;
-  let n = 0;
-  while (i < a.length || j < b.length) {
-    const x = j >= b.length || (i < a.length && a[i] < b[j]) ? a[i++] : b[j++];
-    if (n === 0 || out[n - 1] !== x) out[n++] = x;
-  }
-  return out.subarray(0, n);
 }

@@ -11,13 +11,16 @@
  */
 import { EMPTY, Observable, asyncScheduler, merge, switchMap, timer, type SchedulerLike, type Subscription } from 'rxjs';
 import { map } from 'rxjs/operators';
+import type { CheckpointRequest } from '../../proxy/compare.js';
 
 export type TriggerReason = 'timer' | 'operator' | 'divergence' | 'max-interval';
 
 export interface Trigger {
   reason: TriggerReason;
-  /** Free text from the source (operator name, divergent connection...). */
-  detail?: string;
+  /** An operator's request: who asked (the monitor, a test). */
+  by?: string;
+  /** A divergence: the comparator's request, as it made it. */
+  request?: CheckpointRequest;
 }
 
 /** When several triggers coalesce, the one kept is the most specific. */

@@ -2,9 +2,14 @@
  * How the CLI reports failure: one line on stderr, no stack trace, and an
  * exit code (1 for a failed operation, 2 for bad usage).
  */
-import { TandemError } from '../errors.js';
+import { ConfigError, ErrorCodes, TandemError } from '../errors.js';
 
-export class UsageError extends Error {
+/** A bad command line: a flag's value, a missing operand. */
+export class UsageError extends TandemError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCodes.CLI_USAGE, message, options);
+  }
+
   override get name(): string {
     return 'UsageError';
   }
@@ -22,5 +27,6 @@ export function describeError(err: unknown): string {
 export function exitWith(err: unknown): never {
   const line = describeError(err).replace(/\s*\n\s*/g, ' ');
   process.stderr.write(`tandem: error: ${line}\n`);
-  process.exit(err instanceof UsageError ? 2 : 1);
+  // What the operator gave us (flags, the configuration file) is wrong: 2; the operation failed: 1.
+  process.exit(err instanceof UsageError || err instanceof ConfigError ? 2 : 1);
 }

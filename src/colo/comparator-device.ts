@@ -14,7 +14,7 @@ import type { FrameComparator } from './comparators.js';
 import type { NetLinkPrimary } from './net-link.js';
 
 export interface ComparatorDeviceOptions {
-  proxy: FrameComparator;
+  comparator: FrameComparator;
   link: NetLinkPrimary;
   /** Frames for the clients (the front), when nothing is compared. */
   release: (frame: Buffer) => void;
@@ -28,7 +28,7 @@ export class ComparatorDevice implements CheckpointDevice {
 
   /** The primary guest's NIC output. */
   transmit(frame: Buffer): void {
-    if (this.comparing) this.options.proxy.pushPrimary(frame);
+    if (this.comparing) this.options.comparator.pushPrimary(frame);
     else this.options.release(frame);
   }
 
@@ -46,13 +46,13 @@ export class ComparatorDevice implements CheckpointDevice {
   }
 
   async commit(epoch: number): Promise<void> {
-    await this.options.proxy.checkpointDone();
+    await this.options.comparator.checkpointDone();
     this.options.link.committed(epoch);
   }
 
   async teardown(): Promise<void> {
     this.comparing = false;
     // The secondary's copy is gone: what was held for comparison is all the clients will get.
-    await this.options.proxy.checkpointDone();
+    await this.options.comparator.checkpointDone();
   }
 }

@@ -18,11 +18,12 @@
  * or the comparator.
  */
 import { EventEmitter } from 'node:events';
-import net, { type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 import { FrameDecoder, encodeFrame, type Frame } from '../../proxy/framing.js';
+import type { Transport, TransportListener } from '../transport/transport.js';
+import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
-import { listen } from '../util/net.js';
 
 const ETHERTYPE_LOCAL = 0x88b5;
 const MARKER_TAG = Buffer.from('TANDEM-RESUMED', 'latin1');
@@ -79,7 +80,8 @@ export interface NetLinkEvents {
  * poll phase that produced it, so it never waits for a timer.
  */
 abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
-  protected socket: net.Socket | undefined = undefined;
+  protected socket: Duplex | undefined = undefined;
+  private written = 0;
   private decoder = new FrameDecoder();
   private batch: Buffer[] = [];
   private flushing: NodeJS.Immediate | undefined = undefined;
@@ -93,9 +95,9 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
     return this.socket !== undefined && !this.socket.destroyed;
   }
 
-  /** Bytes handed to the current connection's socket so far (batched frames count once written). */
+  /** Bytes handed to the current connection so far (batched frames count once written). */
   get bytesWritten(): number {
-    return this.socket?.bytesWritten ?? 0;
+    return this.written;
   }
 
   /** Between `congested` and `drain`. */
@@ -120,6 +122,7 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
     this.batch = [];
     const s = this.socket;
     if (s === undefined || s.destroyed) return;
+    for (const f of frames) this.written += f.length;
     if (frames.length === 1) {
       s.write(frames[0]);
     } else {
@@ -134,18 +137,18 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
     }
   }
 
-  private relieve(s: net.Socket): void {
+  private relieve(s: Duplex): void {
     if (this.socket !== s || !this.isCongested) return;
     this.isCongested = false;
     this.emit('drain');
   }
 
-  protected attach(socket: net.Socket): void {
+  protected attach(socket: Duplex): void {
     this.socket = socket;
     this.decoder = new FrameDecoder();
     this.batch = [];
+    this.written = 0;
     this.isCongested = false;
-    socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => {
       const frames: Frame[] = [];
       let failure: unknown;
@@ -179,8 +182,9 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
 }
 
 export interface NetLinkPrimaryOptions {
-  host: string;
-  port: number;
+  transport: Transport;
+  /** The secondary's end of the link. */
+  secondary: Address;
   /** A frame of the secondary guest's output, in step with the commits: give it to the comparator. */
   toComparator: (frame: Buffer) => void;
   logger?: Logger;
@@ -201,22 +205,7 @@ export class NetLinkPrimary extends NetLinkEnd {
   }
 
   async start(): Promise<void> {
-    const { host, port } = this.options;
-    const socket = net.connect({ host, port });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`COLO net link to ${host}:${port}: connect timed out`));
-      }, this.options.connectTimeoutMs ?? 2000);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new Error(`COLO net link to ${host}:${port}: ${err.message}`, { cause: err }));
-      });
-    });
+    const socket = await this.options.transport.connect(this.options.secondary, { timeoutMs: this.options.connectTimeoutMs ?? 2000, peer: "the secondary's COLO net link" });
     this.attach(socket);
   }
 
@@ -280,8 +269,9 @@ export class NetLinkPrimary extends NetLinkEnd {
 }
 
 export interface NetLinkSecondaryOptions {
-  host: string;
-  port: number;
+  transport: Transport;
+  /** Where to accept the primary's end. */
+  listen: Address;
   /** A mirrored client frame for the secondary's guest. */
   toGuest: (frame: Buffer) => void;
   logger?: Logger;
@@ -289,36 +279,38 @@ export interface NetLinkSecondaryOptions {
 
 /** The secondary's end: listens for the primary (one at a time). */
 export class NetLinkSecondary extends NetLinkEnd {
-  private server: net.Server | undefined = undefined;
+  private server: TransportListener | undefined = undefined;
 
   constructor(private readonly options: NetLinkSecondaryOptions) {
     super(options.logger);
   }
 
-  async start(): Promise<AddressInfo> {
+  async start(): Promise<Address> {
     // The guest's output is what it makes of the primary's frames: while the
     // primary does not take that output, take no more of its frames (TCP
     // then holds the primary's writes back, and its front its clients).
     this.on('congested', () => this.socket?.pause());
     this.on('drain', () => this.socket?.resume());
-    const server = net.createServer((socket) => {
-      if (this.connected) {
-        this.logger?.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}` }, 'COLO net link: refused a second primary');
-        socket.destroy();
-        return;
-      }
-      this.attach(socket);
-    });
-    await listen(server, this.options.port, this.options.host);
-    this.server = server;
-    return server.address() as AddressInfo;
+    this.server = await this.options.transport.listen(
+      this.options.listen,
+      (socket, remote) => {
+        if (this.connected) {
+          this.logger?.warn({ remote }, 'COLO net link: refused a second primary');
+          socket.destroy();
+          return;
+        }
+        this.attach(socket);
+      },
+      { purpose: 'the COLO net link' },
+    );
+    return this.server.address;
   }
 
   async stop(): Promise<void> {
     this.socket?.destroy();
     const server = this.server;
     this.server = undefined;
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await server?.close();
   }
 
   /** The guest resumed from checkpoint `epoch`: what it sends from now on is compared after that commit. */

@@ -1,24 +1,22 @@
 /**
- * The primary's side of COLO, assembled: the guest with its virtual NIC,
- * the comparator (in-process ColoProxy), the net link to the secondary, and
- * the COLO front on the service address. The engine gets its checkpoint
- * devices (the comparator, the disk mirror) and its divergence requests
- * from here; it knows nothing else of COLO.
+ * The primary's side of COLO, assembled: the guest behind its virtual NIC,
+ * the comparator (Tandem's in-process one, or one over colo-compare's
+ * sockets), the net link to the secondary, and the COLO front on the
+ * service address. It gives the engine its checkpoint device (the
+ * comparator's) and the comparator's checkpoint requests; whether a request
+ * starts a checkpoint is the mode controller's call, not this service's.
  */
 import type { AddressInfo } from 'node:net';
-import { Subject, share, tap, type Observable } from 'rxjs';
+import { Subject, type Observable } from 'rxjs';
 
 import type { ComparatorAddresses } from '../../proxy/client.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
-import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions, type ModeSwitch, type ReplicationMode } from '../checkpoint/hybrid.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { ColoConfig } from '../config/config.js';
-import { DiskMirror } from '../disk/mirror.js';
-import type { SimDisk } from '../disk/sim-disk.js';
-import type { SimDomain } from '../domain/sim.js';
-import { ColoFront } from '../front/colo-front.js';
-import { CLIENT_ENDPOINT, GUEST_ENDPOINT, installGuest } from '../guest/machine.js';
-import type { GuestNetStack } from '../guest/net/stack.js';
+import type { PrimaryGuest } from '../domain/binding.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+import { ColoFront, CLIENT_ENDPOINT } from '../front/colo-front.js';
+import type { Transport } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { ComparatorDevice } from './comparator-device.js';
@@ -26,90 +24,86 @@ import { InProcessComparator, SocketComparator, type FrameComparator } from './c
 import { NetLinkPrimary } from './net-link.js';
 
 export interface ColoPrimaryOptions {
-  domain: SimDomain;
-  disk: SimDisk;
+  guest: PrimaryGuest;
   colo: ColoConfig;
+  transport: Transport;
   /** The secondary's net link. */
   net: Address;
   service: Address;
   maxClients: number;
   logger: Logger;
-  hybrid?: HybridOptions;
   /** A comparator over its sockets (QEMU's colo-compare, `tandem proxy`) instead of Tandem's in-process one. */
   external?: ComparatorAddresses;
 }
 
 export class ColoPrimaryService {
-  /** Checkpoint requests from the comparator, for the engine's divergence trigger (none while the hybrid policy is in Remus). */
-  readonly divergence$ = new Subject<Trigger>();
-  /** Every divergence the comparator reports, whatever the mode: what the hybrid policy watches. */
-  private readonly observed$ = new Subject<Trigger>();
-  /**
-   * The hybrid policy's switches: to Remus while divergences come too often
-   * (periodic checkpoints; mismatched output waits for the next one), back
-   * to COLO once they calm down.
-   */
-  readonly modeSwitches$: Observable<ModeSwitch>;
-  private mode: ReplicationMode = 'colo';
-  readonly devices: CheckpointDevice[];
-  private readonly proxy: FrameComparator;
+  private readonly requests = new Subject<Trigger>();
+  readonly device: CheckpointDevice;
+  private readonly comparator: FrameComparator;
   private readonly link: NetLinkPrimary;
-  private readonly front: ColoFront;
-  private readonly comparator: ComparatorDevice;
-  private net: GuestNetStack | undefined = undefined;
+  /** Made at start(), once the guest's NIC (and so its address) exists. */
+  private front: ColoFront | undefined = undefined;
+  private readonly comparatorDevice: ComparatorDevice;
 
   constructor(private readonly options: ColoPrimaryOptions) {
-    const { colo, logger, domain } = options;
-    this.proxy =
+    const { colo, logger } = options;
+    this.comparator =
       options.external !== undefined
         ? new SocketComparator(options.external, logger)
         : new InProcessComparator({ compareTimeoutMs: colo.compareTimeoutMs, expiredScanCycleMs: colo.expiredScanCycleMs, maxQueueSize: colo.maxQueueSize }, logger);
-    this.link = new NetLinkPrimary({ host: options.net.host, port: options.net.port, toComparator: (f) => this.proxy.pushSecondary(f), logger });
-    this.front = new ColoFront({
-      guest: GUEST_ENDPOINT,
-      client: CLIENT_ENDPOINT,
-      toGuests: (f) => {
-        domain.run(() => this.net?.receive(f));
-        this.link.send(f);
-      },
-      host: options.service.host,
-      port: options.service.port,
-      maxConnections: options.maxClients,
-      logger,
-    });
-    this.comparator = new ComparatorDevice({ proxy: this.proxy, link: this.link, release: (f) => this.front.release(f) });
-    this.devices = [this.comparator, new DiskMirror({ disk: options.disk })];
-    this.modeSwitches$ = hybridPolicy(this.observed$, options.hybrid ?? DEFAULT_HYBRID).pipe(
-      tap((m) => (this.mode = m.mode)),
-      share(),
-    );
+    this.link = new NetLinkPrimary({ transport: options.transport, secondary: options.net, toComparator: (f) => this.comparator.pushSecondary(f), logger });
+    this.comparatorDevice = new ComparatorDevice({ comparator: this.comparator, link: this.link, release: (f) => this.front?.release(f) });
+    this.device = this.comparatorDevice;
   }
 
-  /** Installs the guest (store, file, NIC) and opens the front; the net link connects with each protection session. */
+  /** Every checkpoint request of the comparator, as it made it (the mode controller decides which start a checkpoint). */
+  get checkpointRequests$(): Observable<Trigger> {
+    return this.requests;
+  }
+
+  /** Starts the guest behind its NIC and opens the front; the net link connects with each protection session. */
   async start(): Promise<AddressInfo> {
-    const { domain, disk, logger } = this.options;
-    this.net = installGuest(domain, disk, { nic: { transmit: (f) => this.comparator.transmit(f) } }).net;
-    this.proxy.onRelease((f) => this.front.release(f));
-    this.proxy.onCheckpoint((req) => {
-      logger.info({ reason: req.reason, flow: req.flow, detail: req.detail }, `divergence: ${req.flow}: ${req.reason}`);
-      const t: Trigger = { reason: 'divergence', detail: `${req.flow}: ${req.reason}` };
-      this.observed$.next(t);
-      if (this.mode === 'colo') this.divergence$.next(t);
+    const { guest, logger, service } = this.options;
+    if (guest.attachNic === undefined) throw new TandemError(ErrorCodes.DOMAIN_UNSUPPORTED, 'COLO needs a guest with a virtual NIC Tandem can drive; this domain type has none');
+    const nic = guest.attachNic((f) => this.comparatorDevice.transmit(f));
+    const front = new ColoFront({
+      guest: nic.endpoint,
+      client: CLIENT_ENDPOINT,
+      toGuests: (f) => {
+        nic.receive(f);
+        this.link.send(f);
+      },
+      host: service.host,
+      port: service.port,
+      maxConnections: this.options.maxClients,
+      logger,
+    });
+    this.front = front;
+    this.comparator.onRelease((f) => front.release(f));
+    this.comparator.onCheckpoint((request) => {
+      logger.info({ reason: request.reason, flow: request.flow, detail: request.detail }, `divergence: ${request.flow}: ${request.reason}`);
+      this.requests.next({ reason: 'divergence', request });
     });
     this.link.on('close', () => logger.warn('COLO net link to the secondary closed'));
     // The secondary takes the mirrored requests slower than clients send them: hold the clients, not the bytes.
     this.link.on('congested', () => {
       logger.warn('COLO net link congested: client requests held until the secondary catches up');
-      this.front.hold();
+      front.hold();
     });
-    this.link.on('drain', () => this.front.unhold());
-    await this.proxy.start();
-    return this.front.start();
+    this.link.on('drain', () => front.unhold());
+    await this.comparator.start();
+    return front.start();
+  }
+
+  /** Closes the client-facing side at once: no held output may leave (fenced). */
+  async stopFront(): Promise<void> {
+    await this.front?.stop();
   }
 
   async stop(): Promise<void> {
-    await this.front.stop();
-    this.proxy.close();
+    await this.front?.stop();
+    this.comparator.close();
     this.link.stop();
+    this.requests.complete();
   }
 }

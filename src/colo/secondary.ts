@@ -1,43 +1,61 @@
 /**
- * The secondary's side of COLO, assembled: the replica's running guest and
- * the net link that feeds it the client frames the primary mirrors (and
- * carries its output back). The secondary server gets the guest's
- * checkpoint hooks from here; the promoter's 'promoting' event calls
- * takeOver(). `tandem secondary --mode colo` and the tests build it the
- * same way.
+ * The secondary's side of COLO, assembled: the replica's running guest (the
+ * binding's) and the net link that feeds it the client frames the primary
+ * mirrors and carries its output back to the comparator. It gives the
+ * secondary server the checkpoint hooks, with the net link kept in step:
+ * what the guest sent before a suspend leaves ahead of SVM_SUSPENDED, and a
+ * marker precedes everything it sends after a resume (net-link.ts).
  */
-import type { AddressInfo } from 'node:net';
-
-import type { SimDisk } from '../disk/sim-disk.js';
-import type { SimDomain } from '../domain/sim.js';
+import type { ColoReplicaGuest, ReplicaGuest } from '../domain/binding.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+import type { ColoReplicaHooks } from '../secondary/server.js';
+import type { Transport } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { NetLinkSecondary } from './net-link.js';
-import { SecondaryGuest } from './secondary-guest.js';
 
 export interface ColoSecondaryOptions {
   /** The replica: paused until the first checkpoint gives its guest something to run. */
-  replica: SimDomain;
-  disk: SimDisk;
+  replica: ReplicaGuest;
+  transport: Transport;
   /** Where the net link listens for the primary. */
   net: Address;
   logger: Logger;
 }
 
-export class ColoSecondary {
-  /** The replica's running guest: the secondary server's `colo` hooks. */
-  readonly guest: SecondaryGuest;
+export class ColoSecondary implements ColoReplicaHooks {
   private readonly link: NetLinkSecondary;
+  private readonly guest: ColoReplicaGuest;
 
   constructor(options: ColoSecondaryOptions) {
-    const { replica, disk, net, logger } = options;
-    this.link = new NetLinkSecondary({ host: net.host, port: net.port, toGuest: (f) => this.guest.deliver(f), logger });
-    this.guest = new SecondaryGuest({ replica, disk, link: this.link });
+    const { replica, transport, net, logger } = options;
+    if (replica.runColo === undefined) throw new TandemError(ErrorCodes.DOMAIN_UNSUPPORTED, 'COLO needs a replica that can run the guest between checkpoints; this domain type cannot');
+    this.link = new NetLinkSecondary({ transport, listen: net, toGuest: (f) => this.guest.deliver(f), logger });
+    this.guest = replica.runColo((f) => this.link.send(f));
   }
 
   /** Listens for the primary's end of the net link. */
-  start(): Promise<AddressInfo> {
+  start(): Promise<Address> {
     return this.link.start();
+  }
+
+  suspend(): Uint32Array {
+    const pfns = this.guest.suspend();
+    // What the guest sent before the pause goes to the comparator ahead of SVM_SUSPENDED.
+    this.link.flush();
+    return pfns;
+  }
+
+  pause(): void {
+    this.guest.pause();
+    // Its last output still goes out: it was produced from a checkpoint the primary committed.
+    this.link.flush();
+  }
+
+  resume(epoch: number): void {
+    // Before the guest can send anything: what follows is from this checkpoint on.
+    this.link.resumed(epoch);
+    this.guest.resume(epoch);
   }
 
   /**

@@ -19,11 +19,11 @@
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { StreamRecord } from '../stream/records.js';
 import { TandemType } from '../stream/format.js';
-import { DISK_WRITES_HEADER, DiskWritesFlags, EXTENT_HEADER, writeDiskWritesHeader, writeExtentHeader } from './record.js';
-import { DISK_BLOCK_SIZE, type SimDisk } from './sim-disk.js';
+import type { BlockDevice } from './block-device.js';
+import { DISK_BLOCK_SIZE, DISK_WRITES_HEADER, DiskWritesFlags, EXTENT_HEADER, writeDiskWritesHeader, writeExtentHeader } from './record.js';
 
 export interface DiskMirrorOptions {
-  disk: SimDisk;
+  disk: BlockDevice;
   /** Index of this disk in the records (0 for the first). */
   index?: number;
   /** Most blocks one record carries (default 1024: 4 MiB, under the secondary's record limit). */

@@ -17,7 +17,9 @@
  * replica disk before anything is applied, and returns views (no copies).
  */
 import { ErrorCodes, StreamError } from '../errors.js';
-import { DISK_BLOCK_SIZE } from './sim-disk.js';
+
+/** The record's block size: every BlockDevice is read and written in blocks of this many bytes. */
+export const DISK_BLOCK_SIZE = 4096;
 
 export const DISK_WRITES_HEADER = 24;
 export const EXTENT_HEADER = 8;

@@ -6,8 +6,8 @@
  */
 import { TandemType } from '../stream/format.js';
 import type { ReplicaDevice, ReplicaUpdate } from '../secondary/receiver.js';
+import type { BlockDevice } from './block-device.js';
 import { parseDiskWrites, type DiskWrites } from './record.js';
-import type { SimDisk } from './sim-disk.js';
 
 export class DiskReplica implements ReplicaDevice {
   readonly name = 'disk';
@@ -16,7 +16,7 @@ export class DiskReplica implements ReplicaDevice {
   installedBlocks = 0;
 
   /** `disks[i]` is disk index i of the stream. */
-  constructor(private readonly disks: readonly SimDisk[]) {}
+  constructor(private readonly disks: readonly BlockDevice[]) {}
 
   parse(body: Buffer, site: { offset: number }): ReplicaUpdate {
     const writes = parseDiskWrites(body, { capacityOf: (i) => this.disks[i]?.capacityBytes }, site);

@@ -1,17 +1,22 @@
 /**
- * The hypervisor binding: everything the checkpoint engine needs from a
- * hypervisor, and nothing else. It has two halves, as in Xen's toolstack:
+ * What the checkpoint engine needs of a domain, split as Xen's toolstack
+ * splits it:
  *
- * - domain access, like what libxc's save and restore code use (dirty log,
- *   page reads and writes, vCPU/platform context, device-model state,
- *   pause/unpause);
- * - the save and restore callbacks of xenguest.h (`struct save_callbacks`:
- *   suspend, precopy_policy, postcopy, checkpoint, wait_checkpoint; `struct
- *   restore_callbacks`: checkpoint answering error / success / failover),
- *   which the engine calls at the same points of an epoch as libxc does.
+ * - libxl's role stays in Tandem: it writes the libxl records, runs the
+ *   checkpoint devices, waits for the secondary's ack and commits. It
+ *   reaches the domain through a ProtectedDomain (suspend, resume, the
+ *   device model) and implements the save callbacks of xenguest.h
+ *   (SaveCallbacks).
+ * - libxc's role, writing the libxc layer of the stream (pages, vCPU and
+ *   platform state, CHECKPOINT), belongs to the domain's binding: a
+ *   LibxcSaver. For a real Xen domain that is Xen's own save code
+ *   (libxenguest, run by `libxl-save-helper`), which calls the callbacks
+ *   over its pipe and writes the libxc bytes to an fd that Tandem drains
+ *   into the stream. For a domain whose memory Tandem reads itself (the
+ *   sim) it is Tandem's PageSaver over the PageDomain interface below.
  *
- * The engine touches a guest only through these, so a Xen binding (playing
- * libxl-save-helper's parent) can stand where the simulated domain stands.
+ * The seam is therefore at the epoch, not at page reads: the engine never
+ * touches guest memory.
  */
 import type { CpuidLeaf, HvmParam, MsrEntry } from '../stream/records.js';
 
@@ -40,44 +45,49 @@ export interface PlatformContext {
   hvmContext: Buffer;
 }
 
-export interface Domain {
-  readonly info: DomainInfo;
-
-  /** Stops guest execution; no guest write lands until unpause(). */
-  pause(): void;
-  unpause(): void;
-  readonly paused: boolean;
-
-  /** Starts tracking writes (clears the log). */
-  enableLogDirty(): void;
-  disableLogDirty(): void;
-  /** PFNs written since the last call (ascending), and clears the log. */
-  readAndClearDirty(): Uint32Array;
-
-  /** A view of one page of guest RAM. Valid until the guest next runs. */
-  readPage(pfn: number): Buffer;
-  /** Copies `count` pages, `pfns[0..count)`, into `dest` back to back: the staging gather. */
-  copyPages(pfns: ArrayLike<number>, count: number, dest: Buffer): void;
-  /** Restore side: installs a page (not a guest write, so not dirty-logged). */
-  writePage(pfn: number, data: Buffer): void;
-  /** Restore side: installs pages[i] at pfns[i] for every i (runs of adjacent pages may be copied at once). */
-  writePages(pfns: ArrayLike<number>, pages: readonly Buffer[]): void;
-
-  /** Static platform data: CPUID and MSR policy (v3 streams). */
-  cpuidPolicy(): CpuidLeaf[];
-  msrPolicy(): MsrEntry[];
-
-  /** Per-checkpoint platform state, and its restore. */
-  platformContext(): PlatformContext;
-  setPlatformContext(ctx: PlatformContext): void;
-
-  /** Device-model state (save_qemu) and its restore; its xenstore keys. */
-  deviceModelState(): Buffer;
-  loadDeviceModelState(state: Buffer): void;
-  deviceModelXenstore(): [string, string][];
+/** The device model's saved state (save_qemu) and the xenstore keys libxl carries with it. */
+export interface DeviceModelState {
+  data: Buffer;
+  xenstore: [string, string][];
 }
 
-/** What a precopy round saw, for the precopy policy (xenguest.h precopy_stats). */
+/** The primary's domain, as the engine drives it (libxl's view). */
+export interface ProtectedDomain {
+  readonly info: DomainInfo;
+  /** Writes the libxc layer of this domain's streams. */
+  readonly saver: LibxcSaver;
+  /** Stops the guest; resolves once it no longer runs (Xen: suspended via xenstore). */
+  suspend(): Promise<void>;
+  /** Lets the suspended guest run again (Xen: fast resume). */
+  resume(): Promise<void>;
+  /** The device model's state, saved while the guest is suspended (libxl's save_qemu; QMP on a real QEMU). */
+  saveDeviceModel(): Promise<DeviceModelState>;
+}
+
+/**
+ * plain: one snapshot ending in END (xl save); remus: checkpoints until the
+ * checkpoint callback says stop; colo: as remus, and the secondary's dirty
+ * pages are sent with each checkpoint after the first.
+ */
+export type SaveStreamType = 'plain' | 'remus' | 'colo';
+
+export interface SaveParameters {
+  type: SaveStreamType;
+  /** libxc stream version: 3 (Xen 4.14+) carries CPUID/MSR policy and STATIC_DATA_END. */
+  version: 2 | 3;
+}
+
+/** What a LibxcSaver writes the libxc layer into: the stream, as framed by libxl (Tandem). */
+export interface LibxcOutput {
+  /** Queues bytes of the libxc layer, in order. Buffers may be views that must stay unchanged until sent. */
+  write(chunks: readonly Buffer[]): void;
+  /** Sends what is queued; resolves when more may be queued (the link's backpressure). */
+  flush(): Promise<void>;
+  /** Resolves once every byte flushed so far has left the process (views of guest memory may change after). */
+  flushed(): Promise<void>;
+}
+
+/** What a live pre-copy round saw, for the precopy policy (xenguest.h precopy_stats). */
 export interface PrecopyStats {
   /** Rounds completed so far (the first sends every page). */
   iteration: number;
@@ -89,32 +99,85 @@ export interface PrecopyStats {
 
 export type PrecopyDecision = 'continue' | 'stop-and-copy' | 'abort';
 
-/**
- * The save callbacks, as xenguest.h's struct save_callbacks: the engine
- * calls them where libxc does.
- */
-export interface SaveCallbacks {
-  /** Stop the guest (and let checkpoint devices run postsuspend for `epoch`). */
-  suspend(epoch: number): void | Promise<void>;
-  /** Decide after each precopy round. */
-  precopyPolicy(stats: PrecopyStats): PrecopyDecision;
-  /** Resume the guest after a checkpoint's state is staged (preresume, then unpause). */
-  postcopy(epoch: number): void | Promise<void>;
-  /**
-   * The secondary acked `epoch`: commit it (checkpoint devices release what
-   * they held for it); false ends the stream. Xen's Remus also sleeps out the
-   * interval here; in Tandem the trigger pipeline decides when the next
-   * epoch starts.
-   */
-  checkpoint(epoch: number): Promise<boolean>;
-  /** COLO: wait until the comparator asks for a checkpoint; false ends the stream. */
-  waitCheckpoint?(): Promise<boolean>;
+/** What the libxc layer put in one checkpoint, reported with the checkpoint callback. */
+export interface LibxcEpochStats {
+  /** Pages in this checkpoint (dirty pages, and the secondary's in COLO). */
+  pages: number;
 }
 
-export type RestoreCheckpointResult = 'error' | 'success' | 'failover';
+/**
+ * The save callbacks, as xenguest.h's struct save_callbacks: the saver calls
+ * them where libxc does, and awaits each.
+ */
+export interface SaveCallbacks {
+  /** Suspend the guest for a checkpoint (libxl also runs the devices' postsuspend and saves the device model here). */
+  suspend(): Promise<void>;
+  /**
+   * COLO, after suspend: the pages the secondary's running guest dirtied
+   * since the last checkpoint, ascending; libxc sends them too (what Xen's
+   * libxc reads from the back-channel's CHECKPOINT_DIRTY_PFN_LIST).
+   */
+  secondaryDirtyPages?(): Promise<Uint32Array>;
+  /** Decide after each live pre-copy round. */
+  precopyPolicy(stats: PrecopyStats): PrecopyDecision;
+  /** The checkpoint's state is captured: the guest may run again. Called whatever happened after suspend. */
+  postcopy(): Promise<void>;
+  /**
+   * The checkpoint's libxc records are all written: libxl adds its own,
+   * waits for the secondary and commits. true: take another checkpoint (the
+   * saver suspends again at once); false: end the stream.
+   */
+  checkpoint(stats: LibxcEpochStats): Promise<boolean>;
+}
 
-/** The restore callbacks (struct restore_callbacks): called on the secondary. */
-export interface RestoreCallbacks {
-  /** A checkpoint was applied ('success'), the stream failed ('error'), or the primary is gone ('failover'). */
-  checkpoint(result: RestoreCheckpointResult): void;
+/**
+ * libxc's half of a save: writes one stream's libxc layer, calling back at
+ * the points libxc does. Resolves when the libxc stream is over (a plain
+ * save written, or the checkpoint callback said stop); rejects when a
+ * callback or the domain fails. A checkpointed stream that is told to stop
+ * ends with libxc END where the layout allows it (not between COLO
+ * checkpoints); a plain one always does.
+ */
+export interface LibxcSaver {
+  save(out: LibxcOutput, params: SaveParameters, callbacks: SaveCallbacks): Promise<void>;
+}
+
+/**
+ * A domain Tandem reads and writes page by page itself (the sim; a test's
+ * fake): what the PageSaver reads on the primary and the epoch receiver
+ * writes on the secondary.
+ */
+export interface PageDomain {
+  readonly info: DomainInfo;
+
+  /** Starts tracking writes (clears the log). */
+  enableLogDirty(): void;
+  disableLogDirty(): void;
+  /** PFNs written since the last call (ascending), and clears the log. */
+  readAndClearDirty(): Uint32Array;
+
+  /** A view of one page of guest RAM. Valid until the guest next runs. */
+  readPage(pfn: number): Buffer;
+  /** Copies `count` pages, `pfns[0..count)`, into `dest` back to back: the staging gather. */
+  copyPages(pfns: ArrayLike<number>, count: number, dest: Buffer): void;
+  /** Restore side: installs pages[i] at pfns[i] for every i (not a guest write, so not dirty-logged). */
+  writePages(pfns: ArrayLike<number>, pages: readonly Buffer[]): void;
+
+  /** Static platform data: CPUID and MSR policy (v3 streams). */
+  cpuidPolicy(): CpuidLeaf[];
+  msrPolicy(): MsrEntry[];
+
+  /** Per-checkpoint platform state, and its restore. */
+  platformContext(): PlatformContext;
+  setPlatformContext(ctx: PlatformContext): void;
+}
+
+/** The secondary's replica, as the epoch receiver restores into it. */
+export interface ReplicaDomain extends Pick<PageDomain, 'info' | 'writePages' | 'platformContext' | 'setPlatformContext'> {
+  /**
+   * Installs a checkpoint's device-model state. Asynchronous: a real device
+   * model answers over QMP (or the state is kept for the device model that
+   * starts at failover). Refusing it must leave the previous state in place.
+   */
+  loadDeviceModel(state: Buffer): Promise<void>;
 }

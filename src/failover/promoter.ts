@@ -6,21 +6,23 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import type { SimDomain } from '../domain/sim.js';
+import type { PersistenceCheck, ReplicaGuest } from '../domain/binding.js';
 import { ErrorCodes, TandemError } from '../errors.js';
-import type { SimDisk } from '../disk/sim-disk.js';
-import { checkPersistence, resumeGuest, type PersistenceCheck } from '../guest/machine.js';
-import { KvServer } from '../guest/server.js';
-import type { SecondaryServer } from '../secondary/server.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 
+/** What the promoter needs of the secondary server: which epoch the replica holds, and a way to stop taking checkpoints. */
+export interface ReplicaHolder {
+  readonly lastEpoch: number;
+  readonly state: string;
+  stop(): Promise<void>;
+}
+
 export interface PromoterOptions {
-  secondary: SecondaryServer;
-  replica: SimDomain;
-  /** The replica's disk, holding the guest's append-only file at the same epoch as RAM. */
-  disk?: SimDisk;
-  /** Replay the append-only file and compare it with RAM before serving (slow: for verification runs). */
+  secondary: ReplicaHolder;
+  /** The replica the binding resumes and serves. */
+  replica: Pick<ReplicaGuest, 'promote' | 'stop'>;
+  /** Check the guest's persistent state against its memory before serving (slow: for verification runs). */
   verifyPersistence?: boolean;
   /** Where the guest's service is served once promoted. */
   service: Address;
@@ -45,7 +47,6 @@ export interface PromoterEvents {
 }
 
 export class Promoter extends EventEmitter<PromoterEvents> {
-  private service: KvServer | undefined;
   private promoted: Promotion | undefined;
   private inflight: Promise<Promotion> | undefined;
 
@@ -55,6 +56,11 @@ export class Promoter extends EventEmitter<PromoterEvents> {
 
   get promotion(): Promotion | undefined {
     return this.promoted;
+  }
+
+  /** A promotion is done or under way: a second one would only join it. */
+  get engaged(): boolean {
+    return this.promoted !== undefined || this.inflight !== undefined;
   }
 
   /** Resumes the guest from the replica's last complete epoch and serves it. */
@@ -85,13 +91,10 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     // No more checkpoints: whatever epoch was arriving is discarded, and a
     // late primary cannot overwrite the guest we are about to run.
     await secondary.stop();
-    const { store, aof } = resumeGuest(replica, this.options.disk);
-    const persistence = this.options.verifyPersistence && aof !== undefined ? checkPersistence(store, aof, Date.now()) : undefined;
-    if (persistence !== undefined) logger.info({ epoch, ...persistence }, `append-only file ${persistence.consistent ? 'replays to' : 'DIFFERS from'} the dataset in RAM`);
-    replica.unpause();
-    const service = new KvServer({ domain: replica, store, persistence: aof, host: this.options.service.host, port: this.options.service.port, logger });
-    const address = await service.start();
-    this.service = service;
+    const guest = await replica.promote({ service: this.options.service, verifyPersistence: this.options.verifyPersistence });
+    const persistence = guest.persistence;
+    if (persistence !== undefined) logger.info({ epoch, ...persistence }, `the guest's persistent state ${persistence.consistent ? 'matches' : 'DIFFERS from'} its memory`);
+    const address = guest.service;
     this.promoted = { epoch, service: address, tookMs: now() - t0 };
     if (persistence !== undefined) this.promoted.persistence = persistence;
     logger.error(
@@ -103,7 +106,6 @@ export class Promoter extends EventEmitter<PromoterEvents> {
   }
 
   async stop(): Promise<void> {
-    await this.service?.stop();
-    this.service = undefined;
+    await this.options.replica.stop();
   }
 }

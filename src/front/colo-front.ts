@@ -16,10 +16,13 @@
  */
 import net, { type AddressInfo } from 'node:net';
 
-import { MSS, Tcp, WireError, decodeSegment, encodeSegment, seqAdd, type Endpoint } from '../guest/net/wire.js';
+import { MSS, Tcp, WireError, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint } from '../net/wire.js';
 import type { Logger } from '../util/logger.js';
 import { listen } from '../util/net.js';
 import { FrontError, FrontErrorCodes } from './errors.js';
+
+/** Where clients appear to come from, to the guests: the front's own address on their network. */
+export const CLIENT_ENDPOINT = { mac: Buffer.from('525400000002', 'hex'), ip: ipv4('10.0.0.2') };
 
 export interface ColoFrontOptions {
   /** The guests' service endpoint (the same on both replicas). */

@@ -22,7 +22,7 @@
  * rewritten from the dataset (as BGREWRITEAOF does, but in one step of guest
  * code, so no checkpoint sees it half done).
  */
-import type { SimDisk } from '../disk/sim-disk.js';
+import type { SimDisk } from '../domain/sim/disk.js';
 import { GuestError, GuestErrorCodes } from './errors.js';
 import type { KvJournal, KvStore } from './kv-store.js';
 import { fnv1a, readU64, writeU64 } from './layout.js';

@@ -4,14 +4,15 @@
  * domain; a promoted secondary finds it in the replica, where RAM and disk
  * are at the same epoch.
  */
-import type { SimDisk } from '../disk/sim-disk.js';
-import type { SimDomain } from '../domain/sim.js';
+import type { PersistenceCheck } from '../domain/binding.js';
+import type { SimDisk } from '../domain/sim/disk.js';
+import type { SimDomain } from '../domain/sim/domain.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { AppendOnlyFile, replayAof } from './aof.js';
 import { KvCommands } from './commands.js';
 import { KvStore } from './kv-store.js';
 import { GuestNetStack, netStackBytes } from './net/stack.js';
-import { ipv4, type Endpoint } from './net/wire.js';
+import { ipv4, type Endpoint } from '../net/wire.js';
 import type { GuestVcpu } from './vcpu.js';
 
 export interface GuestSoftware {
@@ -22,8 +23,6 @@ export interface GuestSoftware {
 
 /** The guest's network identity behind its virtual NIC (COLO): the same on both replicas. */
 export const GUEST_ENDPOINT: Endpoint = { mac: Buffer.from('525400000001', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };
-/** Where clients appear to come from, to the guest. */
-export const CLIENT_ENDPOINT = { mac: Buffer.from('525400000002', 'hex'), ip: ipv4('10.0.0.2') };
 const NET_RX_BYTES = 16 * 1024;
 
 /** Sockets the guest's stack has: as many as an eighth of its RAM holds, 16 to 1024 (Redis's default maxclients is 10000). */
@@ -74,15 +73,6 @@ export function resumeNetGuest(domain: SimDomain, disk: SimDisk | undefined, nic
   const { store, aof } = resumeGuest(domain, disk);
   const commands = new KvCommands({ store, clock: nic.clock, persistence: aof, vcpu: nic.vcpu });
   return { store, aof, net: GuestNetStack.attach(domain, netBase(domain), commands, nic.transmit) };
-}
-
-export interface PersistenceCheck {
-  /** The file replays to exactly the live dataset in RAM. */
-  consistent: boolean;
-  keys: number;
-  fileBytes: number;
-  /** The first difference found, when not consistent. */
-  detail?: string;
 }
 
 /**

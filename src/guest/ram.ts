@@ -3,7 +3,7 @@
  * every write goes through the domain's write methods, so the dirty log sees
  * it and a paused domain refuses it. Offsets are relative to `base`.
  */
-import type { SimDomain } from '../domain/sim.js';
+import type { SimDomain } from '../domain/sim/domain.js';
 
 /** What the guest service needs from its domain. */
 export type GuestDomain = Pick<SimDomain, 'ram' | 'write' | 'writeU32' | 'writeU64' | 'run' | 'setRegister' | 'paused'>;

@@ -36,7 +36,8 @@
  */
 import { randomInt } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Transport, TransportListener } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { monotonicClock, type Clock } from './clock.js';
@@ -45,6 +46,7 @@ import { FailureDetector, resolveTiming, type PeerState, type ResolvedTiming } f
 import { HeartbeatError, HeartbeatErrorCodes as C } from './errors.js';
 
 export interface HeartbeatChannelOptions {
+  transport: Transport;
   role: Role;
   /** This side's generation (a positive integer below 2^53). */
   generation: number;
@@ -95,7 +97,7 @@ export interface HeartbeatEvents {
 }
 
 interface Connection {
-  socket: Socket;
+  socket: Duplex;
   remote: string;
   decoder: HeartbeatDecoder;
   /** Set by the first valid frame on this connection. */
@@ -109,7 +111,7 @@ const MAX_QUEUED_FRAMES = 16;
 export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   private running = false;
   private timing: ResolvedTiming | undefined;
-  private server: Server | undefined;
+  private server: TransportListener | undefined;
   private conn: Connection | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
   private redialTimer: NodeJS.Timeout | undefined;
@@ -155,10 +157,9 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     return this.ownIncarnation;
   }
 
-  /** The bound heartbeat port of the listening side. */
-  address(): AddressInfo | undefined {
-    const a = this.server?.address();
-    return a !== null && typeof a === 'object' ? a : undefined;
+  /** Where the listening side listens (a requested port 0 resolved). */
+  address(): Address | undefined {
+    return this.server?.address;
   }
 
   async start(): Promise<void> {
@@ -188,7 +189,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.conn = undefined;
     const server = this.server;
     this.server = undefined;
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await server?.close();
   }
 
   /** Feeds the detector any other sign of the peer's life (replication traffic). Cheap: call it per chunk. */
@@ -210,35 +211,23 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   }
 
   private async listen(at: Address): Promise<void> {
-    const server = createServer((socket) => this.adopt(socket));
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new HeartbeatError(C.HEARTBEAT_LISTEN_FAILED, `cannot listen for heartbeats on ${at.host}:${at.port}: ${err.message}`, { cause: err })));
-      server.listen({ host: at.host, port: at.port }, () => resolve());
-    }).catch((err: unknown) => {
+    try {
+      this.server = await this.options.transport.listen(at, (socket, remote) => this.adopt(socket, remote), { purpose: 'heartbeats' });
+    } catch (err) {
       this.running = false;
-      this.server = undefined;
-      throw err;
-    });
-    // After a successful listen an error is per-connection and already handled there.
-    server.on('error', (err) => this.options.logger?.error({ err }, 'heartbeat: listener error'));
+      const message = err instanceof Error ? err.message : String(err);
+      throw new HeartbeatError(C.HEARTBEAT_LISTEN_FAILED, message, { cause: err });
+    }
   }
 
   private dial(): void {
     const at = this.options.connect!;
-    const timing = this.timing!;
-    const socket = connect({ host: at.host, port: at.port, noDelay: true });
     // A dial into a black hole must give up in bounded time and retry.
-    const timer = setTimeout(() => socket.destroy(new Error(`connect timed out after ${timing.timeoutMs} ms`)), timing.timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      this.adopt(socket);
-    });
-    socket.once('close', () => {
-      clearTimeout(timer);
-      if (this.conn?.socket !== socket) this.redial();
-    });
-    socket.on('error', () => {}); // 'close' follows and redials; the error itself is routine while the peer is down
+    this.options.transport.connect(at, { timeoutMs: this.timing!.timeoutMs, peer: "the peer's heartbeat channel" }).then(
+      (socket) => this.adopt(socket, `${at.host}:${at.port}`),
+      // Routine while the peer is down: try again after the backoff.
+      () => this.redial(),
+    );
   }
 
   private redial(): void {
@@ -252,17 +241,15 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.redialTimer = setTimeout(() => this.dial(), delay);
   }
 
-  private adopt(socket: Socket): void {
+  private adopt(socket: Duplex, remote: string): void {
     if (!this.running) {
       socket.destroy();
       return;
     }
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
     if (this.conn !== undefined) {
       this.conn.closeReason = `replaced by a new connection from ${remote}`;
       this.conn.socket.destroy();
     }
-    socket.setNoDelay(true);
     const conn: Connection = { socket, remote, decoder: new HeartbeatDecoder(), peerIncarnation: undefined, closeReason: undefined };
     this.conn = conn;
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));

@@ -14,7 +14,7 @@ export const MAX_MESSAGE_BYTES = 4096;
 const MAX_ID_CHARS = 64;
 const MAX_TOKEN_CHARS = 512;
 
-export type SettableMode = 'remus' | 'manual';
+export type SettableMode = 'remus' | 'manual' | 'colo';
 
 export type ControlCommand =
   | { action: 'checkpoint' }
@@ -93,7 +93,7 @@ export function parseClientMessage(text: string, implicitControl = false): Clien
     }
     case 'set-mode': {
       allowOnly(msg, [...common, 'mode']);
-      if (msg.mode !== 'remus' && msg.mode !== 'manual') throw bad(`mode: expected "remus" or "manual", got ${JSON.stringify(msg.mode)?.slice(0, 40)}`);
+      if (msg.mode !== 'remus' && msg.mode !== 'manual' && msg.mode !== 'colo') throw bad(`mode: expected "remus", "manual" or "colo", got ${JSON.stringify(msg.mode)?.slice(0, 40)}`);
       command = { action: 'set-mode', mode: msg.mode };
       break;
     }

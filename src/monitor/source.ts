@@ -7,8 +7,10 @@
  * Observers must not break replication: every handler here is cheap (no I/O,
  * no serialization) and runs inside the engine's own callbacks.
  */
-import { Subject, type Subscription } from 'rxjs';
+import { Subject, skip, type Observable, type Subscription } from 'rxjs';
 import type { PrimaryEngine, ProtectionState } from '../checkpoint/engine.js';
+import type { ModeController } from '../checkpoint/mode.js';
+import type { Trigger } from '../checkpoint/triggers.js';
 import type { EpochMetrics } from '../checkpoint/session.js';
 import type { Promoter } from '../failover/promoter.js';
 import type { HeartbeatChannel } from '../heartbeat/channel.js';
@@ -82,22 +84,10 @@ abstract class BaseSource {
 
 export interface PrimarySourceOptions extends Clocks {
   engine: PrimaryEngine;
-  /** The interval the engine was started with (null: no timer). */
-  intervalMs: number | null;
-  /** COLO: the engine checkpoints on divergence; the interval applies when the hybrid policy falls back to Remus. */
-  colo?: boolean;
-}
-
-/**
- * A divergence's detail names the connection when the comparator writes it
- * as "CONNECTION: REASON" (the COLO proxy's convention); otherwise the whole
- * detail is the reason.
- */
-export function splitDivergence(detail: string | undefined): { connection: string | null; reason: string } {
-  if (detail === undefined || detail === '') return { connection: null, reason: 'outputs differ' };
-  // The connection may hold spaces and colons ("tcp 10.0.0.1:80 > 10.0.0.2:4000"); the reason follows the last ": ".
-  const at = detail.lastIndexOf(': ');
-  return at > 0 ? { connection: detail.slice(0, at), reason: detail.slice(at + 2) } : { connection: null, reason: detail };
+  /** The owner of the checkpoint mode: the source reports it and passes operators' changes to it. */
+  mode: ModeController;
+  /** The comparator's checkpoint requests (COLO), reported as divergences. */
+  divergences$?: Observable<Trigger>;
 }
 
 const fromEngine = (m: EpochMetrics): EpochFields => ({
@@ -116,40 +106,32 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   readonly role = 'primary' as const;
   readonly control: ControlTarget;
   private subscriptions: Subscription[] = [];
-  private mode: MonitorMode;
-  private intervalMs: number;
   /** Protected at least once: a later pre-copy is a re-protection. */
   private wasProtected = false;
 
   constructor(private readonly options: PrimarySourceOptions) {
     super(options);
-    this.mode = options.colo === true ? 'colo' : options.intervalMs === null ? 'manual' : 'remus';
-    this.intervalMs = options.intervalMs ?? 0;
-    const engine = options.engine;
+    const { engine, mode } = options;
     this.control = {
       checkpoint: () => engine.requestCheckpoint('monitor'),
-      setInterval: (ms) => {
-        this.intervalMs = ms;
-        if (this.mode === 'remus') engine.setInterval(ms);
-        this.announceMode(`interval set to ${ms} ms`);
-      },
-      setMode: (mode: SettableMode) => {
-        this.mode = mode;
-        engine.setInterval(mode === 'remus' ? this.intervalMs : null);
-        this.announceMode(mode === 'remus' ? `checkpoints every ${this.intervalMs} ms` : 'checkpoints only on request or divergence');
-      },
+      setInterval: (ms) => mode.setInterval(ms, `interval set to ${ms} ms by an operator`),
+      setMode: (m: SettableMode) => mode.choose(m, `set to ${m} by an operator`),
       stopProtection: () => engine.stop(),
       startProtection: () => engine.start(),
     };
   }
 
   start(): void {
-    const { engine } = this.options;
+    const { engine, mode, divergences$ } = this.options;
     this.subscriptions.push(
       engine.state$.subscribe(({ state, reason }) => this.onState(state, reason)),
       engine.metrics$.subscribe((m) => this.epoch(fromEngine(m))),
-      engine.divergence$.subscribe((t) => this.events$.next({ type: 'divergence', ...splitDivergence(t.detail) })),
+      // The current mode is in the snapshot; events tell changes.
+      mode.mode$.pipe(skip(1)).subscribe((m) => this.events$.next({ type: 'mode', mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null, reason: m.reason })),
     );
+    if (divergences$ !== undefined) {
+      this.subscriptions.push(divergences$.subscribe((t) => this.events$.next({ type: 'divergence', connection: t.request?.flow ?? null, reason: t.request?.reason ?? 'outputs differ' })));
+    }
   }
 
   stop(): void {
@@ -158,22 +140,13 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   }
 
   status(): SourceStatus {
-    return { ...this.base(), mode: this.mode, intervalMs: this.mode === 'remus' ? this.intervalMs : null };
+    const m = this.options.mode.current;
+    return { ...this.base(), mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null };
   }
 
   private onState(state: ProtectionState, reason: string): void {
     if (state === 'protected') this.wasProtected = true;
     this.setState(state === 'precopy' && this.wasProtected ? 're-protecting' : state, reason);
-  }
-
-  /** The replication mode changed on its own (the COLO hybrid policy), for `reason`. */
-  switchMode(mode: 'colo' | 'remus', reason: string): void {
-    this.mode = mode;
-    this.announceMode(reason);
-  }
-
-  private announceMode(reason: string): void {
-    this.events$.next({ type: 'mode', mode: this.mode, intervalMs: this.mode === 'remus' ? this.intervalMs : null, reason });
   }
 }
 
@@ -196,7 +169,7 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     const { promoter, heartbeat } = options;
     this.control = {
       failover: async () => {
-        if (promoter.promotion === undefined) heartbeat?.promote();
+        if (!promoter.engaged) heartbeat?.promote();
         const p = await promoter.promote('operator request from the monitor');
         return { epoch: p.epoch, service: `${p.service.address}:${p.service.port}`, tookMs: p.tookMs };
       },

@@ -34,8 +34,8 @@ export function resolveToken(cfg: MonitorConfig, env: NodeJS.ProcessEnv = proces
 }
 
 /** Starts the monitor if --monitor or monitor.listen asks for one; the caller stops it. */
-export async function startMonitor(flag: string | undefined, cfg: MonitorConfig, logger: Logger, source: MonitorSource): Promise<MonitorServer | undefined> {
-  const at: Address | undefined = flag !== undefined ? parseAddress(flag, '--monitor', true) : cfg.listen;
+export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: MonitorSource): Promise<MonitorServer | undefined> {
+  const at = cfg.listen;
   if (at === undefined) return undefined;
   const token = resolveToken(cfg);
   const monitor = new MonitorServer({ host: at.host, port: at.port, source, logger, auth: { token, allowRemoteRead: cfg.allowRemoteRead, loopbackRead: cfg.loopbackRead } });

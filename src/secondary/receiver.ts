@@ -15,7 +15,7 @@ import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
 import { ColoControl, DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
-import { AckStatus, type BackRecord } from '../transport/backchannel.js';
+import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
 
 export type ReplicaState =
   /** No primary is streaming. The replica may still hold a complete checkpoint (`lastEpoch > 0`). */
@@ -25,7 +25,7 @@ export type ReplicaState =
   /** A primary is streaming and the replica is at one of its complete checkpoints. */
   | 'protected';
 
-export type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
+export type AckRecord = Extract<BackChannelRecord, { type: 'ACK' }>;
 
 export interface EpochCommit {
   epoch: number;
@@ -49,6 +49,12 @@ export type ReceiverAction =
   | { type: 'invalidated'; previousEpoch: number }
   /** COLO: the primary announced checkpoint `epoch`; the secondary's guest must stop and report its dirty pages. */
   | { type: 'colo-new'; epoch: number }
+  /**
+   * Load `state` into the replica's device model, then call
+   * deviceModelLoaded() (or deviceModelRefused()); nothing else may be fed
+   * until then.
+   */
+  | { type: 'load-device-model'; epoch: number; state: Buffer }
   /** Records after the last checkpoint that no CHECKPOINT_END committed, dropped at a clean END. */
   | { type: 'discarded'; epoch: number; bytes: number }
   | ({ type: 'close' } & CloseOutcome);
@@ -80,12 +86,6 @@ export interface ReceiverOptions {
   /** Devices beyond memory; each must be fully synced by a stream's first checkpoint. */
   devices?: readonly ReplicaDevice[];
 }
-
-/** The part of a domain the receiver restores into. */
-export type ReplicaDomain = Pick<
-  Domain,
-  'info' | 'writePage' | 'writePages' | 'platformContext' | 'setPlatformContext' | 'deviceModelState' | 'loadDeviceModelState'
->;
 
 type PageDataRecord = Extract<LibxcRecord, { type: 'PAGE_DATA' }>;
 type RecordItem = Extract<StreamItem, { kind: 'record' }>;
@@ -124,6 +124,15 @@ class StreamProgress {
   constructor(readonly coverage: Uint32Array) {}
 }
 
+/** An epoch waiting for its device model to load. */
+interface Loading {
+  s: StreamProgress;
+  b: EpochBuffer;
+  item: RecordItem;
+  /** The vCPU state before this epoch's, to put back if the load is refused. */
+  before: PlatformContext | undefined;
+}
+
 const typeName = (t: number): string => (t === DomainType.X86_HVM ? 'x86 HVM' : t === DomainType.X86_PV ? 'x86 PV' : `type ${t}`);
 
 export class EpochReceiver {
@@ -131,6 +140,7 @@ export class EpochReceiver {
   private readonly devices: ReadonlyMap<number, ReplicaDevice>;
   private replicaState: ReplicaState = 'idle';
   private committed = 0;
+  private loading: Loading | undefined;
 
   constructor(
     private readonly replica: ReplicaDomain,
@@ -173,6 +183,7 @@ export class EpochReceiver {
   feed(item: StreamItem): ReceiverAction[] {
     const s = this.current;
     if (s === undefined) return [];
+    if (this.loading !== undefined) throw new Error('an item fed while the device model loads: wait for deviceModelLoaded()');
     switch (item.kind) {
       case 'libxl-header':
       case 'image-header':
@@ -213,7 +224,34 @@ export class EpochReceiver {
 
   private close(): void {
     this.current = undefined;
+    this.loading = undefined;
     this.replicaState = 'idle';
+  }
+
+  /** The device model took the epoch's state: its pages go in and the epoch commits. */
+  deviceModelLoaded(): ReceiverAction[] {
+    const l = this.loading;
+    if (l === undefined) return [];
+    this.loading = undefined;
+    return this.finishCommit(l.s, l.b, l.item);
+  }
+
+  /** The device model refused the epoch's state: the vCPU state goes back and the stream fails; the replica stays at its last epoch. */
+  deviceModelRefused(err: unknown): ReceiverAction[] {
+    const l = this.loading;
+    if (l === undefined) return [];
+    this.loading = undefined;
+    if (l.before !== undefined) {
+      try {
+        this.replica.setPlatformContext(l.before);
+      } catch {
+        // Nothing left to trust about the replica's vCPU state.
+        this.committed = 0;
+      }
+    }
+    const dm = l.b.deviceModel!;
+    const detail = err instanceof Error ? err.message : String(err);
+    return this.fail(new StreamError(ErrorCodes.REPLICA_MISMATCH, `the replica refused it: ${detail}`, { offset: dm.offset, record: 'libxl EMULATOR_CONTEXT' }, { cause: err }));
   }
 
   private record(s: StreamProgress, item: RecordItem): ReceiverAction[] {
@@ -363,8 +401,17 @@ export class EpochReceiver {
         if (!s.synced.has(device)) throw new StreamError(ErrorCodes.REPLICA_MISMATCH, `first checkpoint without a full sync of ${device.name} (the primary has no such device?)`, site);
       }
     }
+    const before = this.applyContext(b);
+    if (b.deviceModel !== undefined) {
+      this.loading = { s, b, item, before };
+      return [{ type: 'load-device-model', epoch, state: b.deviceModel.value }];
+    }
+    return this.finishCommit(s, b, item);
+  }
+
+  private finishCommit(s: StreamProgress, b: EpochBuffer, item: RecordItem): ReceiverAction[] {
+    const epoch = s.epochs + 1;
     const started = performance.now();
-    this.applyState(b);
     this.applyPages(b);
     const applyMs = performance.now() - started;
 
@@ -381,25 +428,17 @@ export class EpochReceiver {
   }
 
   /**
-   * vCPU/platform context and device model go first, pages last: the
-   * context and device-model blobs are what a replica may refuse, and a
-   * refusal before any page is written leaves the replica at its last epoch.
+   * The vCPU/platform context goes first, pages last: the context and the
+   * device model are what a replica may refuse, and a refusal before any
+   * page is written leaves the replica at its last epoch. Returns the
+   * context it replaced, for a refused device model to put back.
    */
-  private applyState(b: EpochBuffer): void {
-    let before: PlatformContext | undefined;
-    if (b.hvmContext !== undefined) {
-      const current = this.replica.platformContext();
-      before = current;
-      this.guard(b.hvmContext, 'libxc HVM_CONTEXT', () =>
-        this.replica.setPlatformContext({ tsc: b.tsc ?? current.tsc, hvmParams: b.params ?? current.hvmParams, hvmContext: b.hvmContext!.value }),
-      );
-    }
-    if (b.deviceModel !== undefined) {
-      const dm = b.deviceModel;
-      this.guard(dm, 'libxl EMULATOR_CONTEXT', () => this.replica.loadDeviceModelState(dm.value), () => {
-        if (before !== undefined) this.replica.setPlatformContext(before);
-      });
-    }
+  private applyContext(b: EpochBuffer): PlatformContext | undefined {
+    if (b.hvmContext === undefined) return undefined;
+    const current = this.replica.platformContext();
+    const ctx = b.hvmContext;
+    this.guard(ctx, 'libxc HVM_CONTEXT', () => this.replica.setPlatformContext({ tsc: b.tsc ?? current.tsc, hvmParams: b.params ?? current.hvmParams, hvmContext: ctx.value }));
+    return current;
   }
 
   private applyPages(b: EpochBuffer): void {
@@ -415,17 +454,11 @@ export class EpochReceiver {
     }
   }
 
-  /** Runs a replica call; a refusal becomes a StreamError on the record, after `rollback`. */
-  private guard(held: Held<Buffer>, name: string, apply: () => void, rollback?: () => void): void {
+  /** Runs a replica call; a refusal becomes a StreamError on the record. */
+  private guard(held: Held<Buffer>, name: string, apply: () => void): void {
     try {
       apply();
     } catch (err) {
-      try {
-        rollback?.();
-      } catch {
-        // Nothing left to trust about the replica's vCPU state.
-        this.committed = 0;
-      }
       const detail = err instanceof Error ? err.message : String(err);
       throw new StreamError(ErrorCodes.REPLICA_MISMATCH, `the replica refused it: ${detail}`, { offset: held.offset, record: name }, { cause: err });
     }

@@ -1,20 +1,20 @@
 /**
- * The secondary's listening side: one TCP connection from one primary at a
+ * The secondary's listening side: one connection from one primary at a
  * time; the forward direction is the checkpointed Xen stream, the reverse
  * direction carries back-channel acks. Decoding and applying live in
- * ReplicationSession / EpochReceiver; this file is the socket glue and the
- * policy around it (single primary, refusal, close, events, callbacks).
+ * ReplicationSession / EpochReceiver; this file is the connection glue and
+ * the policy around it (single primary, refusal, close, events).
  */
 import { EventEmitter } from 'node:events';
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { stateDigest, type DigestDisk } from '../domain/digest.js';
-import type { Domain, RestoreCallbacks, RestoreCheckpointResult } from '../domain/types.js';
+import type { Duplex } from 'node:stream';
+import type { ColoReplicaGuest, ReplicaGuest } from '../domain/binding.js';
 import { StreamError } from '../errors.js';
 import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/backchannel.js';
+import type { Transport, TransportListener } from '../transport/transport.js';
+import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaDevice, type ReplicaState } from './receiver.js';
 import { ReplicationSession } from './session.js';
-import { listen } from '../util/net.js';
 import { ColoControl } from '../stream/format.js';
 
 export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
@@ -24,11 +24,11 @@ export const DEFAULT_CLOSE_GRACE_MS = 2000;
 const MAX_UNREAD_ACK_BYTES = 1024 * 1024;
 
 export interface SecondaryServerOptions {
-  /** The domain the stream restores into; `ram` is read for digest(). */
-  replica: Domain & { readonly ram: Buffer };
-  host: string;
-  /** 0 picks an ephemeral port; start() returns it. */
-  port: number;
+  /** What the stream restores into, and its digest. */
+  replica: Pick<ReplicaGuest, 'domain' | 'digest'>;
+  transport: Transport;
+  /** Where to accept the primary; port 0 picks one, start() returns it. */
+  listen: Address;
   logger: Logger;
   /** Most stream bytes one buffered epoch may hold (default 256 MiB). */
   maxEpochBytes?: number;
@@ -36,24 +36,14 @@ export interface SecondaryServerOptions {
   maxRecordBytes?: number;
   /** How long a refused stream's socket may stay half-closed while its ack drains (default 2 s). */
   closeGraceMs?: number;
-  restoreCallbacks?: RestoreCallbacks;
   /** Replica devices beyond memory (e.g. the disks), restored with the epochs. */
   devices?: readonly ReplicaDevice[];
-  /** The replica's disks, read by digest(). */
-  disks?: readonly DigestDisk[];
   /** COLO: the replica runs as the secondary's guest between checkpoints (docs/colo.md). */
   colo?: ColoReplicaHooks;
 }
 
-/** What COLO needs of the secondary's running guest. */
-export interface ColoReplicaHooks {
-  /** Pause the guest for the announced checkpoint; the pages it wrote since it last resumed, ascending. */
-  suspend(): Uint32Array;
-  /** Stop the guest outside any checkpoint: a new stream is about to write the replica, or the stream ended in order. */
-  pause(): void;
-  /** The replica now holds checkpoint `epoch`: run the guest from it. */
-  resume(epoch: number): void;
-}
+/** What the server drives of COLO's running replica at each checkpoint. */
+export type ColoReplicaHooks = Pick<ColoReplicaGuest, 'suspend' | 'pause' | 'resume'>;
 
 export interface PrimaryGone {
   remote: string;
@@ -83,7 +73,7 @@ export interface SecondaryEvents {
 }
 
 interface Link {
-  socket: Socket;
+  socket: Duplex;
   remote: string;
   session: ReplicationSession;
   /** The stream is over on our side (END or refusal): later bytes are drained and dropped. */
@@ -98,7 +88,7 @@ interface Link {
 }
 
 export class SecondaryServer extends EventEmitter<SecondaryEvents> {
-  private server: Server | undefined;
+  private server: TransportListener | undefined;
   private receiver: EpochReceiver | undefined;
   /** The primary whose stream is in progress. */
   private link: Link | undefined;
@@ -130,22 +120,19 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     return this.sockets.size;
   }
 
-  /** stateDigest of the replica: equal to the primary's at the checkpoint the replica holds. */
+  /** The replica's digest: equal to the primary's at the checkpoint the replica holds. */
   digest(): string {
-    return stateDigest(this.options.replica, this.options.disks);
+    return this.options.replica.digest();
   }
 
-  async start(): Promise<AddressInfo> {
+  async start(): Promise<Address> {
     if (this.server !== undefined) throw new Error('secondary server already started');
     // Kept across stop()/start(): it knows which epoch the replica holds.
-    this.receiver ??= new EpochReceiver(this.options.replica, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES, devices: this.options.devices });
+    this.receiver ??= new EpochReceiver(this.options.replica.domain, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES, devices: this.options.devices });
     // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
-    const server = createServer({ allowHalfOpen: true }, (socket) => this.onConnection(socket));
-    await listen(server, this.options.port, this.options.host);
-    server.on('error', (err) => this.options.logger.error({ err }, 'secondary listener error'));
-    this.server = server;
-    const address = server.address() as AddressInfo;
-    this.options.logger.info({ address: address.address, port: address.port }, `secondary listening on ${address.address}:${address.port}`);
+    this.server = await this.options.transport.listen(this.options.listen, (socket, remote) => this.onConnection(socket, remote), { purpose: 'the primary', allowHalfOpen: true });
+    const address = this.server.address;
+    this.options.logger.info({ address: address.host, port: address.port }, `secondary listening on ${address.host}:${address.port}`);
     return address;
   }
 
@@ -155,7 +142,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     this.server = undefined;
     this.stopping = true;
     try {
-      const listening = server === undefined ? Promise.resolve() : new Promise<void>((resolve) => server.close(() => resolve()));
+      const listening = server === undefined ? Promise.resolve() : server.close();
       const open = [...this.sockets];
       for (const link of open) link.socket.destroy();
       await Promise.all(open.map((link) => link.closed));
@@ -165,8 +152,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     }
   }
 
-  private onConnection(socket: Socket): void {
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+  private onConnection(socket: Duplex, remote: string): void {
     const log = this.options.logger;
     if (this.link !== undefined || this.stopping || this.receiver === undefined) {
       const why = this.link !== undefined ? `the primary at ${this.link.remote} is active` : 'the secondary is stopping';
@@ -175,9 +161,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       this.notify('connection-refused', { remote });
       return;
     }
-    socket.setNoDelay(true); // an ack held back by Nagle is checkpoint latency on the primary
     const session = new ReplicationSession(this.receiver, {
-      replicaPages: this.options.replica.info.pages,
+      replicaPages: this.options.replica.domain.info.pages,
       maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
       colo: this.options.colo !== undefined,
     });
@@ -236,10 +221,12 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         const c = a.commit;
         if (c.epoch === 1) log.info({ remote, ...c }, `replica protected: consistent at epoch 1 of the stream from ${remote}`);
         else log.debug({ remote, ...c }, `epoch ${c.epoch} applied`);
-        this.callback('success');
         this.notify('epoch', c);
         return;
       }
+      case 'load-device-model':
+        this.loadDeviceModel(link, a.state);
+        return;
       case 'ack':
         this.sendAck(link, encodeBackRecord(a.ack));
         if (this.options.colo !== undefined && a.ack.status === AckStatus.APPLIED) this.coloResume(link, a.ack.epoch);
@@ -298,8 +285,28 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     }
   }
 
+  /** Stops reading the primary while the replica's device model takes the epoch's state, then goes on. */
+  private loadDeviceModel(link: Link, state: Buffer): void {
+    const act = (a: ReceiverAction): void => this.perform(link, a);
+    link.socket.pause();
+    const resume = (): void => {
+      // A finished stream still drains (its later bytes are dropped), so the peer sees its ack and closes.
+      if (!link.session.blocked) link.socket.resume();
+      this.syncState();
+    };
+    this.options.replica.domain.loadDeviceModel(state).then(
+      () => {
+        link.session.deviceModelLoaded(act);
+        resume();
+      },
+      (err: unknown) => {
+        link.session.deviceModelRefused(err, act);
+        resume();
+      },
+    );
+  }
+
   private fail(link: Link, failure: StreamFailure): void {
-    this.callback('error');
     this.notify('stream-failed', failure);
     this.closeGracefully(link);
   }
@@ -319,7 +326,6 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       if (this.link === link) this.link = undefined;
       link.tornEpoch = link.session.abort();
       this.options.logger.error({ remote: link.remote, lastEpoch: this.lastEpoch }, `primary ${link.remote} is not reading its acks; dropping the connection`);
-      this.callback('error');
       socket.destroy();
       return;
     }
@@ -337,7 +343,6 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         this.options.logger.info({ remote, tornEpoch: link.tornEpoch }, `secondary stopping: dropped the stream from ${remote}, epoch ${link.tornEpoch} discarded`);
       } else {
         link.peerGone = true;
-        this.callback('error');
       }
     }
     if (link.peerGone && !this.stopping) {
@@ -357,14 +362,6 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     if (state === this.reportedState) return;
     this.reportedState = state;
     this.notify('state', state);
-  }
-
-  private callback(result: RestoreCheckpointResult): void {
-    try {
-      this.options.restoreCallbacks?.checkpoint(result);
-    } catch (err) {
-      this.options.logger.error({ err, result }, 'restore checkpoint callback threw');
-    }
   }
 
   /** Observers must not be able to break replication: a throwing listener is logged, not propagated. */

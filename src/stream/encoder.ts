@@ -75,6 +75,18 @@ export class StreamEncoder {
     return this.emit(frameRecord(code, body));
   }
 
+  /** libxc's bytes, written by libxc itself, passed on as they are (libxl framing; see StreamLayout.libxcOpaque). */
+  libxcBytes(chunks: readonly Buffer[]): readonly Buffer[] {
+    this.layout.libxcOpaque({ offset: this.written });
+    this.written += byteLength(chunks);
+    return chunks;
+  }
+
+  /** The libxc layer passed on with libxcBytes() handed the stream back: at its CHECKPOINT, or at its END. */
+  libxcHandBack(kind: 'checkpoint' | 'end'): void {
+    this.layout.libxcHandBack(kind, { offset: this.written });
+  }
+
   private emit(chunks: Buffer[]): Buffer[] {
     this.written += byteLength(chunks);
     return chunks;

@@ -124,6 +124,32 @@ export class StreamLayout {
     else this.libxcRecord(code, name, site);
   }
 
+  /**
+   * A writer that passes on a libxc layer it did not encode (libxc wrote
+   * it): libxc's bytes are due now. Their own layout is libxc's business.
+   */
+  libxcOpaque(site: Site): void {
+    if (this.framing !== 'libxl' || this.layer !== 'libxc' || this.phase === 'done' || this.phase === 'libxl-header') {
+      this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, `a ${this.layer} record is due here`, 'libxc data', site);
+    }
+  }
+
+  /**
+   * The opaque libxc layer handed the stream back to libxl: after its
+   * CHECKPOINT record ('checkpoint') or its END ('end').
+   */
+  libxcHandBack(kind: 'checkpoint' | 'end', site: Site): void {
+    this.libxcOpaque(site);
+    this.phase = 'record';
+    if (kind === 'checkpoint') {
+      this.checkpoints++;
+      this.inCheckpoint = true;
+    } else {
+      this.libxcEnded = true;
+    }
+    this.layer = 'libxl';
+  }
+
   private libxlRecord(code: number, name: string, site: Site): void {
     if (this.awaitingNew) {
       if (code === LibxlType.END) {

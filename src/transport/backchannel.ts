@@ -35,12 +35,12 @@ export const MAX_ACK_REASON = 256;
 /** Largest back-channel record accepted: a dirty-pfn list for a 4 GiB guest. */
 export const MAX_BACK_RECORD = 8 * 1024 * 1024;
 
-export type BackRecord =
+export type BackChannelRecord =
   | { type: 'ACK'; epoch: number; status: AckStatusCode; reason: string }
   | { type: 'CHECKPOINT_STATE'; controlId: number }
   | { type: 'CHECKPOINT_DIRTY_PFN_LIST'; pfns: Uint32Array };
 
-export function encodeBackRecord(rec: BackRecord): Buffer {
+export function encodeBackRecord(rec: BackChannelRecord): Buffer {
   switch (rec.type) {
     case 'ACK': {
       const reason = Buffer.from(rec.reason.slice(0, MAX_ACK_REASON), 'utf8').subarray(0, MAX_ACK_REASON);
@@ -75,10 +75,10 @@ export class BackChannelDecoder {
   private offset = 0;
   private failure: StreamError | undefined;
 
-  push(chunk: Buffer): BackRecord[] {
+  push(chunk: Buffer): BackChannelRecord[] {
     if (this.failure) throw new StreamError(ErrorCodes.STREAM_FAILED, `back-channel decoder stopped: ${this.failure.message}`, { offset: this.failure.offset }, { cause: this.failure });
     this.queue.push(chunk);
-    const out: BackRecord[] = [];
+    const out: BackChannelRecord[] = [];
     try {
       while (this.queue.length >= RECORD_HEADER_SIZE) {
         const head = this.queue.peek(RECORD_HEADER_SIZE);
@@ -105,7 +105,7 @@ export class BackChannelDecoder {
   }
 }
 
-function parseBack(type: number, body: Buffer, at: number, name: string): BackRecord {
+function parseBack(type: number, body: Buffer, at: number, name: string): BackChannelRecord {
   switch (type) {
     case BackType.TANDEM_ACK: {
       if (body.length < 16) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected at least 16`, at, name);

@@ -1,76 +1,62 @@
 /**
  * The primary's end of the replication connection: the forward direction
  * carries the migration stream (written with corking and backpressure), the
- * reverse direction the back-channel records, decoded as they arrive.
+ * reverse direction the back-channel records, decoded as they arrive. It is
+ * the CheckpointTarget of a protection session: a checkpoint is held once
+ * the secondary acks it applied.
  */
-import { connect, type Socket } from 'node:net';
-import { TandemError, ErrorCodes } from '../errors.js';
-import { BackChannelDecoder, type BackRecord } from './backchannel.js';
-
-export class LinkError extends TandemError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(ErrorCodes.LINK_FAILED, message, options);
-  }
-
-  override get name(): string {
-    return 'LinkError';
-  }
-}
+import type { Duplex } from 'node:stream';
+import { CheckpointError, CheckpointErrorCodes, EpochRefusedError } from '../checkpoint/errors.js';
+import type { CheckpointTarget } from '../checkpoint/session.js';
+import type { ColoBackChannel } from '../checkpoint/strategies.js';
+import { formatAddress, type Address } from '../util/address.js';
+import { AckStatus, BackChannelDecoder, type BackChannelRecord } from './backchannel.js';
+import { TransportError, TransportErrorCodes } from './errors.js';
+import type { Transport } from './transport.js';
 
 export interface LinkOptions {
-  host: string;
-  port: number;
+  transport: Transport;
+  secondary: Address;
   connectTimeoutMs: number;
-  /** Bytes queued in the socket before write() waits for 'drain' (default 8 MiB). */
+  /** How long an epoch may wait for its ack (and a COLO handshake record for its turn). */
+  ackTimeoutMs: number;
+  /** Bytes queued in the connection before write() waits for 'drain' (default 8 MiB). */
   maxBufferedBytes?: number;
 }
 
-type AckRecord = Extract<BackRecord, { type: 'ACK' }>;
-type HandshakeType = Exclude<BackRecord['type'], 'ACK'>;
-type Handshake<T extends HandshakeType> = Extract<BackRecord, { type: T }>;
+type AckRecord = Extract<BackChannelRecord, { type: 'ACK' }>;
+type HandshakeType = Exclude<BackChannelRecord['type'], 'ACK'>;
+type Handshake<T extends HandshakeType> = Extract<BackChannelRecord, { type: T }>;
 
 /** COLO handshake records waiting to be taken; a secondary that sends more is misbehaving. */
 const MAX_BACKLOG = 64;
+const DEFAULT_MAX_BUFFERED = 8 * 1024 * 1024;
 
-export class ReplicationLink {
-  private socket: Socket | undefined;
+const linkError = (message: string, cause?: unknown): TransportError =>
+  new TransportError(TransportErrorCodes.LINK_FAILED, message, cause === undefined ? undefined : { cause });
+
+export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
+  private socket: Duplex | undefined;
   private readonly decoder = new BackChannelDecoder();
   private readonly acks = new Map<number, { resolve: (a: AckRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private closedWith: Error | undefined;
   private lastWrite: Promise<void> = Promise.resolve();
   /** Back-channel records other than acks (COLO handshakes), in arrival order, until taken with nextRecord(). */
-  private readonly backlog: BackRecord[] = [];
-  private recordWaiter: { type: HandshakeType; resolve: (r: BackRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
+  private readonly backlog: BackChannelRecord[] = [];
+  private recordWaiter: { type: HandshakeType; resolve: (r: BackChannelRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
   /** Called once when the link fails or closes. */
   onClose: (err: Error) => void = () => {};
 
-  private readonly options: Required<LinkOptions>;
-
-  constructor(options: LinkOptions) {
-    this.options = { maxBufferedBytes: 8 * 1024 * 1024, ...options };
-  }
+  constructor(private readonly options: LinkOptions) {}
 
   async start(): Promise<void> {
-    const { host, port, connectTimeoutMs } = this.options;
-    const socket = connect({ host, port, noDelay: true });
+    const { transport, secondary, connectTimeoutMs } = this.options;
+    const socket = await transport.connect(secondary, { timeoutMs: connectTimeoutMs, peer: 'the secondary' });
     this.socket = socket;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new LinkError(`connecting to the secondary at ${host}:${port} timed out after ${connectTimeoutMs} ms`));
-      }, connectTimeoutMs);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(new LinkError(`cannot connect to the secondary at ${host}:${port}: ${err.message}`, { cause: err }));
-      });
-    });
+    const where = formatAddress(secondary);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new LinkError(`replication link to ${host}:${port} failed: ${err.message}`, { cause: err })));
-    socket.on('close', () => this.fail(new LinkError(`replication link to ${host}:${port} closed by the secondary`)));
+    socket.on('error', (err) => this.fail(linkError(`replication link to ${where} failed: ${err.message}`, err)));
+    socket.on('close', () => this.fail(linkError(`replication link to ${where} closed by the secondary`)));
   }
 
   /**
@@ -80,14 +66,14 @@ export class ReplicationLink {
    */
   async write(chunks: readonly Buffer[]): Promise<void> {
     const s = this.socket;
-    if (this.closedWith || s === undefined) throw this.closedWith ?? new LinkError('replication link is not open');
+    if (this.closedWith || s === undefined) throw this.closedWith ?? linkError('replication link is not open');
     s.cork();
     for (let i = 0; i < chunks.length - 1; i++) s.write(chunks[i]);
     if (chunks.length > 0) {
       this.lastWrite = new Promise<void>((resolve) => s.write(chunks[chunks.length - 1], () => resolve()));
     }
     s.uncork();
-    if (s.writableLength > this.options.maxBufferedBytes) await this.drained(s);
+    if (s.writableLength > (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED)) await this.drained(s);
   }
 
   /**
@@ -99,7 +85,7 @@ export class ReplicationLink {
     await this.lastWrite;
   }
 
-  private drained(s: Socket): Promise<void> {
+  private drained(s: Duplex): Promise<void> {
     return new Promise((resolve, reject) => {
       const onDrain = (): void => {
         s.off('close', onClose);
@@ -107,11 +93,19 @@ export class ReplicationLink {
       };
       const onClose = (): void => {
         s.off('drain', onDrain);
-        reject(this.closedWith ?? new LinkError('replication link closed while sending'));
+        reject(this.closedWith ?? linkError('replication link closed while sending'));
       };
       s.once('drain', onDrain);
       s.once('close', onClose);
     });
+  }
+
+  /** Resolves once the secondary acks that it applied `epoch`; anything else ends the session. */
+  async held(epoch: number): Promise<void> {
+    const ack = await this.waitAck(epoch, this.options.ackTimeoutMs);
+    if (ack.status !== AckStatus.APPLIED) {
+      throw new EpochRefusedError(`the secondary refused epoch ${epoch}: ${ack.reason || `status ${ack.status}`}`, epoch, ack.status);
+    }
   }
 
   /** Waits for the secondary's ack of `epoch`. */
@@ -120,7 +114,7 @@ export class ReplicationLink {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.acks.delete(epoch);
-        reject(new LinkError(`no ack for epoch ${epoch} within ${timeoutMs} ms`));
+        reject(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, `no ack for epoch ${epoch} within ${timeoutMs} ms`));
       }, timeoutMs);
       this.acks.set(epoch, { resolve, reject, timer });
     });
@@ -135,13 +129,13 @@ export class ReplicationLink {
     const i = this.backlog.findIndex((r) => r.type === type);
     if (i !== -1) return Promise.resolve(this.backlog.splice(i, 1)[0] as Handshake<T>);
     if (this.closedWith) return Promise.reject(this.closedWith);
-    if (this.recordWaiter !== undefined) return Promise.reject(new Error('one nextRecord() at a time'));
+    if (this.recordWaiter !== undefined) return Promise.reject(new CheckpointError(CheckpointErrorCodes.SESSION_STATE, 'one nextRecord() at a time'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.recordWaiter = undefined;
-        reject(new LinkError(`no ${type} from the secondary within ${timeoutMs} ms`));
+        reject(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, `no ${type} from the secondary within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.recordWaiter = { type, resolve: resolve as (r: BackRecord) => void, reject, timer };
+      this.recordWaiter = { type, resolve: resolve as (r: BackChannelRecord) => void, reject, timer };
     });
   }
 
@@ -161,11 +155,11 @@ export class ReplicationLink {
   }
 
   private onData(chunk: Buffer): void {
-    let records: BackRecord[];
+    let records: BackChannelRecord[];
     try {
       records = this.decoder.push(chunk);
     } catch (err) {
-      this.fail(new LinkError('malformed back-channel from the secondary', { cause: err }));
+      this.fail(linkError(`malformed back-channel from the secondary: ${err instanceof Error ? err.message : String(err)}`, err));
       this.socket?.destroy();
       return;
     }
@@ -177,7 +171,7 @@ export class ReplicationLink {
           clearTimeout(w.timer);
           w.resolve(rec);
         } else if (this.backlog.length >= MAX_BACKLOG) {
-          this.fail(new LinkError(`the secondary sent more than ${MAX_BACKLOG} handshake records nobody asked for`));
+          this.fail(linkError(`the secondary sent more than ${MAX_BACKLOG} handshake records nobody asked for`));
           this.socket?.destroy();
           return;
         } else {

@@ -18,7 +18,7 @@ import { ColoFront } from '../../src/front/colo-front.js';
 import { KvCommands } from '../../src/guest/commands.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { GuestNetStack } from '../../src/guest/net/stack.js';
-import { decodeSegment, ipv4, type Endpoint } from '../../src/guest/net/wire.js';
+import { decodeSegment, ipv4, type Endpoint } from '../../src/net/wire.js';
 import { until } from '../helpers/wait.js';
 import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
 

@@ -5,9 +5,13 @@
 import { closeSync, openSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { saveDomain } from '../../checkpoint/save.js';
-import { MAX_SIM_PAGES, SimDomain } from '../../domain/sim.js';
-import { SimWorkload } from '../../domain/sim-workload.js';
+import { DISK_BLOCK_SIZE } from '../../disk/record.js';
+import { SimBinding } from '../../domain/sim/binding.js';
+import { MAX_SIM_PAGES } from '../../domain/sim/domain.js';
+import { SimWorkload } from '../../domain/sim/workload.js';
+import type { ProtectedDomain } from '../../domain/types.js';
 import { writeAllSync } from '../../util/file-sink.js';
+import { createLogger } from '../../util/logger.js';
 import { UsageError } from '../errors.js';
 
 export const MAX_CHECKPOINTS = 1_000_000;
@@ -44,17 +48,17 @@ export function saveCommand(yargs: Argv): Argv {
           if (a.out === '') throw new UsageError('--out must name a file');
           return true;
         }),
-    (args) => {
-      const domain = new SimDomain({ pages: args.pages });
-      const guest = new SimWorkload(domain);
-      guest.boot();
+    async (args) => {
+      // The guest's disk is not part of a saved stream: the smallest one will do.
+      const guest = new SimBinding({ pages: args.pages, vcpus: 1, diskBytes: DISK_BLOCK_SIZE }).primary(createLogger('silent'));
+      const workload = new SimWorkload(guest.sim);
+      workload.boot();
       const fd = openSync(args.out, 'w');
       try {
-        const summary = saveDomain(
-          domain,
+        const summary = await saveDomain(
+          args.checkpoints === 0 ? guest.domain : runningUntilSuspend(guest.domain, () => workload.run(Math.max(16, args.pages >>> 6))),
           { framing: args.format ?? 'libxl', version: args['stream-version'] as 2 | 3, checkpoints: args.checkpoints },
           (chunks) => writeAllSync(fd, chunks),
-          () => guest.run(Math.max(16, args.pages >>> 6)),
         );
         const kind = args.checkpoints === 0 ? 'plain' : `${args.checkpoints} checkpoints`;
         process.stdout.write(`wrote ${args.out}: ${summary.bytes} bytes, ${kind}, ${args.pages} pages\n`);
@@ -63,4 +67,18 @@ export function saveCommand(yargs: Argv): Argv {
       }
     },
   );
+}
+
+/** The synthetic guest runs (one step of its workload) each time before it is suspended: between checkpoints, as a guest would. */
+function runningUntilSuspend(domain: ProtectedDomain, step: () => void): ProtectedDomain {
+  return {
+    info: domain.info,
+    saver: domain.saver,
+    suspend: () => {
+      step();
+      return domain.suspend();
+    },
+    resume: () => domain.resume(),
+    saveDeviceModel: () => domain.saveDeviceModel(),
+  };
 }

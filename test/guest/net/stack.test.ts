@@ -10,7 +10,7 @@ import { SimDomain } from '../../../src/domain/sim.js';
 import { KvCommands } from '../../../src/guest/commands.js';
 import { KvStore } from '../../../src/guest/kv-store.js';
 import { GuestNetStack, netStackBytes } from '../../../src/guest/net/stack.js';
-import { MSS, Tcp, checksumsValid, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint, type Segment } from '../../../src/guest/net/wire.js';
+import { MSS, Tcp, checksumsValid, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint, type Segment } from '../../../src/net/wire.js';
 import { Comparator } from '../../../proxy/compare.js';
 import { T0_US } from '../helpers.js';
 

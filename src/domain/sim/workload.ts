@@ -3,9 +3,9 @@
  * writes to pseudo-random pages and advances vCPU registers, from a seed, so
  * a run is repeatable.
  */
-import { PAGE_SIZE } from '../stream/format.js';
-import { xorshift32 } from '../util/xorshift.js';
-import type { SimDomain } from './sim.js';
+import { PAGE_SIZE } from '../../stream/format.js';
+import { xorshift32 } from '../../util/xorshift.js';
+import type { SimDomain } from './domain.js';
 
 export class SimWorkload {
   private readonly next: () => number;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FRAME_HEADERS, MSS, Tcp, WireError, checksumsValid, decodeSegment, encodeSegment, ipv4, ipv4Text, seqAdd } from '../../../src/guest/net/wire.js';
+import { FRAME_HEADERS, MSS, Tcp, WireError, checksumsValid, decodeSegment, encodeSegment, ipv4, ipv4Text, seqAdd } from '../../src/net/wire.js';
 
 const client = { mac: Buffer.from('525400abcdef', 'hex'), ip: ipv4('10.0.0.2'), port: 40000 };
 const guest = { mac: Buffer.from('525400123456', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };

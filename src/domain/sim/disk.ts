@@ -7,9 +7,10 @@
  * installBlocks(), which is not a guest write and so is not tracked.
  */
 import { createHash } from 'node:crypto';
-import { IndexSet } from '../domain/index-set.js';
+import type { BlockDevice } from '../../disk/block-device.js';
+import { DISK_BLOCK_SIZE } from '../../disk/record.js';
+import { IndexSet } from '../index-set.js';
 
-export const DISK_BLOCK_SIZE = 4096;
 /** Largest sim disk: block indexes stay well inside a u32 and the Buffer inside one allocation. */
 export const MAX_DISK_BYTES = 1024 * 1024 * 1024;
 
@@ -20,7 +21,7 @@ export interface SimDiskOptions {
   domain: { readonly paused: boolean };
 }
 
-export class SimDisk {
+export class SimDisk implements BlockDevice {
   readonly capacityBytes: number;
   readonly blocks: number;
   private readonly data: Buffer;
@@ -170,9 +171,14 @@ export class SimDisk {
     }
   }
 
-  /** SHA-256 of the disk's contents. */
+  /** SHA-256 of the disk's contents (the base: a running COLO guest's overlay left out). */
   digest(): string {
     return createHash('sha256').update(this.data).digest('hex');
+  }
+
+  /** A view of the whole base (checkpointed) contents, without the overlay. */
+  base(): Buffer {
+    return this.data;
   }
 
   private check(offset: number, length: number, what: string): void {

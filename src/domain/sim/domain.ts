@@ -5,10 +5,10 @@
  * the guest: guest code runs only through run(), which holds tasks while the
  * domain is paused, and a guest write while paused is refused.
  */
-import { DomainType, EmulatorId, PAGE_SIZE } from '../stream/format.js';
-import type { CpuidLeaf, HvmParam, MsrEntry } from '../stream/records.js';
-import { IndexSet } from './index-set.js';
-import type { Domain, DomainInfo, PlatformContext } from './types.js';
+import { DomainType, EmulatorId, PAGE_SIZE } from '../../stream/format.js';
+import type { CpuidLeaf, HvmParam, MsrEntry } from '../../stream/records.js';
+import { IndexSet } from '../index-set.js';
+import type { DomainInfo, PageDomain, PlatformContext } from '../types.js';
 
 export const MAX_SIM_PAGES = (4 * 1024 * 1024 * 1024) / PAGE_SIZE; // 4 GiB
 
@@ -43,7 +43,7 @@ export interface SimDomainOptions {
   onFault?: (err: unknown) => void;
 }
 
-export class SimDomain implements Domain {
+export class SimDomain implements PageDomain {
   readonly info: DomainInfo;
   readonly ram: Buffer;
   /** PFNs dirtied since the last read (O(dirty) reads, whatever the RAM size). */
@@ -188,12 +188,6 @@ export class SimDomain implements Domain {
       if (!(pfn >= 0 && pfn < pages)) throw new RangeError(`pfn ${pfn} outside guest RAM`);
       ram.copy(dest, i * PAGE_SIZE, pfn * PAGE_SIZE, pfn * PAGE_SIZE + PAGE_SIZE);
     }
-  }
-
-  writePage(pfn: number, data: Buffer): void {
-    if (!(Number.isInteger(pfn) && pfn >= 0 && pfn < this.info.pages)) throw new RangeError(`pfn ${pfn} outside guest RAM`);
-    if (data.length !== PAGE_SIZE) throw new RangeError(`a page is ${PAGE_SIZE} bytes, got ${data.length}`);
-    data.copy(this.ram, pfn * PAGE_SIZE);
   }
 
   writePages(pfns: ArrayLike<number>, pages: readonly Buffer[]): void {

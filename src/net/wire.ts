@@ -1,8 +1,7 @@
 /**
- * The sim network's wire format: Ethernet II frames carrying IPv4 TCP
- * segments (and ARP), as the guests' virtual NICs and the front exchange
- * them. Encoding writes one buffer with correct IPv4 and TCP checksums;
- * decoding checks every length against the bytes present and returns
+ * The wire format between a guest's virtual NIC and the COLO front:
+ * Ethernet II frames carrying IPv4 TCP segments (and ARP). Encoding writes
+ * one buffer with correct IPv4 and TCP checksums; decoding checks every length against the bytes present and returns
  * views (no copies). This is the endpoint's view of a frame (addresses,
  * ports, sequence numbers); the COLO comparator has its own decoder
  * (proxy/packet.ts), which handles every kind of frame a real guest sends.

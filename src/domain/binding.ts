@@ -1,0 +1,112 @@
+/**
+ * A binding: everything Tandem needs of one type of domain, on either host,
+ * and nothing else. The factory in bindings.ts picks one by the
+ * configuration's `domain.type`; the rest of Tandem sees only these
+ * interfaces, so a new type of domain is a new binding, not edits across
+ * the tree.
+ *
+ * - On the primary, a PrimaryGuest: the domain the engine checkpoints
+ *   (ProtectedDomain, with its libxc saver), its block devices, and how
+ *   clients reach the guest's service (over TCP for the Remus front, or
+ *   through a virtual NIC for the COLO front).
+ * - On the secondary, a ReplicaGuest: what the stream restores into, its
+ *   block devices, COLO's running replica, and the promotion that resumes
+ *   the guest and serves it when the primary is gone.
+ */
+import type { AddressInfo } from 'node:net';
+import type { BlockDevice } from '../disk/block-device.js';
+import type { Endpoint } from '../net/wire.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+import type { DomainInfo, ProtectedDomain, ReplicaDomain } from './types.js';
+
+export interface DomainBinding {
+  /** The configuration's `domain.type`. */
+  readonly type: string;
+  readonly info: DomainInfo;
+  /** The guest this host runs and protects. */
+  primary(logger: Logger): PrimaryGuest;
+  /** The replica this host keeps; paused until a promotion (or, in COLO, a checkpoint) runs it. */
+  replica(logger: Logger): ReplicaGuest;
+}
+
+/** The guest's virtual NIC (COLO): frames in; its output goes to the `transmit` given at attach. */
+export interface GuestNic {
+  /** The guest's address on its network: where the front sends clients' frames. */
+  readonly endpoint: Endpoint;
+  receive(frame: Buffer): void;
+}
+
+/** For benchmarks and tests: a guest that can be made to write chosen pages. */
+export interface SyntheticLoad {
+  /** Writes one word in each page of `pfns`, as guest code would (dirty-logged). */
+  touch(pfns: Uint32Array, value: number): void;
+}
+
+export interface PrimaryGuest {
+  readonly domain: ProtectedDomain;
+  /** The guest's disks, in the order the stream numbers them. */
+  readonly disks: readonly BlockDevice[];
+  /**
+   * Starts the guest's service reachable over TCP (Remus, or unprotected)
+   * and resolves with its address, for the service front to forward to.
+   */
+  serveTcp(): Promise<Address>;
+  /**
+   * Starts the guest's service behind a virtual NIC (COLO): client frames
+   * go in through the returned NIC, the guest's frames come out through
+   * `transmit`. Absent where the domain has no NIC Tandem can drive.
+   */
+  attachNic?(transmit: (frame: Buffer) => void): GuestNic;
+  /** A digest of the checkpointed state (memory, vCPUs, device model, disks); equal on the replica at the same checkpoint. */
+  digest(): string;
+  synthetic?: SyntheticLoad;
+  stop(): Promise<void>;
+}
+
+/** COLO: the replica's guest running between checkpoints. */
+export interface ColoReplicaGuest {
+  /** A client frame the primary mirrored, for the guest's NIC (dropped until a checkpoint gives it a guest). */
+  deliver(frame: Buffer): void;
+  /** Stops the guest for an announced checkpoint; the pages it wrote since it last resumed, ascending. */
+  suspend(): Uint32Array;
+  /** Stops the guest outside any checkpoint (a new stream is about to write the replica, or the stream ended). */
+  pause(): void;
+  /** The replica holds checkpoint `epoch`: run the guest from it. */
+  resume(epoch: number): void;
+  /** Failover: the guest goes on from its own run (its disk writes since the checkpoint become real). */
+  takeOver(): void;
+}
+
+/** The guest's own check that its persistent state (disk) and its memory agree at the checkpoint. */
+export interface PersistenceCheck {
+  consistent: boolean;
+  keys: number;
+  fileBytes: number;
+  /** The first difference found, when not consistent. */
+  detail?: string;
+}
+
+export interface PromoteOptions {
+  /** Where to serve the guest's service. */
+  service: Address;
+  /** Check the guest's persistent state against its memory before serving (slow: for verification runs). */
+  verifyPersistence?: boolean;
+}
+
+export interface PromotedGuest {
+  service: AddressInfo;
+  persistence?: PersistenceCheck;
+}
+
+export interface ReplicaGuest {
+  readonly domain: ReplicaDomain;
+  /** The replica's disks, in the order the stream numbers them. */
+  readonly disks: readonly BlockDevice[];
+  digest(): string;
+  /** COLO: the replica runs the guest between checkpoints; its frames go out through `transmit`. */
+  runColo?(transmit: (frame: Buffer) => void): ColoReplicaGuest;
+  /** Resumes the guest from the replica (which holds a complete checkpoint) and serves it. */
+  promote(options: PromoteOptions): Promise<PromotedGuest>;
+  stop(): Promise<void>;
+}

@@ -1,0 +1,177 @@
+/**
+ * The `sim` binding: a simulated HVM-shaped domain in this process, running
+ * the guest's Redis-protocol service from its RAM, with one virtual disk
+ * holding the service's append-only file. Tandem writes its libxc layer
+ * itself (PageSaver), as it can read the guest's pages directly.
+ */
+import type { AddressInfo } from 'node:net';
+import { checkPersistence, installGuest, GUEST_ENDPOINT, resumeGuest } from '../../guest/machine.js';
+import { KvServer } from '../../guest/server.js';
+import { DomainType, EmulatorId, PAGE_SIZE } from '../../stream/format.js';
+import type { Address } from '../../util/address.js';
+import type { Logger } from '../../util/logger.js';
+import type { ColoReplicaGuest, DomainBinding, GuestNic, PrimaryGuest, PromotedGuest, PromoteOptions, ReplicaGuest, SyntheticLoad } from '../binding.js';
+import { PageSaver } from '../page-saver.js';
+import type { DeviceModelState, DomainInfo, ProtectedDomain, ReplicaDomain } from '../types.js';
+import { SimColoGuest } from './colo-guest.js';
+import { stateDigest } from './digest.js';
+import { SimDisk } from './disk.js';
+import { SimDomain } from './domain.js';
+
+export interface SimBindingOptions {
+  /** Guest RAM in 4 KiB pages. */
+  pages: number;
+  vcpus: number;
+  /** The guest's disk, bytes (a multiple of the disk block size). */
+  diskBytes: number;
+  /** Pages per flush in the pre-copy's live rounds. */
+  liveBatchPages?: number;
+  /** The guests' clock (TIME), µs since the Unix epoch (tests skew it). */
+  guestClock?: () => number;
+  /** The replica's guest clock, when it should differ from the primary's (tests). */
+  replicaGuestClock?: () => number;
+}
+
+/** The sim domain as the engine drives it: suspend is a pause, the device model a blob. */
+class SimProtectedDomain implements ProtectedDomain {
+  readonly info: DomainInfo;
+  readonly saver: PageSaver;
+
+  constructor(
+    private readonly sim: SimDomain,
+    liveBatchPages: number | undefined,
+  ) {
+    this.info = sim.info;
+    this.saver = new PageSaver(sim, { liveBatchPages });
+  }
+
+  suspend(): Promise<void> {
+    this.sim.pause();
+    return Promise.resolve();
+  }
+
+  resume(): Promise<void> {
+    this.sim.unpause();
+    return Promise.resolve();
+  }
+
+  saveDeviceModel(): Promise<DeviceModelState> {
+    return Promise.resolve({ data: this.sim.deviceModelState(), xenstore: this.sim.deviceModelXenstore() });
+  }
+}
+
+export class SimPrimaryGuest implements PrimaryGuest {
+  readonly sim: SimDomain;
+  readonly disk: SimDisk;
+  readonly domain: ProtectedDomain;
+  readonly disks: readonly SimDisk[];
+  private server: KvServer | undefined;
+
+  constructor(
+    private readonly options: SimBindingOptions,
+    private readonly logger: Logger,
+  ) {
+    this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
+    this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
+    this.domain = new SimProtectedDomain(this.sim, options.liveBatchPages);
+    this.disks = [this.disk];
+  }
+
+  /** The guest's RESP server on an internal loopback port. */
+  async serveTcp(): Promise<Address> {
+    const { store, aof } = installGuest(this.sim, this.disk);
+    this.server = new KvServer({ domain: this.sim, store, persistence: aof, host: '127.0.0.1', port: 0, logger: this.logger, clock: this.options.guestClock });
+    const bound = await this.server.start();
+    return { host: '127.0.0.1', port: bound.port };
+  }
+
+  attachNic(transmit: (frame: Buffer) => void): GuestNic {
+    const { net } = installGuest(this.sim, this.disk, { nic: { transmit, clock: this.options.guestClock } });
+    return { endpoint: GUEST_ENDPOINT, receive: (frame) => this.sim.run(() => net!.receive(frame)) };
+  }
+
+  digest(): string {
+    return stateDigest(this.sim, this.disks);
+  }
+
+  readonly synthetic: SyntheticLoad = {
+    touch: (pfns, value) => {
+      for (let i = 0; i < pfns.length; i++) this.sim.writeU32(pfns[i] * PAGE_SIZE + ((i * 8) % PAGE_SIZE), value + i);
+    },
+  };
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    this.server = undefined;
+  }
+}
+
+export class SimReplicaGuest implements ReplicaGuest {
+  readonly sim: SimDomain;
+  readonly disk: SimDisk;
+  readonly domain: ReplicaDomain;
+  readonly disks: readonly SimDisk[];
+  private server: KvServer | undefined;
+
+  constructor(
+    private readonly options: SimBindingOptions,
+    private readonly logger: Logger,
+  ) {
+    this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
+    // The replica never runs while it is a secondary (COLO runs it from each checkpoint).
+    this.sim.pause();
+    this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
+    this.disks = [this.disk];
+    const sim = this.sim;
+    this.domain = {
+      info: sim.info,
+      writePages: (pfns, pages) => sim.writePages(pfns, pages),
+      platformContext: () => sim.platformContext(),
+      setPlatformContext: (ctx) => sim.setPlatformContext(ctx),
+      loadDeviceModel: (state) => {
+        // Checked whole before anything changes: a refusal leaves the previous state.
+        sim.loadDeviceModelState(state);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  digest(): string {
+    return stateDigest(this.sim, this.disks);
+  }
+
+  runColo(transmit: (frame: Buffer) => void): ColoReplicaGuest {
+    return new SimColoGuest({ replica: this.sim, disk: this.disk, transmit, clock: this.options.replicaGuestClock ?? this.options.guestClock });
+  }
+
+  async promote(options: PromoteOptions): Promise<PromotedGuest> {
+    const { store, aof } = resumeGuest(this.sim, this.disk);
+    const persistence = options.verifyPersistence === true && aof !== undefined ? checkPersistence(store, aof, Date.now()) : undefined;
+    this.sim.unpause();
+    this.server = new KvServer({ domain: this.sim, store, persistence: aof, host: options.service.host, port: options.service.port, logger: this.logger, clock: this.options.guestClock });
+    const service: AddressInfo = await this.server.start();
+    return persistence === undefined ? { service } : { service, persistence };
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    this.server = undefined;
+  }
+}
+
+export class SimBinding implements DomainBinding {
+  readonly type = 'sim';
+  readonly info: DomainInfo;
+
+  constructor(private readonly options: SimBindingOptions) {
+    this.info = { type: DomainType.X86_HVM, pages: options.pages, vcpus: options.vcpus, emulatorId: EmulatorId.QEMU_UPSTREAM };
+  }
+
+  primary(logger: Logger): SimPrimaryGuest {
+    return new SimPrimaryGuest(this.options, logger);
+  }
+
+  replica(logger: Logger): SimReplicaGuest {
+    return new SimReplicaGuest(this.options, logger);
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * When the secondary takes over: only when both signs agree that the
+ * primary is gone. Heartbeats silent for the timeout alone are not enough
+ * while the replication stream is still open (the heartbeat path may be
+ * the only broken one, and the primary then still commits epochs here);
+ * the stream's end alone is not enough either (a reset link is not a dead
+ * primary). Whichever sign comes second triggers the promotion.
+ */
+import type { Logger } from '../util/logger.js';
+import type { PeerState } from '../heartbeat/detector.js';
+
+export interface FailoverSigns {
+  /** The failure detector's verdict on the primary. */
+  peer: PeerState;
+  /** A primary's replication stream is open. */
+  streamOpen: boolean;
+  /** A promotion already happened (or is under way). */
+  promoted: boolean;
+}
+
+export type FailoverVerdict = 'promote' | 'wait-for-stream' | 'stay';
+
+export function failoverVerdict(signs: FailoverSigns): FailoverVerdict {
+  if (signs.promoted || signs.peer !== 'dead') return 'stay';
+  return signs.streamOpen ? 'wait-for-stream' : 'promote';
+}
+
+/** The parts of the secondary the rule watches and drives. */
+export interface FailoverParts {
+  heartbeat: {
+    readonly peerState: PeerState;
+    on(event: 'peer', fn: () => void): unknown;
+    off(event: 'peer', fn: () => void): unknown;
+    /** Takes the next generation (this node becomes the primary) and returns it. */
+    promote(): number;
+  };
+  server: {
+    /** The remote address of the primary streaming now, if any. */
+    readonly primary: string | undefined;
+    on(event: 'primary-gone', fn: () => void): unknown;
+    off(event: 'primary-gone', fn: () => void): unknown;
+  };
+  promoter: {
+    /** A promotion is done or under way. */
+    readonly engaged: boolean;
+    promote(reason: string): Promise<unknown>;
+  };
+}
+
+export class FailoverRule {
+  private detach: (() => void) | undefined;
+
+  constructor(
+    private readonly parts: FailoverParts,
+    private readonly timeoutMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    const { heartbeat, server } = this.parts;
+    const onPeer = (): void => this.check();
+    // The server lets go of the connection right after telling us.
+    const onGone = (): void => void setImmediate(() => this.check());
+    heartbeat.on('peer', onPeer);
+    server.on('primary-gone', onGone);
+    this.detach = () => {
+      heartbeat.off('peer', onPeer);
+      server.off('primary-gone', onGone);
+    };
+  }
+
+  stop(): void {
+    this.detach?.();
+    this.detach = undefined;
+  }
+
+  /** Looks at the signs now and acts on them. */
+  check(): FailoverVerdict {
+    if (this.detach === undefined) return 'stay';
+    const { heartbeat, server, promoter } = this.parts;
+    const verdict = failoverVerdict({ peer: heartbeat.peerState, streamOpen: server.primary !== undefined, promoted: promoter.engaged });
+    if (verdict === 'wait-for-stream') this.logger.warn('heartbeats lost but the replication stream is still open: waiting for it to end before failing over');
+    if (verdict === 'promote') {
+      const generation = heartbeat.promote();
+      promoter.promote(`primary silent for ${this.timeoutMs} ms; taking over as generation ${generation}`).catch(() => {
+        // promote() logged why it cannot fail over; stay a secondary.
+      });
+    }
+    return verdict;
+  }
+}

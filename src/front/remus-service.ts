@@ -1,0 +1,55 @@
+/**
+ * The primary's service in Remus mode (or unprotected): the guest's own
+ * service on its internal address, and the service front on the service
+ * address, whose output buffer holds every reply until the epoch that
+ * covers it is acked (output commit). The output buffer is the engine's
+ * checkpoint device.
+ */
+import type { AddressInfo } from 'node:net';
+import type { CheckpointDevice } from '../checkpoint/devices.js';
+import type { PrimaryGuest } from '../domain/binding.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+import { OutputBuffer, type OutputMode, type TeardownPolicy } from './output-buffer.js';
+import { ServiceFront } from './service-front.js';
+
+export interface RemusServiceOptions {
+  guest: PrimaryGuest;
+  /** remus: hold output per epoch; none: pass it straight through (unprotected). */
+  mode: OutputMode;
+  service: Address;
+  /** When the standby is lost: release held output, hold it, or drop it. */
+  onUnprotected: TeardownPolicy;
+  maxHeldBytes: number;
+  maxClients: number;
+  logger: Logger;
+}
+
+export class RemusService {
+  readonly device: CheckpointDevice;
+  private readonly output: OutputBuffer;
+  private front: ServiceFront | undefined = undefined;
+
+  constructor(private readonly options: RemusServiceOptions) {
+    this.output = new OutputBuffer({ mode: options.mode, teardownPolicy: options.onUnprotected, maxHeldBytes: options.maxHeldBytes, logger: options.logger });
+    this.device = this.output;
+  }
+
+  /** Starts the guest's service, then the front that clients reach it through. */
+  async start(): Promise<AddressInfo> {
+    const { guest, service, maxClients, logger } = this.options;
+    const internal = await guest.serveTcp();
+    this.front = new ServiceFront({ buffer: this.output, guest: internal, host: service.host, port: service.port, maxConnections: maxClients, logger });
+    return this.front.start();
+  }
+
+  /** Closes the client-facing side at once: no held output may leave (fenced). */
+  async stopFront(): Promise<void> {
+    await this.front?.stop();
+  }
+
+  async stop(): Promise<void> {
+    await this.front?.stop();
+    await this.options.guest.stop();
+  }
+}

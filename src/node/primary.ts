@@ -1,0 +1,193 @@
+/**
+ * A primary node, assembled from its configuration: the guest (from the
+ * domain's binding), the service clients reach it through (the Remus front,
+ * or COLO's comparator and front), the checkpoint devices, the mode
+ * controller and the engine, the heartbeat channel with its fencing, and
+ * the monitor. The CLI parses flags and calls start() and stop(); the
+ * order things start and stop in, and what fencing does, live here.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Subscription } from 'rxjs';
+import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
+import { PrimaryEngine } from '../checkpoint/engine.js';
+import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions } from '../checkpoint/hybrid.js';
+import { ModeController } from '../checkpoint/mode.js';
+import { DEFAULT_PRECOPY } from '../checkpoint/precopy.js';
+import { ColoPrimaryService } from '../colo/primary-service.js';
+import { nextPort, type TandemConfig } from '../config/config.js';
+import type { DomainBinding, PrimaryGuest } from '../domain/binding.js';
+import { DiskMirror } from '../disk/mirror.js';
+import { ErrorCodes, TandemError } from '../errors.js';
+import { RemusService } from '../front/remus-service.js';
+import { HeartbeatChannel } from '../heartbeat/channel.js';
+import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
+import { PrimarySource } from '../monitor/source.js';
+import { startMonitor } from '../monitor/wire.js';
+import type { MonitorServer } from '../monitor/http.js';
+import type { Transport } from '../transport/transport.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+
+/** remus: checkpoint every interval; colo: compare the replicas' output; none: run the guest unprotected (a baseline). */
+export type PrimaryMode = 'remus' | 'colo' | 'none';
+
+export interface PrimaryNodeOptions {
+  cfg: TandemConfig;
+  mode: PrimaryMode;
+  binding: DomainBinding;
+  transport: Transport;
+  logger: Logger;
+  hybrid?: HybridOptions;
+}
+
+/** Why a node stopped serving. */
+export type StopReason = { kind: 'signal'; signal: string } | ({ kind: 'fenced' } & FenceNotice);
+
+interface Service {
+  readonly device: CheckpointDevice;
+  start(): Promise<AddressInfo>;
+  stopFront(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class PrimaryNode {
+  private guest: PrimaryGuest | undefined;
+  private service: Service | undefined;
+  private heartbeat: HeartbeatChannel | undefined;
+  private engine: PrimaryEngine | undefined;
+  private monitor: MonitorServer | undefined;
+  private readonly subscriptions: Subscription[] = [];
+  private fenced: Promise<FenceNotice> | undefined;
+
+  constructor(private readonly options: PrimaryNodeOptions) {}
+
+  /** The engine, once started with protection (tests and the monitor watch it). */
+  get protection(): PrimaryEngine | undefined {
+    return this.engine;
+  }
+
+  /**
+   * Hears the peer (refusing to serve if fenced), starts the guest's service
+   * and, unless unprotected, protection. Resolves with the service address.
+   */
+  async start(): Promise<AddressInfo> {
+    const { cfg, mode, binding, transport, logger } = this.options;
+    const p = cfg.primary;
+    const protect = mode !== 'none';
+    if (protect && p.secondary === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, 'no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
+    const guest = binding.primary(logger);
+    this.guest = guest;
+    if (protect) await this.hearPeer(p.secondary!);
+    const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
+    this.service = service;
+    const bound = await service.start();
+    logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
+    if (!protect) {
+      logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
+      return bound;
+    }
+    await this.protect(guest, service, p.secondary!);
+    return bound;
+  }
+
+  /** Resolves if this node is fenced while it runs (a newer primary exists): the caller must stop it at once. */
+  whenFenced(): Promise<FenceNotice> {
+    return this.fenced ?? new Promise(() => {});
+  }
+
+  async stop(reason: StopReason): Promise<void> {
+    const { logger } = this.options;
+    if (reason.kind === 'fenced') {
+      logger.fatal(`fenced by generation ${reason.peerGeneration} (this one: ${reason.ownGeneration}): another node serves the guest now; this node stops serving at once`);
+      // No held output may leave a fenced node: close the front before the engine's teardown releases anything.
+      await this.service?.stopFront();
+    } else {
+      logger.info({ signal: reason.signal }, 'stopping');
+    }
+    for (const s of this.subscriptions) s.unsubscribe();
+    await this.engine?.stop();
+    await this.monitor?.stop();
+    await this.service?.stop();
+    await this.heartbeat?.stop();
+  }
+
+  private async hearPeer(secondary: Address): Promise<void> {
+    const { cfg, transport, logger } = this.options;
+    const heartbeat = new HeartbeatChannel({
+      transport,
+      role: 'primary',
+      generation: cfg.primary.generation,
+      connect: cfg.primary.heartbeat ?? nextPort(secondary),
+      intervalMs: cfg.heartbeat.intervalMs,
+      timeoutMs: cfg.heartbeat.timeoutMs,
+      epoch: () => this.acked,
+      logger,
+    });
+    await startUnlessFenced(heartbeat, cfg.heartbeat.timeoutMs);
+    this.heartbeat = heartbeat;
+    this.fenced = whenFenced(heartbeat);
+  }
+
+  private acked = 0;
+
+  private remusService(guest: PrimaryGuest, protect: boolean): Service {
+    const { cfg, logger } = this.options;
+    const p = cfg.primary;
+    return new RemusService({ guest, mode: protect ? 'remus' : 'none', service: p.service, onUnprotected: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, maxClients: p.maxClients, logger });
+  }
+
+  private coloService(guest: PrimaryGuest, secondary: Address): ColoPrimaryService {
+    const { cfg, transport, logger } = this.options;
+    const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
+    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator });
+  }
+
+  private async protect(guest: PrimaryGuest, service: Service, secondary: Address): Promise<void> {
+    const { cfg, mode: kind, transport, logger } = this.options;
+    const p = cfg.primary;
+    const colo = kind === 'colo';
+    const mode = new ModeController(colo ? 'colo' : 'remus', {
+      mode: colo ? 'colo' : 'remus',
+      intervalMs: p.intervalMs,
+      reason: colo ? 'checkpoints when the replicas diverge' : `checkpoints every ${p.intervalMs} ms`,
+    });
+    const requests$ = service instanceof ColoPrimaryService ? service.checkpointRequests$ : undefined;
+    const devices = new DeviceSet([service.device, ...guest.disks.map((disk, index) => new DiskMirror({ disk, index }))]);
+    const engine = new PrimaryEngine(
+      { domain: guest.domain, devices, mode, transport, divergence$: requests$, logger },
+      {
+        secondary,
+        minIntervalMs: Math.min(p.minIntervalMs, p.intervalMs),
+        // COLO checkpoints when the replicas diverge, and at least every max interval.
+        maxIntervalMs: colo ? cfg.colo.maxIntervalMs : p.maxIntervalMs,
+        ackTimeoutMs: p.ackTimeoutMs,
+        connectTimeoutMs: p.connectTimeoutMs,
+        retryMs: p.retryMs,
+        streamVersion: p.streamVersion,
+        precopy: { ...DEFAULT_PRECOPY, ...p.precopy },
+        digest: p.verifyDigest ? () => guest.digest() : undefined,
+        // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
+        onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
+      },
+    );
+    this.engine = engine;
+    if (requests$ !== undefined) {
+      // The hybrid policy watches every request, whatever the mode, and moves the mode between colo and remus.
+      this.subscriptions.push(
+        hybridPolicy(requests$, this.options.hybrid ?? DEFAULT_HYBRID).subscribe((m) => {
+          if (mode.switchTo(m.mode, m.reason)) logger.warn({ mode: m.mode, reason: m.reason }, `checkpoint mode: ${m.mode} (${m.reason})`);
+        }),
+      );
+    }
+    this.subscriptions.push(
+      engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`)),
+      engine.metrics$.subscribe((m) => {
+        this.acked = m.epoch;
+        logger.debug(m, 'epoch');
+      }),
+    );
+    const source = new PrimarySource({ engine, mode, divergences$: requests$ });
+    this.monitor = await startMonitor(cfg.monitor, logger, source);
+    engine.start();
+  }
+}

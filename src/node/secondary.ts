@@ -1,0 +1,121 @@
+/**
+ * A secondary node, assembled from its configuration: the replica (from the
+ * domain's binding) and the server that applies the primary's checkpoints
+ * to it, the heartbeat channel, the failover rule and the promoter, COLO's
+ * running replica when the primary runs COLO, and the monitor. The CLI
+ * parses flags and calls start() and stop().
+ */
+import { ColoSecondary } from '../colo/secondary.js';
+import { nextPort, type TandemConfig } from '../config/config.js';
+import type { DomainBinding, ReplicaGuest } from '../domain/binding.js';
+import { DiskReplica } from '../disk/replica.js';
+import { FailoverRule } from '../failover/rule.js';
+import { Promoter } from '../failover/promoter.js';
+import { HeartbeatChannel } from '../heartbeat/channel.js';
+import type { MonitorServer } from '../monitor/http.js';
+import { SecondarySource } from '../monitor/source.js';
+import { startMonitor } from '../monitor/wire.js';
+import { SecondaryServer } from '../secondary/server.js';
+import type { Transport } from '../transport/transport.js';
+import type { Address } from '../util/address.js';
+import type { Logger } from '../util/logger.js';
+
+export interface SecondaryNodeOptions {
+  cfg: TandemConfig;
+  /** colo: the replica runs the guest too between checkpoints (the primary's mode must match). */
+  mode: 'remus' | 'colo';
+  binding: DomainBinding;
+  transport: Transport;
+  logger: Logger;
+  /** Replay the guest's persistent state against its memory before serving after a failover (slow: verification runs). */
+  verifyPersistence?: boolean;
+}
+
+export interface SecondaryAddresses {
+  replication: Address;
+  heartbeat: Address;
+  /** COLO's net link. */
+  net?: Address;
+}
+
+export class SecondaryNode {
+  private replica: ReplicaGuest | undefined;
+  private colo: ColoSecondary | undefined;
+  private server: SecondaryServer | undefined;
+  private heartbeat: HeartbeatChannel | undefined;
+  private promoter: Promoter | undefined;
+  private rule: FailoverRule | undefined;
+  private monitor: MonitorServer | undefined;
+
+  constructor(private readonly options: SecondaryNodeOptions) {}
+
+  /** The parts tests and the monitor watch (after start()). */
+  get parts(): { server: SecondaryServer; promoter: Promoter; heartbeat: HeartbeatChannel; replica: ReplicaGuest } {
+    if (this.server === undefined) throw new Error('the secondary node is not started');
+    return { server: this.server, promoter: this.promoter!, heartbeat: this.heartbeat!, replica: this.replica! };
+  }
+
+  async start(): Promise<SecondaryAddresses> {
+    const { cfg, mode, binding, transport, logger } = this.options;
+    const s = cfg.secondary;
+    const replica = binding.replica(logger);
+    this.replica = replica;
+    // COLO: the replica also runs the guest, fed the client frames the primary mirrors over the net link.
+    const colo = mode === 'colo' ? new ColoSecondary({ replica, transport, net: cfg.colo.net ?? nextPort(nextPort(s.listen)), logger }) : undefined;
+    this.colo = colo;
+    const server = new SecondaryServer({
+      replica,
+      transport,
+      listen: s.listen,
+      devices: [new DiskReplica(replica.disks)],
+      logger,
+      maxEpochBytes: s.maxEpochMib * 2 ** 20,
+      colo,
+    });
+    this.server = server;
+    server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
+    server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
+    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence });
+    this.promoter = promoter;
+    if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
+    // Heartbeats on their own channel decide that the primary is dead (silence
+    // for the timeout), so a large checkpoint in flight never looks like death.
+    const heartbeat = new HeartbeatChannel({
+      transport,
+      role: 'secondary',
+      generation: 1,
+      listen: s.heartbeat ?? nextPort(s.listen),
+      intervalMs: cfg.heartbeat.intervalMs,
+      timeoutMs: cfg.heartbeat.timeoutMs,
+      epoch: () => server.lastEpoch,
+      logger,
+    });
+    this.heartbeat = heartbeat;
+    heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
+    // Checkpoints arriving are a sign of life as good as a heartbeat.
+    server.on('epoch', () => heartbeat.noteActivity());
+    this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger);
+    this.rule.start();
+    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, heartbeat }));
+    await heartbeat.start();
+    const hb = heartbeat.address()!;
+    logger.info({ heartbeat: `${hb.host}:${hb.port}` }, 'heartbeat channel listening');
+    const replication = await server.start();
+    let net: Address | undefined;
+    if (colo !== undefined) {
+      net = await colo.start();
+      logger.info({ net: `${net.host}:${net.port}` }, `COLO: net link listening on ${net.host}:${net.port}`);
+    }
+    return net === undefined ? { replication, heartbeat: hb } : { replication, heartbeat: hb, net };
+  }
+
+  async stop(signal: string): Promise<void> {
+    this.options.logger.info({ signal }, 'stopping');
+    this.rule?.stop();
+    await this.heartbeat?.stop();
+    await this.promoter?.stop();
+    await this.server?.stop();
+    await this.colo?.stop();
+    await this.monitor?.stop();
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * Errors of the channels between the hosts: their codes live in the one
+ * table in src/errors.ts; this names the subset the transport and the
+ * replication link raise.
+ */
+import { ErrorCodes, TandemError } from '../errors.js';
+
+export const TransportErrorCodes = {
+  /** The peer could not be reached (refused, unreachable, reset while connecting). */
+  TRANSPORT_CONNECT_FAILED: ErrorCodes.TRANSPORT_CONNECT_FAILED,
+  /** The peer did not answer within the connect timeout. */
+  TRANSPORT_CONNECT_TIMEOUT: ErrorCodes.TRANSPORT_CONNECT_TIMEOUT,
+  /** A listening address could not be bound. */
+  TRANSPORT_LISTEN_FAILED: ErrorCodes.TRANSPORT_LISTEN_FAILED,
+  /** The replication link failed or closed, or the secondary broke its back-channel protocol. */
+  LINK_FAILED: ErrorCodes.LINK_FAILED,
+  /** The COLO net link failed or its peer broke the framing. */
+  COLO_NET_LINK_FAILED: ErrorCodes.COLO_NET_LINK_FAILED,
+} as const;
+
+export type TransportErrorCode = (typeof TransportErrorCodes)[keyof typeof TransportErrorCodes];
+
+export class TransportError extends TandemError {
+  declare readonly code: TransportErrorCode;
+
+  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+
+  override get name(): string {
+    return 'TransportError';
+  }
+}

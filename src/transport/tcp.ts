@@ -1,0 +1,54 @@
+/**
+ * Plain TCP, the transport of a trusted network. Every channel between the
+ * hosts is latency-bound (acks, heartbeats, mirrored packets), so Nagle is
+ * off on both ends.
+ */
+import { connect, createServer, type AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatAddress, type Address } from '../util/address.js';
+import { TransportError, TransportErrorCodes as C } from './errors.js';
+import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from './transport.js';
+
+export const tcpTransport: Transport = {
+  connect(to: Address, options: ConnectOptions): Promise<Duplex> {
+    const where = `${options.peer} at ${formatAddress(to)}`;
+    return new Promise((resolve, reject) => {
+      const socket = connect({ host: to.host, port: to.port, noDelay: true });
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new TransportError(C.TRANSPORT_CONNECT_TIMEOUT, `connecting to ${where} timed out after ${options.timeoutMs} ms`));
+      }, options.timeoutMs);
+      const onError = (err: Error): void => {
+        clearTimeout(timer);
+        reject(new TransportError(C.TRANSPORT_CONNECT_FAILED, `cannot connect to ${where}: ${err.message}`, { cause: err }));
+      };
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        resolve(socket);
+      });
+    });
+  },
+
+  listen(at: Address, onConnection: OnConnection, options: ListenOptions): Promise<TransportListener> {
+    const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false, noDelay: true }, (socket) => {
+      onConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) =>
+        reject(new TransportError(C.TRANSPORT_LISTEN_FAILED, `cannot listen for ${options.purpose} on ${formatAddress(at)}: ${err.message}`, { cause: err })),
+      );
+      server.listen(at.port, at.host, () => {
+        server.removeAllListeners('error');
+        // After a successful listen, errors belong to accepted sockets, which report their own.
+        server.on('error', () => {});
+        const bound = server.address() as AddressInfo;
+        resolve({
+          address: { host: bound.address, port: bound.port },
+          close: () => new Promise<void>((done) => server.close(() => done())),
+        });
+      });
+    });
+  },
+};
