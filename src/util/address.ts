@@ -9,18 +9,29 @@ export interface Address {
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
-/** Parses `host:port` or `[v6]:port`. Port 0 (any free port) only where `allowZero`. */
-export function parseAddress(text: string, what: string, allowZero = false): Address {
+/**
+ * Reads `host:port` or `[v6]:port`: the address, or a sentence saying what is
+ * wrong with the text (for a caller that names the text's origin itself, like
+ * the configuration schema). Port 0 (any free port) only where `allowZero`.
+ */
+export function readAddress(text: string, allowZero = false): Address | string {
   const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
-  if (!m) throw new ConfigError(`${what}: expected HOST:PORT (or [IPv6]:PORT), got ${JSON.stringify(text)}`);
+  if (!m) return `expected HOST:PORT (or [IPv6]:PORT), got ${JSON.stringify(text)}`;
   const [, host, portText] = m;
   const port = Number(portText);
-  if (!(port <= 65535 && (port > 0 || allowZero))) throw new ConfigError(`${what}: port ${portText} is outside ${allowZero ? 0 : 1}..65535`);
+  if (!(port <= 65535 && (port > 0 || allowZero))) return `port ${portText} is outside ${allowZero ? 0 : 1}..65535`;
   const v6 = text.startsWith('[');
   // All digits and dots is meant as IPv4, so it must be a valid one (300.1.1.1 is not a host name).
   const numeric = /^[\d.]+$/.test(host);
-  if (!v6 && !(numeric ? IPV4.test(host) : HOSTNAME.test(host))) throw new ConfigError(`${what}: ${JSON.stringify(host)} is not a host name or IPv4 address`);
+  if (!v6 && !(numeric ? IPV4.test(host) : HOSTNAME.test(host))) return `${JSON.stringify(host)} is not a host name or IPv4 address`;
   return { host, port };
+}
+
+/** Parses `host:port` or `[v6]:port`; `what` (a flag, a key) starts the error message. Port 0 only where `allowZero`. */
+export function parseAddress(text: string, what: string, allowZero = false): Address {
+  const read = readAddress(text, allowZero);
+  if (typeof read === 'string') throw new ConfigError(`${what}: ${read}`);
+  return read;
 }
 
 export const formatAddress = (a: Address): string => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);

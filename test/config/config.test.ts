@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES } from '../../src/config/config.js';
+import { inspect } from 'node:util';
+import { stringify } from 'yaml';
+import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES, type TandemConfig } from '../../src/config/config.js';
 import { ConfigError } from '../../src/errors.js';
+import { formatAddress, type Address } from '../../src/util/address.js';
 import { tempDir } from '../helpers/cli.js';
 
 const tmp = tempDir();
@@ -16,6 +19,41 @@ function write(name: string, text: string): string {
 
 const refused = (fn: () => unknown, pattern: RegExp): void =>
   assert.throws(fn, (err: unknown) => err instanceof ConfigError && err.code === 'ERR_CONFIG_INVALID' && pattern.test(err.message));
+
+type Mapping = Record<string, unknown>;
+const isMapping = (v: unknown): v is Mapping => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isAddress = (v: unknown): v is Address => isMapping(v) && Object.keys(v).sort().join() === 'host,port';
+const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/** A configuration as its YAML document: snake_case keys, HOST:PORT addresses, unset keys left out. */
+function asYaml(value: unknown): unknown {
+  if (isAddress(value)) return formatAddress(value);
+  if (!isMapping(value)) return value;
+  return Object.fromEntries(Object.entries(value).flatMap(([k, v]) => (v === undefined ? [] : [[snakeCase(k), asYaml(v)]])));
+}
+
+/** The value at a dotted key path ('' is the whole document). */
+const valueAt = (doc: unknown, path: string): unknown => (path === '' ? doc : path.split('.').reduce<unknown>((m, k) => (m as Mapping)[k], doc));
+
+/** The dotted path of every key under `value`, mappings (not addresses) descended into. */
+function keyPaths(value: unknown, prefix = ''): string[] {
+  if (!isMapping(value) || isAddress(value)) return [];
+  return Object.entries(value).flatMap(([k, v]) => [`${prefix}${k}`, ...keyPaths(v, `${prefix}${k}.`)]);
+}
+
+/** The defaults with every optional key set (the monitor token left out: it excludes token_file). */
+function everyKeySet(): TandemConfig {
+  const c = defaultConfig();
+  c.primary.secondary = { host: '10.0.0.2', port: 7700 };
+  c.primary.heartbeat = { host: '10.0.0.2', port: 7701 };
+  c.secondary.heartbeat = { host: '0.0.0.0', port: 0 };
+  c.monitor.listen = { host: '::1', port: 7790 };
+  c.monitor.tokenFile = '/etc/tandem/monitor-token';
+  c.colo.net = { host: 'standby.example', port: 7702 };
+  const at = (port: number): Address => ({ host: '127.0.0.1', port });
+  c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };
+  return c;
+}
 
 describe('configuration', () => {
   test('a full file is read, with YAML types and defaults for what it leaves out', () => {
@@ -100,5 +138,80 @@ secondary:
     // An alias bomb is cut off by the alias limit rather than expanded.
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}]`)].join('\n');
     refused(() => loadConfig(write('bomb.yaml', bomb)), /bomb\.yaml: not valid YAML: Excessive alias count/);
+  });
+
+  test('a YAML syntax error names its line and column', () => {
+    refused(() => loadConfig(write('tab.yaml', 'log_level: info\nprimary:\n  interval_ms: 50\n\tretry_ms: 10\n')), /^\S*tab\.yaml: not valid YAML at line 4, column 1: Tabs are not allowed/);
+    refused(() => loadConfig(write('twice.yaml', 'primary:\n  interval_ms: 50\n  interval_ms: 60\n')), /twice\.yaml: not valid YAML at line 3, column 3: Map keys must be unique/);
+  });
+
+  test('every key of defaultConfig() is read back from its snake_case YAML', () => {
+    const full = everyKeySet();
+    const written = keyPaths(asYaml(full));
+    const unwritten = keyPaths(defaultConfig()).map((path) => path.split('.').map(snakeCase).join('.')).filter((path) => !written.includes(path));
+    assert.deepEqual(unwritten, ['monitor.token'], 'the file sets every key but the token');
+    assert.deepEqual(loadConfig(write('every-key.yaml', stringify(asYaml(full)))), full);
+    const token = defaultConfig();
+    token.monitor.token = 'a-token-of-enough-characters';
+    assert.deepEqual(loadConfig(write('token.yaml', stringify(asYaml(token)))), token);
+  });
+
+  test('an unknown key is refused at every depth, with the keys that are known there', () => {
+    const doc = asYaml(everyKeySet()) as Mapping;
+    const sections = ['', ...keyPaths(doc).filter((path) => isMapping(valueAt(doc, path)))];
+    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator']);
+    for (const section of sections) {
+      const bad = structuredClone(doc);
+      const at = valueAt(bad, section) as Mapping;
+      const known = Object.keys(at);
+      at.surplus_key = 1;
+      const key = section === '' ? 'surplus_key' : `${section}.surplus_key`;
+      const message = new RegExp(`^f\\.yaml: ${key.replaceAll('.', '\\.')}: unknown key \\(known: ([a-z_, ]+)\\)$`);
+      assert.throws(
+        () => configFromObject(bad, 'f.yaml'),
+        (err: Error) => {
+          const listed = err instanceof ConfigError ? message.exec(err.message)?.[1].split(', ') : undefined;
+          return listed !== undefined && known.every((k) => listed.includes(k));
+        },
+        key,
+      );
+    }
+  });
+
+  test('defaultConfig() is a fresh object each call', () => {
+    const a = defaultConfig();
+    a.primary.service.port = 1;
+    a.primary.precopy.maxIterations = 99;
+    a.domain.memoryMib = 1;
+    assert.deepEqual([defaultConfig().primary.service.port, defaultConfig().primary.precopy.maxIterations, defaultConfig().domain.memoryMib], [6379, 5, 256]);
+  });
+
+  test('a domain section without a type is the sim domain', () => {
+    assert.deepEqual(configFromObject({ domain: { memory_mib: 8 } }, 'f.yaml').domain, { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 64 });
+    refused(() => configFromObject({ domain: { type: 'sim', cpus: 2 } }, 'f.yaml'), /^f\.yaml: domain\.cpus: unknown key \(known: type, memory_mib, vcpus, disk_mib\)$/);
+    refused(() => configFromObject({ domain: 'sim' }, 'f.yaml'), /^f\.yaml: domain: expected a mapping, got "sim"$/);
+  });
+
+  test('all the problems are listed on one line, a few at most, long values cut short', () => {
+    refused(
+      () => configFromObject({ heartbeat: { interval_ms: 0 }, primary: { retry_ms: 0, precopy: { rounds: 3 } } }, 'f.yaml'),
+      /^f\.yaml: heartbeat\.interval_ms: expected an integer in 1\.\.60000, got 0; primary\.retry_ms: expected an integer in 1\.\.600000, got 0; primary\.precopy\.rounds: unknown key \(known: target_dirty_pages, max_iterations\)$/,
+    );
+    const many = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, i]));
+    refused(() => configFromObject(many, 'f.yaml'), /^f\.yaml: k0, k1, k2, k3, k4, and 995 more: unknown keys \(known: /);
+    const long = 'x'.repeat(100_000);
+    assert.throws(() => configFromObject({ log_level: long, primary: { secondary: long } }, 'f.yaml'), (err: Error) => err.message.length < 400 && /log_level: expected one of .*, got "x+\.\.\.; primary\.secondary: expected a HOST:PORT string, got "x+\.\.\.$/.test(err.message));
+  });
+
+  test('a refused secret is in neither the message nor its cause', () => {
+    const secret = 'a-secret-token-of-some-length';
+    for (const monitor of [{ token: secret.repeat(30) }, { token: [secret] }, { token_file: secret.repeat(300) }, { token: secret, token_file: secret }]) {
+      assert.throws(() => configFromObject({ monitor }, 'f.yaml'), (err: Error) => err instanceof ConfigError && !inspect(err, { depth: Infinity }).includes(secret));
+    }
+  });
+
+  test('a number the YAML spells .inf is shown as Infinity, a value that contains itself as such', () => {
+    refused(() => loadConfig(write('inf.yaml', 'primary:\n  interval_ms: .inf\n')), /primary\.interval_ms: expected an integer in 1\.\.60000, got Infinity$/);
+    refused(() => loadConfig(write('cycle.yaml', 'monitor: &m\n  - *m\n')), /monitor: expected a mapping, got a list that contains itself$/);
   });
 });
