@@ -19,7 +19,7 @@ import { PrimaryEngine } from '../src/checkpoint/engine.js';
 import { precopyPolicy } from '../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../src/checkpoint/session.js';
 import { percentile, type BenchResult, type Benchmark } from '../src/bench/stats.js';
-import { SimDomain } from '../src/domain/sim.js';
+import { SimDomain } from '../src/domain/sim/domain.js';
 import { MonitorServer } from '../src/monitor/http.js';
 import { PrimarySource } from '../src/monitor/source.js';
 import { SecondaryServer } from '../src/secondary/server.js';

@@ -1,8 +1,9 @@
 /**
  * Engine benchmarks (`tandem bench engine`, and part of `npm run bench`):
  *
- * - pause: the paused part of an epoch (stageEpoch, the engine's own code)
- *   for 100 ... 50,000 dirty pages, next to gathering the same pages with a
+ * - pause: the paused part of an epoch (suspend to resume, through the
+ *   checkpoint session and the sim's libxc saver, the engine's own code) for
+ *   100 ... 50,000 dirty pages, next to gathering the same pages with a
  *   plain memory copy in the same rounds;
  * - ram_scaling: the same pause at a fixed dirty count in a 256 MiB and a
  *   4 GiB guest;
@@ -18,17 +19,20 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { filter, firstValueFrom } from 'rxjs';
-import { createSaveCallbacks } from '../checkpoint/callbacks.js';
 import { DeviceSet } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
+import { ModeController } from '../checkpoint/mode.js';
 import { precopyPolicy } from '../checkpoint/precopy.js';
-import { ProtectionSession, stageEpoch } from '../checkpoint/session.js';
-import { StagingBuffer } from '../checkpoint/staging.js';
-import { SimDomain } from '../domain/sim.js';
+import { CheckpointSession } from '../checkpoint/session.js';
+import { remusEpochs } from '../checkpoint/strategies.js';
+import type { PrimaryGuest, SyntheticLoad } from '../domain/binding.js';
+import { createBinding } from '../domain/bindings.js';
 import { SecondaryServer } from '../secondary/server.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { ReplicationLink } from '../transport/link.js';
+import { tcpTransport } from '../transport/tcp.js';
 import { createLogger } from '../util/logger.js';
+import { xorshift32 } from '../util/xorshift.js';
 import { median, percentile } from './stats.js';
 import type { StreamPeerData } from './stream-peer.js';
 
@@ -57,49 +61,62 @@ const MIB = 2 ** 20;
 const logger = createLogger('silent');
 const now = (): number => performance.now();
 
-/** `n` distinct pfns below `pages`, from a seeded generator. */
+/** `n` distinct pfns below `pages`, from a seeded generator, ascending. */
 function distinctPfns(pages: number, n: number, seed: number): Uint32Array {
-  let s = seed >>> 0 || 1;
-  const rand = (): number => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
+  const next = xorshift32(seed);
   const chosen = new Set<number>();
-  while (chosen.size < n) chosen.add(Math.floor(rand() * pages));
-  return Uint32Array.from(chosen);
+  while (chosen.size < n) chosen.add(next() % pages);
+  return Uint32Array.from(chosen).sort();
 }
 
-/** The guest touches one word in each page of `pfns`. */
-function dirty(domain: SimDomain, pfns: Uint32Array, value: number): void {
-  for (let i = 0; i < pfns.length; i++) domain.writeU32(pfns[i] * PAGE_SIZE + ((i * 8) % PAGE_SIZE), value + i);
+/** A sim guest of `mib` MiB whose every page has been written, for the engine to checkpoint. */
+function simGuest(mib: number): PrimaryGuest & { synthetic: SyntheticLoad } {
+  const guest = createBinding({ type: 'sim', memoryMib: mib, vcpus: 1, diskMib: 1 }).primary(logger);
+  if (guest.synthetic === undefined) throw new Error('the sim binding offers no synthetic load');
+  const all = new Uint32Array(guest.domain.info.pages);
+  for (let i = 0; i < all.length; i++) all[i] = i;
+  guest.synthetic.touch(all, 0x11);
+  return guest as PrimaryGuest & { synthetic: SyntheticLoad };
 }
 
-/** Pause samples (ms) and gather samples (ms) at `count` dirty pages, interleaved round by round. */
-async function measurePause(domain: SimDomain, count: number, rounds: number): Promise<{ pause: number[]; gather: number[] }> {
-  const callbacks = createSaveCallbacks(domain, new DeviceSet(), precopyPolicy());
-  const staging = new StagingBuffer();
+/** A checkpoint session whose target takes everything at once: its epochs cost what the engine costs, not a link. */
+async function localSession(guest: PrimaryGuest): Promise<CheckpointSession> {
+  const session = new CheckpointSession({
+    domain: guest.domain,
+    devices: new DeviceSet(),
+    target: { write: () => Promise.resolve(), flushed: () => Promise.resolve(), held: () => Promise.resolve() },
+    strategy: remusEpochs,
+    version: 3,
+    precopyPolicy: () => 'stop-and-copy',
+    now,
+  });
+  await session.precopy();
+  return session;
+}
+
+/**
+ * Pause samples (ms) of whole epochs at `count` dirty pages, and gather
+ * samples (ms) of copying the same pages out of a buffer of the same size,
+ * interleaved round by round.
+ */
+async function measurePause(guest: PrimaryGuest & { synthetic: SyntheticLoad }, session: CheckpointSession, ram: Buffer, count: number, rounds: number): Promise<{ pause: number[]; gather: number[] }> {
   const gatherDest = Buffer.allocUnsafe(count * PAGE_SIZE);
   const pause: number[] = [];
   const gather: number[] = [];
-  domain.enableLogDirty();
   for (let r = -2; r < rounds; r++) {
-    const pfns = distinctPfns(domain.info.pages, count, 1000 + r);
-    dirty(domain, pfns, r);
-    const staged = await stageEpoch(domain, callbacks, staging, r + 3, { now });
-    if (staged.pfns.length !== count) throw new Error(`staged ${staged.pfns.length} pages, dirtied ${count}`);
+    const pfns = distinctPfns(guest.domain.info.pages, count, 1000 + r);
+    guest.synthetic.touch(pfns, r);
+    const m = await session.checkpoint('operator');
+    if (m.dirtyPages !== count) throw new Error(`epoch ${m.epoch} carried ${m.dirtyPages} pages, dirtied ${count}`);
     // Baseline: a plain memory copy of the same pages.
-    const ram = domain.ram;
     const t0 = now();
-    for (let i = 0; i < staged.pfns.length; i++) ram.copy(gatherDest, i * PAGE_SIZE, staged.pfns[i] * PAGE_SIZE, staged.pfns[i] * PAGE_SIZE + PAGE_SIZE);
+    for (let i = 0; i < pfns.length; i++) ram.copy(gatherDest, i * PAGE_SIZE, pfns[i] * PAGE_SIZE, pfns[i] * PAGE_SIZE + PAGE_SIZE);
     const t1 = now();
     if (r >= 0) {
-      pause.push(staged.pauseMs);
+      pause.push(m.pauseUs / 1000);
       gather.push(t1 - t0);
     }
   }
-  domain.disableLogDirty();
   return { pause, gather };
 }
 
@@ -131,11 +148,18 @@ async function loopbackMs(port: number, bytes: number): Promise<number> {
 }
 
 /** One pre-copy of an idle guest to a real secondary: stream bytes and ms to the first ack. */
-async function precopyOnce(domain: SimDomain, port: number): Promise<{ bytes: number; ms: number }> {
-  const link = new ReplicationLink({ host: '127.0.0.1', port, connectTimeoutMs: 5000 });
+async function precopyOnce(guest: PrimaryGuest, port: number): Promise<{ bytes: number; ms: number }> {
+  const link = new ReplicationLink({ transport: tcpTransport, secondary: { host: '127.0.0.1', port }, connectTimeoutMs: 5000, ackTimeoutMs: 60_000 });
   await link.start();
-  const callbacks = createSaveCallbacks(domain, new DeviceSet(), precopyPolicy({ targetDirtyPages: 1 << 30, maxIterations: 1, shrinkRatio: 1 }));
-  const session = new ProtectionSession(domain, callbacks, link, { version: 3, ackTimeoutMs: 60_000, precopyBatchPages: 1024, now });
+  const session = new CheckpointSession({
+    domain: guest.domain,
+    devices: new DeviceSet(),
+    target: link,
+    strategy: remusEpochs,
+    version: 3,
+    precopyPolicy: precopyPolicy({ targetDirtyPages: 1 << 30, maxIterations: 1, shrinkRatio: 1 }),
+    now,
+  });
   const t0 = now();
   await session.precopy();
   const ms = now() - t0;
@@ -146,17 +170,15 @@ async function precopyOnce(domain: SimDomain, port: number): Promise<{ bytes: nu
 }
 
 async function measureStream(mib: number, rounds: number, log: (l: string) => void): Promise<EngineBenchResult['stream']> {
-  const pages = mib * 256;
-  const domain = new SimDomain({ pages });
-  domain.ram.fill(0x33);
-  const secondary = await startPeer({ role: 'secondary', pages });
-  const sink = await startPeer({ role: 'sink', pages: 0 });
+  const guest = simGuest(mib);
+  const secondary = await startPeer({ role: 'secondary', mib });
+  const sink = await startPeer({ role: 'sink', mib: 0 });
   const stream: number[] = [];
   const raw: number[] = [];
   try {
     // Two warm-up rounds: the first touch of the replica's memory faults every page in, and the JIT settles.
     for (let r = -2; r < rounds; r++) {
-      const p = await precopyOnce(domain, secondary.port);
+      const p = await precopyOnce(guest, secondary.port);
       const l = await loopbackMs(sink.port, p.bytes);
       if (r >= 0) {
         stream.push(p.bytes / (p.ms * 1000));
@@ -172,28 +194,26 @@ async function measureStream(mib: number, rounds: number, log: (l: string) => vo
 }
 
 async function measureEpochRate(seconds: number): Promise<number> {
-  const pages = 16384; // 64 MiB
-  const domain = new SimDomain({ pages });
-  const replica = new SimDomain({ pages });
-  replica.pause();
-  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const binding = createBinding({ type: 'sim', memoryMib: 64, vcpus: 1, diskMib: 1 });
+  const guest = binding.primary(logger);
+  const replica = binding.replica(logger);
+  const server = new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger });
   const { port } = await server.start();
   const engine = new PrimaryEngine(
-    { domain, callbacks: createSaveCallbacks(domain, new DeviceSet(), precopyPolicy()), logger },
+    { domain: guest.domain, devices: new DeviceSet(), mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport: tcpTransport, logger },
     {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: null,
+      secondary: { host: '127.0.0.1', port },
       minIntervalMs: 0,
       maxIntervalMs: 0,
       ackTimeoutMs: 10_000,
       connectTimeoutMs: 5000,
       retryMs: 1000,
       streamVersion: 3,
-      precopyBatchPages: 1024,
+      precopy: { targetDirtyPages: 50, maxIterations: 5, shrinkRatio: 1 },
     },
   );
-  const pfns = distinctPfns(pages, 100, 77);
+  const synthetic = guest.synthetic!;
+  const pfns = distinctPfns(guest.domain.info.pages, 100, 77);
   let value = 0;
   let counted = 0;
   let t0 = 0;
@@ -209,7 +229,7 @@ async function measureEpochRate(seconds: number): Promise<number> {
       }
       if (m.epoch === 1) stopAt = t0 + seconds * 1000;
       // The guest dirties 100 pages, then the next epoch is requested at once.
-      domain.run(() => dirty(domain, pfns, ++value));
+      synthetic.touch(pfns, ++value);
       engine.requestCheckpoint('bench');
     });
   });
@@ -224,12 +244,14 @@ async function measureEpochRate(seconds: number): Promise<number> {
 export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBenchResult> {
   const { quick, log } = opts;
   const rounds = quick ? 15 : 41;
-  const small = new SimDomain({ pages: 256 * 256 }); // 256 MiB
-  small.ram.fill(0x11);
+  const small = simGuest(256);
+  const smallSession = await localSession(small);
+  // The gather baseline's memory: as large as the guest's, every page written.
+  const smallRam = Buffer.alloc(256 * 2 ** 20, 0x11);
 
   const pause: PauseRow[] = [];
   for (const count of [100, 1000, 10_000, 50_000]) {
-    const { pause: p, gather } = await measurePause(small, count, count >= 10_000 ? Math.ceil(rounds / 2) : rounds);
+    const { pause: p, gather } = await measurePause(small, smallSession, smallRam, count, count >= 10_000 ? Math.ceil(rounds / 2) : rounds);
     if (opts.samples) {
       opts.samples[`pause-${count}`] = p;
       opts.samples[`gather-${count}`] = gather;
@@ -240,14 +262,17 @@ export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBench
 
   const scalingDirty = 1000;
   const largeMib = quick ? 1024 : 4096;
-  const large = new SimDomain({ pages: largeMib * 256 });
+  const large = simGuest(largeMib);
+  const largeSession = await localSession(large);
   const smallSamples: number[] = [];
   const largeSamples: number[] = [];
   // Interleaved so both see the same machine conditions.
   for (let r = 0; r < 5; r++) {
-    smallSamples.push(...(await measurePause(small, scalingDirty, Math.ceil(rounds / 5))).pause);
-    largeSamples.push(...(await measurePause(large, scalingDirty, Math.ceil(rounds / 5))).pause);
+    smallSamples.push(...(await measurePause(small, smallSession, smallRam, scalingDirty, Math.ceil(rounds / 5))).pause);
+    largeSamples.push(...(await measurePause(large, largeSession, smallRam, scalingDirty, Math.ceil(rounds / 5))).pause);
   }
+  await smallSession.end();
+  await largeSession.end();
   if (opts.samples) {
     opts.samples['pause-256MiB'] = smallSamples;
     opts.samples[`pause-${largeMib}MiB`] = largeSamples;

@@ -7,20 +7,22 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { SimDomain } from '../domain/sim.js';
+import { createBinding } from '../domain/bindings.js';
 import { SecondaryServer } from '../secondary/server.js';
+import { tcpTransport } from '../transport/tcp.js';
 import { createLogger } from '../util/logger.js';
 
 export interface StreamPeerData {
   role: 'secondary' | 'sink';
-  pages: number;
+  /** The replica's RAM. */
+  mib: number;
 }
 
 async function main(data: StreamPeerData): Promise<number> {
   if (data.role === 'secondary') {
-    const replica = new SimDomain({ pages: data.pages });
-    replica.pause();
-    const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger: createLogger('silent') });
+    const logger = createLogger('silent');
+    const replica = createBinding({ type: 'sim', memoryMib: data.mib, vcpus: 1, diskMib: 1 }).replica(logger);
+    const server = new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger });
     return (await server.start()).port;
   }
   const server = createServer((s) => {

@@ -147,7 +147,7 @@ export class CheckpointSession {
     await this.flush();
     const first = this.nextEpoch('precopy');
     this.runSaver();
-    const metrics = await first.promise;
+    const metrics = await first.done.promise;
     return { deviceSyncBytes, rounds: this.rounds, pagesSent: this.pagesSent, first: metrics };
   }
 
@@ -158,7 +158,7 @@ export class CheckpointSession {
     this.phase = 'epoch';
     const e = this.nextEpoch(trigger);
     this.park!.resolve(true);
-    return e.promise;
+    return e.done.promise;
   }
 
   /** Ends the stream cleanly between epochs: the libxc layer ends, then libxl END. */

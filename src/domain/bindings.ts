@@ -3,7 +3,7 @@
  * names it. Adding a type of domain means adding its schema (config.ts)
  * and its case here.
  */
-import type { DomainConfig } from '../config/config.js';
+import type { DomainConfig } from './config.js';
 import type { DomainBinding } from './binding.js';
 import { SimBinding, type SimBindingOptions } from './sim/binding.js';
 

@@ -6,9 +6,9 @@
  */
 import { z } from 'zod';
 import { byType, int, section } from '../config/schema.js';
-import { MAX_DISK_BYTES } from '../disk/sim-disk.js';
+import { MAX_DISK_BYTES } from './sim/disk.js';
 import { PAGE_SIZE } from '../stream/format.js';
-import { MAX_SIM_PAGES } from './sim.js';
+import { MAX_SIM_PAGES } from './sim/domain.js';
 
 const MIB = 2 ** 20;
 

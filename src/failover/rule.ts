@@ -58,9 +58,13 @@ export class FailoverRule {
 
   start(): void {
     const { heartbeat, server } = this.parts;
-    const onPeer = (): void => this.check();
+    const onPeer = (): void => {
+      this.check();
+    };
     // The server lets go of the connection right after telling us.
-    const onGone = (): void => void setImmediate(() => this.check());
+    const onGone = (): void => {
+      setImmediate(() => this.check());
+    };
     heartbeat.on('peer', onPeer);
     server.on('primary-gone', onGone);
     this.detach = () => {

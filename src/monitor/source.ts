@@ -17,7 +17,7 @@ import type { HeartbeatChannel } from '../heartbeat/channel.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
-import type { EpochFields, EventBody, MonitorMode, MonitorState, NodeRole, SnapshotEvent } from './events.js';
+import type { EpochFields, EventBody, MonitorState, NodeRole, SnapshotEvent } from './events.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { MIN_TOKEN_CHARS, type MonitorConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
-import { formatAddress, parseAddress, type Address } from '../util/address.js';
+import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { MonitorServer } from './http.js';
 import type { MonitorSource } from './source.js';

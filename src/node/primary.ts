@@ -51,7 +51,6 @@ interface Service {
 }
 
 export class PrimaryNode {
-  private guest: PrimaryGuest | undefined;
   private service: Service | undefined;
   private heartbeat: HeartbeatChannel | undefined;
   private engine: PrimaryEngine | undefined;
@@ -71,12 +70,11 @@ export class PrimaryNode {
    * and, unless unprotected, protection. Resolves with the service address.
    */
   async start(): Promise<AddressInfo> {
-    const { cfg, mode, binding, transport, logger } = this.options;
+    const { cfg, mode, binding, logger } = this.options;
     const p = cfg.primary;
     const protect = mode !== 'none';
     if (protect && p.secondary === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, 'no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
     const guest = binding.primary(logger);
-    this.guest = guest;
     if (protect) await this.hearPeer(p.secondary!);
     const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
     this.service = service;

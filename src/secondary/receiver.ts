@@ -9,8 +9,15 @@
  * whole of RAM, and until that checkpoint the replica is not a consistent
  * guest anyway. From epoch 2 on every record is held until the epoch's
  * CHECKPOINT_END and only then applied, so a torn epoch is dropped whole.
+ *
+ * An epoch's device-model state is loaded asynchronously (a real device
+ * model answers over QMP): at CHECKPOINT_END the receiver sets the vCPU
+ * state, then asks for the load with a 'load-device-model' action and
+ * waits; deviceModelLoaded() applies the pages and commits, and
+ * deviceModelRefused() puts the vCPU state back and fails the stream,
+ * leaving the replica at its last epoch.
  */
-import type { Domain, PlatformContext, TscInfo } from '../domain/types.js';
+import type { PlatformContext, ReplicaDomain, TscInfo } from '../domain/types.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
 import { ColoControl, DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';

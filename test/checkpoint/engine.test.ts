@@ -7,55 +7,40 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
-import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine, type EngineOptions, type ProtectionState } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
+import type { PrimaryEngine, ProtectionState } from '../../src/checkpoint/engine.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
-import { stateDigest } from '../../src/domain/digest.js';
-import { SimDomain } from '../../src/domain/sim.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
-import { createLogger } from '../../src/util/logger.js';
-import { busyGuest } from './helpers.js';
+import type { SimDomain } from '../../src/domain/sim/domain.js';
+import type { SimReplicaGuest } from '../../src/domain/sim/binding.js';
+import type { SecondaryServer } from '../../src/secondary/server.js';
+import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
+import { until } from '../helpers/wait.js';
+import { busyGuest, testEngine } from './helpers.js';
 
-const logger = createLogger('silent');
 const PAGES = 2048;
 
 interface Rig {
   primary: SimDomain;
-  replica: SimDomain;
+  replica: SimReplicaGuest;
   server: SecondaryServer;
   engine: PrimaryEngine;
   port: number;
   stopGuest: () => void;
 }
 
-async function rig(opts: { rate: number; maxEpochBytes?: number; engine?: Partial<EngineOptions> }): Promise<Rig> {
-  const primary = new SimDomain({ pages: PAGES });
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
-  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger, maxEpochBytes: opts.maxEpochBytes });
+async function rig(opts: { rate: number; maxEpochBytes?: number; intervalMs?: number | null }): Promise<Rig> {
+  const binding = simBinding(PAGES, { liveBatchPages: 256 });
+  const guest = binding.primary(silent);
+  const replica = binding.replica(silent);
+  const server = secondaryFor(replica, { maxEpochBytes: opts.maxEpochBytes });
   const { port } = await server.start();
-  const devices = new DeviceSet();
-  const engine = new PrimaryEngine(
-    { domain: primary, callbacks: createSaveCallbacks(primary, devices, precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: 5,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      retryMs: 50,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-      verifyDigest: () => stateDigest(primary),
-      ...opts.engine,
-    },
-  );
-  const stopGuest = busyGuest(primary, opts.rate);
-  return { primary, replica, server, engine, port, stopGuest };
+  const engine = testEngine({
+    domain: guest.domain,
+    port,
+    intervalMs: opts.intervalMs === undefined ? 5 : opts.intervalMs,
+    options: { ackTimeoutMs: 5000, connectTimeoutMs: 1000, retryMs: 50, digest: () => guest.digest() },
+  });
+  const stopGuest = busyGuest(guest.sim, opts.rate);
+  return { primary: guest.sim, replica, server, engine, port, stopGuest };
 }
 
 const waitState = (engine: PrimaryEngine, state: ProtectionState): Promise<unknown> => firstValueFrom(engine.state$.pipe(filter((s) => s.state === state)));
@@ -99,7 +84,7 @@ describe('PrimaryEngine with a real secondary', () => {
   });
 
   test('an operator request starts an epoch even without a timer', async () => {
-    const r = await rig({ rate: 1, engine: { intervalMs: null } });
+    const r = await rig({ rate: 1, intervalMs: null });
     cleanups.push(async () => {
       r.stopGuest();
       await r.engine.stop();
@@ -130,10 +115,9 @@ describe('PrimaryEngine with a real secondary', () => {
     assert.equal(r.engine.state, 'degraded');
     // The guest keeps running unprotected.
     const before = r.primary.registers(0).rip;
-    await new Promise((res) => setTimeout(res, 30));
-    assert.notEqual(r.primary.registers(0).rip, before);
+    await until(() => r.primary.registers(0).rip !== before, 'the unprotected guest to run on');
     const again = waitState(r.engine, 'protected');
-    const server2 = new SecondaryServer({ replica: r.replica, host: '127.0.0.1', port: r.port, logger });
+    const server2 = secondaryFor(r.replica, { listen: { host: '127.0.0.1', port: r.port } });
     await server2.start();
     cleanups.push(() => server2.stop());
     await again;

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { saveDomain } from '../../src/checkpoint/save.js';
-import { SimDomain } from '../../src/domain/sim.js';
-import { SimWorkload } from '../../src/domain/sim-workload.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
+import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { PAGE_SIZE } from '../../src/stream/format.js';
 

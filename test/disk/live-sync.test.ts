@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { stateDigest } from '../../src/domain/digest.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { stateDigest } from '../../src/domain/sim/digest.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { DiskMirror, type DiskEpochStats } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../../src/disk/sim-disk.js';
+import { DISK_BLOCK_SIZE, SimDisk } from '../../src/domain/sim/disk.js';
 import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { xorshift32 } from '../../src/util/xorshift.js';

@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { StreamSaver } from '../../src/checkpoint/saver.js';
+import { StreamSaver } from '../helpers/stream-saver.js';
 import { DiskMirror } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../../src/disk/sim-disk.js';
-import { stateDigest } from '../../src/domain/digest.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { DISK_BLOCK_SIZE, SimDisk } from '../../src/domain/sim/disk.js';
+import { stateDigest } from '../../src/domain/sim/digest.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { LibxlType, PAGE_SIZE, TandemType } from '../../src/stream/format.js';
 import { EpochReceiver, type ReceiverAction } from '../../src/secondary/receiver.js';

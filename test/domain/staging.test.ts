@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { StagingBuffer } from '../../src/checkpoint/staging.js';
+import { StagingBuffer } from '../../src/domain/staging.js';
 
 test('the staging buffer is reused, grows to the largest epoch, and hands out page views', () => {
   const s = new StagingBuffer();

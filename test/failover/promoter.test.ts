@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { TandemError } from '../../src/errors.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { KvStore } from '../../src/guest/kv-store.js';

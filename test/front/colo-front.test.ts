@@ -13,7 +13,7 @@ import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ColoProxy } from '../../proxy/proxy.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ColoFront } from '../../src/front/colo-front.js';
 import { KvCommands } from '../../src/guest/commands.js';
 import { KvStore } from '../../src/guest/kv-store.js';

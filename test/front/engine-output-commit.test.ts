@@ -14,7 +14,7 @@ import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../../src/checkpoint/engine.js';
 import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type ReleasedOutput } from '../../src/front/output-buffer.js';
 import { ServiceFront } from '../../src/front/service-front.js';
 import { KvStore } from '../../src/guest/kv-store.js';

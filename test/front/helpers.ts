@@ -5,7 +5,7 @@ import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import type { SaveCallbacks } from '../../src/domain/types.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type OutputBufferOptions } from '../../src/front/output-buffer.js';
 import { ServiceFront, type ServiceFrontOptions } from '../../src/front/service-front.js';
 import { KvStore } from '../../src/guest/kv-store.js';

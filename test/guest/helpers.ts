@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { KvCommands, type Session } from '../../src/guest/commands.js';
 import { KvStore, type KvFormatOptions } from '../../src/guest/kv-store.js';
 import { GuestVcpu } from '../../src/guest/vcpu.js';

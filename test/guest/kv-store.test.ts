@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { KvCommands } from '../../src/guest/commands.js';
 import { GuestError, GuestErrorCodes } from '../../src/guest/errors.js';
 import { KvStore, type KvEntry } from '../../src/guest/kv-store.js';

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 
 import { pino } from 'pino';
 
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { GuestError, GuestErrorCodes } from '../../src/guest/errors.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { KvServer, type KvServerOptions } from '../../src/guest/server.js';

@@ -11,7 +11,7 @@ import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../../src/checkpoint/engine.js';
 import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { MonitorServer, type MonitorServerOptions } from '../../src/monitor/http.js';

@@ -5,7 +5,7 @@ import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../../src/checkpoint/engine.js';
 import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { PrimarySource } from '../../src/monitor/source.js';
 import { createLogger } from '../../src/util/logger.js';
 

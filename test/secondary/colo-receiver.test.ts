@@ -1,8 +1,8 @@
 /** The secondary's side of a COLO stream: checkpoint announcements, and what it refuses. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { StreamSaver } from '../../src/checkpoint/saver.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { StreamSaver } from '../helpers/stream-saver.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { frameRecord } from '../../src/stream/encoder.js';
 import { LibxlType } from '../../src/stream/format.js';

@@ -5,10 +5,10 @@
  */
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { StreamSaver } from '../../src/checkpoint/saver.js';
-import { stateDigest } from '../../src/domain/digest.js';
-import { SimWorkload } from '../../src/domain/sim-workload.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { StreamSaver } from '../helpers/stream-saver.js';
+import { stateDigest } from '../../src/domain/sim/digest.js';
+import { SimWorkload } from '../../src/domain/sim/workload.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { DomainType, PAGE_SIZE } from '../../src/stream/format.js';

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import type { RestoreCheckpointResult } from '../../src/domain/types.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes } from '../../src/errors.js';
 import type { EpochCommit, ReplicaState } from '../../src/secondary/receiver.js';
 import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '../../src/secondary/server.js';

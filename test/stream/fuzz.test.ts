@@ -21,8 +21,8 @@ import test from 'node:test';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { saveDomain } from '../../src/checkpoint/save.js';
-import { SimWorkload } from '../../src/domain/sim-workload.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { SimWorkload } from '../../src/domain/sim/workload.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { StreamDecoder, type DecoderLimits, type StreamItem } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';

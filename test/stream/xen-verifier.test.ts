@@ -11,8 +11,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { StreamSaver } from '../../src/checkpoint/saver.js';
-import { SimDomain } from '../../src/domain/sim.js';
+import { StreamSaver } from '../helpers/stream-saver.js';
+import { SimDomain } from '../../src/domain/sim/domain.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder, frameRecord } from '../../src/stream/encoder.js';
 import { ColoControl, LibxcType, LibxlType, PageType, TandemType } from '../../src/stream/format.js';

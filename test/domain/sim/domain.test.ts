@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MAX_SIM_PAGES, SimDomain } from '../../src/domain/sim.js';
+import { MAX_SIM_PAGES, SimDomain } from '../../../src/domain/sim/domain.js';
 import { PAGE_SIZE } from '../../src/stream/format.js';
 
 describe('SimDomain', () => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SimDomain } from '../../../src/domain/sim.js';
+import { SimDomain } from '../../../src/domain/sim/domain.js';
 import { KvCommands } from '../../../src/guest/commands.js';
 import { KvStore } from '../../../src/guest/kv-store.js';
 import { GuestNetStack, netStackBytes } from '../../../src/guest/net/stack.js';

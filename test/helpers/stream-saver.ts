@@ -1,18 +1,21 @@
 /**
- * Writes a domain as a migration stream, in the order Xen's save code does:
- * libxl header and LIBXC_CONTEXT; libxc headers and static data; per epoch
- * the pages, then end-of-checkpoint state and CHECKPOINT, then libxl's
- * emulator records and CHECKPOINT_END; finally libxc END and libxl END.
+ * A stream builder for tests that need a stream cut, bent or paused at a
+ * chosen point (Tandem's own saving goes through CheckpointSession): it
+ * writes a sim domain in the order Xen's save code does, libxl header and
+ * LIBXC_CONTEXT; libxc headers and static data; per epoch the pages, then
+ * end-of-checkpoint state and CHECKPOINT, then libxl's emulator records and
+ * CHECKPOINT_END; finally libxc END and libxl END.
  *
- * The saver only encodes; the caller decides when the guest is paused and
- * which pages to send. Chunks go to a sink in order; page data is passed by
+ * It only encodes; the test decides when the guest is paused and which
+ * pages to send. Chunks go to a sink in order; page data is passed by
  * reference (the sink must consume it before the guest runs again).
  */
-import type { Domain, PlatformContext } from '../domain/types.js';
-import { StreamEncoder } from '../stream/encoder.js';
-import { ColoControl, PageType } from '../stream/format.js';
-import type { Framing } from '../stream/layout.js';
-import type { StreamRecord } from '../stream/records.js';
+import type { SimDomain } from '../../src/domain/sim/domain.js';
+import type { PlatformContext } from '../../src/domain/types.js';
+import { StreamEncoder } from '../../src/stream/encoder.js';
+import { ColoControl, PageType } from '../../src/stream/format.js';
+import type { Framing } from '../../src/stream/layout.js';
+import type { StreamRecord } from '../../src/stream/records.js';
 
 export type ChunkSink = (chunks: Buffer[]) => void;
 
@@ -40,7 +43,7 @@ export class StreamSaver {
   private checkpoints = 0;
 
   constructor(
-    private readonly domain: Domain,
+    private readonly domain: SimDomain,
     private readonly options: SaverOptions,
     private readonly sink: ChunkSink,
   ) {
