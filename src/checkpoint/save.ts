@@ -72,3 +72,21 @@ export async function saveDomain(domain: ProtectedDomain, options: SaveOptions, 
   await session.end();
   return { bytes: session.bytesSent, epochs };
 }
+
+/**
+ * `domain`, with `step` run just before each suspend: a synchronous guest
+ * (the sim's synthetic workload) thus runs between checkpoints, as a real
+ * guest does all along.
+ */
+export function runBeforeEachSuspend(domain: ProtectedDomain, step: () => void): ProtectedDomain {
+  return {
+    info: domain.info,
+    saver: domain.saver,
+    suspend: () => {
+      step();
+      return domain.suspend();
+    },
+    resume: () => domain.resume(),
+    saveDeviceModel: () => domain.saveDeviceModel(),
+  };
+}

@@ -154,7 +154,7 @@ export class CheckpointSession {
   /** One more checkpoint; resolves once the target holds it and the devices have committed it. */
   checkpoint(trigger: TriggerReason): Promise<EpochMetrics> {
     if (this.phase === 'failed') return Promise.reject(this.failure);
-    this.expect('parked', 'checkpoint');
+    if (this.phase !== 'parked') return Promise.reject(this.outOfOrder('checkpoint'));
     this.phase = 'epoch';
     const e = this.nextEpoch(trigger);
     this.park!.resolve(true);
@@ -168,6 +168,8 @@ export class CheckpointSession {
     this.phase = 'ended';
     this.park!.resolve(false);
     await this.saving;
+    // The saver's own end (its END, its last flush) may have failed.
+    if (this.failure !== undefined) throw this.failure;
     if (this.libxl) {
       if (!this.encoder.betweenColoCheckpoints) this.encoder.libxcHandBack('end');
       this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
@@ -405,6 +407,10 @@ export class CheckpointSession {
   }
 
   private expect(phase: Phase, what: string): void {
-    if (this.phase !== phase) throw new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `${what}() in a session that is ${this.phase}`);
+    if (this.phase !== phase) throw this.outOfOrder(what);
+  }
+
+  private outOfOrder(what: string): CheckpointError {
+    return new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `${what}() in a session that is ${this.phase}`);
   }
 }

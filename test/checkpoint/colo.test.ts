@@ -7,32 +7,22 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
-import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
-import { stateDigest } from '../../src/domain/sim/digest.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
-import { createLogger } from '../../src/util/logger.js';
-import { busyGuest } from './helpers.js';
+import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
+import { busyGuest, testEngine } from './helpers.js';
 
-const logger = createLogger('silent');
 const PAGES = 1024;
 const EPOCHS = 60;
 
 test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest resumes exactly at each checkpoint`, async () => {
-  const primary = new SimDomain({ pages: PAGES });
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
+  const binding = simBinding(PAGES, { liveBatchPages: 256 });
+  const guest = binding.primary(silent);
+  const replicaGuest = binding.replica(silent);
+  const primary = guest.sim;
+  const replica = replicaGuest.sim;
   const resumedAt = new Map<number, string>();
   const secondaryDirty: number[] = [];
-  const server = new SecondaryServer({
-    replica,
-    host: '127.0.0.1',
-    port: 0,
-    logger,
+  const server = secondaryFor(replicaGuest, {
     colo: {
       suspend: () => {
         replica.pause();
@@ -43,7 +33,7 @@ test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest re
       pause: () => replica.pause(),
       resume: (epoch) => {
         // The state the secondary's guest runs from: it must be the primary's at that checkpoint.
-        resumedAt.set(epoch, stateDigest(replica));
+        resumedAt.set(epoch, replicaGuest.digest());
         replica.enableLogDirty();
         replica.unpause();
       },
@@ -51,24 +41,13 @@ test(`${EPOCHS} COLO epochs: the secondary's own writes are undone, its guest re
   });
   const { port } = await server.start();
   const staged = new Map<number, string>();
-  const engine = new PrimaryEngine(
-    { domain: primary, callbacks: createSaveCallbacks(primary, new DeviceSet(), precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: 5,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      retryMs: 50,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-      colo: true,
-      verifyDigest: () => stateDigest(primary),
-      onStaged: (epoch, digest) => staged.set(epoch, digest),
-    },
-  );
+  const engine = testEngine({
+    domain: guest.domain,
+    port,
+    kind: 'colo',
+    intervalMs: 5,
+    options: { ackTimeoutMs: 5000, connectTimeoutMs: 1000, retryMs: 50, digest: () => guest.digest(), onStaged: (epoch, digest) => staged.set(epoch, digest) },
+  });
   const stopP = busyGuest(primary, 10, 1);
   const stopS = busyGuest(replica, 10, 99);
   after(async () => {

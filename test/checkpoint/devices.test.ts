@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type CheckpointDevice, DeviceSet } from '../../src/checkpoint/devices.js';
+import type { CheckpointError } from '../../src/checkpoint/errors.js';
 
 test('devices run each hook in order (teardown in reverse) and a failure names the device', async () => {
   const log: string[] = [];
@@ -14,10 +15,7 @@ test('devices run each hook in order (teardown in reverse) and a failure names t
     },
     teardown: () => void log.push(`${name}.teardown`),
   });
-  const set = new DeviceSet();
-  set.add(device('nic'));
-  set.add(device('disk'));
-  set.add({ name: 'quiet' });
+  const set = new DeviceSet([device('nic'), device('disk'), { name: 'quiet' }]);
   await set.run('setup');
   await set.run('postsuspend', 4);
   await set.run('preresume', 4);
@@ -25,14 +23,12 @@ test('devices run each hook in order (teardown in reverse) and a failure names t
   await set.run('teardown');
   assert.deepEqual(log, ['nic.setup', 'disk.setup', 'nic.postsuspend(4)', 'disk.postsuspend(4)', 'nic.commit(4)', 'disk.commit(4)', 'disk.teardown', 'nic.teardown']);
 
-  const broken = new DeviceSet();
-  broken.add({ name: 'netbuf', commit: () => Promise.reject(new Error('queue gone')) });
-  await assert.rejects(broken.run('commit', 9), (err: Error) => /netbuf: commit failed/.test(err.message) && (err.cause as Error).message === 'queue gone');
+  const broken = new DeviceSet([{ name: 'netbuf', commit: () => Promise.reject(new Error('queue gone')) }]);
+  await assert.rejects(broken.run('commit', 9), (err: CheckpointError) => err.code === 'ERR_CHECKPOINT_DEVICE_FAILED' && /netbuf: commit failed: queue gone/.test(err.message) && (err.cause as Error).message === 'queue gone');
 });
 
 test('live syncs run device by device, batch by batch, lazily; a failing one names the device', () => {
   const made: string[] = [];
-  const set = new DeviceSet();
   const batches = (name: string, n: number): CheckpointDevice => ({
     name,
     *liveSync() {
@@ -42,9 +38,7 @@ test('live syncs run device by device, batch by batch, lazily; a failing one nam
       }
     },
   });
-  set.add(batches('disk0', 2));
-  set.add({ name: 'nic' });
-  set.add(batches('disk1', 1));
+  const set = new DeviceSet([batches('disk0', 2), { name: 'nic' }, batches('disk1', 1)]);
   const it = set.liveSync()[Symbol.iterator]();
   const first = it.next();
   // Only the batch asked for is made: the session sends it before asking for the next.
@@ -54,13 +48,14 @@ test('live syncs run device by device, batch by batch, lazily; a failing one nam
   assert.deepEqual(rest, ['disk0', 'disk1']);
   assert.deepEqual(made, ['disk0#0', 'disk0#1', 'disk1#0']);
 
-  const broken = new DeviceSet();
-  broken.add({
-    name: 'disk2',
-    *liveSync() {
-      yield [];
-      throw new Error('read error');
+  const broken = new DeviceSet([
+    {
+      name: 'disk2',
+      *liveSync() {
+        yield [];
+        throw new Error('read error');
+      },
     },
-  });
-  assert.throws(() => [...broken.liveSync()], (err: Error) => /disk2: liveSync failed/.test(err.message) && (err.cause as Error).message === 'read error');
+  ]);
+  assert.throws(() => [...broken.liveSync()], (err: CheckpointError) => err.code === 'ERR_CHECKPOINT_DEVICE_FAILED' && /disk2: liveSync failed/.test(err.message) && (err.cause as Error).message === 'read error');
 });

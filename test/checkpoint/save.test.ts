@@ -6,9 +6,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { saveDomain } from '../../src/checkpoint/save.js';
+import { runBeforeEachSuspend, saveDomain } from '../../src/checkpoint/save.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
+import { silent, simBinding } from '../helpers/sim.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { PAGE_SIZE } from '../../src/stream/format.js';
 
@@ -22,20 +23,19 @@ interface Snapshot {
 
 describe('saveDomain', () => {
   for (const framing of ['libxl', 'libxc'] as const) {
-    test(`${framing}: each checkpoint in the stream reproduces the domain at that checkpoint`, () => {
+    test(`${framing}: each checkpoint in the stream reproduces the domain at that checkpoint`, async () => {
       const pages = 300;
-      const domain = new SimDomain({ pages, now: () => 42n });
+      const primary = simBinding(pages).primary(silent);
+      const domain = primary.sim;
       const guest = new SimWorkload(domain, 1234);
       guest.boot();
       const chunks: Buffer[] = [];
       const atCheckpoint: Snapshot[] = [];
       // Snapshot the domain as each checkpoint is written (the guest is paused then).
-      const sink = (c: Buffer[]): void => {
+      const sink = (c: readonly Buffer[]): void => {
         for (const b of c) chunks.push(Buffer.from(b)); // copy: page views change when the guest runs
       };
-      const summary = saveDomain(domain, { framing, version: 3, checkpoints: 6 }, sink, () => {
-        guest.run(40);
-      });
+      const summary = await saveDomain(runBeforeEachSuspend(primary.domain, () => guest.run(40)), { framing, version: 3, checkpoints: 6 }, sink);
       assert.equal(summary.epochs.length, 6);
       // Re-run the identical guest to learn the expected state at each checkpoint.
       const twin = new SimDomain({ pages, now: () => 42n });
@@ -73,16 +73,31 @@ describe('saveDomain', () => {
     });
   }
 
-  test('the guest is resumed even when the sink fails mid-checkpoint', () => {
-    const domain = new SimDomain({ pages: 8 });
-    let calls = 0;
-    assert.throws(
-      () =>
-        saveDomain(domain, { framing: 'libxl', version: 3, checkpoints: 2 }, () => {
-          if (++calls === 12) throw new Error('disk full');
-        }, () => domain.write(0, Buffer.alloc(1, 1))),
+  for (const failAt of [1, 2, 3, 4, 5, 6]) {
+    test(`the guest runs again when the sink fails at its write ${failAt}`, async () => {
+      const primary = simBinding(8).primary(silent);
+      const domain = primary.sim;
+      let calls = 0;
+      await assert.rejects(
+        saveDomain(runBeforeEachSuspend(primary.domain, () => domain.write(0, Buffer.alloc(1, 1))), { framing: 'libxl', version: 3, checkpoints: 2 }, () => {
+          if (++calls === failAt) throw new Error('disk full');
+        }),
+        /disk full/,
+      );
+      assert.equal(domain.paused, false);
+    });
+  }
+
+  test('a plain save leaves the guest running, even when the sink fails', async () => {
+    const primary = simBinding(8).primary(silent);
+    await saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 0 }, () => {});
+    assert.equal(primary.sim.paused, false);
+    await assert.rejects(
+      saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 0 }, (c) => {
+        if (c.some((b) => b.length === 8 * 4096 || b.length === 4096)) throw new Error('disk full');
+      }),
       /disk full/,
     );
-    assert.equal(domain.paused, false);
+    assert.equal(primary.sim.paused, false);
   });
 });

@@ -26,15 +26,15 @@ describe('mergeTriggers', () => {
     });
   });
 
-  test('operator and divergence triggers pass through with their detail', () => {
+  test('operator and divergence triggers pass through with who asked and the comparator\'s request', () => {
     scheduler().run(({ hot, expectObservable }) => {
-      const alice: Trigger = { reason: 'operator', detail: 'alice' };
-      const diverged: Trigger = { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' };
+      const alice: Trigger = { reason: 'operator', by: 'alice' };
+      const diverged: Trigger = { reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp 10.0.0.1:5 > 10.0.0.2:80', detail: 'payload differs at byte 3' } };
       const operator$ = hot('-a---', { a: alice });
       const divergence$ = hot('---b-', { b: diverged });
       expectObservable(mergeTriggers({ operator$, divergence$ })).toBe('-a-b-', {
-        a: { reason: 'operator', detail: 'alice' },
-        b: { reason: 'divergence', detail: 'tcp 10.0.0.1:5 -> :80' },
+        a: { reason: 'operator', by: 'alice' },
+        b: { reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp 10.0.0.1:5 > 10.0.0.2:80', detail: 'payload differs at byte 3' } },
       });
     });
   });

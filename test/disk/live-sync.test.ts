@@ -9,40 +9,34 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { stateDigest } from '../../src/domain/sim/digest.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
 import { DiskMirror, type DiskEpochStats } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../../src/domain/sim/disk.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
-import { createLogger } from '../../src/util/logger.js';
+import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
 import { xorshift32 } from '../../src/util/xorshift.js';
-import { loopbackEngine } from '../checkpoint/helpers.js';
+import { testEngine } from '../checkpoint/helpers.js';
+import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 
-const logger = createLogger('silent');
 const PAGES = 512;
 const DISK_BYTES = 16 * 1024 * 1024;
 const PREFILLED = 3000;
 const EPOCHS = 12;
 
 test('a disk written before protection is synced live; the first checkpoint carries only later writes, and every epoch matches', async () => {
-  const domain = new SimDomain({ pages: PAGES });
-  const disk = new SimDisk({ capacityBytes: DISK_BYTES, domain });
+  const binding = simBinding(PAGES, { diskBytes: DISK_BYTES, liveBatchPages: 64 });
+  const primary = binding.primary(silent);
+  const domain = primary.sim;
+  const disk = primary.disk;
   const next = xorshift32(0x5a5a);
   const blocks = DISK_BYTES / DISK_BLOCK_SIZE;
   for (let i = 0; i < PREFILLED; i++) disk.write(((i * 7) % blocks) * DISK_BLOCK_SIZE + (next() % 4000), Buffer.from([next() & 0xff, 1]));
   const written = disk.writtenBlocks().length;
   assert.ok(written > 2500, `${written} blocks written before protection`);
 
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
-  const replicaDisk = new SimDisk({ capacityBytes: DISK_BYTES, domain: replica });
-  const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([replicaDisk])], disks: [replicaDisk], host: '127.0.0.1', port: 0, logger });
+  const replica = binding.replica(silent);
+  const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
   const { port } = await secondary.start();
   const mirror = new DiskMirror({ disk, maxBlocksPerRecord: 256 });
-  const devices = new DeviceSet();
-  devices.add(mirror);
-  const engine = loopbackEngine(domain, devices, port, { precopyBatchPages: 64, verifyDigest: () => stateDigest(domain, [disk]) });
+  const engine = testEngine({ domain: primary.domain, devices: new DeviceSet([mirror]), port, options: { digest: () => primary.digest() } });
   // The guest writes RAM and disk every millisecond it runs, the live sync included.
   let guestWrites = 0;
   const guest = setInterval(() => {

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DiskMirror } from '../../src/disk/mirror.js';
 import { parseDiskWrites, type DiskWrites } from '../../src/disk/record.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../../src/domain/sim/disk.js';
+import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
+import { SimDisk } from '../../src/domain/sim/disk.js';
 import { TandemType } from '../../src/stream/format.js';
 
 const CAPACITY = 256 * DISK_BLOCK_SIZE;

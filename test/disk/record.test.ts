@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseDiskWrites, writeDiskWritesHeader, writeExtentHeader } from '../../src/disk/record.js';
-import { DISK_BLOCK_SIZE } from '../../src/domain/sim/disk.js';
+import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 
 const CAPACITY = 64 * DISK_BLOCK_SIZE;

@@ -10,14 +10,16 @@ import { after, describe, test } from 'node:test';
 import { StreamSaver } from '../helpers/stream-saver.js';
 import { DiskMirror } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../../src/domain/sim/disk.js';
+import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
+import { SimDisk } from '../../src/domain/sim/disk.js';
 import { stateDigest } from '../../src/domain/sim/digest.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { LibxlType, PAGE_SIZE, TandemType } from '../../src/stream/format.js';
 import { EpochReceiver, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
-import { recordsOf, rng } from '../secondary/fixtures.js';
+import { feedSession, recordsOf, rng } from '../secondary/fixtures.js';
+import { silent, simBinding } from '../helpers/sim.js';
 import { tempDir } from '../helpers/cli.js';
 import { verifyCheckpointed } from '../helpers/xen.js';
 
@@ -89,20 +91,20 @@ function record(epochs: number, seed: number, opts: { mirror?: boolean; live?: b
 }
 
 class Replica {
-  readonly domain = new SimDomain({ pages: PAGES });
-  readonly disk = new SimDisk({ capacityBytes: DISK, domain: this.domain });
-  readonly receiver = new EpochReceiver(this.domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica([this.disk])] });
+  readonly guest = simBinding(PAGES, { diskBytes: DISK }).replica(silent);
+  readonly domain = this.guest.sim;
+  readonly disk = this.guest.disk;
+  readonly receiver = new EpochReceiver(this.guest.domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica([this.disk])] });
   readonly actions: ReceiverAction[] = [];
   readonly session = new ReplicationSession(this.receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
 
   constructor() {
-    this.domain.pause();
     this.session.start();
   }
 
   push(bytes: Buffer): ReceiverAction[] {
     const got: ReceiverAction[] = [];
-    this.session.push(bytes, (a) => got.push(a));
+    feedSession(this.session, this.domain, bytes, (a) => got.push(a));
     this.actions.push(...got);
     return got;
   }
@@ -193,7 +195,7 @@ describe('disk replication through the stream', () => {
     const again = new ReplicationSession(rep.receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
     again.start();
     const acts: ReceiverAction[] = [];
-    again.push(other.bytes, (a) => acts.push(a));
+    feedSession(again, rep.domain, other.bytes, (a) => acts.push(a));
     assert.equal(rep.receiver.lastEpoch, 2);
     assert.equal(rep.digest(), other.digests[1]);
   });
@@ -232,14 +234,12 @@ describe('disk replication through the stream', () => {
   });
 
   test('a disk of another size is refused at its first record', () => {
-    const domain = new SimDomain({ pages: PAGES });
-    domain.pause();
-    const small = new SimDisk({ capacityBytes: DISK / 2, domain });
-    const receiver = new EpochReceiver(domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica([small])] });
+    const small = simBinding(PAGES, { diskBytes: DISK / 2 }).replica(silent);
+    const receiver = new EpochReceiver(small.domain, { maxEpochBytes: 1 << 30, devices: [new DiskReplica(small.disks)] });
     const session = new ReplicationSession(receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
     session.start();
     const acts: ReceiverAction[] = [];
-    session.push(stream.bytes, (a) => acts.push(a));
+    feedSession(session, small.sim, stream.bytes, (a) => acts.push(a));
     const close = acts.find((a) => a.type === 'close');
     assert.ok(close?.type === 'close' && close.outcome === 'stream-error');
     assert.ok(close.error instanceof StreamError);
@@ -248,13 +248,12 @@ describe('disk replication through the stream', () => {
   });
 
   test('a replica without disk devices skips the optional records, as the spec allows', () => {
-    const domain = new SimDomain({ pages: PAGES });
-    domain.pause();
-    const receiver = new EpochReceiver(domain, { maxEpochBytes: 1 << 30 });
+    const plain = simBinding(PAGES).replica(silent);
+    const receiver = new EpochReceiver(plain.domain, { maxEpochBytes: 1 << 30 });
     const session = new ReplicationSession(receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
     session.start();
     const acts: ReceiverAction[] = [];
-    session.push(stream.bytes, (a) => acts.push(a));
+    feedSession(session, plain.sim, stream.bytes, (a) => acts.push(a));
     assert.equal(receiver.lastEpoch, 8);
     assert.deepEqual(acts.at(-1), { type: 'close', outcome: 'end' });
   });

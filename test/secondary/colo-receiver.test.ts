@@ -8,6 +8,7 @@ import { frameRecord } from '../../src/stream/encoder.js';
 import { LibxlType } from '../../src/stream/format.js';
 import { EpochReceiver, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
+import { feedSession, simReplica } from './fixtures.js';
 
 const PAGES = 32;
 
@@ -41,12 +42,12 @@ function coloStream(announce: number): Buffer {
 }
 
 function feed(bytes: Buffer, colo: boolean): { actions: ReceiverAction[]; receiver: EpochReceiver } {
-  const replica = new SimDomain({ pages: PAGES });
-  const receiver = new EpochReceiver(replica, { maxEpochBytes: 1 << 24 });
+  const replica = simReplica(PAGES);
+  const receiver = new EpochReceiver(replica.guest.domain, { maxEpochBytes: 1 << 24 });
   const session = new ReplicationSession(receiver, { replicaPages: PAGES, maxRecordBytes: 1 << 20, colo });
   session.start();
   const actions: ReceiverAction[] = [];
-  session.push(bytes, (a) => actions.push(a));
+  feedSession(session, replica.sim, bytes, (a) => actions.push(a));
   return { actions, receiver };
 }
 

@@ -13,6 +13,11 @@ import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { DomainType, PAGE_SIZE } from '../../src/stream/format.js';
 import { xorshift32 } from '../../src/util/xorshift.js';
+import { SimBinding, type SimReplicaGuest } from '../../src/domain/sim/binding.js';
+import type { ActionSink, ReplicationSession } from '../../src/secondary/session.js';
+import { createLogger } from '../../src/util/logger.js';
+
+const silentLogger = createLogger('silent');
 
 export interface RecordedStream {
   bytes: Buffer;
@@ -138,4 +143,42 @@ export function recordsOf(bytes: Buffer): { name: string; offset: number; end: n
   }
   decoder.end();
   return out;
+}
+
+/**
+ * Feeds `bytes` (or the end of the stream) to a session and answers its
+ * device-model loads at once with the sim replica's own synchronous load,
+ * so every action of the push has been delivered when this returns. The
+ * secondary server does the same asynchronously. Load requests are not
+ * passed to `act`; what they lead to (the commit, or the refusal) is.
+ */
+export function feedSession(session: ReplicationSession, replica: SimDomain, bytes: Buffer | 'end', act: ActionSink): void {
+  let pending: Buffer | undefined;
+  const sink: ActionSink = (a) => {
+    if (a.type === 'load-device-model') pending = a.state;
+    else act(a);
+  };
+  if (bytes === 'end') session.end(sink);
+  else session.push(bytes, sink);
+  while (session.blocked && pending !== undefined) {
+    const state = pending;
+    pending = undefined;
+    try {
+      replica.loadDeviceModelState(state);
+    } catch (err) {
+      session.deviceModelRefused(err, sink);
+      continue;
+    }
+    session.deviceModelLoaded(sink);
+  }
+}
+
+/**
+ * A sim replica of `pages` pages: its guest (domain for an EpochReceiver),
+ * its SimDomain for checks, and the two as a server's replica whose digest
+ * leaves the disk out, as recordStream's digests do.
+ */
+export function simReplica(pages: number): { guest: SimReplicaGuest; sim: SimDomain; withoutDisk: Pick<SimReplicaGuest, 'domain' | 'digest'> } {
+  const guest = new SimBinding({ pages, vcpus: 1, diskBytes: 4096 }).replica(silentLogger);
+  return { guest, sim: guest.sim, withoutDisk: { domain: guest.domain, digest: () => stateDigest(guest.sim) } };
 }

@@ -13,7 +13,8 @@ import { LibxcType } from '../../src/stream/format.js';
 import { EpochReceiver, type AckRecord, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
 import { AckStatus } from '../../src/transport/backchannel.js';
-import { pvStreamHead, recordHeader, recordStream, recordsOf, rng, type RecordedStream } from './fixtures.js';
+import { silent, simBinding } from '../helpers/sim.js';
+import { feedSession, pvStreamHead, recordHeader, recordStream, recordsOf, rng, simReplica, type RecordedStream } from './fixtures.js';
 
 const PAGES = 256;
 const BIG = 1 << 30;
@@ -23,11 +24,12 @@ class Harness {
   readonly receiver: EpochReceiver;
   session!: ReplicationSession;
 
-  constructor(
-    readonly replica = new SimDomain({ pages: PAGES }),
-    maxEpochBytes = BIG,
-  ) {
-    this.receiver = new EpochReceiver(replica, { maxEpochBytes });
+  readonly replica: SimDomain;
+
+  constructor(pages = PAGES, maxEpochBytes = BIG) {
+    const { guest, sim } = simReplica(pages);
+    this.replica = sim;
+    this.receiver = new EpochReceiver(guest.domain, { maxEpochBytes });
   }
 
   open(): this {
@@ -41,14 +43,14 @@ class Harness {
     const cuts = [...new Set([0, ...splits.filter((s) => s > 0 && s < bytes.length), bytes.length])].sort((a, b) => a - b);
     for (let i = 1; i < cuts.length; i++) {
       const got: ReceiverAction[] = [];
-      this.session.push(bytes.subarray(cuts[i - 1], cuts[i]), (a) => got.push(a));
+      feedSession(this.session, this.replica, bytes.subarray(cuts[i - 1], cuts[i]), (a) => got.push(a));
       this.actions.push(...got);
       after?.(got);
     }
   }
 
   end(): void {
-    this.session.end((a) => this.actions.push(a));
+    feedSession(this.session, this.replica, 'end', (a) => this.actions.push(a));
   }
 
   acks(): AckRecord[] {
@@ -173,11 +175,11 @@ describe('EpochReceiver', () => {
     // Buffered bytes of epoch 3: everything after epoch 2's CHECKPOINT_END up to (not counting) its own.
     const epoch3 = heavy.epochEnds[2] - heavy.epochEnds[1] - 8;
 
-    const fits = new Harness(new SimDomain({ pages: PAGES }), epoch3).open();
+    const fits = new Harness(PAGES, epoch3).open();
     fits.push(heavy.bytes, [heavy.epochEnds[2]]);
     assert.deepEqual(fits.acks(), applied(4), 'an epoch of exactly the limit is applied');
 
-    const h = new Harness(new SimDomain({ pages: PAGES }), epoch3 - 1).open();
+    const h = new Harness(PAGES, epoch3 - 1).open();
     h.push(heavy.bytes, [heavy.epochEnds[1] + 5000]);
     assert.deepEqual(h.acks().slice(0, 2), applied(2));
     const over = h.acks()[2];
@@ -315,10 +317,10 @@ describe('EpochReceiver', () => {
     assert.equal(h.receiver.lastEpoch, 0);
   });
 
-  test('a plain (non-checkpointed) stream is refused', () => {
-    const primary = new SimDomain({ pages: PAGES });
+  test('a plain (non-checkpointed) stream is refused', async () => {
+    const primary = simBinding(PAGES).primary(silent);
     const chunks: Buffer[] = [];
-    saveDomain(primary, { framing: 'libxl', version: 3, checkpoints: 0 }, (c) => chunks.push(...c.map((b) => Buffer.from(b))), () => {});
+    await saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 0 }, (c) => chunks.push(...c.map((b) => Buffer.from(b))));
     const h = new Harness().open();
     h.push(Buffer.concat(chunks));
     const err = streamError(h);

@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import type { RestoreCheckpointResult } from '../../src/domain/types.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
+import type { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes } from '../../src/errors.js';
 import type { EpochCommit, ReplicaState } from '../../src/secondary/receiver.js';
 import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '../../src/secondary/server.js';
 import { LibxcType } from '../../src/stream/format.js';
-import { AckStatus, BackChannelDecoder, type BackRecord } from '../../src/transport/backchannel.js';
-import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, type CapturedLog } from './fixtures.js';
+import { AckStatus, BackChannelDecoder, type BackChannelRecord } from '../../src/transport/backchannel.js';
+import { tcpTransport } from '../../src/transport/tcp.js';
+import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, simReplica, type CapturedLog } from './fixtures.js';
 import { until as waitUntil } from '../helpers/wait.js';
 
 const PAGES = 256;
@@ -28,7 +28,7 @@ const openSockets = new Set<Socket>();
 
 /** The primary's end of the connection: writes stream bytes, collects acks. */
 class FakePrimary {
-  readonly acks: BackRecord[] = [];
+  readonly acks: BackChannelRecord[] = [];
   closed = false;
   readonly socket: Socket;
   /** As the secondary sees it; the socket forgets its port once closed. */
@@ -72,35 +72,41 @@ class FakePrimary {
   }
 }
 
-const applied = (n: number): BackRecord[] => Array.from({ length: n }, (_, i) => ({ type: 'ACK', epoch: i + 1, status: AckStatus.APPLIED, reason: '' }));
+const applied = (n: number): BackChannelRecord[] => Array.from({ length: n }, (_, i) => ({ type: 'ACK', epoch: i + 1, status: AckStatus.APPLIED, reason: '' }));
 
 interface Rig {
   server: SecondaryServer;
   port: number;
   replica: SimDomain;
   log: CapturedLog;
-  callbacks: RestoreCheckpointResult[];
+  /** What each stream came to, in order, from the server's events: an epoch applied, a stream refused, a primary gone. */
+  outcomes: ('applied' | 'refused' | 'gone')[];
   epochs: EpochCommit[];
   states: ReplicaState[];
   gone: PrimaryGone[];
 }
 
 async function rig(options: Partial<SecondaryServerOptions> = {}): Promise<Rig> {
-  const replica = new SimDomain({ pages: PAGES });
+  const replica = simReplica(PAGES);
   const log = captureLog();
-  const callbacks: RestoreCheckpointResult[] = [];
   const server = new SecondaryServer({
-    replica,
-    host: '127.0.0.1',
-    port: 0,
+    replica: replica.withoutDisk,
+    transport: tcpTransport,
+    listen: { host: '127.0.0.1', port: 0 },
     logger: log.logger,
-    restoreCallbacks: { checkpoint: (r) => callbacks.push(r) },
     ...options,
   });
-  const r: Rig = { server, port: 0, replica, log, callbacks, epochs: [], states: [], gone: [] };
-  server.on('epoch', (c) => r.epochs.push(c));
+  const r: Rig = { server, port: 0, replica: replica.sim, log, outcomes: [], epochs: [], states: [], gone: [] };
+  server.on('epoch', (c) => {
+    r.epochs.push(c);
+    r.outcomes.push('applied');
+  });
   server.on('state', (s) => r.states.push(s));
-  server.on('primary-gone', (g) => r.gone.push(g));
+  server.on('stream-failed', () => r.outcomes.push('refused'));
+  server.on('primary-gone', (g) => {
+    r.gone.push(g);
+    r.outcomes.push('gone');
+  });
   openServers.add(server);
   r.port = (await server.start()).port;
   return r;
@@ -136,7 +142,7 @@ describe('SecondaryServer', () => {
     assert.deepEqual(primary.acks, applied(5));
     assert.deepEqual(digests, stream.digests);
     assert.equal(server.lastEpoch, 5);
-    assert.deepEqual(shared.callbacks, ['success', 'success', 'success', 'success', 'success']);
+    assert.deepEqual(shared.outcomes, ['applied', 'applied', 'applied', 'applied', 'applied']);
     assert.deepEqual(shared.states, ['syncing', 'protected', 'idle']);
     assert.deepEqual(shared.epochs.map((e) => e.epoch), [1, 2, 3, 4, 5]);
     assert.ok(shared.epochs.every((e) => e.pages > 0 && e.bytes > 0 && e.applyMs >= 0));
@@ -179,7 +185,7 @@ describe('SecondaryServer', () => {
         const lastEpoch = server.lastEpoch;
         assert.ok(lastEpoch > 0, 'the replica holds a checkpoint to protect');
         const logged = log.lines().length;
-        const callbacks = shared.callbacks.length;
+        const outcomes = shared.outcomes.length;
         const primary = await FakePrimary.connect(shared.port);
         primary.send(c.bytes());
         primary.socket.end(); // half-close: still reading the ack
@@ -191,7 +197,10 @@ describe('SecondaryServer', () => {
         assert.match(ack.reason, /offset \d+/);
         assert.equal(server.digest(), before, 'replica unchanged');
         assert.equal(server.lastEpoch, lastEpoch);
-        assert.deepEqual(shared.callbacks.slice(callbacks), ['error']);
+        // A stream cut short by the primary's own end is refused, and that primary is gone too (it ended without END).
+        const expected = c.code === ErrorCodes.STREAM_TRUNCATED ? ['refused', 'gone'] : ['refused'];
+        await until(() => shared.outcomes.length >= outcomes + expected.length, `${expected.join(', ')}`);
+        assert.deepEqual(shared.outcomes.slice(outcomes), expected);
 
         const errors = log.lines().slice(logged).filter((l) => l.level === 50);
         assert.equal(errors.length, 1, JSON.stringify(errors));
@@ -247,7 +256,7 @@ describe('SecondaryServer', () => {
       assert.equal(r.server.lastEpoch, 2);
       assert.equal(r.server.digest(), heavy.digests[1]);
       assert.equal(r.log.find(/needs more than the 131072-byte epoch buffer/).length, 1);
-      assert.deepEqual(r.callbacks, ['success', 'success', 'error']);
+      assert.deepEqual(r.outcomes, ['applied', 'applied', 'refused']);
 
       // It reconnects at once, while the refused socket is still open: that one must not count as active.
       const fresh = recordStream({ pages: PAGES, epochs: 2, seed: 22, writes: 3 });
@@ -281,7 +290,7 @@ describe('SecondaryServer', () => {
       assert.deepEqual(r.gone[0], { remote: primary.localAddress, lastEpoch: 3, tornEpoch: 4 });
       assert.equal(r.server.digest(), stream.digests[2]);
       assert.equal(r.server.state, 'idle');
-      assert.deepEqual(r.callbacks, ['success', 'success', 'success', 'error']);
+      assert.deepEqual(r.outcomes, ['applied', 'applied', 'applied', 'gone']);
       assert.equal(r.log.find(/gone without a clean END/).length, 1);
 
       // Half-closed mid-record: the truncation is answered, and it is still a lost primary.

@@ -4,12 +4,11 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import type { Argv } from 'yargs';
-import { saveDomain } from '../../checkpoint/save.js';
+import { runBeforeEachSuspend, saveDomain } from '../../checkpoint/save.js';
 import { DISK_BLOCK_SIZE } from '../../disk/record.js';
 import { SimBinding } from '../../domain/sim/binding.js';
 import { MAX_SIM_PAGES } from '../../domain/sim/domain.js';
 import { SimWorkload } from '../../domain/sim/workload.js';
-import type { ProtectedDomain } from '../../domain/types.js';
 import { writeAllSync } from '../../util/file-sink.js';
 import { createLogger } from '../../util/logger.js';
 import { UsageError } from '../errors.js';
@@ -56,7 +55,7 @@ export function saveCommand(yargs: Argv): Argv {
       const fd = openSync(args.out, 'w');
       try {
         const summary = await saveDomain(
-          args.checkpoints === 0 ? guest.domain : runningUntilSuspend(guest.domain, () => workload.run(Math.max(16, args.pages >>> 6))),
+          args.checkpoints === 0 ? guest.domain : runBeforeEachSuspend(guest.domain, () => workload.run(Math.max(16, args.pages >>> 6))),
           { framing: args.format ?? 'libxl', version: args['stream-version'] as 2 | 3, checkpoints: args.checkpoints },
           (chunks) => writeAllSync(fd, chunks),
         );
@@ -69,16 +68,3 @@ export function saveCommand(yargs: Argv): Argv {
   );
 }
 
-/** The synthetic guest runs (one step of its workload) each time before it is suspended: between checkpoints, as a guest would. */
-function runningUntilSuspend(domain: ProtectedDomain, step: () => void): ProtectedDomain {
-  return {
-    info: domain.info,
-    saver: domain.saver,
-    suspend: () => {
-      step();
-      return domain.suspend();
-    },
-    resume: () => domain.resume(),
-    saveDeviceModel: () => domain.saveDeviceModel(),
-  };
-}

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { DISK_BLOCK_SIZE, MAX_DISK_BYTES, SimDisk } from '../../../src/domain/sim/disk.js';
+import { DISK_BLOCK_SIZE } from '../../../src/disk/record.js';
+import { MAX_DISK_BYTES, SimDisk } from '../../../src/domain/sim/disk.js';
 
 const gate = (): { paused: boolean } => ({ paused: false });
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { MAX_SIM_PAGES, SimDomain } from '../../../src/domain/sim/domain.js';
-import { PAGE_SIZE } from '../../src/stream/format.js';
+import { PAGE_SIZE } from '../../../src/stream/format.js';
 
 describe('SimDomain', () => {
   test('guest writes mark exactly the pages they touch, once logging is on', () => {
