@@ -8,13 +8,13 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { SimDomain } from '../../src/domain/sim/domain.js';
+import { DiskReplica } from '../../src/disk/replica.js';
 import { TandemError } from '../../src/errors.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { KvStore } from '../../src/guest/kv-store.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { ReplyReader, request, type Reply } from '../guest/helpers.js';
 
 const logger = createLogger('silent');
@@ -38,13 +38,12 @@ async function ask(port: number, commands: string[][]): Promise<Reply[]> {
 
 describe('Promoter', () => {
   test('refuses to fail over without a complete checkpoint', async () => {
-    const replica = new SimDomain({ pages: 64 });
-    replica.pause();
-    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    const replica = simBinding(64).replica(logger);
+    const secondary = secondaryFor(replica);
     await secondary.start();
     const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
     await assert.rejects(promoter.promote('test'), (e: unknown) => e instanceof TandemError && e.code === 'ERR_NOTHING_TO_FAIL_OVER');
-    assert.equal(replica.paused, true, 'the replica stays paused');
+    assert.equal(replica.sim.paused, true, 'the replica stays paused');
     await secondary.stop();
   });
 
@@ -52,9 +51,9 @@ describe('Promoter', () => {
     const MIB = 8;
     const config = tmp.path('p.yaml');
     writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n`);
-    const replica = new SimDomain({ pages: MIB * 256 });
-    replica.pause();
-    const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+    // The CLI's default disk: the replica must match the primary's.
+    const replica = simBinding(MIB * 256, { diskBytes: 64 * 2 ** 20 }).replica(logger);
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
     const { port } = await secondary.start();
     const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', '--interval', '5', '--log-level', 'info'], {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -64,7 +63,7 @@ describe('Promoter', () => {
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const servicePort = await new Promise<number>((resolve) => {
       const poll = setInterval(() => {
-        const m = /guest RESP service on 127\.0\.0\.1:(\d+)/.exec(log);
+        const m = /guest service on 127\.0\.0\.1:(\d+)/.exec(log);
         if (m && /protection: protected/.test(log)) {
           clearInterval(poll);
           resolve(Number(m[1]));
@@ -80,14 +79,14 @@ describe('Promoter', () => {
     child.kill('SIGKILL');
     await closed;
     await new Promise((r) => setTimeout(r, 50));
-    const held = KvStore.attach(replica).keyCount;
+    const held = KvStore.attach(replica.sim).keyCount;
     assert.equal(held, 200, 'the epochs after the writes carried all 200 keys');
 
     const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
     const p = await promoter.promote('primary killed');
     after(() => promoter.stop());
     assert.ok(p.epoch >= target);
-    assert.equal(replica.paused, false);
+    assert.equal(replica.sim.paused, false);
     const replies = await ask(p.service.port, [['DBSIZE'], ['GET', 'key:0'], ['GET', 'key:199'], ['INCR', 'after-failover']]);
     assert.deepEqual(replies.map((r) => (Buffer.isBuffer(r) ? r.toString() : r)), [200, 'value-0', 'value-199', 1]);
     assert.equal(await promoter.promote('again'), p, 'promotion happens once');

@@ -48,7 +48,7 @@ test('the primary keeps serving when its secondary dies and re-protects when one
   await until(() => /secondary listening/.test(secondary.log()), 'the secondary');
   const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${hb}`, '--service', '127.0.0.1:0']);
   await until(() => /"state":"protected"/.test(primary.log()), 'protection');
-  const servicePort = Number(/guest RESP service on 127\.0\.0\.1:(\d+)/.exec(primary.log())![1]);
+  const servicePort = Number(/guest service on 127\.0\.0\.1:(\d+)/.exec(primary.log())![1]);
 
   const sock = connect({ port: servicePort, host: '127.0.0.1' });
   const replies = new ReplyReader(sock);

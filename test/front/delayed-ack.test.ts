@@ -8,28 +8,21 @@
 import assert from 'node:assert/strict';
 import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type ReleasedOutput } from '../../src/front/output-buffer.js';
 import { ServiceFront } from '../../src/front/service-front.js';
-import { KvStore } from '../../src/guest/kv-store.js';
-import { KvServer } from '../../src/guest/server.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
 import { BackChannelDecoder } from '../../src/transport/backchannel.js';
 import { createLogger } from '../../src/util/logger.js';
 import { request } from '../guest/helpers.js';
+import { testEngine } from '../checkpoint/helpers.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { connect, sleep } from './helpers.js';
 
 const logger = createLogger('silent');
 const DELAY_MS = 150;
 
 test(`with acks delayed ${DELAY_MS} ms, no reply leaves before the ack of its epoch`, async () => {
-  const replica = new SimDomain({ pages: 1024 });
-  replica.pause();
-  const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const secondary = secondaryFor(simBinding(1024).replica(logger));
   const { port: secondaryPort } = await secondary.start();
 
   // The relay: forward direction immediate, back-channel delayed; it notes when each ack comes out.
@@ -60,35 +53,17 @@ test(`with acks delayed ${DELAY_MS} ms, no reply leaves before the ack of its ep
   await new Promise((r) => relay.once('listening', r));
   const relayPort = (relay.address() as AddressInfo).port;
 
-  const domain = new SimDomain({ pages: 1024 });
-  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
-  const guest = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
-  const { port: guestPort } = await guest.start();
+  const primary = simBinding(1024, { liveBatchPages: 256 }).primary(logger);
+  const guestAddress = await primary.serveTcp();
   const releases: (ReleasedOutput & { at: number })[] = [];
   const buffer = new OutputBuffer({ onRelease: (r) => releases.push({ ...r, at: performance.now() }) });
-  const devices = new DeviceSet();
-  devices.add(buffer);
-  const front = new ServiceFront({ buffer, guest: { host: '127.0.0.1', port: guestPort }, port: 0, logger });
+  const front = new ServiceFront({ buffer, guest: guestAddress, port: 0, logger });
   const { port: frontPort } = await front.start();
-  const engine = new PrimaryEngine(
-    { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: relayPort,
-      intervalMs: 20,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 5000,
-      connectTimeoutMs: 1000,
-      retryMs: 100,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-    },
-  );
+  const engine = testEngine({ domain: primary.domain, devices: new DeviceSet([buffer]), port: relayPort, intervalMs: 20, options: { ackTimeoutMs: 5000, connectTimeoutMs: 1000 } });
   after(async () => {
     await engine.stop();
     await front.stop();
-    await guest.stop();
+    await primary.stop();
     for (const s of relaySockets) s.destroy();
     relay.close();
     await secondary.stop();

@@ -10,17 +10,12 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type ReleasedOutput } from '../../src/front/output-buffer.js';
 import { ServiceFront } from '../../src/front/service-front.js';
-import { KvStore } from '../../src/guest/kv-store.js';
-import { KvServer } from '../../src/guest/server.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
+import { testEngine } from '../checkpoint/helpers.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { request } from '../guest/helpers.js';
 import { connect, sleep, waitFor } from './helpers.js';
 
@@ -28,37 +23,20 @@ const logger = createLogger('silent');
 const PAGES = 2048;
 
 test('every released reply was produced by an epoch the secondary had acked; none is released without the secondary', async () => {
-  const domain = new SimDomain({ pages: PAGES });
-  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
-  const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0, logger });
-  const { port: guestPort } = await service.start();
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
-  const secondary = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const binding = simBinding(PAGES, { liveBatchPages: 256 });
+  const service = binding.primary(logger);
+  const guestAddress = await service.serveTcp();
+  const secondary = secondaryFor(binding.replica(logger));
   const { port } = await secondary.start();
 
   const releases: (ReleasedOutput & { secondaryEpoch: number })[] = [];
   // The release hook runs just before the bytes are handed to the client socket.
-  const buffer = new OutputBuffer({ onRelease: (r) => releases.push({ ...r, secondaryEpoch: secondary.lastEpoch }) });
-  const devices = new DeviceSet();
-  devices.add(buffer);
-  const front = new ServiceFront({ buffer, guest: { host: '127.0.0.1', port: guestPort }, port: 0, logger });
+  // 'hold': when the standby is lost, the engine's teardown keeps what is held (and what comes after) held.
+  const buffer = new OutputBuffer({ teardownPolicy: 'hold', onRelease: (r) => releases.push({ ...r, secondaryEpoch: secondary.lastEpoch }) });
+  const devices = new DeviceSet([buffer]);
+  const front = new ServiceFront({ buffer, guest: guestAddress, port: 0, logger });
   const { port: frontPort } = await front.start();
-  const engine = new PrimaryEngine(
-    { domain, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs: 10,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 2000,
-      connectTimeoutMs: 500,
-      retryMs: 100,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-    },
-  );
+  const engine = testEngine({ domain: service.domain, devices, port, options: { ackTimeoutMs: 2000, connectTimeoutMs: 500 } });
   after(async () => {
     await engine.stop();
     await front.stop();
@@ -66,7 +44,7 @@ test('every released reply was produced by an epoch the secondary had acked; non
     await service.stop();
   });
 
-  // The engine does not call setup() yet: arm as it would, so even pre-copy output waits for epoch 1.
+  // Armed before the engine starts (its session arms it again at setup), so even output from before the session waits for epoch 1.
   await devices.run('setup');
   const CONNS = 4;
   const N = 400;
@@ -90,7 +68,7 @@ test('every released reply was produced by an epoch the secondary had acked; non
   const tags = new Set(releases.map((r) => r.tag));
   assert.ok(tags.size >= 3, `replies spread over ${tags.size} epochs`);
 
-  // The secondary goes away: the engine is degraded, no commit comes, so nothing is released.
+  // The secondary goes away: the engine is degraded and tears its devices down; under 'hold' nothing is released.
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'protected')));
   await secondary.stop();
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'degraded')));
@@ -100,7 +78,8 @@ test('every released reply was produced by an epoch the secondary had acked; non
   await sleep(150);
   assert.equal(clients[0].replies.bufferedBytes, 0, 'a reply escaped while unprotected');
   assert.equal(releases.length, before);
-  // Operator policy: give up protection and release (available, unprotected).
+  // The operator changes the policy: give up protection and release (available, unprotected).
+  buffer.setTeardownPolicy('release');
   buffer.teardown();
   assert.equal(await clients[0].replies.next(1000), N + 1);
   for (const { socket } of clients) socket.destroy();

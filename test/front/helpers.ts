@@ -1,10 +1,7 @@
 /** The real guest service (SimDomain + KvStore + KvServer) behind a ServiceFront, for the front's tests. */
 import net from 'node:net';
 
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import type { SaveCallbacks } from '../../src/domain/types.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type OutputBufferOptions } from '../../src/front/output-buffer.js';
 import { ServiceFront, type ServiceFrontOptions } from '../../src/front/service-front.js';
@@ -19,8 +16,8 @@ export interface Stack {
   buffer: OutputBuffer;
   front: ServiceFront;
   frontPort: number;
-  callbacks: SaveCallbacks;
-  /** suspend(n) + postcopy(n), as the engine's staging does: postsuspend then preresume. */
+  devices: DeviceSet;
+  /** The paused part of epoch n, as a checkpoint session runs it: pause, postsuspend, preresume, unpause. */
   suspendResume: (epoch: number) => Promise<void>;
   /** The engine's checkpoint callback after the ack: commit(n). */
   commit: (epoch: number) => Promise<void>;
@@ -33,9 +30,7 @@ export async function startStack(bufferOptions: OutputBufferOptions = {}, frontO
   const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0 });
   const { port: guestPort } = await service.start();
   const buffer = new OutputBuffer(bufferOptions);
-  const devices = new DeviceSet();
-  devices.add(buffer);
-  const callbacks = createSaveCallbacks(domain, devices, precopyPolicy());
+  const devices = new DeviceSet([buffer]);
   const front = new ServiceFront({ buffer, guest: { host: '127.0.0.1', port: guestPort }, port: 0, ...frontOptions });
   const { port: frontPort } = await front.start();
   return {
@@ -45,14 +40,14 @@ export async function startStack(bufferOptions: OutputBufferOptions = {}, frontO
     buffer,
     front,
     frontPort,
-    callbacks,
+    devices,
     suspendResume: async (epoch) => {
-      await callbacks.suspend(epoch);
-      await callbacks.postcopy(epoch);
+      domain.pause();
+      await devices.run('postsuspend', epoch);
+      await devices.run('preresume', epoch);
+      domain.unpause();
     },
-    commit: async (epoch) => {
-      await callbacks.checkpoint(epoch);
-    },
+    commit: (epoch) => devices.run('commit', epoch),
     stop: async () => {
       await front.stop();
       await service.stop();

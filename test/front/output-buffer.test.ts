@@ -175,8 +175,7 @@ describe('OutputBuffer epoch tags', () => {
   test('works as a device in a DeviceSet', async () => {
     const { buffer, open } = fixture();
     const { conn, sink } = open();
-    const devices = new DeviceSet();
-    devices.add(buffer);
+    const devices = new DeviceSet([buffer]);
     await devices.run('setup');
     put(conn, 'x');
     await devices.run('postsuspend', 1);

@@ -10,6 +10,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { HeartbeatError } from '../../src/heartbeat/errors.js';
 import { HeartbeatChannel, type HeartbeatChannelOptions, type HeartbeatEvents, type PeerStateEvent } from '../../src/heartbeat/channel.js';
+import { tcpTransport } from '../../src/transport/tcp.js';
 
 const INTERVAL = 50;
 const TIMEOUT = 250;
@@ -21,7 +22,7 @@ after(async () => {
 });
 
 async function channel(opts: Partial<HeartbeatChannelOptions> & Pick<HeartbeatChannelOptions, 'role'>): Promise<HeartbeatChannel> {
-  const c = new HeartbeatChannel({ generation: 1, intervalMs: INTERVAL, timeoutMs: TIMEOUT, ...opts });
+  const c = new HeartbeatChannel({ transport: tcpTransport, generation: 1, intervalMs: INTERVAL, timeoutMs: TIMEOUT, ...opts });
   open.push(c);
   await c.start();
   return c;
@@ -196,10 +197,10 @@ describe('HeartbeatChannel', { timeout: 10_000 }, () => {
 
   test('start() refuses a heartbeat port already in use, and options that make no sense', async () => {
     const s = await channel({ role: 'secondary', listen: { host: LOOPBACK, port: 0 } });
-    const clash = new HeartbeatChannel({ role: 'secondary', generation: 1, listen: { host: LOOPBACK, port: s.address()!.port } });
+    const clash = new HeartbeatChannel({ transport: tcpTransport, role: 'secondary', generation: 1, listen: { host: LOOPBACK, port: s.address()!.port } });
     await assert.rejects(clash.start(), (e: unknown) => e instanceof HeartbeatError && e.code === 'ERR_HEARTBEAT_LISTEN_FAILED');
     for (const o of [{ generation: 0 }, { generation: 1, listen: undefined }, { generation: 1, connect: { host: LOOPBACK, port: 1 } }, { generation: 1, timeoutMs: 40 }]) {
-      const c = new HeartbeatChannel({ role: 'secondary', listen: { host: LOOPBACK, port: 0 }, ...o });
+      const c = new HeartbeatChannel({ transport: tcpTransport, role: 'secondary', listen: { host: LOOPBACK, port: 0 }, ...o });
       await assert.rejects(c.start(), (e: unknown) => e instanceof HeartbeatError && e.code === 'ERR_HEARTBEAT_BAD_OPTIONS', JSON.stringify(o));
     }
     await s.stop();

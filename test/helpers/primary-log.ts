@@ -3,7 +3,7 @@ import { Ledger } from '../../src/demo/ledger.js';
 import type { ServiceIp } from '../../src/demo/service-ip.js';
 import { until } from './wait.js';
 
-const SERVICE = /guest RESP service on 127\.0\.0\.1:(\d+)/;
+const SERVICE = /guest service on 127\.0\.0\.1:(\d+)/;
 
 /** The port of the primary's front, once its log says it serves and protection is up; the log in the error otherwise. */
 export async function protectedServicePort(log: () => string, what: string, timeoutMs = 20_000): Promise<number> {

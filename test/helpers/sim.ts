@@ -17,3 +17,4 @@ export function simBinding(pages: number, options: Partial<SimBindingOptions> = 
 export function secondaryFor(replica: Pick<ReplicaGuest, 'domain' | 'digest'>, options: Partial<SecondaryServerOptions> = {}): SecondaryServer {
   return new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger: silent, ...options });
 }
+

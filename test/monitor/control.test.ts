@@ -50,7 +50,7 @@ describe('parseClientMessage', () => {
       '{"type":"control","action":"set-interval","intervalMs":60001}',
       '{"type":"control","action":"set-interval"}',
       '{"type":"control","action":"checkpoint","intervalMs":5}',
-      '{"type":"control","action":"set-mode","mode":"colo"}',
+      '{"type":"control","action":"set-mode","mode":"turbo"}',
       '{"type":"control","action":"checkpoint","token":5}',
       `{"type":"status","id":"${'i'.repeat(65)}"}`,
       '{"type":"status","id":1.5}',

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { EVENT_TYPES, SCHEMA_VERSION, parseEvent, validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
-import { splitDivergence } from '../../src/monitor/source.js';
 
 const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
 const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
@@ -51,11 +50,4 @@ describe('validateEvent', () => {
     assert.throws(() => parseEvent('{'), (e: Error & { code?: string }) => e.code === 'ERR_MONITOR_BAD_EVENT' && e.cause instanceof SyntaxError);
     assert.throws(() => validateEvent([]), /expected an object/);
   });
-});
-
-test('a divergence detail names its connection when written CONNECTION: REASON', () => {
-  assert.deepEqual(splitDivergence('10.0.0.1:5->10.0.0.2:6: reply differs'), { connection: '10.0.0.1:5->10.0.0.2:6', reason: 'reply differs' });
-  assert.deepEqual(splitDivergence('tcp 10.0.0.1:6379 > 10.0.0.2:1025: mismatch'), { connection: 'tcp 10.0.0.1:6379 > 10.0.0.2:1025', reason: 'mismatch' });
-  assert.deepEqual(splitDivergence('replies differ in length'), { connection: null, reason: 'replies differ in length' });
-  assert.deepEqual(splitDivergence(undefined), { connection: null, reason: 'outputs differ' });
 });

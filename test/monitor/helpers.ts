@@ -7,17 +7,23 @@
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
-import { createSaveCallbacks } from '../../src/checkpoint/callbacks.js';
+import { Subject } from 'rxjs';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
-import { PrimaryEngine } from '../../src/checkpoint/engine.js';
-import { precopyPolicy } from '../../src/checkpoint/precopy.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
+import type { PrimaryEngine } from '../../src/checkpoint/engine.js';
+import type { ModeController } from '../../src/checkpoint/mode.js';
+import type { Trigger } from '../../src/checkpoint/triggers.js';
+import { DiskMirror } from '../../src/disk/mirror.js';
+import { DiskReplica } from '../../src/disk/replica.js';
+import type { SimPrimaryGuest, SimReplicaGuest } from '../../src/domain/sim/binding.js';
+import type { SimDomain } from '../../src/domain/sim/domain.js';
 import { Promoter } from '../../src/failover/promoter.js';
-import { KvStore } from '../../src/guest/kv-store.js';
+import { installGuest } from '../../src/guest/machine.js';
 import { MonitorServer, type MonitorServerOptions } from '../../src/monitor/http.js';
 import { validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
 import { PrimarySource, SecondarySource } from '../../src/monitor/source.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
+import type { SecondaryServer } from '../../src/secondary/server.js';
+import { testEngine, testMode } from '../checkpoint/helpers.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 
 export const TOKEN = 'test-token-0123456789abcdef';
 
@@ -39,10 +45,14 @@ export function capturingLogger(): { logger: Logger; lines: Record<string, unkno
 export const silent = pino({ level: 'silent' });
 
 export interface PrimaryRig {
+  guest: SimPrimaryGuest;
   domain: SimDomain;
-  replica: SimDomain;
+  replica: SimReplicaGuest;
   server: SecondaryServer;
   engine: PrimaryEngine;
+  mode: ModeController;
+  /** Checkpoint requests as a comparator would make them: the engine and the source both see them. */
+  divergence: Subject<Trigger>;
   source: PrimarySource;
   monitor: MonitorServer;
   /** The secondary's own monitor (source: SecondaryServer + Promoter). */
@@ -57,42 +67,52 @@ export interface PrimaryRig {
  * Engine + secondary + both monitors in this process. The guest writes a
  * little every few ms so epochs carry dirty pages.
  */
-export async function primaryRig(opts: { intervalMs?: number | null; logger?: Logger; monitor?: Partial<MonitorServerOptions>; token?: string | undefined } = {}): Promise<PrimaryRig> {
+export async function primaryRig(
+  opts: { intervalMs?: number | null; colo?: boolean; logger?: Logger; monitor?: Partial<MonitorServerOptions>; token?: string | undefined } = {},
+): Promise<PrimaryRig> {
   const logger = opts.logger ?? silent;
-  const pages = 1024;
-  const domain = new SimDomain({ pages });
-  const replica = new SimDomain({ pages });
-  replica.pause();
-  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger: silent });
+  const binding = simBinding(1024, { liveBatchPages: 256 });
+  const guest = binding.primary(silent);
+  const domain = guest.sim;
+  const replica = binding.replica(silent);
+  const sim = replica.sim;
+  // COLO: the replica's guest "runs" between checkpoints (it is unpaused; nothing drives it).
+  const colo =
+    opts.colo === true
+      ? {
+          suspend: (): Uint32Array => {
+            sim.pause();
+            return new Uint32Array(0);
+          },
+          pause: () => sim.pause(),
+          resume: () => sim.unpause(),
+        }
+      : undefined;
+  const server = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)], colo });
   const { port } = await server.start();
-  const devices = new DeviceSet();
   const intervalMs = opts.intervalMs === undefined ? 20 : opts.intervalMs;
-  const engine = new PrimaryEngine(
-    { domain, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger: silent },
-    {
-      secondaryHost: '127.0.0.1',
-      secondaryPort: port,
-      intervalMs,
-      minIntervalMs: 1,
-      maxIntervalMs: 0,
-      ackTimeoutMs: 30_000,
-      connectTimeoutMs: 5000,
-      retryMs: 50,
-      streamVersion: 3,
-      precopyBatchPages: 256,
-    },
-  );
+  const mode = testMode(opts.colo === true ? 'colo' : 'remus', intervalMs);
+  const divergence = new Subject<Trigger>();
+  const engine = testEngine({
+    kind: mode.kind,
+    domain: guest.domain,
+    devices: new DeviceSet([new DiskMirror({ disk: guest.disk })]),
+    port,
+    mode,
+    divergence$: divergence,
+    options: { ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 50 },
+  });
   const token = 'token' in opts ? opts.token : TOKEN;
-  const source = new PrimarySource({ engine, intervalMs });
+  const source = new PrimarySource({ engine, mode, divergences$: divergence });
   const monitor = new MonitorServer({ host: '127.0.0.1', port: 0, source, logger, auth: { token, allowRemoteRead: false }, ...opts.monitor });
   await monitor.start();
   const promoter = new Promoter({ secondary: server, replica, service: { host: '127.0.0.1', port: 0 }, logger: silent });
   const secondaryMonitor = new MonitorServer({ host: '127.0.0.1', port: 0, source: new SecondarySource({ server, promoter }), logger: silent, auth: { token, allowRemoteRead: false } });
   await secondaryMonitor.start();
-  // The guest's own service writes keys, so a promoted replica can serve them.
-  const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
+  // The guest's own software writes keys (in RAM, logged to its disk), so a promoted replica can serve them.
+  const { store } = installGuest(domain, guest.disk);
   let n = 0;
-  const guest = setInterval(() => {
+  const writer = setInterval(() => {
     domain.run(() => {
       for (let i = 0; i < 8; i++) store.set(Buffer.from(`k${n++ % 500}`), Buffer.from(`v${n}`), 0, Date.now());
     });
@@ -100,10 +120,13 @@ export async function primaryRig(opts: { intervalMs?: number | null; logger?: Lo
   engine.start();
   const url = monitor.url;
   return {
+    guest,
     domain,
     replica,
     server,
     engine,
+    mode,
+    divergence,
     source,
     monitor,
     secondaryMonitor,
@@ -111,7 +134,7 @@ export async function primaryRig(opts: { intervalMs?: number | null; logger?: Lo
     url,
     wsUrl: `${url.replace(/^http/, 'ws')}ws`,
     stop: async () => {
-      clearInterval(guest);
+      clearInterval(writer);
       await engine.stop();
       await monitor.stop();
       await secondaryMonitor.stop();

@@ -172,7 +172,7 @@ describe('monitor HTTP', () => {
     rigs.push(r);
     const c = await TestClient.connect(r.wsUrl);
     await c.waitFor((e) => e.type === 'epoch' && e.epoch >= 5, 'five epochs');
-    r.engine.divergence$.next({ reason: 'divergence', detail: 'a->b: differs' });
+    r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: 'a > b', detail: 'differs' } });
     await c.waitFor((e) => e.type === 'divergence', 'the divergence');
     await c.request({ type: 'control', action: 'checkpoint' }); // refused: no token
     await c.waitFor((e) => e.type === 'control', 'the audit event');

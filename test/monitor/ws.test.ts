@@ -157,21 +157,21 @@ describe('monitor WebSocket API', () => {
     await c.close();
   });
 
-  test('divergences carry the connection and the reason, and trigger a checkpoint', async () => {
-    const r = await rig({ intervalMs: null });
+  test('divergences carry the connection and the reason, and trigger a checkpoint in COLO mode', async () => {
+    const r = await rig({ intervalMs: null, colo: true });
     const c = await TestClient.connect(r.wsUrl);
     await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
     await until(() => r.engine.state === 'protected', 'protection');
     const div = c.next<DivergenceEvent>((e) => e.type === 'divergence', 'the divergence');
     const epoch = c.next<EpochEvent>((e) => isEpoch(e) && e.trigger === 'divergence', 'the divergence epoch');
-    r.engine.divergence$.next({ reason: 'divergence', detail: '10.0.0.5:4242->10.0.0.1:6379: reply bytes differ at offset 17' });
+    r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp 10.0.0.5:4242 > 10.0.0.1:6379', detail: 'reply bytes differ at offset 17' } });
     const d = await div;
-    assert.equal(d.connection, '10.0.0.5:4242->10.0.0.1:6379');
-    assert.equal(d.reason, 'reply bytes differ at offset 17');
+    assert.equal(d.connection, 'tcp 10.0.0.5:4242 > 10.0.0.1:6379');
+    assert.equal(d.reason, 'mismatch');
     await epoch;
     const anonymous = c.next<DivergenceEvent>((e) => e.type === 'divergence', 'a divergence without a connection');
-    r.engine.divergence$.next({ reason: 'divergence', detail: 'timing differs' });
-    assert.deepEqual([(await anonymous).connection, (await anonymous).reason], [null, 'timing differs']);
+    r.divergence.next({ reason: 'divergence' });
+    assert.deepEqual([(await anonymous).connection, (await anonymous).reason], [null, 'outputs differ']);
     await c.close();
   });
 
@@ -275,9 +275,9 @@ describe('monitor WebSocket API', () => {
     while (r.monitor.hub.stats.sampled === 0) {
       if (++round > 2000) throw new Error('the stuck client was never sampled');
       const tag = `round ${round}`;
-      const seen = good.next((e) => e.type === 'divergence' && e.reason === tag, tag);
-      for (let i = 0; i < 20; i++) r.engine.divergence$.next({ reason: 'divergence', detail: `c: ${filler}` });
-      r.engine.divergence$.next({ reason: 'divergence', detail: `c: ${tag}` });
+      const seen = good.next((e) => e.type === 'divergence' && e.connection === tag, tag);
+      for (let i = 0; i < 20; i++) r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: filler, detail: '' } });
+      r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: tag, detail: '' } });
       await seen;
     }
     assert.equal(r.monitor.hub.size, 2, 'sampling alone does not cut anyone');
@@ -383,7 +383,7 @@ describe('monitor WebSocket API', () => {
 describe('monitor listener', () => {
   test('refuses a non-loopback bind without a token, and a port in use, with typed errors', async () => {
     const r = await rig();
-    const source = new PrimarySource({ engine: r.engine, intervalMs: 20 });
+    const source = new PrimarySource({ engine: r.engine, mode: r.mode });
     const open = new MonitorServer({ host: '0.0.0.0', port: 0, source, logger: silent, auth: { token: undefined, allowRemoteRead: false } });
     await assert.rejects(open.start(), (err: Error & { code?: string }) => err.code === 'ERR_MONITOR_BAD_OPTIONS' && /without a control token/.test(err.message));
     const port = Number(new URL(r.url).port);

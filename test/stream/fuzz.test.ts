@@ -20,7 +20,8 @@ import { performance } from 'node:perf_hooks';
 import test from 'node:test';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
-import { saveDomain } from '../../src/checkpoint/save.js';
+import { runBeforeEachSuspend, saveDomain } from '../../src/checkpoint/save.js';
+import { SimProtectedDomain } from '../../src/domain/sim/binding.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
@@ -170,15 +171,14 @@ interface SimStreamOptions {
   seed: number;
 }
 
-function simStream(o: SimStreamOptions): CorpusEntry {
+async function simStream(o: SimStreamOptions): Promise<CorpusEntry> {
   const domain = new SimDomain({ pages: o.pages, vcpus: 2, now: FIXED_NOW });
   const guest = new SimWorkload(domain, o.seed);
   guest.boot();
   const parts: Buffer[] = [];
   // Page data is lent by reference until the guest runs again: copy it now.
-  saveDomain(domain, { framing: o.framing, version: o.version, checkpoints: o.checkpoints, batchPages: o.batchPages }, (chunks) => parts.push(Buffer.concat(chunks)), () =>
-    guest.run(5),
-  );
+  const saved = runBeforeEachSuspend(new SimProtectedDomain(domain, { recordPages: o.batchPages }), () => guest.run(5));
+  await saveDomain(saved, { framing: o.framing, version: o.version, checkpoints: o.checkpoints }, (chunks) => parts.push(Buffer.concat(chunks)));
   const name = `sim ${o.framing} v${o.version} ${o.pages} pages, ${o.checkpoints} checkpoints`;
   return entry(name, Buffer.concat(parts));
 }
@@ -274,19 +274,22 @@ function pvStream(framing: Framing, version: 2 | 3, checkpoints: number): Corpus
   return entry(name, Buffer.concat(out));
 }
 
-function buildCorpus(): CorpusEntry[] {
+async function buildCorpus(): Promise<CorpusEntry[]> {
   return [
-    simStream({ pages: 16, framing: 'libxc', version: 2, checkpoints: 0, batchPages: 5, seed: 11 }),
-    simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 0, batchPages: 7, seed: 12 }),
-    simStream({ pages: 24, framing: 'libxl', version: 3, checkpoints: 0, batchPages: 8, seed: 13 }),
-    simStream({ pages: 16, framing: 'libxl', version: 3, checkpoints: 3, batchPages: 4, seed: 14 }),
-    simStream({ pages: 16, framing: 'libxl', version: 2, checkpoints: 3, batchPages: 6, seed: 15 }),
-    simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 3, batchPages: 3, seed: 16 }),
+    await simStream({ pages: 16, framing: 'libxc', version: 2, checkpoints: 0, batchPages: 5, seed: 11 }),
+    await simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 0, batchPages: 7, seed: 12 }),
+    await simStream({ pages: 24, framing: 'libxl', version: 3, checkpoints: 0, batchPages: 8, seed: 13 }),
+    await simStream({ pages: 16, framing: 'libxl', version: 3, checkpoints: 3, batchPages: 4, seed: 14 }),
+    await simStream({ pages: 16, framing: 'libxl', version: 2, checkpoints: 3, batchPages: 6, seed: 15 }),
+    await simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 3, batchPages: 3, seed: 16 }),
     pvStream('libxc', 3, 0),
     pvStream('libxc', 2, 0),
     pvStream('libxl', 3, 2),
   ];
 }
+
+/** Made once per process (main thread and each worker): the saves are quick, and the same every time. */
+const CORPUS = await buildCorpus();
 
 /** Re-encodes decoded items with a fresh StreamEncoder. */
 function reencode(framing: Framing, items: readonly StreamItem[]): Buffer {
@@ -750,7 +753,7 @@ const signatureOf = (message: string): string => (message.split('\n', 1)[0] ?? '
 function fuzzWorker(input: WorkerInput): void {
   const port = parentPort;
   if (port === null) throw new Error('fuzz worker without a parent port');
-  const corpus = buildCorpus();
+  const corpus = CORPUS;
   const beat = new Int32Array(input.heartbeat);
   const stats: WorkerStats = { cases: 0, outcomes: { done: 0, incomplete: 0, error: 0 }, codes: {}, items: 0, bytes: 0, sticky: 0, maxMs: 0, maxMsCase: -1, totalMs: 0 };
   const failures = new Map<string, WorkerFailure>();
@@ -898,8 +901,7 @@ function registerTests(): void {
   /** The coverage checks below hold for the default seed's default run (and any longer one). */
   const fullRun = first === 0 && end >= DEFAULT_CASES;
 
-  let corpusCache: CorpusEntry[] | undefined;
-  const corpus = (): CorpusEntry[] => (corpusCache ??= buildCorpus());
+  const corpus = (): CorpusEntry[] => CORPUS;
 
   test('seed corpus: every stream round-trips byte-identically through StreamDecoder and StreamEncoder', async (t) => {
     const rng = new Rng(seed);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { StreamError } from '../../src/errors.js';
-import { AckStatus, BackChannelDecoder, encodeBackRecord, type BackRecord } from '../../src/transport/backchannel.js';
+import { AckStatus, BackChannelDecoder, encodeBackRecord, type BackChannelRecord } from '../../src/transport/backchannel.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -18,7 +18,7 @@ describe('back-channel', () => {
   });
 
   test('records round-trip when split at every byte offset; unknown optional records are skipped', () => {
-    const recs: BackRecord[] = [
+    const recs: BackChannelRecord[] = [
       { type: 'ACK', epoch: 1, status: AckStatus.APPLIED, reason: '' },
       { type: 'CHECKPOINT_STATE', controlId: 3 },
       { type: 'ACK', epoch: 77, status: AckStatus.STREAM_ERROR, reason: 'libxc PAGE_DATA at offset 9: bad' },

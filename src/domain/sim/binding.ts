@@ -11,7 +11,7 @@ import { DomainType, EmulatorId, PAGE_SIZE } from '../../stream/format.js';
 import type { Address } from '../../util/address.js';
 import type { Logger } from '../../util/logger.js';
 import type { ColoReplicaGuest, DomainBinding, GuestNic, PrimaryGuest, PromotedGuest, PromoteOptions, ReplicaGuest, SyntheticLoad } from '../binding.js';
-import { PageSaver } from '../page-saver.js';
+import { PageSaver, type PageSaverOptions } from '../page-saver.js';
 import type { DeviceModelState, DomainInfo, ProtectedDomain, ReplicaDomain } from '../types.js';
 import { SimColoGuest } from './colo-guest.js';
 import { stateDigest } from './digest.js';
@@ -32,17 +32,17 @@ export interface SimBindingOptions {
   replicaGuestClock?: () => number;
 }
 
-/** The sim domain as the engine drives it: suspend is a pause, the device model a blob. */
-class SimProtectedDomain implements ProtectedDomain {
+/** A sim domain as the engine drives it: suspend is a pause, the device model a blob. */
+export class SimProtectedDomain implements ProtectedDomain {
   readonly info: DomainInfo;
   readonly saver: PageSaver;
 
   constructor(
     private readonly sim: SimDomain,
-    liveBatchPages: number | undefined,
+    saver: PageSaverOptions = {},
   ) {
     this.info = sim.info;
-    this.saver = new PageSaver(sim, { liveBatchPages });
+    this.saver = new PageSaver(sim, saver);
   }
 
   suspend(): Promise<void> {
@@ -73,7 +73,7 @@ export class SimPrimaryGuest implements PrimaryGuest {
   ) {
     this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
     this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
-    this.domain = new SimProtectedDomain(this.sim, options.liveBatchPages);
+    this.domain = new SimProtectedDomain(this.sim, { liveBatchPages: options.liveBatchPages });
     this.disks = [this.disk];
   }
 
