@@ -7,7 +7,8 @@
  * order things start and stop in, and what fencing does, live here.
  */
 import type { AddressInfo } from 'node:net';
-import type { Subscription } from 'rxjs';
+import type { Observable, Subscription } from 'rxjs';
+import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
 import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions } from '../checkpoint/hybrid.js';
@@ -63,6 +64,11 @@ export class PrimaryNode {
   /** The engine, once started with protection (tests and the monitor watch it). */
   get protection(): PrimaryEngine | undefined {
     return this.engine;
+  }
+
+  /** COLO: every checkpoint request of the comparator, as it made it. */
+  get checkpointRequests$(): Observable<Trigger> | undefined {
+    return this.service instanceof ColoPrimaryService ? this.service.checkpointRequests$ : undefined;
   }
 
   /**

@@ -12,6 +12,7 @@ import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises'
 
 import { FrameDecoder, encodeFrame } from '../../proxy/framing.js';
 import { until } from '../helpers/wait.js';
+import { tcpTransport } from '../../src/transport/tcp.js';
 import { CONGESTED_BYTES, NetLinkPrimary, NetLinkSecondary, markerEpoch, markerFrame } from '../../src/colo/net-link.js';
 
 const frame = (tag: string, bytes = 64): Buffer => {
@@ -33,9 +34,9 @@ interface Pair {
 async function pair(): Promise<Pair> {
   const compared: string[] = [];
   const toGuest: string[] = [];
-  const secondary = new NetLinkSecondary({ host: '127.0.0.1', port: 0, toGuest: (f) => toGuest.push(tagOf(f)) });
+  const secondary = new NetLinkSecondary({ transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, toGuest: (f) => toGuest.push(tagOf(f)) });
   const { port } = await secondary.start();
-  const primary = new NetLinkPrimary({ host: '127.0.0.1', port, toComparator: (f) => compared.push(tagOf(f)) });
+  const primary = new NetLinkPrimary({ transport: tcpTransport, secondary: { host: '127.0.0.1', port }, toComparator: (f) => compared.push(tagOf(f)) });
   await primary.start();
   await until(() => secondary.connected, 'the secondary to accept');
   return {
@@ -147,7 +148,7 @@ describe('NetLinkPrimary and NetLinkSecondary', () => {
 
   test('malformed framing from the peer drops the link, and a second primary is refused', async () => {
     const toGuest: Buffer[] = [];
-    const s = new NetLinkSecondary({ host: '127.0.0.1', port: 0, toGuest: (f) => toGuest.push(f) });
+    const s = new NetLinkSecondary({ transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, toGuest: (f) => toGuest.push(f) });
     const { port } = await s.start();
     try {
       const first = net.connect({ host: '127.0.0.1', port });
@@ -176,7 +177,7 @@ describe('NetLinkPrimary and NetLinkSecondary', () => {
       sock.pause();
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const link = new NetLinkPrimary({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, toComparator: () => {} });
+    const link = new NetLinkPrimary({ transport: tcpTransport, secondary: { host: '127.0.0.1', port: (server.address() as AddressInfo).port }, toComparator: () => {} });
     await link.start();
     try {
       await until(() => peer !== undefined, 'accepted');
@@ -218,8 +219,8 @@ describe('NetLinkPrimary and NetLinkSecondary', () => {
     // The guest answers its first frames with large ones; the raw primary reads none of them for a while.
     let delivered = 0;
     const link: NetLinkSecondary = new NetLinkSecondary({
-      host: '127.0.0.1',
-      port: 0,
+      transport: tcpTransport,
+      listen: { host: '127.0.0.1', port: 0 },
       toGuest: () => {
         delivered++;
         link.send(frame(`out ${delivered}`, delivered <= 1000 ? 60_000 : 100));
