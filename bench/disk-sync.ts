@@ -6,16 +6,17 @@
  * in the first checkpoint (what it did before). Both through the real engine
  * to a real secondary over loopback TCP, alternating, in the same run.
  */
-import { createSaveCallbacks } from '../src/checkpoint/callbacks.js';
 import { DeviceSet, type CheckpointDevice } from '../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../src/checkpoint/engine.js';
-import { precopyPolicy } from '../src/checkpoint/precopy.js';
+import { DEFAULT_PRECOPY } from '../src/checkpoint/precopy.js';
+import { ModeController } from '../src/checkpoint/mode.js';
 import type { EpochMetrics } from '../src/checkpoint/session.js';
-import { SimDomain } from '../src/domain/sim/domain.js';
 import { DiskMirror } from '../src/disk/mirror.js';
+import { DISK_BLOCK_SIZE } from '../src/disk/record.js';
 import { DiskReplica } from '../src/disk/replica.js';
-import { DISK_BLOCK_SIZE, SimDisk } from '../src/domain/sim/disk.js';
+import { SimBinding } from '../src/domain/sim/binding.js';
 import { SecondaryServer } from '../src/secondary/server.js';
+import { tcpTransport } from '../src/transport/tcp.js';
 import { createLogger } from '../src/util/logger.js';
 import { median, type BenchResult, type Benchmark } from '../src/bench/stats.js';
 
@@ -30,23 +31,21 @@ function withoutLiveSync(m: DiskMirror): CheckpointDevice {
 }
 
 async function firstCheckpoint(diskMib: number, how: How): Promise<{ pauseMs: number; protectedMs: number; first: EpochMetrics }> {
-  const domain = new SimDomain({ pages: PAGES });
   const bytes = diskMib * 1024 * 1024;
-  const disk = new SimDisk({ capacityBytes: bytes, domain });
+  const binding = new SimBinding({ pages: PAGES, vcpus: 1, diskBytes: bytes, liveBatchPages: 256 });
+  const guest = binding.primary(logger);
+  const disk = guest.disk;
   // Every block written: the case of a guest that ran unprotected for a while.
   const block = Buffer.alloc(DISK_BLOCK_SIZE, 0xa5);
   for (let at = 0; at < bytes; at += DISK_BLOCK_SIZE) disk.write(at, block);
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
-  const replicaDisk = new SimDisk({ capacityBytes: bytes, domain: replica });
-  const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([replicaDisk])], disks: [replicaDisk], host: '127.0.0.1', port: 0, logger });
+  const replica = binding.replica(logger);
+  const secondary = new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, devices: [new DiskReplica(replica.disks)], logger });
   const { port } = await secondary.start();
   const mirror = new DiskMirror({ disk });
-  const devices = new DeviceSet();
-  devices.add(how === 'live' ? mirror : withoutLiveSync(mirror));
+  const devices = new DeviceSet([how === 'live' ? mirror : withoutLiveSync(mirror)]);
   const engine = new PrimaryEngine(
-    { domain, devices, callbacks: createSaveCallbacks(domain, devices, precopyPolicy()), logger },
-    { secondaryHost: '127.0.0.1', secondaryPort: port, intervalMs: 1000, minIntervalMs: 1, maxIntervalMs: 0, ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 100, streamVersion: 3, precopyBatchPages: 256 },
+    { domain: guest.domain, devices, mode: new ModeController('remus', { mode: 'remus', intervalMs: 1000, reason: 'bench' }), transport: tcpTransport, logger },
+    { secondary: { host: '127.0.0.1', port }, minIntervalMs: 1, maxIntervalMs: 0, ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 100, streamVersion: 3, precopy: DEFAULT_PRECOPY },
   );
   try {
     const started = performance.now();

@@ -13,17 +13,19 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { filter, firstValueFrom, take, toArray } from 'rxjs';
 import WebSocket from 'ws';
-import { createSaveCallbacks } from '../src/checkpoint/callbacks.js';
 import { DeviceSet } from '../src/checkpoint/devices.js';
 import { PrimaryEngine } from '../src/checkpoint/engine.js';
-import { precopyPolicy } from '../src/checkpoint/precopy.js';
+import { ModeController } from '../src/checkpoint/mode.js';
+import { DEFAULT_PRECOPY } from '../src/checkpoint/precopy.js';
 import type { EpochMetrics } from '../src/checkpoint/session.js';
 import { percentile, type BenchResult, type Benchmark } from '../src/bench/stats.js';
-import { SimDomain } from '../src/domain/sim/domain.js';
+import { SimBinding } from '../src/domain/sim/binding.js';
 import { MonitorServer } from '../src/monitor/http.js';
 import { PrimarySource } from '../src/monitor/source.js';
 import { SecondaryServer } from '../src/secondary/server.js';
+import { tcpTransport } from '../src/transport/tcp.js';
 import { createLogger } from '../src/util/logger.js';
+import { xorshift32 } from '../src/util/xorshift.js';
 
 type Condition = 'none' | 'readers' | 'readers+stuck';
 const CONDITIONS: readonly Condition[] = ['none', 'readers', 'readers+stuck'];
@@ -46,32 +48,29 @@ interface Run {
 }
 
 async function runOnce(condition: Condition, epochs: number): Promise<Run> {
-  const pages = 4096;
-  const domain = new SimDomain({ pages });
-  const replica = new SimDomain({ pages });
-  replica.pause();
-  const server = new SecondaryServer({ replica, host: '127.0.0.1', port: 0, logger });
+  const binding = new SimBinding({ pages: 4096, vcpus: 1, diskBytes: 4096 });
+  const primary = binding.primary(logger);
+  const domain = primary.sim;
+  const server = new SecondaryServer({ replica: binding.replica(logger), transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger });
   const { port } = await server.start();
+  const mode = new ModeController('remus', { mode: 'remus', intervalMs: 5, reason: 'bench' });
   const engine = new PrimaryEngine(
-    { domain, callbacks: createSaveCallbacks(domain, new DeviceSet(), precopyPolicy()), logger },
-    { secondaryHost: '127.0.0.1', secondaryPort: port, intervalMs: 5, minIntervalMs: 1, maxIntervalMs: 0, ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 50, streamVersion: 3, precopyBatchPages: 1024 },
+    { domain: primary.domain, devices: new DeviceSet(), mode, transport: tcpTransport, logger },
+    { secondary: { host: '127.0.0.1', port }, minIntervalMs: 1, maxIntervalMs: 0, ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 50, streamVersion: 3, precopy: DEFAULT_PRECOPY },
   );
   let monitor: MonitorServer | undefined;
   const clients: WebSocket[] = [];
   let stuck: Socket | undefined;
   const data = Buffer.alloc(64, 7);
-  let seed = 1;
+  const next = xorshift32(1);
   const guest = setInterval(() => {
     domain.run(() => {
-      for (let i = 0; i < 32; i++) {
-        seed = (seed * 1103515245 + 12345) >>> 0;
-        domain.write(seed % (domain.ram.length - 64), data);
-      }
+      for (let i = 0; i < 32; i++) domain.write(next() % (domain.ram.length - 64), data);
     });
   }, 1);
   try {
     if (condition !== 'none') {
-      monitor = new MonitorServer({ host: '127.0.0.1', port: 0, source: new PrimarySource({ engine, intervalMs: 5 }), logger, auth: { token: undefined, allowRemoteRead: false } });
+      monitor = new MonitorServer({ host: '127.0.0.1', port: 0, source: new PrimarySource({ engine, mode }), logger, auth: { token: undefined, allowRemoteRead: false } });
       await monitor.start();
       const ws = new URL('ws', monitor.url.replace(/^http/, 'ws'));
       for (let i = 0; i < READERS; i++) {

@@ -117,7 +117,7 @@ export class CheckpointSession {
   private current: EpochInProgress | undefined;
   private park: Deferred<boolean> | undefined;
   private saving: Promise<void> | undefined;
-  private failure: unknown;
+  private failure: Error | undefined;
   private suspended = false;
   private rounds = 0;
   private pagesSent = 0;
@@ -153,7 +153,8 @@ export class CheckpointSession {
 
   /** One more checkpoint; resolves once the target holds it and the devices have committed it. */
   checkpoint(trigger: TriggerReason): Promise<EpochMetrics> {
-    if (this.phase === 'failed') return Promise.reject(this.failure);
+    const failure = this.failure;
+    if (failure !== undefined) return Promise.reject(failure);
     if (this.phase !== 'parked') return Promise.reject(this.outOfOrder('checkpoint'));
     this.phase = 'epoch';
     const e = this.nextEpoch(trigger);
@@ -163,13 +164,14 @@ export class CheckpointSession {
 
   /** Ends the stream cleanly between epochs: the libxc layer ends, then libxl END. */
   async end(): Promise<void> {
-    if (this.phase === 'failed') throw this.failure;
+    if (this.failure !== undefined) throw this.failure;
     this.expect('parked', 'end');
     this.phase = 'ended';
     this.park!.resolve(false);
     await this.saving;
     // The saver's own end (its END, its last flush) may have failed.
-    if (this.failure !== undefined) throw this.failure;
+    const failure = this.failedWith();
+    if (failure !== undefined) throw failure;
     if (this.libxl) {
       if (!this.encoder.betweenColoCheckpoints) this.encoder.libxcHandBack('end');
       this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
@@ -250,7 +252,7 @@ export class CheckpointSession {
   private fail(err: unknown): void {
     if (this.phase === 'failed') return;
     this.phase = 'failed';
-    this.failure = err;
+    this.failure = err instanceof Error ? err : new Error(String(err));
     this.current?.done.reject(err);
     this.current = undefined;
     // Whatever failed, the guest runs on (libxl resumes the domain when Remus ends).
@@ -404,6 +406,11 @@ export class CheckpointSession {
     const chunks = this.pending;
     this.pending = [];
     await this.options.target.write(chunks);
+  }
+
+  /** The failure so far (a method, so that a check before an await does not narrow the one after it). */
+  private failedWith(): Error | undefined {
+    return this.failure;
   }
 
   private expect(phase: Phase, what: string): void {

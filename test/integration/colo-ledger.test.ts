@@ -17,12 +17,11 @@ import { ColoSecondary } from '../../src/colo/secondary.js';
 import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { SimDisk } from '../../src/domain/sim/disk.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { HeartbeatChannel } from '../../src/heartbeat/channel.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
+import { tcpTransport } from '../../src/transport/tcp.js';
 import { createLogger } from '../../src/util/logger.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { seeded } from '../guest/helpers.js';
@@ -62,40 +61,35 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
   for (let trial = 0; trial < TRIALS; trial++) {
     const killAt = kinds[trial % kinds.length];
     const logger = createLogger('silent');
-    const replica = new SimDomain({ pages: MIB * 256 });
-    replica.pause();
-    const disk = new SimDisk({ capacityBytes: DISK_MIB * 2 ** 20, domain: replica });
-    const colo = new ColoSecondary({ replica, disk, net: { host: '127.0.0.1', port: 0 }, logger });
+    const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(logger);
+    const colo = new ColoSecondary({ replica, transport: tcpTransport, net: { host: '127.0.0.1', port: 0 }, logger });
     // The checkpoint hooks as the server calls them, watched: the kill is timed from them.
     let suspended = false;
+    let resumes = 0;
     let onSuspend: (() => void) | undefined;
     let onResume: (() => void) | undefined;
-    const secondary = new SecondaryServer({
-      replica,
-      devices: [new DiskReplica([disk])],
-      disks: [disk],
-      host: '127.0.0.1',
-      port: 0,
-      logger,
+    const secondary = secondaryFor(replica, {
+      devices: [new DiskReplica(replica.disks)],
       colo: {
         suspend: () => {
-          const pfns = colo.guest.suspend();
+          const pfns = colo.suspend();
           suspended = true;
           onSuspend?.();
           return pfns;
         },
-        pause: () => colo.guest.pause(),
+        pause: () => colo.pause(),
         resume: (epoch) => {
-          colo.guest.resume(epoch);
+          colo.resume(epoch);
+          resumes++;
           suspended = false;
           onResume?.();
         },
       },
     });
-    const promoter = new Promoter({ secondary, replica, disk, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
+    const promoter = new Promoter({ secondary, replica, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
     promoter.on('promoting', () => colo.takeOver());
     // A peer on the heartbeat channel, so the primary's fencing check hears one at once instead of waiting out the timeout.
-    const heartbeat = new HeartbeatChannel({ role: 'secondary', generation: 1, listen: { host: '127.0.0.1', port: 0 }, epoch: () => secondary.lastEpoch, logger });
+    const heartbeat = new HeartbeatChannel({ transport: tcpTransport, role: 'secondary', generation: 1, listen: { host: '127.0.0.1', port: 0 }, epoch: () => secondary.lastEpoch, logger });
     await heartbeat.start();
     const { port } = await secondary.start();
     const net = await colo.start();
@@ -134,7 +128,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
       await closed;
       clearTimeout(fallback);
       if (suspendedAtKill) killedSuspended++;
-      checkpoints += colo.guest.resumes;
+      checkpoints += resumes;
       // The secondary's own failure handling (here: the stream's end) and promotion.
       while (secondary.primary !== undefined) await sleep(2);
       // Still suspended with the primary gone: the checkpoint the kill hit never completed, the secondary goes on from before it.

@@ -13,11 +13,9 @@ import { after, test } from 'node:test';
 import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { SimDisk } from '../../src/domain/sim/disk.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
 import { Promoter } from '../../src/failover/promoter.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { seeded } from '../guest/helpers.js';
@@ -37,18 +35,16 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
   let withLoad = 0;
   let withFile = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
-    const replica = new SimDomain({ pages: MIB * 256 });
-    replica.pause();
     const logger = createLogger('silent');
-    const disk = new SimDisk({ capacityBytes: DISK_MIB * 2 ** 20, domain: replica });
-    const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([disk])], disks: [disk], host: '127.0.0.1', port: 0, logger });
+    const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(logger);
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
     const { port } = await secondary.start();
     const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const closed = new Promise((r) => child.once('close', r));
     const serviceIp = new ServiceIp({ host: '127.0.0.1', port: 0 });
-    const promoter = new Promoter({ secondary, replica, disk, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
+    const promoter = new Promoter({ secondary, replica, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
     let ledger: Ledger | undefined;
     try {
       ledger = await ledgerOnProtected(serviceIp, () => log, `trial ${trial}`);

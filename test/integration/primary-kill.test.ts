@@ -11,10 +11,8 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, test } from 'node:test';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { SimDisk } from '../../src/domain/sim/disk.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
-import { SecondaryServer, type PrimaryGone } from '../../src/secondary/server.js';
-import { createLogger } from '../../src/util/logger.js';
+import type { PrimaryGone } from '../../src/secondary/server.js';
+import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { seeded } from '../guest/helpers.js';
 
@@ -86,10 +84,8 @@ test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at 
   const rand = seeded(20261125);
   let torn = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
-    const replica = new SimDomain({ pages: MIB * 256 });
-    replica.pause();
-    const disk = new SimDisk({ capacityBytes: DISK_MIB * 2 ** 20, domain: replica });
-    const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([disk])], disks: [disk], host: '127.0.0.1', port: 0, logger: createLogger('silent') });
+    const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(silent);
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
     const { port } = await secondary.start();
     const gone = new Promise<PrimaryGone>((resolve) => secondary.once('primary-gone', resolve));
     const { child, log, ready } = runPrimary(port, config);

@@ -12,18 +12,16 @@ import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
-import { stateDigest } from '../../src/domain/sim/digest.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
+import type { PersistenceCheck } from '../../src/domain/binding.js';
 import { DiskMirror } from '../../src/disk/mirror.js';
 import { DiskReplica } from '../../src/disk/replica.js';
-import { SimDisk } from '../../src/domain/sim/disk.js';
 import { KvStore } from '../../src/guest/kv-store.js';
-import { checkPersistence, installGuest, resumeGuest, type PersistenceCheck } from '../../src/guest/machine.js';
+import { checkPersistence, installGuest, resumeGuest } from '../../src/guest/machine.js';
 import { KvServer } from '../../src/guest/server.js';
-import { SecondaryServer } from '../../src/secondary/server.js';
 import { createLogger } from '../../src/util/logger.js';
 import { REDIS_BENCHMARK, requireRedisTools } from '../guest/helpers.js';
-import { loopbackEngine } from '../checkpoint/helpers.js';
+import { testEngine } from '../checkpoint/helpers.js';
+import { secondaryFor, simBinding } from '../helpers/sim.js';
 
 const logger = createLogger('silent');
 const PAGES = 2048; // 8 MiB: small enough to digest twice per epoch
@@ -32,19 +30,17 @@ const DISK_BYTES = 2 * 1024 * 1024;
 
 test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at every acked epoch`, async () => {
   requireRedisTools();
-  const domain = new SimDomain({ pages: PAGES });
-  const disk = new SimDisk({ capacityBytes: DISK_BYTES, domain });
+  const binding = simBinding(PAGES, { diskBytes: DISK_BYTES });
+  const primary = binding.primary(logger);
+  const { sim: domain, disk } = primary;
+  // The guest's software assembled here rather than by serveTcp(): the test reads its append-only file's counters.
   const { store, aof } = installGuest(domain, disk);
   const service = new KvServer({ domain, store, persistence: aof, host: '127.0.0.1', port: 0, logger });
   const { port: servicePort } = await service.start();
-  const replica = new SimDomain({ pages: PAGES });
-  replica.pause();
-  const replicaDisk = new SimDisk({ capacityBytes: DISK_BYTES, domain: replica });
-  const secondary = new SecondaryServer({ replica, devices: [new DiskReplica([replicaDisk])], disks: [replicaDisk], host: '127.0.0.1', port: 0, logger });
+  const replica = binding.replica(logger);
+  const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
   const { port } = await secondary.start();
-  const devices = new DeviceSet();
-  devices.add(new DiskMirror({ disk }));
-  const engine = loopbackEngine(domain, devices, port, { verifyDigest: () => stateDigest(domain, [disk]) });
+  const engine = testEngine({ domain: primary.domain, devices: new DeviceSet([new DiskMirror({ disk })]), port, options: { digest: () => primary.digest() } });
   after(async () => {
     await engine.stop();
     await secondary.stop();
@@ -60,7 +56,7 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
       if (secondary.lastEpoch !== m.epoch || secondary.digest() !== m.digest) mismatches.push(m.epoch);
       if (m.epoch % 20 === 0) {
         // Read-only: the replica stays paused; its file must replay to its RAM at this epoch.
-        const r = resumeGuest(replica, replicaDisk);
+        const r = resumeGuest(replica.sim, replica.disk);
         files.push({ epoch: m.epoch, ...checkPersistence(r.store, r.aof!, Date.now()) });
       }
       epochs.push(m);
@@ -96,6 +92,6 @@ test(`${EPOCHS} epochs under redis-benchmark: the replica equals the primary at 
   assert.ok(busy > EPOCHS / 2, `only ${busy} of ${EPOCHS} epochs carried dirty pages: the load did not reach the guest`);
   assert.ok(benchRuns >= 1);
   // The service really served: the replica holds the keys the benchmark wrote.
-  const replicaStore = KvStore.attach(replica);
+  const replicaStore = KvStore.attach(replica.sim);
   assert.ok(replicaStore.keyCount > 0, 'the replica holds the keyspace');
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { saveDomain } from '../../src/checkpoint/save.js';
 import { stateDigest } from '../../src/domain/sim/digest.js';
-import { SimDomain } from '../../src/domain/sim/domain.js';
+import type { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { LibxcType } from '../../src/stream/format.js';
 import { EpochReceiver, type AckRecord, type ReceiverAction } from '../../src/secondary/receiver.js';
