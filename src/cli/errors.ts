@@ -2,7 +2,7 @@
  * How the CLI reports failure: one line on stderr, no stack trace, and an
  * exit code (1 for a failed operation, 2 for bad usage).
  */
-import { ConfigError, ErrorCodes, TandemError } from '../errors.js';
+import { ErrorCodes, TandemError } from '../errors.js';
 
 /** A bad command line: a flag's value, a missing operand. */
 export class UsageError extends TandemError {
@@ -27,6 +27,5 @@ export function describeError(err: unknown): string {
 export function exitWith(err: unknown): never {
   const line = describeError(err).replace(/\s*\n\s*/g, ' ');
   process.stderr.write(`tandem: error: ${line}\n`);
-  // What the operator gave us (flags, the configuration file) is wrong: 2; the operation failed: 1.
-  process.exit(err instanceof UsageError || err instanceof ConfigError ? 2 : 1);
+  process.exit(err instanceof UsageError ? 2 : 1);
 }

@@ -179,7 +179,7 @@ export class PrimaryNode {
       // The hybrid policy watches every request, whatever the mode, and moves the mode between colo and remus.
       this.subscriptions.push(
         hybridPolicy(requests$, this.options.hybrid ?? DEFAULT_HYBRID).subscribe((m) => {
-          if (mode.switchTo(m.mode, m.reason)) logger.warn({ mode: m.mode, reason: m.reason }, `checkpoint mode: ${m.mode} (${m.reason})`);
+          if (mode.switchTo(m.mode, m.reason)) logger.warn({ mode: m.mode, reason: m.reason }, `replication mode: ${m.mode} (${m.reason})`);
         }),
       );
     }

@@ -91,7 +91,7 @@ describe('tandem status / watch against real processes', () => {
       [['secondary', '--config', write('key.yaml', 'monitor:\n  port: 5\n')], /monitor\.port: unknown key/],
       [['secondary', '--config', write('nofile.yaml', `monitor:\n  token_file: ${tmp.path('absent')}\n  listen: 127.0.0.1:0\n`)], /monitor\.token_file: cannot read/],
       [['secondary', '--config', write('open.yaml', 'secondary:\n  listen: 127.0.0.1:0\n'), '--monitor', '0.0.0.0:0'], /refusing to listen on 0\.0\.0\.0 \(not loopback\) without a control token.*\[ERR_MONITOR_BAD_OPTIONS\]/],
-      [['secondary', '--monitor', 'nowhere'], /--monitor: expected HOST:PORT/],
+
       [['secondary', '--config', write('closed.yaml', 'monitor:\n  loopback_read: false\n  listen: 127.0.0.1:0\n')], /loopback_read is false but no token is configured/],
     ];
     for (const [args, pattern] of cases) {
@@ -100,6 +100,13 @@ describe('tandem status / watch against real processes', () => {
       assert.match(r.stderr, pattern);
       assert.ok(!r.stderr.includes(TOKEN), 'a token is never echoed');
     }
+  });
+
+  test('a bad --monitor flag is bad usage: exit status 2, one line', () => {
+    const r = runTandem(['secondary', '--monitor', 'nowhere']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /--monitor: expected HOST:PORT.*\[ERR_CLI_USAGE\]/);
   });
 
   test('tandem demo --monitor prints both dashboards and a control token', () => {

@@ -24,17 +24,18 @@ describe('tandem primary / secondary: refusals', () => {
   test('bad flags and configuration are refused before anything starts', () => {
     const bad = tmp.path('bad.yaml');
     writeFileSync(bad, 'primary:\n  interval_ms: -5\n');
-    const cases: [string[], RegExp][] = [
-      [['primary', '--service', '127.0.0.1:6399'], /no secondary: pass --secondary HOST:PORT/],
-      [['primary', '--secondary', 'nowhere', '--service', '127.0.0.1:6399'], /--secondary: expected HOST:PORT/],
-      [['primary', '--secondary', '127.0.0.1:7', '--service', '127.0.0.1:6399', '--interval', '0'], /--interval: expected an integer in 1\.\.60000, got 0/],
-      [['primary', '--secondary', '127.0.0.1:7', '--config', bad], /bad\.yaml: primary\.interval_ms: expected an integer in 1\.\.60000, got -5 \[ERR_CONFIG_INVALID\]/],
-      [['secondary', '--listen', '127.0.0.1:99999'], /--listen: port 99999 is outside 0\.\.65535/],
-      [['secondary', '--config', tmp.path('absent.yaml')], /absent\.yaml: cannot read the configuration/],
+    // A bad flag is bad usage (exit status 2, ERR_CLI_USAGE); a bad or missing configuration, exit status 1.
+    const cases: [string[], RegExp, number][] = [
+      [['primary', '--service', '127.0.0.1:6399'], /no secondary: pass --secondary HOST:PORT/, 1],
+      [['primary', '--secondary', 'nowhere', '--service', '127.0.0.1:6399'], /--secondary: expected HOST:PORT.*\[ERR_CLI_USAGE\]/, 2],
+      [['primary', '--secondary', '127.0.0.1:7', '--service', '127.0.0.1:6399', '--interval', '0'], /--interval: expected an integer in 1\.\.60000, got 0 \[ERR_CLI_USAGE\]/, 2],
+      [['primary', '--secondary', '127.0.0.1:7', '--config', bad], /bad\.yaml: primary\.interval_ms: expected an integer in 1\.\.60000, got -5 \[ERR_CONFIG_INVALID\]/, 1],
+      [['secondary', '--listen', '127.0.0.1:99999'], /--listen: port 99999 is outside 0\.\.65535 \[ERR_CLI_USAGE\]/, 2],
+      [['secondary', '--config', tmp.path('absent.yaml')], /absent\.yaml: cannot read the configuration/, 1],
     ];
-    for (const [args, pattern] of cases) {
+    for (const [args, pattern, status] of cases) {
       const r = runTandem(args);
-      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
       oneLine(r.stderr, pattern);
     }
   });

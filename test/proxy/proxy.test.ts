@@ -90,8 +90,14 @@ describe('ColoProxy', () => {
     proxy.pushSecondary(dgram('lonely'));
     now = 10;
     const first = new Promise<string>((resolve) => proxy.once('checkpoint', (r) => resolve(r.reason)));
+    // The scan's timer does not hold the process open (unref); this test must, until the scan has run.
+    const keepAlive = setTimeout(() => {}, 5000);
     proxy.start();
-    assert.equal(await first, 'timeout');
-    proxy.stop();
+    try {
+      assert.equal(await first, 'timeout');
+    } finally {
+      clearTimeout(keepAlive);
+      proxy.stop();
+    }
   });
 });
