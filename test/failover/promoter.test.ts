@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { TandemError } from '../../src/errors.js';
@@ -15,26 +14,12 @@ import { KvStore } from '../../src/guest/kv-store.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
-import { ReplyReader, request, type Reply } from '../guest/helpers.js';
+import { ask } from '../guest/helpers.js';
+import { FakeReplica } from '../helpers/fake-binding.js';
 
 const logger = createLogger('silent');
 const tmp = tempDir();
 after(() => tmp.cleanup());
-
-/** Sends the commands pipelined; resolves with the replies. */
-async function ask(port: number, commands: string[][]): Promise<Reply[]> {
-  const sock = connect({ port, host: '127.0.0.1' });
-  const reader = new ReplyReader(sock);
-  await new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.once('connect', () => resolve());
-  });
-  sock.write(Buffer.concat(commands.map((c) => request(...c))));
-  const replies: Reply[] = [];
-  for (let i = 0; i < commands.length; i++) replies.push(await reader.next());
-  sock.destroy();
-  return replies;
-}
 
 describe('Promoter', () => {
   test('refuses to fail over without a complete checkpoint', async () => {
@@ -91,4 +76,29 @@ describe('Promoter', () => {
     assert.deepEqual(replies.map((r) => (Buffer.isBuffer(r) ? r.toString() : r)), [200, 'value-0', 'value-199', 1]);
     assert.equal(await promoter.promote('again'), p, 'promotion happens once');
   });
+
+  test('on a fake binding: stops the server, asks the binding to resume and serve, once however many ask; events in order', async () => {
+    const replica = new FakeReplica(4);
+    const calls: string[] = [];
+    const holder = {
+      lastEpoch: 7,
+      state: 'protected',
+      stop: () => {
+        calls.push('server stopped');
+        return Promise.resolve();
+      },
+    };
+    const promoter = new Promoter({ secondary: holder, replica, service: { host: '127.0.0.1', port: 6390 }, verifyPersistence: true, logger });
+    promoter.on('promoting', (e) => calls.push(`promoting from ${e.epoch}`));
+    promoter.on('promoted', (p) => calls.push(`promoted, serving ${p.service.port}`));
+    assert.equal(promoter.engaged, false);
+    const both = Promise.all([promoter.promote('detector'), promoter.promote('operator')]);
+    assert.equal(promoter.engaged, true, 'engaged as soon as one is under way');
+    const [a, b] = await both;
+    assert.equal(a, b, 'the two requests got the one promotion');
+    assert.equal(a.epoch, 7);
+    assert.deepEqual(replica.promoted, { service: { host: '127.0.0.1', port: 6390 }, verifyPersistence: true });
+    assert.deepEqual(calls, ['promoting from 7', 'server stopped', 'promoted, serving 6390']);
+  });
 });
+

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { KvCommands, type Session } from '../../src/guest/commands.js';
@@ -189,4 +189,19 @@ export function runTool(cmd: string, args: string[]): Promise<{ code: number | n
     p.stderr.on('data', (d: Buffer) => (out += d.toString()));
     p.on('close', (code) => resolve({ code, out }));
   });
+}
+
+/** Sends the commands pipelined to a RESP service on loopback `port`; resolves with the replies. */
+export async function ask(port: number, commands: string[][]): Promise<Reply[]> {
+  const sock = netConnect({ port, host: '127.0.0.1' });
+  const reader = new ReplyReader(sock);
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.once('connect', () => resolve());
+  });
+  sock.write(Buffer.concat(commands.map((c) => request(...c))));
+  const replies: Reply[] = [];
+  for (let i = 0; i < commands.length; i++) replies.push(await reader.next());
+  sock.destroy();
+  return replies;
 }

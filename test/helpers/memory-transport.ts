@@ -1,7 +1,7 @@
 /**
  * An in-memory Transport: connections are pairs of Duplex streams in this
  * process, so the channels between the hosts run in unit tests without
- * sockets. Bytes arrive asynchronously (a later turn of the event loop, as
+ * sockets, and a test can take a host off the network (cut) and put it back. Bytes arrive asynchronously (a later turn of the event loop, as
  * from a socket), in order; a reader that stops reading holds the writer
  * back (backpressure); end() half-closes; destroy() reaches the peer as a
  * close, as a reset would.
@@ -58,25 +58,58 @@ class Side extends Duplex {
 interface Listening {
   onConnection: OnConnection;
   allowHalfOpen: boolean;
+  owner: MemoryTransport;
 }
 
+/** The hosts' shared network: who listens where. */
+class MemoryNetwork {
+  readonly listeners = new Map<string, Listening>();
+  nextPort = 40000;
+  nextClientPort = 50000;
+}
+
+/**
+ * One host's view of an in-memory network. Hosts made with peer() share the
+ * network; cut() takes this host off it (its connections are reset, it can
+ * neither dial nor be dialled) until heal().
+ */
 export class MemoryTransport implements Transport {
-  private readonly listeners = new Map<string, Listening>();
-  private nextPort = 40000;
-  private nextClientPort = 50000;
   /** Connections made so far (each an accepted pair). */
   connections = 0;
+  private readonly open = new Set<Side>();
+  private isCut = false;
+
+  constructor(private readonly net = new MemoryNetwork()) {}
+
+  /** Another host on the same network. */
+  peer(): MemoryTransport {
+    return new MemoryTransport(this.net);
+  }
+
+  /** This host drops off the network: every connection it has is reset, new ones fail. */
+  cut(): void {
+    this.isCut = true;
+    for (const side of this.open) side.destroy();
+    this.open.clear();
+  }
+
+  heal(): void {
+    this.isCut = false;
+  }
 
   connect(to: Address, options: ConnectOptions): Promise<Duplex> {
-    const l = this.listeners.get(formatAddress(to));
-    if (l === undefined) {
-      return Promise.reject(new TransportError(C.TRANSPORT_CONNECT_FAILED, `cannot connect to ${options.peer} at ${formatAddress(to)}: connection refused (in memory)`));
+    const l = this.net.listeners.get(formatAddress(to));
+    if (l === undefined || this.isCut || l.owner.isCut) {
+      const why = this.isCut || l?.owner.isCut === true ? 'network unreachable' : 'connection refused';
+      return Promise.reject(new TransportError(C.TRANSPORT_CONNECT_FAILED, `cannot connect to ${options.peer} at ${formatAddress(to)}: ${why} (in memory)`));
     }
-    const local = `127.0.0.1:${this.nextClientPort++}`;
+    const local = `127.0.0.1:${this.net.nextClientPort++}`;
     const client = new Side(false, formatAddress(to));
     const server = new Side(l.allowHalfOpen, local);
     client.peer = server;
     server.peer = client;
+    this.track(client);
+    l.owner.track(server);
     this.connections++;
     return new Promise((resolve) =>
       setImmediate(() => {
@@ -87,18 +120,23 @@ export class MemoryTransport implements Transport {
   }
 
   listen(at: Address, onConnection: OnConnection, options: ListenOptions): Promise<TransportListener> {
-    const address = { host: at.host, port: at.port === 0 ? this.nextPort++ : at.port };
+    const address = { host: at.host, port: at.port === 0 ? this.net.nextPort++ : at.port };
     const key = formatAddress(address);
-    if (this.listeners.has(key)) {
+    if (this.net.listeners.has(key)) {
       return Promise.reject(new TransportError(C.TRANSPORT_LISTEN_FAILED, `cannot listen for ${options.purpose} on ${key}: address in use (in memory)`));
     }
-    this.listeners.set(key, { onConnection, allowHalfOpen: options.allowHalfOpen ?? false });
+    this.net.listeners.set(key, { onConnection, allowHalfOpen: options.allowHalfOpen ?? false, owner: this });
     return Promise.resolve({
       address,
       close: () => {
-        this.listeners.delete(key);
+        this.net.listeners.delete(key);
         return Promise.resolve();
       },
     });
+  }
+
+  private track(side: Side): void {
+    this.open.add(side);
+    side.once('close', () => this.open.delete(side));
   }
 }

@@ -1,0 +1,93 @@
+/**
+ * A primary node and a secondary node, assembled as `tandem primary` and
+ * `tandem secondary` assemble them (src/node/), in one process over the
+ * in-memory network: protection, a primary that drops off the network and
+ * the secondary's takeover by the failover rule, and the old primary fenced
+ * when it comes back. Clients reach the guest over real loopback TCP.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { filter, firstValueFrom } from 'rxjs';
+import { defaultConfig, type TandemConfig } from '../../src/config/config.js';
+import { createBinding } from '../../src/domain/bindings.js';
+import { TandemError } from '../../src/errors.js';
+import { PrimaryNode } from '../../src/node/primary.js';
+import { SecondaryNode } from '../../src/node/secondary.js';
+import { ask } from '../guest/helpers.js';
+import { MemoryTransport } from '../helpers/memory-transport.js';
+import { silent } from '../helpers/sim.js';
+import { until } from '../helpers/wait.js';
+
+function config(): TandemConfig {
+  const cfg = defaultConfig();
+  cfg.logLevel = 'silent';
+  cfg.domain = { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 1 };
+  cfg.heartbeat = { intervalMs: 20, timeoutMs: 150 };
+  cfg.secondary.listen = { host: 'secondary', port: 7700 };
+  cfg.secondary.heartbeat = { host: 'secondary', port: 7701 };
+  cfg.secondary.service = { host: '127.0.0.1', port: 0 };
+  cfg.primary.secondary = { host: 'secondary', port: 7700 };
+  cfg.primary.heartbeat = { host: 'secondary', port: 7701 };
+  cfg.primary.service = { host: '127.0.0.1', port: 0 };
+  cfg.primary.intervalMs = 10;
+  cfg.primary.retryMs = 50;
+  return cfg;
+}
+
+const stops: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const s of stops.reverse()) await s();
+});
+
+describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
+  test('protected, the primary drops off the network: the secondary takes over with what was acknowledged, and the old primary is fenced when it is back', async () => {
+    const secondaryHost = new MemoryTransport();
+    const primaryHost = secondaryHost.peer();
+    const scfg = config();
+    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
+    await secondary.start();
+    stops.push(() => secondary.stop('test'));
+    const pcfg = config();
+    const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: primaryHost, logger: silent });
+    const service = await primary.start();
+    stops.push(() => primary.stop({ kind: 'signal', signal: 'test' }));
+    const engine = primary.protection!;
+    await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'protected')));
+
+    // Acknowledged to the client only once an epoch holding it is acked by the secondary.
+    const replies = await ask(service.port, [['SET', 'greeting', 'hello'], ['INCR', 'n'], ['INCR', 'n']]);
+    assert.deepEqual(replies.map((r) => (Buffer.isBuffer(r) ? r.toString() : r)), ['OK', 1, 2]);
+    const { server, promoter, heartbeat } = secondary.parts;
+    const held = server.lastEpoch;
+    assert.ok(held >= 1);
+
+    primaryHost.cut();
+    await until(() => promoter.promotion !== undefined, 'the takeover', 5000);
+    const promotion = promoter.promotion!;
+    assert.ok(promotion.epoch >= held, `promoted from epoch ${promotion.epoch}`);
+    assert.equal(heartbeat.generation, 2, 'the survivor runs as the next generation');
+    const after = await ask(promotion.service.port, [['GET', 'greeting'], ['GET', 'n']]);
+    assert.deepEqual(after.map((r) => (Buffer.isBuffer(r) ? r.toString() : r)), ['hello', '2']);
+
+    // The old primary is still running; back on the network it hears generation 2 and must stop serving.
+    const fenced = primary.whenFenced();
+    primaryHost.heal();
+    assert.deepEqual(await fenced, { ownGeneration: 1, peerGeneration: 2 });
+    await primary.stop({ kind: 'fenced', ownGeneration: 1, peerGeneration: 2 });
+    await assert.rejects(ask(service.port, [['PING']]), 'the fenced primary no longer accepts clients');
+  });
+
+  test('a primary whose peer already runs a newer generation refuses to start: nothing is served', async () => {
+    const secondaryHost = new MemoryTransport();
+    const scfg = config();
+    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
+    await secondary.start();
+    stops.push(() => secondary.stop('test'));
+    // As after a failover: the secondary took generation 2.
+    secondary.parts.heartbeat.promote();
+    const pcfg = config();
+    const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: secondaryHost.peer(), logger: silent });
+    await assert.rejects(primary.start(), (e: unknown) => e instanceof TandemError && e.code === 'ERR_FENCED');
+    assert.equal(primary.protection, undefined, 'no protection was started');
+  });
+});
