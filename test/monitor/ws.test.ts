@@ -154,6 +154,36 @@ describe('monitor WebSocket API', () => {
     assert.deepEqual([(await changed).mode, (await changed).intervalMs], ['remus', 35]);
     const status = (await c.request({ type: 'status' })) as ReplyEvent;
     assert.equal((status.result as unknown as SnapshotEvent).intervalMs, 35);
+    // A Remus run has no running secondary to compare with: colo is refused, and the mode stays.
+    const refused = (await c.request({ type: 'control', action: 'set-mode', mode: 'colo', token: TOKEN })) as ErrorEvent;
+    assert.equal(refused.type, 'error');
+    assert.equal(refused.code, 'ERR_MONITOR_ACTION_FAILED');
+    assert.match(refused.message, /mode colo is not available in a remus run/);
+    assert.equal(r.mode.current.mode, 'remus');
+    await c.close();
+  });
+
+  test("in a COLO run, set-mode reaches the one mode controller: manual stops divergence checkpoints, colo brings them back", async () => {
+    const r = await rig({ intervalMs: null, colo: true });
+    const c = await TestClient.connect(r.wsUrl);
+    await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
+    await until(() => r.engine.state === 'protected', 'protection');
+    const manual = c.next<ModeEvent>((e) => e.type === 'mode', 'manual');
+    await c.request({ type: 'control', action: 'set-mode', mode: 'manual', token: TOKEN });
+    assert.equal((await manual).mode, 'manual');
+    // A divergence now is reported, and starts no checkpoint; the operator's next request does.
+    const reported = c.next<DivergenceEvent>((e) => e.type === 'divergence', 'the divergence report');
+    r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp a > b', detail: '' } });
+    await reported;
+    const operator = c.next<EpochEvent>((e) => isEpoch(e) && e.epoch > 1, 'the next epoch');
+    await c.request({ type: 'control', action: 'checkpoint', token: TOKEN });
+    assert.equal((await operator).trigger, 'operator', 'the divergence in manual mode started nothing');
+    const colo = c.next<ModeEvent>((e) => e.type === 'mode', 'colo');
+    await c.request({ type: 'control', action: 'set-mode', mode: 'colo', token: TOKEN });
+    assert.equal((await colo).mode, 'colo');
+    const divergenceEpoch = c.next<EpochEvent>((e) => isEpoch(e) && e.trigger === 'divergence', 'a divergence epoch');
+    r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp a > b', detail: '' } });
+    await divergenceEpoch;
     await c.close();
   });
 
