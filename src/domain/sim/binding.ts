@@ -60,21 +60,39 @@ export class SimProtectedDomain implements ProtectedDomain {
   }
 }
 
-export class SimPrimaryGuest implements PrimaryGuest {
+/** A sim domain with its disk, and the guest's service once one runs: either host's. */
+abstract class SimMachine {
   readonly sim: SimDomain;
   readonly disk: SimDisk;
-  readonly domain: ProtectedDomain;
   readonly disks: readonly SimDisk[];
-  private server: KvServer | undefined;
+  protected server: KvServer | undefined;
 
   constructor(
-    private readonly options: SimBindingOptions,
-    private readonly logger: Logger,
+    protected readonly options: SimBindingOptions,
+    protected readonly logger: Logger,
   ) {
     this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
     this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
-    this.domain = new SimProtectedDomain(this.sim, { liveBatchPages: options.liveBatchPages });
     this.disks = [this.disk];
+  }
+
+  /** RAM, vCPUs, device model and disk; a COLO replica's disk without its running guest's overlay. */
+  digest(): string {
+    return stateDigest(this.sim, this.disks);
+  }
+
+  async stop(): Promise<void> {
+    await this.server?.stop();
+    this.server = undefined;
+  }
+}
+
+export class SimPrimaryGuest extends SimMachine implements PrimaryGuest {
+  readonly domain: ProtectedDomain;
+
+  constructor(options: SimBindingOptions, logger: Logger) {
+    super(options, logger);
+    this.domain = new SimProtectedDomain(this.sim, { liveBatchPages: options.liveBatchPages });
   }
 
   /** The guest's RESP server on an internal loopback port. */
@@ -90,38 +108,20 @@ export class SimPrimaryGuest implements PrimaryGuest {
     return { endpoint: GUEST_ENDPOINT, receive: (frame) => this.sim.run(() => net!.receive(frame)) };
   }
 
-  digest(): string {
-    return stateDigest(this.sim, this.disks);
-  }
-
   readonly synthetic: SyntheticLoad = {
     touch: (pfns, value) => {
       for (let i = 0; i < pfns.length; i++) this.sim.writeU32(pfns[i] * PAGE_SIZE + ((i * 8) % PAGE_SIZE), value + i);
     },
   };
-
-  async stop(): Promise<void> {
-    await this.server?.stop();
-    this.server = undefined;
-  }
 }
 
-export class SimReplicaGuest implements ReplicaGuest {
-  readonly sim: SimDomain;
-  readonly disk: SimDisk;
+export class SimReplicaGuest extends SimMachine implements ReplicaGuest {
   readonly domain: ReplicaDomain;
-  readonly disks: readonly SimDisk[];
-  private server: KvServer | undefined;
 
-  constructor(
-    private readonly options: SimBindingOptions,
-    private readonly logger: Logger,
-  ) {
-    this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
+  constructor(options: SimBindingOptions, logger: Logger) {
+    super(options, logger);
     // The replica never runs while it is a secondary (COLO runs it from each checkpoint).
     this.sim.pause();
-    this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
-    this.disks = [this.disk];
     const sim = this.sim;
     this.domain = {
       info: sim.info,
@@ -136,10 +136,6 @@ export class SimReplicaGuest implements ReplicaGuest {
     };
   }
 
-  digest(): string {
-    return stateDigest(this.sim, this.disks);
-  }
-
   runColo(transmit: (frame: Buffer) => void): ColoReplicaGuest {
     return new SimColoGuest({ replica: this.sim, disk: this.disk, transmit, clock: this.options.replicaGuestClock ?? this.options.guestClock });
   }
@@ -151,11 +147,6 @@ export class SimReplicaGuest implements ReplicaGuest {
     this.server = new KvServer({ domain: this.sim, store, persistence: aof, host: options.service.host, port: options.service.port, logger: this.logger, clock: this.options.guestClock });
     const service: AddressInfo = await this.server.start();
     return persistence === undefined ? { service } : { service, persistence };
-  }
-
-  async stop(): Promise<void> {
-    await this.server?.stop();
-    this.server = undefined;
   }
 }
 
