@@ -11,7 +11,9 @@ import type { PrimaryEngine, ProtectionState } from '../../src/checkpoint/engine
 import type { EpochMetrics } from '../../src/checkpoint/session.js';
 import type { SimDomain } from '../../src/domain/sim/domain.js';
 import type { SimReplicaGuest } from '../../src/domain/sim/binding.js';
-import type { SecondaryServer } from '../../src/secondary/server.js';
+import { SecondaryServer } from '../../src/secondary/server.js';
+import { FakeBinding } from '../helpers/fake-binding.js';
+import { MemoryTransport } from '../helpers/memory-transport.js';
 import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 import { until } from '../helpers/wait.js';
 import { busyGuest, testEngine } from './helpers.js';
@@ -141,5 +143,42 @@ describe('PrimaryEngine with a real secondary', () => {
     // It comes back by itself with a fresh pre-copy (which is applied directly, not buffered).
     await waitState(r.engine, 'precopy');
     assert.ok(states.filter((s) => s === 'precopy').length >= 2);
+  });
+});
+
+describe('PrimaryEngine on a fake binding over the in-memory network', () => {
+  test('protects; the secondary dropping off the network degrades it, the guest keeps running; back, a fresh pre-copy protects again', async () => {
+    const binding = new FakeBinding(16);
+    const primary = binding.primary();
+    const replica = binding.replica();
+    const primaryHost = new MemoryTransport();
+    const secondaryHost = primaryHost.peer();
+    const server = new SecondaryServer({ replica, transport: secondaryHost, listen: { host: 'secondary', port: 7700 }, logger: silent });
+    await server.start();
+    const engine = testEngine({ domain: primary, port: 7700, transport: primaryHost, options: { secondary: { host: 'secondary', port: 7700 }, retryMs: 20, digest: () => primary.digest() } });
+    const states: string[] = [];
+    engine.state$.subscribe((s) => states.push(s.state));
+    engine.start();
+    try {
+      await waitState(engine, 'protected');
+      primary.run(1, 'a');
+      const m = await firstValueFrom(engine.metrics$.pipe(filter((x) => x.epoch > 1)));
+      assert.equal(server.digest(), m.digest, 'the replica holds the epoch the engine reported');
+      secondaryHost.cut();
+      await waitState(engine, 'degraded');
+      assert.equal(primary.suspended, false, 'the guest runs, unprotected');
+      primary.run(2, 'b');
+      secondaryHost.heal();
+      await waitState(engine, 'protected');
+      const again = await firstValueFrom(engine.metrics$.pipe(filter((x) => x.trigger === 'timer')));
+      assert.equal(server.digest(), again.digest, 'the fresh pre-copy left the replica at the primary');
+      assert.deepEqual(
+        states.filter((s, i) => s !== states[i - 1]).slice(0, 7),
+        ['stopped', 'connecting', 'precopy', 'protected', 'degraded', 'connecting', 'precopy'],
+      );
+    } finally {
+      await engine.stop();
+      await server.stop();
+    }
   });
 });
