@@ -13,7 +13,8 @@ import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '
 import { LibxcType } from '../../src/stream/format.js';
 import { AckStatus, BackChannelDecoder, type BackChannelRecord } from '../../src/transport/backchannel.js';
 import { tcpTransport } from '../../src/transport/tcp.js';
-import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, simReplica, type CapturedLog } from './fixtures.js';
+import { below } from '../../src/util/xorshift.js';
+import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, simReplica, type CapturedLog } from './fixtures.js';
 import { until as waitUntil } from '../helpers/wait.js';
 
 const PAGES = 256;
@@ -55,7 +56,7 @@ class FakePrimary {
 
   /** Writes `bytes` in uneven pieces. */
   send(bytes: Buffer, seed = 1): void {
-    const r = rng(seed);
+    const r = below(seed);
     for (let at = 0; at < bytes.length; ) {
       const n = Math.min(bytes.length - at, 1 + r(40_000));
       this.socket.write(bytes.subarray(at, at + n));
