@@ -9,6 +9,7 @@ import { KvCommands, type Session } from '../../src/guest/commands.js';
 import { KvStore, type KvFormatOptions } from '../../src/guest/kv-store.js';
 import { GuestVcpu } from '../../src/guest/vcpu.js';
 import { uniform } from '../../src/util/xorshift.js';
+import { until } from '../helpers/wait.js';
 
 /** 2023-11-14T22:13:20.123456Z, in microseconds. */
 export const T0_US = 1_700_000_000_123_456;
@@ -103,12 +104,8 @@ export class ReplyReader {
   }
 
   /** Resolves once the peer has closed the connection. */
-  async closed(timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ended) {
-      if (Date.now() > deadline) throw new Error('connection still open');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  closed(timeoutMs = 5000): Promise<void> {
+    return until(() => this.ended, 'the peer to close the connection', timeoutMs);
   }
 
   private wake(): void {

@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskReplica } from '../../src/disk/replica.js';
 import type { PrimaryGone } from '../../src/secondary/server.js';
 import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
@@ -94,7 +95,8 @@ test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at 
     try {
       await ready;
       const stopLoad = loadGuest(log.servicePort!, trial + 1);
-      await new Promise((r) => setTimeout(r, 20 + Math.floor(rand() * 300)));
+      // The kill point: a seeded random time into the load, not a wait for anything.
+      await sleep(20 + Math.floor(rand() * 300));
       child.kill('SIGKILL');
       await exited;
       const g = await gone;
