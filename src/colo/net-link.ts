@@ -82,6 +82,7 @@ export interface NetLinkEvents {
 abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
   protected socket: Duplex | undefined = undefined;
   private written = 0;
+  private received = 0;
   private decoder = new FrameDecoder();
   private batch: Buffer[] = [];
   private flushing: NodeJS.Immediate | undefined = undefined;
@@ -98,6 +99,15 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
   /** Bytes handed to the current connection so far (batched frames count once written). */
   get bytesWritten(): number {
     return this.written;
+  }
+
+  /**
+   * Frames taken from the current connection so far, markers included:
+   * whether a frame arrived, whatever became of it, so a caller (a test)
+   * can wait for that instead of for time to pass.
+   */
+  get framesReceived(): number {
+    return this.received;
   }
 
   /** Between `congested` and `drain`. */
@@ -148,6 +158,7 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
     this.decoder = new FrameDecoder();
     this.batch = [];
     this.written = 0;
+    this.received = 0;
     this.isCongested = false;
     socket.on('data', (chunk: Buffer) => {
       const frames: Frame[] = [];
@@ -158,7 +169,10 @@ abstract class NetLinkEnd extends EventEmitter<NetLinkEvents> {
         failure = err;
       }
       // The records before a bad one are good: deliver them, then drop the link.
-      for (const f of frames) this.frame(f.data);
+      for (const f of frames) {
+        this.received++;
+        this.frame(f.data);
+      }
       if (failure !== undefined) {
         this.logger?.error({ err: failure }, 'COLO net link: malformed framing from the peer; dropping the link');
         socket.destroy();
@@ -199,6 +213,11 @@ export class NetLinkPrimary extends NetLinkEnd {
   private committedTo = 0;
   private held: Buffer[] = [];
   dropped = 0;
+
+  /** Frames of the secondary's output waiting for the commit of the checkpoint its guest resumed from. */
+  get heldFrames(): number {
+    return this.held.length;
+  }
 
   constructor(private readonly options: NetLinkPrimaryOptions) {
     super(options.logger);

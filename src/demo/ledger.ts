@@ -109,6 +109,14 @@ export class Ledger {
     this.phase = 1;
   }
 
+  /**
+   * Whether the survivor has acknowledged a write of every client: until it
+   * has, a counter's loss check (its first value from the survivor) is missing.
+   */
+  get survivorAnsweredAll(): boolean {
+    return this.firstAfter.size === this.counters;
+  }
+
   /** Resolves with the time of the first write the survivor acknowledges. */
   firstSurvivorAck(): Promise<number> {
     return new Promise((resolve) => this.watchers.push({ resolve }));

@@ -61,7 +61,11 @@ export interface HeartbeatChannelOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** This side's last committed (primary) or acked (secondary) epoch, sent in every frame. */
   epoch?: () => number;
-  /** The detector's clock (default monotonic). */
+  /**
+   * The channel's time (default monotonic): the detector's clock, and the
+   * timers of the beat and of the redial backoff, so that tests can run the
+   * whole channel on virtual time.
+   */
   clock?: Clock;
   logger?: Logger;
   /** Non-zero u32 naming this run; random by default. */
@@ -113,8 +117,8 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   private timing: ResolvedTiming | undefined;
   private server: TransportListener | undefined;
   private conn: Connection | undefined;
-  private sendTimer: NodeJS.Timeout | undefined;
-  private redialTimer: NodeJS.Timeout | undefined;
+  private cancelBeat: (() => void) | undefined;
+  private cancelRedial: (() => void) | undefined;
   private attempts = 0;
   private sequence = 0;
   private ownIncarnation = 0;
@@ -176,14 +180,28 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.running = true;
     if (o.listen !== undefined) await this.listen(o.listen);
     else this.dial();
-    this.sendTimer = setInterval(() => this.beat(), this.timing.intervalMs);
+    this.scheduleBeat();
+  }
+
+  private get clock(): Clock {
+    return this.options.clock ?? monotonicClock;
+  }
+
+  /** The beat timer: re-armed each beat, as the clock's timers run once. */
+  private scheduleBeat(): void {
+    this.cancelBeat = this.clock.setTimer(this.timing!.intervalMs, () => {
+      if (!this.running) return;
+      this.beat();
+      this.scheduleBeat();
+    });
   }
 
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    clearInterval(this.sendTimer);
-    clearTimeout(this.redialTimer);
+    this.cancelBeat?.();
+    this.cancelRedial?.();
+    this.cancelBeat = this.cancelRedial = undefined;
     this.detector?.stop();
     this.conn?.socket.destroy();
     this.conn = undefined;
@@ -237,8 +255,11 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     const max = this.options.backoff?.maxMs ?? Math.max(initial, timing.timeoutMs / 2);
     const delay = Math.min(max, initial * 2 ** Math.min(this.attempts, 30));
     this.attempts++;
-    clearTimeout(this.redialTimer);
-    this.redialTimer = setTimeout(() => this.dial(), delay);
+    this.cancelRedial?.();
+    this.cancelRedial = this.clock.setTimer(delay, () => {
+      this.cancelRedial = undefined;
+      this.dial();
+    });
   }
 
   private adopt(socket: Duplex, remote: string): void {
@@ -302,7 +323,6 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   }
 
   private onFrame(conn: Connection, hb: Heartbeat): void {
-    const clock = this.options.clock ?? monotonicClock;
     conn.peerIncarnation = hb.incarnation;
     this.attempts = 0; // a peer that speaks resets the backoff; one that only accepts does not
     if (hb.generation > this.peerGeneration) {
@@ -324,7 +344,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
       return; // a fenced primary's beats are not the life of our peer
     }
     if (hb.incarnation !== this.peerIncarnation) this.newIncarnation(hb.incarnation);
-    const receivedAt = clock.now();
+    const receivedAt = this.clock.now();
     this.detector?.heard(receivedAt);
     if (hb.epoch !== this.peerEpoch) {
       this.peerEpoch = hb.epoch;
@@ -339,11 +359,10 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     const oldIncarnation = this.peerIncarnation;
     old?.stop();
     if (old !== undefined && oldIncarnation !== undefined && old.state !== 'dead') {
-      const clock = this.options.clock ?? monotonicClock;
-      this.emit('peer', { from: old.state, state: 'dead', reason: `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`, at: clock.now(), incarnation: oldIncarnation });
+      this.emit('peer', { from: old.state, state: 'dead', reason: `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`, at: this.clock.now(), incarnation: oldIncarnation });
     }
     const timing = this.timing!;
-    const detector = new FailureDetector({ ...timing, clock: this.options.clock });
+    const detector = new FailureDetector({ ...timing, clock: this.clock });
     detector.onTransition((t) => {
       this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation }, `heartbeat: peer ${t.to}: ${t.reason}`);
       this.emit('peer', { from: t.from, state: t.to, reason: t.reason, at: t.at, incarnation });

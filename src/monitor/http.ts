@@ -50,7 +50,9 @@ interface Asset {
   type: string;
 }
 
-const STATIC_DIR = fileURLToPath(new URL('../../../src/monitor/static/', import.meta.url));
+// Next to this module: the build copies src/monitor/static into dist (scripts/copy-assets.mjs),
+// so the dashboard is found wherever the package is installed and whatever the working directory.
+const STATIC_DIR = fileURLToPath(new URL('./static/', import.meta.url));
 const require = createRequire(import.meta.url);
 
 /** URL path -> file, content type. The only files this server ever reads. */

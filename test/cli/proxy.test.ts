@@ -14,6 +14,7 @@ import { udp } from '../../proxy/craft.js';
 import type { Frame } from '../../proxy/framing.js';
 import { NotifyWords, type NotifyWord } from '../../proxy/notify.js';
 import { CLI, runTandem } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 /** The first line the process prints on stdout (the listening line); rejects if it exits first. */
 function firstLine(child: ChildProcessByStdio<null, Readable, Readable>, stderr: () => string): Promise<string> {
@@ -76,35 +77,24 @@ describe('tandem proxy: the real process', () => {
 
     const frames: Frame[] = [];
     const words: NotifyWord[] = [];
-    const waiters: (() => void)[] = [];
-    const wake = (): void => {
-      for (const w of waiters.splice(0)) w();
-    };
     c.on('frame', (f) => {
       if (!f.data.equals(READY_PROBE)) frames.push(f);
-      wake();
     });
-    c.on('notify', (w) => {
-      words.push(w);
-      wake();
-    });
-    const until = async (cond: () => boolean): Promise<void> => {
-      while (!cond()) await new Promise<void>((r) => waiters.push(r));
-    };
+    c.on('notify', (w) => words.push(w));
     const d = (s: string): Buffer => udp({ src: '10.0.0.2', dst: '10.0.0.9', sport: 53, dport: 4000, payload: Buffer.from(s) });
 
     c.sendSecondary(d('twin'));
     c.sendPrimary(d('twin'));
-    await until(() => frames.length === 1);
+    await until(() => frames.length === 1, 'the matched frame');
     assert.deepEqual(frames[0].data, d('twin'));
 
     c.sendSecondary(d('left'));
     c.sendPrimary(d('right'));
-    await until(() => words.includes(NotifyWords.DO_CHECKPOINT));
+    await until(() => words.includes(NotifyWords.DO_CHECKPOINT), 'DO_CHECKPOINT');
     await waitLog(/checkpoint requested \(mismatch\): udp 10\.0\.0\.2:53 > 10\.0\.0\.9:4000/);
     assert.equal(frames.length, 1, 'the diverging frame is held');
     c.sendNotify(NotifyWords.CHECKPOINT_DONE);
-    await until(() => frames.length === 2);
+    await until(() => frames.length === 2, 'the held frame, at the checkpoint');
     assert.deepEqual(frames[1].data, d('right'));
 
     // Garbage on secondary_in: refused with its code, connection closed; the proxy still serves.
@@ -118,7 +108,7 @@ describe('tandem proxy: the real process', () => {
     const { encodeFrame } = await import('../../proxy/framing.js');
     sec2.write(encodeFrame(d('after the error')));
     c.sendPrimary(d('after the error'));
-    await until(() => frames.length === 3);
+    await until(() => frames.length === 3, 'the frame after the error');
     assert.deepEqual(frames[2].data, d('after the error'));
     assert.equal(child.exitCode, null, 'still running');
   });
@@ -142,8 +132,8 @@ describe('tandem proxy: its stdout closed', () => {
       });
       child.once('exit', (code) => reject(new Error(`tandem proxy exited with ${code}: ${stderr}`)));
     });
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(exited, undefined, stderr);
+    // The listening line's write failed (EPIPE) as the proxy started listening, before it could
+    // take a connection: a round trip with it shows it outlived that, no wait needed.
     const at = (port: number): { host: string; port: number } => ({ host: '127.0.0.1', port });
     const client = new ComparatorClient({ primaryIn: at(ports.primary_in), secondaryIn: at(ports.secondary_in), outdev: at(ports.outdev), notify: at(ports.notify) });
     try {
@@ -166,11 +156,18 @@ describe('tandem proxy --metrics', () => {
     const notify = connect({ host: '127.0.0.1', port: Number(m[1]) });
     await new Promise((r) => notify.once('connect', r));
     after(() => notify.destroy());
-    await new Promise((r) => setTimeout(r, 50));
-    const res = await fetch(`http://127.0.0.1:${m[2]}/metrics`);
-    assert.equal(res.status, 200);
-    const text = await res.text();
-    assert.match(text, /^tandem_proxy_peer_connected\{port="notify"\} 1$/m);
+    // The proxy's accept of the connection is seen only in its metrics: scrape until it shows.
+    let text = '';
+    const NOTIFY_UP = /^tandem_proxy_peer_connected\{port="notify"\} 1$/m;
+    await until(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${m[2]}/metrics`);
+        assert.equal(res.status, 200);
+        text = await res.text();
+        return NOTIFY_UP.test(text);
+      },
+      'the notify peer in the metrics',
+    );
     assert.match(text, /^tandem_proxy_peer_connected\{port="outdev"\} 0$/m);
     assert.match(text, /^# TYPE tandem_proxy_checkpoint_decision_seconds histogram$/m);
   });

@@ -18,7 +18,8 @@ import { ErrorCodes, StreamError } from '../../src/errors.js';
 import { LibxlType, PAGE_SIZE, TandemType } from '../../src/stream/format.js';
 import { EpochReceiver, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
-import { feedSession, recordsOf, rng } from '../secondary/fixtures.js';
+import { below } from '../../src/util/xorshift.js';
+import { feedSession, recordsOf } from '../secondary/fixtures.js';
 import { silent, simBinding } from '../helpers/sim.js';
 import { tempDir } from '../helpers/cli.js';
 import { verifyCheckpointed } from '../helpers/xen.js';
@@ -42,7 +43,7 @@ function record(epochs: number, seed: number, opts: { mirror?: boolean; live?: b
   const primary = new SimDomain({ pages: PAGES, now: () => 1n });
   const disk = new SimDisk({ capacityBytes: DISK, domain: primary });
   const mirror = new DiskMirror({ disk, maxBlocksPerRecord: 8 });
-  const r = rng(seed);
+  const r = below(seed);
   const chunks: Buffer[] = [];
   const saver = new StreamSaver(primary, { framing: 'libxl', version: 3 }, (c) => {
     for (const b of c) chunks.push(Buffer.from(b));
@@ -145,7 +146,7 @@ describe('disk replication through the stream', () => {
   const stream = record(8, 0x5eed);
 
   test('after each CHECKPOINT_END the replica disk and RAM equal the primary at that suspend, for any split', () => {
-    const rep = replayCut(stream, rng(3), 80);
+    const rep = replayCut(stream, below(3), 80);
     assert.equal(rep.actions.at(-1)?.type, 'close');
   });
 
@@ -162,7 +163,7 @@ describe('disk replication through the stream', () => {
       inFirst.every((x) => (live.bytes.readUInt32LE(x.offset + 8 + 4) & 1) === 0),
       'only the live sync resets; the first checkpoint adds to it',
     );
-    const r = rng(9);
+    const r = below(9);
     for (let trial = 0; trial < 4; trial++) replayCut(live, r, 40);
     const file = tmp.path('live-sync.stream');
     writeFileSync(file, live.bytes);

@@ -25,12 +25,12 @@ test('the secondary takes over on heartbeat silence; the returning old primary i
   await primary.waitLine((l) => l.state === 'protected', 'protection');
   await secondary.waitLine((l) => l.peer === 'alive', 'the secondary to hear the primary');
 
-  const killedAt = Date.now();
   primary.child.kill('SIGKILL');
   const over = await secondary.waitLine((l) => /FAILED OVER/.test(String(l.msg)), 'the failover');
-  const took = Date.now() - killedAt;
-  // Heartbeat silence may have begun before the kill (a busy primary), so only an upper bound holds.
-  assert.ok(took < 3000, `failed over only ${took} ms after the kill (heartbeat timeout 250 ms)`);
+  // Taken over on the heartbeat detector's verdict of silence (how soon is bench/failover.ts's to measure).
+  const dead = secondary.lines.findIndex((l) => l.peer === 'dead');
+  assert.ok(dead >= 0 && dead < secondary.lines.indexOf(over), 'failed over without the primary declared dead');
+  assert.match(String(secondary.lines[dead].reason), /nothing received for/);
   assert.match(String(over.msg), /taking over as generation 2/);
   assert.ok(portOf(over.service) > 0);
 

@@ -13,6 +13,8 @@ import { Promoter } from '../../src/failover/promoter.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { createLogger } from '../../src/util/logger.js';
 import { CLI, tempDir } from '../helpers/cli.js';
+import { protectedServicePort } from '../helpers/primary-log.js';
+import { until } from '../helpers/wait.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { ask } from '../guest/helpers.js';
 import { FakeReplica } from '../helpers/fake-binding.js';
@@ -46,24 +48,17 @@ describe('Promoter', () => {
     after(() => child.kill('SIGKILL'));
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
-    const servicePort = await new Promise<number>((resolve) => {
-      const poll = setInterval(() => {
-        const m = /guest service on 127\.0\.0\.1:(\d+)/.exec(log);
-        if (m && /protection: protected/.test(log)) {
-          clearInterval(poll);
-          resolve(Number(m[1]));
-        }
-      }, 10);
-    });
+    const servicePort = await protectedServicePort(() => log, 'the primary');
     const writes = Array.from({ length: 200 }, (_, i) => ['SET', `key:${i}`, `value-${i}`]);
     await ask(servicePort, writes);
     // Let a few epochs carry the writes, then kill.
     const target = secondary.lastEpoch + 5;
-    while (secondary.lastEpoch < target) await new Promise((r) => setTimeout(r, 5));
+    await until(() => secondary.lastEpoch >= target, `epoch ${target} at the secondary`);
     const closed = new Promise((r) => child.once('close', r));
     child.kill('SIGKILL');
     await closed;
-    await new Promise((r) => setTimeout(r, 50));
+    // The secondary has read all there was: what it holds now is final.
+    await until(() => secondary.primary === undefined, 'the secondary to see the primary gone');
     const held = KvStore.attach(replica.sim).keyCount;
     assert.equal(held, 200, 'the epochs after the writes carried all 200 keys');
 

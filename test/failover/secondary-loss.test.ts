@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ReplyReader, request } from '../guest/helpers.js';
 import { connect } from 'node:net';
-import { until as waitUntil } from '../helpers/wait.js';
+import { until } from '../helpers/wait.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -34,7 +34,8 @@ function spawnTandem(args: string[]): { child: ChildProcess; log: () => string }
   return { child, log: () => text };
 }
 
-const until = (pred: () => boolean, what: string, timeoutMs = 20_000): Promise<void> => waitUntil(pred, what, timeoutMs);
+/** Long waits: real processes starting, protecting and failing over. */
+const WAIT_MS = 20_000;
 
 const count = (text: string, re: RegExp): number => (text.match(re) ?? []).length;
 
@@ -45,9 +46,9 @@ test('the primary keeps serving when its secondary dies and re-protects when one
   writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  retry_ms: 100\nsecondary:\n  listen: 127.0.0.1:${listen}\n  heartbeat: 127.0.0.1:${hb}\n  service: 127.0.0.1:0\n`);
   const secondaryArgs = ['secondary', '--config', config];
   let secondary = spawnTandem(secondaryArgs);
-  await until(() => /secondary listening/.test(secondary.log()), 'the secondary');
+  await until(() => /secondary listening/.test(secondary.log()), 'the secondary', WAIT_MS);
   const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${hb}`, '--service', '127.0.0.1:0']);
-  await until(() => /"state":"protected"/.test(primary.log()), 'protection');
+  await until(() => /"state":"protected"/.test(primary.log()), 'protection', WAIT_MS);
   const servicePort = Number(/guest service on 127\.0\.0\.1:(\d+)/.exec(primary.log())![1]);
 
   const sock = connect({ port: servicePort, host: '127.0.0.1' });
@@ -61,15 +62,15 @@ test('the primary keeps serving when its secondary dies and re-protects when one
   for (let i = 0; i < 5; i++) await incr();
 
   secondary.child.kill('SIGKILL');
-  await until(() => /UNPROTECTED/.test(primary.log()) && /"state":"degraded"/.test(primary.log()), 'the primary to say it is unprotected');
+  await until(() => /UNPROTECTED/.test(primary.log()) && /"state":"degraded"/.test(primary.log()), 'the primary to say it is unprotected', WAIT_MS);
   // Unprotected but available: replies keep coming.
   for (let i = 0; i < 5; i++) await incr();
 
   secondary = spawnTandem(secondaryArgs);
   const protectedBefore = count(primary.log(), /"state":"protected"/g);
-  await until(() => count(primary.log(), /"state":"protected"/g) > protectedBefore, 're-protection');
+  await until(() => count(primary.log(), /"state":"protected"/g) > protectedBefore, 're-protection', WAIT_MS);
   assert.ok(count(primary.log(), /"state":"precopy"/g) >= 2, 'a fresh pre-copy re-protected the guest');
   for (let i = 0; i < 5; i++) await incr();
-  await until(() => /replica protected/.test(secondary.log()), 'the new secondary to hold a checkpoint');
+  await until(() => /replica protected/.test(secondary.log()), 'the new secondary to hold a checkpoint', WAIT_MS);
   sock.destroy();
 });

@@ -169,6 +169,7 @@ describe('ColoFront hold()', () => {
       const late = await connect();
       await until(() => frames.length === 2, 'the second SYN');
       late.write('ECHO x\r\n');
+      // Proves an absence: the requests wait in the sockets, unread.
       await sleep(100);
       assert.deepEqual(payloads(), [], 'no request read while held');
       front.unhold();

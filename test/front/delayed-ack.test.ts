@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { OutputBuffer, type ReleasedOutput } from '../../src/front/output-buffer.js';
 import { ServiceFront } from '../../src/front/service-front.js';
@@ -16,7 +17,7 @@ import { createLogger } from '../../src/util/logger.js';
 import { request } from '../guest/helpers.js';
 import { testEngine } from '../checkpoint/helpers.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
-import { connect, sleep } from './helpers.js';
+import { connect } from './helpers.js';
 
 const logger = createLogger('silent');
 const DELAY_MS = 150;
@@ -80,6 +81,7 @@ test(`with acks delayed ${DELAY_MS} ms, no reply leaves before the ack of its ep
     const latency = performance.now() - sentAt[i];
     // The epoch's ack spends DELAY_MS in the relay before the reply may go out.
     assert.ok(latency >= DELAY_MS, `reply ${i + 1} arrived ${latency.toFixed(1)} ms after its request, before a delayed ack could`);
+    // Paces the requests so that they fall in different epochs.
     await sleep(5);
   }
   const tagged = releases.filter((r) => r.tag !== null);

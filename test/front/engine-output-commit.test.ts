@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { filter, firstValueFrom } from 'rxjs';
 
 import { DeviceSet } from '../../src/checkpoint/devices.js';
@@ -17,7 +18,8 @@ import { createLogger } from '../../src/util/logger.js';
 import { testEngine } from '../checkpoint/helpers.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { request } from '../guest/helpers.js';
-import { connect, sleep, waitFor } from './helpers.js';
+import { until } from '../helpers/wait.js';
+import { connect } from './helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 2048;
@@ -57,6 +59,7 @@ test('every released reply was produced by an epoch the secondary had acked; non
       for (let j = 0; j < N / 20; j++) reqs.push(request('INCR', `k${i}`));
       socket.write(Buffer.concat(reqs));
     });
+    // Paces the bursts so they spread over the pre-copy and several epochs.
     await sleep(10);
   }
   for (const [i, { replies }] of clients.entries()) {
@@ -74,7 +77,8 @@ test('every released reply was produced by an epoch the secondary had acked; non
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'degraded')));
   const before = releases.length;
   clients[0].socket.write(request('INCR', 'k0'));
-  await waitFor(() => buffer.stats().heldChunks === 1, 'the reply to be held');
+  await until(() => buffer.stats().heldChunks === 1, 'the reply to be held');
+  // Proves an absence: no release while unprotected.
   await sleep(150);
   assert.equal(clients[0].replies.bufferedBytes, 0, 'a reply escaped while unprotected');
   assert.equal(releases.length, before);

@@ -8,10 +8,17 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 
-import { REDIS_CLI, request, requireRedisTools } from '../guest/helpers.js';
-import { connect, sleep, startStack, waitFor } from './helpers.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Asserts that nothing reached the client within `ms` (the absence of a release). */
+import { REDIS_CLI, request, requireRedisTools } from '../guest/helpers.js';
+import { until } from '../helpers/wait.js';
+import { connect, startStack } from './helpers.js';
+
+/**
+ * Asserts that nothing reached the client within `ms`. The sleep proves an
+ * absence (of a release), which no event can: the callers first wait for
+ * the reply to be held, the event that makes its early release possible.
+ */
 async function nothingFor(replies: { bufferedBytes: number }, ms = 100): Promise<void> {
   await sleep(ms);
   assert.equal(replies.bufferedBytes, 0, 'a reply reached the client before its commit');
@@ -24,7 +31,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('SET', 'k', 'v'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
+      await until(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
       assert.equal(s.store.peek(Buffer.from('k'))?.value.toString(), 'v', 'the guest ran the SET');
       await nothingFor(replies);
       await s.suspendResume(1);
@@ -43,10 +50,10 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'n'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply 1 held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply 1 held');
       await s.suspendResume(1);
       socket.write(request('INCR', 'n'));
-      await waitFor(() => s.buffer.stats().heldChunks === 2, 'reply 2 held');
+      await until(() => s.buffer.stats().heldChunks === 2, 'reply 2 held');
       await s.commit(1);
       assert.equal(await replies.next(1000), 1);
       await nothingFor(replies);
@@ -70,7 +77,8 @@ describe('ServiceFront in remus mode', () => {
       cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
       let exited = false;
       const exit = new Promise<number | null>((resolve) => cli.on('exit', (code) => ((exited = true), resolve(code))));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
+      await until(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
+      // Proves an absence: redis-cli, which ends on its reply, has not ended.
       await sleep(100);
       assert.equal(exited, false, 'redis-cli finished before the commit');
       assert.equal(out, '');
@@ -98,6 +106,7 @@ describe('ServiceFront in remus mode', () => {
       while (loop) {
         epoch++;
         await s.suspendResume(epoch);
+        // These sleeps pace the epochs (the load generator's other half), they wait for nothing.
         await sleep(1);
         committed = epoch;
         await s.commit(epoch);
@@ -113,6 +122,7 @@ describe('ServiceFront in remus mode', () => {
           for (let j = 0; j < N / 10; j++) reqs.push(request('INCR', `c${i}`));
           socket.write(Buffer.concat(reqs));
         });
+        // Paces the bursts so they spread over several epochs.
         await sleep(5);
       }
       for (const [i, { replies }] of clients.entries()) {
@@ -149,6 +159,7 @@ describe('ServiceFront in remus mode', () => {
       let done = false;
       void got.finally(() => (done = true));
       while (!done) {
+        // Paces the epochs while the reply streams through.
         await sleep(3);
         maxHeld = Math.max(maxHeld, s.buffer.stats().heldBytes);
         epoch++;
@@ -176,7 +187,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'm'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       await nothingFor(replies, 50);
       s.front.setMode('none');
       assert.equal(await replies.next(1000), 1);
@@ -184,7 +195,7 @@ describe('ServiceFront in remus mode', () => {
       assert.equal(await replies.next(1000), 2, 'no commit needed in mode none');
       s.front.setMode('remus');
       socket.write(request('INCR', 'm'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'held again in remus mode');
+      await until(() => s.buffer.stats().heldChunks === 1, 'held again in remus mode');
       await nothingFor(replies, 50);
       socket.destroy();
     } finally {
@@ -198,17 +209,17 @@ describe('ServiceFront in remus mode', () => {
       const a = await connect(s.frontPort);
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       assert.equal(await a.replies.next(1000), 1);
 
       s.buffer.setTeardownPolicy('hold');
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 2, 'new output held too');
+      await until(() => s.buffer.stats().heldChunks === 2, 'new output held too');
       await nothingFor(a.replies);
       s.buffer.setup();
       await s.suspendResume(1);
@@ -220,7 +231,7 @@ describe('ServiceFront in remus mode', () => {
       const b = await connect(s.frontPort);
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       await a.replies.closed(1000);
       assert.equal(a.replies.bufferedBytes, 0, 'dropped output reached the client');
@@ -238,7 +249,8 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('QUIT'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      // Proves an absence: the client is not closed.
       await sleep(100);
       assert.equal(replies.ended, false, 'client closed before its reply was released');
       await s.suspendResume(1);
@@ -256,13 +268,14 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket } = await connect(s.frontPort);
       socket.write(request('INCR', 'h'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       socket.destroy();
+      // Proves an absence: the guest connection is not closed.
       await sleep(100);
       assert.equal(s.service.metrics().connections, 1, 'guest connection closed while output was held');
       await s.suspendResume(1);
       await s.commit(1);
-      await waitFor(() => s.service.metrics().connections === 0, 'guest connection closed');
+      await until(() => s.service.metrics().connections === 0, 'guest connection closed');
       assert.equal(s.front.metrics().connections, 0);
     } finally {
       await s.stop();
@@ -275,8 +288,9 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'hc'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       socket.end(); // FIN: no more requests, replies still wanted
+      // Proves an absence: neither the reply nor the half-close got through.
       await sleep(100);
       assert.equal(replies.bufferedBytes, 0);
       assert.equal(s.service.metrics().connections, 1, 'the half-close reached the guest before the held reply was released');
@@ -284,7 +298,7 @@ describe('ServiceFront in remus mode', () => {
       await s.commit(1);
       assert.equal(await replies.next(1000), 1);
       await replies.closed(1000);
-      await waitFor(() => s.service.metrics().connections === 0, 'guest connection closed');
+      await until(() => s.service.metrics().connections === 0, 'guest connection closed');
     } finally {
       await s.stop();
     }
@@ -294,7 +308,7 @@ describe('ServiceFront in remus mode', () => {
     const s = await startStack({}, { maxConnections: 1 });
     try {
       const a = await connect(s.frontPort);
-      await waitFor(() => s.front.metrics().connections === 1, 'first connection');
+      await until(() => s.front.metrics().connections === 1, 'first connection');
       const b = await connect(s.frontPort);
       const r = await b.replies.next(1000);
       assert.deepEqual(r, { error: 'ERR max number of clients reached' });

@@ -16,7 +16,8 @@ import { GuestError, GuestErrorCodes } from '../../src/guest/errors.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { checkPersistence, resumeGuest } from '../../src/guest/machine.js';
 import { tempDir } from '../helpers/cli.js';
-import { REDIS_CHECK_AOF, T0_US, requireRedisTools, seeded } from './helpers.js';
+import { uniform } from '../../src/util/xorshift.js';
+import { REDIS_CHECK_AOF, T0_US, requireRedisTools } from './helpers.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -29,15 +30,17 @@ function guest(diskBytes = 256 * DISK_BLOCK_SIZE) {
   const store = KvStore.format(domain, { bytes: domain.usableRamBytes, hashSeed: 1 });
   const aof = AppendOnlyFile.format(disk, { clock: nowMs });
   aof.attach(store);
-  const commands = new KvCommands({ store, clock: () => clock.us, random: seeded(3), persistence: aof });
+  const commands = new KvCommands({ store, clock: () => clock.us, random: uniform(3), persistence: aof });
   const session: Session = { quit: false };
   const run = (...args: string[]): string => commands.execute(args.map((a) => Buffer.from(a, 'latin1')), session).toString('latin1');
   return { domain, disk, store, aof, clock, nowMs, run };
 }
 
+let checks = 0;
+
 /** redis-check-aof's verdict on the file's bytes. */
 function redisCheck(file: Buffer): { ok: boolean; out: string } {
-  const path = tmp.path(`check-${Math.random().toString(36).slice(2)}.aof`);
+  const path = tmp.path(`check-${checks++}.aof`);
   writeFileSync(path, file);
   const r = spawnSync(REDIS_CHECK_AOF, [path], { encoding: 'utf8' });
   return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
@@ -72,7 +75,7 @@ describe('append-only file', () => {
   test('a random workload: the real redis-check-aof accepts the file and it replays to the dataset in RAM', () => {
     requireRedisTools();
     const g = guest();
-    const r = seeded(99);
+    const r = uniform(99);
     const key = (): string => `key:${Math.floor(r() * 60)}`;
     for (let i = 0; i < 3000; i++) {
       const p = r();

@@ -1,4 +1,4 @@
-/** Shared pieces of the guest service tests: a seeded PRNG, a command harness, a RESP reply reader. */
+/** Shared pieces of the guest service tests: a command harness, a RESP reply reader. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -8,18 +8,8 @@ import { SimDomain } from '../../src/domain/sim/domain.js';
 import { KvCommands, type Session } from '../../src/guest/commands.js';
 import { KvStore, type KvFormatOptions } from '../../src/guest/kv-store.js';
 import { GuestVcpu } from '../../src/guest/vcpu.js';
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
+import { uniform } from '../../src/util/xorshift.js';
+import { until } from '../helpers/wait.js';
 
 /** 2023-11-14T22:13:20.123456Z, in microseconds. */
 export const T0_US = 1_700_000_000_123_456;
@@ -42,7 +32,7 @@ export function harness(options: { pages?: number; format?: KvFormatOptions; see
   const domain = new SimDomain({ pages: options.pages ?? 256 });
   const store = KvStore.format(domain, { hashSeed: 0x1234, ...options.format });
   const clock = { us: T0_US };
-  const commands = new KvCommands({ store, clock: () => clock.us, random: seeded(options.seed ?? 7), vcpu: new GuestVcpu(domain) });
+  const commands = new KvCommands({ store, clock: () => clock.us, random: uniform(options.seed ?? 7), vcpu: new GuestVcpu(domain) });
   const session: Session = { quit: false };
   return {
     domain,
@@ -114,12 +104,8 @@ export class ReplyReader {
   }
 
   /** Resolves once the peer has closed the connection. */
-  async closed(timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ended) {
-      if (Date.now() > deadline) throw new Error('connection still open');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+  closed(timeoutMs = 5000): Promise<void> {
+    return until(() => this.ended, 'the peer to close the connection', timeoutMs);
   }
 
   private wake(): void {

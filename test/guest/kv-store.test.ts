@@ -8,7 +8,8 @@ import { KvStore, type KvEntry } from '../../src/guest/kv-store.js';
 import { SB_HEAP_TOP, SB_KEY_COUNT, SB_REGION_BYTES, SB_VERSION, classCountFor, classOf, classSize } from '../../src/guest/layout.js';
 import { GUEST_TEXT_BASE } from '../../src/guest/vcpu.js';
 import { PAGE_SIZE } from '../../src/stream/format.js';
-import { T0_US, harness, seeded, type Harness } from './helpers.js';
+import { uniform } from '../../src/util/xorshift.js';
+import { T0_US, harness, type Harness } from './helpers.js';
 
 const OK = '+OK\r\n';
 const NIL = '$-1\r\n';
@@ -509,7 +510,7 @@ describe('the store lives wholly in guest RAM', () => {
   test('a fresh domain holding a copy of the RAM attaches and finds every key, value and TTL', () => {
     const h = harness({ pages: 1024 });
     const model = new Model();
-    randomTraffic(h, model, seeded(2024), 6000);
+    randomTraffic(h, model, uniform(2024), 6000);
     assert.ok(model.live(h.nowMs()).size > 100, 'the traffic left a good number of keys');
     h.store.check();
 
@@ -536,7 +537,7 @@ describe('the store lives wholly in guest RAM', () => {
   test('every guest write is dirty-logged: the previous copy plus the logged pages is the RAM', () => {
     const h = harness({ pages: 1024 });
     const model = new Model();
-    const rnd = seeded(77);
+    const rnd = uniform(77);
     h.domain.enableLogDirty();
     const copy = Buffer.from(h.domain.ram);
     for (let epoch = 0; epoch < 30; epoch++) {

@@ -11,6 +11,7 @@ import { SimDomain } from '../../src/domain/sim/domain.js';
 import { GuestError, GuestErrorCodes } from '../../src/guest/errors.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { KvServer, type KvServerOptions } from '../../src/guest/server.js';
+import { until } from '../helpers/wait.js';
 import { REDIS_BENCHMARK, REDIS_CLI, ReplyReader, request, requireRedisTools } from './helpers.js';
 
 const run = promisify(execFile);
@@ -146,7 +147,8 @@ describe('KvServer connection handling', () => {
       s.domain.pause();
       const key = 'paused-key-7f3a9';
       c.socket.write(request('SET', key, 'written-after-unpause'));
-      await new Promise((r) => setTimeout(r, 150));
+      // The server has the SET and handed it to the guest, which holds it.
+      await until(() => s.domain.heldTasks === 1, 'the SET to wait for the guest');
       assert.equal(c.replies.bufferedBytes, 0, 'no reply while paused');
       assert.equal(s.domain.ram.indexOf(key), -1, 'the key is nowhere in RAM');
       assert.equal(s.store.peek(Buffer.from(key)), undefined);
@@ -239,8 +241,7 @@ describe('KvServer connection handling', () => {
       assert.equal(await c.replies.next(), 'OK');
       c.socket.pause();
       c.socket.write(Buffer.concat(Array.from({ length: 200 }, () => request('GET', 'big'))));
-      for (let i = 0; i < 100 && s.server.metrics().outputStalls === 0; i++) await new Promise((r) => setTimeout(r, 20));
-      assert.ok(s.server.metrics().outputStalls >= 1, 'the server saw its writes back up');
+      await until(() => s.server.metrics().outputStalls >= 1, 'the server to see its writes back up');
       c.socket.resume();
       for (let i = 0; i < 200; i++) assert.ok(big.equals((await c.replies.next()) as Buffer), `reply ${i}`);
       c.socket.destroy();
@@ -255,8 +256,7 @@ describe('KvServer connection handling', () => {
       const c = await connect(s.port);
       s.domain.pause();
       for (let i = 0; i < 100; i++) c.socket.write(request('APPEND', 'seq', `${i},`));
-      for (let i = 0; i < 100 && s.server.metrics().inputStalls === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.ok(s.server.metrics().inputStalls >= 1, 'reading stopped while requests waited');
+      await until(() => s.server.metrics().inputStalls >= 1, 'reading to stop while requests wait');
       s.domain.unpause();
       let expected = 0;
       for (let i = 0; i < 100; i++) {
@@ -292,11 +292,11 @@ describe('KvServer connection handling', () => {
       for (let i = 0; i < 50; i++) assert.equal(await c.replies.next(), 'OK');
       s.domain.pause();
       clock.us += 1_000_000;
-      await new Promise((r) => setTimeout(r, 60));
+      // The sweep came due and waits for the guest, once however many periods pass.
+      await until(() => s.domain.heldTasks === 1, 'a sweep to wait for the guest');
       assert.equal(s.store.keyCount, 50, 'no sweep while paused');
       s.domain.unpause();
-      for (let i = 0; i < 100 && s.store.keyCount > 0; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(s.store.keyCount, 0);
+      await until(() => s.store.keyCount === 0, 'the sweep to expire every key');
       assert.equal(s.store.stats().expired, 50);
       c.socket.destroy();
     } finally {

@@ -15,9 +15,9 @@ export interface TandemProcess {
 }
 
 /** Spawns `tandem ARGS`, parsing `stream` as JSON lines (stderr for the services' logs, stdout for `watch --json`). */
-export function spawnTandem(args: string[], options: { stream?: 'stderr' | 'stdout'; timeoutMs?: number } = {}): TandemProcess {
+export function spawnTandem(args: string[], options: { stream?: 'stderr' | 'stdout'; timeoutMs?: number; cwd?: string } = {}): TandemProcess {
   const stream = options.stream ?? 'stderr';
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', stream === 'stdout' ? 'pipe' : 'ignore', stream === 'stderr' ? 'pipe' : 'ignore'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, stdio: ['ignore', stream === 'stdout' ? 'pipe' : 'ignore', stream === 'stderr' ? 'pipe' : 'ignore'] });
   after(() => child.kill('SIGKILL'));
   const lines: JsonLine[] = [];
   const waiters: { pred: (l: JsonLine) => boolean; resolve: (l: JsonLine) => void }[] = [];

@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { test } from 'node:test';
 import type { DemoSummary } from '../../src/demo/run.js';
 import { CLI } from '../helpers/cli.js';
-import { seeded } from '../guest/helpers.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 // Two: this covers the demo's processes and the heartbeat-driven takeover; colo-ledger.test.ts covers many kill points.
 const TRIALS = 2;
@@ -34,7 +34,7 @@ function demo(killAfterS: number): Promise<{ summary: DemoSummary; err: string }
 }
 
 test(`COLO: ${TRIALS} SIGKILLs of the primary lose no acknowledged write`, { timeout: 300_000 }, async () => {
-  const rand = seeded(77);
+  const rand = uniform(77);
   let acked = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const killAfter = Math.round((1.5 + rand() * 2) * 10) / 10;

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ColoSecondary } from '../../src/colo/secondary.js';
 import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
@@ -24,7 +25,8 @@ import { createLogger } from '../../src/util/logger.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
-import { seeded } from '../guest/helpers.js';
+import { until } from '../helpers/wait.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 const TRIALS = 50;
 const MIB = 4;
@@ -42,12 +44,10 @@ after(() => tmp.cleanup());
  */
 type KillAt = 'anytime' | 'in-checkpoint' | 'after-resume';
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint, lose no acknowledged write`, { timeout: 300_000 }, async (t) => {
   const config = tmp.path('colo-ledger.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\ncolo:\n  max_interval_ms: ${MAX_INTERVAL_MS}\n`);
-  const rand = seeded(5150);
+  const rand = uniform(5150);
   // Half the kills aim at a checkpoint under way: it lasts a few ms in every 50, so random ones seldom hit it.
   const kinds: KillAt[] = ['anytime', 'in-checkpoint', 'after-resume', 'in-checkpoint'];
   let totalAcked = 0;
@@ -113,6 +113,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
     let ledger: Ledger | undefined;
     try {
       ledger = await ledgerOnProtected(serviceIp, () => log, `trial ${trial}`);
+      // The kill point (or the start of the wait for the checkpoint it aims at): a seeded random time into the load.
       await sleep(30 + Math.floor(rand() * 300));
       if (killAt === 'anytime') kill();
       else if (killAt === 'in-checkpoint') {
@@ -130,7 +131,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
       if (suspendedAtKill) killedSuspended++;
       checkpoints += resumes;
       // The secondary's own failure handling (here: the stream's end) and promotion.
-      while (secondary.primary !== undefined) await sleep(2);
+      await until(() => secondary.primary === undefined, `trial ${trial}: the secondary to see the primary gone`);
       // Still suspended with the primary gone: the checkpoint the kill hit never completed, the secondary goes on from before it.
       if (suspended) torn++;
       const p = await promoter.promote(`trial ${trial}`);
@@ -140,8 +141,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
       serviceIp.moveTo({ host: '127.0.0.1', port: p.service.port });
       ledger.failedOver();
       // Let the survivor answer every client at least once.
-      await Promise.race([ledger.firstSurvivorAck(), sleep(5000)]);
-      await sleep(50);
+      await until(() => ledger!.survivorAnsweredAll, `trial ${trial}: the survivor to answer every client`, 20_000);
       ledger.stop();
       const result = await ledger.verify();
       totalAcked += result.ackedWrites;

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
@@ -18,7 +19,8 @@ import { createLogger } from '../../src/util/logger.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
-import { seeded } from '../guest/helpers.js';
+import { until } from '../helpers/wait.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 const TRIALS = 50;
 const MIB = 4;
@@ -29,7 +31,7 @@ after(() => tmp.cleanup());
 test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no acknowledged write`, { timeout: 300_000 }, async () => {
   const config = tmp.path('ledger.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  interval_ms: 5\n`);
-  const rand = seeded(4242);
+  const rand = uniform(4242);
   let totalAcked = 0;
   let lost = 0;
   let withLoad = 0;
@@ -48,11 +50,12 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
     let ledger: Ledger | undefined;
     try {
       ledger = await ledgerOnProtected(serviceIp, () => log, `trial ${trial}`);
-      await new Promise((r) => setTimeout(r, 30 + Math.floor(rand() * 400)));
+      // The kill point: a seeded random time into the load, not a wait for anything.
+      await sleep(30 + Math.floor(rand() * 400));
       child.kill('SIGKILL');
       await closed;
       // The secondary's own failure handling (here: the stream's end) and promotion.
-      while (secondary.primary !== undefined) await new Promise((r) => setTimeout(r, 2));
+      await until(() => secondary.primary === undefined, `trial ${trial}: the secondary to see the primary gone`);
       const p = await promoter.promote(`trial ${trial}`);
       // The disk came over with the same epochs as RAM: its append-only file replays to the dataset.
       assert.ok(p.persistence?.consistent, `trial ${trial}: replica disk and RAM disagree at epoch ${p.epoch}: ${p.persistence?.detail}`);
@@ -60,8 +63,7 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
       serviceIp.moveTo({ host: '127.0.0.1', port: p.service.port });
       ledger.failedOver();
       // Let the survivor answer every client at least once.
-      await Promise.race([ledger.firstSurvivorAck(), new Promise((r) => setTimeout(r, 5000))]);
-      await new Promise((r) => setTimeout(r, 50));
+      await until(() => ledger!.survivorAnsweredAll, `trial ${trial}: the survivor to answer every client`, 20_000);
       ledger.stop();
       const result = await ledger.verify();
       totalAcked += result.ackedWrites;

@@ -10,11 +10,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskReplica } from '../../src/disk/replica.js';
 import type { PrimaryGone } from '../../src/secondary/server.js';
 import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
-import { seeded } from '../guest/helpers.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 const TRIALS = 15;
 const MIB = 8;
@@ -56,7 +57,7 @@ function runPrimary(secondaryPort: number, config: string): { child: ChildProces
 
 /** Pipelined SETs of 1-3 KiB values on random keys, for as long as the socket lives: many dirty pages per epoch. */
 function loadGuest(port: number, seed: number): () => void {
-  const rand = seeded(seed);
+  const rand = uniform(seed);
   const sock = connect({ port, host: '127.0.0.1' });
   sock.on('error', () => {});
   sock.on('data', () => {});
@@ -81,7 +82,7 @@ function loadGuest(port: number, seed: number): () => void {
 test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at its last complete epoch`, async () => {
   const config = tmp.path('primary.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  retry_ms: 100\n`);
-  const rand = seeded(20261125);
+  const rand = uniform(20261125);
   let torn = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(silent);
@@ -94,7 +95,8 @@ test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at 
     try {
       await ready;
       const stopLoad = loadGuest(log.servicePort!, trial + 1);
-      await new Promise((r) => setTimeout(r, 20 + Math.floor(rand() * 300)));
+      // The kill point: a seeded random time into the load, not a wait for anything.
+      await sleep(20 + Math.floor(rand() * 300));
       child.kill('SIGKILL');
       await exited;
       const g = await gone;

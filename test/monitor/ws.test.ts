@@ -13,7 +13,7 @@ import { MonitorServer } from '../../src/monitor/http.js';
 import type { ControlEvent, DivergenceEvent, EpochEvent, ErrorEvent, ModeEvent, ReplyEvent, SnapshotEvent, StateEvent } from '../../src/monitor/events.js';
 import { PrimarySource } from '../../src/monitor/source.js';
 import { TOKEN, TestClient, capturingLogger, primaryRig, silent, type PrimaryRig } from './helpers.js';
-import { until as waitUntil } from '../helpers/wait.js';
+import { until } from '../helpers/wait.js';
 
 const rigs: PrimaryRig[] = [];
 after(async () => {
@@ -27,7 +27,8 @@ async function rig(opts: Parameters<typeof primaryRig>[0] = {}): Promise<Primary
 
 const isEpoch = (e: { type: string }): e is EpochEvent => e.type === 'epoch';
 
-const until = (pred: () => boolean, what: string, timeoutMs = 60_000): Promise<void> => waitUntil(pred, what, timeoutMs);
+/** Long waits: epochs of a real engine, and a hub cutting clients on its own schedule. */
+const WAIT_MS = 60_000;
 
 /** A WebSocket client that completes the handshake and then never reads another byte. */
 async function stuckClient(url: string): Promise<Socket> {
@@ -94,7 +95,7 @@ describe('monitor WebSocket API', () => {
     const log = capturingLogger();
     const r = await rig({ logger: log.logger });
     const c = await TestClient.connect(r.wsUrl);
-    await until(() => r.engine.state === 'protected', 'protection');
+    await until(() => r.engine.state === 'protected', 'protection', WAIT_MS);
     await c.waitFor((e) => isEpoch(e), 'an epoch');
 
     const none = (await c.request({ type: 'control', action: 'stop-protection' })) as ErrorEvent;
@@ -191,7 +192,7 @@ describe('monitor WebSocket API', () => {
     const r = await rig({ intervalMs: null, colo: true });
     const c = await TestClient.connect(r.wsUrl);
     await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
-    await until(() => r.engine.state === 'protected', 'protection');
+    await until(() => r.engine.state === 'protected', 'protection', WAIT_MS);
     const div = c.next<DivergenceEvent>((e) => e.type === 'divergence', 'the divergence');
     const epoch = c.next<EpochEvent>((e) => isEpoch(e) && e.trigger === 'divergence', 'the divergence epoch');
     r.divergence.next({ reason: 'divergence', request: { reason: 'mismatch', flow: 'tcp 10.0.0.5:4242 > 10.0.0.1:6379', detail: 'reply bytes differ at offset 17' } });
@@ -288,7 +289,7 @@ describe('monitor WebSocket API', () => {
     for (const c of clients) assert.deepEqual(window(c), reference);
     assert.equal(r.monitor.hub.size, 40);
     await Promise.all(clients.map((c) => c.close()));
-    await until(() => r.monitor.hub.size === 0, 'the hub to forget closed clients');
+    await until(() => r.monitor.hub.size === 0, 'the hub to forget closed clients', WAIT_MS);
   });
 
   test('a client that never reads is sampled, then cut; epochs and other clients go on', async () => {
@@ -296,7 +297,7 @@ describe('monitor WebSocket API', () => {
     const good = await TestClient.connect(r.wsUrl);
     await good.waitFor((e) => isEpoch(e), 'an epoch');
     const stuck = await stuckClient(r.wsUrl);
-    await until(() => r.monitor.hub.size === 2, 'the stuck client to join');
+    await until(() => r.monitor.hub.size === 2, 'the stuck client to join', WAIT_MS);
     const firstEpoch = (good.events.filter(isEpoch).at(-1) as EpochEvent).epoch;
 
     // Sampleable events (divergence reports with a long reason) until the stuck client is being sampled.
@@ -338,7 +339,7 @@ describe('monitor WebSocket API', () => {
     await live.waitFor((e) => e.type === 'snapshot', 'the snapshot');
     // The silent client may be cut at any sweep after it joins: wait for that, not for it to be seen.
     const dead = await stuckClient(r.wsUrl);
-    await until(() => r.monitor.hub.stats.cutUnresponsive >= 1, 'the silent client to be cut');
+    await until(() => r.monitor.hub.stats.cutUnresponsive >= 1, 'the silent client to be cut', WAIT_MS);
     assert.equal(r.monitor.hub.size, 1, 'the client that answers pings stays');
     assert.equal(((await live.request({ type: 'status' })) as ReplyEvent).type, 'reply');
     dead.destroy();
@@ -371,7 +372,7 @@ describe('monitor WebSocket API', () => {
     const b = await TestClient.connect(r.wsUrl);
     await assert.rejects(TestClient.connect(r.wsUrl), /HTTP 503/);
     await a.close();
-    await until(() => r.monitor.hub.size === 1, 'a place to free up');
+    await until(() => r.monitor.hub.size === 1, 'a place to free up', WAIT_MS);
     const c = await TestClient.connect(r.wsUrl);
     await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
     await b.close();

@@ -15,6 +15,7 @@ import { ProxyServer } from '../../proxy/server.js';
 const ANY = { host: '127.0.0.1', port: 0 };
 
 interface Rig {
+  server: ProxyServer;
   client: ComparatorClient;
   url: string;
 }
@@ -38,7 +39,7 @@ async function rig(): Promise<Rig> {
   after(() => client.stop());
   await client.init();
   await client.ready();
-  return { client, url: `http://127.0.0.1:${m.port}/metrics` };
+  return { server, client, url: `http://127.0.0.1:${m.port}/metrics` };
 }
 
 /** Sample values by metric name with its labels, e.g. `tandem_proxy_matched_total` or `x{a="b"}`. */
@@ -57,7 +58,7 @@ async function scrape(url: string): Promise<Map<string, number>> {
 
 describe('ProxyMetrics over HTTP', () => {
   test('totals, held frames, peers, and a mismatch with its decision time', async () => {
-    const { client, url } = await rig();
+    const { server, client, url } = await rig();
     const flow = { src: '10.0.0.2', dst: '10.0.0.9', sport: 53, dport: 4000 };
     // Three matched pairs.
     for (let i = 0; i < 3; i++) {
@@ -104,8 +105,9 @@ describe('ProxyMetrics over HTTP', () => {
     assert.equal(m.get('tandem_proxy_matched_total'), 3, 'a released total mirrors the comparator, it does not double count');
     assert.ok(m.get('tandem_proxy_dropped_total')! >= 5, 'three matched secondary twins and the two flushed at the checkpoint');
 
+    const notifyGone = new Promise<void>((resolve) => server.on('disconnected', (e) => e.port === 'notify' && resolve()));
     client.stop();
-    await new Promise((r) => setTimeout(r, 50));
+    await notifyGone;
     m = await scrape(url);
     assert.equal(m.get('tandem_proxy_peer_connected{port="notify"}'), 0);
   });

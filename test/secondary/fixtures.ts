@@ -12,7 +12,6 @@ import { SimDomain } from '../../src/domain/sim/domain.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { DomainType, PAGE_SIZE } from '../../src/stream/format.js';
-import { xorshift32 } from '../../src/util/xorshift.js';
 import { SimBinding, type SimReplicaGuest } from '../../src/domain/sim/binding.js';
 import type { ActionSink, ReplicationSession } from '../../src/secondary/session.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -126,12 +125,6 @@ export function captureLog(): CapturedLog {
       .filter((l) => l.length > 0)
       .map((l) => JSON.parse(l) as Record<string, unknown>);
   return { logger, lines, find: (re) => lines().filter((l) => re.test(String(l.msg))) };
-}
-
-/** Repeatable random offsets below `n` (xorshift32). */
-export function rng(seed: number): (n: number) => number {
-  const next = xorshift32(seed);
-  return (n) => next() % n;
 }
 
 /** Where each record of a complete stream starts and ends, by name (`libxc PAGE_DATA`). */

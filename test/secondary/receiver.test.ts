@@ -14,7 +14,8 @@ import { EpochReceiver, type AckRecord, type ReceiverAction } from '../../src/se
 import { ReplicationSession } from '../../src/secondary/session.js';
 import { AckStatus } from '../../src/transport/backchannel.js';
 import { silent, simBinding } from '../helpers/sim.js';
-import { feedSession, pvStreamHead, recordHeader, recordStream, recordsOf, rng, simReplica, type RecordedStream } from './fixtures.js';
+import { below } from '../../src/util/xorshift.js';
+import { feedSession, pvStreamHead, recordHeader, recordStream, recordsOf, simReplica, type RecordedStream } from './fixtures.js';
 
 const PAGES = 256;
 const BIG = 1 << 30;
@@ -92,7 +93,7 @@ describe('EpochReceiver', () => {
 
   test('after each complete epoch the replica equals the primary at that checkpoint', () => {
     const h = new Harness().open();
-    const r = rng(7);
+    const r = below(7);
     // Random splits, plus one at every epoch end so each push commits at most one epoch.
     const splits = [...Array.from({ length: 60 }, () => r(stream.bytes.length)), ...stream.epochEnds];
     const seen: number[] = [];
@@ -142,7 +143,7 @@ describe('EpochReceiver', () => {
   });
 
   test('a stream cut at any byte leaves the replica at the last complete epoch', () => {
-    const r = rng(99);
+    const r = below(99);
     const { bytes, epochEnds } = stream;
     const cuts = new Set<number>([1, 16, 100, bytes.length - 1]);
     for (const end of epochEnds) for (const d of [-9, -8, -1, 0, 1, 8]) cuts.add(end + d); // around and just before each CHECKPOINT_END
@@ -240,7 +241,7 @@ describe('EpochReceiver', () => {
     };
 
     test('garbage instead of a stream', () => {
-      const r = rng(3);
+      const r = below(3);
       const garbage = Buffer.from(Array.from({ length: 200 }, () => r(256)));
       assert.equal(refusedAfterSync(garbage).code, ErrorCodes.STREAM_BAD_IDENT);
     });

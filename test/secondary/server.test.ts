@@ -13,14 +13,16 @@ import { SecondaryServer, type PrimaryGone, type SecondaryServerOptions } from '
 import { LibxcType } from '../../src/stream/format.js';
 import { AckStatus, BackChannelDecoder, type BackChannelRecord } from '../../src/transport/backchannel.js';
 import { tcpTransport } from '../../src/transport/tcp.js';
-import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, rng, simReplica, type CapturedLog } from './fixtures.js';
-import { until as waitUntil } from '../helpers/wait.js';
+import { below } from '../../src/util/xorshift.js';
+import { captureLog, pvStreamHead, recordHeader, recordStream, recordsOf, simReplica, type CapturedLog } from './fixtures.js';
+import { until } from '../helpers/wait.js';
 
 const PAGES = 256;
 /** A broken secondary must fail a test, not hang the run. */
 const T = { timeout: 5000 };
 
-const until = (pred: () => boolean, what: string, timeoutMs = 3000): Promise<void> => waitUntil(pred, what, timeoutMs);
+/** Inside the tests' 5 s timeout, so a wait that fails says what it waited for. */
+const WAIT_MS = 3000;
 
 /** Everything a test opened, closed in `after` even when a test timed out mid-way. */
 const openServers = new Set<SecondaryServer>();
@@ -55,7 +57,7 @@ class FakePrimary {
 
   /** Writes `bytes` in uneven pieces. */
   send(bytes: Buffer, seed = 1): void {
-    const r = rng(seed);
+    const r = below(seed);
     for (let at = 0; at < bytes.length; ) {
       const n = Math.min(bytes.length - at, 1 + r(40_000));
       this.socket.write(bytes.subarray(at, at + n));
@@ -64,11 +66,11 @@ class FakePrimary {
   }
 
   async waitAcks(n: number): Promise<void> {
-    await until(() => this.acks.length >= n, `${n} acks (have ${this.acks.length})`);
+    await until(() => this.acks.length >= n, `${n} acks (have ${this.acks.length})`, WAIT_MS);
   }
 
   async waitClosed(): Promise<void> {
-    await until(() => this.closed, 'the connection to close');
+    await until(() => this.closed, 'the connection to close', WAIT_MS);
   }
 }
 
@@ -180,7 +182,7 @@ describe('SecondaryServer', () => {
     for (const c of cases) {
       test(c.name, T, async () => {
         const { server, log } = shared;
-        await until(() => server.state === 'idle' && server.primary === undefined, 'the previous stream to finish');
+        await until(() => server.state === 'idle' && server.primary === undefined, 'the previous stream to finish', WAIT_MS);
         const before = server.digest();
         const lastEpoch = server.lastEpoch;
         assert.ok(lastEpoch > 0, 'the replica holds a checkpoint to protect');
@@ -199,7 +201,7 @@ describe('SecondaryServer', () => {
         assert.equal(server.lastEpoch, lastEpoch);
         // A stream cut short by the primary's own end is refused, and that primary is gone too (it ended without END).
         const expected = c.code === ErrorCodes.STREAM_TRUNCATED ? ['refused', 'gone'] : ['refused'];
-        await until(() => shared.outcomes.length >= outcomes + expected.length, `${expected.join(', ')}`);
+        await until(() => shared.outcomes.length >= outcomes + expected.length, `${expected.join(', ')}`, WAIT_MS);
         assert.deepEqual(shared.outcomes.slice(outcomes), expected);
 
         const errors = log.lines().slice(logged).filter((l) => l.level === 50);
@@ -269,7 +271,7 @@ describe('SecondaryServer', () => {
       assert.deepEqual(again.acks, applied(2));
       await again.waitClosed();
       // The refused primary never closed its side; the grace timer ends that socket.
-      await until(() => r.server.openConnections === 0, 'the grace timer to drop the lingering socket');
+      await until(() => r.server.openConnections === 0, 'the grace timer to drop the lingering socket', WAIT_MS);
       primary.socket.destroy();
       assert.equal(r.log.find(/refused a second primary/).length, 0);
       assert.equal(r.server.digest(), fresh.digests[1]);
@@ -286,7 +288,7 @@ describe('SecondaryServer', () => {
       primary.send(stream.bytes.subarray(0, stream.epochEnds[2] + 3000));
       await primary.waitAcks(3);
       primary.socket.resetAndDestroy();
-      await until(() => r.gone.length === 1, 'primary-gone');
+      await until(() => r.gone.length === 1, 'primary-gone', WAIT_MS);
       assert.deepEqual(r.gone[0], { remote: primary.localAddress, lastEpoch: 3, tornEpoch: 4 });
       assert.equal(r.server.digest(), stream.digests[2]);
       assert.equal(r.server.state, 'idle');
@@ -300,7 +302,7 @@ describe('SecondaryServer', () => {
       await next.waitClosed();
       assert.equal(next.acks.length, 2);
       assert.ok(next.acks[1].type === 'ACK' && next.acks[1].status === AckStatus.STREAM_ERROR && next.acks[1].epoch === 2);
-      await until(() => r.gone.length === 2, 'primary-gone');
+      await until(() => r.gone.length === 2, 'primary-gone', WAIT_MS);
       assert.deepEqual(r.gone[1], { remote: next.localAddress, lastEpoch: 1, tornEpoch: 2 });
       assert.equal(r.log.lines().filter((l) => l.code === ErrorCodes.STREAM_TRUNCATED).length, 1);
     } finally {
@@ -330,20 +332,20 @@ describe('SecondaryServer', () => {
     try {
       // The first checkpoint of a COLO stream is not announced: it reads as any stream's first.
       const first = await FakePrimary.connect(r.port);
-      await until(() => calls.length === 1, 'the pause at connect');
+      await until(() => calls.length === 1, 'the pause at connect', WAIT_MS);
       first.send(stream.bytes.subarray(0, stream.epochEnds[0]));
       await first.waitAcks(1);
-      await until(() => calls.includes('resume 1'), 'the guest to run from checkpoint 1');
+      await until(() => calls.includes('resume 1'), 'the guest to run from checkpoint 1', WAIT_MS);
       first.socket.resetAndDestroy();
-      await until(() => r.gone.length === 1, 'primary-gone');
+      await until(() => r.gone.length === 1, 'primary-gone', WAIT_MS);
       assert.equal(r.replica.paused, false, 'after a torn stream the guest runs on (a failover goes on from its run)');
       const second = await FakePrimary.connect(r.port);
-      await until(() => calls.length === 3, 'the pause at the second connect');
+      await until(() => calls.length === 3, 'the pause at the second connect', WAIT_MS);
       assert.equal(r.replica.paused, true, 'stopped before the new pre-copy');
       assert.deepEqual(calls, ['pause (replica 0 epochs in)', 'resume 1', 'pause (replica 1 epochs in)']);
       second.send(stream.bytes.subarray(0, stream.epochEnds[0]));
       await second.waitAcks(1);
-      await until(() => calls.length === 4, 'the guest to run from the new stream');
+      await until(() => calls.length === 4, 'the guest to run from the new stream', WAIT_MS);
       assert.equal(calls[3], 'resume 1');
       assert.equal(r.server.digest(), stream.digests[0]);
     } finally {

@@ -15,6 +15,7 @@ import { DomainType, PAGE_SIZE, PageType, type Layer } from '../../src/stream/fo
 import type { DomainHeader } from '../../src/stream/headers.js';
 import type { Framing } from '../../src/stream/layout.js';
 import type { LibxcRecord, LibxlRecord, StreamRecord } from '../../src/stream/records.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 // ---------------------------------------------------------------------------
 // Hex helpers
@@ -503,21 +504,9 @@ export function bytewise(buf: Buffer): Buffer[] {
   return out;
 }
 
-/** Deterministic PRNG (mulberry32) so random chunkings are reproducible. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Copies of `buf` cut into chunks of 1..maxChunk bytes (sizes from a seeded PRNG). */
 export function randomChunks(buf: Buffer, seed: number, maxChunk: number): Buffer[] {
-  const rand = mulberry32(seed);
+  const rand = uniform(seed);
   const out: Buffer[] = [];
   for (let at = 0; at < buf.length; ) {
     const n = 1 + Math.floor(rand() * maxChunk);

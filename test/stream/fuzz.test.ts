@@ -46,6 +46,7 @@ import {
 } from '../../src/stream/format.js';
 import type { Framing } from '../../src/stream/layout.js';
 import type { LibxcRecord, StreamRecord } from '../../src/stream/records.js';
+import { uniform } from '../../src/util/xorshift.js';
 
 // ---------------------------------------------------------------------------
 // Parameters
@@ -78,23 +79,15 @@ function envInt(name: string, fallback: number): number {
 const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
 // ---------------------------------------------------------------------------
-// Seeded PRNG (mulberry32)
+// Seeded PRNG (the project's xorshift32, with the picks the mutators need)
 // ---------------------------------------------------------------------------
 
 class Rng {
-  private state: number;
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = uniform(seed);
   }
 
   /** Integer in [0, n). */

@@ -82,6 +82,11 @@ export class SimDomain implements PageDomain {
     return this.isPaused;
   }
 
+  /** Guest work waiting for an unpause (run() while paused): proof that the guest was asked, and did not run it. */
+  get heldTasks(): number {
+    return this.held.length;
+  }
+
   pause(): void {
     this.isPaused = true;
   }
