@@ -16,7 +16,6 @@ export const FRAME_HEADERS = ETH_HEADER + IPV4_HEADER + TCP_HEADER;
 export const MSS = 1460;
 
 export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_ARP = 0x0806;
 export const IPPROTO_TCP = 6;
 
 export const Tcp = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
