@@ -17,7 +17,8 @@ import { createLogger } from '../../src/util/logger.js';
 import { testEngine } from '../checkpoint/helpers.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { request } from '../guest/helpers.js';
-import { connect, sleep, waitFor } from './helpers.js';
+import { until } from '../helpers/wait.js';
+import { connect, sleep } from './helpers.js';
 
 const logger = createLogger('silent');
 const PAGES = 2048;
@@ -74,7 +75,7 @@ test('every released reply was produced by an epoch the secondary had acked; non
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'degraded')));
   const before = releases.length;
   clients[0].socket.write(request('INCR', 'k0'));
-  await waitFor(() => buffer.stats().heldChunks === 1, 'the reply to be held');
+  await until(() => buffer.stats().heldChunks === 1, 'the reply to be held');
   await sleep(150);
   assert.equal(clients[0].replies.bufferedBytes, 0, 'a reply escaped while unprotected');
   assert.equal(releases.length, before);

@@ -67,12 +67,3 @@ export async function connect(port: number): Promise<{ socket: net.Socket; repli
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until `pred` holds; fails after `timeoutMs`. */
-export async function waitFor(pred: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}

@@ -9,7 +9,8 @@ import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
 
 import { REDIS_CLI, request, requireRedisTools } from '../guest/helpers.js';
-import { connect, sleep, startStack, waitFor } from './helpers.js';
+import { until } from '../helpers/wait.js';
+import { connect, sleep, startStack } from './helpers.js';
 
 /** Asserts that nothing reached the client within `ms` (the absence of a release). */
 async function nothingFor(replies: { bufferedBytes: number }, ms = 100): Promise<void> {
@@ -24,7 +25,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('SET', 'k', 'v'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
+      await until(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
       assert.equal(s.store.peek(Buffer.from('k'))?.value.toString(), 'v', 'the guest ran the SET');
       await nothingFor(replies);
       await s.suspendResume(1);
@@ -43,10 +44,10 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'n'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply 1 held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply 1 held');
       await s.suspendResume(1);
       socket.write(request('INCR', 'n'));
-      await waitFor(() => s.buffer.stats().heldChunks === 2, 'reply 2 held');
+      await until(() => s.buffer.stats().heldChunks === 2, 'reply 2 held');
       await s.commit(1);
       assert.equal(await replies.next(1000), 1);
       await nothingFor(replies);
@@ -70,7 +71,7 @@ describe('ServiceFront in remus mode', () => {
       cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
       let exited = false;
       const exit = new Promise<number | null>((resolve) => cli.on('exit', (code) => ((exited = true), resolve(code))));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
+      await until(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
       await sleep(100);
       assert.equal(exited, false, 'redis-cli finished before the commit');
       assert.equal(out, '');
@@ -176,7 +177,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'm'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       await nothingFor(replies, 50);
       s.front.setMode('none');
       assert.equal(await replies.next(1000), 1);
@@ -184,7 +185,7 @@ describe('ServiceFront in remus mode', () => {
       assert.equal(await replies.next(1000), 2, 'no commit needed in mode none');
       s.front.setMode('remus');
       socket.write(request('INCR', 'm'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'held again in remus mode');
+      await until(() => s.buffer.stats().heldChunks === 1, 'held again in remus mode');
       await nothingFor(replies, 50);
       socket.destroy();
     } finally {
@@ -198,17 +199,17 @@ describe('ServiceFront in remus mode', () => {
       const a = await connect(s.frontPort);
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       assert.equal(await a.replies.next(1000), 1);
 
       s.buffer.setTeardownPolicy('hold');
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 2, 'new output held too');
+      await until(() => s.buffer.stats().heldChunks === 2, 'new output held too');
       await nothingFor(a.replies);
       s.buffer.setup();
       await s.suspendResume(1);
@@ -220,7 +221,7 @@ describe('ServiceFront in remus mode', () => {
       const b = await connect(s.frontPort);
       s.buffer.setup();
       a.socket.write(request('INCR', 't'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       await a.replies.closed(1000);
       assert.equal(a.replies.bufferedBytes, 0, 'dropped output reached the client');
@@ -238,7 +239,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('QUIT'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       await sleep(100);
       assert.equal(replies.ended, false, 'client closed before its reply was released');
       await s.suspendResume(1);
@@ -256,13 +257,13 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket } = await connect(s.frontPort);
       socket.write(request('INCR', 'h'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       socket.destroy();
       await sleep(100);
       assert.equal(s.service.metrics().connections, 1, 'guest connection closed while output was held');
       await s.suspendResume(1);
       await s.commit(1);
-      await waitFor(() => s.service.metrics().connections === 0, 'guest connection closed');
+      await until(() => s.service.metrics().connections === 0, 'guest connection closed');
       assert.equal(s.front.metrics().connections, 0);
     } finally {
       await s.stop();
@@ -275,7 +276,7 @@ describe('ServiceFront in remus mode', () => {
       s.buffer.setup();
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'hc'));
-      await waitFor(() => s.buffer.stats().heldChunks === 1, 'reply held');
+      await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       socket.end(); // FIN: no more requests, replies still wanted
       await sleep(100);
       assert.equal(replies.bufferedBytes, 0);
@@ -284,7 +285,7 @@ describe('ServiceFront in remus mode', () => {
       await s.commit(1);
       assert.equal(await replies.next(1000), 1);
       await replies.closed(1000);
-      await waitFor(() => s.service.metrics().connections === 0, 'guest connection closed');
+      await until(() => s.service.metrics().connections === 0, 'guest connection closed');
     } finally {
       await s.stop();
     }
@@ -294,7 +295,7 @@ describe('ServiceFront in remus mode', () => {
     const s = await startStack({}, { maxConnections: 1 });
     try {
       const a = await connect(s.frontPort);
-      await waitFor(() => s.front.metrics().connections === 1, 'first connection');
+      await until(() => s.front.metrics().connections === 1, 'first connection');
       const b = await connect(s.frontPort);
       const r = await b.replies.next(1000);
       assert.deepEqual(r, { error: 'ERR max number of clients reached' });
