@@ -6,6 +6,7 @@
  * ports, sequence numbers); the COLO comparator has its own decoder
  * (proxy/packet.ts), which handles every kind of frame a real guest sends.
  */
+import { WireError } from './errors.js';
 
 export const ETH_HEADER = 14;
 export const IPV4_HEADER = 20;
@@ -36,21 +37,6 @@ export interface Segment {
   window: number;
   /** A view into the frame. */
   payload: Buffer;
-}
-
-export type WireErrorKind = 'short' | 'not-ipv4-tcp' | 'bad-length' | 'fragment';
-
-export class WireError extends Error {
-  constructor(
-    readonly kind: WireErrorKind,
-    message: string,
-  ) {
-    super(message);
-  }
-
-  override get name(): string {
-    return 'WireError';
-  }
 }
 
 export function ipv4(text: string): number {
