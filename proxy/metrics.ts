@@ -36,7 +36,7 @@ export class ProxyMetrics {
 
   constructor(private readonly server: ProxyServer) {
     const registers = [this.registry];
-    const stats = (): ReturnType<ProxyServer['proxy']['stats']> => server.proxy.stats();
+    const stats = (): ReturnType<ProxyServer['comparator']['stats']> => server.comparator.stats();
     this.decisions = new Histogram({ name: 'tandem_proxy_checkpoint_decision_seconds', help: 'Input read to DO_CHECKPOINT written, for requests decided on a read', labelNames: ['reason'], buckets: DECISION_BUCKETS_S, registers });
     this.requests = new Counter({ name: 'tandem_proxy_checkpoint_requests_total', help: 'Checkpoint requests, by reason and whether a controller was there to hear them', labelNames: ['reason', 'notified'], registers });
     const totals: [string, string, () => number][] = [

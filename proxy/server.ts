@@ -30,7 +30,7 @@ import type { CheckpointRequest } from './compare.js';
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
 import { FrameDecoder, encodeFrameInto, headerBytes, ownFrame, type Frame } from './framing.js';
 import { NotifyDecoder, NotifyWords, encodeNotify } from './notify.js';
-import { ColoProxy, type ColoProxyOptions } from './proxy.js';
+import { ColoComparator, type ColoComparatorOptions } from './colo-comparator.js';
 
 export type PortName = 'primary_in' | 'secondary_in' | 'outdev' | 'notify';
 const PORTS: readonly PortName[] = ['primary_in', 'secondary_in', 'outdev', 'notify'];
@@ -38,7 +38,7 @@ const PORTS: readonly PortName[] = ['primary_in', 'secondary_in', 'outdev', 'not
 const DO_CHECKPOINT = encodeNotify(NotifyWords.DO_CHECKPOINT, { direction: 'from-proxy' });
 const INIT_REPLY = encodeNotify(NotifyWords.PROXY_INIT_REPLY, { direction: 'from-proxy' });
 
-export interface ProxyServerOptions extends ColoProxyOptions {
+export interface ProxyServerOptions extends ColoComparatorOptions {
   primaryIn: Address;
   secondaryIn: Address;
   outdev: Address;
@@ -73,7 +73,7 @@ interface Port {
 }
 
 export class ProxyServer extends EventEmitter<ProxyServerEvents> {
-  readonly proxy: ColoProxy;
+  readonly comparator: ColoComparator;
   private readonly vnetHdr: boolean;
   private readonly highWater: number;
   private ports: Map<PortName, Port> | undefined;
@@ -87,7 +87,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
 
   constructor(private readonly options: ProxyServerOptions) {
     super();
-    this.proxy = new ColoProxy(options);
+    this.comparator = new ColoComparator(options);
     this.vnetHdr = options.vnetHdr ?? false;
     this.highWater = options.outputHighWaterBytes ?? 4 * 2 ** 20;
   }
@@ -120,13 +120,13 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
     const o = this.options;
     if (!Number.isInteger(this.highWater) || this.highWater < 1) throw new ProxyError(C.PROXY_BAD_OPTIONS, `output high-water mark ${this.highWater} is not a positive integer`);
     const addrs: Record<PortName, Address> = { primary_in: o.primaryIn, secondary_in: o.secondaryIn, outdev: o.outdev, notify: o.notify };
-    this.proxy.on('release', (frame) => {
+    this.comparator.on('release', (frame) => {
       this.pending.push(frame);
       this.pendingBytes += frame.data.length;
     });
-    this.proxy.on('checkpoint', (req) => this.notifyCheckpoint(req));
-    this.proxy.on('malformed', (side, error) => o.logger?.warn({ side, code: error.code }, `${side} frame passed uncompared: ${error.message}`));
-    this.proxy.start();
+    this.comparator.on('checkpoint', (req) => this.notifyCheckpoint(req));
+    this.comparator.on('malformed', (side, error) => o.logger?.warn({ side, code: error.code }, `${side} frame passed uncompared: ${error.message}`));
+    this.comparator.start();
     this.running = true;
     this.ports = new Map();
     try {
@@ -153,8 +153,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.proxy.stop();
-    this.proxy.removeAllListeners();
+    this.comparator.stop();
+    this.comparator.removeAllListeners();
     const ports = this.ports;
     this.ports = undefined;
     if (ports === undefined) return;
@@ -205,8 +205,8 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
             this.protocolError(name, socket, err);
           } finally {
             for (const f of frames) {
-              if (primary) this.proxy.pushPrimary(f);
-              else this.proxy.pushSecondary(f);
+              if (primary) this.comparator.pushPrimary(f);
+              else this.comparator.pushSecondary(f);
             }
             frames.length = 0;
             this.flush();
@@ -234,7 +234,7 @@ export class ProxyServer extends EventEmitter<ProxyServerEvents> {
           }
           for (const w of words) {
             if (w === NotifyWords.PROXY_INIT) socket.write(INIT_REPLY);
-            else if (w === NotifyWords.CHECKPOINT_DONE) this.proxy.checkpointDone();
+            else if (w === NotifyWords.CHECKPOINT_DONE) this.comparator.checkpointDone();
           }
           this.flush();
         });

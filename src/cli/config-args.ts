@@ -1,9 +1,13 @@
 /**
  * Options common to the long-running commands: --config FILE, --log-level
- * and --monitor, merged so that flags win over the file.
+ * and --monitor, merged so that flags win over the file; and the readers of
+ * flag values every command uses, so that a bad value is bad usage (exit
+ * status 2) whichever command it is given to.
  */
 import type { Argv } from 'yargs';
 import { defaultConfig, loadConfig, type TandemConfig } from '../config/config.js';
+import { TandemError } from '../errors.js';
+import { monitorUrls, type MonitorUrls } from '../monitor/client.js';
 import { parseAddress, type Address } from '../util/address.js';
 import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
 import { UsageError } from './errors.js';
@@ -30,19 +34,45 @@ export function baseConfig(args: CommonArgs): TandemConfig {
   return cfg;
 }
 
-/** A HOST:PORT flag; a bad one is a usage error (exit status 2), like every bad flag. */
-export function flagAddress(text: string, flag: string, allowZero = false): Address {
+/** yargs turns a repeated flag into an array; every flag here takes one value. */
+function single<T>(value: T | T[], flag: string): T {
+  if (Array.isArray(value)) throw new UsageError(`${flag} given ${value.length} times; give it once`);
+  return value;
+}
+
+/** The same refusal, as bad usage: the parsers below are shared with the configuration file, whose refusals are ConfigErrors. */
+function asUsage<T>(parse: () => T): T {
   try {
-    return parseAddress(text, flag, allowZero);
+    return parse();
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message : String(err), { cause: err });
+    if (err instanceof TandemError) throw new UsageError(err.message, { cause: err });
+    throw err;
   }
 }
 
+/** A HOST:PORT flag; a bad one is a usage error (exit status 2), like every bad flag. */
+export function flagAddress(value: string | string[], flag: string, allowZero = false): Address {
+  const text = single(value, flag);
+  return asUsage(() => parseAddress(text, flag, allowZero));
+}
+
 /** An integer flag within bounds; a bad one is a usage error. */
-export function flagInt(value: number, flag: string, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got ${value}`);
-  return value;
+export function flagInt(value: number | number[], flag: string, min: number, max: number): number {
+  const n = single(value, flag);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got ${n}`);
+  return n;
+}
+
+/** A number flag (fractions allowed) within bounds; a bad one is a usage error. */
+export function flagNumber(value: number | number[], flag: string, min: number, max: number): number {
+  const n = single(value, flag);
+  if (!(Number.isFinite(n) && n >= min && n <= max)) throw new UsageError(`${flag}: expected a number in ${min}..${max}, got ${n}`);
+  return n;
+}
+
+/** The monitor operand of `tandem watch` and `status` (a URL or HOST:PORT); a bad one is a usage error. */
+export function operandMonitorUrls(text: string): MonitorUrls {
+  return asUsage(() => monitorUrls(text));
 }
 
 /** Resolves on SIGINT or SIGTERM. */

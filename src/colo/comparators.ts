@@ -1,13 +1,13 @@
 /**
  * The comparator the COLO controller works with, wherever it runs: Tandem's
- * own in-process (ColoProxy), or any comparator reached over colo-compare's
+ * own in-process (ColoComparator), or any comparator reached over colo-compare's
  * four sockets and notify protocol — QEMU's colo-compare, or a standalone
  * `tandem proxy`. The controller needs only this much of either.
  */
 import type { CheckpointRequest } from '../../proxy/compare.js';
 import { ComparatorClient, type ComparatorAddresses } from '../../proxy/client.js';
 import { NotifyWords } from '../../proxy/notify.js';
-import { ColoProxy, type ColoProxyOptions } from '../../proxy/proxy.js';
+import { ColoComparator, type ColoComparatorOptions } from '../../proxy/colo-comparator.js';
 import type { Logger } from '../util/logger.js';
 
 export interface FrameComparator {
@@ -32,43 +32,43 @@ const CONFIRM_TIMEOUT_MS = 2000;
 
 /** Tandem's comparator, in this process. */
 export class InProcessComparator implements FrameComparator {
-  private readonly proxy: ColoProxy;
+  private readonly comparator: ColoComparator;
 
   constructor(
-    options: ColoProxyOptions,
+    options: ColoComparatorOptions,
     private readonly logger?: Logger,
   ) {
-    this.proxy = new ColoProxy(options);
+    this.comparator = new ColoComparator(options);
   }
 
   start(): Promise<void> {
-    this.proxy.on('malformed', (side, err) => this.logger?.warn({ side, code: err.code }, `comparator: malformed ${side} frame passed uncompared: ${err.message}`));
-    this.proxy.start();
+    this.comparator.on('malformed', (side, err) => this.logger?.warn({ side, code: err.code }, `comparator: malformed ${side} frame passed uncompared: ${err.message}`));
+    this.comparator.start();
     return Promise.resolve();
   }
 
   close(): void {
-    this.proxy.close();
+    this.comparator.close();
   }
 
   pushPrimary(frame: Buffer): void {
-    this.proxy.pushPrimary(frame);
+    this.comparator.pushPrimary(frame);
   }
 
   pushSecondary(frame: Buffer): void {
-    this.proxy.pushSecondary(frame);
+    this.comparator.pushSecondary(frame);
   }
 
   checkpointDone(): void {
-    this.proxy.checkpointDone();
+    this.comparator.checkpointDone();
   }
 
   onRelease(fn: (frame: Buffer) => void): void {
-    this.proxy.on('release', (f) => fn(f.data));
+    this.comparator.on('release', (f) => fn(f.data));
   }
 
   onCheckpoint(fn: (req: CheckpointRequest) => void): void {
-    this.proxy.on('checkpoint', fn);
+    this.comparator.on('checkpoint', fn);
   }
 }
 

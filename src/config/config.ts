@@ -132,9 +132,6 @@ const tandemSchema = defaulted(
 );
 
 export type TandemConfig = z.output<typeof tandemSchema>;
-export type PrimaryConfig = z.output<typeof primarySchema>;
-export type SecondaryConfig = z.output<typeof secondarySchema>;
-export type HeartbeatConfig = z.output<typeof heartbeatSchema>;
 export type MonitorConfig = z.output<typeof monitorSchema>;
 export type ColoConfig = z.output<typeof coloSchema>;
 

@@ -17,6 +17,7 @@
  * replica disk before anything is applied, and returns views (no copies).
  */
 import { ErrorCodes, StreamError } from '../errors.js';
+import type { RecordSite } from '../stream/records.js';
 
 /** The record's block size: every BlockDevice is read and written in blocks of this many bytes. */
 export const DISK_BLOCK_SIZE = 4096;
@@ -68,14 +69,10 @@ export interface ReplicaDisks {
   capacityOf(index: number): number | undefined;
 }
 
-export interface RecordSite {
-  offset: number;
-}
-
 const RECORD = 'libxl TANDEM_DISK_WRITES';
 
 /** Parses and validates a TANDEM_DISK_WRITES body against the replica's disks. */
-export function parseDiskWrites(body: Buffer, disks: ReplicaDisks, site: RecordSite): DiskWrites {
+export function parseDiskWrites(body: Buffer, disks: ReplicaDisks, site: Pick<RecordSite, 'offset'>): DiskWrites {
   const fail = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], detail: string): never => {
     throw new StreamError(code, detail, { offset: site.offset, record: RECORD });
   };

@@ -16,7 +16,8 @@
  */
 import net, { type AddressInfo } from 'node:net';
 
-import { MSS, Tcp, WireError, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint } from '../net/wire.js';
+import { WireError } from '../net/errors.js';
+import { MSS, Tcp, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint } from '../net/wire.js';
 import type { Logger } from '../util/logger.js';
 import { listen } from '../util/net.js';
 import { FrontError, FrontErrorCodes } from './errors.js';

@@ -55,8 +55,6 @@ export interface HubOptions {
 export const DEFAULT_SAMPLE_ABOVE_BYTES = 256 * 1024;
 export const DEFAULT_DISCONNECT_ABOVE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_PENDING = 4096;
-/** Close code sent (where possible) to a client cut for being slow: "try again later". */
-export const CLOSE_SLOW = 1013;
 
 interface ClientState {
   /** Events this client missed since it was last sent one. */

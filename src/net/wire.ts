@@ -6,6 +6,7 @@
  * ports, sequence numbers); the COLO comparator has its own decoder
  * (proxy/packet.ts), which handles every kind of frame a real guest sends.
  */
+import { WireError } from './errors.js';
 
 export const ETH_HEADER = 14;
 export const IPV4_HEADER = 20;
@@ -16,7 +17,6 @@ export const FRAME_HEADERS = ETH_HEADER + IPV4_HEADER + TCP_HEADER;
 export const MSS = 1460;
 
 export const ETHERTYPE_IPV4 = 0x0800;
-export const ETHERTYPE_ARP = 0x0806;
 export const IPPROTO_TCP = 6;
 
 export const Tcp = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;
@@ -37,21 +37,6 @@ export interface Segment {
   window: number;
   /** A view into the frame. */
   payload: Buffer;
-}
-
-export type WireErrorKind = 'short' | 'not-ipv4-tcp' | 'bad-length' | 'fragment';
-
-export class WireError extends Error {
-  constructor(
-    readonly kind: WireErrorKind,
-    message: string,
-  ) {
-    super(message);
-  }
-
-  override get name(): string {
-    return 'WireError';
-  }
 }
 
 export function ipv4(text: string): number {

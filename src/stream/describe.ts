@@ -5,7 +5,7 @@
  * checkpointed stream, and a closing summary. Pure: items in, lines out.
  */
 import type { StreamItem } from './decoder.js';
-import { DomainType, EmulatorId, pageTypeHasData } from './format.js';
+import { ColoControl, DomainType, EmulatorId, pageTypeHasData } from './format.js';
 import type { StreamRecord } from './records.js';
 
 const DOMAIN_NAMES: Record<number, string> = { [DomainType.X86_PV]: 'x86 PV', [DomainType.X86_HVM]: 'x86 HVM' };
@@ -14,7 +14,7 @@ const EMULATOR_NAMES: Record<number, string> = {
   [EmulatorId.QEMU_TRADITIONAL]: 'QEMU traditional',
   [EmulatorId.QEMU_UPSTREAM]: 'QEMU upstream',
 };
-const CHECKPOINT_STATES = ['NEW', 'SVM_SUSPENDED', 'SVM_READY', 'SVM_RESUMED'];
+const CHECKPOINT_STATES = new Map<number, string>(Object.entries(ColoControl).map(([name, id]) => [id, name]));
 
 interface Run {
   records: number;
@@ -119,7 +119,7 @@ function detail(rec: StreamRecord): string {
       case 'EMULATOR_CONTEXT':
         return `: ${EMULATOR_NAMES[rec.emulatorId]}, index ${rec.index}, ${rec.data.length} bytes of state`;
       case 'CHECKPOINT_STATE':
-        return `: ${CHECKPOINT_STATES[rec.controlId]}`;
+        return `: ${CHECKPOINT_STATES.get(rec.controlId) ?? rec.controlId}`;
       default:
         return '';
     }

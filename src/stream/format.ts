@@ -33,7 +33,6 @@ export const DomainType = {
   X86_PV: 1,
   X86_HVM: 2,
 } as const;
-export type DomainTypeCode = (typeof DomainType)[keyof typeof DomainType];
 
 /** Records with bit 31 set are optional: a reader may skip one it does not know. */
 export const RECORD_OPTIONAL_BIT = 0x80000000;
@@ -60,7 +59,6 @@ export const LibxcType = {
   X86_CPUID_POLICY: 0x11,
   X86_MSR_POLICY: 0x12,
 } as const;
-export type LibxcTypeName = keyof typeof LibxcType;
 
 export const LibxlType = {
   END: 0x00,
@@ -70,7 +68,6 @@ export const LibxlType = {
   CHECKPOINT_END: 0x04,
   CHECKPOINT_STATE: 0x05,
 } as const;
-export type LibxlTypeName = keyof typeof LibxlType;
 
 /** libxl CHECKPOINT_STATE control ids (COLO): "new checkpoint" goes forward, the secondary's states come back. */
 export const ColoControl = { NEW: 0, SVM_SUSPENDED: 1, SVM_READY: 2, SVM_RESUMED: 3 } as const;
@@ -126,7 +123,6 @@ export const PageType = {
   XALLOC: 0xe,
   XTAB: 0xf,
 } as const;
-export type PageTypeCode = (typeof PageType)[keyof typeof PageType];
 
 export const PFN_BITS = 52;
 export const MAX_PFN = 2 ** PFN_BITS - 1;
@@ -140,13 +136,6 @@ export const EmulatorId = {
   UNKNOWN: 0,
   QEMU_TRADITIONAL: 1,
   QEMU_UPSTREAM: 2,
-} as const;
-
-export const CheckpointState = {
-  NEW: 0,
-  SVM_SUSPENDED: 1,
-  SVM_READY: 2,
-  SVM_RESUMED: 3,
 } as const;
 
 /** Fixed body sizes, from the record layouts in the specs. */

@@ -8,16 +8,19 @@
  * - TANDEM_ACK (0x80005401, in the optional range so no Xen reader chokes):
  *   the secondary applied (or refused) checkpoint `epoch`;
  * - libxl CHECKPOINT_STATE (0x5) and libxc CHECKPOINT_DIRTY_PFN_LIST (0xf),
- *   the COLO handshake records, as Xen sends them.
+ *   the COLO handshake records, as Xen sends them. Their bodies are the
+ *   stream's own (src/stream/records.ts), so both directions share one
+ *   codec; only TANDEM_ACK, which no stream carries, is coded here.
  */
 import { ErrorCodes, StreamError } from '../errors.js';
 import { ChunkQueue } from '../stream/chunks.js';
 import { frameRecord } from '../stream/encoder.js';
-import { RECORD_HEADER_SIZE, TandemType, alignUp, isOptionalType } from '../stream/format.js';
+import { LibxcType, LibxlType, RECORD_HEADER_SIZE, TandemType, alignUp, isOptionalType } from '../stream/format.js';
+import { encodeRecordBody, parseRecord, recordCode, type ParseLimits, type StreamRecord } from '../stream/records.js';
 
 export const BackType = {
-  CHECKPOINT_STATE: 0x05,
-  CHECKPOINT_DIRTY_PFN_LIST: 0x0f,
+  CHECKPOINT_STATE: LibxlType.CHECKPOINT_STATE,
+  CHECKPOINT_DIRTY_PFN_LIST: LibxcType.CHECKPOINT_DIRTY_PFN_LIST,
   TANDEM_ACK: TandemType.TANDEM_ACK,
 } as const;
 
@@ -52,18 +55,17 @@ export function encodeBackRecord(rec: BackChannelRecord): Buffer {
       reason.copy(body, 16);
       return Buffer.concat(frameRecord(BackType.TANDEM_ACK, [body]));
     }
-    case 'CHECKPOINT_STATE': {
-      const body = Buffer.alloc(4);
-      body.writeUInt32LE(rec.controlId, 0);
-      return Buffer.concat(frameRecord(BackType.CHECKPOINT_STATE, [body]));
-    }
-    case 'CHECKPOINT_DIRTY_PFN_LIST': {
-      const body = Buffer.alloc(rec.pfns.length * 8);
-      for (let i = 0; i < rec.pfns.length; i++) body.writeUInt32LE(rec.pfns[i], i * 8);
-      return Buffer.concat(frameRecord(BackType.CHECKPOINT_DIRTY_PFN_LIST, [body]));
-    }
+    case 'CHECKPOINT_STATE':
+      return encodeStreamRecord({ layer: 'libxl', type: 'CHECKPOINT_STATE', controlId: rec.controlId });
+    case 'CHECKPOINT_DIRTY_PFN_LIST':
+      return encodeStreamRecord({ layer: 'libxc', type: 'CHECKPOINT_DIRTY_PFN_LIST', pfns: Array.from(rec.pfns, (pfn) => BigInt(pfn)) });
   }
 }
+
+const encodeStreamRecord = (rec: StreamRecord): Buffer => Buffer.concat(frameRecord(recordCode(rec), encodeRecordBody(rec)));
+
+/** Only CHECKPOINT_STATE and CHECKPOINT_DIRTY_PFN_LIST are parsed by records.ts here; the limits bound PAGE_DATA, which never travels this way. */
+const NO_PAGE_DATA: ParseLimits = { maxPagesPerRecord: 0, maxPfn: 0 };
 
 const fail = (code: (typeof ErrorCodes)[keyof typeof ErrorCodes], detail: string, offset: number, record?: string): never => {
   throw new StreamError(code, detail, { offset, record: record === undefined ? undefined : `back-channel ${record}` });
@@ -118,17 +120,18 @@ function parseBack(type: number, body: Buffer, at: number, name: string): BackCh
       return { type: 'ACK', epoch: hi * 2 ** 32 + body.readUInt32LE(0), status: status as AckStatusCode, reason: body.toString('utf8', 16) };
     }
     case BackType.CHECKPOINT_STATE: {
-      if (body.length !== 4 && body.length !== 8) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected 4 or 8`, at, name);
-      const controlId = body.readUInt32LE(0);
-      if (controlId > 3) fail(ErrorCodes.RECORD_BAD_FIELD, `unknown control_id ${controlId}`, at, name);
-      return { type: 'CHECKPOINT_STATE', controlId };
+      const rec = parseRecord('libxl', type, [body], body.length, NO_PAGE_DATA, { offset: at, name: `back-channel ${name}` });
+      if (rec.type !== 'CHECKPOINT_STATE') throw new Error(`records.ts parsed libxl type 0x${type.toString(16)} as ${rec.type}`);
+      return { type: 'CHECKPOINT_STATE', controlId: rec.controlId };
     }
     default: {
-      if (body.length % 8 !== 0) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length} is not a multiple of 8`, at, name);
-      const pfns = new Uint32Array(body.length / 8);
+      const rec = parseRecord('libxc', type, [body], body.length, NO_PAGE_DATA, { offset: at, name: `back-channel ${name}` });
+      if (rec.type !== 'CHECKPOINT_DIRTY_PFN_LIST') throw new Error(`records.ts parsed libxc type 0x${type.toString(16)} as ${rec.type}`);
+      // The replica's dirty log and writePages() speak u32 pfns: a larger one cannot name a page of it.
+      const pfns = new Uint32Array(rec.pfns.length);
       for (let i = 0; i < pfns.length; i++) {
-        if (body.readUInt32LE(i * 8 + 4) !== 0) fail(ErrorCodes.RECORD_BAD_FIELD, `pfn[${i}] beyond 2^32 pages`, at, name);
-        pfns[i] = body.readUInt32LE(i * 8);
+        if (rec.pfns[i] >= 2n ** 32n) fail(ErrorCodes.RECORD_BAD_FIELD, `pfn[${i}] beyond 2^32 pages`, at, name);
+        pfns[i] = Number(rec.pfns[i]);
       }
       return { type: 'CHECKPOINT_DIRTY_PFN_LIST', pfns };
     }

@@ -65,15 +65,15 @@ describe('tandem status / watch against real processes', () => {
     secondary.child.kill('SIGTERM');
   });
 
-  test('an unreachable monitor or a bad URL is one line and exit 1', () => {
-    for (const [args, pattern] of [
-      [['status', '127.0.0.1:1'], /cannot reach the monitor at http:\/\/127\.0\.0\.1:1\/api\/status.*\[ERR_MONITOR_UNREACHABLE\]/],
-      [['watch', 'http://127.0.0.1:1/'], /cannot reach the monitor at ws:\/\/127\.0\.0\.1:1\/ws.*\[ERR_MONITOR_UNREACHABLE\]/],
-      [['status', 'ftp://127.0.0.1:5/'], /expected an http:\/\/ or ws:\/\/ URL/],
-      [['watch', '127.0.0.1:5', '--count', '0'], /--count: expected a positive integer/],
-    ] as [string[], RegExp][]) {
+  test('an unreachable monitor is one line and exit 1; a bad URL or --count is bad usage, exit 2', () => {
+    for (const [args, pattern, status] of [
+      [['status', '127.0.0.1:1'], /cannot reach the monitor at http:\/\/127\.0\.0\.1:1\/api\/status.*\[ERR_MONITOR_UNREACHABLE\]/, 1],
+      [['watch', 'http://127.0.0.1:1/'], /cannot reach the monitor at ws:\/\/127\.0\.0\.1:1\/ws.*\[ERR_MONITOR_UNREACHABLE\]/, 1],
+      [['status', 'ftp://127.0.0.1:5/'], /expected an http:\/\/ or ws:\/\/ URL \[ERR_CLI_USAGE\]/, 2],
+      [['watch', '127.0.0.1:5', '--count', '0'], /--count: expected an integer in 1\.\.\d+, got 0 \[ERR_CLI_USAGE\]/, 2],
+    ] as [string[], RegExp, number][]) {
       const r = runTandem(args);
-      assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
       assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
       assert.match(r.stderr, pattern);
     }
@@ -116,7 +116,7 @@ describe('tandem status / watch against real processes', () => {
     assert.match(r.stdout, /^dashboard: http:\/\/127\.0\.0\.1:\d+\/ \(primary\)$/m);
     assert.match(r.stdout, /^dashboard: http:\/\/127\.0\.0\.1:\d+\/ \(secondary: it survives a failover\)$/m);
     const none = runTandem(['demo', '--monitor', '127.0.0.1:0', '--mode', 'none', '--duration', '1']);
-    assert.equal(none.status, 1);
-    assert.match(none.stderr, /--monitor: the dashboards watch protection/);
+    assert.equal(none.status, 2, none.stderr);
+    assert.match(none.stderr, /--monitor: the dashboards watch protection.*\[ERR_CLI_USAGE\]/);
   });
 });

@@ -90,10 +90,10 @@ describe('tandem save', () => {
   test('bad flags are refused with one line and exit status 2', () => {
     const out = tmp.path('never.stream');
     const cases: [string[], RegExp][] = [
-      [['--pages', '0'], /--pages must be an integer in 1\.\.1048576, got 0/],
-      [['--pages', '1.5'], /--pages must be an integer/],
-      [['--pages', '1048577'], /--pages must be an integer/],
-      [['--checkpoints', '-1'], /--checkpoints must be an integer/],
+      [['--pages', '0'], /--pages: expected an integer in 1\.\.1048576, got 0 \[ERR_CLI_USAGE\]/],
+      [['--pages', '1.5'], /--pages: expected an integer/],
+      [['--pages', '1048577'], /--pages: expected an integer/],
+      [['--checkpoints', '-1'], /--checkpoints: expected an integer in 0\.\.1000000, got -1/],
       [['--stream-version', '4'], /Invalid values:[\s\S]*stream-version/],
       [['--format', 'xl'], /Invalid values:[\s\S]*format/],
     ];

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ColoProxy } from '../../proxy/proxy.js';
+import { ColoComparator } from '../../proxy/colo-comparator.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ColoFront } from '../../src/front/colo-front.js';
 import { KvCommands } from '../../src/guest/commands.js';
@@ -53,16 +53,16 @@ interface Rig {
   port: number;
   primary: Guest;
   secondary: Guest;
-  proxy: ColoProxy;
+  comparator: ColoComparator;
   checkpoints: string[];
 }
 
 async function rig(): Promise<Rig> {
   const primary = new Guest();
   const secondary = new Guest();
-  const proxy = new ColoProxy({ compareTimeoutMs: 2000, expiredScanCycleMs: 100 });
-  const toP = (f: Buffer): void => proxy.pushPrimary(f);
-  const toS = (f: Buffer): void => proxy.pushSecondary(f);
+  const comparator = new ColoComparator({ compareTimeoutMs: 2000, expiredScanCycleMs: 100 });
+  const toP = (f: Buffer): void => comparator.pushPrimary(f);
+  const toS = (f: Buffer): void => comparator.pushSecondary(f);
   primary.boot(toP);
   // The secondary starts as a copy of the primary (the first checkpoint).
   secondary.domain.ram.set(primary.domain.ram);
@@ -76,9 +76,9 @@ async function rig(): Promise<Rig> {
     },
     port: 0,
   });
-  proxy.on('release', (f) => front.release(f.data));
+  comparator.on('release', (f) => front.release(f.data));
   const checkpoints: string[] = [];
-  proxy.on('checkpoint', (req) => {
+  comparator.on('checkpoint', (req) => {
     checkpoints.push(`${req.reason}: ${req.detail}`);
     // COLO's checkpoint, in miniature: both paused, S := P, the comparator told, both resumed.
     setImmediate(() => {
@@ -86,14 +86,14 @@ async function rig(): Promise<Rig> {
       secondary.domain.pause();
       secondary.domain.ram.set(primary.domain.ram);
       secondary.reattach(toS);
-      proxy.checkpointDone();
+      comparator.checkpointDone();
       primary.domain.unpause();
       secondary.domain.unpause();
     });
   });
-  proxy.start();
+  comparator.start();
   const { port } = await front.start();
-  return { front, port, primary, secondary, proxy, checkpoints };
+  return { front, port, primary, secondary, comparator, checkpoints };
 }
 
 
@@ -101,7 +101,7 @@ describe('ColoFront with two guest replicas and the comparator', () => {
   const rigs: Rig[] = [];
   after(async () => {
     for (const r of rigs) {
-      r.proxy.close();
+      r.comparator.close();
       await r.front.stop();
     }
   });
@@ -115,7 +115,7 @@ describe('ColoFront with two guest replicas and the comparator', () => {
     assert.match(res.out, /SET: [\d.]+ requests per second/);
     assert.match(res.out, /GET: [\d.]+ requests per second/);
     assert.deepEqual(r.checkpoints, [], 'a deterministic workload never diverges');
-    const st = r.proxy.stats();
+    const st = r.comparator.stats();
     assert.ok(st.matched >= 8000, `only ${st.matched} primary frames matched`);
     assert.equal(st.held.primary, 0);
     const check = await runTool(REDIS_CLI, ['-p', String(r.port), 'DBSIZE']);

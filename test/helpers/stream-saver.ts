@@ -10,14 +10,13 @@
  * pages to send. Chunks go to a sink in order; page data is passed by
  * reference (the sink must consume it before the guest runs again).
  */
+import type { ChunkSink } from '../../src/checkpoint/save.js';
 import type { SimDomain } from '../../src/domain/sim/domain.js';
 import type { PlatformContext } from '../../src/domain/types.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
 import { ColoControl, PageType } from '../../src/stream/format.js';
 import type { Framing } from '../../src/stream/layout.js';
 import type { StreamRecord } from '../../src/stream/records.js';
-
-export type ChunkSink = (chunks: Buffer[]) => void;
 
 export interface SaverOptions {
   framing: Framing;

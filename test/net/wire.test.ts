@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { FRAME_HEADERS, MSS, Tcp, WireError, checksumsValid, decodeSegment, encodeSegment, ipv4, ipv4Text, seqAdd } from '../../src/net/wire.js';
+import { TandemError } from '../../src/errors.js';
+import { WireError } from '../../src/net/errors.js';
+import { FRAME_HEADERS, MSS, Tcp, checksumsValid, decodeSegment, encodeSegment, ipv4, ipv4Text, seqAdd } from '../../src/net/wire.js';
 
 const client = { mac: Buffer.from('525400abcdef', 'hex'), ip: ipv4('10.0.0.2'), port: 40000 };
 const guest = { mac: Buffer.from('525400123456', 'hex'), ip: ipv4('10.0.0.1'), port: 6379 };
@@ -39,7 +41,8 @@ describe('sim network wire format', () => {
         decodeSegment(f);
         return 'ok';
       } catch (err) {
-        assert.ok(err instanceof WireError);
+        assert.ok(err instanceof WireError && err instanceof TandemError);
+        assert.equal(err.code, 'ERR_NET_BAD_FRAME');
         return err.kind;
       }
     };

@@ -74,7 +74,7 @@ for (const [title, vnetHdr, vnetHdrLen] of [
     before(async () => {
       pair = await startPair(vnetHdr, vnetHdrLen);
       const tandem = pair.tandem;
-      const nothingHeld = (): void => assert.deepEqual(tandem.proxy.stats().held, { primary: 0, secondary: 0 }, 'Tandem holds nothing after the phase');
+      const nothingHeld = (): void => assert.deepEqual(tandem.comparator.stats().held, { primary: 0, secondary: 0 }, 'Tandem holds nothing after the phase');
       ts = buildScenarios(pair.t, vnetHdrLen, { call: nothingHeld });
       qs = buildScenarios(pair.q, vnetHdrLen, 'await-request');
     });

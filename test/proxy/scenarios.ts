@@ -8,7 +8,7 @@
 import { TcpFlag, arp, icmp, tcp, udp, withVnetHeader } from '../../proxy/craft.js';
 import type { PhaseResult, ScenarioDriver, Step } from './harness.js';
 
-export interface Expect {
+export interface PhaseOutcome {
   released: string[];
   /** A checkpoint was requested in the phase. */
   requested: boolean;
@@ -22,9 +22,9 @@ export interface Scenario {
   name: string;
   steps: Step[];
   /** One per 'end' step: what Tandem must do. */
-  tandem: Expect[];
+  tandem: PhaseOutcome[];
   /** Where QEMU must differ: its outcome per phase (undefined: same as Tandem). */
-  qemu?: (Expect | undefined)[];
+  qemu?: (PhaseOutcome | undefined)[];
   /** The deliberate difference (docs/proxy.md) that explains `qemu`. */
   difference?: string;
 }
@@ -62,7 +62,7 @@ export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0, settled: Step 
     const [src, dst] = family === 4 ? [GUEST, CLIENT] : ['fd00::2', 'fd00::9'];
     return (payload: Buffer): Buffer => udp({ src, dst, sport: 53, dport, payload, vlan });
   };
-  const none: Expect = { released: [], requested: false };
+  const none: PhaseOutcome = { released: [], requested: false };
   const reset: Step[] = ['checkpoint', 'end'];
 
   const out: Scenario[] = [];
@@ -254,7 +254,7 @@ export function buildScenarios(d: ScenarioDriver, vnetHdrLen = 0, settled: Step 
 }
 
 /** Checks one phase's result against what was expected; returns a message per mismatch. */
-export function check(result: PhaseResult, e: Expect, where: string): string[] {
+export function check(result: PhaseResult, e: PhaseOutcome, where: string): string[] {
   const problems: string[] = [];
   if ((result.requests > 0) !== e.requested) problems.push(`${where}: checkpoint requested ${result.requests > 0} (x${result.requests}), expected ${e.requested}`);
   if (e.requests !== undefined && result.requests !== e.requests) problems.push(`${where}: ${result.requests} DO_CHECKPOINT messages, expected ${e.requests}`);

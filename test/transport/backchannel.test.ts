@@ -43,11 +43,21 @@ describe('back-channel', () => {
       [hex('05000000 04000000 07000000 00000000'), 'ERR_RECORD_BAD_FIELD'],
       [hex('05000000 04000000 01000000 00000001'), 'ERR_RECORD_BAD_PADDING'],
       [hex('0f000000 08000000 0100000001000000'), 'ERR_RECORD_BAD_FIELD'],
+      [hex('0f000000 0c000000 010000000000000002000000 00000000'), 'ERR_RECORD_BAD_LENGTH'],
+      [hex('05000000 08000000 02000000 01000000'), 'ERR_RECORD_RESERVED_NONZERO'],
     ];
     for (const [bytes, code] of cases) {
       const d = new BackChannelDecoder();
       assert.throws(() => d.push(bytes), (e: unknown) => e instanceof StreamError && e.code === code && e.offset === 0, code);
       assert.throws(() => d.push(Buffer.alloc(8)), (e: unknown) => e instanceof StreamError && e.code === 'ERR_STREAM_FAILED');
     }
+  });
+
+  test('the COLO records parse as the stream parses them: the spec-drawn 8-byte CHECKPOINT_STATE, errors naming the back-channel record', () => {
+    assert.deepEqual(new BackChannelDecoder().push(hex('05000000 08000000 02000000 00000000')), [{ type: 'CHECKPOINT_STATE', controlId: 2 }]);
+    assert.throws(
+      () => new BackChannelDecoder().push(hex('0f000000 10000000 0100000000000000 0200000000000001')),
+      (e: unknown) => e instanceof StreamError && e.record === 'back-channel CHECKPOINT_DIRTY_PFN_LIST' && /pfn\[1\] beyond 2\^32 pages/.test(e.message),
+    );
   });
 });

@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Argv } from 'yargs';
 import { runDemo } from '../../demo/run.js';
-import { ConfigError } from '../../errors.js';
-import { parseAddress } from '../../util/address.js';
 import { TOKEN_ENV } from '../../monitor/wire.js';
+import { flagAddress, flagInt, flagNumber } from '../config-args.js';
+import { UsageError } from '../errors.js';
 
 interface DemoArgs {
   service: string;
@@ -38,18 +38,15 @@ export function demoCommand(yargs: Argv): Argv {
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
         .option('monitor', { type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" }),
     async (args) => {
-      const int = (v: number | undefined, name: string, lo: number, hi: number): void => {
-        if (v !== undefined && !(Number.isFinite(v) && v >= lo && v <= hi)) throw new ConfigError(`--${name}: expected a number in ${lo}..${hi}, got ${v}`);
-      };
-      int(args.duration, 'duration', 1, 3600);
-      int(args['kill-primary-after'], 'kill-primary-after', 0, 3600);
-      int(args['memory-mib'], 'memory-mib', 1, 4096);
-      int(args.interval, 'interval', 1, 60_000);
-      if (!Number.isInteger(args['memory-mib']) || !Number.isInteger(args.interval)) throw new ConfigError('--memory-mib and --interval take integers');
-      const service = parseAddress(args.service, '--service', true);
-      if (args.monitor !== undefined && args.mode === 'none') throw new ConfigError('--monitor: the dashboards watch protection; use --mode remus or colo');
+      const durationS = flagNumber(args.duration, '--duration', 1, 3600);
+      const killPrimaryAfterS = args['kill-primary-after'] === undefined ? undefined : flagNumber(args['kill-primary-after'], '--kill-primary-after', 0, 3600);
+      const memoryMib = flagInt(args['memory-mib'], '--memory-mib', 1, 4096);
+      const intervalMs = flagInt(args.interval, '--interval', 1, 60_000);
+      const service = flagAddress(args.service, '--service', true);
+      const monitor = args.monitor === undefined ? undefined : flagAddress(args.monitor, '--monitor', true);
+      if (monitor !== undefined && args.mode === 'none') throw new UsageError('--monitor: the dashboards watch protection; use --mode remus or colo');
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);
-      if (args.monitor !== undefined && !process.env[TOKEN_ENV]) {
+      if (monitor !== undefined && !process.env[TOKEN_ENV]) {
         // The demo's nodes inherit it; a throwaway token so the dashboard's buttons can be tried.
         process.env[TOKEN_ENV] = randomBytes(18).toString('base64url');
         say(`dashboard control token (this run only): ${process.env[TOKEN_ENV]}`);
@@ -58,11 +55,11 @@ export function demoCommand(yargs: Argv): Argv {
         service,
         mode: args.mode,
         load: args.load,
-        durationS: args.duration,
-        killPrimaryAfterS: args['kill-primary-after'],
-        memoryMib: args['memory-mib'],
-        intervalMs: args.interval,
-        monitor: args.monitor === undefined ? undefined : parseAddress(args.monitor, '--monitor', true),
+        durationS,
+        killPrimaryAfterS,
+        memoryMib,
+        intervalMs,
+        monitor,
         say,
       });
       if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);

@@ -12,11 +12,8 @@
 import type { Argv } from 'yargs';
 import { ProxyMetrics, ProxyMetricsServer } from '../../../proxy/metrics.js';
 import { ProxyServer, type PortName } from '../../../proxy/server.js';
-import { ConfigError } from '../../errors.js';
-import { parseAddress, type Address } from '../../util/address.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../util/logger.js';
-import { untilSignal } from '../config-args.js';
-import { UsageError } from '../errors.js';
+import { flagAddress, flagInt, untilSignal } from '../config-args.js';
 
 interface ProxyArgs {
   'primary-in': string;
@@ -29,28 +26,6 @@ interface ProxyArgs {
   'vnet-hdr': boolean;
   metrics?: string;
   'log-level': LogLevel;
-}
-
-/** yargs turns a repeated flag into an array; one value is wanted. */
-function single<T>(value: T | T[], flag: string): T {
-  if (Array.isArray(value)) throw new UsageError(`${flag} given ${value.length} times; give it once`);
-  return value;
-}
-
-function address(value: string, flag: string): Address {
-  const text = single(value, flag);
-  try {
-    return parseAddress(text, flag, true);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new UsageError(err.message);
-    throw err;
-  }
-}
-
-function integer(given: number, flag: string, min: number, max: number): number {
-  const value = single(given, flag);
-  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`${flag}: expected an integer in ${min}..${max}, got ${value}`);
-  return value;
 }
 
 export function proxyCommand(yargs: Argv): Argv {
@@ -71,15 +46,16 @@ export function proxyCommand(yargs: Argv): Argv {
         .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
     async (args) => {
       const logger = createLogger(args['log-level'], 'tandem-proxy');
-      const metricsAt = args.metrics === undefined ? undefined : address(args.metrics, '--metrics');
+      // Every address is a listening socket: port 0 picks a free one.
+      const metricsAt = args.metrics === undefined ? undefined : flagAddress(args.metrics, '--metrics', true);
       const server = new ProxyServer({
-        primaryIn: address(args['primary-in'], '--primary-in'),
-        secondaryIn: address(args['secondary-in'], '--secondary-in'),
-        outdev: address(args.outdev, '--outdev'),
-        notify: address(args.notify, '--notify'),
-        compareTimeoutMs: integer(args['compare-timeout'], '--compare-timeout', 1, 2 ** 31 - 1),
-        expiredScanCycleMs: integer(args['expired-scan-cycle'], '--expired-scan-cycle', 1, 2 ** 31 - 1),
-        maxQueueSize: integer(args['max-queue-size'], '--max-queue-size', 1, 2 ** 20),
+        primaryIn: flagAddress(args['primary-in'], '--primary-in', true),
+        secondaryIn: flagAddress(args['secondary-in'], '--secondary-in', true),
+        outdev: flagAddress(args.outdev, '--outdev', true),
+        notify: flagAddress(args.notify, '--notify', true),
+        compareTimeoutMs: flagInt(args['compare-timeout'], '--compare-timeout', 1, 2 ** 31 - 1),
+        expiredScanCycleMs: flagInt(args['expired-scan-cycle'], '--expired-scan-cycle', 1, 2 ** 31 - 1),
+        maxQueueSize: flagInt(args['max-queue-size'], '--max-queue-size', 1, 2 ** 20),
         vnetHdr: args['vnet-hdr'],
         logger,
       });

@@ -11,6 +11,7 @@ import { MAX_SIM_PAGES } from '../../domain/sim/domain.js';
 import { SimWorkload } from '../../domain/sim/workload.js';
 import { writeAllSync } from '../../util/file-sink.js';
 import { createLogger } from '../../util/logger.js';
+import { flagInt } from '../config-args.js';
 import { UsageError } from '../errors.js';
 
 export const MAX_CHECKPOINTS = 1_000_000;
@@ -38,12 +39,8 @@ export function saveCommand(yargs: Argv): Argv {
         .option('pages', { type: 'number', default: 4096, describe: `guest RAM in 4 KiB pages (1..${MAX_SIM_PAGES})` })
         .check((a) => {
           if (!a.sim) throw new UsageError('only the simulated domain can be saved here: pass --sim');
-          if (!Number.isInteger(a.checkpoints) || a.checkpoints < 0 || a.checkpoints > MAX_CHECKPOINTS) {
-            throw new UsageError(`--checkpoints must be an integer in 0..${MAX_CHECKPOINTS}, got ${a.checkpoints}`);
-          }
-          if (!Number.isInteger(a.pages) || a.pages < 1 || a.pages > MAX_SIM_PAGES) {
-            throw new UsageError(`--pages must be an integer in 1..${MAX_SIM_PAGES}, got ${a.pages}`);
-          }
+          flagInt(a.checkpoints, '--checkpoints', 0, MAX_CHECKPOINTS);
+          flagInt(a.pages, '--pages', 1, MAX_SIM_PAGES);
           if (a.out === '') throw new UsageError('--out must name a file');
           return true;
         }),

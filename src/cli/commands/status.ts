@@ -3,8 +3,9 @@
  * mode, last epoch, lag, what control actions it offers.
  */
 import type { Argv } from 'yargs';
-import { DEFAULT_MONITOR_URL, fetchStatus, monitorUrls } from '../../monitor/client.js';
+import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
 import { epochLine } from '../../monitor/view.js';
+import { operandMonitorUrls } from '../config-args.js';
 
 interface StatusArgs {
   url: string | undefined;
@@ -20,7 +21,7 @@ export function statusCommand(yargs: Argv): Argv {
         .positional('url', { type: 'string', describe: `monitor URL or HOST:PORT (default ${DEFAULT_MONITOR_URL})` })
         .option('json', { type: 'boolean', default: false, describe: 'print the snapshot event as JSON' }),
     async (args) => {
-      const s = await fetchStatus(monitorUrls(args.url ?? DEFAULT_MONITOR_URL));
+      const s = await fetchStatus(operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL));
       if (args.json) {
         process.stdout.write(`${JSON.stringify(s)}\n`);
         return;

@@ -5,9 +5,9 @@
  * themselves, one per line, after checking them against the schema.
  */
 import type { Argv } from 'yargs';
-import { ConfigError } from '../../errors.js';
-import { DEFAULT_MONITOR_URL, monitorUrls, streamEvents } from '../../monitor/client.js';
+import { DEFAULT_MONITOR_URL, streamEvents } from '../../monitor/client.js';
 import { WatchView, eventLine } from '../../monitor/view.js';
+import { flagInt, operandMonitorUrls } from '../config-args.js';
 
 interface WatchArgs {
   url: string | undefined;
@@ -27,8 +27,8 @@ export function watchCommand(yargs: Argv): Argv {
         .option('lines', { type: 'boolean', default: false, describe: 'one line per event even on a terminal' })
         .option('count', { type: 'number', describe: 'exit after this many events (the snapshot counts)' }),
     async (args) => {
-      if (args.count !== undefined && !(Number.isInteger(args.count) && args.count >= 1)) throw new ConfigError(`--count: expected a positive integer, got ${args.count}`);
-      const urls = monitorUrls(args.url ?? DEFAULT_MONITOR_URL);
+      const count = args.count === undefined ? undefined : flagInt(args.count, '--count', 1, Number.MAX_SAFE_INTEGER);
+      const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
       const screen = process.stdout.isTTY && !args.json && !args.lines;
       const view = new WatchView();
       const abort = new AbortController();
@@ -48,7 +48,7 @@ export function watchCommand(yargs: Argv): Argv {
             if (args.json) process.stdout.write(`${JSON.stringify(e)}\n`);
             else if (screen) view.apply(e);
             else process.stdout.write(`${eventLine(e)}\n`);
-            return args.count === undefined || seen < args.count;
+            return count === undefined || seen < count;
           },
           { signal: abort.signal },
         );

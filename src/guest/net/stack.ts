@@ -30,7 +30,8 @@ import type { KvCommands, Session } from '../commands.js';
 import { fnv1a } from '../layout.js';
 import { GuestRam, type GuestDomain } from '../ram.js';
 import { RespParser, errorReply } from '../resp.js';
-import { MSS, Tcp, WireError, decodeSegment, encodeSegment, seqAdd, type Endpoint, type Segment } from '../../net/wire.js';
+import { WireError } from '../../net/errors.js';
+import { MSS, Tcp, decodeSegment, encodeSegment, seqAdd, type Endpoint, type Segment } from '../../net/wire.js';
 
 const MAGIC = Buffer.from('TNDMNET1', 'latin1');
 const VERSION = 1;

@@ -1,7 +1,7 @@
 /**
- * ColoProxy: the comparator as a component the controller embeds (COLO mode
- * in the engine) and the socket server wraps. It owns the clock and the
- * expired-packet scan; the Comparator core stays pure.
+ * ColoComparator: the comparator as a component the controller embeds (COLO
+ * mode in the engine) and the socket server (`tandem proxy`) wraps. It owns
+ * the clock and the expired-packet scan; the Comparator core stays pure.
  *
  * Output is synchronous: `release` fires for each primary frame that may
  * leave, in order, during the call that decided it; checkpoint requests
@@ -9,18 +9,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { Subject, type Observable } from 'rxjs';
-import { Comparator, COMPARATOR_DEFAULTS, type CheckpointRequest, type ComparatorOptions, type ComparatorStats, type Decision, type DropWhy, type ReleaseWhy, type Side } from './compare.js';
+import { Comparator, type CheckpointRequest, type ComparatorOptions, type ComparatorStats, type Decision, type DropWhy, type ReleaseWhy, type Side } from './compare.js';
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
 import type { Frame } from './framing.js';
 
-export interface ColoProxyOptions extends ComparatorOptions {
+export interface ColoComparatorOptions extends ComparatorOptions {
   /** How often held frames are checked against the compare timeout (ms). Default 1000. */
   expiredScanCycleMs?: number;
   /** Milliseconds on a monotonic clock; default performance.now. */
   clock?: () => number;
 }
 
-export interface ColoProxyEvents {
+export interface ColoComparatorEvents {
   /** A primary frame may leave now (in this order). */
   release: [Frame, ReleaseWhy];
   /** A secondary (or, on overflow, primary) frame was discarded. */
@@ -33,17 +33,17 @@ export interface ColoProxyEvents {
 
 export const EXPIRED_SCAN_CYCLE_DEFAULT_MS = 1000;
 
-export class ColoProxy extends EventEmitter<ColoProxyEvents> {
-  private readonly comparator: Comparator;
+export class ColoComparator extends EventEmitter<ColoComparatorEvents> {
+  private readonly core: Comparator;
   private readonly requests = new Subject<CheckpointRequest>();
   private readonly clock: () => number;
   private readonly scanCycleMs: number;
   private readonly decisions: Decision[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(options: ColoProxyOptions = {}) {
+  constructor(options: ColoComparatorOptions = {}) {
     super();
-    this.comparator = new Comparator(options);
+    this.core = new Comparator(options);
     this.clock = options.clock ?? (() => performance.now());
     this.scanCycleMs = options.expiredScanCycleMs ?? EXPIRED_SCAN_CYCLE_DEFAULT_MS;
   }
@@ -69,7 +69,7 @@ export class ColoProxy extends EventEmitter<ColoProxyEvents> {
     this.timer = undefined;
   }
 
-  /** Completes checkpointRequests$; the proxy is done for good. */
+  /** Completes checkpointRequests$; the comparator is done for good. */
   close(): void {
     this.stop();
     this.requests.complete();
@@ -85,26 +85,26 @@ export class ColoProxy extends EventEmitter<ColoProxyEvents> {
 
   /** A checkpoint was taken: held primary frames leave, held secondary frames are dropped. */
   checkpointDone(): void {
-    this.emitAll(this.comparator.checkpointDone(this.decisions));
+    this.emitAll(this.core.checkpointDone(this.decisions));
   }
 
   /** Runs one expired-packet scan now (the timer calls this every cycle). */
   scan(): void {
-    this.emitAll(this.comparator.scan(this.clock(), this.decisions));
+    this.emitAll(this.core.scan(this.clock(), this.decisions));
   }
 
   stats(): ComparatorStats {
-    return this.comparator.stats();
+    return this.core.stats();
   }
 
   private push(side: Side, frame: Frame | Buffer): void {
     const f = Buffer.isBuffer(frame) ? { data: frame, vnetHdrLen: 0 } : frame;
-    this.emitAll(this.comparator.push(side, f, this.clock(), this.decisions));
+    this.emitAll(this.core.push(side, f, this.clock(), this.decisions));
   }
 
   private emitAll(ds: Decision[]): void {
     // Reused array: emptied before the listeners run, so a listener that
-    // feeds the proxy again (re-entrancy) starts from a clean slate.
+    // feeds the comparator again (re-entrancy) starts from a clean slate.
     const batch = ds.splice(0, ds.length);
     for (const d of batch) {
       switch (d.type) {
@@ -125,5 +125,3 @@ export class ColoProxy extends EventEmitter<ColoProxyEvents> {
     }
   }
 }
-
-export { COMPARATOR_DEFAULTS };
