@@ -27,8 +27,7 @@ export const ProxyErrorCodes = {
 
 export type ProxyErrorCode = (typeof ProxyErrorCodes)[keyof typeof ProxyErrorCodes];
 
-export class ProxyError extends TandemError {
-  declare readonly code: ProxyErrorCode;
+export class ProxyError extends TandemError<ProxyErrorCode> {
   /** Byte offset in the connection's input of the record at fault; absent outside decoding. */
   readonly offset: number | undefined;
 

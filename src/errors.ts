@@ -110,10 +110,11 @@ export const ErrorCodes = {
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
-export class TandemError extends Error {
-  readonly code: ErrorCode;
+/** Every Tandem error: a stable code (an area's errors narrow `C` to their own subset) and, where there is one, a cause. */
+export class TandemError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }

@@ -24,13 +24,7 @@ export const CheckpointErrorCodes = {
 
 export type CheckpointErrorCode = (typeof CheckpointErrorCodes)[keyof typeof CheckpointErrorCodes];
 
-export class CheckpointError extends TandemError {
-  declare readonly code: CheckpointErrorCode;
-
-  constructor(code: CheckpointErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-
+export class CheckpointError extends TandemError<CheckpointErrorCode> {
   override get name(): string {
     return 'CheckpointError';
   }

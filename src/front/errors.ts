@@ -15,13 +15,7 @@ export const FrontErrorCodes = {
 
 export type FrontErrorCode = (typeof FrontErrorCodes)[keyof typeof FrontErrorCodes];
 
-export class FrontError extends TandemError {
-  declare readonly code: FrontErrorCode;
-
-  constructor(code: FrontErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-
+export class FrontError extends TandemError<FrontErrorCode> {
   override get name(): string {
     return 'FrontError';
   }

@@ -32,13 +32,7 @@ export const GuestErrorCodes = {
 
 export type GuestErrorCode = (typeof GuestErrorCodes)[keyof typeof GuestErrorCodes];
 
-export class GuestError extends TandemError {
-  declare readonly code: GuestErrorCode;
-
-  constructor(code: GuestErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-
+export class GuestError extends TandemError<GuestErrorCode> {
   override get name(): string {
     return 'GuestError';
   }

@@ -27,8 +27,7 @@ export const HeartbeatErrorCodes = {
 
 export type HeartbeatErrorCode = (typeof HeartbeatErrorCodes)[keyof typeof HeartbeatErrorCodes];
 
-export class HeartbeatError extends TandemError {
-  declare readonly code: HeartbeatErrorCode;
+export class HeartbeatError extends TandemError<HeartbeatErrorCode> {
   /** Byte offset in the connection's input of the frame at fault; absent outside decoding. */
   readonly offset: number | undefined;
 

@@ -28,13 +28,7 @@ export const MonitorErrorCodes = {
 
 export type MonitorErrorCode = (typeof MonitorErrorCodes)[keyof typeof MonitorErrorCodes];
 
-export class MonitorError extends TandemError {
-  declare readonly code: MonitorErrorCode;
-
-  constructor(code: MonitorErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-
+export class MonitorError extends TandemError<MonitorErrorCode> {
   override get name(): string {
     return 'MonitorError';
   }

@@ -17,8 +17,7 @@ export type NetErrorCode = (typeof NetErrorCodes)[keyof typeof NetErrorCodes];
 
 export type WireErrorKind = 'short' | 'not-ipv4-tcp' | 'bad-length' | 'fragment';
 
-export class WireError extends TandemError {
-  declare readonly code: NetErrorCode;
+export class WireError extends TandemError<NetErrorCode> {
 
   constructor(
     readonly kind: WireErrorKind,

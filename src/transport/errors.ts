@@ -20,13 +20,7 @@ export const TransportErrorCodes = {
 
 export type TransportErrorCode = (typeof TransportErrorCodes)[keyof typeof TransportErrorCodes];
 
-export class TransportError extends TandemError {
-  declare readonly code: TransportErrorCode;
-
-  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
-    super(code, message, options);
-  }
-
+export class TransportError extends TandemError<TransportErrorCode> {
   override get name(): string {
     return 'TransportError';
   }
