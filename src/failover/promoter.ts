@@ -20,6 +20,12 @@ export interface ReplicaHolder {
 
 export interface PromoterOptions {
   secondary: ReplicaHolder;
+  /**
+   * Takes the primary's role for this node (the next fencing generation) and
+   * returns it; throws if it cannot. Called only once the promotion's own
+   * checks passed, so a failover that cannot happen takes nothing.
+   */
+  claim?: () => number;
   /** The replica the binding resumes and serves. */
   replica: Pick<ReplicaGuest, 'promote' | 'stop'>;
   /** Check the guest's persistent state against its memory before serving (slow: for verification runs). */
@@ -32,6 +38,8 @@ export interface PromoterOptions {
 
 export interface Promotion {
   epoch: number;
+  /** The generation this node serves as (when a claim was made). */
+  generation?: number;
   /** With verifyPersistence: whether the replica's disk replays to its RAM. */
   persistence?: PersistenceCheck;
   service: AddressInfo;
@@ -87,7 +95,16 @@ export class Promoter extends EventEmitter<PromoterEvents> {
       throw err;
     }
     const epoch = secondary.lastEpoch;
-    this.emit('promoting', { reason, epoch });
+    let generation: number | undefined;
+    try {
+      generation = this.options.claim?.();
+    } catch (err) {
+      const refused = new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over (${reason}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      logger.fatal({ err: refused, reason }, refused.message);
+      throw refused;
+    }
+    const why = generation === undefined ? reason : `${reason}; taking over as generation ${generation}`;
+    this.emit('promoting', { reason: why, epoch });
     // No more checkpoints: whatever epoch was arriving is discarded, and a
     // late primary cannot overwrite the guest we are about to run.
     await secondary.stop();
@@ -96,12 +113,13 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     if (persistence !== undefined) logger.info({ epoch, ...persistence }, `the guest's persistent state ${persistence.consistent ? 'matches' : 'DIFFERS from'} its memory`);
     const address = guest.service;
     this.promoted = { epoch, service: address, tookMs: now() - t0 };
+    if (generation !== undefined) this.promoted.generation = generation;
     if (persistence !== undefined) this.promoted.persistence = persistence;
     logger.error(
       { epoch, reason, service: `${address.address}:${address.port}`, tookMs: this.promoted.tookMs },
-      `FAILED OVER (${reason}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,
+      `FAILED OVER (${why}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,
     );
-    this.emit('promoted', { ...this.promoted, reason });
+    this.emit('promoted', { ...this.promoted, reason: why });
     return this.promoted;
   }
 

@@ -31,8 +31,6 @@ export interface FailoverParts {
     readonly peerState: PeerState;
     on(event: 'peer', fn: () => void): unknown;
     off(event: 'peer', fn: () => void): unknown;
-    /** Takes the next generation (this node becomes the primary) and returns it. */
-    promote(): number;
   };
   server: {
     /** The remote address of the primary streaming now, if any. */
@@ -85,8 +83,8 @@ export class FailoverRule {
     const verdict = failoverVerdict({ peer: heartbeat.peerState, streamOpen: server.primary !== undefined, promoted: promoter.engaged });
     if (verdict === 'wait-for-stream') this.logger.warn('heartbeats lost but the replication stream is still open: waiting for it to end before failing over');
     if (verdict === 'promote') {
-      const generation = heartbeat.promote();
-      promoter.promote(`primary silent for ${this.timeoutMs} ms; taking over as generation ${generation}`).catch(() => {
+      // The promoter takes the next generation itself, and only if it can fail over.
+      promoter.promote(`primary silent for ${this.timeoutMs} ms`).catch(() => {
         // promote() logged why it cannot fail over; stay a secondary.
       });
     }

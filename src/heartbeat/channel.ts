@@ -221,7 +221,12 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
    * primary was declared dead (and the arbiter agreed).
    */
   promote(): number {
-    this.ownGeneration = Math.max(this.ownGeneration, this.peerGeneration) + 1;
+    const next = Math.max(this.ownGeneration, this.peerGeneration) + 1;
+    // A generation must stay exact in the frame's field (below 2^53): one that cannot is refused, and nothing is taken.
+    if (!Number.isSafeInteger(next)) {
+      throw new HeartbeatError(C.HEARTBEAT_GENERATIONS_EXHAUSTED, `cannot take a generation above ${Math.max(this.ownGeneration, this.peerGeneration)}: generations end at 2^53-1`);
+    }
+    this.ownGeneration = next;
     this.ownRole = 'primary';
     this.options.logger?.warn({ generation: this.ownGeneration }, `heartbeat: promoted to primary with generation ${this.ownGeneration}`);
     this.beat();

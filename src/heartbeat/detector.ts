@@ -3,7 +3,8 @@
  *
  *   unknown --heartbeat--> alive --no heartbeat for suspectAfterMs--> suspect
  *   suspect --heartbeat--> alive
- *   alive | suspect --nothing at all for timeoutMs--> dead   (final)
+ *   alive | suspect --nothing at all for timeoutMs--> dead
+ *   dead --heartbeat--> alive      dead --other sign of life--> suspect
  *
  * How "peer dead" is told from "link slow":
  *
@@ -19,9 +20,13 @@
  * - Before the first heartbeat the peer is `unknown` and no clock runs:
  *   a peer we never met is not "dead", it is absent; what to do about an
  *   absent peer is the caller's decision, not the detector's.
- * - `dead` is final for this detector: a peer declared dead may already have
- *   been failed over from, so a late heartbeat must not resurrect it. A peer
- *   that comes back is a new incarnation and gets a new detector.
+ * - `dead` is a verdict about now, not for good: a peer stalled longer than
+ *   the timeout (a paused process, a partition that healed) and heard again
+ *   is alive again, so a later, unrelated event (a link reset) is judged on
+ *   what is true then. Whether the secondary already acted on the verdict is
+ *   the failover rule's business: once promoted it stays promoted, and the
+ *   old primary is fenced by generation. A restarted peer is a new
+ *   incarnation and gets a new detector.
  */
 import { HeartbeatError, HeartbeatErrorCodes as C } from './errors.js';
 import { monotonicClock, type Clock } from './clock.js';
@@ -111,25 +116,38 @@ export class FailureDetector {
     return () => this.listeners.delete(fn);
   }
 
-  /** A valid heartbeat from the peer. Returns false if ignored (not started, or the peer is dead). */
+  /** A valid heartbeat from the peer. Returns false if ignored (not started). */
   heard(at = this.clock.now()): boolean {
-    if (this.timing === undefined || this.current === 'dead') return false;
+    if (this.timing === undefined) return false;
+    const silentMs = at - this.lastEvidence;
     this.lastHeartbeat = Math.max(this.lastHeartbeat, at);
     this.lastEvidence = Math.max(this.lastEvidence, at);
     if (this.current === 'unknown') this.transition('alive', at, 'first heartbeat');
     else if (this.current === 'suspect') this.transition('alive', at, 'heartbeat received again');
+    else if (this.current === 'dead') this.transition('alive', at, `heard again after ${round(silentMs)} ms of silence: the peer was stalled or cut off, not dead`);
     this.arm();
     return true;
   }
 
   /**
    * Any other sign that the peer is alive (heartbeat bytes short of a frame,
-   * replication traffic). Postpones `dead`, never clears `suspect`. O(1)
-   * and timer-free, so the replication path may call it per chunk.
+   * replication traffic). Postpones `dead` and takes a dead peer back to
+   * `suspect`; never clears `suspect` (only a heartbeat does). O(1) and
+   * timer-free while the peer is not dead, so the replication path may call
+   * it per chunk.
    */
   noteActivity(at = this.clock.now()): void {
-    if (this.timing === undefined || this.current === 'dead') return;
+    if (this.timing === undefined) return;
     this.lastEvidence = Math.max(this.lastEvidence, at);
+    if (this.current === 'dead') {
+      this.transition('suspect', at, 'activity from the peer after it was declared dead (no heartbeat yet)');
+      this.arm();
+    }
+  }
+
+  /** Clock time of the last sign of life from any channel, or -Infinity before the first. */
+  get lastEvidenceAt(): number {
+    return this.lastEvidence;
   }
 
   private transition(to: PeerState, at: number, reason: string): void {

@@ -23,6 +23,8 @@ export const HeartbeatErrorCodes = {
   HEARTBEAT_BAD_OPTIONS: ErrorCodes.HEARTBEAT_BAD_OPTIONS,
   /** The listening side could not bind its heartbeat port. */
   HEARTBEAT_LISTEN_FAILED: ErrorCodes.HEARTBEAT_LISTEN_FAILED,
+  /** No generation is left to take (the highest heard is 2^53-1): promoting would overflow the field. */
+  HEARTBEAT_GENERATIONS_EXHAUSTED: ErrorCodes.HEARTBEAT_GENERATIONS_EXHAUSTED,
 } as const;
 
 export type HeartbeatErrorCode = (typeof HeartbeatErrorCodes)[keyof typeof HeartbeatErrorCodes];

@@ -13,7 +13,6 @@ import type { ModeController } from '../checkpoint/mode.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { EpochMetrics } from '../checkpoint/session.js';
 import type { Promoter } from '../failover/promoter.js';
-import type { HeartbeatChannel } from '../heartbeat/channel.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
@@ -152,9 +151,8 @@ export class PrimarySource extends BaseSource implements MonitorSource {
 
 export interface SecondarySourceOptions extends Clocks {
   server: SecondaryServer;
+  /** An operator's failover goes through it, and takes a newer generation as any promotion does (its claim). */
   promoter: Promoter;
-  /** When given, an operator failover takes a newer generation first so the old primary is fenced. */
-  heartbeat?: HeartbeatChannel;
 }
 
 const REPLICA_STATE: Record<ReplicaState, MonitorState> = { idle: 'waiting', syncing: 'syncing', protected: 'standby' };
@@ -166,10 +164,9 @@ export class SecondarySource extends BaseSource implements MonitorSource {
 
   constructor(private readonly options: SecondarySourceOptions) {
     super(options);
-    const { promoter, heartbeat } = options;
+    const { promoter } = options;
     this.control = {
       failover: async () => {
-        if (!promoter.engaged) heartbeat?.promote();
         const p = await promoter.promote('operator request from the monitor');
         return { epoch: p.epoch, service: `${p.service.address}:${p.service.port}`, tookMs: p.tookMs };
       },

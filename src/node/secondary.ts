@@ -75,9 +75,6 @@ export class SecondaryNode {
     this.server = server;
     server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
     server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
-    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence });
-    this.promoter = promoter;
-    if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     // Heartbeats on their own channel decide that the primary is dead (silence
     // for the timeout), so a large checkpoint in flight never looks like death.
     const heartbeat = new HeartbeatChannel({
@@ -91,12 +88,16 @@ export class SecondaryNode {
       logger,
     });
     this.heartbeat = heartbeat;
+    // A promotion takes the next generation only once it knows it can fail over.
+    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim: () => heartbeat.promote() });
+    this.promoter = promoter;
+    if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
     // Checkpoints arriving are a sign of life as good as a heartbeat.
     server.on('epoch', () => heartbeat.noteActivity());
     this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger);
     this.rule.start();
-    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, heartbeat }));
+    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter }));
     await heartbeat.start();
     const hb = heartbeat.address()!;
     logger.info({ heartbeat: `${hb.host}:${hb.port}` }, 'heartbeat channel listening');

@@ -24,12 +24,14 @@ const tmp = tempDir();
 after(() => tmp.cleanup());
 
 describe('Promoter', () => {
-  test('refuses to fail over without a complete checkpoint', async () => {
+  test('refuses to fail over without a complete checkpoint, and then takes no generation', async () => {
     const replica = simBinding(64).replica(logger);
     const secondary = secondaryFor(replica);
     await secondary.start();
-    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger });
+    let claims = 0;
+    const promoter = new Promoter({ secondary, replica, service: { host: '127.0.0.1', port: 0 }, logger, claim: () => ++claims });
     await assert.rejects(promoter.promote('test'), (e: unknown) => e instanceof TandemError && e.code === 'ERR_NOTHING_TO_FAIL_OVER');
+    assert.equal(claims, 0, 'a failover that cannot happen takes nothing');
     assert.equal(replica.sim.paused, true, 'the replica stays paused');
     await secondary.stop();
   });
@@ -83,8 +85,18 @@ describe('Promoter', () => {
         return Promise.resolve();
       },
     };
-    const promoter = new Promoter({ secondary: holder, replica, service: { host: '127.0.0.1', port: 6390 }, verifyPersistence: true, logger });
-    promoter.on('promoting', (e) => calls.push(`promoting from ${e.epoch}`));
+    const promoter = new Promoter({
+      secondary: holder,
+      replica,
+      service: { host: '127.0.0.1', port: 6390 },
+      verifyPersistence: true,
+      logger,
+      claim: () => {
+        calls.push('claimed generation 5');
+        return 5;
+      },
+    });
+    promoter.on('promoting', (e) => calls.push(`promoting from ${e.epoch}: ${e.reason}`));
     promoter.on('promoted', (p) => calls.push(`promoted, serving ${p.service.port}`));
     assert.equal(promoter.engaged, false);
     const both = Promise.all([promoter.promote('detector'), promoter.promote('operator')]);
@@ -92,8 +104,35 @@ describe('Promoter', () => {
     const [a, b] = await both;
     assert.equal(a, b, 'the two requests got the one promotion');
     assert.equal(a.epoch, 7);
+    assert.equal(a.generation, 5);
     assert.deepEqual(replica.promoted, { service: { host: '127.0.0.1', port: 6390 }, verifyPersistence: true });
-    assert.deepEqual(calls, ['promoting from 7', 'server stopped', 'promoted, serving 6390']);
+    assert.deepEqual(calls, ['claimed generation 5', 'promoting from 7: detector; taking over as generation 5', 'server stopped', 'promoted, serving 6390']);
+  });
+
+  test('a claim that cannot be made (no generation left) refuses the failover: the replica is not touched', async () => {
+    const replica = new FakeReplica(4);
+    let stopped = false;
+    const holder = {
+      lastEpoch: 3,
+      state: 'protected',
+      stop: (): Promise<void> => {
+        stopped = true;
+        return Promise.resolve();
+      },
+    };
+    const promoter = new Promoter({
+      secondary: holder,
+      replica,
+      service: { host: '127.0.0.1', port: 6391 },
+      logger,
+      claim: () => {
+        throw new Error('generations end at 2^53-1');
+      },
+    });
+    await assert.rejects(promoter.promote('detector'), (e: unknown) => e instanceof TandemError && e.code === 'ERR_NOTHING_TO_FAIL_OVER' && /generations end/.test(e.message));
+    assert.equal(stopped, false, 'the secondary keeps taking checkpoints');
+    assert.equal(replica.promoted, undefined);
+    assert.equal(promoter.engaged, false, 'a later failover may still happen');
   });
 });
 

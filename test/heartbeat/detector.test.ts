@@ -85,14 +85,29 @@ describe('FailureDetector', () => {
     assert.deepEqual(s.log, ['0 alive', '100 suspect', '1250 dead']);
   });
 
-  test('dead is final: a late heartbeat does not resurrect the peer', () => {
+  test('dead is a verdict about now: a stalled peer heard again is alive again, and dies again only after a new silence', () => {
     const s = setup();
     play(s, [0], 300);
     assert.equal(s.d.state, 'dead');
-    assert.equal(s.d.heard(), false);
-    s.d.noteActivity();
+    // A paused process or a healed partition: its heartbeats resume.
+    assert.equal(s.d.heard(), true);
+    assert.equal(s.d.state, 'alive');
+    assert.match(s.events.at(-1)!.reason, /heard again after 300 ms of silence/);
     s.clock.advance(1000);
-    assert.deepEqual(s.log, ['0 alive', '100 suspect', '250 dead']);
+    assert.deepEqual(s.log, ['0 alive', '100 suspect', '250 dead', '300 alive', '400 suspect', '550 dead']);
+  });
+
+  test('replication traffic from a peer declared dead takes it back to suspect, not alive, and postpones the next verdict', () => {
+    const s = setup();
+    play(s, [0], 300);
+    s.d.noteActivity();
+    assert.equal(s.d.state, 'suspect');
+    s.clock.advance(200);
+    s.d.noteActivity();
+    s.clock.advance(249);
+    assert.equal(s.d.state, 'suspect', 'activity keeps it from dying');
+    s.clock.advance(1);
+    assert.deepEqual(s.log, ['0 alive', '100 suspect', '250 dead', '300 suspect', '750 dead']);
   });
 
   test('custom timing: interval 10, timeout 35, suspect after 20', () => {
