@@ -175,6 +175,13 @@ export interface PageDomain {
 /** The secondary's replica, as the epoch receiver restores into it. */
 export interface ReplicaDomain extends Pick<PageDomain, 'info' | 'writePages' | 'platformContext' | 'setPlatformContext'> {
   /**
+   * A view of one page of the replica, where it can be read back: the
+   * receiver then keeps the last checkpoint's pages while a new stream
+   * overwrites them (src/secondary/undo.ts). Absent: a new stream's
+   * pre-copy gives the last checkpoint up.
+   */
+  readPage?(pfn: number): Buffer;
+  /**
    * Installs a checkpoint's device-model state. Asynchronous: a real device
    * model answers over QMP (or the state is kept for the device model that
    * starts at failover). Refusing it must leave the previous state in place.

@@ -94,7 +94,6 @@ export class Promoter extends EventEmitter<PromoterEvents> {
       logger.fatal({ err, reason }, err.message);
       throw err;
     }
-    const epoch = secondary.lastEpoch;
     let generation: number | undefined;
     try {
       generation = this.options.claim?.();
@@ -104,10 +103,17 @@ export class Promoter extends EventEmitter<PromoterEvents> {
       throw refused;
     }
     const why = generation === undefined ? reason : `${reason}; taking over as generation ${generation}`;
-    this.emit('promoting', { reason: why, epoch });
+    this.emit('promoting', { reason: why, epoch: secondary.lastEpoch });
     // No more checkpoints: whatever epoch was arriving is discarded, and a
-    // late primary cannot overwrite the guest we are about to run.
+    // late primary cannot overwrite the guest we are about to run. An epoch
+    // already whole and loading commits first, so the epoch is read after.
     await secondary.stop();
+    const epoch = secondary.lastEpoch;
+    if (epoch < 1) {
+      const err = new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over (${reason}): the replica lost its checkpoint while its stream stopped (state ${secondary.state})`);
+      logger.fatal({ err, reason }, err.message);
+      throw err;
+    }
     const guest = await replica.promote({ service: this.options.service, verifyPersistence: this.options.verifyPersistence });
     const persistence = guest.persistence;
     if (persistence !== undefined) logger.info({ epoch, ...persistence }, `the guest's persistent state ${persistence.consistent ? 'matches' : 'DIFFERS from'} its memory`);

@@ -183,7 +183,7 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     };
     const onEpoch = (c: EpochCommit): void =>
       this.epoch({ epoch: c.epoch, trigger: 'applied', pauseUs: null, dirtyPages: c.pages, bytes: c.bytes, sendMs: null, ackMs: null, totalMs: null, applyMs: c.applyMs });
-    const onPromoting = (e: { reason: string; epoch: number }): void => this.setState('failing-over', `${e.reason}; resuming from epoch ${e.epoch}`);
+    const onPromoting = (e: { reason: string; epoch: number }): void => this.setState('failing-over', `${e.reason}; replica at epoch ${e.epoch}`);
     const onPromoted = (p: { epoch: number; service: { address: string; port: number }; tookMs: number }): void =>
       this.setState('failed-over', `the guest runs here from epoch ${p.epoch}, serving ${p.service.address}:${p.service.port}; unprotected`);
     const onRefused = (e: { reason: string; error: Error }): void => {

@@ -23,6 +23,7 @@ import type { StreamItem } from '../stream/decoder.js';
 import { ColoControl, DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
 import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
+import { PageKeeper, type DeviceKeeper } from './undo.js';
 
 export type ReplicaState =
   /** No primary is streaming. The replica may still hold a complete checkpoint (`lastEpoch > 0`). */
@@ -52,8 +53,8 @@ export type CloseOutcome =
 export type ReceiverAction =
   | { type: 'committed'; commit: EpochCommit }
   | { type: 'ack'; ack: AckRecord }
-  /** The pre-copy of a new stream started overwriting a replica that held epoch `previousEpoch` of an earlier one. */
-  | { type: 'invalidated'; previousEpoch: number }
+  /** The replica no longer holds epoch `previousEpoch` of the previous stream: a new stream overwrote it, for `reason`. */
+  | { type: 'invalidated'; previousEpoch: number; reason: string }
   /** COLO: the primary announced checkpoint `epoch`; the secondary's guest must stop and report its dirty pages. */
   | { type: 'colo-new'; epoch: number }
   /**
@@ -85,11 +86,19 @@ export interface ReplicaDevice {
   readonly code: number;
   /** Parses and checks one record body against the replica; throws a StreamError to refuse the stream. */
   parse(body: Buffer, site: { offset: number }): ReplicaUpdate;
+  /**
+   * Keeps the last checkpoint's content of whatever the updates applied from
+   * now on change, until the keeper is released or rolled back (undo.ts).
+   * Absent: a new stream's first updates give the last checkpoint up.
+   */
+  keep?(): DeviceKeeper;
 }
 
 export interface ReceiverOptions {
   /** Most bytes of stream one buffered epoch may hold. */
   maxEpochBytes: number;
+  /** Most bytes kept of the last checkpoint while a new stream syncs (default: maxEpochBytes). */
+  maxKeptBytes?: number;
   /** Devices beyond memory; each must be fully synced by a stream's first checkpoint. */
   devices?: readonly ReplicaDevice[];
 }
@@ -148,6 +157,8 @@ export class EpochReceiver {
   private replicaState: ReplicaState = 'idle';
   private committed = 0;
   private loading: Loading | undefined;
+  /** While a new stream syncs over a replica holding a checkpoint: what that checkpoint had of what changed. */
+  private keepers: { pages: PageKeeper; devices: DeviceKeeper[] } | undefined;
 
   constructor(
     private readonly replica: ReplicaDomain,
@@ -175,11 +186,26 @@ export class EpochReceiver {
     return this.current?.buffer.bytes ?? 0;
   }
 
-  /** A new stream begins (a new connection): it must sync the replica from its pre-copy. */
+  /** Bytes kept of the last checkpoint while a new stream syncs (0 when nothing is kept). */
+  get keptBytes(): number {
+    const k = this.keepers;
+    return k === undefined ? 0 : k.pages.bytes + k.devices.reduce((n, d) => n + d.bytes, 0);
+  }
+
+  /**
+   * A new stream begins (a new connection): it must sync the replica from
+   * its pre-copy. A replica that holds a checkpoint keeps it, where it can,
+   * until this stream reaches its own first checkpoint.
+   */
   begin(): void {
     if (this.current !== undefined) throw new Error('a stream is already in progress; end or abort it first');
     this.current = new StreamProgress(new Uint32Array(Math.ceil(this.replica.info.pages / 32)));
     this.replicaState = 'syncing';
+    const devices = [...this.devices.values()];
+    const readPage = this.replica.readPage?.bind(this.replica);
+    if (this.committed > 0 && readPage !== undefined && devices.every((d) => d.keep !== undefined)) {
+      this.keepers = { pages: new PageKeeper({ readPage, writePages: (pfns, pages) => this.replica.writePages(pfns, pages) }), devices: devices.map((d) => d.keep!()) };
+    }
   }
 
   /**
@@ -221,7 +247,11 @@ export class EpochReceiver {
     ];
   }
 
-  /** The connection is gone with no chance to answer: drop the epoch in progress. Returns the epoch torn. */
+  /**
+   * The connection is gone with no chance to answer: drop the epoch in
+   * progress. Returns the epoch torn. Call it only once a device-model load
+   * asked for has settled: aborted mid-load, the replica holds no epoch.
+   */
   abort(): number {
     const s = this.current;
     if (s === undefined) return 0;
@@ -230,9 +260,35 @@ export class EpochReceiver {
   }
 
   private close(): void {
+    const l = this.loading;
+    if (l !== undefined) {
+      // Closed with the device model still taking this epoch's state (the
+      // server waits for the load, so only a caller that did not): the vCPUs
+      // go back, but the device model may hold either epoch's state.
+      if (l.before !== undefined) this.replica.setPlatformContext(l.before);
+      this.committed = 0;
+    }
+    // A stream that ends before its first checkpoint leaves the replica at the last one it kept.
+    this.rollback();
     this.current = undefined;
     this.loading = undefined;
     this.replicaState = 'idle';
+  }
+
+  private rollback(): void {
+    const k = this.keepers;
+    if (k === undefined) return;
+    this.keepers = undefined;
+    k.pages.rollback();
+    for (const d of k.devices) d.rollback();
+  }
+
+  private release(): void {
+    const k = this.keepers;
+    if (k === undefined) return;
+    this.keepers = undefined;
+    k.pages.release();
+    for (const d of k.devices) d.release();
   }
 
   /** The device model took the epoch's state: its pages go in and the epoch commits. */
@@ -349,12 +405,27 @@ export class EpochReceiver {
     return [];
   }
 
-  /** A new stream starts writing into the replica: it no longer holds the earlier stream's checkpoint. */
+  /**
+   * A new stream has written into the replica. Kept: the replica still
+   * holds the earlier checkpoint (recoverably), unless what is kept has
+   * grown past its bound. Not kept: it holds it no longer.
+   */
   private invalidate(): ReceiverAction[] {
     if (this.committed === 0) return [];
+    let reason = 'a new stream is overwriting it';
+    if (this.keepers !== undefined) {
+      const limit = this.options.maxKeptBytes ?? this.options.maxEpochBytes;
+      const kept = this.keptBytes;
+      if (kept <= limit) return [];
+      reason = `the new stream differs from it by more than the ${limit} bytes the secondary keeps (${kept} so far)`;
+      // Nothing to go back to any more: the kept contents are let go.
+      this.keepers.pages.release();
+      for (const d of this.keepers.devices) d.release();
+      this.keepers = undefined;
+    }
     const previousEpoch = this.committed;
     this.committed = 0;
-    return [{ type: 'invalidated', previousEpoch }];
+    return [{ type: 'invalidated', previousEpoch, reason }];
   }
 
   private applyDeviceDirect(s: StreamProgress, device: ReplicaDevice, body: Buffer, item: RecordItem): ReceiverAction[] {
@@ -366,16 +437,17 @@ export class EpochReceiver {
         record: `libxl ${recordTypeName('libxl', device.code)}`,
       });
     }
-    const actions = this.invalidate();
     update.apply();
     s.synced.add(device);
-    return actions;
+    return this.invalidate();
   }
 
   private applyDirect(s: StreamProgress, rec: PageDataRecord): ReceiverAction[] {
-    const actions = this.invalidate();
     // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
-    this.replica.writePages(dataPfns(rec), rec.pages);
+    const pfns = dataPfns(rec);
+    this.keepers?.pages.beforeWrite(pfns, rec.pages);
+    this.replica.writePages(pfns, rec.pages);
+    const actions = this.invalidate();
     for (let i = 0; i < rec.pfns.length; i++) {
       const pfn = rec.pfns[i];
       const bit = 1 << (pfn & 31);
@@ -424,6 +496,8 @@ export class EpochReceiver {
 
     s.epochs = epoch;
     this.committed = epoch;
+    // The stream's first checkpoint replaces the one kept while it synced.
+    if (epoch === 1) this.release();
     this.replicaState = 'protected';
     const commit: EpochCommit = { epoch, pages: b.pages + (epoch === 1 ? s.directPages : 0), bytes: item.end - s.epochStart, applyMs };
     s.epochStart = item.end;

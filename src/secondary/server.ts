@@ -83,6 +83,12 @@ interface Link {
   /** The epoch that was arriving when the stream stopped. */
   tornEpoch: number;
   grace: NodeJS.Timeout | undefined;
+  /**
+   * The device model taking an epoch whose CHECKPOINT_END has arrived. The
+   * epoch is whole, so a connection lost meanwhile does not tear it: the
+   * close waits for the load, which commits the epoch or refuses it.
+   */
+  loading: Promise<void> | undefined;
   closed: Promise<void>;
   resolveClosed: () => void;
 }
@@ -168,7 +174,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-    const link: Link = { socket, remote, session, finished: false, peerGone: false, tornEpoch: 0, grace: undefined, closed, resolveClosed };
+    const link: Link = { socket, remote, session, finished: false, peerGone: false, tornEpoch: 0, grace: undefined, loading: undefined, closed, resolveClosed };
     this.link = link;
     this.sockets.add(link);
     // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
@@ -235,7 +241,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         this.coloSuspend(link, a.epoch);
         return;
       case 'invalidated':
-        log.warn({ remote, previousEpoch: a.previousEpoch }, `pre-copy from ${remote} is overwriting the replica: epoch ${a.previousEpoch} of the previous stream is gone`);
+        log.warn({ remote, previousEpoch: a.previousEpoch, reason: a.reason }, `epoch ${a.previousEpoch} of the previous stream is gone: ${a.reason} (stream from ${remote})`);
         return;
       case 'discarded':
         log.warn({ remote, epoch: a.epoch, bytes: a.bytes }, `stream from ${remote} ended without committing epoch ${a.epoch}; discarded ${a.bytes} bytes`);
@@ -294,12 +300,14 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       if (!link.session.blocked) link.socket.resume();
       this.syncState();
     };
-    this.options.replica.domain.loadDeviceModel(state).then(
+    link.loading = this.options.replica.domain.loadDeviceModel(state).then(
       () => {
+        link.loading = undefined;
         link.session.deviceModelLoaded(act);
         resume();
       },
       (err: unknown) => {
+        link.loading = undefined;
         link.session.deviceModelRefused(err, act);
         resume();
       },
@@ -333,6 +341,13 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   }
 
   private onClose(link: Link): void {
+    if (link.loading !== undefined) {
+      // Its acks go nowhere now, but the epoch being loaded is whole and commits (or is refused) first.
+      // The peer went first, whatever the load's outcome.
+      if (!link.finished && !this.stopping) link.peerGone = true;
+      void link.loading.then(() => this.onClose(link));
+      return;
+    }
     clearTimeout(link.grace);
     const { remote } = link;
     if (!link.finished) {

@@ -201,6 +201,33 @@ describe('disk replication through the stream', () => {
     assert.equal(rep.digest(), other.digests[1]);
   });
 
+  test('a new stream that fails before its first checkpoint leaves RAM and disk at the last checkpoint', () => {
+    const other = record(2, 0xabcd);
+    const records = recordsOf(other.bytes);
+    const firstEnd = records.filter((x) => x.name === 'libxl CHECKPOINT_END')[0];
+    const diskRecs = records.filter((x) => x.name === 'libxl OPTIONAL' && x.end <= firstEnd.offset);
+    assert.ok(diskRecs.length > 1, 'the full sync spans records');
+    // Cut after the disk's RESET, inside its full sync, and just before the first CHECKPOINT_END.
+    for (const cut of [diskRecs[0].end, diskRecs[1].end - 3, firstEnd.offset]) {
+      for (const how of ['reset', 'half-close'] as const) {
+        const rep = new Replica();
+        rep.push(stream.bytes);
+        assert.equal(rep.receiver.lastEpoch, 8);
+        const again = new ReplicationSession(rep.receiver, { replicaPages: PAGES, maxRecordBytes: 16 << 20 });
+        again.start();
+        const acts: ReceiverAction[] = [];
+        feedSession(again, rep.domain, other.bytes.subarray(0, cut), (a) => acts.push(a));
+        assert.ok(rep.receiver.keptBytes > 0, `cut at ${cut}: something was kept`);
+        if (how === 'reset') again.abort();
+        else feedSession(again, rep.domain, 'end', (a) => acts.push(a));
+        assert.ok(!acts.some((a) => a.type === 'invalidated'), `cut at ${cut}`);
+        assert.equal(rep.receiver.lastEpoch, 8, `cut at ${cut} (${how})`);
+        assert.equal(rep.receiver.keptBytes, 0);
+        assert.equal(rep.digest(), stream.digests[7], `cut at ${cut} (${how}): RAM and disk are epoch 8 again`);
+      }
+    }
+  });
+
   test('a first checkpoint without the disk full sync is refused: the primary has no disk', () => {
     const rep = new Replica();
     rep.push(record(2, 1, { mirror: false }).bytes);

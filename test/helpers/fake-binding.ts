@@ -179,6 +179,7 @@ export class FakeReplica implements ReplicaGuest {
     this.domain = {
       info: m.info,
       writePages: (pfns, pages) => m.writePages(pfns, pages),
+      readPage: (pfn) => m.readPage(pfn),
       platformContext: () => m.platformContext(),
       setPlatformContext: (ctx) => m.setPlatformContext(ctx),
       loadDeviceModel: async (state) => {

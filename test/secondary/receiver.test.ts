@@ -9,7 +9,7 @@ import { saveDomain } from '../../src/checkpoint/save.js';
 import { stateDigest } from '../../src/domain/sim/digest.js';
 import type { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
-import { LibxcType } from '../../src/stream/format.js';
+import { LibxcType, PAGE_SIZE } from '../../src/stream/format.js';
 import { EpochReceiver, type AckRecord, type ReceiverAction } from '../../src/secondary/receiver.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
 import { AckStatus } from '../../src/transport/backchannel.js';
@@ -27,10 +27,10 @@ class Harness {
 
   readonly replica: SimDomain;
 
-  constructor(pages = PAGES, maxEpochBytes = BIG) {
+  constructor(pages = PAGES, maxEpochBytes = BIG, maxKeptBytes?: number) {
     const { guest, sim } = simReplica(pages);
     this.replica = sim;
-    this.receiver = new EpochReceiver(guest.domain, { maxEpochBytes });
+    this.receiver = new EpochReceiver(guest.domain, { maxEpochBytes, maxKeptBytes });
   }
 
   open(): this {
@@ -198,7 +198,10 @@ describe('EpochReceiver', () => {
     const fresh = recordStream({ pages: PAGES, epochs: 3, seed: 6, writes: 3 });
     h.actions.length = 0;
     h.open().push(fresh.bytes, [fresh.epochEnds[0] - 100]);
-    assert.deepEqual(h.actions[0], { type: 'invalidated', previousEpoch: 2 });
+    // Another guest altogether: keeping epoch 2 would take more than this secondary's bound, so it is given up, and said so.
+    const invalidated = h.actions[0];
+    assert.ok(invalidated.type === 'invalidated' && invalidated.previousEpoch === 2, JSON.stringify(invalidated));
+    assert.match(invalidated.reason, /differs from it by more than the \d+ bytes the secondary keeps/);
     assert.deepEqual(h.acks(), applied(3));
     assert.equal(h.digest(), fresh.digests[2]);
   });
@@ -305,17 +308,91 @@ describe('EpochReceiver', () => {
     });
   });
 
-  test('a stream for a smaller guest is refused at its first checkpoint; the replica is left marked inconsistent', () => {
+  test('a stream for a smaller guest is refused at its first checkpoint; the replica goes back to its last checkpoint', () => {
     const smaller = recordStream({ pages: PAGES - 56, epochs: 2, seed: 4 });
     const h = syncedReplica(stream);
     h.actions.length = 0;
     h.open().push(smaller.bytes);
-    assert.deepEqual(h.actions[0], { type: 'invalidated', previousEpoch: 6 });
+    assert.ok(!h.actions.some((a) => a.type === 'invalidated'), 'what it overwrote was kept');
     const err = streamError(h);
     assert.equal(err.code, ErrorCodes.REPLICA_MISMATCH);
     assert.equal(err.record, 'libxl CHECKPOINT_END');
     assert.match(err.message, /pre-copy of 200 of the replica's 256 pages/);
-    assert.equal(h.receiver.lastEpoch, 0);
+    assert.equal(h.receiver.lastEpoch, 6);
+    assert.equal(h.digest(), stream.digests[5], 'the replica is epoch 6 again, page for page');
+    assert.equal(h.receiver.keptBytes, 0);
+  });
+
+  describe('a new stream over a replica holding a checkpoint', () => {
+    /** Pages in which two replicas differ. */
+    const differing = (a: SimDomain, b: SimDomain): number => {
+      let n = 0;
+      for (let pfn = 0; pfn < PAGES; pfn++) if (!a.readPage(pfn).equals(b.readPage(pfn))) n++;
+      return n;
+    };
+
+    test('cut anywhere before its first checkpoint, by a reset or a half-close, it leaves the replica at its last checkpoint', () => {
+      const other = recordStream({ pages: PAGES, epochs: 2, seed: 0x0dd });
+      const r = below(21);
+      const cuts = new Set<number>([1, 100, other.epochEnds[0] - 8, other.epochEnds[0] - 1]);
+      for (let i = 0; i < 12; i++) cuts.add(1 + r(other.epochEnds[0] - 1));
+      for (const cut of cuts) {
+        const h = syncedReplica(stream);
+        h.actions.length = 0;
+        h.open().push(other.bytes.subarray(0, cut), [r(cut)]);
+        assert.equal(h.receiver.state, 'syncing', `cut at ${cut}`);
+        assert.equal(h.receiver.lastEpoch, 6, `cut at ${cut}: epoch 6 is still there to fail over to`);
+        if (cut % 2 === 0) h.end();
+        else assert.equal(h.session.abort(), 1, `cut at ${cut}: torn epoch`);
+        assert.ok(!h.actions.some((a) => a.type === 'invalidated' || a.type === 'committed'), `cut at ${cut}: ${JSON.stringify(h.actions.map((a) => a.type))}`);
+        assert.equal(h.receiver.lastEpoch, 6, `cut at ${cut}`);
+        assert.equal(h.receiver.keptBytes, 0, `cut at ${cut}: nothing left kept`);
+        assert.equal(h.digest(), stream.digests[5], `cut at ${cut}: the replica is epoch 6 again, vCPUs and pages`);
+      }
+    });
+
+    test('it keeps a page only if it changes, and once; its first checkpoint lets them go', () => {
+      // The same guest reconnecting: its pre-copy mostly matches what the replica has.
+      const again = recordStream({ pages: PAGES, epochs: 6, seed: 0xbeef });
+      const h = syncedReplica(stream);
+      const before = simReplica(PAGES).sim;
+      before.writePages(Array.from({ length: PAGES }, (_, pfn) => pfn), Array.from({ length: PAGES }, (_, pfn) => Buffer.from(h.replica.readPage(pfn))));
+      h.actions.length = 0;
+      h.open().push(again.bytes.subarray(0, again.epochEnds[0] - 1));
+      // Every page that now differs was kept; pages the pre-copy sent as they already were were not.
+      // (A page can be kept and then sent back as it was: the same guest replays the same writes.)
+      const changed = differing(before, h.replica);
+      const kept = h.receiver.keptBytes / PAGE_SIZE;
+      assert.ok(changed > 0, 'the pre-copy changed the replica');
+      assert.ok(kept >= changed && kept < PAGES, `${kept} pages kept, ${changed} changed, of ${PAGES}`);
+      h.push(again.bytes.subarray(again.epochEnds[0] - 1));
+      assert.deepEqual(h.acks(), applied(6));
+      const first = h.actions.find((a) => a.type === 'committed');
+      assert.ok(first?.type === 'committed' && first.commit.pages > PAGES, 'the pre-copy sent some pages more than once, each kept once at most');
+      assert.equal(h.receiver.keptBytes, 0);
+      assert.equal(h.receiver.lastEpoch, 6);
+      assert.equal(h.digest(), again.digests[5]);
+      assert.ok(!h.actions.some((a) => a.type === 'invalidated'));
+    });
+
+    test('past maxKeptBytes it gives the checkpoint up, says why, and a cut then leaves nothing to fail over to', () => {
+      const other = recordStream({ pages: PAGES, epochs: 2, seed: 0x0dd });
+      const h = new Harness(PAGES, BIG, 16 * PAGE_SIZE).open();
+      h.push(stream.bytes);
+      h.actions.length = 0;
+      h.open().push(other.bytes.subarray(0, other.epochEnds[0] - 1));
+      const gone = h.actions.filter((a) => a.type === 'invalidated');
+      assert.equal(gone.length, 1);
+      assert.ok(gone[0].type === 'invalidated' && gone[0].previousEpoch === 6);
+      const m = /^the new stream differs from it by more than the (\d+) bytes the secondary keeps \((\d+) so far\)$/.exec(gone[0].reason);
+      assert.ok(m, gone[0].reason);
+      assert.equal(Number(m[1]), 16 * PAGE_SIZE);
+      assert.ok(Number(m[2]) > 16 * PAGE_SIZE);
+      assert.equal(h.receiver.keptBytes, 0);
+      assert.equal(h.receiver.lastEpoch, 0);
+      h.session.abort();
+      assert.equal(h.receiver.lastEpoch, 0);
+    });
   });
 
   test('a plain (non-checkpointed) stream is refused', async () => {

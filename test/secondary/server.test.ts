@@ -275,7 +275,7 @@ describe('SecondaryServer', () => {
       primary.socket.destroy();
       assert.equal(r.log.find(/refused a second primary/).length, 0);
       assert.equal(r.server.digest(), fresh.digests[1]);
-      assert.equal(r.log.find(/overwriting the replica: epoch 2 of the previous stream is gone/).length, 1);
+      assert.equal(r.log.find(/epoch 2 of the previous stream is gone: the new stream differs from it by more than/).length, 1);
     } finally {
       await r.server.stop();
     }
@@ -307,6 +307,55 @@ describe('SecondaryServer', () => {
       assert.equal(r.log.lines().filter((l) => l.code === ErrorCodes.STREAM_TRUNCATED).length, 1);
     } finally {
       await r.server.stop();
+    }
+  });
+
+  describe('a connection lost while the device model takes a whole epoch', () => {
+    /** A replica whose device-model loads wait for the test to settle them. */
+    async function gatedRig(): Promise<{ r: Rig; loads: { settle: (ok: boolean) => void }[] }> {
+      const replica = simReplica(PAGES);
+      const loads: { settle: (ok: boolean) => void }[] = [];
+      const domain = {
+        ...replica.withoutDisk.domain,
+        loadDeviceModel: (state: Buffer) =>
+          new Promise<void>((resolve, reject) => {
+            loads.push({
+              settle: (ok) => {
+                if (ok) replica.withoutDisk.domain.loadDeviceModel(state).then(resolve, reject);
+                else reject(new Error('device model said no'));
+              },
+            });
+          }),
+      };
+      const r = await rig({ replica: { domain, digest: replica.withoutDisk.digest } });
+      r.replica = replica.sim;
+      return { r, loads };
+    }
+
+    for (const ok of [true, false]) {
+      test(`the load ${ok ? 'commits the epoch' : 'is refused: the replica stays at the epoch before'}, and only then is the primary gone`, T, async () => {
+        const { r, loads } = await gatedRig();
+        try {
+          const primary = await FakePrimary.connect(r.port);
+          primary.send(stream.bytes.subarray(0, stream.epochEnds[1]));
+          await until(() => loads.length === 1, 'the first load', WAIT_MS);
+          loads[0].settle(true);
+          await until(() => loads.length === 2, "epoch 2's load", WAIT_MS);
+          primary.socket.resetAndDestroy();
+          // The reset arrives while epoch 2 loads: nothing is reported until the load settles.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          assert.deepEqual(r.gone, []);
+          assert.equal(r.server.lastEpoch, 1);
+          loads[1].settle(ok);
+          await until(() => r.gone.length === 1, 'primary-gone', WAIT_MS);
+          const epoch = ok ? 2 : 1;
+          assert.deepEqual(r.gone[0], { remote: primary.localAddress, lastEpoch: epoch, tornEpoch: epoch + 1 });
+          assert.equal(r.server.lastEpoch, epoch);
+          assert.equal(r.server.digest(), stream.digests[epoch - 1], `the replica is epoch ${epoch}: vCPUs, device model and pages`);
+        } finally {
+          await r.server.stop();
+        }
+      });
     }
   });
 

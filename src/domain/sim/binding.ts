@@ -126,6 +126,7 @@ export class SimReplicaGuest extends SimMachine implements ReplicaGuest {
     this.domain = {
       info: sim.info,
       writePages: (pfns, pages) => sim.writePages(pfns, pages),
+      readPage: (pfn) => sim.readPage(pfn),
       platformContext: () => sim.platformContext(),
       setPlatformContext: (ctx) => sim.setPlatformContext(ctx),
       loadDeviceModel: (state) => {
