@@ -8,6 +8,12 @@
  * may be compared now). Without a standby (teardown) nothing can be
  * compared: held frames are released and the guest's output passes
  * straight through, unprotected, until protection is set up again.
+ *
+ * Frames no replica vouches for (passed through, or flushed at teardown)
+ * leave only while the authority (the arbiter's lease) is valid; without
+ * it they are dropped, as a partitioned network would drop them, and the
+ * guest's TCP sends them again once they can go. Every frame bound for the
+ * clients leaves through deliver(), so this is decided in one place.
  */
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { FrameComparator } from './comparators.js';
@@ -16,8 +22,12 @@ import type { NetLinkPrimary } from './net-link.js';
 export interface ComparatorDeviceOptions {
   comparator: FrameComparator;
   link: NetLinkPrimary;
-  /** Frames for the clients (the front), when nothing is compared. */
+  /** Frames for the clients (the front). */
   release: (frame: Buffer) => void;
+  /** May frames no replica vouches for leave now? (default: always) */
+  authority?: { valid(): boolean };
+  /** Told of each frame dropped for want of the authority. */
+  onDropped?: (frame: Buffer) => void;
 }
 
 export class ComparatorDevice implements CheckpointDevice {
@@ -29,7 +39,17 @@ export class ComparatorDevice implements CheckpointDevice {
   /** The primary guest's NIC output. */
   transmit(frame: Buffer): void {
     if (this.comparing) this.options.comparator.pushPrimary(frame);
-    else this.options.release(frame);
+    else this.deliver(frame);
+  }
+
+  /** A frame for the clients: from the comparator (matched, or flushed at a checkpoint) or passed through. */
+  deliver(frame: Buffer): void {
+    // While comparing, a frame leaves only once the secondary matched it or holds its checkpoint.
+    if (!this.comparing && !(this.options.authority?.valid() ?? true)) {
+      this.options.onDropped?.(frame);
+      return;
+    }
+    this.options.release(frame);
   }
 
   async setup(): Promise<void> {

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { Subject, type Observable } from 'rxjs';
 
 import type { ComparatorAddresses } from '../../proxy/client.js';
+import type { Authority } from '../arbiter/arbiter.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { ColoConfig } from '../config/config.js';
@@ -34,6 +35,8 @@ export interface ColoPrimaryOptions {
   logger: Logger;
   /** A comparator over its sockets (QEMU's colo-compare, `tandem proxy`) instead of Tandem's in-process one. */
   external?: ComparatorAddresses;
+  /** May output no replica vouches for leave now? (the arbiter's lease; default: always) */
+  authority?: Authority;
 }
 
 export class ColoPrimaryService {
@@ -52,7 +55,17 @@ export class ColoPrimaryService {
         ? new SocketComparator(options.external, logger)
         : new InProcessComparator({ compareTimeoutMs: colo.compareTimeoutMs, expiredScanCycleMs: colo.expiredScanCycleMs, maxQueueSize: colo.maxQueueSize }, logger);
     this.link = new NetLinkPrimary({ transport: options.transport, secondary: options.net, toComparator: (f) => this.comparator.pushSecondary(f), logger });
-    this.comparatorDevice = new ComparatorDevice({ comparator: this.comparator, link: this.link, release: (f) => this.front?.release(f) });
+    let dropped = 0;
+    this.comparatorDevice = new ComparatorDevice({
+      comparator: this.comparator,
+      link: this.link,
+      release: (f) => this.front?.release(f),
+      authority: options.authority,
+      onDropped: () => {
+        // The first, then every 1000th: a partition can last.
+        if (dropped++ % 1000 === 0) logger.error({ dropped }, 'no authority to serve (arbiter lease not live): guest frames no replica vouches for are dropped');
+      },
+    });
     this.device = this.comparatorDevice;
   }
 
@@ -79,7 +92,7 @@ export class ColoPrimaryService {
       logger,
     });
     this.front = front;
-    this.comparator.onRelease((f) => front.release(f));
+    this.comparator.onRelease((f) => this.comparatorDevice.deliver(f));
     this.comparator.onCheckpoint((request) => {
       logger.info({ reason: request.reason, flow: request.flow, detail: request.detail }, `divergence: ${request.flow}: ${request.reason}`);
       this.requests.next({ reason: 'divergence', request });

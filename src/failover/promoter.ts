@@ -25,7 +25,7 @@ export interface PromoterOptions {
    * returns it; throws if it cannot. Called only once the promotion's own
    * checks passed, so a failover that cannot happen takes nothing.
    */
-  claim?: () => number;
+  claim?: () => number | Promise<number>;
   /** The replica the binding resumes and serves. */
   replica: Pick<ReplicaGuest, 'promote' | 'stop'>;
   /** Check the guest's persistent state against its memory before serving (slow: for verification runs). */
@@ -57,6 +57,7 @@ export interface PromoterEvents {
 export class Promoter extends EventEmitter<PromoterEvents> {
   private promoted: Promotion | undefined;
   private inflight: Promise<Promotion> | undefined;
+  private lastRefusal: string | undefined;
 
   constructor(private readonly options: PromoterOptions) {
     super();
@@ -88,7 +89,7 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     const { secondary, replica, logger } = this.options;
     const now = this.options.now ?? (() => performance.now());
     const t0 = now();
-    // lastEpoch is 0 whenever the replica is not consistent (never synced, or a new stream's pre-copy under way).
+    // lastEpoch is 0 whenever the replica holds no checkpoint to go back to (never synced, or a new stream's pre-copy gave it up).
     if (secondary.lastEpoch < 1) {
       const err = new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over (${reason}): the replica holds no complete checkpoint (state ${secondary.state})`);
       logger.fatal({ err, reason }, err.message);
@@ -96,10 +97,12 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     }
     let generation: number | undefined;
     try {
-      generation = this.options.claim?.();
+      generation = await this.options.claim?.();
     } catch (err) {
       const refused = new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over (${reason}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      logger.fatal({ err: refused, reason }, refused.message);
+      // A refusal the rule retries (the primary's lease still live) is said once, not at every retry.
+      if (refused.message !== this.lastRefusal) logger.error({ err: refused, reason }, refused.message);
+      this.lastRefusal = refused.message;
       throw refused;
     }
     const why = generation === undefined ? reason : `${reason}; taking over as generation ${generation}`;

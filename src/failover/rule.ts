@@ -6,8 +6,11 @@
  * the stream's end alone is not enough either (a reset link is not a dead
  * primary). Whichever sign comes second triggers the promotion.
  */
+import { isTransient } from '../arbiter/errors.js';
 import type { Logger } from '../util/logger.js';
 import type { PeerState } from '../heartbeat/detector.js';
+
+const DEFAULT_RETRY_MS = 200;
 
 export interface FailoverSigns {
   /** The failure detector's verdict on the primary. */
@@ -47,11 +50,14 @@ export interface FailoverParts {
 
 export class FailoverRule {
   private detach: (() => void) | undefined;
+  private retry: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly parts: FailoverParts,
     private readonly timeoutMs: number,
     private readonly logger: Logger,
+    /** How soon a refusal that may pass is retried (the arbiter held by a lease that is running out). */
+    private readonly retryMs = DEFAULT_RETRY_MS,
   ) {}
 
   start(): void {
@@ -72,6 +78,7 @@ export class FailoverRule {
   }
 
   stop(): void {
+    clearTimeout(this.retry);
     this.detach?.();
     this.detach = undefined;
   }
@@ -84,8 +91,13 @@ export class FailoverRule {
     if (verdict === 'wait-for-stream') this.logger.warn('heartbeats lost but the replication stream is still open: waiting for it to end before failing over');
     if (verdict === 'promote') {
       // The promoter takes the next generation itself, and only if it can fail over.
-      promoter.promote(`primary silent for ${this.timeoutMs} ms`).catch(() => {
-        // promote() logged why it cannot fail over; stay a secondary.
+      promoter.promote(`primary silent for ${this.timeoutMs} ms`).catch((err: unknown) => {
+        // promote() logged why it cannot fail over; stay a secondary. A refusal that
+        // may pass (the primary's lease still live) is asked again while the signs hold.
+        if (isTransient(err) && this.detach !== undefined) {
+          clearTimeout(this.retry);
+          this.retry = setTimeout(() => this.check(), this.retryMs);
+        }
       });
     }
     return verdict;

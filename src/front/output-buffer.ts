@@ -59,6 +59,14 @@
  * Mode 'none' (no output commit: COLO releases through its comparator, or
  * operator choice) passes output through; switching to it releases
  * everything held first, so order is kept.
+ *
+ * Authority (src/arbiter). Output a commit releases is held by a replica,
+ * and may always go. Output that would pass straight through (unprotected,
+ * or a 'release' teardown) is held by no replica: it goes only while the
+ * `authority` says this node may serve (its arbiter lease is live). Without
+ * it, such output is held as after a 'hold' teardown, behind anything held
+ * before, until the authority returns (authorityRestored(): released in
+ * order) or a protection session arms (its first commit covers it).
  */
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { Logger } from '../util/logger.js';
@@ -104,6 +112,8 @@ export interface OutputBufferOptions {
   logger?: Logger;
   /** Told of every chunk delivered, when it is delivered. */
   onRelease?: (released: ReleasedOutput) => void;
+  /** May output no replica holds be released now? Asked at each such release (default: always). */
+  authority?: { valid(): boolean };
 }
 
 export interface OutputBufferStats {
@@ -121,6 +131,8 @@ export interface OutputBufferStats {
   connections: number;
   /** Sources are paused at the held-bytes bound. */
   sourcesPaused: boolean;
+  /** Output that would pass through is held: this node has no authority to serve it now. */
+  awaitingAuthority: boolean;
   /** Times the bound paused the sources. */
   stalls: number;
   releasedBytes: number;
@@ -187,6 +199,8 @@ export class OutputBuffer implements CheckpointDevice {
   private nextId = 1;
   private readonly connections = new Set<OutputConnection>();
   private readonly counters = { stalls: 0, releasedBytes: 0, droppedBytes: 0 };
+  /** Pass-through output is held until the authority returns (everything held is ORPHAN_TAG). */
+  private awaitingAuthority = false;
 
   constructor(options: OutputBufferOptions = {}) {
     this.options = options;
@@ -228,10 +242,19 @@ export class OutputBuffer implements CheckpointDevice {
     this.modeValue = mode;
     this.options.logger?.info({ mode }, `output commit mode: ${mode}`);
     if (mode === 'none') {
-      this.releaseAll();
+      this.releaseUnreplicated();
       // Orphaned output was waiting for a session that output commit no longer needs.
       if (this.phase === 'orphaned') this.phase = 'idle';
     }
+  }
+
+  /** The authority is back: what pass-through held for it goes, in order, and output passes again. */
+  authorityRestored(): void {
+    if (!this.awaitingAuthority || !this.passingThrough()) return;
+    if (!this.authorized()) return;
+    this.awaitingAuthority = false;
+    this.options.logger?.info({ heldBytes: this.held }, 'authority to serve restored: held output released');
+    this.releaseAll();
   }
 
   setTeardownPolicy(policy: TeardownPolicy): void {
@@ -285,8 +308,8 @@ export class OutputBuffer implements CheckpointDevice {
     this.openTag = 0;
     this.committed = 0;
     if (policy === 'release') {
-      this.releaseAll();
       this.phase = 'idle';
+      this.releaseUnreplicated();
     } else if (policy === 'hold') {
       this.retagHeld(ORPHAN_TAG);
       this.phase = this.modeValue === 'remus' ? 'orphaned' : 'idle';
@@ -301,12 +324,15 @@ export class OutputBuffer implements CheckpointDevice {
   /** @internal via OutputConnection.write */
   write(conn: OutputConnection, bytes: Buffer): boolean {
     if (conn.closing || bytes.length === 0) return !this.paused;
-    if (this.modeValue === 'none' || this.phase === 'idle') {
-      // Pass-through never coexists with held output (mode and teardown release or drop it first), so order holds.
-      this.deliver(conn, bytes, null, 0);
-      return true;
+    if (this.passingThrough()) {
+      if (!this.awaitingAuthority && this.authorized()) {
+        // Pass-through never coexists with held output (mode, teardown and authority release or drop it first), so order holds.
+        this.deliver(conn, bytes, null, 0);
+        return true;
+      }
+      this.holdForAuthority();
     }
-    const tag = this.phase === 'orphaned' ? ORPHAN_TAG : this.openTag;
+    const tag = this.phase === 'orphaned' || this.passingThrough() ? ORPHAN_TAG : this.openTag;
     this.queue.push({ conn, tag, bytes, at: this.now() });
     conn.heldChunks++;
     conn.heldBytes += bytes.length;
@@ -339,11 +365,35 @@ export class OutputBuffer implements CheckpointDevice {
       oldestHeldMs: oldest === undefined ? 0 : this.now() - oldest,
       connections: this.connections.size,
       sourcesPaused: this.paused,
+      awaitingAuthority: this.awaitingAuthority,
       ...this.counters,
     };
   }
 
+  private passingThrough(): boolean {
+    return this.modeValue === 'none' || this.phase === 'idle';
+  }
+
+  private authorized(): boolean {
+    return this.options.authority?.valid() ?? true;
+  }
+
+  private holdForAuthority(): void {
+    if (this.awaitingAuthority) return;
+    this.awaitingAuthority = true;
+    this.retagHeld(ORPHAN_TAG);
+    this.options.logger?.error({ heldBytes: this.held }, 'no authority to serve (arbiter lease not live): output no replica holds is held');
+  }
+
+  /** Releases everything held, as pass-through would, if this node may; holds it for the authority otherwise. */
+  private releaseUnreplicated(): void {
+    if (this.authorized()) this.releaseAll();
+    else if (this.held > 0) this.holdForAuthority();
+  }
+
   private arm(epoch: number): void {
+    // A session's first commit covers whatever waited for the authority: the secondary holds it then.
+    this.awaitingAuthority = false;
     this.phase = 'protecting';
     this.openTag = epoch;
     this.committed = epoch - 1;

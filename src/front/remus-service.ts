@@ -6,6 +6,7 @@
  * checkpoint device.
  */
 import type { AddressInfo } from 'node:net';
+import type { Authority } from '../arbiter/arbiter.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { PrimaryGuest } from '../domain/binding.js';
 import type { Address } from '../util/address.js';
@@ -23,6 +24,8 @@ export interface RemusServiceOptions {
   maxHeldBytes: number;
   maxClients: number;
   logger: Logger;
+  /** May output no replica holds be released now? (the arbiter's lease; default: always) */
+  authority?: Authority;
 }
 
 export class RemusService {
@@ -31,13 +34,19 @@ export class RemusService {
   private front: ServiceFront | undefined = undefined;
 
   constructor(private readonly options: RemusServiceOptions) {
-    this.output = new OutputBuffer({ mode: options.mode, teardownPolicy: options.onUnprotected, maxHeldBytes: options.maxHeldBytes, logger: options.logger });
+    this.output = new OutputBuffer({ mode: options.mode, teardownPolicy: options.onUnprotected, maxHeldBytes: options.maxHeldBytes, logger: options.logger, authority: options.authority });
     this.device = this.output;
   }
+
+  /** The authority came back: what waited for it goes. */
+  private readonly onAuthority = (e: { valid: boolean }): void => {
+    if (e.valid) this.output.authorityRestored();
+  };
 
   /** Starts the guest's service, then the front that clients reach it through. */
   async start(): Promise<AddressInfo> {
     const { guest, service, maxClients, logger } = this.options;
+    this.options.authority?.on('authority', this.onAuthority);
     const internal = await guest.serveTcp();
     this.front = new ServiceFront({ buffer: this.output, guest: internal, host: service.host, port: service.port, maxConnections: maxClients, logger });
     return this.front.start();
@@ -49,6 +58,7 @@ export class RemusService {
   }
 
   async stop(): Promise<void> {
+    this.options.authority?.off('authority', this.onAuthority);
     await this.front?.stop();
     await this.options.guest.stop();
   }

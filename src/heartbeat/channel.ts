@@ -216,16 +216,20 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   }
 
   /**
-   * Makes this (secondary) side the primary with generation
-   * max(own, highest heard) + 1, and returns it. Call it only after the
-   * primary was declared dead (and the arbiter agreed).
+   * Makes this (secondary) side the primary with generation `to` (the
+   * arbiter's), or max(own, highest heard) + 1 without one, and returns it.
+   * Call it only after the primary was declared dead and the arbiter gave
+   * the domain to this node.
    */
-  promote(): number {
-    const next = Math.max(this.ownGeneration, this.peerGeneration) + 1;
+  promote(to?: number): number {
+    const highest = Math.max(this.ownGeneration, this.peerGeneration);
+    const next = to ?? highest + 1;
     // A generation must stay exact in the frame's field (below 2^53): one that cannot is refused, and nothing is taken.
     if (!Number.isSafeInteger(next)) {
-      throw new HeartbeatError(C.HEARTBEAT_GENERATIONS_EXHAUSTED, `cannot take a generation above ${Math.max(this.ownGeneration, this.peerGeneration)}: generations end at 2^53-1`);
+      throw new HeartbeatError(C.HEARTBEAT_GENERATIONS_EXHAUSTED, `cannot take a generation above ${highest}: generations end at 2^53-1`);
     }
+    // The arbiter's generation must still be news to everyone this channel heard, or it fences nobody.
+    if (next <= highest) throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, `cannot promote to generation ${next}: generation ${highest} was already heard`);
     this.ownGeneration = next;
     this.ownRole = 'primary';
     this.options.logger?.warn({ generation: this.ownGeneration }, `heartbeat: promoted to primary with generation ${this.ownGeneration}`);

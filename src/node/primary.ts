@@ -8,6 +8,8 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Observable, Subscription } from 'rxjs';
+import type { Arbiter } from '../arbiter/arbiter.js';
+import { NO_ARBITER_WARNING, NoArbiter } from '../arbiter/none.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
@@ -39,6 +41,8 @@ export interface PrimaryNodeOptions {
   transport: Transport;
   logger: Logger;
   hybrid?: HybridOptions;
+  /** Who may serve the domain (default: none, with the warning it deserves). */
+  arbiter?: Arbiter;
 }
 
 /** Why a node stopped serving. */
@@ -58,6 +62,7 @@ export class PrimaryNode {
   private monitor: MonitorServer | undefined;
   private readonly subscriptions: Subscription[] = [];
   private fenced: Promise<FenceNotice> | undefined;
+  private arbiter: Arbiter | undefined;
 
   constructor(private readonly options: PrimaryNodeOptions) {}
 
@@ -80,18 +85,31 @@ export class PrimaryNode {
     const p = cfg.primary;
     const protect = mode !== 'none';
     if (protect && p.secondary === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, 'no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
-    const guest = binding.primary(logger);
-    if (protect) await this.hearPeer(p.secondary!);
-    const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
-    this.service = service;
-    const bound = await service.start();
-    logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
-    if (!protect) {
-      logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
+    // The arbiter first: a node that may not serve the domain starts nothing.
+    const arbiter = this.options.arbiter ?? new NoArbiter(p.generation);
+    this.arbiter = arbiter;
+    if (arbiter.kind === 'none' && protect) logger.warn(NO_ARBITER_WARNING);
+    const generation = await arbiter.acquire();
+    try {
+      const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: generation, peerGeneration: h.generation })));
+      this.fenced = superseded;
+      const guest = binding.primary(logger);
+      if (protect) await this.hearPeer(p.secondary!, generation, superseded);
+      const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
+      this.service = service;
+      const bound = await service.start();
+      logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
+      if (!protect) {
+        logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
+        return bound;
+      }
+      await this.protect(guest, service, p.secondary!);
       return bound;
+    } catch (err) {
+      // Not serving after all: the domain goes back (a fenced start never held what it lost).
+      await arbiter.stop({ release: true }).catch(() => {});
+      throw err;
     }
-    await this.protect(guest, service, p.secondary!);
-    return bound;
   }
 
   /** Resolves if this node is fenced while it runs (a newer primary exists): the caller must stop it at once. */
@@ -113,14 +131,16 @@ export class PrimaryNode {
     await this.monitor?.stop();
     await this.service?.stop();
     await this.heartbeat?.stop();
+    // Nothing is served any more: an orderly stop hands the domain back at once rather than leaving the lease to run out.
+    await this.arbiter?.stop({ release: reason.kind === 'signal' });
   }
 
-  private async hearPeer(secondary: Address): Promise<void> {
+  private async hearPeer(secondary: Address, generation: number, superseded: Promise<FenceNotice>): Promise<void> {
     const { cfg, transport, logger } = this.options;
     const heartbeat = new HeartbeatChannel({
       transport,
       role: 'primary',
-      generation: cfg.primary.generation,
+      generation,
       connect: cfg.primary.heartbeat ?? nextPort(secondary),
       intervalMs: cfg.heartbeat.intervalMs,
       timeoutMs: cfg.heartbeat.timeoutMs,
@@ -129,7 +149,7 @@ export class PrimaryNode {
     });
     await startUnlessFenced(heartbeat, cfg.heartbeat.timeoutMs);
     this.heartbeat = heartbeat;
-    this.fenced = whenFenced(heartbeat);
+    this.fenced = Promise.race([whenFenced(heartbeat), superseded]);
   }
 
   private acked = 0;
@@ -137,13 +157,22 @@ export class PrimaryNode {
   private remusService(guest: PrimaryGuest, protect: boolean): Service {
     const { cfg, logger } = this.options;
     const p = cfg.primary;
-    return new RemusService({ guest, mode: protect ? 'remus' : 'none', service: p.service, onUnprotected: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, maxClients: p.maxClients, logger });
+    return new RemusService({
+      guest,
+      mode: protect ? 'remus' : 'none',
+      service: p.service,
+      onUnprotected: p.onUnprotected,
+      maxHeldBytes: p.maxHeldMib * 2 ** 20,
+      maxClients: p.maxClients,
+      logger,
+      authority: this.arbiter,
+    });
   }
 
   private coloService(guest: PrimaryGuest, secondary: Address): ColoPrimaryService {
     const { cfg, transport, logger } = this.options;
     const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
-    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator });
+    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator, authority: this.arbiter });
   }
 
   private async protect(guest: PrimaryGuest, service: Service, secondary: Address): Promise<void> {

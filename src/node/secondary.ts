@@ -5,6 +5,8 @@
  * running replica when the primary runs COLO, and the monitor. The CLI
  * parses flags and calls start() and stop().
  */
+import type { Arbiter, Holder } from '../arbiter/arbiter.js';
+import { NO_ARBITER_WARNING, NoArbiter } from '../arbiter/none.js';
 import { ColoSecondary } from '../colo/secondary.js';
 import { nextPort, type TandemConfig } from '../config/config.js';
 import type { DomainBinding, ReplicaGuest } from '../domain/binding.js';
@@ -29,6 +31,8 @@ export interface SecondaryNodeOptions {
   logger: Logger;
   /** Replay the guest's persistent state against its memory before serving after a failover (slow: verification runs). */
   verifyPersistence?: boolean;
+  /** Who may serve the domain: a failover takes it there first (default: none, with the warning it deserves). */
+  arbiter?: Arbiter;
 }
 
 export interface SecondaryAddresses {
@@ -46,6 +50,8 @@ export class SecondaryNode {
   private promoter: Promoter | undefined;
   private rule: FailoverRule | undefined;
   private monitor: MonitorServer | undefined;
+  private arbiter: Arbiter | undefined;
+  private superseded: Promise<Holder> | undefined;
 
   constructor(private readonly options: SecondaryNodeOptions) {}
 
@@ -88,8 +94,22 @@ export class SecondaryNode {
       logger,
     });
     this.heartbeat = heartbeat;
-    // A promotion takes the next generation only once it knows it can fail over.
-    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim: () => heartbeat.promote() });
+    const arbiter = this.options.arbiter ?? new NoArbiter(1);
+    this.arbiter = arbiter;
+    if (arbiter.kind === 'none') logger.warn(NO_ARBITER_WARNING);
+    this.superseded = new Promise((resolve) => arbiter.once('superseded', resolve));
+    // A promotion takes the domain (the next generation) only once it knows it can fail over: from the
+    // arbiter first, which refuses while the primary's lease is live, then on the heartbeat channel.
+    const claim = async (): Promise<number> => {
+      const generation = await arbiter.claim(heartbeat.generation);
+      try {
+        return heartbeat.promote(generation);
+      } catch (err) {
+        await arbiter.stop({ release: true }).catch(() => {});
+        throw err;
+      }
+    };
+    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim });
     this.promoter = promoter;
     if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
@@ -110,6 +130,11 @@ export class SecondaryNode {
     return net === undefined ? { replication, heartbeat: hb } : { replication, heartbeat: hb, net };
   }
 
+  /** Resolves if, having failed over, this node learns that another took the domain since: the caller must stop it at once. */
+  whenSuperseded(): Promise<Holder> {
+    return this.superseded ?? new Promise(() => {});
+  }
+
   async stop(signal: string): Promise<void> {
     this.options.logger.info({ signal }, 'stopping');
     this.rule?.stop();
@@ -118,5 +143,7 @@ export class SecondaryNode {
     await this.server?.stop();
     await this.colo?.stop();
     await this.monitor?.stop();
+    // A promoted node no longer serves: the domain goes back at once.
+    await this.arbiter?.stop({ release: true });
   }
 }

@@ -2,6 +2,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { describe, test } from 'node:test';
+import { ArbiterError, ArbiterErrorCodes } from '../../src/arbiter/errors.js';
+import { ErrorCodes, TandemError } from '../../src/errors.js';
 import { FailoverRule, failoverVerdict, type FailoverParts } from '../../src/failover/rule.js';
 import type { PeerState } from '../../src/heartbeat/detector.js';
 import { until } from '../helpers/wait.js';
@@ -97,5 +99,61 @@ describe('FailoverRule', () => {
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(p.promotions, []);
     assert.equal(rule.check(), 'stay');
+  });
+});
+
+describe('FailoverRule and the arbiter', () => {
+  /** A promoter refusing with `errors` in turn (wrapped as the promoter wraps a claim's refusal), then promoting. */
+  function refusing(p: Parts, errors: Error[]): void {
+    p.promoter.promote = (reason: string): Promise<unknown> => {
+      p.promotions.push(reason);
+      const err = errors.shift();
+      if (err === undefined) {
+        p.promoter.engaged = true;
+        return Promise.resolve();
+      }
+      return Promise.reject(new TandemError(ErrorCodes.NOTHING_TO_FAIL_OVER, `cannot fail over: ${err.message}`, { cause: err }));
+    };
+  }
+
+  test('a refusal that may pass (the primary\'s lease still live, the arbiter unreachable) is asked again until it succeeds', async () => {
+    const p = new Parts();
+    refusing(p, [new ArbiterError(ArbiterErrorCodes.ARBITER_HELD, 'held'), new ArbiterError(ArbiterErrorCodes.ARBITER_UNREACHABLE, 'unreachable')]);
+    const rule = new FailoverRule(p.parts, 250, captureLog().logger, 10);
+    rule.start();
+    p.primaryDies();
+    p.streamEnds();
+    await until(() => p.promotions.length === 3, 'three attempts');
+    assert.equal(p.promoter.engaged, true);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(p.promotions.length, 3, 'none after it succeeded');
+    rule.stop();
+  });
+
+  test('a final refusal (stale replica) is not retried, and neither is one whose primary is heard again', async () => {
+    const p = new Parts();
+    refusing(p, [new ArbiterError(ArbiterErrorCodes.ARBITER_STALE, 'stale')]);
+    const rule = new FailoverRule(p.parts, 250, captureLog().logger, 10);
+    rule.start();
+    p.primaryDies();
+    p.streamEnds();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(p.promotions.length, 1);
+
+    const q = new Parts();
+    refusing(q, [new ArbiterError(ArbiterErrorCodes.ARBITER_HELD, 'held'), new ArbiterError(ArbiterErrorCodes.ARBITER_HELD, 'held')]);
+    const rule2 = new FailoverRule(q.parts, 250, captureLog().logger, 30);
+    rule2.start();
+    q.primaryDies();
+    q.streamEnds();
+    await until(() => q.promotions.length === 1, 'the first attempt');
+    // Heard again before the retry: the signs no longer say promote.
+    q.heartbeat.peerState = 'alive';
+    q.heartbeat.emit('peer');
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(q.promotions.length, 1);
+    assert.equal(q.promoter.engaged, false);
+    rule.stop();
+    rule2.stop();
   });
 });

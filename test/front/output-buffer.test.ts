@@ -322,3 +322,91 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     assert.throws(() => new OutputBuffer({ maxHeldBytes: 10, resumeHeldBytes: 11 }).validate(), { code: FrontErrorCodes.FRONT_BAD_OPTIONS });
   });
 });
+
+describe('OutputBuffer authority (the arbiter\'s lease)', () => {
+  /** An authority the test turns on and off. */
+  const authority = (): { valid: () => boolean; set: (v: boolean) => void } => {
+    let v = true;
+    return { valid: () => v, set: (x) => (v = x) };
+  };
+
+  test('output no replica holds passes only while the authority is valid; held output goes, in order, when it returns', () => {
+    const auth = authority();
+    const { buffer, open } = fixture({ authority: auth });
+    const a = open();
+    const b = open();
+    put(a.conn, 'a1');
+    auth.set(false);
+    put(a.conn, 'a2');
+    put(b.conn, 'b1');
+    auth.set(true);
+    // Valid again, but not yet told: still held, so nothing overtakes a2.
+    put(a.conn, 'a3');
+    assert.deepEqual(a.sink.got, ['a1']);
+    assert.deepEqual(b.sink.got, []);
+    assert.equal(buffer.stats().awaitingAuthority, true);
+    buffer.authorityRestored();
+    assert.deepEqual(a.sink.got, ['a1', 'a2', 'a3']);
+    assert.deepEqual(b.sink.got, ['b1']);
+    assert.equal(buffer.stats().awaitingAuthority, false);
+    put(b.conn, 'b2');
+    assert.deepEqual(b.sink.got, ['b1', 'b2']);
+  });
+
+  test('a commit releases what the secondary acked whatever the authority says', () => {
+    const auth = authority();
+    const { buffer, open } = fixture({ authority: auth });
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'e1');
+    auth.set(false);
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['e1']);
+  });
+
+  test("a 'release' teardown without the authority holds instead; the next session's first commit covers it", () => {
+    const auth = authority();
+    const { buffer, open } = fixture({ authority: auth, teardownPolicy: 'release' });
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'e1');
+    auth.set(false);
+    buffer.teardown();
+    put(conn, 'after');
+    assert.deepEqual(sink.got, []);
+    assert.equal(buffer.stats().heldChunks, 2);
+    // A new secondary: everything held is older than its first suspend.
+    buffer.setup();
+    put(conn, 'new');
+    buffer.postsuspend(1);
+    assert.deepEqual(sink.got, []);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['e1', 'after', 'new']);
+  });
+
+  test("switching to mode 'none' without the authority holds what was held", () => {
+    const auth = authority();
+    const { buffer, open } = fixture({ authority: auth });
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'x');
+    auth.set(false);
+    buffer.setMode('none');
+    put(conn, 'y');
+    assert.deepEqual(sink.got, []);
+    auth.set(true);
+    buffer.authorityRestored();
+    assert.deepEqual(sink.got, ['x', 'y']);
+  });
+
+  test('authorityRestored() while the authority is still invalid releases nothing', () => {
+    const auth = authority();
+    const { buffer, open } = fixture({ authority: auth });
+    const { conn, sink } = open();
+    auth.set(false);
+    put(conn, 'q');
+    buffer.authorityRestored();
+    assert.deepEqual(sink.got, []);
+  });
+});
