@@ -44,6 +44,8 @@ export interface EngineOptions {
   digest?: () => string;
   /** Told of each epoch's digest as soon as it is taken, before the epoch is sent. */
   onStaged?: (epoch: number, digest: string) => void;
+  /** This primary's generation: each stream opens with it, so the secondary can refuse a superseded primary. */
+  generation?: number;
 }
 
 export interface EngineDeps {
@@ -152,6 +154,7 @@ export class PrimaryEngine {
       now: this.deps.now ?? (() => performance.now()),
       digest: o.digest,
       onStaged: o.onStaged,
+      generation: o.generation,
     });
     await devices.run('setup');
     this.setState('precopy', 'syncing the standby: devices and guest memory, live (pre-copy)');

@@ -21,7 +21,8 @@
 import type { DeviceModelState, LibxcEpochStats, LibxcOutput, PrecopyDecision, PrecopyStats, ProtectedDomain, SaveCallbacks } from '../domain/types.js';
 import { StreamEncoder } from '../stream/encoder.js';
 import type { Framing } from '../stream/layout.js';
-import { ColoControl } from '../stream/format.js';
+import { ColoControl, TandemType } from '../stream/format.js';
+import { encodePrimaryRecord } from '../stream/primary-record.js';
 import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { EpochStrategy, LibxlRecordWriter } from './strategies.js';
@@ -76,6 +77,8 @@ export interface CheckpointSessionOptions {
   digest?: () => string;
   /** Told of each epoch's digest before any of the epoch is sent (verification mode). */
   onStaged?: (epoch: number, digest: string) => void;
+  /** A replication stream opens with TANDEM_PRIMARY naming this primary's generation (docs/stream.md). */
+  generation?: number;
 }
 
 interface Deferred<T> {
@@ -142,6 +145,9 @@ export class CheckpointSession {
     this.phase = 'precopy';
     const libxl = this.libxl;
     if (libxl) this.emit(this.encoder.libxlHeader());
+    const { generation } = this.options;
+    // Before anything the secondary would apply: it decides from this whether the stream may go on.
+    if (libxl && generation !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(generation) }));
     const deviceSyncBytes = await this.deviceLiveSync();
     if (libxl) this.emit(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
     await this.flush();

@@ -63,6 +63,8 @@ export class PrimaryNode {
   private readonly subscriptions: Subscription[] = [];
   private fenced: Promise<FenceNotice> | undefined;
   private arbiter: Arbiter | undefined;
+  /** The generation this node serves as (the arbiter's). */
+  private generation = 0;
 
   constructor(private readonly options: PrimaryNodeOptions) {}
 
@@ -90,6 +92,7 @@ export class PrimaryNode {
     this.arbiter = arbiter;
     if (arbiter.kind === 'none' && protect) logger.warn(NO_ARBITER_WARNING);
     const generation = await arbiter.acquire();
+    this.generation = generation;
     try {
       const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: generation, peerGeneration: h.generation })));
       this.fenced = superseded;
@@ -201,6 +204,7 @@ export class PrimaryNode {
         digest: p.verifyDigest ? () => guest.digest() : undefined,
         // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
         onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
+        generation: this.generation,
       },
     );
     this.engine = engine;

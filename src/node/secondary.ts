@@ -69,7 +69,7 @@ export class SecondaryNode {
     // COLO: the replica also runs the guest, fed the client frames the primary mirrors over the net link.
     const colo = mode === 'colo' ? new ColoSecondary({ replica, transport, net: cfg.colo.net ?? nextPort(nextPort(s.listen)), logger }) : undefined;
     this.colo = colo;
-    const server = new SecondaryServer({
+    const server: SecondaryServer = new SecondaryServer({
       replica,
       transport,
       listen: s.listen,
@@ -77,13 +77,19 @@ export class SecondaryNode {
       logger,
       maxEpochBytes: s.maxEpochMib * 2 ** 20,
       colo,
+      // Streams name their primary's generation: a superseded primary's is refused, a current one's replaces a dead connection.
+      primaries: {
+        get generation(): number {
+          return heartbeat.generation;
+        },
+      },
     });
     this.server = server;
     server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
     server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
     // Heartbeats on their own channel decide that the primary is dead (silence
     // for the timeout), so a large checkpoint in flight never looks like death.
-    const heartbeat = new HeartbeatChannel({
+    const heartbeat: HeartbeatChannel = new HeartbeatChannel({
       transport,
       role: 'secondary',
       generation: 1,
@@ -94,6 +100,8 @@ export class SecondaryNode {
       logger,
     });
     this.heartbeat = heartbeat;
+    // A newer primary heard of: the stream of the one it superseded must not get another epoch acked.
+    heartbeat.on('generation', () => server.supersede());
     const arbiter = this.options.arbiter ?? new NoArbiter(1);
     this.arbiter = arbiter;
     if (arbiter.kind === 'none') logger.warn(NO_ARBITER_WARNING);
@@ -101,7 +109,8 @@ export class SecondaryNode {
     // A promotion takes the domain (the next generation) only once it knows it can fail over: from the
     // arbiter first, which refuses while the primary's lease is live, then on the heartbeat channel.
     const claim = async (): Promise<number> => {
-      const generation = await arbiter.claim(heartbeat.generation);
+      // The generation whose checkpoint the replica holds: only that primary's successor may serve this copy.
+      const generation = await arbiter.claim(server.replicaGeneration ?? heartbeat.generation);
       try {
         return heartbeat.promote(generation);
       } catch (err) {

@@ -8,18 +8,22 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import type { ColoReplicaGuest, ReplicaGuest } from '../domain/binding.js';
-import { StreamError } from '../errors.js';
+import { ErrorCodes, StreamError } from '../errors.js';
 import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/backchannel.js';
 import type { Transport, TransportListener } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaDevice, type ReplicaState } from './receiver.js';
+import { PreludeReader, type PreludeResult } from './prelude.js';
 import { ReplicationSession } from './session.js';
 import { ColoControl } from '../stream/format.js';
 
 export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_CLOSE_GRACE_MS = 2000;
+export const DEFAULT_PRELUDE_TIMEOUT_MS = 2000;
+/** Connections still to name their generation; more are refused at once. */
+const MAX_PENDING = 4;
 /** Acks the primary has not read yet; beyond this it is not reading its back-channel at all. */
 const MAX_UNREAD_ACK_BYTES = 1024 * 1024;
 
@@ -40,6 +44,17 @@ export interface SecondaryServerOptions {
   devices?: readonly ReplicaDevice[];
   /** COLO: the replica runs as the secondary's guest between checkpoints (docs/colo.md). */
   colo?: ColoReplicaHooks;
+  /**
+   * The newest primary generation this secondary knows of (its heartbeat
+   * channel's). Given, every stream must open with TANDEM_PRIMARY: one from
+   * an older generation is refused, and one of the current or a newer
+   * generation replaces the stream in progress (the primary reconnecting
+   * after a partition, whose old connection this side may not have noticed
+   * is dead). Absent: streams are taken as they come, one at a time.
+   */
+  primaries?: { readonly generation: number };
+  /** How long a new connection has to name its generation (default 2 s). */
+  preludeTimeoutMs?: number;
 }
 
 /** What the server drives of COLO's running replica at each checkpoint. */
@@ -80,6 +95,10 @@ interface Link {
   finished: boolean;
   /** The primary closed or reset the connection before a clean END, and before we refused the stream. */
   peerGone: boolean;
+  /** Dropped for a newer stream (replaced, or its primary superseded): not a lost primary. */
+  replaced: boolean;
+  /** The generation its TANDEM_PRIMARY named (undefined without a gate). */
+  generation: number | undefined;
   /** The epoch that was arriving when the stream stopped. */
   tornEpoch: number;
   grace: NodeJS.Timeout | undefined;
@@ -102,6 +121,10 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   private readonly sockets = new Set<Link>();
   private stopping = false;
   private reportedState: ReplicaState = 'idle';
+  /** Connections still to name their generation. */
+  private readonly pending = new Set<Duplex>();
+  /** The generation of the primary whose checkpoint the replica holds. */
+  private held: number | undefined;
 
   constructor(private readonly options: SecondaryServerOptions) {
     super();
@@ -114,6 +137,11 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   /** The epoch the replica holds; 0 when it holds no complete checkpoint. */
   get lastEpoch(): number {
     return this.receiver?.lastEpoch ?? 0;
+  }
+
+  /** The generation of the primary whose checkpoint the replica holds (undefined: unknown, or none held). */
+  get replicaGeneration(): number | undefined {
+    return this.lastEpoch > 0 ? this.held : undefined;
   }
 
   /** Remote address of the active primary, if one is connected. */
@@ -149,6 +177,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     this.stopping = true;
     try {
       const listening = server === undefined ? Promise.resolve() : server.close();
+      for (const socket of this.pending) socket.destroy();
+      this.pending.clear();
       const open = [...this.sockets];
       for (const link of open) link.socket.destroy();
       await Promise.all(open.map((link) => link.closed));
@@ -158,23 +188,114 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     }
   }
 
+  /**
+   * A primary generation newer than the active stream's is known now (heard
+   * on the heartbeat channel): that stream's primary is superseded, and its
+   * stream is dropped before it can have another epoch acked.
+   */
+  supersede(): void {
+    const link = this.link;
+    const known = this.options.primaries?.generation;
+    if (link === undefined || known === undefined || link.generation === undefined || link.generation >= known) return;
+    this.options.logger.warn({ remote: link.remote, generation: link.generation, known }, `the stream from ${link.remote} is of generation ${link.generation}, superseded by generation ${known}: dropped`);
+    this.drop(link);
+  }
+
   private onConnection(socket: Duplex, remote: string): void {
     const log = this.options.logger;
-    if (this.link !== undefined || this.stopping || this.receiver === undefined) {
-      const why = this.link !== undefined ? `the primary at ${this.link.remote} is active` : 'the secondary is stopping';
-      log.warn({ remote, active: this.link?.remote }, `refused a second primary connection from ${remote}: ${why}`);
+    const refuse = (why: string): void => {
+      log.warn({ remote, active: this.link?.remote }, `refused a primary connection from ${remote}: ${why}`);
       socket.destroy();
+      this.notify('connection-refused', { remote });
+    };
+    if (this.stopping || this.receiver === undefined) return refuse('the secondary is stopping');
+    if (this.options.primaries === undefined) {
+      if (this.link !== undefined) return refuse(`the primary at ${this.link.remote} is active`);
+      this.activate(socket, remote, [], undefined);
+      return;
+    }
+    if (this.pending.size >= MAX_PENDING) return refuse(`${MAX_PENDING} connections are already naming their generation`);
+    this.pending.add(socket);
+    const reader = new PreludeReader();
+    const timeoutMs = this.options.preludeTimeoutMs ?? DEFAULT_PRELUDE_TIMEOUT_MS;
+    const timer = setTimeout(() => finish(() => refuse(`it did not name its generation within ${timeoutMs} ms`)), timeoutMs);
+    const finish = (then: () => void): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      this.pending.delete(socket);
+      then();
+    };
+    const onClose = (): void => finish(() => {});
+    const onData = (chunk: Buffer): void => {
+      let result: PreludeResult;
+      try {
+        result = reader.push(chunk);
+      } catch (err) {
+        finish(() => {
+          log.warn({ remote, err }, `refused a primary connection from ${remote}: ${err instanceof Error ? err.message : String(err)}`);
+          socket.destroy();
+          this.notify('connection-refused', { remote });
+        });
+        return;
+      }
+      if (result.done) finish(() => this.admit(socket, remote, result.generation, result.chunks));
+    };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.on('error', () => {});
+  }
+
+  /** A connection named its generation: refused if superseded, else it becomes the stream (replacing the active one). */
+  private admit(socket: Duplex, remote: string, generation: number, chunks: Buffer[]): void {
+    const log = this.options.logger;
+    const known = Math.max(this.options.primaries?.generation ?? 0, this.link?.generation ?? 0);
+    if (generation < known || this.stopping) {
+      const reason = this.stopping ? 'the secondary is stopping' : `generation ${generation} is superseded: this secondary knows generation ${known}`;
+      log.warn({ remote, generation, known, code: ErrorCodes.STREAM_STALE_PRIMARY }, `refused the stream from ${remote}: ${reason} [${ErrorCodes.STREAM_STALE_PRIMARY}]`);
+      // Told why, so a superseded primary logs it; then closed.
+      socket.write(encodeBackRecord({ type: 'ACK', epoch: 1, status: AckStatus.STREAM_ERROR, reason }));
+      socket.end();
+      setTimeout(() => socket.destroy(), this.options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS).unref();
       this.notify('connection-refused', { remote });
       return;
     }
-    const session = new ReplicationSession(this.receiver, {
+    const old = this.link;
+    if (old === undefined) {
+      this.activate(socket, remote, chunks, generation);
+      return;
+    }
+    // The same primary reconnecting (its old connection is dead, whether or not this side noticed) or a newer one.
+    log.warn({ remote, generation, replaced: old.remote }, `primary connected from ${remote} (generation ${generation}): replacing the stream from ${old.remote}`);
+    socket.pause();
+    this.drop(old);
+    void old.closed.then(() => {
+      if (socket.destroyed || this.stopping || this.link !== undefined) {
+        socket.destroy();
+        return;
+      }
+      this.activate(socket, remote, chunks, generation);
+      socket.resume();
+    });
+  }
+
+  /** Ends a stream for a newer one: the epoch in flight is discarded, and nobody is told the primary is gone. */
+  private drop(link: Link): void {
+    link.replaced = true;
+    if (this.link === link) this.link = undefined;
+    link.socket.destroy();
+  }
+
+  private activate(socket: Duplex, remote: string, chunks: Buffer[], generation: number | undefined): void {
+    const log = this.options.logger;
+    const session = new ReplicationSession(this.receiver!, {
       replicaPages: this.options.replica.domain.info.pages,
       maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
       colo: this.options.colo !== undefined,
     });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-    const link: Link = { socket, remote, session, finished: false, peerGone: false, tornEpoch: 0, grace: undefined, loading: undefined, closed, resolveClosed };
+    const link: Link = { socket, remote, session, finished: false, peerGone: false, replaced: false, generation, tornEpoch: 0, grace: undefined, loading: undefined, closed, resolveClosed };
     this.link = link;
     this.sockets.add(link);
     // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
@@ -200,6 +321,11 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     });
     socket.on('error', (err) => log.warn({ remote, err: err.message }, `connection from ${remote}: ${err.message}`));
     socket.on('close', () => this.onClose(link));
+    // What the prelude read: the session decodes the stream from its first byte.
+    for (const chunk of chunks) {
+      session.push(chunk, (a) => this.perform(link, a));
+      this.syncState();
+    }
   }
 
   /** COLO, at a checkpoint's announcement: stop the guest, tell the primary which pages it touched. */
@@ -225,7 +351,10 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     switch (a.type) {
       case 'committed': {
         const c = a.commit;
-        if (c.epoch === 1) log.info({ remote, ...c }, `replica protected: consistent at epoch 1 of the stream from ${remote}`);
+        if (c.epoch === 1) {
+          this.held = link.generation;
+          log.info({ remote, ...c }, `replica protected: consistent at epoch 1 of the stream from ${remote}`);
+        }
         else log.debug({ remote, ...c }, `epoch ${c.epoch} applied`);
         this.notify('epoch', c);
         return;
@@ -344,7 +473,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     if (link.loading !== undefined) {
       // Its acks go nowhere now, but the epoch being loaded is whole and commits (or is refused) first.
       // The peer went first, whatever the load's outcome.
-      if (!link.finished && !this.stopping) link.peerGone = true;
+      if (!link.finished && !this.stopping && !link.replaced) link.peerGone = true;
       void link.loading.then(() => this.onClose(link));
       return;
     }
@@ -354,13 +483,15 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       // Reset or destroyed mid-stream: no chance to ack.
       link.finished = true;
       link.tornEpoch = link.session.abort();
-      if (this.stopping) {
+      if (link.replaced) {
+        this.options.logger.info({ remote, tornEpoch: link.tornEpoch }, `the stream from ${remote} ended for a newer one: epoch ${link.tornEpoch} discarded, replica at epoch ${this.lastEpoch}`);
+      } else if (this.stopping) {
         this.options.logger.info({ remote, tornEpoch: link.tornEpoch }, `secondary stopping: dropped the stream from ${remote}, epoch ${link.tornEpoch} discarded`);
       } else {
         link.peerGone = true;
       }
     }
-    if (link.peerGone && !this.stopping) {
+    if (link.peerGone && !this.stopping && !link.replaced) {
       // Whether the primary died or only the link broke is the failure detector's call, not ours.
       const gone: PrimaryGone = { remote, lastEpoch: this.lastEpoch, tornEpoch: link.tornEpoch };
       this.options.logger.warn({ ...gone }, `primary ${remote} gone without a clean END; epoch ${gone.tornEpoch} discarded, replica at epoch ${gone.lastEpoch}`);

@@ -81,11 +81,13 @@ const LIBXL_NAMES = invert(LibxlType);
 /**
  * Tandem's own records, in the optional range (bit 31) so that any reader
  * following the spec may skip them: TANDEM_ACK travels the back-channel,
- * TANDEM_DISK_WRITES a checkpoint's libxl section (docs/stream.md).
+ * TANDEM_DISK_WRITES a checkpoint's libxl section, TANDEM_PRIMARY opens a
+ * replication stream (docs/stream.md).
  */
 export const TandemType = {
   TANDEM_ACK: 0x80005401,
   TANDEM_DISK_WRITES: 0x80005402,
+  TANDEM_PRIMARY: 0x80005403,
 } as const;
 const TANDEM_NAMES = invert(TandemType);
 

@@ -163,7 +163,7 @@ async function coloRun(opts: { external?: ComparatorAddresses }, cleanups: (() =
 /**
  * The first session's bytes, both ways, through Xen's own verifier classes:
  * the forward stream as a COLO stream (CHECKPOINT_STATE after each
- * CHECKPOINT_END, libxl END at the orderly stop; Tandem's disk records read
+ * CHECKPOINT_END, libxl END at the orderly stop; Tandem's TANDEM_PRIMARY and disk records read
  * past as the optional records they are), and the back-channel's
  * CHECKPOINT_STATE and CHECKPOINT_DIRTY_PFN_LIST records.
  */
@@ -173,7 +173,7 @@ function checkWithXen(tap: TcpTap, epochs: number): void {
     const forward = tmp.path('forward.stream');
     const bytes = Buffer.concat(tap.forward[0]);
     writeFileSync(forward, bytes);
-    const f = verifyCheckpointed(forward, { colo: true, optional: [TandemType.TANDEM_DISK_WRITES] });
+    const f = verifyCheckpointed(forward, { colo: true, optional: [TandemType.TANDEM_PRIMARY, TandemType.TANDEM_DISK_WRITES] });
     assert.equal(f.status, 0, f.stderr);
     assert.equal(f.epochs, epochs, 'every checkpoint of the session');
     const seq = f.records!.map(([layer, type]) => `${layer}:${type}`);

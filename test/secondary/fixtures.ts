@@ -11,7 +11,8 @@ import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
-import { DomainType, PAGE_SIZE } from '../../src/stream/format.js';
+import { DomainType, PAGE_SIZE, TandemType } from '../../src/stream/format.js';
+import { encodePrimaryRecord } from '../../src/stream/primary-record.js';
 import { SimBinding, type SimReplicaGuest } from '../../src/domain/sim/binding.js';
 import type { ActionSink, ReplicationSession } from '../../src/secondary/session.js';
 import { createLogger } from '../../src/util/logger.js';
@@ -39,6 +40,8 @@ export interface StreamPlan {
   heavy?: Record<number, number>;
   /** After the last checkpoint, pages that no CHECKPOINT_END commits before the END. */
   trailingPages?: number[];
+  /** Open with TANDEM_PRIMARY naming this generation, as a Tandem primary's stream does. */
+  generation?: number;
 }
 
 export function recordStream(plan: StreamPlan): RecordedStream {
@@ -55,7 +58,12 @@ export function recordStream(plan: StreamPlan): RecordedStream {
   const digests: string[] = [];
   const epochEnds: number[] = [];
 
-  saver.start();
+  if (plan.generation === undefined) saver.start();
+  else {
+    saver.begin();
+    saver.libxlRecords([{ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(plan.generation) }]);
+    saver.startLibxc();
+  }
   primary.enableLogDirty();
   saver.sendPages(Array.from({ length: pages }, (_, pfn) => pfn));
   for (let round = 1; round < (plan.liveRounds ?? 2); round++) {

@@ -225,7 +225,7 @@ describe('SecondaryServer', () => {
       await first.waitAcks(2);
       const second = await FakePrimary.connect(r.port);
       await second.waitClosed();
-      const refused = r.log.find(/refused a second primary connection/);
+      const refused = r.log.find(/refused a primary connection from \S+: the primary at \S+ is active/);
       assert.equal(refused.length, 1);
       assert.equal(refused[0].remote, second.localAddress);
       assert.ok(String(refused[0].msg).includes(second.localAddress));
@@ -273,7 +273,7 @@ describe('SecondaryServer', () => {
       // The refused primary never closed its side; the grace timer ends that socket.
       await until(() => r.server.openConnections === 0, 'the grace timer to drop the lingering socket', WAIT_MS);
       primary.socket.destroy();
-      assert.equal(r.log.find(/refused a second primary/).length, 0);
+      assert.equal(r.log.find(/refused a primary connection/).length, 0);
       assert.equal(r.server.digest(), fresh.digests[1]);
       assert.equal(r.log.find(/epoch 2 of the previous stream is gone: the new stream differs from it by more than/).length, 1);
     } finally {
@@ -357,6 +357,125 @@ describe('SecondaryServer', () => {
         }
       });
     }
+  });
+
+  describe('with a generation gate (streams open with TANDEM_PRIMARY)', () => {
+    const gen2 = recordStream({ pages: PAGES, epochs: 5, seed: 0x5ec, generation: 2 });
+    const gen3 = recordStream({ pages: PAGES, epochs: 3, seed: 0x77, generation: 3 });
+
+    async function gated(known: { generation: number }, options: Partial<SecondaryServerOptions> = {}): Promise<Rig> {
+      const refused: string[] = [];
+      const r = await rig({ primaries: known, ...options });
+      r.server.on('connection-refused', (c) => refused.push(c.remote));
+      return r;
+    }
+
+    test('a stream that does not name its generation is refused before it writes anything', T, async () => {
+      const r = await gated({ generation: 1 });
+      try {
+        const p = await FakePrimary.connect(r.port);
+        p.send(stream.bytes);
+        await p.waitClosed();
+        assert.equal(r.server.lastEpoch, 0);
+        assert.deepEqual(r.outcomes, []);
+        const line = r.log.find(/refused a primary connection from \S+: .*the stream does not open with TANDEM_PRIMARY/);
+        assert.equal(line.length, 1);
+        assert.equal((line[0].err as { code?: string } | undefined)?.code, ErrorCodes.STREAM_NOT_A_PRIMARY);
+      } finally {
+        await r.server.stop();
+      }
+    });
+
+    test('a connection that says nothing holds no slot past the prelude timeout; a fifth silent one is refused at once', T, async () => {
+      const r = await gated({ generation: 1 }, { preludeTimeoutMs: 300 });
+      try {
+        const silent = await Promise.all([1, 2, 3, 4].map(() => FakePrimary.connect(r.port)));
+        const fifth = await FakePrimary.connect(r.port);
+        await fifth.waitClosed();
+        assert.equal(r.log.find(/4 connections are already naming their generation/).length, 1);
+        for (const p of silent) await p.waitClosed();
+        assert.equal(r.log.find(/did not name its generation within 300 ms/).length, 4);
+        // The real primary gets in afterwards.
+        const p = await FakePrimary.connect(r.port);
+        p.send(gen2.bytes);
+        await p.waitAcks(5);
+        assert.deepEqual(p.acks, applied(5));
+        assert.equal(r.server.replicaGeneration, 2);
+      } finally {
+        await r.server.stop();
+      }
+    });
+
+    test('a superseded primary\'s stream is refused with the reason, and the replica is untouched', T, async () => {
+      const known = { generation: 1 };
+      const r = await gated(known);
+      try {
+        const p = await FakePrimary.connect(r.port);
+        p.send(gen2.bytes);
+        await p.waitAcks(5);
+        known.generation = 3;
+        const stale = await FakePrimary.connect(r.port);
+        stale.send(gen2.bytes);
+        await stale.waitClosed();
+        assert.equal(stale.acks.length, 1);
+        const ack = stale.acks[0];
+        assert.ok(ack.type === 'ACK' && ack.status === AckStatus.STREAM_ERROR, JSON.stringify(ack));
+        assert.equal(ack.reason, 'generation 2 is superseded: this secondary knows generation 3');
+        assert.equal(r.server.lastEpoch, 5);
+        assert.equal(r.server.digest(), gen2.digests[4]);
+        assert.equal(r.log.lines().filter((l) => l.code === ErrorCodes.STREAM_STALE_PRIMARY).length, 1);
+      } finally {
+        await r.server.stop();
+      }
+    });
+
+    test('the primary reconnecting replaces a connection this side still holds; nobody is reported gone', T, async () => {
+      const r = await gated({ generation: 2 });
+      try {
+        // The old connection: it stops mid-epoch and never closes (its primary has moved on).
+        const old = await FakePrimary.connect(r.port, false);
+        old.send(gen2.bytes.subarray(0, gen2.epochEnds[1] + 500));
+        await old.waitAcks(2);
+        const fresh = await FakePrimary.connect(r.port);
+        fresh.send(gen2.bytes);
+        await fresh.waitAcks(5);
+        assert.deepEqual(fresh.acks, applied(5));
+        assert.equal(r.server.digest(), gen2.digests[4]);
+        assert.deepEqual(r.gone, [], 'a replaced stream is not a lost primary');
+        assert.equal(r.log.find(/replacing the stream from/).length, 1);
+        assert.equal(r.log.find(/ended for a newer one: epoch 3 discarded, replica at epoch 2/).length, 1);
+      } finally {
+        await r.server.stop();
+      }
+    });
+
+    test('a newer primary heard of supersedes the active stream: it is dropped, and its successor streams', T, async () => {
+      const known = { generation: 2 };
+      const r = await gated(known);
+      try {
+        const old = await FakePrimary.connect(r.port, false);
+        old.send(gen2.bytes.subarray(0, gen2.epochEnds[2] + 100));
+        await old.waitAcks(3);
+        r.server.supersede();
+        assert.equal(r.server.primary, old.localAddress, 'the same generation is not superseded');
+        known.generation = 3;
+        r.server.supersede();
+        await until(() => r.log.find(/ended for a newer one/).length === 1, 'the stream to be dropped', WAIT_MS);
+        assert.equal(r.log.find(/is of generation 2, superseded by generation 3: dropped/).length, 1);
+        assert.equal(r.server.primary, undefined);
+        assert.equal(old.acks.length, 3, 'no ack after it was superseded');
+        assert.deepEqual(r.gone, []);
+        assert.equal(r.server.lastEpoch, 3);
+        assert.equal(r.server.replicaGeneration, 2);
+        const next = await FakePrimary.connect(r.port);
+        next.send(gen3.bytes);
+        await next.waitAcks(3);
+        assert.deepEqual(next.acks, applied(3));
+        assert.equal(r.server.replicaGeneration, 3);
+      } finally {
+        await r.server.stop();
+      }
+    });
   });
 
   test('COLO: the running guest is stopped before a new stream writes the replica, and keeps running after a torn one', T, async () => {
