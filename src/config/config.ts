@@ -57,6 +57,10 @@ const primarySchema = section({
   // When the standby is lost: release held output (available, unprotected), hold it, or drop it.
   on_unprotected: oneOf(['release', 'hold', 'drop']).default('release'),
   max_clients: int(1, 100_000).default(1000),
+  // At max_clients a new client evicts the one idle longest, if it has been idle this long (0: any idle client; at most a week).
+  client_evict_idle_ms: int(0, 604_800_000).default(10_000),
+  // A client idle this long is closed even below max_clients; 0: never (Redis's `timeout 0`).
+  client_idle_timeout_ms: int(0, 604_800_000).default(0),
   // The secondary's heartbeat address (default: the secondary's host, its port + 1).
   heartbeat: address().optional(),
   // This primary's generation; a promoted secondary takes a higher one and fences this one.

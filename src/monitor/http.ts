@@ -113,6 +113,7 @@ export class MonitorServer {
       state: () => source.status().state,
       lagMs: () => source.status().lagMs,
       clients: () => this.hub.size,
+      serviceClients: source.clients,
     });
     this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
   }

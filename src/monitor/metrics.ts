@@ -6,6 +6,15 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { MONITOR_STATES, type BroadcastEvent, type MonitorState, type NodeRole } from './events.js';
 
+/** What the service front reports of its clients (the front's FrontClientStats). */
+export interface ServiceClientStats {
+  connections: number;
+  maxConnections: number;
+  refused: number;
+  evicted: number;
+  timedOut: number;
+}
+
 export interface MetricsOptions {
   node: NodeRole;
   /** Current state, read at scrape time. */
@@ -13,6 +22,26 @@ export interface MetricsOptions {
   /** Replication lag in ms at scrape time (null: no epoch yet). */
   lagMs: () => number | null;
   clients: () => number;
+  /** The service front's clients, on a node that has one (undefined while it is not running). */
+  serviceClients?: () => ServiceClientStats | undefined;
+}
+
+/**
+ * A counter whose total is kept elsewhere: at each scrape, `into` (the
+ * counter, or one of its label sets) goes up by what the total grew by
+ * since the last scrape (prom-client counters only go up by inc()).
+ */
+function mirror(read: () => number | undefined): (into: { inc(by: number): void }) => void {
+  let last = 0;
+  return (into) => {
+    const now = read();
+    if (now === undefined) return;
+    // A total that went down belongs to a new owner (a front restarted): count it from zero.
+    const delta = now >= last ? now - last : now;
+    last = now;
+    // Even by 0: a counter (and each of its label sets) is exported from the first scrape on.
+    into.inc(delta);
+  };
 }
 
 export class MonitorMetrics {
@@ -57,6 +86,17 @@ export class MonitorMetrics {
       },
     });
     new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(options.clients()); } });
+    const service = options.serviceClients;
+    if (service !== undefined) {
+      const refused = mirror(() => service()?.refused);
+      const evicted = mirror(() => service()?.evicted);
+      const timedOut = mirror(() => service()?.timedOut);
+      new Gauge({ name: 'tandem_service_clients', help: "Clients connected to the guest's service through the front", registers, collect() { this.set(service()?.connections ?? 0); } });
+      new Gauge({ name: 'tandem_service_clients_max', help: "The front's max_clients", registers, collect() { this.set(service()?.maxConnections ?? 0); } });
+      new Counter({ name: 'tandem_service_clients_refused_total', help: 'Clients refused at max_clients, none idle long enough to give up its slot', registers, collect() { refused(this); } });
+      new Counter({ name: 'tandem_service_clients_evicted_total', help: 'Idle clients closed to admit a new one at max_clients', registers, collect() { evicted(this); } });
+      new Counter({ name: 'tandem_service_clients_timed_out_total', help: 'Clients closed by the idle timeout', registers, collect() { timedOut(this); } });
+    }
   }
 
   observe(event: BroadcastEvent): void {

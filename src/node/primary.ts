@@ -19,6 +19,7 @@ import { nextPort, type TandemConfig } from '../config/config.js';
 import type { DomainBinding, PrimaryGuest } from '../domain/binding.js';
 import { DiskMirror } from '../disk/mirror.js';
 import { ErrorCodes, TandemError } from '../errors.js';
+import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
 import { RemusService } from '../front/remus-service.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
@@ -47,6 +48,7 @@ export type StopReason = { kind: 'signal'; signal: string } | ({ kind: 'fenced' 
 interface Service {
   readonly device: CheckpointDevice;
   start(): Promise<AddressInfo>;
+  clients(): FrontClientStats | undefined;
   stopFront(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -137,13 +139,18 @@ export class PrimaryNode {
   private remusService(guest: PrimaryGuest, protect: boolean): Service {
     const { cfg, logger } = this.options;
     const p = cfg.primary;
-    return new RemusService({ guest, mode: protect ? 'remus' : 'none', service: p.service, onUnprotected: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, maxClients: p.maxClients, logger });
+    return new RemusService({ guest, mode: protect ? 'remus' : 'none', service: p.service, onUnprotected: p.onUnprotected, maxHeldBytes: p.maxHeldMib * 2 ** 20, clients: this.clientLimits(), logger });
+  }
+
+  private clientLimits(): ClientLimitOptions {
+    const p = this.options.cfg.primary;
+    return { maxConnections: p.maxClients, evictIdleMs: p.clientEvictIdleMs, idleTimeoutMs: p.clientIdleTimeoutMs };
   }
 
   private coloService(guest: PrimaryGuest, secondary: Address): ColoPrimaryService {
     const { cfg, transport, logger } = this.options;
     const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
-    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator });
+    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, clients: this.clientLimits(), logger, external: cfg.colo.comparator });
   }
 
   private async protect(guest: PrimaryGuest, service: Service, secondary: Address): Promise<void> {
@@ -190,7 +197,7 @@ export class PrimaryNode {
         logger.debug(m, 'epoch');
       }),
     );
-    const source = new PrimarySource({ engine, mode, divergences$: requests$ });
+    const source = new PrimarySource({ engine, mode, divergences$: requests$, clients: () => service.clients() });
     this.monitor = await startMonitor(cfg.monitor, logger, source);
     engine.start();
   }
