@@ -95,8 +95,14 @@ const monitorSchema = section({
   allow_remote_read: bool().default(false),
   // Loopback clients may read without the token; false: every reader needs it.
   loopback_read: bool().default(true),
+  // WebSocket clients at once; operator_slots of them are kept for clients presenting the control token.
+  max_clients: int(1, 65_536).default(256),
+  operator_slots: int(0, 65_536).default(16),
+  // A connection must send its whole request (or WebSocket upgrade) within this.
+  handshake_timeout_ms: int(100, 600_000).default(10_000),
 }).check(
   rule((m) => (m.token !== undefined && m.tokenFile !== undefined ? 'monitor: set token or token_file, not both' : undefined)),
+  rule((m) => (m.operatorSlots > m.maxClients ? `monitor.operator_slots (${m.operatorSlots}) exceeds monitor.max_clients (${m.maxClients}); set operator_slots too` : undefined)),
   rule((m) =>
     m.allowRemoteRead && !m.loopbackRead ? 'monitor: allow_remote_read opens reading to everyone; loopback_read: false would close it to this machine only' : undefined,
   ),

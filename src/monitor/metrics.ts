@@ -4,6 +4,7 @@
  * monitors in one process, as in tests, must not share counters.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AdmissionStats } from './admission.js';
 import { MONITOR_STATES, type BroadcastEvent, type MonitorState, type NodeRole } from './events.js';
 
 /** What the service front reports of its clients (the front's FrontClientStats). */
@@ -22,6 +23,8 @@ export interface MetricsOptions {
   /** Replication lag in ms at scrape time (null: no epoch yet). */
   lagMs: () => number | null;
   clients: () => number;
+  /** The monitor's own WebSocket slots (undefined before start). */
+  admission?: () => AdmissionStats | undefined;
   /** The service front's clients, on a node that has one (undefined while it is not running). */
   serviceClients?: () => ServiceClientStats | undefined;
 }
@@ -86,6 +89,22 @@ export class MonitorMetrics {
       },
     });
     new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(options.clients()); } });
+    const admission = options.admission ?? (() => undefined);
+    new Gauge({ name: 'tandem_monitor_operator_clients', help: 'Connected monitor WebSocket clients that presented the control token', registers, collect() { this.set(admission()?.operators ?? 0); } });
+    const evictedViewers = mirror(() => admission()?.evictedViewers);
+    new Counter({ name: 'tandem_monitor_viewers_evicted_total', help: 'Monitor viewers closed to give their slot to an operator', registers, collect() { evictedViewers(this); } });
+    const refusedViewers = mirror(() => admission()?.refusedViewers);
+    const refusedOperators = mirror(() => admission()?.refusedOperators);
+    new Counter({
+      name: 'tandem_monitor_clients_refused_total',
+      help: 'Monitor WebSocket clients refused for want of a slot, by role',
+      labelNames: ['role'],
+      registers,
+      collect() {
+        refusedViewers(this.labels({ role: 'viewer' }));
+        refusedOperators(this.labels({ role: 'operator' }));
+      },
+    });
     const service = options.serviceClients;
     if (service !== undefined) {
       const refused = mirror(() => service()?.refused);
