@@ -16,6 +16,7 @@ import type { Trigger } from '../checkpoint/triggers.js';
 import type { ColoConfig } from '../config/config.js';
 import type { PrimaryGuest } from '../domain/binding.js';
 import { ErrorCodes, TandemError } from '../errors.js';
+import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
 import { ColoFront, CLIENT_ENDPOINT } from '../front/colo-front.js';
 import type { Transport } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
@@ -31,7 +32,8 @@ export interface ColoPrimaryOptions {
   /** The secondary's net link. */
   net: Address;
   service: Address;
-  maxClients: number;
+  /** The front's client slots: max_clients and when an idle client gives its up. */
+  clients: ClientLimitOptions;
   logger: Logger;
   /** A comparator over its sockets (QEMU's colo-compare, `tandem proxy`) instead of Tandem's in-process one. */
   external?: ComparatorAddresses;
@@ -78,7 +80,11 @@ export class ColoPrimaryService {
   async start(): Promise<AddressInfo> {
     const { guest, logger, service } = this.options;
     if (guest.attachNic === undefined) throw new TandemError(ErrorCodes.DOMAIN_UNSUPPORTED, 'COLO needs a guest with a virtual NIC Tandem can drive; this domain type has none');
-    const nic = guest.attachNic((f) => this.comparatorDevice.transmit(f));
+    const nic = guest.attachNic((f) => {
+      // The front counts what the primary sends a client as owed to it until the comparator releases it.
+      this.front?.produced(f);
+      this.comparatorDevice.transmit(f);
+    });
     const front = new ColoFront({
       guest: nic.endpoint,
       client: CLIENT_ENDPOINT,
@@ -88,7 +94,7 @@ export class ColoPrimaryService {
       },
       host: service.host,
       port: service.port,
-      maxConnections: this.options.maxClients,
+      ...this.options.clients,
       logger,
     });
     this.front = front;
@@ -106,6 +112,11 @@ export class ColoPrimaryService {
     this.link.on('drain', () => front.unhold());
     await this.comparator.start();
     return front.start();
+  }
+
+  /** The front's client slots (undefined before start). */
+  clients(): FrontClientStats | undefined {
+    return this.front?.clientStats();
   }
 
   /** Closes the client-facing side at once: no held output may leave (fenced). */

@@ -57,6 +57,10 @@ const primarySchema = section({
   // When the standby is lost: release held output (available, unprotected), hold it, or drop it.
   on_unprotected: oneOf(['release', 'hold', 'drop']).default('release'),
   max_clients: int(1, 100_000).default(1000),
+  // At max_clients a new client evicts the one idle longest, if it has been idle this long (0: any idle client; at most a week).
+  client_evict_idle_ms: int(0, 604_800_000).default(10_000),
+  // A client idle this long is closed even below max_clients; 0: never (Redis's `timeout 0`).
+  client_idle_timeout_ms: int(0, 604_800_000).default(0),
   // The secondary's heartbeat address (default: the secondary's host, its port + 1).
   heartbeat: address().optional(),
   // This primary's generation; a promoted secondary takes a higher one and fences this one.
@@ -91,8 +95,14 @@ const monitorSchema = section({
   allow_remote_read: bool().default(false),
   // Loopback clients may read without the token; false: every reader needs it.
   loopback_read: bool().default(true),
+  // WebSocket clients at once; operator_slots of them are kept for clients presenting the control token.
+  max_clients: int(1, 65_536).default(256),
+  operator_slots: int(0, 65_536).default(16),
+  // A connection must send its whole request (or WebSocket upgrade) within this.
+  handshake_timeout_ms: int(100, 600_000).default(10_000),
 }).check(
   rule((m) => (m.token !== undefined && m.tokenFile !== undefined ? 'monitor: set token or token_file, not both' : undefined)),
+  rule((m) => (m.operatorSlots > m.maxClients ? `monitor.operator_slots (${m.operatorSlots}) exceeds monitor.max_clients (${m.maxClients}); set operator_slots too` : undefined)),
   rule((m) =>
     m.allowRemoteRead && !m.loopbackRead ? 'monitor: allow_remote_read opens reading to everyone; loopback_read: false would close it to this machine only' : undefined,
   ),

@@ -11,6 +11,7 @@ import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { PrimaryGuest } from '../domain/binding.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
+import type { ClientLimitOptions, FrontClientStats } from './client-limits.js';
 import { OutputBuffer, type OutputMode, type TeardownPolicy } from './output-buffer.js';
 import { ServiceFront } from './service-front.js';
 
@@ -22,7 +23,8 @@ export interface RemusServiceOptions {
   /** When the standby is lost: release held output, hold it, or drop it. */
   onUnprotected: TeardownPolicy;
   maxHeldBytes: number;
-  maxClients: number;
+  /** The front's client slots: max_clients and when an idle client gives its up. */
+  clients: ClientLimitOptions;
   logger: Logger;
   /** May output no replica holds be released now? (the arbiter's lease; default: always) */
   authority?: Authority;
@@ -45,11 +47,16 @@ export class RemusService {
 
   /** Starts the guest's service, then the front that clients reach it through. */
   async start(): Promise<AddressInfo> {
-    const { guest, service, maxClients, logger } = this.options;
+    const { guest, service, clients, logger } = this.options;
     this.options.authority?.on('authority', this.onAuthority);
     const internal = await guest.serveTcp();
-    this.front = new ServiceFront({ buffer: this.output, guest: internal, host: service.host, port: service.port, maxConnections: maxClients, logger });
+    this.front = new ServiceFront({ buffer: this.output, guest: internal, host: service.host, port: service.port, ...clients, logger });
     return this.front.start();
+  }
+
+  /** The front's client slots (undefined before start). */
+  clients(): FrontClientStats | undefined {
+    return this.front?.clientStats();
   }
 
   /** Closes the client-facing side at once: no held output may leave (fenced). */

@@ -24,9 +24,12 @@ import { MonitorError, MonitorErrorCodes as C } from './errors.js';
 import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
 import { MonitorMetrics } from './metrics.js';
 import type { MonitorSource } from './source.js';
+import { MonitorAdmission, admissionLimits, type AdmissionLimits, type ClientRole } from './admission.js';
+import { BurstLog } from '../util/burst-log.js';
 
 export const DEFAULT_PING_INTERVAL_MS = 10_000;
-export const DEFAULT_MAX_CLIENTS = 256;
+/** A connection that has not sent a whole request (or upgrade) this long after it opened is closed. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** Frames above this are cut by ws (close 1009); smaller oversized ones get a typed error reply. */
 const MAX_FRAME_BYTES = 64 * 1024;
 
@@ -38,7 +41,12 @@ export interface MonitorServerOptions {
   auth: AuthPolicy;
   logger: Logger;
   pingIntervalMs?: number;
+  /** WebSocket clients at once (default 256); see admission.ts. */
   maxClients?: number;
+  /** Of those, kept for clients presenting the control token (default a sixteenth, at most 16). */
+  operatorSlots?: number;
+  /** A connection must send a whole request (or upgrade) within this (default 10 s). */
+  handshakeTimeoutMs?: number;
   /** Per-client buffering limits (see MonitorHub). */
   limits?: Pick<HubOptions, 'sampleAboveBytes' | 'disconnectAboveBytes' | 'maxPending'>;
   /** Wall clock for event timestamps. */
@@ -74,6 +82,38 @@ const SECURITY_HEADERS = {
 // connect-src 'self' covers ws:// to the same host and port in current browsers.
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+const MAX_HANDSHAKE_TIMEOUT_MS = 600_000;
+const MIN_HANDSHAKE_TIMEOUT_MS = 100;
+const MAX_PING_INTERVAL_MS = 600_000;
+/** WebSocket close code 1013, "try again later": the slot went to an operator. */
+const CLOSE_EVICTED = 1013;
+
+type AdmissionEvent = 'refused-viewer' | 'refused-operator' | 'evicted-viewer';
+
+/** One WebSocket client, as the hub and the admission see it. */
+class WsClient implements HubClient {
+  constructor(
+    readonly ws: WebSocket,
+    readonly remote: string,
+  ) {}
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  send(data: string): void {
+    this.ws.send(data);
+  }
+
+  ping(): void {
+    this.ws.ping();
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+}
+
 const HTTP_STATUS: Record<string, number> = {
   [C.MONITOR_BAD_MESSAGE]: 400,
   [C.MONITOR_UNAUTHORIZED]: 401,
@@ -94,6 +134,8 @@ export class MonitorServer {
   private pinger: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Socket>();
   private address: AddressInfo | undefined;
+  private admission: MonitorAdmission<WsClient> | undefined;
+  private admissionLog: BurstLog<AdmissionEvent> | undefined;
 
   constructor(private readonly options: MonitorServerOptions) {
     const { source, logger } = options;
@@ -113,6 +155,8 @@ export class MonitorServer {
       state: () => source.status().state,
       lagMs: () => source.status().lagMs,
       clients: () => this.hub.size,
+      admission: () => this.admission?.stats(),
+      serviceClients: source.clients,
     });
     this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
   }
@@ -128,6 +172,15 @@ export class MonitorServer {
     const { host, port, logger, source } = this.options;
     if (!isLoopbackHost(host) && !this.auth.hasToken) {
       throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: refusing to listen on ${host} (not loopback) without a control token; set monitor.token or monitor.token_file`);
+    }
+    const limits = admissionLimits(this.options);
+    const handshakeMs = this.options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    if (!Number.isInteger(handshakeMs) || handshakeMs < MIN_HANDSHAKE_TIMEOUT_MS || handshakeMs > MAX_HANDSHAKE_TIMEOUT_MS) {
+      throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: handshakeTimeoutMs must be an integer in ${MIN_HANDSHAKE_TIMEOUT_MS}..${MAX_HANDSHAKE_TIMEOUT_MS}, got ${handshakeMs}`);
+    }
+    const pingMs = this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS;
+    if (!Number.isInteger(pingMs) || pingMs < 1 || pingMs > MAX_PING_INTERVAL_MS) {
+      throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: pingIntervalMs must be an integer in 1..${MAX_PING_INTERVAL_MS}, got ${pingMs}`);
     }
     for (const [path, [file, type]] of Object.entries(assetFiles())) {
       try {
@@ -154,7 +207,15 @@ export class MonitorServer {
       perMessageDeflate: false,
       handleProtocols: (offered: Set<string>) => (offered.has(EVENTS_PROTOCOL) ? EVENTS_PROTOCOL : false),
     });
-    const server = createServer((req, res) => this.onRequest(req, res));
+    this.admission = new MonitorAdmission(limits);
+    this.admissionLog = new BurstLog({ logger, summarize: summarizeAdmission(limits) });
+    // A connection that opens and sends nothing (or a request a byte at a time) holds a
+    // socket: it must send its whole request, an upgrade included, within the handshake
+    // timeout. Node checks every connection at connectionsCheckingInterval.
+    const server = createServer(
+      { headersTimeout: handshakeMs, requestTimeout: handshakeMs, connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(handshakeMs / 4))) },
+      (req, res) => this.onRequest(req, res),
+    );
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
@@ -171,7 +232,7 @@ export class MonitorServer {
     this.server = server;
     this.wss = wss;
     this.address = server.address() as AddressInfo;
-    this.pinger = setInterval(() => this.hub.sweep(), this.options.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS);
+    this.pinger = setInterval(() => this.hub.sweep(), pingMs);
     this.pinger.unref();
     logger.info({ monitor: this.url }, `monitor listening on ${this.url} (dashboard ${this.url}, events ${this.url.replace(/^http/, 'ws')}ws)`);
     return this.address;
@@ -187,6 +248,7 @@ export class MonitorServer {
     if (!server) return;
     for (const ws of this.wss?.clients ?? []) ws.terminate();
     this.hub.clear();
+    this.admissionLog?.stop();
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     for (const s of this.sockets) s.destroy();
     await closed;
@@ -300,40 +362,72 @@ export class MonitorServer {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/ws' || !this.wss) return refuse(404, 'Not Found');
     const token = bearer(req.headers.authorization) ?? tokenFromProtocols(req.headers['sec-websocket-protocol']);
-    const access = this.auth.readAccess(req.socket.remoteAddress, token);
-    if (access === 'locked') return refuse(429, 'Too Many Requests');
-    if (access !== 'ok') return refuse(401, 'Unauthorized');
+    const address = req.socket.remoteAddress;
+    // A token presented here claims an operator's slot: verified (a wrong one counted) like any other.
+    const verdict = token === undefined ? undefined : this.auth.verify(token, address);
+    const role: ClientRole = verdict === 'ok' ? 'operator' : 'viewer';
+    if (role === 'viewer') {
+      const access = this.auth.readAccess(address, undefined);
+      if (access !== 'ok') return access === 'locked' || verdict === 'locked' ? refuse(429, 'Too Many Requests') : refuse(401, 'Unauthorized');
+    }
     // A page from another site must not read events through the user's browser.
     const origin = req.headers.origin;
     if (origin !== undefined && !sameOrigin(origin, req.headers.host)) {
       this.options.logger.warn({ origin }, 'monitor: refused a WebSocket from another origin');
       return refuse(403, 'Forbidden');
     }
-    if (this.hub.size >= (this.options.maxClients ?? DEFAULT_MAX_CLIENTS)) return refuse(503, 'Service Unavailable');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onClient(ws, req, token));
+    const admission = this.admission!;
+    const remote = describeRemote(req.socket);
+    const decision = admission.decide(role);
+    if (!decision.admit) {
+      const why = decision.why === 'viewers-full' ? 'every slot for clients without the token is taken' : 'every slot is taken';
+      this.admissionLog?.note(role === 'viewer' ? 'refused-viewer' : 'refused-operator', { remote, role }, `monitor: refused a WebSocket ${role} from ${remote}: ${why}`);
+      return refuse(503, 'Service Unavailable');
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onClient(ws, req, token, role));
   }
 
-  private onClient(ws: WebSocket, req: IncomingMessage, connectionToken: string | undefined): void {
+  private onClient(ws: WebSocket, req: IncomingMessage, connectionToken: string | undefined, role: ClientRole): void {
     const remote = describeRemote(req.socket);
     const log = this.options.logger;
-    const client: HubClient = {
-      get bufferedAmount() {
-        return ws.bufferedAmount;
-      },
-      send: (data) => ws.send(data),
-      ping: () => ws.ping(),
-      terminate: () => ws.terminate(),
-    };
+    const admission = this.admission!;
+    // Decided again now that the upgrade is done: another client may have taken the slot meanwhile.
+    const decision = admission.decide(role);
+    if (!decision.admit) {
+      this.admissionLog?.note(role === 'viewer' ? 'refused-viewer' : 'refused-operator', { remote, role }, `monitor: refused a WebSocket ${role} from ${remote}: its slot was taken during the upgrade`);
+      ws.close(CLOSE_EVICTED, 'no slot left');
+      return;
+    }
+    if (decision.evict !== undefined) this.evict(decision.evict, remote);
+    const client = new WsClient(ws, remote);
+    admission.add(client, role, this.monotonic());
     ws.on('pong', () => this.hub.pong(client));
     ws.on('close', () => {
       this.hub.remove(client);
+      admission.remove(client);
       log.debug({ remote }, 'monitor client left');
     });
     ws.on('error', (err) => log.debug({ remote, err: err.message }, 'monitor client error'));
     const address = req.socket.remoteAddress;
-    ws.on('message', (data: RawData, isBinary: boolean) => this.onMessage(client, { remote, address }, connectionToken, data, isBinary));
-    log.debug({ remote }, 'monitor client connected');
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      admission.touch(client, this.monotonic());
+      this.onMessage(client, { remote, address }, connectionToken, data, isBinary);
+    });
+    log.debug({ remote, role }, 'monitor client connected');
     this.hub.add(client);
+  }
+
+  /** Closes a viewer so an operator gets its slot; the slot is free at once, whatever the close handshake does. */
+  private evict(victim: WsClient, operator: string): void {
+    const idleMs = Math.round(this.admission!.idleMs(victim, this.monotonic()));
+    this.admission!.remove(victim, true);
+    this.hub.remove(victim);
+    this.admissionLog?.note('evicted-viewer', { remote: victim.remote, idleMs, for: operator }, `monitor: viewer ${victim.remote} (${idleMs} ms without a message) closed to give its slot to operator ${operator}`);
+    victim.ws.close(CLOSE_EVICTED, 'slot needed by an operator');
+  }
+
+  private monotonic(): number {
+    return performance.now();
   }
 
   private onMessage(client: HubClient, peer: { remote: string; address: string | undefined }, connectionToken: string | undefined, data: RawData, isBinary: boolean): void {
@@ -365,6 +459,16 @@ export class MonitorServer {
       (err: unknown) => error(err, msg.id),
     );
   }
+}
+
+function summarizeAdmission(limits: AdmissionLimits): (counts: Partial<Record<AdmissionEvent, number>>, windowMs: number) => string {
+  return (counts, windowMs) => {
+    const parts: string[] = [];
+    if (counts['evicted-viewer']) parts.push(`${counts['evicted-viewer']} viewers closed for operators`);
+    if (counts['refused-viewer']) parts.push(`${counts['refused-viewer']} viewers refused`);
+    if (counts['refused-operator']) parts.push(`${counts['refused-operator']} operators refused (every slot an operator's)`);
+    return `monitor (${limits.maxClients} WebSocket slots, ${limits.operatorSlots} kept for operators), in the last ${Math.round(windowMs / 1000)} s: ${parts.join(', ')}`;
+  };
 }
 
 function describeRemote(socket: Socket): string {

@@ -4,7 +4,17 @@
  * monitors in one process, as in tests, must not share counters.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AdmissionStats } from './admission.js';
 import { MONITOR_STATES, type BroadcastEvent, type MonitorState, type NodeRole } from './events.js';
+
+/** What the service front reports of its clients (the front's FrontClientStats). */
+export interface ServiceClientStats {
+  connections: number;
+  maxConnections: number;
+  refused: number;
+  evicted: number;
+  timedOut: number;
+}
 
 export interface MetricsOptions {
   node: NodeRole;
@@ -13,6 +23,28 @@ export interface MetricsOptions {
   /** Replication lag in ms at scrape time (null: no epoch yet). */
   lagMs: () => number | null;
   clients: () => number;
+  /** The monitor's own WebSocket slots (undefined before start). */
+  admission?: () => AdmissionStats | undefined;
+  /** The service front's clients, on a node that has one (undefined while it is not running). */
+  serviceClients?: () => ServiceClientStats | undefined;
+}
+
+/**
+ * A counter whose total is kept elsewhere: at each scrape, `into` (the
+ * counter, or one of its label sets) goes up by what the total grew by
+ * since the last scrape (prom-client counters only go up by inc()).
+ */
+function mirror(read: () => number | undefined): (into: { inc(by: number): void }) => void {
+  let last = 0;
+  return (into) => {
+    const now = read();
+    if (now === undefined) return;
+    // A total that went down belongs to a new owner (a front restarted): count it from zero.
+    const delta = now >= last ? now - last : now;
+    last = now;
+    // Even by 0: a counter (and each of its label sets) is exported from the first scrape on.
+    into.inc(delta);
+  };
 }
 
 export class MonitorMetrics {
@@ -57,6 +89,33 @@ export class MonitorMetrics {
       },
     });
     new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(options.clients()); } });
+    const admission = options.admission ?? (() => undefined);
+    new Gauge({ name: 'tandem_monitor_operator_clients', help: 'Connected monitor WebSocket clients that presented the control token', registers, collect() { this.set(admission()?.operators ?? 0); } });
+    const evictedViewers = mirror(() => admission()?.evictedViewers);
+    new Counter({ name: 'tandem_monitor_viewers_evicted_total', help: 'Monitor viewers closed to give their slot to an operator', registers, collect() { evictedViewers(this); } });
+    const refusedViewers = mirror(() => admission()?.refusedViewers);
+    const refusedOperators = mirror(() => admission()?.refusedOperators);
+    new Counter({
+      name: 'tandem_monitor_clients_refused_total',
+      help: 'Monitor WebSocket clients refused for want of a slot, by role',
+      labelNames: ['role'],
+      registers,
+      collect() {
+        refusedViewers(this.labels({ role: 'viewer' }));
+        refusedOperators(this.labels({ role: 'operator' }));
+      },
+    });
+    const service = options.serviceClients;
+    if (service !== undefined) {
+      const refused = mirror(() => service()?.refused);
+      const evicted = mirror(() => service()?.evicted);
+      const timedOut = mirror(() => service()?.timedOut);
+      new Gauge({ name: 'tandem_service_clients', help: "Clients connected to the guest's service through the front", registers, collect() { this.set(service()?.connections ?? 0); } });
+      new Gauge({ name: 'tandem_service_clients_max', help: "The front's max_clients", registers, collect() { this.set(service()?.maxConnections ?? 0); } });
+      new Counter({ name: 'tandem_service_clients_refused_total', help: 'Clients refused at max_clients, none idle long enough to give up its slot', registers, collect() { refused(this); } });
+      new Counter({ name: 'tandem_service_clients_evicted_total', help: 'Idle clients closed to admit a new one at max_clients', registers, collect() { evicted(this); } });
+      new Counter({ name: 'tandem_service_clients_timed_out_total', help: 'Clients closed by the idle timeout', registers, collect() { timedOut(this); } });
+    }
   }
 
   observe(event: BroadcastEvent): void {

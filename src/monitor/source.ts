@@ -17,6 +17,7 @@ import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
 import type { EpochFields, EventBody, MonitorState, NodeRole, SnapshotEvent } from './events.js';
+import type { ServiceClientStats } from './metrics.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;
@@ -28,6 +29,8 @@ export interface MonitorSource {
   readonly role: NodeRole;
   readonly events$: Subject<EventBody>;
   readonly control: ControlTarget;
+  /** The clients of this node's service front, if it has one (for the metrics). */
+  readonly clients?: () => ServiceClientStats | undefined;
   status(): SourceStatus;
   start(): void;
   stop(): void;
@@ -87,6 +90,8 @@ export interface PrimarySourceOptions extends Clocks {
   mode: ModeController;
   /** The comparator's checkpoint requests (COLO), reported as divergences. */
   divergences$?: Observable<Trigger>;
+  /** The service front's clients. */
+  clients?: () => ServiceClientStats | undefined;
 }
 
 const fromEngine = (m: EpochMetrics): EpochFields => ({
@@ -104,6 +109,7 @@ const fromEngine = (m: EpochMetrics): EpochFields => ({
 export class PrimarySource extends BaseSource implements MonitorSource {
   readonly role = 'primary' as const;
   readonly control: ControlTarget;
+  readonly clients: (() => ServiceClientStats | undefined) | undefined;
   private subscriptions: Subscription[] = [];
   /** Protected at least once: a later pre-copy is a re-protection. */
   private wasProtected = false;
@@ -111,6 +117,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   constructor(private readonly options: PrimarySourceOptions) {
     super(options);
     const { engine, mode } = options;
+    this.clients = options.clients;
     this.control = {
       checkpoint: () => engine.requestCheckpoint('monitor'),
       setInterval: (ms) => mode.setInterval(ms, `interval set to ${ms} ms by an operator`),

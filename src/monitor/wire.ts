@@ -38,7 +38,16 @@ export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: M
   const at = cfg.listen;
   if (at === undefined) return undefined;
   const token = resolveToken(cfg);
-  const monitor = new MonitorServer({ host: at.host, port: at.port, source, logger, auth: { token, allowRemoteRead: cfg.allowRemoteRead, loopbackRead: cfg.loopbackRead } });
+  const monitor = new MonitorServer({
+    host: at.host,
+    port: at.port,
+    source,
+    logger,
+    auth: { token, allowRemoteRead: cfg.allowRemoteRead, loopbackRead: cfg.loopbackRead },
+    maxClients: cfg.maxClients,
+    operatorSlots: cfg.operatorSlots,
+    handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+  });
   if (!cfg.loopbackRead && token === undefined) throw new ConfigError('monitor.loopback_read is false but no token is configured: nobody could read the monitor');
   await monitor.start();
   if (token === undefined) logger.info('monitor: no control token configured; control actions are refused (reading is open on loopback)');

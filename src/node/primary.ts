@@ -21,6 +21,7 @@ import { nextPort, type TandemConfig } from '../config/config.js';
 import type { DomainBinding, PrimaryGuest } from '../domain/binding.js';
 import { DiskMirror } from '../disk/mirror.js';
 import { ErrorCodes, TandemError } from '../errors.js';
+import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
 import { RemusService } from '../front/remus-service.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
@@ -51,6 +52,7 @@ export type StopReason = { kind: 'signal'; signal: string } | ({ kind: 'fenced' 
 interface Service {
   readonly device: CheckpointDevice;
   start(): Promise<AddressInfo>;
+  clients(): FrontClientStats | undefined;
   stopFront(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -166,16 +168,21 @@ export class PrimaryNode {
       service: p.service,
       onUnprotected: p.onUnprotected,
       maxHeldBytes: p.maxHeldMib * 2 ** 20,
-      maxClients: p.maxClients,
+      clients: this.clientLimits(),
       logger,
       authority: this.arbiter,
     });
   }
 
+  private clientLimits(): ClientLimitOptions {
+    const p = this.options.cfg.primary;
+    return { maxConnections: p.maxClients, evictIdleMs: p.clientEvictIdleMs, idleTimeoutMs: p.clientIdleTimeoutMs };
+  }
+
   private coloService(guest: PrimaryGuest, secondary: Address): ColoPrimaryService {
     const { cfg, transport, logger } = this.options;
     const net = cfg.colo.net ?? { host: secondary.host, port: Math.min(65535, secondary.port + 2) };
-    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, maxClients: cfg.primary.maxClients, logger, external: cfg.colo.comparator, authority: this.arbiter });
+    return new ColoPrimaryService({ guest, colo: cfg.colo, transport, net, service: cfg.primary.service, clients: this.clientLimits(), logger, external: cfg.colo.comparator, authority: this.arbiter });
   }
 
   private async protect(guest: PrimaryGuest, service: Service, secondary: Address): Promise<void> {
@@ -223,7 +230,7 @@ export class PrimaryNode {
         logger.debug(m, 'epoch');
       }),
     );
-    const source = new PrimarySource({ engine, mode, divergences$: requests$ });
+    const source = new PrimarySource({ engine, mode, divergences$: requests$, clients: () => service.clients() });
     this.monitor = await startMonitor(cfg.monitor, logger, source);
     engine.start();
   }

@@ -14,13 +14,13 @@ import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ColoComparator } from '../../proxy/colo-comparator.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
-import { ColoFront } from '../../src/front/colo-front.js';
+import { ColoFront, type ColoFrontOptions } from '../../src/front/colo-front.js';
 import { KvCommands } from '../../src/guest/commands.js';
 import { KvStore } from '../../src/guest/kv-store.js';
 import { GuestNetStack } from '../../src/guest/net/stack.js';
-import { decodeSegment, ipv4, type Endpoint } from '../../src/net/wire.js';
+import { Tcp, decodeSegment, encodeSegment, ipv4, seqAdd, type Endpoint } from '../../src/net/wire.js';
 import { until } from '../helpers/wait.js';
-import { REDIS_BENCHMARK, REDIS_CLI, requireRedisTools, runTool } from '../guest/helpers.js';
+import { REDIS_BENCHMARK, REDIS_CLI, ReplyReader, request, requireRedisTools, runTool } from '../guest/helpers.js';
 
 const PAGES = 4096; // 16 MiB
 const NET_BASE = 12 * 1024 * 1024;
@@ -57,7 +57,7 @@ interface Rig {
   checkpoints: string[];
 }
 
-async function rig(): Promise<Rig> {
+async function rig(frontOptions: Partial<ColoFrontOptions> = {}): Promise<Rig> {
   const primary = new Guest();
   const secondary = new Guest();
   const comparator = new ColoComparator({ compareTimeoutMs: 2000, expiredScanCycleMs: 100 });
@@ -75,6 +75,7 @@ async function rig(): Promise<Rig> {
       secondary.deliver(f);
     },
     port: 0,
+    ...frontOptions,
   });
   comparator.on('release', (f) => front.release(f.data));
   const checkpoints: string[] = [];
@@ -179,5 +180,103 @@ describe('ColoFront hold()', () => {
       for (const c of clients) c.destroy();
       await front.stop();
     }
+  });
+});
+
+/** A client socket with a reply reader, connected. */
+async function client(port: number): Promise<{ socket: net.Socket; replies: ReplyReader }> {
+  const socket = net.connect({ host: '127.0.0.1', port });
+  socket.on('error', () => {});
+  const replies = new ReplyReader(socket);
+  await once(socket, 'connect');
+  return { socket, replies };
+}
+
+describe('ColoFront: idle clients give up their slots', () => {
+  test('idle clients fill max_clients; a newcomer evicts the one idle longest and is served by both replicas', async () => {
+    let clock = 0;
+    // Below the guests' 64 sockets: the front's limit is the one reached.
+    const r = await rig({ maxConnections: 32, now: () => clock });
+    try {
+      const idle = await Promise.all(Array.from({ length: 32 }, () => client(r.port)));
+      await until(() => r.front.metrics().connections === 32, 'the front to accept 32 clients');
+      const early = await client(r.port);
+      assert.deepEqual(await early.replies.next(2000), { error: 'ERR max number of clients reached' }, 'nobody idle long enough yet');
+      clock += 10_000;
+      const fresh = await client(r.port);
+      fresh.socket.write(request('PING'));
+      assert.equal(await fresh.replies.next(5000), 'PONG');
+      await until(() => idle.filter((c) => c.replies.ended).length === 1, 'one idle client to be closed');
+      const m = r.front.metrics();
+      assert.deepEqual([m.connections, m.evicted, m.rejected, m.strayFrames], [32, 1, 1, 0]);
+      assert.deepEqual(r.checkpoints, [], 'the reset reached both replicas alike: no divergence');
+      for (const c of [...idle, early, fresh]) c.socket.destroy();
+    } finally {
+      r.comparator.close();
+      await r.front.stop();
+    }
+  });
+
+  describe('with the guests played by the test', () => {
+    const CLIENT = { ip: ipv4('10.0.0.2'), mac: Buffer.from('525400000002', 'hex') };
+
+    /** The SYN each client's connection sent, in order. */
+    const syns = (frames: Buffer[]): { port: number; isn: number }[] =>
+      frames.map((f) => decodeSegment(f)).filter((s) => (s.flags & Tcp.SYN) !== 0).map((s) => ({ port: s.src.port, isn: s.seq }));
+    /** A frame of the primary guest to a client's port. */
+    const fromGuest = (port: number, seq: number, ack: number, flags: number, payload?: string): Buffer =>
+      encodeSegment({ src: GUEST, dst: { ...CLIENT, port }, seq, ack, flags, window: 65535, payload: payload === undefined ? undefined : Buffer.from(payload) });
+
+    test('output the comparator has not released keeps its client from being evicted or timed out', async () => {
+      let clock = 0;
+      const frames: Buffer[] = [];
+      const front = new ColoFront({ guest: GUEST, client: CLIENT, toGuests: (f) => frames.push(f), port: 0, maxConnections: 2, idleTimeoutMs: 60_000, now: () => clock });
+      const { port } = await front.start();
+      try {
+        const a = await client(port);
+        await until(() => syns(frames).length === 1, "a's SYN");
+        const b = await client(port);
+        await until(() => syns(frames).length === 2, "b's SYN");
+        const [sa, sb] = syns(frames);
+        for (const s of [sa, sb]) {
+          const synAck = fromGuest(s.port, 5000, seqAdd(s.isn, 1), Tcp.SYN | Tcp.ACK);
+          front.produced(synAck);
+          front.release(synAck);
+        }
+        // The primary answered a; the comparator holds the answer (waiting for the secondary's twin).
+        const reply = fromGuest(sa.port, 5001, seqAdd(sa.isn, 1), Tcp.ACK | Tcp.PSH, '+PONG\r\n');
+        front.produced(reply);
+        clock += 120_000;
+        assert.equal(front.sweep(), 1, 'the idle timeout closes b only');
+        await b.replies.closed(2000);
+        const rst = frames.map((f) => decodeSegment(f)).find((s) => s.src.port === sb.port && (s.flags & Tcp.RST) !== 0);
+        assert.ok(rst !== undefined, "the guests were told to free b's socket");
+        const c = await client(port);
+        await until(() => syns(frames).length === 3, "c's SYN");
+        clock += 120_000;
+        // a has been silent longest, but its reply is still owed: d takes c's slot.
+        const d = await client(port);
+        await c.replies.closed(2000);
+        await until(() => syns(frames).length === 4, "d's SYN");
+        // Only a (owed its reply) and d (just come): e is refused.
+        const e = await client(port);
+        assert.deepEqual(await e.replies.next(2000), { error: 'ERR max number of clients reached' });
+        assert.equal(a.replies.ended, false);
+        front.release(reply);
+        assert.equal(await a.replies.next(2000), 'PONG', 'the released reply reached its client');
+        const m = front.metrics();
+        assert.deepEqual([m.connections, m.evicted, m.timedOut, m.rejected], [2, 1, 1, 1]);
+        for (const x of [a, b, c, d, e]) x.socket.destroy();
+      } finally {
+        await front.stop();
+      }
+    });
+
+    test('bad limits are refused at start with ERR_FRONT_BAD_OPTIONS', async () => {
+      for (const bad of [{ maxConnections: 65_513 }, { evictIdleMs: -1 }, { idleTimeoutMs: 1e12 }, { closeGraceMs: 1.5 }]) {
+        const front = new ColoFront({ guest: GUEST, client: CLIENT, toGuests: () => {}, port: 0, ...bad });
+        await assert.rejects(front.start(), (e: Error & { code?: string }) => e.code === 'ERR_FRONT_BAD_OPTIONS', JSON.stringify(bad));
+      }
+    });
   });
 });

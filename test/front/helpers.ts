@@ -6,7 +6,7 @@ import { SimDomain } from '../../src/domain/sim/domain.js';
 import { OutputBuffer, type OutputBufferOptions } from '../../src/front/output-buffer.js';
 import { ServiceFront, type ServiceFrontOptions } from '../../src/front/service-front.js';
 import { KvStore } from '../../src/guest/kv-store.js';
-import { KvServer } from '../../src/guest/server.js';
+import { KvServer, type KvServerLimits } from '../../src/guest/server.js';
 import { ReplyReader } from '../guest/helpers.js';
 
 export interface Stack {
@@ -24,10 +24,10 @@ export interface Stack {
   stop: () => Promise<void>;
 }
 
-export async function startStack(bufferOptions: OutputBufferOptions = {}, frontOptions: Partial<ServiceFrontOptions> = {}, pages = 4096): Promise<Stack> {
+export async function startStack(bufferOptions: OutputBufferOptions = {}, frontOptions: Partial<ServiceFrontOptions> = {}, pages = 4096, guestLimits: Partial<KvServerLimits> = {}): Promise<Stack> {
   const domain = new SimDomain({ pages });
   const store = KvStore.format(domain, { bytes: domain.usableRamBytes });
-  const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0 });
+  const service = new KvServer({ domain, store, host: '127.0.0.1', port: 0, limits: guestLimits });
   const { port: guestPort } = await service.start();
   const buffer = new OutputBuffer(bufferOptions);
   const devices = new DeviceSet([buffer]);

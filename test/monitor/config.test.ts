@@ -10,10 +10,13 @@ const tmp = tempDir();
 after(() => tmp.cleanup());
 const SECRET = 'a-secret-token-of-some-length';
 
-test('the monitor section: listen, token or token_file, allow_remote_read', () => {
-  assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true });
+test('the monitor section: listen, token or token_file, allow_remote_read, WebSocket slots, handshake timeout', () => {
+  const slots = { maxClients: 256, operatorSlots: 16, handshakeTimeoutMs: 10_000 };
+  assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true, ...slots });
   const c = configFromObject({ monitor: { listen: '127.0.0.1:0', token: SECRET, allow_remote_read: true } }, 't.yaml');
-  assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true, loopbackRead: true });
+  assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true, loopbackRead: true, ...slots });
+  const small = configFromObject({ monitor: { max_clients: 8, operator_slots: 2, handshake_timeout_ms: 500 } }, 't').monitor;
+  assert.deepEqual([small.maxClients, small.operatorSlots, small.handshakeTimeoutMs], [8, 2, 500]);
   assert.equal(configFromObject({ monitor: { loopback_read: false } }, 't').monitor.loopbackRead, false);
   for (const [doc, why] of [
     [{ monitor: { token: 'short' } }, /t\.yaml: monitor\.token: expected a string of 16\.\.512 characters/],
@@ -23,6 +26,11 @@ test('the monitor section: listen, token or token_file, allow_remote_read', () =
     [{ monitor: { allow_remote_read: 'yes' } }, /monitor\.allow_remote_read: expected true or false/],
     [{ monitor: { tokens: SECRET } }, /monitor\.tokens: unknown key/],
     [{ monitor: { allow_remote_read: true, loopback_read: false } }, /allow_remote_read opens reading to everyone/],
+    [{ monitor: { max_clients: 0 } }, /monitor\.max_clients: expected an integer in 1\.\.65536, got 0/],
+    [{ monitor: { max_clients: 8 } }, /monitor\.operator_slots \(16\) exceeds monitor\.max_clients \(8\)/],
+    [{ monitor: { operator_slots: -1 } }, /monitor\.operator_slots: expected an integer in 0\.\.65536/],
+    [{ monitor: { handshake_timeout_ms: 10 } }, /monitor\.handshake_timeout_ms: expected an integer in 100\.\.600000, got 10/],
+    [{ monitor: { handshake_timeout_ms: '1s' } }, /monitor\.handshake_timeout_ms: expected an integer/],
   ] as [unknown, RegExp][]) {
     assert.throws(() => configFromObject(doc, 't.yaml'), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && why.test(e.message) && !e.message.includes(SECRET), why.source);
   }
