@@ -1,21 +1,24 @@
 /**
  * The arbiter decides who may serve a domain. Two nodes that cannot hear
  * each other cannot tell a dead peer from a cut link; a third party they
- * both reach can. It holds, per domain, which node serves it and at which
- * generation, and a node keeps that claim only while it renews a lease.
+ * both reach can. It holds, per domain, the node that serves it, at which
+ * generation, and whether that node is protected; a node keeps the record
+ * only while it renews a lease. Every change is a compare-and-swap.
  *
  * The rules the nodes keep (docs/failover.md, "The arbiter"):
  *
- * - A primary serves only after it holds the domain (acquire()); a
- *   secondary fails over only after it took the domain at the next
- *   generation (claim()), which it can do only once the primary's lease has
- *   run out. A claim that cannot happen takes nothing.
- * - Output that a replica holds (acked by the secondary) may always be
- *   released: a secondary that acks is not serving. Output that no replica
- *   holds (the primary runs unprotected) is released only while `valid()`:
- *   while the lease is known to be live. A primary cut off from the arbiter
- *   and from its secondary therefore stops answering before the lease ends,
- *   and the secondary can only take over after it ends.
+ * - A primary serves only after it holds the domain (acquire()).
+ * - While protected, a primary releases only output the secondary acked,
+ *   and the record says so (protect(g), once the stream of generation g had
+ *   its first checkpoint acked). A secondary whose replica holds generation
+ *   g may then take the domain at once (claim(g)): it stops acking first,
+ *   so the primary's output stops by itself; no lease has to run out.
+ * - Output no replica holds is released only while `valid()`: the record
+ *   says "unprotected" at this node's generation and the lease is known to
+ *   be live. Losing protection (unprotect()) moves the record to the next
+ *   generation first, so the replica of the previous one can never be
+ *   promoted over output it does not hold: the primary's swap and the
+ *   secondary's claim cannot both succeed.
  * - A node that learns that another took the domain ('superseded') is
  *   fenced: it stops serving at once.
  */
@@ -25,6 +28,8 @@ import type { EventEmitter } from 'node:events';
 export interface Holder {
   node: string;
   generation: number;
+  /** The holder releases only output a replica of `generation` acked: that replica may take over at once. */
+  protected: boolean;
 }
 
 export interface ArbiterEvents {
@@ -32,12 +37,30 @@ export interface ArbiterEvents {
   authority: [{ valid: boolean; reason: string }];
   /** Another node holds the domain now, at a newer generation: this node must stop serving. */
   superseded: [Holder];
+  /** This node's generation changed (it lost protection and moved to the next): streams and heartbeats carry it. */
+  generation: [number];
 }
 
 export interface Arbiter extends EventEmitter<ArbiterEvents> {
   readonly kind: 'etcd' | 'none';
   /** Whether this node may release output that no replica holds, now (computed at each call). */
   valid(): boolean;
+  /** The generation this node holds the domain at, as the arbiter confirmed it (0 before acquire()). */
+  readonly generation: number;
+  /**
+   * The stream of `generation` had its first checkpoint acked and only acked
+   * output leaves from now on: record it, so its replica may take over at
+   * once. In the background; never delays an epoch.
+   */
+  protect(generation: number): void;
+  /**
+   * Protection ended: output no replica holds may have to leave. Moves the
+   * record to the next generation (unprotected) in the background; `valid()`
+   * stays false until the arbiter confirmed it.
+   */
+  unprotect(): void;
+  /** Resolves once no change of the record is in flight (or one attempt at it failed): a new stream then carries `generation`. */
+  settled(): Promise<void>;
   /** Says where the arbiter is, for logs and status (never a secret). */
   readonly description: string;
   /**
@@ -49,8 +72,9 @@ export interface Arbiter extends EventEmitter<ArbiterEvents> {
   /**
    * A secondary failing over: takes the domain at the generation after
    * `from` (the generation of the primary whose checkpoints the replica
-   * holds). Rejects, taking nothing, while that primary's lease is live or
-   * when another generation ran since.
+   * holds). At once when that primary recorded itself protected at `from`;
+   * rejects, taking nothing, while it serves unprotected under a live lease
+   * (ARBITER_HELD) or when the domain moved past `from` (ARBITER_STALE).
    */
   claim(from: number): Promise<number>;
   /** Who holds the domain, as the arbiter says now (undefined: nobody). */

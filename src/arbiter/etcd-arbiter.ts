@@ -1,15 +1,15 @@
 /**
- * The arbiter on etcd. Per domain, two keys under the prefix:
+ * The arbiter on etcd. Per domain, two keys under the prefix, both holding
+ * {"node": N, "generation": G, "protected": P}:
  *
- *   PREFIX/DOMAIN/owner       {"node": N, "generation": G}, attached to N's lease
- *   PREFIX/DOMAIN/generation  {"node": N, "generation": G}, no lease: who ran last
+ *   PREFIX/DOMAIN/owner       attached to N's lease: who serves now
+ *   PREFIX/DOMAIN/generation  no lease: who ran last, and how
  *
  * The owner key exists only while its node renews the lease; etcd deletes it
- * when the lease runs out. The generation key outlives it and makes every
- * take a compare-and-swap: a node takes the domain only in a txn that
- * checks that no owner exists (create revision 0) and that the generation
- * key is the one it read (mod revision), and writes both. Two nodes racing
- * for one domain: one txn wins, the other changes nothing.
+ * when the lease runs out. The generation key outlives it. Every change is
+ * one txn that compares both keys' revisions with what the node read and
+ * writes both: two nodes racing (a primary moving to its next generation to
+ * release output alone, a secondary taking over) cannot both win.
  *
  * The lease's validity is judged from this side's monotonic clock: a renewal
  * sent at t and answered with a TTL of T seconds keeps the lease live until
@@ -52,14 +52,29 @@ interface Snapshot {
   last: { kv: KeyValue; holder: Holder } | undefined;
 }
 
+/** A change of this node's record: to unprotected (the next generation if it was protected), to protected at a generation, or the same again (after the lease ended). */
+type Want = { kind: 'unprotected' } | { kind: 'protected'; generation: number } | { kind: 'same' };
+
+/** Wait between attempts at a change of the record etcd did not take (unreachable, or a race). */
+const RETRY_MS = 200;
+
 export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
   readonly kind = 'etcd';
-  private lease: { id: string; generation: number } | undefined;
+  private lease: string | undefined;
   /** Monotonic ms until which the lease is known to be live (0: not held). */
   private liveUntil = 0;
+  /** What etcd holds for this node, as last confirmed. */
+  private record: { generation: number; protected: boolean } | undefined;
+  /** A change of the record not yet confirmed. */
+  private want: Want | undefined;
+  private changing: Promise<void> | undefined;
+  /** Resolved after each attempt at a change (settled() waits for one). */
+  private attempted: Array<() => void> = [];
+  private failing = false;
   private announced = false;
   private cancelRenew: (() => void) | undefined;
   private cancelLapse: (() => void) | undefined;
+  private cancelRetry: (() => void) | undefined;
   private stopped = false;
   private renewing: Promise<void> | undefined;
 
@@ -69,6 +84,10 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
 
   get description(): string {
     return `etcd at ${this.options.client.endpoint}, key ${this.ownerKey}`;
+  }
+
+  get generation(): number {
+    return this.record?.generation ?? 0;
   }
 
   private get clock(): Clock {
@@ -98,7 +117,7 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
   }
 
   valid(): boolean {
-    return this.lease !== undefined && this.clock.now() < this.liveUntil;
+    return this.lease !== undefined && this.clock.now() < this.liveUntil && this.record?.protected === false && this.want?.kind !== 'protected';
   }
 
   async acquire(): Promise<number> {
@@ -124,29 +143,67 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
           `the domain last ran on node ${last.node} at generation ${last.generation}: this node's copy of the guest is older; start it as the secondary of ${last.node}`,
         );
       }
-      const generation = await this.take(snap, (last?.generation ?? 0) + 1);
-      if (generation !== undefined) return generation;
+      const generation = (last?.generation ?? 0) + 1;
+      if (await this.take(snap, generation)) {
+        this.stopped = false;
+        this.options.logger?.info({ generation, ttlS: this.ttlS }, `arbiter: this node holds the domain at generation ${generation} (lease ${this.ttlS} s, ${this.description})`);
+        return generation;
+      }
       // Lost a race: read again and decide again.
     }
   }
 
   async claim(from: number): Promise<number> {
     this.validate();
-    const snap = await this.snapshot();
-    if (snap.owner !== undefined) {
-      const o = snap.owner.holder;
-      throw new ArbiterError(C.ARBITER_HELD, `node ${o.node} holds the domain at generation ${o.generation} and renews its lease: it is alive to the arbiter, so this node does not take over`);
+    const { client } = this.options;
+    // The lease is asked for alongside the read: a failover waits for two round trips to etcd, not three.
+    const [first, lease] = await Promise.all([this.snapshot(), client.grant(this.ttlS).then((l) => ({ ...l, sentAt: this.clock.now() }))]);
+    let snap = first;
+    for (let attempt = 1; ; attempt++) {
+      const refused = this.refusal(snap, from);
+      if (refused !== undefined) {
+        client.revoke(lease.id).catch(() => {});
+        throw refused;
+      }
+      const generation = from + 1;
+      if (await this.take(snap, generation, lease)) {
+        this.stopped = false;
+        const o = snap.owner?.holder;
+        this.options.logger?.warn({ generation, from }, `arbiter: this node took the domain at generation ${generation} from ${o === undefined ? 'a lapsed lease' : `node ${o.node}, protected at ${from}`}`);
+        return generation;
+      }
+      // The record changed between the read and the swap (the primary moved on, or another claim won): decide again on what it is now.
+      if (attempt === 3) throw new ArbiterError(C.ARBITER_HELD, 'the domain\'s record kept changing under this claim: this node does not take over');
+      snap = await this.snapshot();
     }
+  }
+
+  /** Why the replica of generation `from` may not take over, given `snap` (undefined: it may). */
+  private refusal(snap: Snapshot, from: number): ArbiterError | undefined {
     const last = snap.last?.holder;
-    if (last !== undefined && last.generation !== from) {
-      throw new ArbiterError(
-        C.ARBITER_STALE,
-        `the domain last ran at generation ${last.generation} (node ${last.node}), but this replica holds checkpoints of generation ${from}: it is not the latest copy`,
-      );
+    if (last === undefined) return new ArbiterError(C.ARBITER_STALE, `etcd holds no record of the domain (key ${this.lastKey}): whether this replica is the latest copy is unknown`);
+    if (last.generation !== from) {
+      return new ArbiterError(C.ARBITER_STALE, `the domain is at generation ${last.generation} (node ${last.node}), but this replica holds checkpoints of generation ${from}: it is not the latest copy`);
     }
-    const generation = await this.take(snap, from + 1);
-    if (generation === undefined) throw new ArbiterError(C.ARBITER_HELD, 'another node took the domain at the same moment: this node does not take over');
-    return generation;
+    const o = snap.owner?.holder;
+    if (o !== undefined && !(o.protected && o.generation === from)) {
+      return new ArbiterError(C.ARBITER_HELD, `node ${o.node} serves the domain unprotected at generation ${o.generation} and renews its lease: it is alive to the arbiter, so this node does not take over`);
+    }
+    return undefined;
+  }
+
+  protect(generation: number): void {
+    this.change({ kind: 'protected', generation });
+  }
+
+  unprotect(): void {
+    if (this.record?.protected === false && this.want === undefined) return;
+    this.change({ kind: 'unprotected' });
+  }
+
+  settled(): Promise<void> {
+    if (this.changing === undefined) return Promise.resolve();
+    return new Promise((resolve) => this.attempted.push(resolve));
   }
 
   async holder(): Promise<Holder | undefined> {
@@ -157,14 +214,16 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     this.stopped = true;
     this.cancelRenew?.();
     this.cancelLapse?.();
+    this.cancelRetry?.();
     await this.renewing;
+    await this.changing;
     const lease = this.lease;
     this.lease = undefined;
     this.liveUntil = 0;
     try {
       if (lease !== undefined && options.release === true) {
-        await this.options.client.revoke(lease.id);
-        this.options.logger?.info({ generation: lease.generation }, 'arbiter: released the domain');
+        await this.options.client.revoke(lease);
+        this.options.logger?.info({ generation: this.generation }, 'arbiter: released the domain');
       }
     } finally {
       this.options.client.close();
@@ -181,62 +240,181 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     };
   }
 
-  /** Takes the domain at `generation` if nobody took it since `snap`; undefined if somebody did. */
-  private async take(snap: Snapshot, generation: number): Promise<number | undefined> {
+  /**
+   * Writes this node's record (owner under its lease, and last run) if both
+   * keys are as `snap` read them; false if somebody changed either since.
+   * Without a lease of ours on etcd, takes a new one (or `granted`).
+   */
+  private async take(snap: Snapshot, generation: number, granted?: { id: string; ttlS: number; sentAt: number }, isProtected = false): Promise<boolean> {
     if (!Number.isSafeInteger(generation)) throw new ArbiterError(C.ARBITER_BAD_OPTIONS, `no generation is left after ${generation - 1}: generations end at 2^53-1`);
     const { client, node } = this.options;
-    const sentAt = this.clock.now();
-    const lease = await client.grant(this.ttlS);
-    const value = Buffer.from(JSON.stringify({ node, generation }));
+    const ownerIsOurs = snap.owner !== undefined && this.lease !== undefined && snap.owner.kv.lease === this.lease;
+    let fresh = granted;
+    if (!ownerIsOurs && fresh === undefined) {
+      const sentAt = this.clock.now();
+      fresh = { ...(await client.grant(this.ttlS)), sentAt };
+    }
+    const leaseId = ownerIsOurs ? this.lease! : fresh!.id;
+    const value = Buffer.from(JSON.stringify({ node, generation, protected: isProtected }));
     let result: TxnResult;
     try {
       result = await client.txn(
         [
-          { key: this.ownerKey, target: 'CREATE', createRevision: 0 },
+          snap.owner === undefined ? { key: this.ownerKey, target: 'CREATE', createRevision: 0 } : { key: this.ownerKey, target: 'MOD', modRevision: snap.owner.kv.modRevision },
           { key: this.lastKey, target: 'MOD', modRevision: snap.last?.kv.modRevision ?? 0 },
         ],
-        [{ put: { key: this.ownerKey, value, lease: lease.id } }, { put: { key: this.lastKey, value } }],
-        [{ range: { key: this.ownerKey } }],
+        [{ put: { key: this.ownerKey, value, lease: leaseId } }, { put: { key: this.lastKey, value } }],
+        [],
       );
     } catch (err) {
-      // Unknown outcome: the lease is ours alone, so ending it undoes whatever the txn did.
-      await client.revoke(lease.id).catch(() => {});
+      // Unknown outcome. A new lease is ours alone, so ending it undoes the owner key the txn may have written.
+      if (fresh !== undefined) await client.revoke(fresh.id).catch(() => {});
       throw err;
     }
     if (!result.succeeded) {
-      await client.revoke(lease.id).catch(() => {});
-      return undefined;
+      if (fresh !== undefined) await client.revoke(fresh.id).catch(() => {});
+      return false;
     }
-    this.lease = { id: lease.id, generation };
-    this.stopped = false;
-    this.extend(sentAt, lease.ttlS);
-    this.options.logger?.info({ generation, ttlS: lease.ttlS }, `arbiter: this node holds the domain at generation ${generation} (lease ${lease.ttlS} s, ${this.description})`);
-    this.scheduleRenew(lease.ttlS * 1000 / 3);
-    return generation;
+    const before = this.record?.generation;
+    this.record = { generation, protected: isProtected };
+    if (fresh !== undefined) {
+      this.lease = fresh.id;
+      this.extend(fresh.sentAt, fresh.ttlS);
+      this.scheduleRenew((fresh.ttlS * 1000) / 3);
+    }
+    if (before !== undefined && before !== generation) this.emit('generation', generation);
+    this.announce();
+    return true;
+  }
+
+  /** Asks for a change of the record; the latest ask wins. */
+  private change(want: Want): void {
+    if (this.record === undefined || this.stopped) return;
+    this.want = want;
+    this.announce();
+    this.cancelRetry?.();
+    this.cancelRetry = undefined;
+    this.changing ??= this.applyChanges().finally(() => {
+      this.changing = undefined;
+      for (const resolve of this.attempted.splice(0)) resolve();
+    });
+  }
+
+  private async applyChanges(): Promise<void> {
+    while (this.want !== undefined && !this.stopped) {
+      const want = this.want;
+      try {
+        const done = await this.apply(want);
+        if (this.failing) this.options.logger?.info('arbiter: reachable again; the domain\'s record is current');
+        this.failing = false;
+        if (done && this.want === want) this.want = undefined;
+      } catch (err) {
+        if (!this.failing) this.options.logger?.warn({ err }, `arbiter: cannot change the domain's record (${want.kind}): ${err instanceof Error ? err.message : String(err)}; output no replica holds stays held; retrying`);
+        this.failing = true;
+        for (const resolve of this.attempted.splice(0)) resolve();
+        // Again after a pause, unless a newer ask comes first (change() starts a new run then).
+        this.cancelRetry = this.clock.setTimer(RETRY_MS, () => {
+          this.cancelRetry = undefined;
+          if (this.want !== undefined && this.changing === undefined) this.change(this.want);
+        });
+        return;
+      } finally {
+        this.announce();
+      }
+    }
+  }
+
+  /** One attempt at `want`: true once the record is as wanted, false if a race means reading again. */
+  private async apply(want: Want): Promise<boolean> {
+    const { node } = this.options;
+    const snap = await this.snapshot();
+    const owner = snap.owner?.holder;
+    const last = snap.last?.holder;
+    const mine = this.record!;
+    if ((owner !== undefined && owner.node !== node) || last === undefined || last.node !== node || last.generation < mine.generation) {
+      this.supersede(owner !== undefined && owner.node !== node ? owner : (last ?? { node: '(nobody: the record is gone)', generation: mine.generation, protected: false }));
+      return true;
+    }
+    // The record etcd holds for us may be ahead of ours (a change whose answer was lost took effect).
+    const current = { generation: last.generation, protected: last.protected };
+    let target: { generation: number; protected: boolean };
+    if (want.kind === 'unprotected') {
+      target = current.protected ? { generation: current.generation + 1, protected: false } : current;
+    } else if (want.kind === 'protected') {
+      if (current.generation !== want.generation) {
+        this.options.logger?.error(
+          { stream: want.generation, generation: current.generation },
+          `arbiter: the replica holds generation ${want.generation} but the domain moved to ${current.generation} (a change made while etcd was unreachable took effect): the secondary can take over only after the next protection session`,
+        );
+        this.record = current;
+        return true;
+      }
+      target = { generation: want.generation, protected: true };
+    } else {
+      target = current;
+    }
+    if (owner !== undefined && snap.owner!.kv.lease === this.lease && sameRecord(target, current) && sameRecord(owner, current)) {
+      this.record = current;
+      return true;
+    }
+    const took = await this.take(snap, target.generation, undefined, target.protected);
+    if (took && target.generation !== mine.generation) {
+      this.options.logger?.warn({ generation: target.generation }, `arbiter: unprotected: the domain moved to generation ${target.generation}, so the replica of generation ${mine.generation} can no longer take over; output no replica holds may leave`);
+    } else if (took && want.kind === 'protected') {
+      this.options.logger?.info({ generation: target.generation }, `arbiter: protected at generation ${target.generation}: its replica may take over at once`);
+    } else if (took && want.kind === 'same') {
+      this.options.logger?.warn({ generation: target.generation }, `arbiter: took the domain back at generation ${target.generation} after its lease ended`);
+    }
+    return took;
+  }
+
+  private supersede(by: Holder): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.lease = undefined;
+    this.liveUntil = 0;
+    this.want = undefined;
+    this.cancelRenew?.();
+    this.options.logger?.fatal({ node: by.node, generation: by.generation }, `arbiter: node ${by.node} holds the domain at generation ${by.generation}: this node is superseded`);
+    this.announce();
+    this.emit('superseded', by);
   }
 
   /** A renewal sent at `sentAt` was granted `ttlS`: live until then, less the margin. */
   private extend(sentAt: number, ttlS: number): void {
     this.liveUntil = Math.max(this.liveUntil, sentAt + ttlS * 1000 * (1 - CLOCK_MARGIN));
-    if (!this.announced) {
-      this.announced = true;
-      this.emit('authority', { valid: true, reason: 'lease live' });
-    }
     // Told when it lapses, for logs and to hold output; valid() does not wait for this timer.
     this.cancelLapse?.();
-    this.cancelLapse = this.clock.setTimer(this.liveUntil - this.clock.now(), () => this.lapse('the lease was not renewed in time (arbiter unreachable?)'));
+    this.cancelLapse = this.clock.setTimer(this.liveUntil - this.clock.now(), () => this.lapse());
   }
 
-  private lapse(reason: string): void {
-    if (!this.announced) return;
+  private lapse(): void {
     if (this.valid()) {
       // Timers run on the event loop's cached time and may fire a little early: look again when it is due.
-      this.cancelLapse = this.clock.setTimer(Math.max(1, this.liveUntil - this.clock.now()), () => this.lapse(reason));
+      this.cancelLapse = this.clock.setTimer(Math.max(1, this.liveUntil - this.clock.now()), () => this.lapse());
       return;
     }
-    this.announced = false;
-    this.options.logger?.error({ reason }, `arbiter: lease lapsed: ${reason}; output no replica holds is held from now on`);
-    this.emit('authority', { valid: false, reason });
+    if (this.lease !== undefined && this.clock.now() >= this.liveUntil && !this.stopped) {
+      this.options.logger?.error(`arbiter: lease lapsed: it was not renewed in time (arbiter unreachable?); output no replica holds is held from now on`);
+    }
+    this.announce();
+  }
+
+  /** Tells listeners when valid() changed. */
+  private announce(): void {
+    const valid = this.valid();
+    if (valid === this.announced) return;
+    this.announced = valid;
+    const reason = valid
+      ? 'lease live, serving unprotected'
+      : this.stopped
+        ? 'superseded or stopped'
+        : this.clock.now() >= this.liveUntil
+          ? 'lease not live'
+          : this.want !== undefined
+            ? `the arbiter has not confirmed the change to ${this.want.kind}`
+            : 'protected: only acked output leaves';
+    this.emit('authority', { valid, reason });
   }
 
   private scheduleRenew(ms: number): void {
@@ -253,17 +431,26 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     const period = (this.ttlS * 1000) / 3;
     const sentAt = this.clock.now();
     try {
-      const ttl = await this.options.client.keepAlive(lease.id);
+      const ttl = await this.options.client.keepAlive(lease);
       if (this.stopped || this.lease !== lease) return;
       if (ttl > 0) {
         this.extend(sentAt, ttl);
+        // A secondary that took over moved the owner key onto its own lease, which ours outlives: look.
+        const snap = await this.snapshot();
+        if (this.stopped || this.lease !== lease) return;
+        const by = [snap.owner?.holder, snap.last?.holder].find((h) => h !== undefined && h.node !== this.options.node);
+        if (by !== undefined) {
+          this.supersede(by);
+          return;
+        }
         this.scheduleRenew(period);
         return;
       }
-      // etcd no longer has the lease: the owner key went with it.
+      // etcd no longer has the lease: the owner key went with it. Write the record again under a new one, or learn who took it.
+      this.lease = undefined;
       this.liveUntil = 0;
-      this.lapse('etcd says the lease has ended');
-      await this.retake(lease.generation);
+      this.lapse();
+      this.change(this.want ?? { kind: 'same' });
     } catch (err) {
       if (this.stopped) return;
       this.options.logger?.warn({ err }, `arbiter: lease renewal failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -272,49 +459,13 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     }
   }
 
-  /** After our lease ended: take the domain back at our generation if nobody else took it, or learn that somebody did. */
-  private async retake(generation: number): Promise<void> {
-    const snap = await this.snapshot();
-    const owner = snap.owner?.holder;
-    const last = snap.last?.holder;
-    if ((owner !== undefined && owner.node !== this.options.node) || (last !== undefined && last.generation > generation)) {
-      const by = owner ?? last!;
-      this.lease = undefined;
-      this.options.logger?.fatal({ node: by.node, generation: by.generation }, `arbiter: node ${by.node} holds the domain at generation ${by.generation}: this node is superseded`);
-      this.emit('superseded', by);
-      return;
-    }
-    if (owner !== undefined) {
-      // Ours, under a lease we lost track of: it ends by itself; try again after.
-      this.scheduleRenew(Math.min(500, this.ttlS * 250));
-      return;
-    }
-    const sentAt = this.clock.now();
-    const { client, node } = this.options;
-    const lease = await client.grant(this.ttlS);
-    const value = Buffer.from(JSON.stringify({ node, generation }));
-    const r = await client.txn(
-      [
-        { key: this.ownerKey, target: 'CREATE', createRevision: 0 },
-        { key: this.lastKey, target: 'MOD', modRevision: snap.last?.kv.modRevision ?? 0 },
-      ],
-      [{ put: { key: this.ownerKey, value, lease: lease.id } }],
-      [],
-    );
-    if (!r.succeeded) {
-      await client.revoke(lease.id).catch(() => {});
-      this.scheduleRenew(0);
-      return;
-    }
-    this.lease = { id: lease.id, generation };
-    this.extend(sentAt, lease.ttlS);
-    this.options.logger?.warn({ generation }, `arbiter: took the domain back at generation ${generation} after its lease ended`);
-    this.scheduleRenew((lease.ttlS * 1000) / 3);
-  }
-
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.clock.setTimer(ms, resolve));
   }
+}
+
+function sameRecord(a: { generation: number; protected: boolean }, b: { generation: number; protected: boolean }): boolean {
+  return a.generation === b.generation && a.protected === b.protected;
 }
 
 /** A record of the owner or generation key, checked: it decides who serves. */
@@ -330,8 +481,9 @@ function readHolder(kv: KeyValue, key: string): Holder {
     return fail('something that is not JSON');
   }
   if (typeof v !== 'object' || v === null) return fail('something that is not an object');
-  const { node, generation } = v as Record<string, unknown>;
+  const { node, generation, protected: isProtected } = v as Record<string, unknown>;
   if (typeof node !== 'string' || !ARBITER_NAME.test(node)) fail('no valid node name');
   if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 1) fail('no valid generation (1..2^53-1)');
-  return { node: node as string, generation: generation as number };
+  if (typeof isProtected !== 'boolean') fail('no valid "protected" (true or false)');
+  return { node: node as string, generation: generation as number, protected: isProtected as boolean };
 }

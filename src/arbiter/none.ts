@@ -16,12 +16,21 @@ export class NoArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
   readonly description = 'none';
 
   /** `generation`: what the primary serves as (primary.generation in the config). */
-  constructor(private readonly generation: number) {
+  constructor(readonly generation: number) {
     super();
   }
 
   valid(): boolean {
     return true;
+  }
+
+  // Without an arbiter the generation is the configured one for the whole run.
+  protect(): void {}
+
+  unprotect(): void {}
+
+  settled(): Promise<void> {
+    return Promise.resolve();
   }
 
   acquire(): Promise<number> {

@@ -44,8 +44,12 @@ export interface EngineOptions {
   digest?: () => string;
   /** Told of each epoch's digest as soon as it is taken, before the epoch is sent. */
   onStaged?: (epoch: number, digest: string) => void;
-  /** This primary's generation: each stream opens with it, so the secondary can refuse a superseded primary. */
-  generation?: number;
+  /**
+   * This primary's generation: each stream opens with it, so the secondary
+   * can refuse a superseded primary. A function is asked once per session,
+   * after the devices' setup (the arbiter may move it between sessions).
+   */
+  generation?: number | (() => number);
 }
 
 export interface EngineDeps {
@@ -144,6 +148,7 @@ export class PrimaryEngine {
     const { domain, devices, mode, logger } = this.deps;
     const o = this.options;
     const scheduler = this.deps.scheduler ?? asyncScheduler;
+    await devices.run('setup');
     const session = new CheckpointSession({
       domain,
       devices,
@@ -154,9 +159,8 @@ export class PrimaryEngine {
       now: this.deps.now ?? (() => performance.now()),
       digest: o.digest,
       onStaged: o.onStaged,
-      generation: o.generation,
+      generation: typeof o.generation === 'function' ? o.generation() : o.generation,
     });
-    await devices.run('setup');
     this.setState('precopy', 'syncing the standby: devices and guest memory, live (pre-copy)');
     // A link that fails is noticed at once, not at the next epoch's write.
     const linkLost$ = new Observable<never>((sub) => {

@@ -216,6 +216,18 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   }
 
   /**
+   * A primary moved to its next generation (the arbiter's: it lost
+   * protection, so the replica of the old one may no longer take over):
+   * heartbeats carry it from now on. Generations only go up.
+   */
+  advance(to: number): void {
+    if (this.ownRole !== 'primary') throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, 'only a primary advances its generation');
+    if (!Number.isSafeInteger(to) || to <= this.ownGeneration) throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, `cannot advance from generation ${this.ownGeneration} to ${to}`);
+    this.ownGeneration = to;
+    this.beat();
+  }
+
+  /**
    * Makes this (secondary) side the primary with generation `to` (the
    * arbiter's), or max(own, highest heard) + 1 without one, and returns it.
    * Call it only after the primary was declared dead and the arbiter gave

@@ -9,6 +9,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Observable, Subscription } from 'rxjs';
 import type { Arbiter } from '../arbiter/arbiter.js';
+import { ArbiterDevice } from '../arbiter/device.js';
 import { NO_ARBITER_WARNING, NoArbiter } from '../arbiter/none.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
@@ -65,8 +66,6 @@ export class PrimaryNode {
   private readonly subscriptions: Subscription[] = [];
   private fenced: Promise<FenceNotice> | undefined;
   private arbiter: Arbiter | undefined;
-  /** The generation this node serves as (the arbiter's). */
-  private generation = 0;
 
   constructor(private readonly options: PrimaryNodeOptions) {}
 
@@ -94,9 +93,8 @@ export class PrimaryNode {
     this.arbiter = arbiter;
     if (arbiter.kind === 'none' && protect) logger.warn(NO_ARBITER_WARNING);
     const generation = await arbiter.acquire();
-    this.generation = generation;
     try {
-      const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: generation, peerGeneration: h.generation })));
+      const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: arbiter.generation, peerGeneration: h.generation })));
       this.fenced = superseded;
       const guest = binding.primary(logger);
       if (protect) await this.hearPeer(p.secondary!, generation, superseded);
@@ -154,6 +152,8 @@ export class PrimaryNode {
     });
     await startUnlessFenced(heartbeat, cfg.heartbeat.timeoutMs);
     this.heartbeat = heartbeat;
+    // Unprotected, the node moves to the arbiter's next generation: the secondary hears it, and drops the old stream.
+    this.arbiter?.on('generation', (g) => heartbeat.advance(g));
     this.fenced = Promise.race([whenFenced(heartbeat), superseded]);
   }
 
@@ -195,7 +195,7 @@ export class PrimaryNode {
       reason: colo ? 'checkpoints when the replicas diverge' : `checkpoints every ${p.intervalMs} ms`,
     });
     const requests$ = service instanceof ColoPrimaryService ? service.checkpointRequests$ : undefined;
-    const devices = new DeviceSet([service.device, ...guest.disks.map((disk, index) => new DiskMirror({ disk, index }))]);
+    const devices = new DeviceSet([service.device, ...guest.disks.map((disk, index) => new DiskMirror({ disk, index })), new ArbiterDevice(this.arbiter!)]);
     const engine = new PrimaryEngine(
       { domain: guest.domain, devices, mode, transport, divergence$: requests$, logger },
       {
@@ -211,7 +211,7 @@ export class PrimaryNode {
         digest: p.verifyDigest ? () => guest.digest() : undefined,
         // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
         onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
-        generation: this.generation,
+        generation: () => this.arbiter!.generation,
       },
     );
     this.engine = engine;

@@ -53,14 +53,14 @@ describe('EtcdArbiter', () => {
     assert.equal(a.valid(), false, 'no authority before the domain is taken');
     assert.equal(await a.acquire(), 1);
     assert.equal(a.valid(), true);
-    assert.deepEqual(await a.holder(), { node: 'alpha', generation: 1 });
+    assert.deepEqual(await a.holder(), { node: 'alpha', generation: 1, protected: false });
     const b = arbiter('beta', domain);
     await rejects(b.acquire(), ErrorCodes.ARBITER_HELD, /held by node alpha at generation 1/);
-    await rejects(b.claim(1), ErrorCodes.ARBITER_HELD, /node alpha holds the domain at generation 1 and renews its lease/);
+    await rejects(b.claim(1), ErrorCodes.ARBITER_HELD, /node alpha serves the domain unprotected at generation 1 and renews its lease/);
     // Renewals keep it: well past the lease, alpha still holds it.
     await new Promise((r) => setTimeout(r, 2.5 * LEASE_MS));
     assert.equal(a.valid(), true);
-    assert.deepEqual(await b.holder(), { node: 'alpha', generation: 1 });
+    assert.deepEqual(await b.holder(), { node: 'alpha', generation: 1, protected: false });
     assert.equal(b.valid(), false);
   });
 
@@ -79,7 +79,7 @@ describe('EtcdArbiter', () => {
         return false;
       }
     }, 'the lease to run out', 5 * LEASE_MS, 100);
-    assert.deepEqual(await b.holder(), { node: 'beta', generation: 2 });
+    assert.deepEqual(await b.holder(), { node: 'beta', generation: 2, protected: false });
     // alpha restarts while beta serves: refused.
     await rejects(arbiter('alpha', domain).acquire(), ErrorCodes.ARBITER_HELD, /held by node beta at generation 2/);
     // And after beta stopped too: beta ran last, so alpha's copy is old.
@@ -94,7 +94,7 @@ describe('EtcdArbiter', () => {
     await a.acquire();
     await a.stop({ release: true });
     const b = arbiter('beta', domain);
-    await rejects(b.claim(7), ErrorCodes.ARBITER_STALE, /last ran at generation 1 \(node alpha\), but this replica holds checkpoints of generation 7/);
+    await rejects(b.claim(7), ErrorCodes.ARBITER_STALE, /the domain is at generation 1 \(node alpha\), but this replica holds checkpoints of generation 7/);
     assert.equal(await b.holder(), undefined);
     assert.equal(b.valid(), false);
   });
@@ -128,7 +128,8 @@ describe('EtcdArbiter', () => {
     const won = claims.filter((c) => c.status === 'fulfilled');
     assert.equal(won.length, 1, JSON.stringify(claims.map((c) => c.status)));
     assert.equal((won[0]).value, 2);
-    for (const c of claims) if (c.status === 'rejected') assert.equal((c.reason as { code: string }).code, ErrorCodes.ARBITER_HELD);
+    // The losers read the record again after their swap failed: the domain has moved past their replica.
+    for (const c of claims) if (c.status === 'rejected') assert.equal((c.reason as { code: string }).code, ErrorCodes.ARBITER_STALE);
   });
 
   test('a holder cut off from etcd loses its authority before the lease ends, so before anybody can take over', T, async () => {
@@ -163,7 +164,7 @@ describe('EtcdArbiter', () => {
       // The partition heals: alpha learns it was superseded, and stays without authority.
       const superseded = new Promise((resolve) => a.once('superseded', resolve));
       proxy.heal();
-      assert.deepEqual(await superseded, { node: 'beta', generation: 2 });
+      assert.deepEqual(await superseded, { node: 'beta', generation: 2, protected: false });
       assert.equal(a.valid(), false);
     } finally {
       await proxy.stop();
@@ -187,7 +188,109 @@ describe('EtcdArbiter', () => {
       proxy.heal();
       await until(() => a.valid(), 'alpha to take the domain back', 5 * LEASE_MS);
       assert.deepEqual(changes, [false, true]);
-      assert.deepEqual(await arbiter('beta', domain).holder(), { node: 'alpha', generation: 1 });
+      assert.deepEqual(await arbiter('beta', domain).holder(), { node: 'alpha', generation: 1, protected: false });
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  test('a protected holder is taken over at once, without waiting for its lease; it learns it was superseded', T, async () => {
+    const domain = freshDomain();
+    const a = arbiter('alpha', domain);
+    await a.acquire();
+    a.protect(1);
+    assert.equal(a.valid(), false, 'protected: output no replica holds may not leave');
+    await a.settled();
+    assert.deepEqual(await a.holder(), { node: 'alpha', generation: 1, protected: true });
+    const superseded = new Promise((resolve) => a.once('superseded', resolve));
+    const b = arbiter('beta', domain);
+    const started = performance.now();
+    assert.equal(await b.claim(1), 2);
+    const took = performance.now() - started;
+    assert.ok(took < LEASE_MS / 2, `the claim took ${took.toFixed(0)} ms: it did not wait for alpha's lease`);
+    assert.equal(b.valid(), true);
+    // alpha renews its lease (which still runs) and finds the owner key on beta's.
+    assert.deepEqual(await superseded, { node: 'beta', generation: 2, protected: false });
+    assert.equal(a.valid(), false);
+    a.unprotect();
+    await a.settled();
+    assert.equal(a.valid(), false, 'a superseded node never regains authority');
+    assert.deepEqual(await b.holder(), { node: 'beta', generation: 2, protected: false });
+  });
+
+  test('losing protection moves the domain to the next generation before any output may leave; the old replica is stale then', T, async () => {
+    const domain = freshDomain();
+    const a = arbiter('alpha', domain);
+    await a.acquire();
+    a.protect(1);
+    await a.settled();
+    const generations: number[] = [];
+    a.on('generation', (g) => generations.push(g));
+    a.unprotect();
+    assert.equal(a.valid(), false, 'not before etcd confirmed the move');
+    await a.settled();
+    assert.equal(a.valid(), true);
+    assert.equal(a.generation, 2);
+    assert.deepEqual(generations, [2]);
+    assert.deepEqual(await a.holder(), { node: 'alpha', generation: 2, protected: false });
+    await rejects(arbiter('beta', domain).claim(1), ErrorCodes.ARBITER_STALE, /the domain is at generation 2 \(node alpha\), but this replica holds checkpoints of generation 1/);
+    // Unprotected already: losing protection again changes nothing.
+    a.unprotect();
+    await a.settled();
+    assert.equal(a.generation, 2);
+    // Protected by a stream of generation 2: its replica may take over.
+    a.protect(2);
+    await a.settled();
+    assert.equal(await arbiter('beta', domain).claim(2), 3);
+  });
+
+  test('the primary losing protection and the secondary claiming race: exactly one wins, every time', { timeout: 60_000 }, async () => {
+    for (let i = 0; i < 20; i++) {
+      const domain = freshDomain();
+      const a = arbiter('alpha', domain);
+      await a.acquire();
+      a.protect(1);
+      await a.settled();
+      const superseded = new Promise<boolean>((resolve) => a.once('superseded', () => resolve(true)));
+      const b = arbiter('beta', domain);
+      a.unprotect();
+      const [claim] = await Promise.allSettled([b.claim(1), a.settled()]);
+      if (claim.status === 'fulfilled') {
+        assert.equal(claim.value, 2);
+        assert.equal(await Promise.race([superseded, new Promise((r) => setTimeout(() => r(false), 3 * LEASE_MS))]), true, 'alpha learns it lost');
+        assert.equal(a.valid(), false, `round ${i}: alpha must not serve alone once beta took over`);
+        assert.deepEqual(await b.holder(), { node: 'beta', generation: 2, protected: false });
+      } else {
+        assert.equal((claim.reason as { code: string }).code, ErrorCodes.ARBITER_STALE, `round ${i}: ${String(claim.reason)}`);
+        await until(() => a.valid(), 'alpha to serve at generation 2', 2 * LEASE_MS);
+        assert.equal(a.generation, 2);
+        assert.equal(b.valid(), false);
+      }
+      await Promise.all([a.stop({ release: true }), b.stop({ release: true })]);
+    }
+  });
+
+  test('a protected primary cut off from etcd that loses protection holds output; the secondary takes over at once', T, async () => {
+    const domain = freshDomain();
+    const proxy = new CutProxy(etcd.endpoints[0]);
+    const via = await proxy.start();
+    try {
+      const a = arbiter('alpha', domain, [via]);
+      await a.acquire();
+      a.protect(1);
+      await a.settled();
+      const valid: boolean[] = [];
+      a.on('authority', (e) => valid.push(e.valid));
+      proxy.cut();
+      a.unprotect();
+      await a.settled();
+      assert.equal(a.valid(), false, 'the move to the next generation could not be confirmed');
+      assert.equal(await arbiter('beta', domain).claim(1), 2);
+      const superseded = new Promise((resolve) => a.once('superseded', resolve));
+      proxy.heal();
+      assert.deepEqual(await superseded, { node: 'beta', generation: 2, protected: false });
+      assert.equal(a.valid(), false);
+      assert.ok(!valid.includes(true), 'alpha never had authority after the cut');
     } finally {
       await proxy.stop();
     }
@@ -197,9 +300,9 @@ describe('EtcdArbiter', () => {
     const domain = freshDomain();
     const client = new EtcdClient({ endpoints: etcd.endpoints, timeoutMs: 1000 });
     try {
-      await client.txn([], [{ put: { key: `/tandem-test/${domain}/generation`, value: Buffer.from('{"node":"x y","generation":1}') } }], []);
+      await client.txn([], [{ put: { key: `/tandem-test/${domain}/generation`, value: Buffer.from('{"node":"x y","generation":1,"protected":false}') } }], []);
       await rejects(arbiter('alpha', domain).acquire(), ErrorCodes.ARBITER_BAD_RESPONSE, new RegExp(`etcd key /tandem-test/${domain}/generation holds no valid node name`));
-      await client.txn([], [{ put: { key: `/tandem-test/${domain}/generation`, value: Buffer.from(JSON.stringify({ node: 'x', generation: 2 ** 53 })) } }], []);
+      await client.txn([], [{ put: { key: `/tandem-test/${domain}/generation`, value: Buffer.from(JSON.stringify({ node: 'x', generation: 2 ** 53, protected: false })) } }], []);
       await rejects(arbiter('alpha', domain).claim(1), ErrorCodes.ARBITER_BAD_RESPONSE, /holds no valid generation/);
     } finally {
       client.close();
