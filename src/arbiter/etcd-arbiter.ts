@@ -157,7 +157,9 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     this.validate();
     const { client } = this.options;
     // The lease is asked for alongside the read: a failover waits for two round trips to etcd, not three.
-    const [first, lease] = await Promise.all([this.snapshot(), client.grant(this.ttlS).then((l) => ({ ...l, sentAt: this.clock.now() }))]);
+    // Validity counts from when the grant was sent, not answered: etcd's TTL starts somewhere in between.
+    const sentAt = this.clock.now();
+    const [first, lease] = await Promise.all([this.snapshot(), client.grant(this.ttlS).then((l) => ({ ...l, sentAt }))]);
     let snap = first;
     for (let attempt = 1; ; attempt++) {
       const refused = this.refusal(snap, from);
