@@ -5,6 +5,7 @@
  * status 2) whichever command it is given to.
  */
 import type { Argv } from 'yargs';
+import { parseArbiterUrl } from '../arbiter/select.js';
 import { defaultConfig, loadConfig, type TandemConfig } from '../config/config.js';
 import { TandemError } from '../errors.js';
 import { monitorUrls, type MonitorUrls } from '../monitor/client.js';
@@ -17,13 +18,16 @@ export interface CommonArgs {
   'log-level': LogLevel | undefined;
   /** HOST:PORT of this process's monitor (see src/monitor/wire.ts). */
   monitor: string | undefined;
+  /** none, or etcd://HOST:PORT[,HOST:PORT...] */
+  arbiter: string | undefined;
 }
 
 export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
   return y
     .option('config', { type: 'string', describe: 'YAML configuration file (flags override it)' })
     .option('log-level', { choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
-    .option('monitor', { type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' });
+    .option('monitor', { type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
+    .option('arbiter', { type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' });
 }
 
 /** The configuration file (or the defaults), with the common flags applied. */
@@ -31,6 +35,11 @@ export function baseConfig(args: CommonArgs): TandemConfig {
   const cfg = args.config === undefined ? defaultConfig() : loadConfig(args.config);
   if (args['log-level'] !== undefined) cfg.logLevel = args['log-level'];
   if (args.monitor !== undefined) cfg.monitor.listen = flagAddress(args.monitor, '--monitor', true);
+  if (args.arbiter !== undefined) {
+    const chosen = asUsage(() => parseArbiterUrl(single(args.arbiter!, '--arbiter')));
+    cfg.arbiter.kind = chosen.kind;
+    cfg.arbiter.endpoints = chosen.kind === 'etcd' ? chosen.endpoints : undefined;
+  }
   return cfg;
 }
 

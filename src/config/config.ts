@@ -16,7 +16,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { LineCounter, parse, YAMLError } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { domainSchema } from '../domain/config.js';
 import { ConfigError } from '../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
@@ -129,6 +129,41 @@ const coloSchema = section({
   ),
 });
 
+/** A name at the arbiter (a domain, a node): what etcd keys and certificate names may hold. */
+const arbiterName = () =>
+  z
+    .string({ error: 'expected a name: letters, digits, ".", "_", "-" (at most 63)' })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, { error: 'expected a name: letters, digits, ".", "_", "-" (at most 63)' });
+
+/** Who may serve the domain (docs/failover.md, "The arbiter"): none, or an etcd cluster both hosts reach. */
+const arbiterSchema = section({
+  kind: oneOf(['none', 'etcd']).default('none'),
+  // etcd's client URLs as HOST:PORT, one per member (at most 7: an etcd cluster's useful size).
+  endpoints: z.array(address(), { error: 'expected a list of HOST:PORT strings' }).min(1).max(7).optional(),
+  prefix: z
+    .string({ error: 'expected a key prefix like /tandem' })
+    .regex(/^\/[A-Za-z0-9._/-]{0,200}$/, { error: 'expected a key prefix like /tandem' })
+    .refine((v) => !v.endsWith('/'), { error: 'expected a key prefix without a trailing /' })
+    .default('/tandem'),
+  // The protected domain's name: one owner per name. Both nodes of a pair use the same.
+  domain: arbiterName().default('guest'),
+  // This node's name (each node of a pair its own; with TLS, the certificate's name is the default).
+  node: arbiterName().optional(),
+  // The lease a holder renews (every third of it); etcd counts whole seconds.
+  lease_ms: int(1000, 600_000).default(2000),
+  // Per request to one endpoint.
+  timeout_ms: int(10, 60_000).default(500),
+  // HTTPS to etcd with this CA (and a client certificate and key, for etcd's mutual TLS).
+  ca: z.string().min(1).max(4096).optional(),
+  cert: z.string().min(1).max(4096).optional(),
+  key: z.string().min(1).max(4096).optional(),
+}).check(
+  rule((a) => (a.kind === 'etcd' && a.endpoints === undefined ? 'arbiter: kind etcd needs endpoints (HOST:PORT of each etcd member)' : undefined)),
+  rule((a) => (a.kind === 'none' && a.endpoints !== undefined ? 'arbiter: endpoints are given but kind is none; set kind: etcd' : undefined)),
+  rule((a) => ((a.cert === undefined) !== (a.key === undefined) ? 'arbiter: cert and key go together' : undefined)),
+  rule((a) => (a.cert !== undefined && a.ca === undefined ? 'arbiter: a client certificate needs ca (the etcd server\'s CA)' : undefined)),
+);
+
 const tandemSchema = defaulted(
   section({
     log_level: oneOf(LOG_LEVELS).default('info'),
@@ -138,12 +173,14 @@ const tandemSchema = defaulted(
     secondary: defaulted(secondarySchema),
     monitor: defaulted(monitorSchema),
     colo: defaulted(coloSchema),
+    arbiter: defaulted(arbiterSchema),
   }),
 );
 
 export type TandemConfig = z.output<typeof tandemSchema>;
 export type MonitorConfig = z.output<typeof monitorSchema>;
 export type ColoConfig = z.output<typeof coloSchema>;
+export type ArbiterConfig = z.output<typeof arbiterSchema>;
 
 /** The configuration of an empty file: a fresh object on each call, for the caller to change with its flags. */
 export function defaultConfig(): TandemConfig {

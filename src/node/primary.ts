@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import type { Observable, Subscription } from 'rxjs';
 import type { Arbiter } from '../arbiter/arbiter.js';
 import { ArbiterDevice } from '../arbiter/device.js';
-import { NO_ARBITER_WARNING, NoArbiter } from '../arbiter/none.js';
+import { NO_ARBITER_WARNING } from '../arbiter/none.js';
+import { createArbiter } from '../arbiter/select.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
@@ -43,7 +44,7 @@ export interface PrimaryNodeOptions {
   transport: Transport;
   logger: Logger;
   hybrid?: HybridOptions;
-  /** Who may serve the domain (default: none, with the warning it deserves). */
+  /** Who may serve the domain (default: the configuration's, src/arbiter/select.ts). */
   arbiter?: Arbiter;
 }
 
@@ -89,7 +90,7 @@ export class PrimaryNode {
     const protect = mode !== 'none';
     if (protect && p.secondary === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, 'no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
     // The arbiter first: a node that may not serve the domain starts nothing.
-    const arbiter = this.options.arbiter ?? new NoArbiter(p.generation);
+    const arbiter = this.options.arbiter ?? createArbiter(cfg, 'primary', logger);
     this.arbiter = arbiter;
     if (arbiter.kind === 'none' && protect) logger.warn(NO_ARBITER_WARNING);
     const generation = await arbiter.acquire();

@@ -6,7 +6,8 @@
  * parses flags and calls start() and stop().
  */
 import type { Arbiter, Holder } from '../arbiter/arbiter.js';
-import { NO_ARBITER_WARNING, NoArbiter } from '../arbiter/none.js';
+import { NO_ARBITER_WARNING } from '../arbiter/none.js';
+import { createArbiter } from '../arbiter/select.js';
 import { ColoSecondary } from '../colo/secondary.js';
 import { nextPort, type TandemConfig } from '../config/config.js';
 import type { DomainBinding, ReplicaGuest } from '../domain/binding.js';
@@ -102,7 +103,7 @@ export class SecondaryNode {
     this.heartbeat = heartbeat;
     // A newer primary heard of: the stream of the one it superseded must not get another epoch acked.
     heartbeat.on('generation', () => server.supersede());
-    const arbiter = this.options.arbiter ?? new NoArbiter(1);
+    const arbiter = this.options.arbiter ?? createArbiter(cfg, 'secondary', logger);
     this.arbiter = arbiter;
     if (arbiter.kind === 'none') logger.warn(NO_ARBITER_WARNING);
     this.superseded = new Promise((resolve) => arbiter.once('superseded', resolve));

@@ -4,7 +4,9 @@ import { after, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { stringify } from 'yaml';
 import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES, type TandemConfig } from '../../src/config/config.js';
+import { createArbiter, parseArbiterUrl } from '../../src/arbiter/select.js';
 import { ConfigError } from '../../src/errors.js';
+import { silent } from '../helpers/sim.js';
 import { formatAddress, type Address } from '../../src/util/address.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -28,6 +30,7 @@ const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.to
 /** A configuration as its YAML document: snake_case keys, HOST:PORT addresses, unset keys left out. */
 function asYaml(value: unknown): unknown {
   if (isAddress(value)) return formatAddress(value);
+  if (Array.isArray(value)) return value.map(asYaml);
   if (!isMapping(value)) return value;
   return Object.fromEntries(Object.entries(value).flatMap(([k, v]) => (v === undefined ? [] : [[snakeCase(k), asYaml(v)]])));
 }
@@ -52,6 +55,7 @@ function everyKeySet(): TandemConfig {
   c.colo.net = { host: 'standby.example', port: 7702 };
   const at = (port: number): Address => ({ host: '127.0.0.1', port });
   c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };
+  c.arbiter = { ...c.arbiter, kind: 'etcd', endpoints: [at(2379), { host: 'etcd2.example', port: 2379 }], node: 'host-a', ca: '/etc/tandem/etcd-ca.pem', cert: '/etc/tandem/etcd.pem', key: '/etc/tandem/etcd-key.pem' };
   return c;
 }
 
@@ -159,7 +163,7 @@ secondary:
   test('an unknown key is refused at every depth, with the keys that are known there', () => {
     const doc = asYaml(everyKeySet()) as Mapping;
     const sections = ['', ...keyPaths(doc).filter((path) => isMapping(valueAt(doc, path)))];
-    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator']);
+    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'arbiter']);
     for (const section of sections) {
       const bad = structuredClone(doc);
       const at = valueAt(bad, section) as Mapping;
@@ -208,6 +212,32 @@ secondary:
     for (const monitor of [{ token: secret.repeat(30) }, { token: [secret] }, { token_file: secret.repeat(300) }, { token: secret, token_file: secret }]) {
       assert.throws(() => configFromObject({ monitor }, 'f.yaml'), (err: Error) => err instanceof ConfigError && !inspect(err, { depth: Infinity }).includes(secret));
     }
+  });
+
+  test('the arbiter section: etcd needs endpoints, names are checked, TLS files go together; --arbiter URLs are read or refused', () => {
+    const c = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['10.0.0.9:2379', '[::1]:2379'], node: 'alpha', lease_ms: 3000 } }, 'f.yaml');
+    assert.deepEqual(c.arbiter.endpoints, [{ host: '10.0.0.9', port: 2379 }, { host: '::1', port: 2379 }]);
+    assert.equal(c.arbiter.leaseMs, 3000);
+    assert.equal(c.arbiter.prefix, '/tandem');
+    assert.equal(defaultConfig().arbiter.kind, 'none');
+    refused(() => configFromObject({ arbiter: { kind: 'etcd' } }, 'f.yaml'), /arbiter: kind etcd needs endpoints/);
+    refused(() => configFromObject({ arbiter: { endpoints: ['127.0.0.1:2379'] } }, 'f.yaml'), /arbiter: endpoints are given but kind is none/);
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], node: '../etc' } }, 'f.yaml'), /arbiter\.node: expected a name/);
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: Array(8).fill('127.0.0.1:2379') } }, 'f.yaml'), /arbiter\.endpoints/);
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], prefix: '/t/' } }, 'f.yaml'), /arbiter\.prefix: expected a key prefix without a trailing \//);
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], cert: '/c' } }, 'f.yaml'), /arbiter: cert and key go together/);
+    refused(() => configFromObject({ arbiter: { lease_ms: 10 } }, 'f.yaml'), /arbiter\.lease_ms: expected an integer in 1000\.\.600000, got 10/);
+    assert.deepEqual(parseArbiterUrl('etcd://127.0.0.1:2379,[::1]:2380'), { kind: 'etcd', endpoints: [{ host: '127.0.0.1', port: 2379 }, { host: '::1', port: 2380 }] });
+    assert.deepEqual(parseArbiterUrl('none'), { kind: 'none' });
+    for (const bad of ['etcd://', 'http://127.0.0.1:2379', 'etcd://127.0.0.1', `etcd://${Array(8).fill('h:1').join(',')}`, 'etcd://h:1/x']) {
+      assert.throws(() => parseArbiterUrl(bad), (err: unknown) => err instanceof ConfigError && /--arbiter/.test(err.message), bad);
+    }
+    // An etcd arbiter needs this node's name; with none, nothing is asked of etcd.
+    const noName = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'] } }, 'f.yaml');
+    assert.throws(() => createArbiter(noName, 'primary', silent), /arbiter\.node: each node of a pair needs its own name/);
+    assert.equal(createArbiter(noName, 'primary', silent, 'alpha').kind, 'etcd');
+    assert.throws(() => createArbiter(configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], node: 'a', ca: tmp.path('missing.pem') } }, 'f.yaml'), 'primary', silent), /arbiter\.ca: cannot read/);
+    assert.equal(createArbiter(defaultConfig(), 'primary', silent).kind, 'none');
   });
 
   test('a number the YAML spells .inf is shown as Infinity, a value that contains itself as such', () => {

@@ -9,6 +9,7 @@ import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { tcpTransport } from '../../transport/tcp.js';
 import { createLogger } from '../../util/logger.js';
+import { EXIT_FENCED } from './primary.js';
 import { baseConfig, flagAddress, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
 
 interface SecondaryArgs extends CommonArgs {
@@ -35,7 +36,15 @@ export function secondaryCommand(yargs: Argv): Argv {
       const logger = createLogger(cfg.logLevel, 'tandem-secondary');
       const node = new SecondaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport: tcpTransport, logger });
       await node.start();
-      await node.stop(await untilSignal());
+      // Having failed over, a node another took the domain from (the arbiter says so) stops serving at once.
+      const why = await Promise.race([untilSignal(), node.whenSuperseded().then((h) => ({ superseded: h }))]);
+      if (typeof why === 'string') {
+        await node.stop(why);
+        return;
+      }
+      logger.fatal({ node: why.superseded.node, generation: why.superseded.generation }, `superseded: node ${why.superseded.node} serves the guest at generation ${why.superseded.generation}; this node stops serving at once`);
+      await node.stop('superseded');
+      process.exitCode = EXIT_FENCED;
     },
   );
 }
