@@ -16,6 +16,7 @@ import { formatAddress, type Address } from '../util/address.js';
 import { ReplicationLink } from '../transport/link.js';
 import type { Transport } from '../transport/transport.js';
 import type { DeviceSet } from './devices.js';
+import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { ModeController } from './mode.js';
 import { precopyPolicy, type PrecopyOptions } from './precopy.js';
 import { CheckpointSession, type EpochMetrics } from './session.js';
@@ -75,6 +76,7 @@ export class PrimaryEngine {
   private loop: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
+  private link: ReplicationLink | undefined;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -104,6 +106,20 @@ export class PrimaryEngine {
     this.setState('stopped', 'stopped');
   }
 
+  /** Since the secondary last sent anything on the session's link, ms (undefined: no link). */
+  get linkSilentMs(): number | undefined {
+    return this.link?.silentMs;
+  }
+
+  /**
+   * The secondary is gone though TCP has not noticed (a partition, a hung
+   * host): ends the session now, as a lost link would, rather than at the
+   * ack timeout.
+   */
+  abandonLink(reason: string): void {
+    this.link?.abandon(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, reason));
+  }
+
   /** An operator asks for a checkpoint now. */
   requestCheckpoint(by = 'operator'): void {
     this.operator$.next({ reason: 'operator', by });
@@ -123,7 +139,9 @@ export class PrimaryEngine {
       const link = new ReplicationLink({ transport: this.deps.transport, secondary: o.secondary, connectTimeoutMs: o.connectTimeoutMs, ackTimeoutMs: o.ackTimeoutMs });
       try {
         await link.start();
+        this.link = link;
         await this.runSession(link);
+        this.link = undefined;
         await devices.run('teardown');
         if (this.stopping) break;
       } catch (err) {
@@ -131,6 +149,7 @@ export class PrimaryEngine {
         // Devices apply their policy for a lost standby (e.g. release or keep holding output).
         await devices.run('teardown').catch((e: unknown) => logger.error({ err: e }, 'checkpoint device teardown failed'));
         if (this.stopping) break;
+        this.link = undefined;
         const message = err instanceof Error ? err.message : String(err);
         // Loud: the guest keeps running, but nothing protects it now.
         logger.error({ err }, `UNPROTECTED: ${message}; the guest runs without a standby, retrying in ${o.retryMs} ms`);

@@ -1,10 +1,13 @@
 /**
  * When the secondary takes over: only when both signs agree that the
  * primary is gone. Heartbeats silent for the timeout alone are not enough
- * while the replication stream is still open (the heartbeat path may be
- * the only broken one, and the primary then still commits epochs here);
- * the stream's end alone is not enough either (a reset link is not a dead
- * primary). Whichever sign comes second triggers the promotion.
+ * while the replication stream is still open and carrying bytes (the
+ * heartbeat path may be the only broken one, and the primary then still
+ * commits epochs here); the stream's end alone is not enough either (a
+ * reset link is not a dead primary). A stream that stays open but carries
+ * nothing for the timeout (a partition, a hung primary: TCP notices neither
+ * for minutes) counts as gone. Whichever sign comes second triggers the
+ * promotion.
  */
 import { isTransient } from '../arbiter/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -17,6 +20,8 @@ export interface FailoverSigns {
   peer: PeerState;
   /** A primary's replication stream is open. */
   streamOpen: boolean;
+  /** It has carried nothing for the failure timeout. */
+  streamSilent?: boolean;
   /** A promotion already happened (or is under way). */
   promoted: boolean;
 }
@@ -25,7 +30,7 @@ export type FailoverVerdict = 'promote' | 'wait-for-stream' | 'stay';
 
 export function failoverVerdict(signs: FailoverSigns): FailoverVerdict {
   if (signs.promoted || signs.peer !== 'dead') return 'stay';
-  return signs.streamOpen ? 'wait-for-stream' : 'promote';
+  return signs.streamOpen && signs.streamSilent !== true ? 'wait-for-stream' : 'promote';
 }
 
 /** The parts of the secondary the rule watches and drives. */
@@ -38,6 +43,8 @@ export interface FailoverParts {
   server: {
     /** The remote address of the primary streaming now, if any. */
     readonly primary: string | undefined;
+    /** Since the open stream last carried bytes, ms (undefined: none open). */
+    readonly streamSilentMs?: number | undefined;
     on(event: 'primary-gone', fn: () => void): unknown;
     off(event: 'primary-gone', fn: () => void): unknown;
   };
@@ -51,6 +58,8 @@ export interface FailoverParts {
 export class FailoverRule {
   private detach: (() => void) | undefined;
   private retry: NodeJS.Timeout | undefined;
+  private recheck: NodeJS.Timeout | undefined;
+  private waitingSaid = false;
 
   constructor(
     private readonly parts: FailoverParts,
@@ -58,6 +67,12 @@ export class FailoverRule {
     private readonly logger: Logger,
     /** How soon a refusal that may pass is retried (the arbiter held by a lease that is running out). */
     private readonly retryMs = DEFAULT_RETRY_MS,
+    /**
+     * The longest an open stream may carry nothing while its primary lives
+     * (COLO checkpoints only every colo.max_interval_ms when the replicas
+     * agree): silence beyond it plus the timeout counts as gone.
+     */
+    private readonly quietMs = 0,
   ) {}
 
   start(): void {
@@ -79,6 +94,7 @@ export class FailoverRule {
 
   stop(): void {
     clearTimeout(this.retry);
+    clearTimeout(this.recheck);
     this.detach?.();
     this.detach = undefined;
   }
@@ -87,11 +103,26 @@ export class FailoverRule {
   check(): FailoverVerdict {
     if (this.detach === undefined) return 'stay';
     const { heartbeat, server, promoter } = this.parts;
-    const verdict = failoverVerdict({ peer: heartbeat.peerState, streamOpen: server.primary !== undefined, promoted: promoter.engaged });
-    if (verdict === 'wait-for-stream') this.logger.warn('heartbeats lost but the replication stream is still open: waiting for it to end before failing over');
+    const silentMs = server.streamSilentMs;
+    const verdict = failoverVerdict({
+      peer: heartbeat.peerState,
+      streamOpen: server.primary !== undefined,
+      streamSilent: silentMs !== undefined && silentMs >= this.timeoutMs + this.quietMs,
+      promoted: promoter.engaged,
+    });
+    clearTimeout(this.recheck);
+    if (verdict === 'wait-for-stream') {
+      if (!this.waitingSaid) this.logger.warn('heartbeats lost but the replication stream still carries data: waiting for it to end or fall silent before failing over');
+      this.waitingSaid = true;
+      // Looked at again when it would have been silent for the timeout, if nothing else happens first.
+      this.recheck = setTimeout(() => this.check(), Math.max(10, this.timeoutMs + this.quietMs - (silentMs ?? 0)));
+    } else {
+      this.waitingSaid = false;
+    }
     if (verdict === 'promote') {
       // The promoter takes the next generation itself, and only if it can fail over.
-      promoter.promote(`primary silent for ${this.timeoutMs} ms`).catch((err: unknown) => {
+      const how = server.primary === undefined ? 'its stream ended' : 'its stream silent too';
+      promoter.promote(`primary silent for ${this.timeoutMs} ms, ${how}`).catch((err: unknown) => {
         // promote() logged why it cannot fail over; stay a secondary. A refusal that
         // may pass (the primary's lease still live) is asked again while the signs hold.
         if (isTransient(err) && this.detach !== undefined) {

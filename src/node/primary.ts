@@ -25,6 +25,7 @@ import { DiskMirror } from '../disk/mirror.js';
 import { ErrorCodes, TandemError } from '../errors.js';
 import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
 import { RemusService } from '../front/remus-service.js';
+import { SilentStandbyWatch } from '../failover/silent-standby.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
 import { PrimarySource } from '../monitor/source.js';
@@ -65,6 +66,7 @@ export class PrimaryNode {
   private engine: PrimaryEngine | undefined;
   private monitor: MonitorServer | undefined;
   private readonly subscriptions: Subscription[] = [];
+  private silentStandby: SilentStandbyWatch | undefined;
   private fenced: Promise<FenceNotice> | undefined;
   private arbiter: Arbiter | undefined;
 
@@ -131,6 +133,7 @@ export class PrimaryNode {
       logger.info({ signal: reason.signal }, 'stopping');
     }
     for (const s of this.subscriptions) s.unsubscribe();
+    this.silentStandby?.stop();
     await this.engine?.stop();
     await this.monitor?.stop();
     await this.service?.stop();
@@ -216,6 +219,10 @@ export class PrimaryNode {
       },
     );
     this.engine = engine;
+    if (this.heartbeat !== undefined) {
+      this.silentStandby = new SilentStandbyWatch({ heartbeat: this.heartbeat, engine }, cfg.heartbeat.timeoutMs, colo ? cfg.colo.maxIntervalMs : p.intervalMs, logger);
+      this.silentStandby.start();
+    }
     if (requests$ !== undefined) {
       // The hybrid policy watches every request, whatever the mode, and moves the mode between colo and remus.
       this.subscriptions.push(

@@ -110,6 +110,8 @@ interface Link {
   loading: Promise<void> | undefined;
   closed: Promise<void>;
   resolveClosed: () => void;
+  /** Monotonic ms of the last bytes from the primary on this connection. */
+  lastDataAt: number;
 }
 
 export class SecondaryServer extends EventEmitter<SecondaryEvents> {
@@ -147,6 +149,15 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   /** Remote address of the active primary, if one is connected. */
   get primary(): string | undefined {
     return this.link?.remote;
+  }
+
+  /**
+   * How long the active primary's connection has carried nothing, ms
+   * (undefined: none open). A partition or a hung primary leaves a TCP
+   * connection open but silent; the failover rule counts a silent one as gone.
+   */
+  get streamSilentMs(): number | undefined {
+    return this.link === undefined ? undefined : performance.now() - this.link.lastDataAt;
   }
 
   /** Open primary connections, counting refused ones still draining their last ack. */
@@ -295,7 +306,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-    const link: Link = { socket, remote, session, finished: false, peerGone: false, replaced: false, generation, tornEpoch: 0, grace: undefined, loading: undefined, closed, resolveClosed };
+    const link: Link = { socket, remote, session, finished: false, peerGone: false, replaced: false, generation, tornEpoch: 0, grace: undefined, loading: undefined, closed, resolveClosed, lastDataAt: performance.now() };
     this.link = link;
     this.sockets.add(link);
     // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
@@ -309,6 +320,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     // After the stream ended or was refused the session drops what still arrives, so the
     // socket keeps draining (no reset that could destroy the ack in flight).
     socket.on('data', (chunk: Buffer) => {
+      link.lastDataAt = performance.now();
       session.push(chunk, (a) => this.perform(link, a));
       this.syncState();
     });

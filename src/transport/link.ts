@@ -46,6 +46,8 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
   private recordWaiter: { type: HandshakeType; resolve: (r: BackChannelRecord) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined;
   /** Called once when the link fails or closes. */
   onClose: (err: Error) => void = () => {};
+  /** Monotonic ms of the last bytes from the secondary (or of connecting). */
+  private lastDataAt = 0;
 
   constructor(private readonly options: LinkOptions) {}
 
@@ -53,6 +55,7 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
     const { transport, secondary, connectTimeoutMs } = this.options;
     const socket = await transport.connect(secondary, { timeoutMs: connectTimeoutMs, peer: 'the secondary' });
     this.socket = socket;
+    this.lastDataAt = performance.now();
     const where = formatAddress(secondary);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => this.fail(linkError(`replication link to ${where} failed: ${err.message}`, err)));
@@ -154,7 +157,19 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
     this.socket?.destroy();
   }
 
+  /** Since the secondary last sent anything, ms. */
+  get silentMs(): number {
+    return performance.now() - this.lastDataAt;
+  }
+
+  /** Ends the link with `err` (a silent secondary): waiters fail, the connection is dropped. */
+  abandon(err: Error): void {
+    this.fail(err);
+    this.socket?.destroy();
+  }
+
   private onData(chunk: Buffer): void {
+    this.lastDataAt = performance.now();
     let records: BackChannelRecord[];
     try {
       records = this.decoder.push(chunk);

@@ -1,7 +1,10 @@
 /**
  * Plain TCP, the transport of a trusted network. Every channel between the
  * hosts is latency-bound (acks, heartbeats, mirrored packets), so Nagle is
- * off on both ends.
+ * off on both ends. TCP keepalive is on (first probe after a second idle),
+ * so the kernel ends a connection whose peer vanished even where nothing
+ * is sent; the channels' own silence checks (heartbeat timeout, the
+ * failover rule, SilentStandbyWatch) notice it much sooner.
  */
 import { connect, createServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -9,11 +12,13 @@ import { formatAddress, type Address } from '../util/address.js';
 import { TransportError, TransportErrorCodes as C } from './errors.js';
 import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from './transport.js';
 
+const KEEPALIVE_DELAY_MS = 1000;
+
 export const tcpTransport: Transport = {
   connect(to: Address, options: ConnectOptions): Promise<Duplex> {
     const where = `${options.peer} at ${formatAddress(to)}`;
     return new Promise((resolve, reject) => {
-      const socket = connect({ host: to.host, port: to.port, noDelay: true });
+      const socket = connect({ host: to.host, port: to.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS });
       const timer = setTimeout(() => {
         socket.destroy();
         reject(new TransportError(C.TRANSPORT_CONNECT_TIMEOUT, `connecting to ${where} timed out after ${options.timeoutMs} ms`));
@@ -32,7 +37,7 @@ export const tcpTransport: Transport = {
   },
 
   listen(at: Address, onConnection: OnConnection, options: ListenOptions): Promise<TransportListener> {
-    const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false, noDelay: true }, (socket) => {
+    const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS }, (socket) => {
       onConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
     });
     return new Promise((resolve, reject) => {

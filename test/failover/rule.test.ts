@@ -17,6 +17,9 @@ describe('failoverVerdict', () => {
         for (const promoted of [false, true]) {
           const want = promoted || peer !== 'dead' ? 'stay' : streamOpen ? 'wait-for-stream' : 'promote';
           assert.equal(failoverVerdict({ peer, streamOpen, promoted }), want, JSON.stringify({ peer, streamOpen, promoted }));
+          // An open stream that carries nothing counts as gone.
+          const silentWant = promoted || peer !== 'dead' ? 'stay' : 'promote';
+          assert.equal(failoverVerdict({ peer, streamOpen, streamSilent: true, promoted }), silentWant, JSON.stringify({ peer, streamOpen, silent: true, promoted }));
         }
       }
     }
@@ -29,6 +32,11 @@ class FakeHeartbeat extends EventEmitter {
 
 class FakeServer extends EventEmitter {
   primary: string | undefined = '10.0.0.1:5000';
+  /** When the stream last carried bytes (performance.now()). */
+  lastDataAt = performance.now();
+  get streamSilentMs(): number | undefined {
+    return this.primary === undefined ? undefined : performance.now() - this.lastDataAt;
+  }
 }
 
 /** Fake parts: a heartbeat channel, a server and a promoter the test drives. */
@@ -79,7 +87,7 @@ describe('FailoverRule', () => {
         p.primaryDies();
       }
       await until(() => p.promotions.length === 1, 'the promotion');
-      assert.deepEqual(p.promotions, ['primary silent for 250 ms']);
+      assert.deepEqual(p.promotions, ['primary silent for 250 ms, its stream ended']);
       // Later signs change nothing: one promotion.
       p.primaryDies();
       p.streamEnds();
@@ -88,6 +96,24 @@ describe('FailoverRule', () => {
       rule.stop();
     });
   }
+
+  test('a stream left open but silent (a partition, a hung primary) counts as gone once silent for the timeout; one still carrying bytes does not', async () => {
+    const p = new Parts();
+    const rule = new FailoverRule(p.parts, 100, captureLog().logger, undefined, 50);
+    rule.start();
+    // Bytes keep arriving (a one-sided heartbeat cut): no promotion however long heartbeats stay silent.
+    const feeding = setInterval(() => (p.server.lastDataAt = performance.now()), 20);
+    p.primaryDies();
+    await new Promise((r) => setTimeout(r, 400));
+    assert.deepEqual(p.promotions, [], 'the stream carries data: the primary lives');
+    clearInterval(feeding);
+    const quietFrom = performance.now();
+    await until(() => p.promotions.length === 1, 'the promotion once the stream fell silent');
+    const after = performance.now() - quietFrom;
+    assert.ok(after >= 150 - 5, `promoted ${after.toFixed(0)} ms after the stream fell silent: not before the timeout plus the quiet allowance (150 ms)`);
+    assert.deepEqual(p.promotions, ['primary silent for 100 ms, its stream silent too']);
+    rule.stop();
+  });
 
   test('stopped, it acts on nothing', async () => {
     const p = new Parts();

@@ -1,7 +1,9 @@
 /**
  * An in-memory Transport: connections are pairs of Duplex streams in this
  * process, so the channels between the hosts run in unit tests without
- * sockets, and a test can take a host off the network (cut) and put it back. Bytes arrive asynchronously (a later turn of the event loop, as
+ * sockets, and a test can take a host off the network (cut: its
+ * connections are reset; silence: its packets vanish, connections stay open
+ * and carry nothing, as in a partition or a hung host) and put it back. Bytes arrive asynchronously (a later turn of the event loop, as
  * from a socket), in order; a reader that stops reading holds the writer
  * back (backpressure); end() half-closes; destroy() reaches the peer as a
  * close, as a reset would.
@@ -19,14 +21,20 @@ class Side extends Duplex {
   constructor(
     allowHalfOpen: boolean,
     readonly remote: string,
+    readonly host: MemoryTransport,
   ) {
     super({ allowHalfOpen });
+  }
+
+  /** Packets between the two ends vanish (a partition): nothing arrives, nobody is told. */
+  get silenced(): boolean {
+    return this.host.silent || this.peer?.host.silent === true;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     setImmediate(() => {
       const peer = this.peer;
-      if (peer === undefined || peer.destroyed) {
+      if (peer === undefined || peer.destroyed || this.silenced) {
         done();
         return;
       }
@@ -43,14 +51,15 @@ class Side extends Duplex {
 
   override _final(done: (err?: Error | null) => void): void {
     setImmediate(() => {
-      if (this.peer !== undefined && !this.peer.destroyed) this.peer.push(null);
+      if (this.peer !== undefined && !this.peer.destroyed && !this.silenced) this.peer.push(null);
       done();
     });
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
     const peer = this.peer;
-    setImmediate(() => peer?.destroy());
+    // A reset sent into a partition never arrives.
+    if (!this.silenced) setImmediate(() => peer?.destroy());
     done(err);
   }
 }
@@ -78,6 +87,8 @@ export class MemoryTransport implements Transport {
   connections = 0;
   private readonly open = new Set<Side>();
   private isCut = false;
+  /** Its packets vanish: see silence(). */
+  silent = false;
 
   constructor(private readonly net = new MemoryNetwork()) {}
 
@@ -93,19 +104,34 @@ export class MemoryTransport implements Transport {
     this.open.clear();
   }
 
+  /**
+   * This host's packets vanish from now on, both ways: open connections stay
+   * open and carry nothing, and new ones time out, as in a partition or a
+   * hung host. heal() ends it.
+   */
+  silence(): void {
+    this.silent = true;
+  }
+
   heal(): void {
     this.isCut = false;
+    this.silent = false;
   }
 
   connect(to: Address, options: ConnectOptions): Promise<Duplex> {
     const l = this.net.listeners.get(formatAddress(to));
+    if (l !== undefined && (this.silent || l.owner.silent)) {
+      return new Promise((_, reject) =>
+        setTimeout(() => reject(new TransportError(C.TRANSPORT_CONNECT_TIMEOUT, `connecting to ${options.peer} at ${formatAddress(to)} timed out after ${options.timeoutMs} ms (in memory)`)), options.timeoutMs),
+      );
+    }
     if (l === undefined || this.isCut || l.owner.isCut) {
       const why = this.isCut || l?.owner.isCut === true ? 'network unreachable' : 'connection refused';
       return Promise.reject(new TransportError(C.TRANSPORT_CONNECT_FAILED, `cannot connect to ${options.peer} at ${formatAddress(to)}: ${why} (in memory)`));
     }
     const local = `127.0.0.1:${this.net.nextClientPort++}`;
-    const client = new Side(false, formatAddress(to));
-    const server = new Side(l.allowHalfOpen, local);
+    const client = new Side(false, formatAddress(to), this);
+    const server = new Side(l.allowHalfOpen, local, l.owner);
     client.peer = server;
     server.peer = client;
     this.track(client);

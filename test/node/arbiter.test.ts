@@ -100,9 +100,10 @@ async function protectedPair(): Promise<Pair> {
 }
 
 /** alpha stops existing for everyone: cut off from beta and from etcd (it still runs, as a hung host would). */
-function crash(pair: Pair): void {
+function crash(pair: Pair, how: 'reset' | 'silence' = 'reset'): void {
   pair.primaryEtcd.cut();
-  pair.primaryHost.cut();
+  if (how === 'reset') pair.primaryHost.cut();
+  else pair.primaryHost.silence();
 }
 
 const holder = (domain: string): Promise<unknown> => arbiter('observer', domain).holder();
@@ -192,5 +193,53 @@ describe('PrimaryNode and SecondaryNode with the etcd arbiter', () => {
     assert.equal((await fenced).peerGeneration, 3);
     await pair.primary.stop({ kind: 'fenced', ...(await fenced) });
     await verifyTakeover(pair, { host: '127.0.0.1', port: second.parts.promoter.promotion!.service.port });
+  });
+
+  test('the primary hangs silently (its packets vanish, connections stay open): the secondary notices within the timeout and takes over; nothing acknowledged is lost', T, async () => {
+    const pair = await protectedPair();
+    await until(() => pair.secondary.parts.server.lastEpoch > 20, 'some epochs under load');
+    crash(pair, 'silence');
+    const { promoter } = pair.secondary.parts;
+    await until(() => promoter.promotion !== undefined, 'the takeover', 10_000);
+    assert.equal(promoter.promotion!.generation, 2);
+    // alpha notices too (heartbeats and acks silent) and ends its session; it cannot move on without etcd.
+    await until(() => pair.primary.protection!.state === 'degraded', 'alpha to give up the silent link', 10_000);
+    const fenced = pair.primary.whenFenced();
+    pair.primaryEtcd.heal();
+    assert.equal((await fenced).peerGeneration, 2);
+    await pair.primary.stop({ kind: 'fenced', ...(await fenced) });
+    await verifyTakeover(pair, { host: '127.0.0.1', port: promoter.promotion!.service.port });
+  });
+
+  test('a silent partition between the hosts, both reaching etcd: exactly one serves; healed, nothing acknowledged is lost and the loser serves nothing', T, async () => {
+    const pair = await protectedPair();
+    await until(() => pair.secondary.parts.server.lastEpoch > 20, 'some epochs under load');
+    pair.primaryHost.silence();
+    const { promoter, server } = pair.secondary.parts;
+    const refusals: string[] = [];
+    promoter.on('refused', (e) => refusals.push(e.error.message));
+    // Both notice the silence within the timeout and race for the domain's record.
+    await until(async () => {
+      const h = (await holder(pair.domain)) as { generation: number } | undefined;
+      return h !== undefined && h.generation === 2;
+    }, 'the domain to move to generation 2', 10_000);
+    const won = (await holder(pair.domain)) as { node: string; generation: number; protected: boolean };
+    if (won.node === 'alpha') {
+      // alpha serves alone; beta's claim was refused: its replica is of generation 1.
+      await until(() => refusals.length > 0, 'beta to be refused', 10_000);
+      assert.equal(promoter.promotion, undefined);
+      pair.primaryHost.heal();
+      // alpha's new stream (generation 2) replaces the dead connection beta still held.
+      await until(async () => JSON.stringify(await holder(pair.domain)) === JSON.stringify({ node: 'alpha', generation: 2, protected: true }), 'alpha protected again', 20_000);
+      assert.equal(server.replicaGeneration, 2);
+      pair.ledger.stop();
+      assert.equal((await pair.ledger.verify()).lostAckedWrites, 0);
+    } else {
+      assert.deepEqual(won, { node: 'beta', generation: 2, protected: false });
+      await until(() => promoter.promotion !== undefined, 'beta to serve', 10_000);
+      const fenced = await pair.primary.whenFenced();
+      await pair.primary.stop({ kind: 'fenced', ...fenced });
+      await verifyTakeover(pair, { host: '127.0.0.1', port: promoter.promotion!.service.port });
+    }
   });
 });
