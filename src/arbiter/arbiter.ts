@@ -79,12 +79,27 @@ export interface Arbiter extends EventEmitter<ArbiterEvents> {
   claim(from: number): Promise<number>;
   /** Who holds the domain, as the arbiter says now (undefined: nobody). */
   holder(): Promise<Holder | undefined>;
+  /** What this node last learned, without asking (holder() and every renewal refresh it). */
+  view(): ArbiterView;
   /**
    * Stops renewing. `release: true` (an orderly stop, once nothing is served
    * any more) ends the lease at once, so a standby can take over without
    * waiting for it to run out.
    */
   stop(options?: { release?: boolean }): Promise<void>;
+}
+
+/** Who may serve, as this node knows it now (for status, the dashboard and metrics). */
+export interface ArbiterView {
+  kind: 'none' | 'etcd';
+  /** The node etcd last said serves the domain (null: nobody, or not known). */
+  holder: string | null;
+  /** Its generation (null: not known). */
+  generation: number | null;
+  /** The holder recorded itself protected: its replica may take over at once. */
+  protected: boolean;
+  /** This node may release output no replica holds, now. */
+  authority: boolean;
 }
 
 /** What gates output no replica holds: asked at every release, told of changes to release what it held. */

@@ -21,7 +21,7 @@
 import { EventEmitter } from 'node:events';
 import { monotonicClock, type Clock } from '../heartbeat/clock.js';
 import type { Logger } from '../util/logger.js';
-import type { Arbiter, ArbiterEvents, Holder } from './arbiter.js';
+import type { Arbiter, ArbiterEvents, ArbiterView, Holder } from './arbiter.js';
 import type { EtcdClient, KeyValue, TxnResult } from './etcd.js';
 import { ArbiterError, ArbiterErrorCodes as C } from './errors.js';
 
@@ -71,12 +71,16 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
   /** Resolved after each attempt at a change (settled() waits for one). */
   private attempted: Array<() => void> = [];
   private failing = false;
+  /** A change failed without an answer: it may still land, so the next attempt writes even if etcd shows what is wanted (its revision then defeats the old one). */
+  private uncertain = false;
   private announced = false;
   private cancelRenew: (() => void) | undefined;
   private cancelLapse: (() => void) | undefined;
   private cancelRetry: (() => void) | undefined;
   private stopped = false;
   private renewing: Promise<void> | undefined;
+  /** The owner as the last read found it. */
+  private seen: Holder | undefined;
 
   constructor(private readonly options: EtcdArbiterOptions) {
     super();
@@ -117,7 +121,9 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
   }
 
   valid(): boolean {
-    return this.lease !== undefined && this.clock.now() < this.liveUntil && this.record?.protected === false && this.want?.kind !== 'protected';
+    // Not while any change is asked for or might still land: a "protected" sent earlier whose answer is
+    // pending (or was lost) can reach etcd after output no replica holds has left, and let a replica take over without it.
+    return this.lease !== undefined && this.clock.now() < this.liveUntil && this.record?.protected === false && this.want === undefined && !this.uncertain;
   }
 
   async acquire(): Promise<number> {
@@ -183,6 +189,8 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
   /** Why the replica of generation `from` may not take over, given `snap` (undefined: it may). */
   private refusal(snap: Snapshot, from: number): ArbiterError | undefined {
     const last = snap.last?.holder;
+    // Our own claim whose answer was lost (and whose lease we revoked): it landed; take it up again.
+    if (last !== undefined && last.node === this.options.node && last.generation === from + 1 && snap.owner === undefined) return undefined;
     if (last === undefined) return new ArbiterError(C.ARBITER_STALE, `etcd holds no record of the domain (key ${this.lastKey}): whether this replica is the latest copy is unknown`);
     if (last.generation !== from) {
       return new ArbiterError(C.ARBITER_STALE, `the domain is at generation ${last.generation} (node ${last.node}), but this replica holds checkpoints of generation ${from}: it is not the latest copy`);
@@ -212,6 +220,11 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     return (await this.snapshot()).owner?.holder;
   }
 
+  view(): ArbiterView {
+    const seen = this.seen;
+    return { kind: 'etcd', holder: seen?.node ?? null, generation: seen?.generation ?? null, protected: seen?.protected ?? false, authority: this.valid() };
+  }
+
   async stop(options: { release?: boolean } = {}): Promise<void> {
     this.stopped = true;
     this.cancelRenew?.();
@@ -236,10 +249,12 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
   private async snapshot(): Promise<Snapshot> {
     const r = await this.options.client.txn([], [{ range: { key: this.ownerKey } }, { range: { key: this.lastKey } }], []);
     const [owner, last] = r.ranges;
-    return {
+    const snap = {
       owner: owner === undefined ? undefined : { kv: owner, holder: readHolder(owner, this.ownerKey) },
       last: last === undefined ? undefined : { kv: last, holder: readHolder(last, this.lastKey) },
     };
+    this.seen = snap.owner?.holder;
+    return snap;
   }
 
   /**
@@ -313,6 +328,7 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
       } catch (err) {
         if (!this.failing) this.options.logger?.warn({ err }, `arbiter: cannot change the domain's record (${want.kind}): ${err instanceof Error ? err.message : String(err)}; output no replica holds stays held; retrying`);
         this.failing = true;
+        this.uncertain = true;
         for (const resolve of this.attempted.splice(0)) resolve();
         // Again after a pause, unless a newer ask comes first (change() starts a new run then).
         this.cancelRetry = this.clock.setTimer(RETRY_MS, () => {
@@ -355,11 +371,13 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     } else {
       target = current;
     }
-    if (owner !== undefined && snap.owner!.kv.lease === this.lease && sameRecord(target, current) && sameRecord(owner, current)) {
+    if (!this.uncertain && owner !== undefined && snap.owner!.kv.lease === this.lease && sameRecord(target, current) && sameRecord(owner, current)) {
       this.record = current;
       return true;
     }
     const took = await this.take(snap, target.generation, undefined, target.protected);
+    // Written over the revision an earlier, unanswered change compared with: that one can no longer land.
+    if (took) this.uncertain = false;
     if (took && target.generation !== mine.generation) {
       this.options.logger?.warn({ generation: target.generation }, `arbiter: unprotected: the domain moved to generation ${target.generation}, so the replica of generation ${mine.generation} can no longer take over; output no replica holds may leave`);
     } else if (took && want.kind === 'protected') {

@@ -6,7 +6,7 @@
  * dashboard.
  */
 import { EventEmitter } from 'node:events';
-import type { Arbiter, ArbiterEvents, Holder } from './arbiter.js';
+import type { Arbiter, ArbiterEvents, ArbiterView, Holder } from './arbiter.js';
 import { ArbiterError, ArbiterErrorCodes as C } from './errors.js';
 
 export const NO_ARBITER_WARNING = 'no arbiter (arbiter: none): a partition between the hosts can make both serve the guest (split brain); use an etcd arbiter between two hosts';
@@ -41,6 +41,10 @@ export class NoArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
     const next = from + 1;
     if (!Number.isSafeInteger(next)) return Promise.reject(new ArbiterError(C.ARBITER_BAD_OPTIONS, `no generation is left after ${from}: generations end at 2^53-1`));
     return Promise.resolve(next);
+  }
+
+  view(): ArbiterView {
+    return { kind: 'none', holder: null, generation: null, protected: false, authority: true };
   }
 
   holder(): Promise<Holder | undefined> {

@@ -10,6 +10,7 @@
  * validateEvent() is the one reading of the schema: tests use it on every
  * event type, and `tandem watch` uses it on everything it receives.
  */
+import type { ArbiterView } from '../arbiter/arbiter.js';
 import { MonitorError, MonitorErrorCodes } from './errors.js';
 
 export const SCHEMA_VERSION = 1;
@@ -125,6 +126,8 @@ export interface SnapshotEvent extends Broadcast {
   actions: ControlAction[];
   recent: (EpochFields & { ts: number })[];
   clients: number;
+  /** Who may serve the guest, as this node knows it (src/arbiter). */
+  arbiter: ArbiterView;
 }
 
 /** To one client: it was too slow and missed `count` events since the last message it got. */
@@ -208,6 +211,7 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
     actions: { arrayOf: { oneOf: CONTROL_ACTIONS } },
     recent: { arrayOf: { fields: { ...epochFields, ts: 'num' } } },
     clients: 'int',
+    arbiter: { fields: { kind: { oneOf: ['none', 'etcd'] }, holder: 'str|null', generation: 'int|null', protected: 'bool', authority: 'bool' } },
   },
   dropped: { ...envelope, count: 'int' },
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },

@@ -145,8 +145,8 @@ export class MonitorServer {
       now: options.now,
       ...options.limits,
       snapshot: () => {
-        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent } = source.status();
-        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, actions: this.control.actions };
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter } = source.status();
+        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, actions: this.control.actions };
       },
       onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
     });

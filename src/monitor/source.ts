@@ -12,6 +12,7 @@ import type { PrimaryEngine, ProtectionState } from '../checkpoint/engine.js';
 import type { ModeController } from '../checkpoint/mode.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { EpochMetrics } from '../checkpoint/session.js';
+import type { ArbiterView } from '../arbiter/arbiter.js';
 import type { Promoter } from '../failover/promoter.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
@@ -23,7 +24,7 @@ import type { ServiceClientStats } from './metrics.js';
 export const RECENT_EPOCHS = 300;
 
 /** What a node reports of itself: the snapshot's own fields (the monitor adds actions and clients). */
-export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent'>;
+export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter'>;
 
 export interface MonitorSource {
   readonly role: NodeRole;
@@ -35,6 +36,9 @@ export interface MonitorSource {
   start(): void;
   stop(): void;
 }
+
+/** Without an arbiter: each node decides alone. */
+const NO_ARBITER: ArbiterView = { kind: 'none', holder: null, generation: null, protected: false, authority: true };
 
 export interface Clocks {
   /** Monotonic ms, for lag. */
@@ -51,7 +55,10 @@ abstract class BaseSource {
   protected lastEpochAt: number | undefined;
   private readonly recent: (EpochFields & { ts: number })[] = [];
 
-  constructor(protected readonly clocks: Clocks) {}
+  constructor(
+    protected readonly clocks: Clocks,
+    private readonly arbiter?: { view(): ArbiterView },
+  ) {}
 
   protected now(): number {
     return (this.clocks.now ?? (() => performance.now()))();
@@ -75,6 +82,7 @@ abstract class BaseSource {
 
   protected base(): Omit<SourceStatus, 'mode' | 'intervalMs'> {
     return {
+      arbiter: this.arbiter?.view() ?? NO_ARBITER,
       state: this.current,
       reason: this.reason,
       lastEpoch: this.lastEpoch,
@@ -85,6 +93,8 @@ abstract class BaseSource {
 }
 
 export interface PrimarySourceOptions extends Clocks {
+  /** Who may serve: shown in the snapshot. */
+  arbiter?: { view(): ArbiterView };
   engine: PrimaryEngine;
   /** The owner of the checkpoint mode: the source reports it and passes operators' changes to it. */
   mode: ModeController;
@@ -115,7 +125,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   private wasProtected = false;
 
   constructor(private readonly options: PrimarySourceOptions) {
-    super(options);
+    super(options, options.arbiter);
     const { engine, mode } = options;
     this.clients = options.clients;
     this.control = {
@@ -160,6 +170,7 @@ export interface SecondarySourceOptions extends Clocks {
   server: SecondaryServer;
   /** An operator's failover goes through it, and takes a newer generation as any promotion does (its claim). */
   promoter: Promoter;
+  arbiter?: { view(): ArbiterView };
 }
 
 const REPLICA_STATE: Record<ReplicaState, MonitorState> = { idle: 'waiting', syncing: 'syncing', protected: 'standby' };
@@ -170,7 +181,7 @@ export class SecondarySource extends BaseSource implements MonitorSource {
   private detach: (() => void) | undefined;
 
   constructor(private readonly options: SecondarySourceOptions) {
-    super(options);
+    super(options, options.arbiter);
     const { promoter } = options;
     this.control = {
       failover: async () => {

@@ -3,6 +3,7 @@
  * pipes) and a full-screen summary that is redrawn (a TTY). Pure functions
  * of the events, so they are tested without a terminal.
  */
+import type { ArbiterView } from '../arbiter/arbiter.js';
 import type { EpochFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, SnapshotEvent } from './events.js';
 
 const ms = (v: number | null): string => (v === null ? '-' : v < 10 ? v.toFixed(2) : v.toFixed(0));
@@ -15,12 +16,19 @@ export function epochLine(e: EpochFields): string {
   return `epoch ${e.epoch} (${e.trigger})${pause} dirty ${e.dirtyPages} ${bytes(e.bytes)}${total}`;
 }
 
+/** Who may serve, in words: the dashboard, `tandem status` and `tandem watch` say the same. */
+export function arbiterLine(a: ArbiterView): string {
+  if (a.kind === 'none') return 'none (each node decides alone: a partition can make both serve)';
+  if (a.holder === null) return `etcd: nobody holds it${a.generation === null ? '' : ` (last generation ${a.generation})`}`;
+  return `${a.holder} holds it at generation ${a.generation ?? '?'}, ${a.protected ? 'protected' : 'unprotected'}`;
+}
+
 /** One line describing an event. */
 export function eventLine(e: MonitorEvent): string {
   const head = `${time(e.ts)} ${e.node}`;
   switch (e.type) {
     case 'snapshot':
-      return `${head} snapshot: ${e.state} (${e.reason}); mode ${e.mode ?? 'n/a'}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}; epoch ${e.lastEpoch}; lag ${e.lagMs === null ? '-' : `${ms(e.lagMs)} ms`}; clients ${e.clients}`;
+      return `${head} snapshot: ${e.state} (${e.reason}); mode ${e.mode ?? 'n/a'}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}; epoch ${e.lastEpoch}; lag ${e.lagMs === null ? '-' : `${ms(e.lagMs)} ms`}; clients ${e.clients}; arbiter: ${arbiterLine(e.arbiter)}`;
     case 'epoch':
       return `${head} ${epochLine(e)}`;
     case 'divergence':

@@ -238,7 +238,7 @@ export class PrimaryNode {
         logger.debug(m, 'epoch');
       }),
     );
-    const source = new PrimarySource({ engine, mode, divergences$: requests$, clients: () => service.clients() });
+    const source = new PrimarySource({ engine, mode, divergences$: requests$, clients: () => service.clients(), arbiter: this.arbiter });
     this.monitor = await startMonitor(cfg.monitor, logger, source);
     engine.start();
   }

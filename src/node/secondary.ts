@@ -43,6 +43,9 @@ export interface SecondaryAddresses {
   net?: Address;
 }
 
+/** How often a secondary reads who holds the domain, for display. */
+const HOLDER_POLL_MS = 2000;
+
 export class SecondaryNode {
   private replica: ReplicaGuest | undefined;
   private colo: ColoSecondary | undefined;
@@ -52,6 +55,7 @@ export class SecondaryNode {
   private rule: FailoverRule | undefined;
   private monitor: MonitorServer | undefined;
   private arbiter: Arbiter | undefined;
+  private holderPoll: NodeJS.Timeout | undefined;
   private superseded: Promise<Holder> | undefined;
 
   constructor(private readonly options: SecondaryNodeOptions) {}
@@ -106,6 +110,11 @@ export class SecondaryNode {
     const arbiter = this.options.arbiter ?? createArbiter(cfg, 'secondary', logger);
     this.arbiter = arbiter;
     if (arbiter.kind === 'none') logger.warn(NO_ARBITER_WARNING);
+    // Who holds the domain, for status and the dashboard: a secondary otherwise reads etcd only when it claims.
+    if (arbiter.kind !== 'none') {
+      this.holderPoll = setInterval(() => void arbiter.holder().catch(() => {}), HOLDER_POLL_MS);
+      this.holderPoll.unref();
+    }
     this.superseded = new Promise((resolve) => arbiter.once('superseded', resolve));
     // A promotion takes the domain (the next generation) only once it knows it can fail over: from the
     // arbiter first, which refuses while the primary's lease is live, then on the heartbeat channel.
@@ -127,7 +136,7 @@ export class SecondaryNode {
     server.on('epoch', () => heartbeat.noteActivity());
     this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger, undefined, colo === undefined ? 0 : cfg.colo.maxIntervalMs);
     this.rule.start();
-    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter }));
+    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter }));
     await heartbeat.start();
     const hb = heartbeat.address()!;
     logger.info({ heartbeat: `${hb.host}:${hb.port}` }, 'heartbeat channel listening');
@@ -148,6 +157,7 @@ export class SecondaryNode {
   async stop(signal: string): Promise<void> {
     this.options.logger.info({ signal }, 'stopping');
     this.rule?.stop();
+    clearInterval(this.holderPoll);
     await this.heartbeat?.stop();
     await this.promoter?.stop();
     await this.server?.stop();

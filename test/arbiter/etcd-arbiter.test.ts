@@ -244,6 +244,26 @@ describe('EtcdArbiter', () => {
     assert.equal(await arbiter('beta', domain).claim(2), 3);
   });
 
+  test('protection lost while recording it is still under way: no authority until the domain moved past the generation its replica holds', T, async () => {
+    for (let i = 0; i < 10; i++) {
+      const domain = freshDomain();
+      const a = arbiter('alpha', domain);
+      await a.acquire();
+      const seen: boolean[] = [];
+      a.on('authority', (e) => seen.push(e.valid));
+      a.protect(1);
+      // A session that ended at once: its "protected" is in flight when the teardown asks for "unprotected".
+      a.unprotect();
+      assert.equal(a.valid(), false, 'not while either change may land');
+      await a.settled();
+      await until(() => a.valid(), 'alpha to serve alone', 2 * LEASE_MS);
+      // Whatever order etcd saw them in, output may leave only at a generation no replica holds.
+      assert.deepEqual(await a.holder(), { node: 'alpha', generation: 2, protected: false }, `round ${i}`);
+      await rejects(arbiter('beta', domain).claim(1), ErrorCodes.ARBITER_STALE, /at generation 2/);
+      await a.stop({ release: true });
+    }
+  });
+
   test('the primary losing protection and the secondary claiming race: exactly one wins, every time', { timeout: 60_000 }, async () => {
     for (let i = 0; i < 20; i++) {
       const domain = freshDomain();

@@ -11,7 +11,7 @@ const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
 const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
 
 const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
-  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1 },
+  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 2, protected: true, authority: false } },
   epoch: { ...env, seq: 10, type: 'epoch', ...epochFields },
   divergence: { ...env, seq: 11, type: 'divergence', connection: null, reason: 'bytes differ' },
   state: { ...env, seq: 12, type: 'state', state: 'failed-over', previous: 'failing-over', reason: 'r' },
@@ -41,6 +41,8 @@ describe('validateEvent', () => {
       [{ ...examples.snapshot, recent: [{ ...epochFields }] }, /snapshot\.recent\[0\]\.ts/],
       [{ ...examples.snapshot, actions: ['reboot'] }, /snapshot\.actions\[0\]/],
       [{ ...examples.snapshot, mode: 'fast' }, /snapshot\.mode/],
+      [{ ...examples.snapshot, arbiter: { kind: 'etcd', holder: 'alpha', generation: -1, protected: true, authority: false } }, /snapshot\.arbiter\.generation/],
+      [{ ...examples.snapshot, arbiter: { kind: 'zookeeper', holder: null, generation: null, protected: false, authority: false } }, /snapshot\.arbiter\.kind/],
       [{ ...examples.control, ok: 'yes' }, /control\.ok/],
       [{ ...examples.reply, id: { a: 1 } }, /reply\.id/],
       [{ ...examples.reply, result: [] }, /reply\.result/],

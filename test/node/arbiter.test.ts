@@ -22,6 +22,7 @@ import { CutProxy } from '../helpers/cut-proxy.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { silent } from '../helpers/sim.js';
+import { createLogger, type Logger, type LogLevel } from '../../src/util/logger.js';
 import { until } from '../helpers/wait.js';
 
 /** Long, so a takeover that waited for the primary's lease would show. */
@@ -58,7 +59,7 @@ function config(): TandemConfig {
 }
 
 function arbiter(node: string, domain: string, endpoints: Address[] = etcd.endpoints): EtcdArbiter {
-  return new EtcdArbiter({ client: new EtcdClient({ endpoints, timeoutMs: 300 }), prefix: '/tandem-node-test', domain, node, leaseMs: LEASE_MS });
+  return new EtcdArbiter({ client: new EtcdClient({ endpoints, timeoutMs: 300 }), prefix: '/tandem-node-test', domain, node, leaseMs: LEASE_MS, logger: logger(node) });
 }
 
 interface Pair {
@@ -81,11 +82,11 @@ async function protectedPair(): Promise<Pair> {
   const secondaryHost = new MemoryTransport();
   const primaryHost = secondaryHost.peer();
   const scfg = config();
-  const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent, arbiter: arbiter('beta', domain) });
+  const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: logger('beta'), arbiter: arbiter('beta', domain) });
   await secondary.start();
   stops.push(() => secondary.stop('test'));
   const pcfg = config();
-  const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: primaryHost, logger: silent, arbiter: arbiter('alpha', domain, [via]) });
+  const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: primaryHost, logger: logger('alpha'), arbiter: arbiter('alpha', domain, [via]) });
   const service = await primary.start();
   stops.push(() => primary.stop({ kind: 'signal', signal: 'test' }));
   await firstValueFrom(primary.protection!.state$.pipe(filter((s) => s.state === 'protected')));
@@ -106,6 +107,9 @@ function crash(pair: Pair, how: 'reset' | 'silence' = 'reset'): void {
   else pair.primaryHost.silence();
 }
 
+/** Silent, unless TANDEM_TEST_LOG names a level (the nodes' logs on stderr, to read a failure). */
+const logger = (name: string): Logger => (process.env.TANDEM_TEST_LOG === undefined ? silent : createLogger(process.env.TANDEM_TEST_LOG as LogLevel, name));
+
 const holder = (domain: string): Promise<unknown> => arbiter('observer', domain).holder();
 
 /** After a takeover: clients go to the survivor; every acknowledged write must be there. */
@@ -116,6 +120,10 @@ async function verifyTakeover(pair: Pair, service: Address): Promise<void> {
   await until(() => ledger.survivorAnsweredAll, 'the survivor to answer every client', 10_000);
   ledger.stop();
   const summary = await ledger.verify();
+  if (summary.lostAckedWrites > 0 && process.env.TANDEM_TEST_LOG !== undefined) {
+    const acked = (ledger as unknown as { maxAcked: Map<string, number>; maxBefore: Map<string, number>; firstAfter: Map<string, number> });
+    process.stderr.write(`DEBUG maxAcked ${JSON.stringify([...acked.maxAcked])} maxBefore ${JSON.stringify([...acked.maxBefore])} firstAfter ${JSON.stringify([...acked.firstAfter])}\n`);
+  }
   assert.ok(summary.ackedWrites > 0);
   assert.equal(summary.lostAckedWrites, 0, JSON.stringify(summary));
 }
@@ -179,7 +187,7 @@ describe('PrimaryNode and SecondaryNode with the etcd arbiter', () => {
     // A new secondary at the same address: protection at generation 2, which its replica may take over from.
     const scfg = config();
     const secondaryHost = pair.primaryHost.peer();
-    const second = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent, arbiter: arbiter('gamma', pair.domain) });
+    const second = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: logger('gamma'), arbiter: arbiter('gamma', pair.domain) });
     await second.start();
     stops.push(() => second.stop('test'));
     await until(async () => JSON.stringify(await holder(pair.domain)) === JSON.stringify({ node: 'alpha', generation: 2, protected: true }), 'alpha protected at generation 2', 20_000);

@@ -4,7 +4,7 @@
  */
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
-import { epochLine } from '../../monitor/view.js';
+import { arbiterLine, epochLine } from '../../monitor/view.js';
 import { operandMonitorUrls } from '../config-args.js';
 
 interface StatusArgs {
@@ -36,6 +36,7 @@ export function statusCommand(yargs: Argv): Argv {
         `last:      ${last ? epochLine(last) : '-'}`,
         `controls:  ${s.actions.join(', ') || 'none'}`,
         `clients:   ${s.clients}`,
+        `arbiter:   ${arbiterLine(s.arbiter)}`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     },

@@ -122,6 +122,15 @@
     for (const b of document.querySelectorAll('button[data-action]')) b.disabled = !actions.includes(b.dataset.action);
   }
 
+  // Same words as `tandem status` (src/monitor/view.ts, arbiterLine).
+  function showArbiter(a) {
+    const el = $('arbiter');
+    el.dataset.kind = a.kind;
+    if (a.kind === 'none') el.textContent = 'none (each node decides alone: a partition can make both serve)';
+    else if (a.holder === null) el.textContent = 'etcd: nobody holds it';
+    else el.textContent = `${a.holder} holds it at generation ${a.generation ?? '?'}, ${a.protected ? 'protected' : 'unprotected'}`;
+  }
+
   function onEvent(e) {
     if (e.v !== SCHEMA_VERSION) {
       note(`schema version ${e.v} not understood (this page reads ${SCHEMA_VERSION})`);
@@ -134,6 +143,7 @@
         setMode(e.mode, e.intervalMs);
         offer(e.actions);
         $('last-epoch').textContent = String(e.lastEpoch);
+        showArbiter(e.arbiter);
         lagAtSnapshot = e.lagMs;
         snapshotAt = performance.now();
         lastEpochAt = null;
