@@ -63,6 +63,9 @@ const primarySchema = section({
   client_idle_timeout_ms: int(0, 604_800_000).default(0),
   // The secondary's heartbeat address (default: the secondary's host, its port + 1).
   heartbeat: address().optional(),
+  // On SIGTERM/SIGINT: stand-down (the secondary keeps its replica and does not take over) or
+  // switchover (a last checkpoint, then the secondary takes over at once). Never a failover by silence.
+  on_stop: oneOf(['stand-down', 'switchover']).default('stand-down'),
   // This primary's generation; a promoted secondary takes a higher one and fences this one.
   generation: int(1, Number.MAX_SAFE_INTEGER).default(1),
 }).check(

@@ -8,6 +8,10 @@
  * nothing for the timeout (a partition, a hung primary: TCP notices neither
  * for minutes) counts as gone. Whichever sign comes second triggers the
  * promotion.
+ *
+ * A primary that stops in order says what it wants on its heartbeats: stand
+ * down (no failover, whatever the silence after) or hand over (take over as
+ * soon as its stream has ended, without waiting for the timeout).
  */
 import { isTransient } from '../arbiter/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -24,12 +28,16 @@ export interface FailoverSigns {
   streamSilent?: boolean;
   /** A promotion already happened (or is under way). */
   promoted: boolean;
+  /** The primary said, stopping in order, what to do (undefined: it did not). */
+  leaving?: 'stand-down' | 'hand-over';
 }
 
 export type FailoverVerdict = 'promote' | 'wait-for-stream' | 'stay';
 
 export function failoverVerdict(signs: FailoverSigns): FailoverVerdict {
-  if (signs.promoted || signs.peer !== 'dead') return 'stay';
+  if (signs.promoted || signs.leaving === 'stand-down') return 'stay';
+  if (signs.leaving === 'hand-over') return signs.streamOpen ? 'wait-for-stream' : 'promote';
+  if (signs.peer !== 'dead') return 'stay';
   return signs.streamOpen && signs.streamSilent !== true ? 'wait-for-stream' : 'promote';
 }
 
@@ -37,8 +45,10 @@ export function failoverVerdict(signs: FailoverSigns): FailoverVerdict {
 export interface FailoverParts {
   heartbeat: {
     readonly peerState: PeerState;
-    on(event: 'peer', fn: () => void): unknown;
-    off(event: 'peer', fn: () => void): unknown;
+    /** What the primary said it does on leaving (undefined: it runs). */
+    readonly peerIntent?: 'stand-down' | 'hand-over' | undefined;
+    on(event: 'peer' | 'leaving', fn: () => void): unknown;
+    off(event: 'peer' | 'leaving', fn: () => void): unknown;
   };
   server: {
     /** The remote address of the primary streaming now, if any. */
@@ -85,9 +95,11 @@ export class FailoverRule {
       setImmediate(() => this.check());
     };
     heartbeat.on('peer', onPeer);
+    heartbeat.on('leaving', onPeer);
     server.on('primary-gone', onGone);
     this.detach = () => {
       heartbeat.off('peer', onPeer);
+      heartbeat.off('leaving', onPeer);
       server.off('primary-gone', onGone);
     };
   }
@@ -109,9 +121,13 @@ export class FailoverRule {
       streamOpen: server.primary !== undefined,
       streamSilent: silentMs !== undefined && silentMs >= this.timeoutMs + this.quietMs,
       promoted: promoter.engaged,
+      leaving: heartbeat.peerIntent,
     });
+    const handOver = heartbeat.peerIntent === 'hand-over';
     clearTimeout(this.recheck);
-    if (verdict === 'wait-for-stream') {
+    if (verdict === 'wait-for-stream' && handOver) {
+      // The stream's clean end comes next; it calls check() again.
+    } else if (verdict === 'wait-for-stream') {
       if (!this.waitingSaid) this.logger.warn('heartbeats lost but the replication stream still carries data: waiting for it to end or fall silent before failing over');
       this.waitingSaid = true;
       // Looked at again when it would have been silent for the timeout, if nothing else happens first.
@@ -122,7 +138,7 @@ export class FailoverRule {
     if (verdict === 'promote') {
       // The promoter takes the next generation itself, and only if it can fail over.
       const how = server.primary === undefined ? 'its stream ended' : 'its stream silent too';
-      promoter.promote(`primary silent for ${this.timeoutMs} ms, ${how}`).catch((err: unknown) => {
+      promoter.promote(handOver ? 'planned switchover: the primary stopped in order and handed over' : `primary silent for ${this.timeoutMs} ms, ${how}`).catch((err: unknown) => {
         // promote() logged why it cannot fail over; stay a secondary. A refusal that
         // may pass (the primary's lease still live) is asked again while the signs hold.
         if (isTransient(err) && this.detach !== undefined) {

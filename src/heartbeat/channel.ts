@@ -41,7 +41,7 @@ import type { Transport, TransportListener } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { monotonicClock, type Clock } from './clock.js';
-import { HeartbeatDecoder, FRAME_SIZE, encodeHeartbeat, type Heartbeat, type Role } from './codec.js';
+import { HeartbeatDecoder, FRAME_SIZE, encodeHeartbeat, type Heartbeat, type Intent, type Role } from './codec.js';
 import { FailureDetector, resolveTiming, type PeerState, type ResolvedTiming } from './detector.js';
 import { HeartbeatError, HeartbeatErrorCodes as C } from './errors.js';
 
@@ -98,6 +98,8 @@ export interface HeartbeatEvents {
   disconnected: [{ remote: string; reason: string }];
   /** The peer sent a malformed frame; its connection was closed. */
   protocolError: [HeartbeatError];
+  /** The peer is stopping in order, and says what this side should do about it (once per peer incarnation). */
+  leaving: [{ intent: Exclude<Intent, 'running'>; epoch: number; role: Role }];
 }
 
 interface Connection {
@@ -128,6 +130,8 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   private peerIncarnation: number | undefined;
   private peerGeneration = 0;
   private peerEpoch: number | undefined;
+  private ownIntent: Intent = 'running';
+  private peerIntentValue: Exclude<Intent, 'running'> | undefined;
   private fencedBy: number | undefined;
 
   constructor(private readonly options: HeartbeatChannelOptions) {
@@ -147,6 +151,21 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   /** Highest generation heard from a peer (0 before any). */
   get highestPeerGeneration(): number {
     return this.peerGeneration;
+  }
+
+  /** What the current peer incarnation said it does on leaving (undefined: it runs). */
+  get peerIntent(): Exclude<Intent, 'running'> | undefined {
+    return this.peerIntentValue;
+  }
+
+  /**
+   * This side is stopping in order: from now on every heartbeat says what
+   * the peer should do (stand down: not take over; hand over: take over now),
+   * starting with one sent at once.
+   */
+  leave(intent: Exclude<Intent, 'running'>): void {
+    this.ownIntent = intent;
+    this.beat();
   }
 
   get peerState(): PeerState {
@@ -318,6 +337,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
         sequence: this.sequence++,
         epoch: this.options.epoch?.() ?? 0,
         sentAtUs: Math.round(performance.now() * 1000),
+        intent: this.ownIntent,
       }),
     );
   }
@@ -371,6 +391,11 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
       this.peerEpoch = hb.epoch;
       this.emit('epoch', { epoch: hb.epoch, role: hb.role });
     }
+    if (hb.intent !== undefined && hb.intent !== 'running' && this.peerIntentValue === undefined) {
+      this.peerIntentValue = hb.intent;
+      this.options.logger?.warn({ intent: hb.intent, epoch: hb.epoch }, `heartbeat: the ${hb.role} is stopping in order and ${hb.intent === 'hand-over' ? 'hands over: this node takes over' : 'stands this node down: no failover'}`);
+      this.emit('leaving', { intent: hb.intent, epoch: hb.epoch, role: hb.role });
+    }
     this.emit('heartbeat', { ...hb, receivedAt });
   }
 
@@ -392,5 +417,6 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.detector = detector;
     this.peerIncarnation = incarnation;
     this.peerEpoch = undefined;
+    this.peerIntentValue = undefined;
   }
 }

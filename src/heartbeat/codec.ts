@@ -9,7 +9,7 @@
  * | 4  | 1 | version (1) |
  * | 5  | 1 | type (1 = HEARTBEAT) |
  * | 6  | 1 | role of the sender (1 = primary, 2 = secondary) |
- * | 7  | 1 | reserved, zero |
+ * | 7  | 1 | intent: 0 running, 1 leaving and standing the peer down (do not take over), 2 leaving and handing over (take over now) |
  * | 8  | 4 | sender incarnation (non-zero, new on every start) |
  * | 12 | 4 | reserved, zero |
  * | 16 | 8 | generation (fencing) |
@@ -28,6 +28,10 @@ export const VERSION = 1;
 
 export const MessageType = { HEARTBEAT: 1 } as const;
 export type Role = 'primary' | 'secondary';
+/** Why a sender is leaving: an orderly stop says what the peer should do about it. */
+export type Intent = 'running' | 'stand-down' | 'hand-over';
+const INTENT_CODE: Record<Intent, number> = { running: 0, 'stand-down': 1, 'hand-over': 2 };
+const INTENTS: readonly Intent[] = ['running', 'stand-down', 'hand-over'];
 const ROLE_CODE: Record<Role, number> = { primary: 1, secondary: 2 };
 
 export interface Heartbeat {
@@ -38,6 +42,8 @@ export interface Heartbeat {
   epoch: number;
   /** Sender's monotonic time in µs. */
   sentAtUs: number;
+  /** Absent: running. */
+  intent?: Intent;
 }
 
 const U64_FIELDS = [
@@ -62,6 +68,7 @@ export function encodeHeartbeat(hb: Heartbeat): Buffer {
   buf[4] = VERSION;
   buf[5] = MessageType.HEARTBEAT;
   buf[6] = ROLE_CODE[hb.role];
+  buf[7] = INTENT_CODE[hb.intent ?? 'running'];
   buf.writeUInt32LE(hb.incarnation, 8);
   for (const [field, at] of U64_FIELDS) writeU64(buf, hb[field], at, field);
   return buf;
@@ -78,7 +85,9 @@ export function decodeFrame(frame: Buffer, offset = 0): Heartbeat {
   if (frame[5] !== MessageType.HEARTBEAT) fail(C.HEARTBEAT_BAD_TYPE, `message type ${frame[5]}`);
   const role: Role | undefined = frame[6] === 1 ? 'primary' : frame[6] === 2 ? 'secondary' : undefined;
   if (role === undefined) return fail(C.HEARTBEAT_BAD_ROLE, `role ${frame[6]}`);
-  if (frame[7] !== 0 || frame.readUInt32LE(12) !== 0) fail(C.HEARTBEAT_RESERVED_NONZERO, 'reserved octets are not zero');
+  const intent = INTENTS[frame[7]];
+  if (intent === undefined) fail(C.HEARTBEAT_BAD_FIELD, `intent ${frame[7]}, expected 0..2`);
+  if (frame.readUInt32LE(12) !== 0) fail(C.HEARTBEAT_RESERVED_NONZERO, 'reserved octets are not zero');
   const incarnation = frame.readUInt32LE(8);
   if (incarnation === 0) fail(C.HEARTBEAT_BAD_FIELD, 'incarnation is zero');
   const u64 = (at: number, field: string): number => {
@@ -93,6 +102,7 @@ export function decodeFrame(frame: Buffer, offset = 0): Heartbeat {
     sequence: u64(24, 'sequence'),
     epoch: u64(32, 'epoch'),
     sentAtUs: u64(40, 'sentAtUs'),
+    ...(intent === 'running' ? {} : { intent }),
   };
 }
 

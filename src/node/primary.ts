@@ -15,6 +15,7 @@ import { createArbiter } from '../arbiter/select.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
+import { CheckpointError, CheckpointErrorCodes } from '../checkpoint/errors.js';
 import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions } from '../checkpoint/hybrid.js';
 import { ModeController } from '../checkpoint/mode.js';
 import { DEFAULT_PRECOPY } from '../checkpoint/precopy.js';
@@ -129,6 +130,8 @@ export class PrimaryNode {
       logger.fatal(`fenced by generation ${reason.peerGeneration} (this one: ${reason.ownGeneration}): another node serves the guest now; this node stops serving at once`);
       // No held output may leave a fenced node: close the front before the engine's teardown releases anything.
       await this.service?.stopFront();
+    } else if (this.heartbeat !== undefined && this.engine !== undefined) {
+      await this.stopInOrder(reason.signal, this.heartbeat, this.engine);
     } else {
       logger.info({ signal: reason.signal }, 'stopping');
     }
@@ -137,9 +140,68 @@ export class PrimaryNode {
     await this.engine?.stop();
     await this.monitor?.stop();
     await this.service?.stop();
+    if (reason.kind === 'signal' && this.heartbeat !== undefined) {
+      // Heartbeats carry the intent until the secondary has surely heard it (a frame is sent every interval).
+      await new Promise((r) => setTimeout(r, 2 * this.options.cfg.heartbeat.intervalMs));
+    }
     await this.heartbeat?.stop();
     // Nothing is served any more: an orderly stop hands the domain back at once rather than leaving the lease to run out.
     await this.arbiter?.stop({ release: reason.kind === 'signal' });
+  }
+
+  /**
+   * A protected primary stopping on a signal, as primary.on_stop says:
+   * stand-down keeps the secondary a secondary (its replica, at the last
+   * epoch, stays; it does not take over), switchover takes a last
+   * checkpoint whose replies reach the clients, then tells the secondary to
+   * take over at once. Either way nothing no replica holds leaves: the
+   * domain goes back to the arbiter first (no move to a next generation),
+   * and the front closes before the stream ends. Said in the log, never
+   * taken for a dead primary.
+   */
+  private async stopInOrder(signal: string, heartbeat: HeartbeatChannel, engine: PrimaryEngine): Promise<void> {
+    const { cfg, logger } = this.options;
+    const plan = cfg.primary.onStop;
+    if (plan === 'switchover' && engine.state === 'protected') {
+      logger.warn({ signal, onStop: plan }, `stopping in order (${signal}): switchover: a last checkpoint, then the secondary takes over`);
+      try {
+        await this.lastCheckpoint(engine);
+      } catch (err) {
+        logger.error({ err }, `switchover: the last checkpoint failed (${err instanceof Error ? err.message : String(err)}): standing the secondary down instead`);
+        return this.standDown(signal, heartbeat);
+      }
+      await this.arbiter?.stop({ release: true });
+      await this.service?.stopFront();
+      heartbeat.leave('hand-over');
+      return;
+    }
+    if (plan === 'switchover') logger.warn({ signal, state: engine.state }, `switchover asked for, but the secondary holds no current checkpoint (${engine.state}): standing it down instead`);
+    return this.standDown(signal, heartbeat);
+  }
+
+  private async standDown(signal: string, heartbeat: HeartbeatChannel): Promise<void> {
+    this.options.logger.warn({ signal, onStop: 'stand-down' }, `stopping in order (${signal}): standing the secondary down: it keeps its replica and does not take over (primary.on_stop: stand-down)`);
+    await this.arbiter?.stop({ release: true });
+    await this.service?.stopFront();
+    heartbeat.leave('stand-down');
+  }
+
+  /** Asks for a checkpoint and resolves once it is acked (its replies released). */
+  private lastCheckpoint(engine: PrimaryEngine): Promise<void> {
+    const timeoutMs = this.options.cfg.primary.ackTimeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        sub.unsubscribe();
+        reject(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, `no checkpoint acked within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const sub = engine.metrics$.subscribe((m) => {
+        if (m.trigger !== 'operator') return;
+        clearTimeout(timer);
+        sub.unsubscribe();
+        resolve();
+      });
+      engine.requestCheckpoint('switchover');
+    });
   }
 
   private async hearPeer(secondary: Address, generation: number, superseded: Promise<FenceNotice>): Promise<void> {

@@ -28,6 +28,7 @@ describe('failoverVerdict', () => {
 
 class FakeHeartbeat extends EventEmitter {
   peerState: PeerState = 'alive';
+  peerIntent: 'stand-down' | 'hand-over' | undefined;
 }
 
 class FakeServer extends EventEmitter {
@@ -112,6 +113,35 @@ describe('FailoverRule', () => {
     const after = performance.now() - quietFrom;
     assert.ok(after >= 150 - 5, `promoted ${after.toFixed(0)} ms after the stream fell silent: not before the timeout plus the quiet allowance (150 ms)`);
     assert.deepEqual(p.promotions, ['primary silent for 100 ms, its stream silent too']);
+    rule.stop();
+  });
+
+  test('a primary that stops in order and stands the secondary down is never failed over from, however silent it goes', async () => {
+    const p = new Parts();
+    const rule = new FailoverRule(p.parts, 100, captureLog().logger);
+    rule.start();
+    p.heartbeat.peerIntent = 'stand-down';
+    p.heartbeat.emit('leaving');
+    p.streamEnds();
+    p.primaryDies();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(p.promotions, []);
+    assert.equal(failoverVerdict({ peer: 'dead', streamOpen: false, promoted: false, leaving: 'stand-down' }), 'stay');
+    rule.stop();
+  });
+
+  test('a primary that hands over is taken over from as soon as its stream ends, without waiting for the timeout', async () => {
+    const p = new Parts();
+    const rule = new FailoverRule(p.parts, 60_000, captureLog().logger);
+    rule.start();
+    p.heartbeat.peerIntent = 'hand-over';
+    p.heartbeat.emit('leaving');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(p.promotions, [], 'not while the last epoch may still be arriving');
+    p.streamEnds();
+    await until(() => p.promotions.length === 1, 'the takeover');
+    assert.deepEqual(p.promotions, ['planned switchover: the primary stopped in order and handed over']);
+    assert.equal(p.heartbeat.peerState, 'alive', 'no dead verdict was needed');
     rule.stop();
   });
 

@@ -12,7 +12,7 @@ const GOLDEN = Buffer.from(
     '01', // version
     '01', // HEARTBEAT
     '02', // secondary
-    '00',
+    '00', // intent: running
     'efbeadde', // incarnation LE
     '00000000',
     '0300000000010000', // generation 2^40 + 3
@@ -41,6 +41,16 @@ describe('heartbeat codec', () => {
     const primary = encodeHeartbeat({ ...HB, role: 'primary' });
     assert.equal(primary[6], 1);
     assert.equal(decodeFrame(primary).role, 'primary');
+  });
+
+  test('an orderly stop says what the peer should do in octet 7: stand down (1) or hand over (2)', () => {
+    for (const [intent, code] of [['stand-down', 1], ['hand-over', 2]] as const) {
+      const bytes = encodeHeartbeat({ ...HB, intent });
+      assert.equal(bytes[7], code);
+      assert.deepEqual(bytes.subarray(8), GOLDEN.subarray(8));
+      assert.deepEqual(decodeFrame(bytes), { ...HB, intent });
+    }
+    assert.equal(encodeHeartbeat({ ...HB, intent: 'running' })[7], 0);
   });
 
   test('decodes three frames split at every pair of offsets', () => {
@@ -75,7 +85,7 @@ describe('heartbeat codec', () => {
     ['bad version', corrupt(4, 2), 'ERR_HEARTBEAT_BAD_VERSION'],
     ['bad type', corrupt(5, 9), 'ERR_HEARTBEAT_BAD_TYPE'],
     ['bad role', corrupt(6, 3), 'ERR_HEARTBEAT_BAD_ROLE'],
-    ['reserved octet 7', corrupt(7, 1), 'ERR_HEARTBEAT_RESERVED_NONZERO'],
+    ['an unknown intent', corrupt(7, 3), 'ERR_HEARTBEAT_BAD_FIELD'],
     ['reserved octet 12', corrupt(13, 1), 'ERR_HEARTBEAT_RESERVED_NONZERO'],
     ['zero incarnation', Buffer.concat([GOLDEN.subarray(0, 8), Buffer.alloc(4), GOLDEN.subarray(12)]), 'ERR_HEARTBEAT_BAD_FIELD'],
     ['generation beyond 2^53', corrupt(23, 0x01), 'ERR_HEARTBEAT_BAD_FIELD'],

@@ -64,6 +64,8 @@ function arbiter(node: string, domain: string, endpoints: Address[] = etcd.endpo
 
 interface Pair {
   domain: string;
+  /** Why the secondary took over, once it did. */
+  promotedReason?: string;
   primaryHost: MemoryTransport;
   /** alpha's way to etcd. */
   primaryEtcd: CutProxy;
@@ -74,7 +76,7 @@ interface Pair {
 }
 
 /** A protected pair, alpha serving and beta standing by, with a ledger writing through the service address. */
-async function protectedPair(): Promise<Pair> {
+async function protectedPair(tune: (cfg: TandemConfig) => void = () => {}): Promise<Pair> {
   const domain = `vm${++domainSeq}`;
   const primaryEtcd = new CutProxy(etcd.endpoints[0]);
   const via = await primaryEtcd.start();
@@ -86,6 +88,7 @@ async function protectedPair(): Promise<Pair> {
   await secondary.start();
   stops.push(() => secondary.stop('test'));
   const pcfg = config();
+  tune(pcfg);
   const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: primaryHost, logger: logger('alpha'), arbiter: arbiter('alpha', domain, [via]) });
   const service = await primary.start();
   stops.push(() => primary.stop({ kind: 'signal', signal: 'test' }));
@@ -97,7 +100,9 @@ async function protectedPair(): Promise<Pair> {
   const ledger = new Ledger({ host: '127.0.0.1', port: bound.port }, 4);
   ledger.start();
   stops.push(() => Promise.resolve(ledger.stop()));
-  return { domain, primaryHost, primaryEtcd, primary, secondary, serviceIp, ledger };
+  const pair: Pair = { domain, primaryHost, primaryEtcd, primary, secondary, serviceIp, ledger };
+  secondary.parts.promoter.on('promoted', (p) => (pair.promotedReason = p.reason));
+  return pair;
 }
 
 /** alpha stops existing for everyone: cut off from beta and from etcd (it still runs, as a hung host would). */
@@ -117,7 +122,13 @@ async function verifyTakeover(pair: Pair, service: Address): Promise<void> {
   const { ledger, serviceIp } = pair;
   serviceIp.moveTo(service);
   ledger.failedOver();
-  await until(() => ledger.survivorAnsweredAll, 'the survivor to answer every client', 10_000);
+  try {
+    await until(() => ledger.survivorAnsweredAll, 'the survivor to answer every client', 10_000);
+  } catch (err) {
+    const l = ledger as unknown as { firstAfter: Map<string, number>; errors: number; phase: number };
+    process.stderr.write(`DEBUG firstAfter ${JSON.stringify([...l.firstAfter])} errors ${l.errors} phase ${l.phase} service ${JSON.stringify(service)}\n`);
+    throw err;
+  }
   ledger.stop();
   const summary = await ledger.verify();
   if (summary.lostAckedWrites > 0 && process.env.TANDEM_TEST_LOG !== undefined) {
@@ -250,4 +261,36 @@ describe('PrimaryNode and SecondaryNode with the etcd arbiter', () => {
       await verifyTakeover(pair, { host: '127.0.0.1', port: promoter.promotion!.service.port });
     }
   });
+
+  test('SIGTERM with on_stop stand-down: the secondary keeps its replica and never takes over, however long the primary stays away', T, async () => {
+    const pair = await protectedPair();
+    await until(() => pair.secondary.parts.server.lastEpoch > 10, 'some epochs under load');
+    await pair.primary.stop({ kind: 'signal', signal: 'SIGTERM' });
+    const { promoter, server, heartbeat } = pair.secondary.parts;
+    await until(() => heartbeat.peerState === 'dead', 'the primary to go silent');
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(promoter.promotion, undefined, 'no failover by silence after an orderly stop');
+    assert.equal(heartbeat.peerIntent, 'stand-down');
+    assert.ok(server.lastEpoch > 10, 'the replica is kept');
+    // The domain went back to the arbiter, its last run recorded protected: an operator may still fail over to this replica.
+    assert.equal(await holder(pair.domain), undefined);
+    const p = await promoter.promote('operator request');
+    assert.equal(p.generation, 2);
+    await verifyTakeover(pair, { host: '127.0.0.1', port: p.service.port });
+  });
+
+  test('SIGTERM with on_stop switchover: a last checkpoint, then the secondary takes over at once; nothing acknowledged is lost', T, async () => {
+    const pair = await protectedPair((cfg) => (cfg.primary.onStop = 'switchover'));
+    await until(() => pair.secondary.parts.server.lastEpoch > 10, 'some epochs under load');
+    const { promoter, heartbeat } = pair.secondary.parts;
+    const stoppedAt = performance.now();
+    await pair.primary.stop({ kind: 'signal', signal: 'SIGTERM' });
+    await until(() => promoter.promotion !== undefined, 'the takeover', 10_000);
+    assert.equal(heartbeat.peerIntent, 'hand-over');
+    assert.match(pair.promotedReason ?? '', /planned switchover/);
+    assert.equal(promoter.promotion!.generation, 2);
+    assert.ok(performance.now() - stoppedAt < LEASE_MS, 'no lease was waited for');
+    await verifyTakeover(pair, { host: '127.0.0.1', port: promoter.promotion!.service.port });
+  });
 });
+
