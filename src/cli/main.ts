@@ -12,6 +12,7 @@ import { proxyCommand } from './commands/proxy.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
 import { statusCommand } from './commands/status.js';
+import { switchoverCommand } from './commands/control.js';
 import { watchCommand } from './commands/watch.js';
 import { STDIN_ARG, streamCommand } from './commands/stream-inspect.js';
 import { UsageError, exitWith } from './errors.js';
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
   cli = proxyCommand(cli);
   cli = watchCommand(cli);
   cli = statusCommand(cli);
+  cli = switchoverCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

@@ -1,12 +1,12 @@
 /**
- * The client side of the monitor, for `tandem watch` and `tandem status`:
- * monitor URLs, a status fetch and an event stream, every message checked
- * against the schema.
+ * The client side of the monitor, for `tandem watch`, `tandem status` and
+ * the control commands: monitor URLs, a status fetch, a control request and
+ * an event stream, every message checked against the schema.
  */
 import { request } from 'node:http';
 import WebSocket from 'ws';
 import { parseAddress } from '../util/address.js';
-import { parseEvent, validateEvent, type MonitorEvent, type SnapshotEvent } from './events.js';
+import { parseEvent, validateEvent, type ControlAction, type MonitorEvent, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
 import { TOKEN_ENV } from './wire.js';
 
@@ -73,6 +73,39 @@ export function fetchStatus(urls: MonitorUrls, env: NodeJS.ProcessEnv = process.
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
     req.on('error', (err) => reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
     req.end();
+  });
+}
+
+/**
+ * POST /api/control with the token from the environment: resolves with the
+ * reply's result, rejects with the monitor's error (its code and message).
+ */
+export function sendControl(urls: MonitorUrls, action: ControlAction, env: NodeJS.ProcessEnv = process.env, timeoutMs = 30_000): Promise<Record<string, unknown> | null> {
+  return new Promise((resolve, reject) => {
+    const url = new URL('/api/control', urls.http);
+    const body = JSON.stringify({ action, id: 1 });
+    const req = request(url, { method: 'POST', headers: { ...authHeaders(env), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > MAX_STATUS_BYTES) req.destroy(new Error(`reply over ${MAX_STATUS_BYTES} bytes`));
+        else chunks.push(c);
+      });
+      res.on('end', () => {
+        try {
+          const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
+          if (event.type === 'error') reject(new MonitorError(event.code as typeof C.MONITOR_ACTION_FAILED, `${action}: ${event.message} [${event.code}]`));
+          else if (event.type === 'reply') resolve(event.result);
+          else reject(new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a reply, got a ${event.type} event`));
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
+    req.on('error', (err) => reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
+    req.end(body);
   });
 }
 

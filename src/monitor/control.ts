@@ -21,6 +21,7 @@ export type ControlCommand =
   | { action: 'set-interval'; intervalMs: number }
   | { action: 'set-mode'; mode: SettableMode }
   | { action: 'failover' }
+  | { action: 'switchover' }
   | { action: 'stop-protection' }
   | { action: 'start-protection' };
 
@@ -34,6 +35,8 @@ export interface ControlTarget {
   setInterval?(ms: number): void;
   setMode?(mode: SettableMode): void;
   failover?(): Promise<Record<string, unknown>>;
+  /** A planned handover to the secondary: a last checkpoint, then it takes over and this node stops. */
+  switchover?(): Promise<Record<string, unknown>>;
   stopProtection?(): Promise<void>;
   startProtection?(): void;
 }
@@ -117,6 +120,7 @@ const METHOD: Record<ControlAction, keyof ControlTarget> = {
   'set-interval': 'setInterval',
   'set-mode': 'setMode',
   failover: 'failover',
+  switchover: 'switchover',
   'stop-protection': 'stopProtection',
   'start-protection': 'startProtection',
 };
@@ -180,6 +184,8 @@ export class MonitorControl {
         return { mode: command.mode };
       case 'failover':
         return await t.failover!();
+      case 'switchover':
+        return await t.switchover!();
       case 'stop-protection':
         await t.stopProtection!();
         return null;

@@ -44,7 +44,7 @@ export type MonitorMode = (typeof MONITOR_MODES)[number];
 export const NODE_ROLES = ['primary', 'secondary'] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
-export const CONTROL_ACTIONS = ['checkpoint', 'set-interval', 'set-mode', 'failover', 'stop-protection', 'start-protection'] as const;
+export const CONTROL_ACTIONS = ['checkpoint', 'set-interval', 'set-mode', 'failover', 'switchover', 'stop-protection', 'start-protection'] as const;
 export type ControlAction = (typeof CONTROL_ACTIONS)[number];
 
 interface Envelope {

@@ -95,6 +95,8 @@ abstract class BaseSource {
 export interface PrimarySourceOptions extends Clocks {
   /** Who may serve: shown in the snapshot. */
   arbiter?: { view(): ArbiterView };
+  /** Starts a planned handover (the node stops once it is done); absent: not offered. */
+  switchover?: () => Promise<Record<string, unknown>>;
   engine: PrimaryEngine;
   /** The owner of the checkpoint mode: the source reports it and passes operators' changes to it. */
   mode: ModeController;
@@ -133,6 +135,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
       setInterval: (ms) => mode.setInterval(ms, `interval set to ${ms} ms by an operator`),
       setMode: (m: SettableMode) => mode.choose(m, `set to ${m} by an operator`),
       stopProtection: () => engine.stop(),
+      ...(options.switchover === undefined ? {} : { switchover: options.switchover }),
       startProtection: () => engine.start(),
     };
   }

@@ -51,7 +51,7 @@ export interface PrimaryNodeOptions {
 }
 
 /** Why a node stopped serving. */
-export type StopReason = { kind: 'signal'; signal: string } | ({ kind: 'fenced' } & FenceNotice);
+export type StopReason = { kind: 'signal'; signal: string } | { kind: 'switchover' } | ({ kind: 'fenced' } & FenceNotice);
 
 interface Service {
   readonly device: CheckpointDevice;
@@ -68,6 +68,8 @@ export class PrimaryNode {
   private monitor: MonitorServer | undefined;
   private readonly subscriptions: Subscription[] = [];
   private silentStandby: SilentStandbyWatch | undefined;
+  private askSwitchover: () => void = () => {};
+  private readonly switchoverAsked = new Promise<void>((resolve) => (this.askSwitchover = resolve));
   private fenced: Promise<FenceNotice> | undefined;
   private arbiter: Arbiter | undefined;
 
@@ -119,6 +121,11 @@ export class PrimaryNode {
     }
   }
 
+  /** Resolves when an operator asked for a switchover (the monitor's action): the caller then stops the node with it. */
+  whenSwitchoverAsked(): Promise<void> {
+    return this.switchoverAsked;
+  }
+
   /** Resolves if this node is fenced while it runs (a newer primary exists): the caller must stop it at once. */
   whenFenced(): Promise<FenceNotice> {
     return this.fenced ?? new Promise(() => {});
@@ -131,22 +138,22 @@ export class PrimaryNode {
       // No held output may leave a fenced node: close the front before the engine's teardown releases anything.
       await this.service?.stopFront();
     } else if (this.heartbeat !== undefined && this.engine !== undefined) {
-      await this.stopInOrder(reason.signal, this.heartbeat, this.engine);
+      await this.stopInOrder(reason.kind === 'signal' ? reason.signal : 'an operator\'s switchover', this.heartbeat, this.engine, reason.kind === 'switchover' ? 'switchover' : this.options.cfg.primary.onStop);
     } else {
-      logger.info({ signal: reason.signal }, 'stopping');
+      logger.info({ reason: reason.kind === 'signal' ? reason.signal : reason.kind }, 'stopping');
     }
     for (const s of this.subscriptions) s.unsubscribe();
     this.silentStandby?.stop();
     await this.engine?.stop();
     await this.monitor?.stop();
     await this.service?.stop();
-    if (reason.kind === 'signal' && this.heartbeat !== undefined) {
+    if (reason.kind !== 'fenced' && this.heartbeat !== undefined) {
       // Heartbeats carry the intent until the secondary has surely heard it (a frame is sent every interval).
       await new Promise((r) => setTimeout(r, 2 * this.options.cfg.heartbeat.intervalMs));
     }
     await this.heartbeat?.stop();
     // Nothing is served any more: an orderly stop hands the domain back at once rather than leaving the lease to run out.
-    await this.arbiter?.stop({ release: reason.kind === 'signal' });
+    await this.arbiter?.stop({ release: reason.kind !== 'fenced' });
   }
 
   /**
@@ -159,9 +166,8 @@ export class PrimaryNode {
    * and the front closes before the stream ends. Said in the log, never
    * taken for a dead primary.
    */
-  private async stopInOrder(signal: string, heartbeat: HeartbeatChannel, engine: PrimaryEngine): Promise<void> {
-    const { cfg, logger } = this.options;
-    const plan = cfg.primary.onStop;
+  private async stopInOrder(signal: string, heartbeat: HeartbeatChannel, engine: PrimaryEngine, plan: 'stand-down' | 'switchover'): Promise<void> {
+    const { logger } = this.options;
     if (plan === 'switchover' && engine.state === 'protected') {
       logger.warn({ signal, onStop: plan }, `stopping in order (${signal}): switchover: a last checkpoint, then the secondary takes over`);
       try {
@@ -300,7 +306,18 @@ export class PrimaryNode {
         logger.debug(m, 'epoch');
       }),
     );
-    const source = new PrimarySource({ engine, mode, divergences$: requests$, clients: () => service.clients(), arbiter: this.arbiter });
+    const source = new PrimarySource({
+      engine,
+      mode,
+      divergences$: requests$,
+      clients: () => service.clients(),
+      arbiter: this.arbiter,
+      switchover: () => {
+        if (engine.state !== 'protected') return Promise.reject(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, `the secondary holds no current checkpoint (protection: ${engine.state})`));
+        this.askSwitchover();
+        return Promise.resolve({ switchover: 'started: a last checkpoint, then the secondary takes over and this node stops' });
+      },
+    });
     this.monitor = await startMonitor(cfg.monitor, logger, source);
     engine.start();
   }

@@ -34,7 +34,7 @@ describe('tandem status / watch against real processes', () => {
     assert.equal(human.status, 0, human.stderr);
     assert.match(human.stdout, /^node: +primary$/m);
     assert.match(human.stdout, /^state: +(protected|re-protecting|precopy) /m);
-    assert.match(human.stdout, /^controls: +checkpoint, set-interval, set-mode, stop-protection, start-protection$/m);
+    assert.match(human.stdout, /^controls: +checkpoint, set-interval, set-mode, switchover, stop-protection, start-protection$/m);
 
     const watched = runTandem(['watch', priUrl.replace(/^http/, 'ws') + 'ws', '--json', '--count', '4']);
     assert.equal(watched.status, 0, watched.stderr);

@@ -15,8 +15,8 @@ export interface RunResult {
   stderr: string;
 }
 
-export function runTandem(args: string[], options: { input?: Buffer } = {}): RunResult {
-  const r = spawnSync(process.execPath, [CLI, ...args], { input: options.input, encoding: 'buffer', maxBuffer: 256 << 20, timeout: 120_000 });
+export function runTandem(args: string[], options: { input?: Buffer; env?: NodeJS.ProcessEnv } = {}): RunResult {
+  const r = spawnSync(process.execPath, [CLI, ...args], { input: options.input, env: options.env, encoding: 'buffer', maxBuffer: 256 << 20, timeout: 120_000 });
   return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
 }
 

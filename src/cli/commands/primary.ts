@@ -56,7 +56,11 @@ export function primaryCommand(yargs: Argv): Argv {
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const node = new PrimaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport: tcpTransport, logger });
       await node.start();
-      const why = await Promise.race([untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })), node.whenFenced().then((f): StopReason => ({ kind: 'fenced', ...f }))]);
+      const why = await Promise.race([
+        untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),
+        node.whenFenced().then((f): StopReason => ({ kind: 'fenced', ...f })),
+        node.whenSwitchoverAsked().then((): StopReason => ({ kind: 'switchover' })),
+      ]);
       await node.stop(why);
       if (why.kind === 'fenced') process.exitCode = EXIT_FENCED;
     },
