@@ -16,8 +16,13 @@ export class NoArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
   readonly description = 'none';
 
   /** `generation`: what the primary serves as (primary.generation in the config). */
-  constructor(readonly generation: number) {
+  constructor(private current: number) {
     super();
+  }
+
+  /** The configured one, or the one a failover took. */
+  get generation(): number {
+    return this.current;
   }
 
   valid(): boolean {
@@ -34,12 +39,13 @@ export class NoArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
   }
 
   acquire(): Promise<number> {
-    return Promise.resolve(this.generation);
+    return Promise.resolve(this.current);
   }
 
   claim(from: number): Promise<number> {
     const next = from + 1;
     if (!Number.isSafeInteger(next)) return Promise.reject(new ArbiterError(C.ARBITER_BAD_OPTIONS, `no generation is left after ${from}: generations end at 2^53-1`));
+    this.current = next;
     return Promise.resolve(next);
   }
 

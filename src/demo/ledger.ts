@@ -58,6 +58,16 @@ class Client {
     this.socket?.destroy();
   }
 
+  /** Drops this connection (a reply in flight on it is not acknowledged) and makes a new one. */
+  restart(): void {
+    const old = this.socket;
+    this.socket = undefined;
+    old?.removeAllListeners('close');
+    old?.on('error', () => {});
+    old?.destroy();
+    this.start();
+  }
+
   private send(): void {
     if (this.ledger.stopped || this.inFlight || !this.socket) return;
     this.inFlight = true;
@@ -104,9 +114,14 @@ export class Ledger {
     for (const c of this.clients) c.start();
   }
 
-  /** The service address now leads to the survivor; connections made from here on talk to it. */
+  /**
+   * The service address now leads to the survivor. Every client reconnects:
+   * a connection still being made when the address moved may already lead
+   * to the survivor, and must not count as the old node's.
+   */
   failedOver(): void {
     this.phase = 1;
+    for (const c of this.clients) c.restart();
   }
 
   /**

@@ -108,5 +108,12 @@ export interface ReplicaGuest {
   runColo?(transmit: (frame: Buffer) => void): ColoReplicaGuest;
   /** Resumes the guest from the replica (which holds a complete checkpoint) and serves it. */
   promote(options: PromoteOptions): Promise<PromotedGuest>;
+  /**
+   * Resumes the guest from the replica as a guest this host protects (after
+   * a failover, to be protected by a new secondary): its service starts with
+   * serveTcp(), behind the front's output commit. The replica is used up.
+   * Absent where the domain type cannot do it yet.
+   */
+  resumeAsPrimary?(logger: Logger): PrimaryGuest;
   stop(): Promise<void>;
 }

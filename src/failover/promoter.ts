@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import type { PersistenceCheck, ReplicaGuest } from '../domain/binding.js';
+import type { PersistenceCheck, PromotedGuest, PromoteOptions, ReplicaGuest } from '../domain/binding.js';
 import { ErrorCodes, TandemError } from '../errors.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
@@ -32,6 +32,12 @@ export interface PromoterOptions {
   verifyPersistence?: boolean;
   /** Where the guest's service is served once promoted. */
   service: Address;
+  /**
+   * Resumes and serves the guest (default: the replica's promote(), which
+   * serves it unprotected). The secondary node gives one that serves it as
+   * a protected primary when a new standby is configured.
+   */
+  serve?: (options: PromoteOptions) => Promise<PromotedGuest & { standby?: string }>;
   logger: Logger;
   now?: () => number;
 }
@@ -117,7 +123,8 @@ export class Promoter extends EventEmitter<PromoterEvents> {
       logger.fatal({ err, reason }, err.message);
       throw err;
     }
-    const guest = await replica.promote({ service: this.options.service, verifyPersistence: this.options.verifyPersistence });
+    const serve = this.options.serve ?? ((o: PromoteOptions): Promise<PromotedGuest & { standby?: string }> => replica.promote(o));
+    const guest = await serve({ service: this.options.service, verifyPersistence: this.options.verifyPersistence });
     const persistence = guest.persistence;
     if (persistence !== undefined) logger.info({ epoch, ...persistence }, `the guest's persistent state ${persistence.consistent ? 'matches' : 'DIFFERS from'} its memory`);
     const address = guest.service;
@@ -126,7 +133,7 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     if (persistence !== undefined) this.promoted.persistence = persistence;
     logger.error(
       { epoch, reason, service: `${address.address}:${address.port}`, tookMs: this.promoted.tookMs },
-      `FAILED OVER (${why}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; UNPROTECTED: no standby`,
+      `FAILED OVER (${why}): the guest runs here from epoch ${epoch}, serving ${address.address}:${address.port}; ${guest.standby === undefined ? 'UNPROTECTED: no standby' : `unprotected until ${guest.standby} holds a checkpoint`}`,
     );
     this.emit('promoted', { ...this.promoted, reason: why });
     return this.promoted;

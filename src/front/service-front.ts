@@ -164,6 +164,8 @@ export class ServiceFront {
     const server = this.server;
     if (server === undefined) return;
     this.server = undefined;
+    // A connection the kernel accepted before the close but whose callback runs after it is refused, not served.
+    this.limits = undefined;
     clearInterval(this.sweeper);
     this.sweeper = undefined;
     this.limitLog?.stop();

@@ -98,7 +98,7 @@ export interface HeartbeatEvents {
   disconnected: [{ remote: string; reason: string }];
   /** The peer sent a malformed frame; its connection was closed. */
   protocolError: [HeartbeatError];
-  /** The peer is stopping in order, and says what this side should do about it (once per peer incarnation). */
+  /** The peer is stopping in order, and says what this side should do about it (again if it changes its mind). */
   leaving: [{ intent: Exclude<Intent, 'running'>; epoch: number; role: Role }];
 }
 
@@ -391,7 +391,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
       this.peerEpoch = hb.epoch;
       this.emit('epoch', { epoch: hb.epoch, role: hb.role });
     }
-    if (hb.intent !== undefined && hb.intent !== 'running' && this.peerIntentValue === undefined) {
+    if (hb.intent !== undefined && hb.intent !== 'running' && hb.intent !== this.peerIntentValue) {
       this.peerIntentValue = hb.intent;
       this.options.logger?.warn({ intent: hb.intent, epoch: hb.epoch }, `heartbeat: the ${hb.role} is stopping in order and ${hb.intent === 'hand-over' ? 'hands over: this node takes over' : 'stands this node down: no failover'}`);
       this.emit('leaving', { intent: hb.intent, epoch: hb.epoch, role: hb.role });

@@ -48,6 +48,13 @@ export interface PrimaryNodeOptions {
   hybrid?: HybridOptions;
   /** Who may serve the domain (default: the configuration's, src/arbiter/select.ts). */
   arbiter?: Arbiter;
+  /**
+   * A secondary that failed over and now protects the guest it resumed: the
+   * guest comes from its replica, the arbiter already gave it the domain,
+   * and it serves at once (no wait to hear the new secondary, which may not
+   * be up yet: the engine connects when it is).
+   */
+  promoted?: { guest: PrimaryGuest };
 }
 
 /** Why a node stopped serving. */
@@ -98,12 +105,13 @@ export class PrimaryNode {
     const arbiter = this.options.arbiter ?? createArbiter(cfg, 'primary', logger);
     this.arbiter = arbiter;
     if (arbiter.kind === 'none' && protect) logger.warn(NO_ARBITER_WARNING);
-    const generation = await arbiter.acquire();
+    const promoted = this.options.promoted;
+    const generation = promoted === undefined ? await arbiter.acquire() : arbiter.generation;
     try {
       const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: arbiter.generation, peerGeneration: h.generation })));
       this.fenced = superseded;
-      const guest = binding.primary(logger);
-      if (protect) await this.hearPeer(p.secondary!, generation, superseded);
+      const guest = promoted?.guest ?? binding.primary(logger);
+      if (protect) await this.hearPeer(p.secondary!, generation, superseded, promoted === undefined);
       const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
       this.service = service;
       const bound = await service.start();
@@ -170,6 +178,9 @@ export class PrimaryNode {
     const { logger } = this.options;
     if (plan === 'switchover' && engine.state === 'protected') {
       logger.warn({ signal, onStop: plan }, `stopping in order (${signal}): switchover: a last checkpoint, then the secondary takes over`);
+      // Said first, while heartbeats still flow: the secondary then takes over only once the stream has ended
+      // cleanly, and never takes the stream's end for a dead primary however late this frame would have come.
+      heartbeat.leave('hand-over');
       try {
         await this.lastCheckpoint(engine);
       } catch (err) {
@@ -178,7 +189,6 @@ export class PrimaryNode {
       }
       await this.arbiter?.stop({ release: true });
       await this.service?.stopFront();
-      heartbeat.leave('hand-over');
       return;
     }
     if (plan === 'switchover') logger.warn({ signal, state: engine.state }, `switchover asked for, but the secondary holds no current checkpoint (${engine.state}): standing it down instead`);
@@ -187,9 +197,9 @@ export class PrimaryNode {
 
   private async standDown(signal: string, heartbeat: HeartbeatChannel): Promise<void> {
     this.options.logger.warn({ signal, onStop: 'stand-down' }, `stopping in order (${signal}): standing the secondary down: it keeps its replica and does not take over (primary.on_stop: stand-down)`);
+    heartbeat.leave('stand-down');
     await this.arbiter?.stop({ release: true });
     await this.service?.stopFront();
-    heartbeat.leave('stand-down');
   }
 
   /** Asks for a checkpoint and resolves once it is acked (its replies released). */
@@ -210,7 +220,7 @@ export class PrimaryNode {
     });
   }
 
-  private async hearPeer(secondary: Address, generation: number, superseded: Promise<FenceNotice>): Promise<void> {
+  private async hearPeer(secondary: Address, generation: number, superseded: Promise<FenceNotice>, waitToHear: boolean): Promise<void> {
     const { cfg, transport, logger } = this.options;
     const heartbeat = new HeartbeatChannel({
       transport,
@@ -222,7 +232,8 @@ export class PrimaryNode {
       epoch: () => this.acked,
       logger,
     });
-    await startUnlessFenced(heartbeat, cfg.heartbeat.timeoutMs);
+    if (waitToHear) await startUnlessFenced(heartbeat, cfg.heartbeat.timeoutMs);
+    else await heartbeat.start();
     this.heartbeat = heartbeat;
     // Unprotected, the node moves to the arbiter's next generation: the secondary hears it, and drops the old stream.
     this.arbiter?.on('generation', (g) => heartbeat.advance(g));

@@ -4,23 +4,31 @@
  * to it, the heartbeat channel, the failover rule and the promoter, COLO's
  * running replica when the primary runs COLO, and the monitor. The CLI
  * parses flags and calls start() and stop().
+ *
+ * Failback: with `primary.secondary` set to another address than this
+ * node's own `secondary.listen` (the peer's, as the symmetric configuration
+ * of a pair has it), a Remus failover does not
+ * leave the guest unprotected for good: the promoted guest is served as a
+ * primary node's (src/node/primary.ts, `promoted`), whose engine protects it
+ * to that address as soon as the old primary has come back as a secondary.
  */
 import type { Arbiter, Holder } from '../arbiter/arbiter.js';
 import { NO_ARBITER_WARNING } from '../arbiter/none.js';
 import { createArbiter } from '../arbiter/select.js';
 import { ColoSecondary } from '../colo/secondary.js';
 import { nextPort, type TandemConfig } from '../config/config.js';
-import type { DomainBinding, ReplicaGuest } from '../domain/binding.js';
+import type { DomainBinding, PromotedGuest, PromoteOptions, ReplicaGuest } from '../domain/binding.js';
 import { DiskReplica } from '../disk/replica.js';
 import { FailoverRule } from '../failover/rule.js';
 import { Promoter } from '../failover/promoter.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
+import { PrimaryNode } from './primary.js';
 import type { MonitorServer } from '../monitor/http.js';
 import { SecondarySource } from '../monitor/source.js';
 import { startMonitor } from '../monitor/wire.js';
 import { SecondaryServer } from '../secondary/server.js';
 import type { Transport } from '../transport/transport.js';
-import type { Address } from '../util/address.js';
+import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 
 export interface SecondaryNodeOptions {
@@ -57,6 +65,8 @@ export class SecondaryNode {
   private arbiter: Arbiter | undefined;
   private holderPoll: NodeJS.Timeout | undefined;
   private superseded: Promise<Holder> | undefined;
+  /** After a failover with failback configured: the node serving and protecting the guest. */
+  private serving: PrimaryNode | undefined;
 
   constructor(private readonly options: SecondaryNodeOptions) {}
 
@@ -128,7 +138,21 @@ export class SecondaryNode {
         throw err;
       }
     };
-    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim });
+    // A configuration shared by both processes of one host names this node's own listener as the
+    // primary's secondary: protecting to itself is no protection.
+    const peer = cfg.primary.secondary;
+    const reprotect = mode === 'remus' && peer !== undefined && formatAddress(peer) !== formatAddress(s.listen) && replica.resumeAsPrimary !== undefined;
+    const serve = !reprotect
+      ? undefined
+      : async (o: PromoteOptions): Promise<PromotedGuest & { standby: string }> => {
+          // Serves where the promoted guest is served, protects to the configured peer; the monitor stays this node's.
+          const pcfg: TandemConfig = { ...cfg, primary: { ...cfg.primary, service: o.service }, monitor: { ...cfg.monitor, listen: undefined } };
+          const node = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding, transport, logger, arbiter, promoted: { guest: replica.resumeAsPrimary!(logger) } });
+          this.serving = node;
+          const service = await node.start();
+          return { service, standby: `the secondary at ${formatAddress(cfg.primary.secondary!)}` };
+        };
+    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim, serve });
     this.promoter = promoter;
     if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
@@ -158,6 +182,8 @@ export class SecondaryNode {
     this.options.logger.info({ signal }, 'stopping');
     this.rule?.stop();
     clearInterval(this.holderPoll);
+    // Serving after a failover: its stop is a primary's (in order, as primary.on_stop says; or fenced).
+    await this.serving?.stop(signal === 'superseded' ? { kind: 'fenced', ownGeneration: this.arbiter?.generation ?? 0, peerGeneration: 0 } : { kind: 'signal', signal });
     await this.heartbeat?.stop();
     await this.promoter?.stop();
     await this.server?.stop();

@@ -5,7 +5,7 @@
  * itself (PageSaver), as it can read the guest's pages directly.
  */
 import type { AddressInfo } from 'node:net';
-import { checkPersistence, installGuest, GUEST_ENDPOINT, resumeGuest } from '../../guest/machine.js';
+import { checkPersistence, installGuest, GUEST_ENDPOINT, resumeGuest, resumeNetGuest } from '../../guest/machine.js';
 import { KvServer } from '../../guest/server.js';
 import { DomainType, EmulatorId, PAGE_SIZE } from '../../stream/format.js';
 import type { Address } from '../../util/address.js';
@@ -70,9 +70,11 @@ abstract class SimMachine {
   constructor(
     protected readonly options: SimBindingOptions,
     protected readonly logger: Logger,
+    /** An existing machine (a replica resumed as the guest this host protects); a new one otherwise. */
+    machine?: { sim: SimDomain; disk: SimDisk },
   ) {
-    this.sim = new SimDomain({ pages: options.pages, vcpus: options.vcpus });
-    this.disk = new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
+    this.sim = machine?.sim ?? new SimDomain({ pages: options.pages, vcpus: options.vcpus });
+    this.disk = machine?.disk ?? new SimDisk({ capacityBytes: options.diskBytes, domain: this.sim });
     this.disks = [this.disk];
   }
 
@@ -89,22 +91,29 @@ abstract class SimMachine {
 
 export class SimPrimaryGuest extends SimMachine implements PrimaryGuest {
   readonly domain: ProtectedDomain;
+  /** The guest's software is already in RAM (a promoted replica): resumed, not installed. */
+  private readonly resumed: boolean;
 
-  constructor(options: SimBindingOptions, logger: Logger) {
-    super(options, logger);
+  constructor(options: SimBindingOptions, logger: Logger, machine?: { sim: SimDomain; disk: SimDisk }) {
+    super(options, logger, machine);
+    this.resumed = machine !== undefined;
     this.domain = new SimProtectedDomain(this.sim, { liveBatchPages: options.liveBatchPages });
   }
 
   /** The guest's RESP server on an internal loopback port. */
   async serveTcp(): Promise<Address> {
-    const { store, aof } = installGuest(this.sim, this.disk);
+    const { store, aof } = this.resumed ? resumeGuest(this.sim, this.disk) : installGuest(this.sim, this.disk);
+    // A replica was paused while it was one.
+    if (this.resumed) this.sim.unpause();
     this.server = new KvServer({ domain: this.sim, store, persistence: aof, host: '127.0.0.1', port: 0, logger: this.logger, clock: this.options.guestClock });
     const bound = await this.server.start();
     return { host: '127.0.0.1', port: bound.port };
   }
 
   attachNic(transmit: (frame: Buffer) => void): GuestNic {
-    const { net } = installGuest(this.sim, this.disk, { nic: { transmit, clock: this.options.guestClock } });
+    const nic = { transmit, clock: this.options.guestClock };
+    const net = this.resumed ? resumeNetGuest(this.sim, this.disk, nic).net : installGuest(this.sim, this.disk, { nic }).net;
+    if (this.resumed) this.sim.unpause();
     return { endpoint: GUEST_ENDPOINT, receive: (frame) => this.sim.run(() => net!.receive(frame)) };
   }
 
@@ -139,6 +148,11 @@ export class SimReplicaGuest extends SimMachine implements ReplicaGuest {
 
   runColo(transmit: (frame: Buffer) => void): ColoReplicaGuest {
     return new SimColoGuest({ replica: this.sim, disk: this.disk, transmit, clock: this.options.replicaGuestClock ?? this.options.guestClock });
+  }
+
+  resumeAsPrimary(logger: Logger): PrimaryGuest {
+    // The replica's machine becomes the protected guest; this object no longer serves anything.
+    return new SimPrimaryGuest(this.options, logger, { sim: this.sim, disk: this.disk });
   }
 
   async promote(options: PromoteOptions): Promise<PromotedGuest> {
