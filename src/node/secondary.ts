@@ -158,7 +158,8 @@ export class SecondaryNode {
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
     // Checkpoints arriving are a sign of life as good as a heartbeat.
     server.on('epoch', () => heartbeat.noteActivity());
-    this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger, undefined, colo === undefined ? 0 : cfg.colo.maxIntervalMs);
+    // A live primary's stream may be quiet for an interval between epochs (COLO: while the replicas agree).
+    this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger, undefined, colo === undefined ? cfg.primary.intervalMs : cfg.colo.maxIntervalMs);
     this.rule.start();
     this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter }));
     await heartbeat.start();
