@@ -61,6 +61,18 @@ export class ColoCompareProcess {
    * and QEMU takes the next client after the probe closes.
    */
   static async start(o: ColoCompareOptions = {}): Promise<ColoCompareProcess> {
+    // A free port is free when looked up, not necessarily when QEMU binds it (another process may take
+    // it in between, on a busy machine): a bind failure is tried again on new ports, a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ColoCompareProcess.startOnce(o);
+      } catch (err) {
+        if (attempt >= 4 || !/Address already in use/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(o: ColoCompareOptions): Promise<ColoCompareProcess> {
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
     const dev = (id: string, port: number): string[] => ['-chardev', `socket,id=${id},host=127.0.0.1,port=${port},server=on,wait=off`];
     const props = [

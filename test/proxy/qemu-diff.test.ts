@@ -33,7 +33,14 @@ async function startPair(vnetHdr: boolean, vnetHdrLen: number): Promise<Pair> {
   const a = tandem.addresses();
   const addr = (x: { address: string; port: number }): { host: string; port: number } => ({ host: x.address, port: x.port });
   const t = new ScenarioDriver({ primaryIn: addr(a.primary_in), secondaryIn: addr(a.secondary_in), outdev: addr(a.outdev), notify: addr(a.notify) }, { vnetHdr, vnetHdrLen, name: 'tandem' });
-  const qemu = await ColoCompareProcess.start({ ...TIMING, vnetHdr });
+  let qemu: ColoCompareProcess;
+  try {
+    qemu = await ColoCompareProcess.start({ ...TIMING, vnetHdr });
+  } catch (err) {
+    // Nothing left listening: the file must end (and fail) rather than hang.
+    await tandem.stop();
+    throw err;
+  }
   const q = new ScenarioDriver(qemu.addresses, { vnetHdr, vnetHdrLen, name: 'qemu' });
   await Promise.all([t.start(), q.start()]);
   return { tandem, qemu, t, q };
