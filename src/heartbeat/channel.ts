@@ -109,6 +109,8 @@ interface Connection {
   /** Set by the first valid frame on this connection. */
   peerIncarnation: number | undefined;
   closeReason: string | undefined;
+  /** Detector-clock ms of the last bytes received (or of adoption). */
+  lastDataAt: number;
 }
 
 /** Frames queued in the kernel-bound buffer beyond which we skip a beat: stale heartbeats help nobody. */
@@ -210,6 +212,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   private scheduleBeat(): void {
     this.cancelBeat = this.clock.setTimer(this.timing!.intervalMs, () => {
       if (!this.running) return;
+      this.dropIfSilent();
       this.beat();
       this.scheduleBeat();
     });
@@ -311,7 +314,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
       this.conn.closeReason = `replaced by a new connection from ${remote}`;
       this.conn.socket.destroy();
     }
-    const conn: Connection = { socket, remote, decoder: new HeartbeatDecoder(), peerIncarnation: undefined, closeReason: undefined };
+    const conn: Connection = { socket, remote, decoder: new HeartbeatDecoder(), peerIncarnation: undefined, closeReason: undefined, lastDataAt: this.clock.now() };
     this.conn = conn;
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('error', (err) => (conn.closeReason ??= err.message));
@@ -323,6 +326,22 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     });
     this.emit('connected', { remote });
     this.beat();
+  }
+
+  /**
+   * A connection that carried nothing for the timeout is dropped: after a
+   * partition heals, TCP would otherwise keep it silent until its next
+   * retransmission (seconds, growing with the partition's length), with
+   * the peer heard nowhere. The dialling side connects again at once; the
+   * listening side takes the new connection.
+   */
+  private dropIfSilent(): void {
+    const conn = this.conn;
+    if (conn === undefined) return;
+    const silentMs = this.clock.now() - conn.lastDataAt;
+    if (silentMs < this.timing!.timeoutMs) return;
+    conn.closeReason = `silent for ${Math.round(silentMs)} ms`;
+    conn.socket.destroy();
   }
 
   private beat(): void {
@@ -344,6 +363,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
 
   private onData(conn: Connection, chunk: Buffer): void {
     if (this.conn !== conn || !this.running) return;
+    conn.lastDataAt = this.clock.now();
     // Bytes of this peer incarnation count as life even before a frame completes (slow link).
     if (conn.peerIncarnation !== undefined && conn.peerIncarnation === this.peerIncarnation) this.detector?.noteActivity();
     let frames: Heartbeat[];

@@ -19,6 +19,7 @@ import { HeartbeatChannel, type HeartbeatChannelOptions, type HeartbeatEvents, t
 import { ManualClock } from '../../src/heartbeat/clock.js';
 import { tcpTransport } from '../../src/transport/tcp.js';
 import type { Transport } from '../../src/transport/transport.js';
+import { MemoryTransport } from '../helpers/memory-transport.js';
 import { until } from '../helpers/wait.js';
 
 const INTERVAL = 50;
@@ -264,6 +265,25 @@ describe('HeartbeatChannel', { timeout: 20_000 }, () => {
     const p = await channel({ role: 'primary', connect: { host: LOOPBACK, port } });
     await next(s, 'peer', peerIs('alive'));
     await Promise.all([p.stop(), s.stop()]);
+  });
+
+  test('a partition that heals: the silent connection is dropped and dialled again, so the peer is heard within a timeout or so, not at TCP\'s next retransmission', async () => {
+    const net = new MemoryTransport();
+    const primaryHost = net.peer();
+    const s = await channel({ role: 'secondary', listen: { host: 'secondary', port: 9 }, transport: net });
+    const p = await channel({ role: 'primary', connect: { host: 'secondary', port: 9 }, transport: primaryHost });
+    await next(s, 'peer', (e) => e.state === 'alive');
+    const drops: string[] = [];
+    p.on('disconnected', (e) => drops.push(e.reason));
+    // Packets vanish both ways; the connection stays open and silent.
+    primaryHost.silence();
+    await next(s, 'peer', (e) => e.state === 'dead');
+    await until(() => drops.some((r) => /^silent for \d+ ms$/.test(r)), 'the primary to drop its silent connection');
+    primaryHost.heal();
+    const healedAt = performance.now();
+    await next(s, 'peer', (e) => e.state === 'alive');
+    const tookMs = performance.now() - healedAt;
+    assert.ok(tookMs < 4 * TIMEOUT, `heard again ${tookMs.toFixed(0)} ms after the network healed`);
   });
 
   test('redials with capped exponential backoff while the peer accepts but never speaks', async () => {
