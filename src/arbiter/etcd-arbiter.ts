@@ -359,7 +359,13 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     if (want.kind === 'unprotected') {
       target = current.protected ? { generation: current.generation + 1, protected: false } : current;
     } else if (want.kind === 'protected') {
-      if (current.generation !== want.generation) {
+      // Our own move to a next generation, sent and never answered, landed after this stream began at
+      // the generation we had confirmed. Nothing left this node at the newer one (no authority without
+      // its answer) and no replica of it exists: it is void, and the record goes back to the stream's.
+      const unansweredMove = current.generation > want.generation && !current.protected && mine.generation === want.generation;
+      if (unansweredMove) {
+        this.options.logger?.warn({ stream: want.generation, generation: current.generation }, `arbiter: a move to generation ${current.generation} whose answer was lost took effect; nothing was served at it, so the record goes back to generation ${want.generation}, protected, as this stream's replica holds`);
+      } else if (current.generation !== want.generation) {
         this.options.logger?.error(
           { stream: want.generation, generation: current.generation },
           `arbiter: the replica holds generation ${want.generation} but the domain moved to ${current.generation} (a change made while etcd was unreachable took effect): the secondary can take over only after the next protection session`,
