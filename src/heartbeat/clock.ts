@@ -48,10 +48,16 @@ export class ManualClock implements Clock {
       if (nextId < 0 || nextAt > end) break;
       const t = this.timers.get(nextId)!;
       this.timers.delete(nextId);
-      this.current = nextAt;
+      // Never backwards: after a jump(), timers run late, at the jumped-to time.
+      this.current = Math.max(this.current, nextAt);
       t.fn();
     }
-    this.current = end;
+    this.current = Math.max(this.current, end);
+  }
+
+  /** Moves time forward by `ms` without running timers, as a stalled process sees it; the next advance() runs them, late. */
+  jump(ms: number): void {
+    this.current += ms;
   }
 
   /** Timers still pending (tests check nothing leaks after stop()). */

@@ -81,6 +81,8 @@ export class FailureDetector {
   private lastEvidence = -Infinity;
   private cancelTimer: (() => void) | undefined;
   private timerAt = Infinity;
+  /** The last timer fired late and its verdict waits for one more look (see onTimer). */
+  private lookedAgain = false;
   private readonly listeners = new Set<(t: PeerTransition) => void>();
 
   constructor(private readonly options: DetectorOptions = {}) {}
@@ -173,11 +175,22 @@ export class FailureDetector {
   }
 
   private onTimer(): void {
+    const due = this.timerAt;
     this.cancelTimer = undefined;
     this.timerAt = Infinity;
     const t = this.timing;
     if (t === undefined) return;
     const now = this.clock.now();
+    // Fired far past its time: this process was stalled (SIGSTOP, a long pause), and the peer's frames
+    // may be waiting unread in the socket. The silence may be ours: look again once I/O has been read.
+    if (now - due > t.timeoutMs / 2 && !this.lookedAgain) {
+      this.lookedAgain = true;
+      this.timerAt = now;
+      // Not 0: a zero timer could run in the same timers phase; a 1 ms one runs after the poll phase.
+      this.cancelTimer = this.clock.setTimer(1, () => this.onTimer());
+      return;
+    }
+    this.lookedAgain = false;
     if (this.current === 'alive' && now - this.lastHeartbeat >= t.suspectAfterMs) {
       this.transition('suspect', now, `no heartbeat for ${round(now - this.lastHeartbeat)} ms (suspect after ${t.suspectAfterMs} ms)`);
       if (this.timing === undefined) return; // a listener stopped us

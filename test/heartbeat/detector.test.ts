@@ -47,6 +47,25 @@ describe('FailureDetector', () => {
     assert.deepEqual(s.log, ['0 alive']);
   });
 
+  test('a timer that fires far too late (this process was stalled) looks again once, after I/O: frames waiting in the socket keep the peer alive', () => {
+    const s = setup();
+    play(s, [0, 50], 50);
+    s.clock.jump(2000); // SIGSTOP for 2 s: nothing ran, the peer's frames wait in the socket
+    s.clock.advance(0); // SIGCONT: timers first, before any socket is read
+    assert.deepEqual(s.log, ['0 alive'], 'no verdict from our own stall');
+    s.d.heard(); // the waiting frames are read
+    s.clock.advance(1000);
+    assert.deepEqual(s.log, ['0 alive', '2150 suspect', '2300 dead'], 'judged from the frames read after the stall');
+    // A peer that really went silent is still declared dead after the one extra look.
+    const t = setup();
+    play(t, [0, 50], 50);
+    t.clock.jump(2000);
+    t.clock.advance(0);
+    t.clock.advance(0);
+    t.clock.advance(1);
+    assert.deepEqual(t.log, ['0 alive', '2051 suspect', '2051 dead']);
+  });
+
   test('silence: suspect at exactly last + 2 intervals, dead at exactly last + timeout', () => {
     const s = setup();
     play(s, [0, 50, 100], 349);
@@ -116,7 +135,7 @@ describe('FailureDetector', () => {
     assert.deepEqual(s.log, ['5 alive', '35 suspect', '40 alive', '60 suspect', '75 dead']);
   });
 
-  test('a timer that fires late goes straight through suspect to dead at the same instant', () => {
+  test('a timer that fires late (the event loop stalled) looks once more, then goes straight through suspect to dead at the same instant', () => {
     const clock = new ManualClock();
     let fire: (() => void) | undefined;
     // A clock whose timer only runs when we say so: a stalled event loop.
@@ -127,7 +146,10 @@ describe('FailureDetector', () => {
     d.heard();
     clock.advance(400);
     fire?.();
-    assert.deepEqual(log, ['0 alive', '400 suspect', '400 dead']);
+    assert.deepEqual(log, ['0 alive'], 'not before input waiting since the stall was read');
+    clock.advance(1);
+    fire?.();
+    assert.deepEqual(log, ['0 alive', '401 suspect', '401 dead']);
   });
 
   test('stop() cancels the timer and ignores later input', () => {
