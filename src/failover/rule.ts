@@ -111,6 +111,19 @@ export class FailoverRule {
     this.detach = undefined;
   }
 
+  /**
+   * How long an open stream must carry nothing to count as gone: one
+   * timeout more than the primary allows a silent secondary
+   * (SilentStandbyWatch: timeout + quiet). When a partition leaves both
+   * nodes alive and reaching the arbiter, the primary then moves on first
+   * and keeps serving, and this side's claim finds the domain moved: no
+   * failover from a live primary. A primary that died is noticed sooner,
+   * by its stream's end.
+   */
+  private get silenceMs(): number {
+    return 2 * this.timeoutMs + this.quietMs;
+  }
+
   /** Looks at the signs now and acts on them. */
   check(): FailoverVerdict {
     if (this.detach === undefined) return 'stay';
@@ -119,7 +132,7 @@ export class FailoverRule {
     const verdict = failoverVerdict({
       peer: heartbeat.peerState,
       streamOpen: server.primary !== undefined,
-      streamSilent: silentMs !== undefined && silentMs >= this.timeoutMs + this.quietMs,
+      streamSilent: silentMs !== undefined && silentMs >= this.silenceMs,
       promoted: promoter.engaged,
       leaving: heartbeat.peerIntent,
     });
@@ -131,7 +144,7 @@ export class FailoverRule {
       if (!this.waitingSaid) this.logger.warn('heartbeats lost but the replication stream still carries data: waiting for it to end or fall silent before failing over');
       this.waitingSaid = true;
       // Looked at again when it would have been silent for the timeout, if nothing else happens first.
-      this.recheck = setTimeout(() => this.check(), Math.max(10, this.timeoutMs + this.quietMs - (silentMs ?? 0)));
+      this.recheck = setTimeout(() => this.check(), Math.max(10, this.silenceMs - (silentMs ?? 0)));
     } else {
       this.waitingSaid = false;
     }
