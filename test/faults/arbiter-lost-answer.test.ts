@@ -1,0 +1,95 @@
+/**
+ * Found by the randomized schedules (random-schedules.test.ts: an isolated
+ * primary whose write to etcd was delivered, by TCP's retransmission, after
+ * it had given up on it): a change of the arbiter's record whose answer is
+ * lost takes effect anyway, after the primary has started protecting again
+ * at its old generation. Made deterministic here with the network: the
+ * primary loses its secondary and moves to its next generation; etcd's
+ * answer to that write is lost (its reads are answered: by size, a write's
+ * answer is about 600 bytes, a read of the record about 1000); then every
+ * answer is lost while the secondary comes back; then etcd answers again.
+ *
+ * What a correct primary must end with: protected, and recorded protected at
+ * the generation its secondary's replica holds, so that its death is taken
+ * over at once. Found on this code: the primary protects its secondary at
+ * generation 1 while the record went to generation 2 unprotected ("the
+ * replica holds generation 1 but the domain moved to 2 (a change made while
+ * etcd was unreachable took effect): the secondary can take over only after
+ * the next protection session"), and that session never ends by itself: the
+ * arbiter's record is never protected again, and a SIGKILL of the primary
+ * finds the secondary refused ("not the latest copy") though its replica
+ * holds every acknowledged write. Nobody serves.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { assertLedger, FaultCluster, msg, waitFor, type Pair } from '../helpers/fault-cluster.js';
+
+const clusters: FaultCluster[] = [];
+after(() => {
+  for (const c of clusters) c.cleanup();
+});
+
+/** The answers to a write (a txn of puts, or a keepalive) and not to a read of the record: IP lengths in between. */
+const WRITE_ANSWER_LENGTH: [number, number] = [300, 800];
+const ATTEMPTS = 3;
+
+/**
+ * Drives the primary into the state: its write to generation 2 applied at
+ * etcd, unanswered, and its secondary protected again before it learns
+ * that. Returns false if the race to switch drops in time was lost (the
+ * primary learned the outcome first): the caller tries again.
+ */
+async function loseTheAnswer(c: FaultCluster, pair: Pair): Promise<boolean> {
+  const { topo } = c;
+  const writes = topo.drop({ from: 'e0', to: 'p', ipLength: WRITE_ANSWER_LENGTH });
+  const partition = topo.partition('p', 's');
+  await pair.primary.waitLine(msg(/^arbiter: cannot change the domain's record \(unprotected\)/), "the primary's write to go unanswered", 10_000);
+  // From now on no answer at all, before the primary's retry (200 ms) reads the outcome.
+  const answers = topo.dropAnswers('e0', 'p');
+  writes();
+  const learned = (): boolean => pair.primary.lines.some(msg(/^arbiter: (reachable again|unprotected: the domain moved)/));
+  if (learned()) {
+    answers();
+    partition();
+    return false;
+  }
+  const record = await pair.arbiter();
+  assert.deepEqual(record.last, { node: 'alpha', generation: 2, protected: false }, 'the unanswered write took effect at etcd');
+  // The secondary comes back while etcd is silent: the primary protects it again.
+  partition();
+  const protections = (): number => pair.primary.lines.filter((l) => l.state === 'protected').length;
+  await waitFor(pair, () => protections() >= 2, 'the primary to protect its secondary again', 10_000);
+  const reached = !learned();
+  answers();
+  return reached;
+}
+
+test("etcd's answer to the primary's move to generation 2 is lost and its secondary comes back first: it ends recorded protected at its replica's generation, and its death is taken over with nothing lost", { timeout: 240_000 }, async () => {
+  let pair: Pair | undefined;
+  for (let attempt = 1; attempt <= ATTEMPTS && pair === undefined; attempt++) {
+    const c = await FaultCluster.create();
+    clusters.push(c);
+    // A short ack timeout: the primary gives its secondary up within a second of the partition.
+    const p = await c.startPair({ timings: { ackTimeoutMs: 1000, retryMs: 200 } });
+    await p.waitAcks(100);
+    if (await loseTheAnswer(c, p)) pair = p;
+    else c.cleanup();
+  }
+  assert.ok(pair !== undefined, `in ${ATTEMPTS} attempts the primary always learned its write's outcome before the drops changed: the precondition was never reached`);
+  // Everything reachable again: whatever the primary does now, it must end recorded protected, so that a takeover is possible.
+  await waitFor(
+    pair,
+    async () => {
+      const r = await pair.arbiter();
+      return r.owner?.node === 'alpha' && r.owner.protected;
+    },
+    'the arbiter to record the primary protected again',
+    10_000,
+  );
+  await pair.waitAcks(100);
+  pair.primary.signal('SIGKILL');
+  await waitFor(pair, () => pair.failedOver(), 'the secondary to take over the killed primary', 10_000);
+  await pair.waitAcks(100);
+  await assertLedger(pair, 's');
+  assert.equal((await pair.arbiter()).last?.node, 'beta');
+});
