@@ -39,6 +39,8 @@ export interface ArbiterEvents {
   superseded: [Holder];
   /** This node's generation changed (it lost protection and moved to the next): streams and heartbeats carry it. */
   generation: [number];
+  /** The stream in progress carries a generation the record has left: its replica can never take over; start a new stream. */
+  restream: [{ stream: number; generation: number }];
 }
 
 export interface Arbiter extends EventEmitter<ArbiterEvents> {
@@ -61,6 +63,13 @@ export interface Arbiter extends EventEmitter<ArbiterEvents> {
   unprotect(): void;
   /** Resolves once no change of the record is in flight (or one attempt at it failed): a new stream then carries `generation`. */
   settled(): Promise<void>;
+  /**
+   * A protection session begins (after settled()): returns the generation
+   * its stream carries. A move to the next generation not yet confirmed is
+   * dropped: nothing was released at it, and this session's first checkpoint
+   * records the current generation protected.
+   */
+  beginSession(): number;
   /** Says where the arbiter is, for logs and status (never a secret). */
   readonly description: string;
   /**

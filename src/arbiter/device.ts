@@ -23,11 +23,11 @@ export class ArbiterDevice implements CheckpointDevice {
   /** The generation this session's stream carries (undefined: no session, or already recorded). */
   private pending: number | undefined;
 
-  constructor(private readonly arbiter: Pick<Arbiter, 'generation' | 'protect' | 'unprotect' | 'settled'>) {}
+  constructor(private readonly arbiter: Pick<Arbiter, 'generation' | 'protect' | 'unprotect' | 'settled' | 'beginSession'>) {}
 
   async setup(): Promise<void> {
     await this.arbiter.settled();
-    this.pending = this.arbiter.generation;
+    this.pending = this.arbiter.beginSession();
   }
 
   commit(): void {

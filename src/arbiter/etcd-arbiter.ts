@@ -211,6 +211,16 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     this.change({ kind: 'unprotected' });
   }
 
+  beginSession(): number {
+    if (this.want?.kind === 'unprotected' && this.changing === undefined) {
+      this.want = undefined;
+      this.cancelRetry?.();
+      this.cancelRetry = undefined;
+      this.announce();
+    }
+    return this.generation;
+  }
+
   settled(): Promise<void> {
     if (this.changing === undefined) return Promise.resolve();
     return new Promise((resolve) => this.attempted.push(resolve));
@@ -366,11 +376,12 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
       if (unansweredMove) {
         this.options.logger?.warn({ stream: want.generation, generation: current.generation }, `arbiter: a move to generation ${current.generation} whose answer was lost took effect; nothing was served at it, so the record goes back to generation ${want.generation}, protected, as this stream's replica holds`);
       } else if (current.generation !== want.generation) {
-        this.options.logger?.error(
+        this.options.logger?.warn(
           { stream: want.generation, generation: current.generation },
-          `arbiter: the replica holds generation ${want.generation} but the domain moved to ${current.generation} (a change made while etcd was unreachable took effect): the secondary can take over only after the next protection session`,
+          `arbiter: the stream carries generation ${want.generation} but the domain moved to ${current.generation} meanwhile: its replica could never take over; protecting again with a new stream`,
         );
         this.record = current;
+        this.emit('restream', { stream: want.generation, generation: current.generation });
         return true;
       }
       target = { generation: want.generation, protected: true };

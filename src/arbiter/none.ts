@@ -38,6 +38,10 @@ export class NoArbiter extends EventEmitter<ArbiterEvents> implements Arbiter {
     return Promise.resolve();
   }
 
+  beginSession(): number {
+    return this.current;
+  }
+
   acquire(): Promise<number> {
     return Promise.resolve(this.current);
   }

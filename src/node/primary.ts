@@ -298,6 +298,8 @@ export class PrimaryNode {
       },
     );
     this.engine = engine;
+    // A stream whose generation the arbiter's record has left protects nothing: a new one, at the record's.
+    this.arbiter?.on('restream', (e) => engine.abandonLink(`the stream carries generation ${e.stream}, the arbiter's record ${e.generation}: a new stream`));
     if (this.heartbeat !== undefined) {
       this.silentStandby = new SilentStandbyWatch({ heartbeat: this.heartbeat, engine }, cfg.heartbeat.timeoutMs, colo ? cfg.colo.maxIntervalMs : p.intervalMs, logger);
       this.silentStandby.start();
