@@ -185,9 +185,10 @@ export class FailureDetector {
     // may be waiting unread in the socket. The silence may be ours: look again once I/O has been read.
     if (now - due > t.timeoutMs / 2 && !this.lookedAgain) {
       this.lookedAgain = true;
-      this.timerAt = now;
-      // Not 0: a zero timer could run in the same timers phase; a 1 ms one runs after the poll phase.
-      this.cancelTimer = this.clock.setTimer(1, () => this.onTimer());
+      // One heartbeat interval: enough for the sockets to be read, and for a connection the peer made
+      // while we were stopped (it gave up the silent one) to be accepted and read.
+      this.timerAt = now + t.intervalMs;
+      this.cancelTimer = this.clock.setTimer(t.intervalMs, () => this.onTimer());
       return;
     }
     this.lookedAgain = false;
