@@ -305,7 +305,7 @@ class AvailabilityMonitor {
         this.expectSince ??= now;
         const gap = Math.min(st.lastAckAgoMs ?? Infinity, now - this.expectSince);
         if (gap > BOUND_MS && this.problem === undefined) {
-          this.problem = `no acknowledgement for ${Math.round(gap)} ms while someone could serve (bound ${BOUND_MS} ms; record ${JSON.stringify(model.record)}; effects ${JSON.stringify([...model.effects.values()])})`;
+          this.problem = `no acknowledgement for ${Math.round(gap)} ms while someone could serve (bound ${BOUND_MS} ms; record ${JSON.stringify(model.record)}; effects ${JSON.stringify([...model.effects.values()])})\n${pair.logs(20)}`;
         }
       }
       await sleep(POLL_MS);
@@ -364,17 +364,19 @@ async function lane(name: string, seeds: number[], work: number[], totals: Total
         if (could === true) problems.push(`the secondary did not take over its primary, dead while recorded protected\n${p.logs(15)}`);
       });
     }
+    // Both copies died (the survivor of a takeover killed too, or the secondary killed before the primary): nobody can serve.
+    const survivorDied = p.failedOver() && p.secondary.exited();
     if (p.failedOver()) {
       totals.takeovers++;
       // The old primary, if it lived, learned from the arbiter and stopped (status 3: fenced), never serving alongside.
       await until(() => p.primary.exited(), 'the old primary to stop', 10_000).catch(() => problems.push(`the old primary still runs 10 s after the takeover\n${p.logs(15)}`));
       // A takeover is answered within the bound: the clients find the survivor before the final read.
-      await p.waitAcks(20, BOUND_MS).catch(() => problems.push(`the survivor acknowledged nothing within ${BOUND_MS} ms of its takeover`));
+      if (!survivorDied) await p.waitAcks(20, BOUND_MS).catch(() => problems.push(`the survivor acknowledged nothing within ${BOUND_MS} ms of its takeover`));
     }
     const v = await cluster.agent.verifyLedger();
     totals.acked += v.acked;
     // Unknown (etcd out of the agent's reach when it died) counts as gone: nothing else can be told.
-    const gone = !p.failedOver() && (could !== true || p.secondary.exited());
+    const gone = survivorDied || (!p.failedOver() && (could !== true || p.secondary.exited()));
     for (const problem of ledgerProblems(v)) {
       // The only copy died unprotected (or both did): nobody can answer, and nobody may. Every other check stands.
       if (gone && /no node answered/.test(problem)) continue;
@@ -382,7 +384,7 @@ async function lane(name: string, seeds: number[], work: number[], totals: Total
     }
     if (gone) totals.dataGone++;
     await p.kill();
-    return `${p.failedOver() ? 'taken over' : gone ? 'its only copy died' : 'not taken over'}, ${v.acked} acknowledged, answered by ${v.answered.join(',') || 'nobody'}`;
+    return `${survivorDied ? 'taken over, then the survivor died' : p.failedOver() ? 'taken over' : gone ? 'its only copy died' : 'not taken over'}, ${v.acked} acknowledged, answered by ${v.answered.join(',') || 'nobody'}`;
   };
 
   for (const [n, index] of work.entries()) {
@@ -511,8 +513,8 @@ test(`${ONLY === undefined ? SCHEDULES : 1} randomized fault schedules: no split
   );
   // A run that proved nothing is a failure too.
   assert.equal(outcomes.length, seeds.length);
-  assert.ok(totals.acked > outcomes.length * 20, `${totals.acked} acknowledged writes in all`);
   if (ONLY === undefined) {
+    assert.ok(totals.acked > outcomes.length * 100, `${totals.acked} acknowledged writes in all`);
     assert.ok(totals.takeovers >= outcomes.length / 20, `${totals.takeovers} takeovers`);
     assert.ok(totals.used.size >= KINDS.length - 3, `only ${totals.used.size} of ${KINDS.length} fault kinds used`);
   }
