@@ -330,7 +330,8 @@ export class Topology {
     return [...this.rules.values()].map((r) => this.ruleText(r)).join('; ') || '(none)';
   }
 
-  private many(undos: Undo[]): Undo {
+  /** One undo for several faults. */
+  many(undos: Undo[]): Undo {
     return () => {
       for (const u of undos) u();
     };
