@@ -211,6 +211,16 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     this.change({ kind: 'unprotected' });
   }
 
+  /**
+   * A new session streams at the record's generation. A move to the next one
+   * that etcd has not taken is dropped: the record still says "protected at
+   * G", and the new session's replica, at G, may take over from it. That is
+   * safe because the old replica of G cannot be elsewhere: a primary streams
+   * to one configured address for its whole run, and one secondary per
+   * domain listens there, so the new session's replica is the old one's
+   * process (which gave its replica up to accept the stream) or a restart of
+   * it (which has none).
+   */
   beginSession(): number {
     if (this.want?.kind === 'unprotected' && this.changing === undefined) {
       this.want = undefined;

@@ -50,8 +50,12 @@ export class SilentStandbyWatch {
     const { heartbeat, engine } = this.parts;
     if (heartbeat.peerState !== 'dead') return;
     const silent = engine.linkSilentMs;
-    if (silent === undefined) return;
     const limit = this.timeoutMs + this.quietMs;
+    if (silent === undefined) {
+      // No session now; the engine may open one to a standby that accepts and then hangs (its heartbeats never came): look again.
+      this.timer = setTimeout(() => this.check(), limit);
+      return;
+    }
     if (silent >= limit) {
       const reason = `the secondary is silent on both channels (heartbeats for ${this.timeoutMs} ms, the replication link for ${Math.round(silent)} ms)`;
       this.logger.warn(reason);

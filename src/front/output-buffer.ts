@@ -22,11 +22,16 @@
  * the state that produced them (a reply of epoch N that is still in flight at
  * suspend N is tagged N+1 and only waits one epoch longer).
  *
- * Arming. Until protection starts output passes straight through: there is
- * no checkpoint to wait for. setup() arms the buffer with tag 1 (output
- * during the pre-copy waits for the first checkpoint, epoch 1, which covers
- * it). An engine that never calls setup() arms it at its first postsuspend(N)
- * (output before it has already passed; output after it is tagged N+1). A
+ * Arming. Until a session's first suspend output is as unprotected as it
+ * was before the session began: there is no checkpoint to wait for yet, and
+ * a pre-copy may take minutes (a large guest over a slow link) or never end
+ * (a standby that accepted the connection and hung). So setup() does not
+ * arm; the first postsuspend(N) does (output before it has passed, as
+ * unprotected output passes: only with the authority; output after it is
+ * tagged N+1). Holding pre-copy output for epoch 1 instead would stop the
+ * service of a primary that may serve alone for as long as the pre-copy
+ * lasts. Output held when the session began (a 'hold' teardown, or no
+ * authority) stays held and is re-tagged N at that first suspend. A
  * postsuspend whose number is not above the last closed tag means a new
  * stream restarted epoch numbering without a teardown: everything still held
  * was produced before this suspend, so it is re-tagged N and waits for the
@@ -43,7 +48,9 @@
  *     first commit, to which all of it is re-tagged. Nothing unprotected ever
  *     escapes, but the service stalls: once the held-bytes bound is reached
  *     the guest's output is back-pressured and clients wait (or time out)
- *     until a secondary is back.
+ *     until a secondary is back. The same applies before the first session
+ *     and during every pre-copy: under 'hold', mode 'remus' output never
+ *     passes straight through.
  *   - 'drop': discard what is held and cut the connections it belonged to
  *     (a byte stream with a hole would desynchronise the client's protocol;
  *     a reset tells it to retry), then pass through. No unprotected output of
@@ -273,13 +280,12 @@ export class OutputBuffer implements CheckpointDevice {
   // --- checkpoint device hooks -------------------------------------------
 
   setup(): void {
-    // A new protection session: its epoch 1 covers everything produced before its first suspend.
-    this.arm(1);
+    // Nothing to hold yet: the session's first suspend arms (see "Arming" above).
   }
 
   postsuspend(epoch: number): void {
     if (this.phase !== 'protecting') {
-      // Armed late (no setup()): output held so far (orphaned) predates this suspend.
+      // A session's first suspend: output held so far (orphaned, or awaiting the authority) predates it.
       this.arm(epoch);
     } else if (epoch < this.openTag) {
       // Numbering restarted (a new stream) without a teardown: all of it predates this suspend.
@@ -332,7 +338,7 @@ export class OutputBuffer implements CheckpointDevice {
       }
       this.holdForAuthority();
     }
-    const tag = this.phase === 'orphaned' || this.passingThrough() ? ORPHAN_TAG : this.openTag;
+    const tag = this.phase === 'protecting' ? this.openTag : ORPHAN_TAG;
     this.queue.push({ conn, tag, bytes, at: this.now() });
     conn.heldChunks++;
     conn.heldBytes += bytes.length;
@@ -371,7 +377,8 @@ export class OutputBuffer implements CheckpointDevice {
   }
 
   private passingThrough(): boolean {
-    return this.modeValue === 'none' || this.phase === 'idle';
+    // 'hold' holds unprotected output whenever there is some: before the first session and during a pre-copy too.
+    return this.modeValue === 'none' || (this.phase === 'idle' && this.policy !== 'hold');
   }
 
   private authorized(): boolean {

@@ -44,6 +44,21 @@ describe('SilentStandbyWatch', () => {
     watch.stop();
   });
 
+  test('a session opened while heartbeats are already dead (a new standby that accepted and hung) is ended too', async () => {
+    const p = parts();
+    const watch = new SilentStandbyWatch(p, 60, 20, captureLog().logger);
+    watch.start();
+    p.engine.lastDataAt = undefined;
+    p.heartbeat.peerState = 'dead';
+    p.heartbeat.emit('peer');
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(p.engine.abandoned, [], 'no session: nothing to end');
+    // The engine connects; the standby never says a word, and no 'peer' event comes.
+    p.engine.lastDataAt = performance.now();
+    await until(() => p.engine.abandoned.length === 1, 'the silent session to be ended');
+    watch.stop();
+  });
+
   test('acks still arriving (a one-sided heartbeat cut) or heartbeats back: the session goes on', async () => {
     const p = parts();
     const watch = new SilentStandbyWatch(p, 60, 0, captureLog().logger);

@@ -14,7 +14,10 @@
  *
  * Found on main 032d954: 7.6 s (and counting) without a reply with a hung
  * secondary; the whole pre-copy (5 s and more) of a 32 MiB guest at
- * 10-20 Mbit/s.
+ * 10-20 Mbit/s. Fixed: a session's first suspend arms the output buffer,
+ * not its setup, so pre-copy output passes as unprotected output does (with
+ * the authority only); and the primary ends a session whose standby is
+ * silent on both channels even when its heartbeats were never heard.
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer, connect as tcpConnect, type AddressInfo, type Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { filter, firstValueFrom } from 'rxjs';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { OutputBuffer, type ReleasedOutput } from '../../src/front/output-buffer.js';
 import { ServiceFront } from '../../src/front/service-front.js';
@@ -70,6 +71,8 @@ test(`with acks delayed ${DELAY_MS} ms, no reply leaves before the ack of its ep
     await secondary.stop();
   });
   engine.start();
+  // Output of the pre-copy passes as unprotected output does: the requests go in once epochs run.
+  await firstValueFrom(engine.state$.pipe(filter((st) => st.state === 'protected')));
 
   const client = await connect(frontPort);
   const sentAt: number[] = [];

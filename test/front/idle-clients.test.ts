@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
 
+import { sessionAtEpoch1 } from '../helpers/output-session.js';
 import { configFromObject } from '../../src/config/config.js';
 import { clientLimits, DEFAULT_FRONT_EVICT_IDLE_MS, DEFAULT_FRONT_MAX_CONNECTIONS, idleSweepMs } from '../../src/front/client-limits.js';
 import { IdleClients } from '../../src/front/idle-clients.js';
@@ -153,7 +154,7 @@ describe('ServiceFront: idle clients give up their slots', () => {
     let clock = 0;
     const s = await startStack({}, { now: () => clock, maxConnections: 2 });
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const held = await connect(s.frontPort);
       held.socket.write(request('INCR', 'h'));
       await until(() => s.buffer.stats().heldChunks === 1, 'the reply to be held');
@@ -247,7 +248,7 @@ describe('ServiceFront: idle clients give up their slots', () => {
       const a = await connect(s.frontPort);
       const b = await connect(s.frontPort);
       await until(() => s.front.metrics().connections === 2, 'two clients');
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       b.socket.write(request('INCR', 't'));
       await until(() => s.buffer.stats().heldChunks === 1, 'the reply to be held');
       clock += 59_999;
@@ -275,7 +276,7 @@ describe('ServiceFront: idle clients give up their slots', () => {
   test("a 'drop' teardown gives the cut connections' slots back", async () => {
     const s = await startStack({ teardownPolicy: 'drop' }, { maxConnections: 1 });
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const a = await connect(s.frontPort);
       a.socket.write(request('INCR', 'd'));
       await until(() => s.buffer.stats().heldChunks === 1, 'the reply to be held');

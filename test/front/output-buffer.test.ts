@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
+import { sessionAtEpoch1 } from '../helpers/output-session.js';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { FrontErrorCodes } from '../../src/front/errors.js';
 import { OutputBuffer, type OutputBufferOptions, type OutputConnection, type ReleasedOutput } from '../../src/front/output-buffer.js';
@@ -55,22 +56,54 @@ describe('OutputBuffer epoch tags', () => {
     assert.equal(buffer.stats().heldChunks, 0);
   });
 
-  test('setup arms with tag 1: pre-copy output waits for commit(1)', () => {
-    const { buffer, open } = fixture();
+  test("a session's pre-copy output passes as unprotected output does; its first postsuspend arms", () => {
+    const { buffer, open, released } = fixture();
     const { conn, sink } = open();
     buffer.setup();
     put(conn, 'p');
+    assert.deepEqual(sink.got, ['p'], 'a pre-copy may last minutes: a primary that may serve alone keeps serving');
+    assert.equal(released[0].tag, null);
     buffer.postsuspend(1);
+    put(conn, 'e2');
     buffer.preresume();
-    assert.deepEqual(sink.got, []);
     buffer.commit(1);
     assert.deepEqual(sink.got, ['p']);
+    buffer.postsuspend(2);
+    buffer.commit(2);
+    assert.deepEqual(sink.got, ['p', 'e2']);
+  });
+
+  test("under 'hold' nothing passes straight through: not before the first session, not during its pre-copy", () => {
+    const { buffer, open, released } = fixture({ teardownPolicy: 'hold' });
+    const { conn, sink } = open();
+    put(conn, 'before');
+    buffer.setup();
+    put(conn, 'pre-copy');
+    assert.deepEqual(sink.got, []);
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['before', 'pre-copy']);
+    assert.deepEqual(
+      released.map((r) => r.tag),
+      [1, 1],
+    );
+  });
+
+  test('without the authority pre-copy output is held, and the first commit covers it', () => {
+    const { buffer, open } = fixture({ authority: { valid: () => false } });
+    const { conn, sink } = open();
+    buffer.setup();
+    put(conn, 'pre-copy');
+    assert.deepEqual(sink.got, []);
+    buffer.postsuspend(1);
+    buffer.commit(1);
+    assert.deepEqual(sink.got, ['pre-copy']);
   });
 
   test('output between postsuspend(N) and commit(N) is held until commit(N+1)', () => {
     const { buffer, open, released } = fixture();
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'e1-a');
     put(conn, 'e1-b');
     buffer.postsuspend(1);
@@ -112,7 +145,7 @@ describe('OutputBuffer epoch tags', () => {
     const a = open();
     const b = open();
     const order: string[] = [];
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     for (let e = 1; e <= 3; e++) {
       put(a.conn, `a${e}`);
       put(b.conn, `b${e}`);
@@ -130,7 +163,7 @@ describe('OutputBuffer epoch tags', () => {
   test('a stale commit releases nothing newer', () => {
     const { buffer, open } = fixture();
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     buffer.postsuspend(1);
     put(conn, 'x');
     buffer.commit(1);
@@ -141,7 +174,7 @@ describe('OutputBuffer epoch tags', () => {
   test('epoch numbering restarted without teardown: held output waits for the new stream\'s ack', () => {
     const { buffer, open } = fixture();
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     buffer.postsuspend(1);
     buffer.commit(1);
     buffer.postsuspend(2);
@@ -155,7 +188,7 @@ describe('OutputBuffer epoch tags', () => {
   test('stats report held bytes, chunks and the oldest age', () => {
     const { buffer, open, tick } = fixture();
     const { conn } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'abc');
     tick(40);
     put(conn, 'de');
@@ -177,12 +210,15 @@ describe('OutputBuffer epoch tags', () => {
     const { conn, sink } = open();
     const devices = new DeviceSet([buffer]);
     await devices.run('setup');
-    put(conn, 'x');
+    put(conn, 'pre-copy');
     await devices.run('postsuspend', 1);
+    put(conn, 'x');
     await devices.run('preresume', 1);
-    assert.deepEqual(sink.got, []);
     await devices.run('commit', 1);
-    assert.deepEqual(sink.got, ['x']);
+    assert.deepEqual(sink.got, ['pre-copy']);
+    await devices.run('postsuspend', 2);
+    await devices.run('commit', 2);
+    assert.deepEqual(sink.got, ['pre-copy', 'x']);
   });
 });
 
@@ -191,7 +227,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     const { buffer, open } = fixture({ maxHeldBytes: 10, resumeHeldBytes: 4 });
     const a = open();
     const b = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     assert.equal(put(a.conn, '12345'), true);
     assert.equal(put(b.conn, '67890'), false);
     assert.equal(a.sink.paused && b.sink.paused, true);
@@ -211,7 +247,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
   test('close finishes a connection only after its held output is released', () => {
     const { buffer, open } = fixture();
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'last');
     conn.close();
     assert.equal(sink.finished, false);
@@ -229,7 +265,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     const { buffer, open } = fixture();
     const a = open();
     const b = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(a.conn, 'x');
     buffer.postsuspend(1);
     put(a.conn, 'y');
@@ -249,7 +285,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
   test("mode 'none' passes through; switching to it releases everything held in order", () => {
     const { buffer, open, released } = fixture();
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'h1');
     buffer.postsuspend(1);
     put(conn, 'h2');
@@ -270,7 +306,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
   test("teardown 'release' releases in order and then passes through", () => {
     const { buffer, open } = fixture({ teardownPolicy: 'release' });
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'a');
     buffer.postsuspend(1);
     put(conn, 'b');
@@ -285,7 +321,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     buffer.setTeardownPolicy('hold');
     assert.equal(buffer.teardownPolicy, 'hold');
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     buffer.postsuspend(1);
     buffer.commit(1);
     buffer.postsuspend(2);
@@ -295,7 +331,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     buffer.commit(2); // a late commit of the dead session must not release
     assert.deepEqual(sink.got, []);
     assert.equal(buffer.stats().phase, 'orphaned');
-    buffer.setup(); // re-protection: new stream, epochs from 1
+    sessionAtEpoch1(buffer); // re-protection: new stream, epochs from 1
     put(conn, 'new-session');
     buffer.postsuspend(1);
     buffer.commit(1);
@@ -306,7 +342,7 @@ describe('OutputBuffer bound, close, modes, teardown', () => {
     const { buffer, open } = fixture({ teardownPolicy: 'drop' });
     const a = open();
     const b = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(a.conn, 'lost');
     buffer.teardown();
     assert.deepEqual(a.sink.got, []);
@@ -357,7 +393,7 @@ describe('OutputBuffer authority (the arbiter\'s lease)', () => {
     const auth = authority();
     const { buffer, open } = fixture({ authority: auth });
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'e1');
     auth.set(false);
     buffer.postsuspend(1);
@@ -369,7 +405,7 @@ describe('OutputBuffer authority (the arbiter\'s lease)', () => {
     const auth = authority();
     const { buffer, open } = fixture({ authority: auth, teardownPolicy: 'release' });
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'e1');
     auth.set(false);
     buffer.teardown();
@@ -377,7 +413,7 @@ describe('OutputBuffer authority (the arbiter\'s lease)', () => {
     assert.deepEqual(sink.got, []);
     assert.equal(buffer.stats().heldChunks, 2);
     // A new secondary: everything held is older than its first suspend.
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'new');
     buffer.postsuspend(1);
     assert.deepEqual(sink.got, []);
@@ -389,7 +425,7 @@ describe('OutputBuffer authority (the arbiter\'s lease)', () => {
     const auth = authority();
     const { buffer, open } = fixture({ authority: auth });
     const { conn, sink } = open();
-    buffer.setup();
+    sessionAtEpoch1(buffer);
     put(conn, 'x');
     auth.set(false);
     buffer.setMode('none');

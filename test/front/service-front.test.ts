@@ -4,6 +4,7 @@
  * postcopy = preresume + unpause, checkpoint = commit): replies reach real
  * TCP clients (and redis-cli) only at the commit of the epoch covering them.
  */
+import { sessionAtEpoch1 } from '../helpers/output-session.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
@@ -28,7 +29,7 @@ describe('ServiceFront in remus mode', () => {
   test("a SET's +OK is held until the commit of the epoch covering it", async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('SET', 'k', 'v'));
       await until(() => s.buffer.stats().heldChunks === 1, 'the reply to reach the buffer');
@@ -47,7 +48,7 @@ describe('ServiceFront in remus mode', () => {
   test('a reply arriving between postsuspend(N) and commit(N) waits for commit(N+1)', async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'n'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply 1 held');
@@ -71,7 +72,7 @@ describe('ServiceFront in remus mode', () => {
     requireRedisTools();
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const cli = spawn(REDIS_CLI, ['-p', String(s.frontPort), 'SET', 'greeting', 'hello'], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       cli.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -99,7 +100,7 @@ describe('ServiceFront in remus mode', () => {
     const CONNS = 4;
     const N = 300;
     let epoch = 0;
-    s.buffer.setup();
+    sessionAtEpoch1(s.buffer);
     const clients = await Promise.all(Array.from({ length: CONNS }, () => connect(s.frontPort)));
     let loop = true;
     const epochs = (async () => {
@@ -151,7 +152,7 @@ describe('ServiceFront in remus mode', () => {
       // Before arming: passes through.
       socket.write(request('SET', 'big', value));
       assert.equal(await replies.next(3000), 'OK');
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       let maxHeld = 0;
       socket.write(request('GET', 'big'));
       const got = replies.next(10_000);
@@ -184,7 +185,7 @@ describe('ServiceFront in remus mode', () => {
   test("mode 'none' passes replies straight through; switching releases what was held", async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'm'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
@@ -207,21 +208,21 @@ describe('ServiceFront in remus mode', () => {
     const s = await startStack({ teardownPolicy: 'release' });
     try {
       const a = await connect(s.frontPort);
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       a.socket.write(request('INCR', 't'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       assert.equal(await a.replies.next(1000), 1);
 
       s.buffer.setTeardownPolicy('hold');
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       a.socket.write(request('INCR', 't'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
       a.socket.write(request('INCR', 't'));
       await until(() => s.buffer.stats().heldChunks === 2, 'new output held too');
       await nothingFor(a.replies);
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       await s.suspendResume(1);
       await s.commit(1);
       assert.equal(await a.replies.next(1000), 2);
@@ -229,7 +230,7 @@ describe('ServiceFront in remus mode', () => {
 
       s.buffer.setTeardownPolicy('drop');
       const b = await connect(s.frontPort);
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       a.socket.write(request('INCR', 't'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
       s.buffer.teardown();
@@ -246,7 +247,7 @@ describe('ServiceFront in remus mode', () => {
   test('the guest closing (QUIT) closes the client only after the held reply is released', async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('QUIT'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
@@ -265,7 +266,7 @@ describe('ServiceFront in remus mode', () => {
   test('a client that hangs up: the guest connection closes once its held output is released', async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket } = await connect(s.frontPort);
       socket.write(request('INCR', 'h'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
@@ -285,7 +286,7 @@ describe('ServiceFront in remus mode', () => {
   test('a client that half-closes still gets its held replies, then the connection closes', async () => {
     const s = await startStack();
     try {
-      s.buffer.setup();
+      sessionAtEpoch1(s.buffer);
       const { socket, replies } = await connect(s.frontPort);
       socket.write(request('INCR', 'hc'));
       await until(() => s.buffer.stats().heldChunks === 1, 'reply held');
