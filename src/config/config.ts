@@ -8,7 +8,8 @@
  * TypeScript type (the same keys in camelCase), defaultConfig(), the refusal
  * of unknown keys and the error message. Rules across keys sit with their
  * section. The domain section, whose keys depend on the kind of domain, is
- * declared in src/domain/config.ts; the words the schemas are written in
+ * declared in src/domain/config.ts, the tls section (the channels between
+ * the hosts) in src/transport/tls-config.ts; the words the schemas are written in
  * (int, address, section...) and the making of messages are in ./schema.ts.
  *
  * Every error is a ConfigError naming the file, the key path as the YAML
@@ -20,11 +21,13 @@ import type { z } from 'zod';
 import { domainSchema } from '../domain/config.js';
 import { ConfigError } from '../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
+import { insecureExposure, tlsSchema, type InterHostAddresses } from '../transport/tls-config.js';
 import type { Address } from '../util/address.js';
 import { LOG_LEVELS } from '../util/logger.js';
 import { address, bool, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
 
 export type { DomainConfig } from '../domain/config.js';
+export type { TlsConfig } from '../transport/tls-config.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** A control token shorter than this is refused: it would be guessable. */
@@ -138,7 +141,8 @@ const tandemSchema = defaulted(
     secondary: defaulted(secondarySchema),
     monitor: defaulted(monitorSchema),
     colo: defaulted(coloSchema),
-  }),
+    tls: defaulted(tlsSchema),
+  }).check(rule((c: InterHostAddresses) => insecureExposure(c))),
 );
 
 export type TandemConfig = z.output<typeof tandemSchema>;

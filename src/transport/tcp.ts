@@ -1,7 +1,8 @@
 /**
- * Plain TCP, the transport of a trusted network. Every channel between the
- * hosts is latency-bound (acks, heartbeats, mirrored packets), so Nagle is
- * off on both ends.
+ * Plain TCP: unauthenticated, so a node runs it only with tls.insecure on
+ * loopback (./select.ts), and benchmarks measure TLS against it. Every
+ * channel between the hosts is latency-bound (acks, heartbeats, mirrored
+ * packets), so Nagle is off on both ends.
  */
 import { connect, createServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';

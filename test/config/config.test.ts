@@ -41,7 +41,7 @@ function keyPaths(value: unknown, prefix = ''): string[] {
   return Object.entries(value).flatMap(([k, v]) => [`${prefix}${k}`, ...keyPaths(v, `${prefix}${k}.`)]);
 }
 
-/** The defaults with every optional key set (the monitor token left out: it excludes token_file). */
+/** The defaults with every optional key set (the monitor token left out: it excludes token_file; tls.dir too: it excludes the three files). */
 function everyKeySet(): TandemConfig {
   const c = defaultConfig();
   c.primary.secondary = { host: '10.0.0.2', port: 7700 };
@@ -52,6 +52,7 @@ function everyKeySet(): TandemConfig {
   c.colo.net = { host: 'standby.example', port: 7702 };
   const at = (port: number): Address => ({ host: '127.0.0.1', port });
   c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };
+  c.tls = { ...c.tls, ca: '/etc/tandem/ca.crt', cert: '/etc/tandem/a.crt', key: '/etc/tandem/a.key', name: 'a', peer: 'b', handshakeTimeoutMs: 500 };
   return c;
 }
 
@@ -149,7 +150,7 @@ secondary:
     const full = everyKeySet();
     const written = keyPaths(asYaml(full));
     const unwritten = keyPaths(defaultConfig()).map((path) => path.split('.').map(snakeCase).join('.')).filter((path) => !written.includes(path));
-    assert.deepEqual(unwritten, ['monitor.token'], 'the file sets every key but the token');
+    assert.deepEqual(unwritten, ['monitor.token', 'tls.dir'], 'the file sets every key but the token and the certificate directory');
     assert.deepEqual(loadConfig(write('every-key.yaml', stringify(asYaml(full)))), full);
     const token = defaultConfig();
     token.monitor.token = 'a-token-of-enough-characters';
@@ -159,7 +160,7 @@ secondary:
   test('an unknown key is refused at every depth, with the keys that are known there', () => {
     const doc = asYaml(everyKeySet()) as Mapping;
     const sections = ['', ...keyPaths(doc).filter((path) => isMapping(valueAt(doc, path)))];
-    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator']);
+    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'tls']);
     for (const section of sections) {
       const bad = structuredClone(doc);
       const at = valueAt(bad, section) as Mapping;
