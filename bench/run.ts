@@ -27,9 +27,10 @@ import { failover } from './failover.js';
 import { monitorBench } from './monitor.js';
 import { proxy } from './proxy.js';
 import { streamDecode } from './stream-decode.js';
+import { tls } from './tls.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, diskSync, failover, proxy, colo, monitorBench];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, tls, diskSync, failover, proxy, colo, monitorBench];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

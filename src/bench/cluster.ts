@@ -1,12 +1,15 @@
 /**
  * Real-process clusters for the benchmarks: a secondary and a primary
  * started as `tandem` processes, and redis-benchmark against their service.
+ * The pair talks mutual TLS with certificates of its own, as a deployment
+ * does, so the figures include what TLS costs.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { portOf, startNode, waitFor, type Node } from '../demo/run.js';
+import { certsInit } from '../transport/certs.js';
 
 export interface RedisFigures {
   rps: number;
@@ -35,7 +38,10 @@ export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: numbe
   const nodes: Node[] = [];
   const args = ['primary', '--config', config, '--mode', mode, '--service', '127.0.0.1:0'];
   if (mode !== 'none') {
-    const sec = startNode(['secondary', '--config', config, '--mode', mode], join(dir, 'secondary.log'));
+    const certs = join(dir, 'tls');
+    await certsInit(certs, { nodes: ['primary', 'secondary'], days: 60 });
+    args.push('--tls', certs, '--name', 'primary', '--peer', 'secondary');
+    const sec = startNode(['secondary', '--config', config, '--mode', mode, '--tls', certs, '--name', 'secondary', '--peer', 'primary'], join(dir, 'secondary.log'));
     nodes.push(sec);
     const l = waitFor(sec, (x) => (typeof x.port === 'number' && /listening/.test(String(x.msg)) ? x.port : undefined), 'secondary');
     const h = waitFor(sec, (x) => portOf(x.heartbeat), 'heartbeat');

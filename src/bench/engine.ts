@@ -31,6 +31,7 @@ import { SecondaryServer } from '../secondary/server.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { ReplicationLink } from '../transport/link.js';
 import { tcpTransport } from '../transport/tcp.js';
+import type { Transport } from '../transport/transport.js';
 import { createLogger } from '../util/logger.js';
 import { xorshift32 } from '../util/xorshift.js';
 import { median, percentile } from './stats.js';
@@ -70,7 +71,7 @@ function distinctPfns(pages: number, n: number, seed: number): Uint32Array {
 }
 
 /** A sim guest of `mib` MiB whose every page has been written, for the engine to checkpoint. */
-function simGuest(mib: number): PrimaryGuest & { synthetic: SyntheticLoad } {
+export function simGuest(mib: number): PrimaryGuest & { synthetic: SyntheticLoad } {
   const guest = createBinding({ type: 'sim', memoryMib: mib, vcpus: 1, diskMib: 1 }).primary(logger);
   if (guest.synthetic === undefined) throw new Error('the sim binding offers no synthetic load');
   const all = new Uint32Array(guest.domain.info.pages);
@@ -126,7 +127,7 @@ async function measurePause(
 }
 
 /** Starts a stream-peer worker; resolves with its port and a way to end it. */
-async function startPeer(data: StreamPeerData): Promise<{ port: number; stop: () => Promise<number> }> {
+export async function startPeer(data: StreamPeerData): Promise<{ port: number; stop: () => Promise<number> }> {
   const worker = new Worker(new URL('./stream-peer.js', import.meta.url), { workerData: data });
   const [msg] = (await once(worker, 'message')) as [{ port?: number; error?: string }];
   if (msg.port === undefined) throw new Error(`stream peer failed: ${msg.error}`);
@@ -153,8 +154,8 @@ async function loopbackMs(port: number, bytes: number): Promise<number> {
 }
 
 /** One pre-copy of an idle guest to a real secondary: stream bytes and ms to the first ack. */
-async function precopyOnce(guest: PrimaryGuest, port: number): Promise<{ bytes: number; ms: number }> {
-  const link = new ReplicationLink({ transport: tcpTransport, secondary: { host: '127.0.0.1', port }, connectTimeoutMs: 5000, ackTimeoutMs: 60_000 });
+export async function precopyOnce(guest: PrimaryGuest, port: number, transport: Transport = tcpTransport): Promise<{ bytes: number; ms: number }> {
+  const link = new ReplicationLink({ transport, secondary: { host: '127.0.0.1', port }, connectTimeoutMs: 5000, ackTimeoutMs: 60_000 });
   await link.start();
   const session = new CheckpointSession({
     domain: guest.domain,
@@ -198,14 +199,27 @@ async function measureStream(mib: number, rounds: number, log: (l: string) => vo
   return { mb_per_s: Math.round(median(stream)), loopback_mb_per_s: Math.round(median(raw)) };
 }
 
+/** The guest and replica size of the epoch-rate measurement. */
+export const EPOCH_RATE_MIB = 64;
+
 async function measureEpochRate(seconds: number): Promise<number> {
-  const binding = createBinding({ type: 'sim', memoryMib: 64, vcpus: 1, diskMib: 1 });
-  const guest = binding.primary(logger);
-  const replica = binding.replica(logger);
+  const replica = createBinding({ type: 'sim', memoryMib: EPOCH_RATE_MIB, vcpus: 1, diskMib: 1 }).replica(logger);
   const server = new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger });
   const { port } = await server.start();
+  const rate = await epochRate(seconds, port, tcpTransport);
+  await server.stop();
+  return rate;
+}
+
+/**
+ * Back-to-back epochs of 100 dirty pages from a fresh EPOCH_RATE_MIB guest to
+ * the secondary at `port` over `transport`, for `seconds` after the first
+ * checkpoint: epochs per second.
+ */
+export async function epochRate(seconds: number, port: number, transport: Transport): Promise<number> {
+  const guest = createBinding({ type: 'sim', memoryMib: EPOCH_RATE_MIB, vcpus: 1, diskMib: 1 }).primary(logger);
   const engine = new PrimaryEngine(
-    { domain: guest.domain, devices: new DeviceSet(), mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport: tcpTransport, logger },
+    { domain: guest.domain, devices: new DeviceSet(), mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport, logger },
     {
       secondary: { host: '127.0.0.1', port },
       minIntervalMs: 0,
@@ -242,7 +256,6 @@ async function measureEpochRate(seconds: number): Promise<number> {
   await firstValueFrom(engine.state$.pipe(filter((s) => s.state === 'protected')));
   const rate = await finished;
   await engine.stop();
-  await server.stop();
   return Math.round(rate);
 }
 

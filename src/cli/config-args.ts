@@ -7,7 +7,9 @@
 import type { Argv } from 'yargs';
 import { parseArbiterUrl } from '../arbiter/select.js';
 import { defaultConfig, loadConfig, type TandemConfig } from '../config/config.js';
+import { MAX_PATH_CHARS } from '../config/schema.js';
 import { TandemError } from '../errors.js';
+import { nodeNameProblem } from '../transport/identity.js';
 import { monitorUrls, type MonitorUrls } from '../monitor/client.js';
 import { parseAddress, type Address } from '../util/address.js';
 import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
@@ -28,6 +30,35 @@ export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
     .option('log-level', { choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
     .option('monitor', { type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
     .option('arbiter', { type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' });
+}
+
+/** --tls DIR --name NAME [--peer NAME]: the certificates of the channels between the hosts (docs/security.md). */
+export interface TlsArgs {
+  tls: string | undefined;
+  name: string | undefined;
+  peer: string | undefined;
+}
+
+/** The flags; the demo, which runs both nodes, says whose names they are. */
+export function withTlsOptions<T>(
+  y: Argv<T>,
+  says = { name: "this node's name (its certificate's, in DIR)", peer: "the other node's name (default: the other certificate in DIR, when there are two)" },
+): Argv<T & TlsArgs> {
+  return y
+    .option('tls', { type: 'string', describe: 'mutual TLS with the certificates of `tandem certs init DIR` (DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key)' })
+    .option('name', { type: 'string', describe: says.name })
+    .option('peer', { type: 'string', describe: says.peer });
+}
+
+/** The TLS flags over the file's `tls:` section: --tls replaces whatever certificates or insecure mode the file set. */
+export function applyTlsFlags(cfg: TandemConfig, args: TlsArgs): void {
+  if (args.tls !== undefined) {
+    cfg.tls.dir = flagPath(args.tls, '--tls');
+    cfg.tls.ca = cfg.tls.cert = cfg.tls.key = undefined;
+    cfg.tls.insecure = false;
+  }
+  if (args.name !== undefined) cfg.tls.name = flagNodeName(args.name, '--name');
+  if (args.peer !== undefined) cfg.tls.peer = flagNodeName(args.peer, '--peer');
 }
 
 /** The configuration file (or the defaults), with the common flags applied. */
@@ -63,6 +94,21 @@ function asUsage<T>(parse: () => T): T {
 export function flagAddress(value: string | string[], flag: string, allowZero = false): Address {
   const text = single(value, flag);
   return asUsage(() => parseAddress(text, flag, allowZero));
+}
+
+/** A path flag; whether the file is there is for its reader to say (exit status 1, like a missing --config file). */
+export function flagPath(value: string | string[], flag: string): string {
+  const text = single(value, flag);
+  if (text.length === 0 || text.length > MAX_PATH_CHARS) throw new UsageError(`${flag}: expected a path of 1..${MAX_PATH_CHARS} characters`);
+  return text;
+}
+
+/** A node name flag (--name, --peer, --nodes' names); a bad one is a usage error. */
+export function flagNodeName(value: string | string[], flag: string): string {
+  const text = String(single(value, flag));
+  const problem = nodeNameProblem(text);
+  if (problem !== undefined) throw new UsageError(`${flag}: ${problem}`);
+  return text;
 }
 
 /** An integer flag within bounds; a bad one is a usage error. */

@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { benchCommand } from './commands/bench.js';
+import { certsCommand } from './commands/certs.js';
 import { demoCommand } from './commands/demo.js';
 import { primaryCommand } from './commands/primary.js';
 import { proxyCommand } from './commands/proxy.js';
@@ -30,6 +31,7 @@ async function main(argv: string[]): Promise<void> {
   cli = watchCommand(cli);
   cli = statusCommand(cli);
   cli = switchoverCommand(cli);
+  cli = certsCommand(cli);
   await cli
     .demandCommand(1, 'name a command')
     .strict()

@@ -8,7 +8,8 @@
  * TypeScript type (the same keys in camelCase), defaultConfig(), the refusal
  * of unknown keys and the error message. Rules across keys sit with their
  * section. The domain section, whose keys depend on the kind of domain, is
- * declared in src/domain/config.ts; the words the schemas are written in
+ * declared in src/domain/config.ts, the tls section (the channels between
+ * the hosts) in src/transport/tls-config.ts; the words the schemas are written in
  * (int, address, section...) and the making of messages are in ./schema.ts.
  *
  * Every error is a ConfigError naming the file, the key path as the YAML
@@ -20,11 +21,13 @@ import { z } from 'zod';
 import { domainSchema } from '../domain/config.js';
 import { ConfigError } from '../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
-import type { Address } from '../util/address.js';
+import { insecureExposure, tlsSchema, type InterHostAddresses } from '../transport/tls-config.js';
+import { formatAddress, isLoopbackHost, type Address } from '../util/address.js';
 import { LOG_LEVELS } from '../util/logger.js';
 import { address, bool, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
 
 export type { DomainConfig } from '../domain/config.js';
+export type { TlsConfig } from '../transport/tls-config.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** A control token shorter than this is refused: it would be guessable. */
@@ -167,6 +170,26 @@ const arbiterSchema = section({
   rule((a) => (a.cert !== undefined && a.ca === undefined ? 'arbiter: a client certificate needs ca (the etcd server\'s CA)' : undefined)),
 );
 
+/**
+ * An arbiter decides who serves, so its channel is authenticated both ways
+ * like the channels between the hosts: etcd anywhere but loopback is reached
+ * over HTTPS with a client certificate (etcd's --client-cert-auth), from
+ * arbiter.ca, cert and key or, by default, the `tls:` section's CA and this
+ * node's certificate. What is wrong, naming the endpoints; undefined when
+ * nothing is.
+ */
+export function arbiterExposure(c: {
+  arbiter: { kind: string; endpoints?: Address[] | undefined; ca?: string | undefined; cert?: string | undefined };
+  tls: { dir?: string | undefined; cert?: string | undefined };
+}): string | undefined {
+  const a = c.arbiter;
+  if (a.kind !== 'etcd' || (a.ca !== undefined && a.cert !== undefined)) return undefined;
+  const open = (a.endpoints ?? []).filter((e) => !isLoopbackHost(e.host));
+  if (open.length === 0) return undefined;
+  if (a.ca === undefined && (c.tls.dir !== undefined || c.tls.cert !== undefined)) return undefined;
+  return `arbiter: etcd at ${open.map(formatAddress).join(', ')} is not on loopback, so it needs mutual TLS: set up tls (its CA and this node's certificate are used) or arbiter.ca (etcd's CA), arbiter.cert and arbiter.key (a client certificate etcd accepts)`;
+}
+
 const tandemSchema = defaulted(
   section({
     log_level: oneOf(LOG_LEVELS).default('info'),
@@ -177,7 +200,11 @@ const tandemSchema = defaulted(
     monitor: defaulted(monitorSchema),
     colo: defaulted(coloSchema),
     arbiter: defaulted(arbiterSchema),
-  }),
+    tls: defaulted(tlsSchema),
+  }).check(
+    rule((c: InterHostAddresses) => insecureExposure(c)),
+    rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),
+  ),
 );
 
 export type TandemConfig = z.output<typeof tandemSchema>;

@@ -16,6 +16,8 @@ const MAX_SHOWN_CHARS = 80;
 const MAX_LISTED = 5;
 /** `[IPv6]:PORT` or a 253-character host name, a colon and five digits. */
 const MAX_ADDRESS_CHARS = 261;
+/** Linux's PATH_MAX. */
+export const MAX_PATH_CHARS = 4096;
 
 function clip(text: string): string {
   return text.length > MAX_SHOWN_CHARS ? `${text.slice(0, MAX_SHOWN_CHARS)}...` : text;
@@ -64,6 +66,25 @@ export const address = ({ zero = false } = {}) =>
       const read = readAddress(text, zero);
       if (typeof read !== 'string') return read;
       ctx.issues.push({ code: 'custom', message: read, input: text });
+      return z.NEVER;
+    });
+
+/** A file or directory path; whether the file is there and readable is for its reader to say. */
+export const path = () =>
+  z
+    .string({ error: expected('a path') })
+    .min(1, { error: 'expected a path, got an empty string' })
+    .max(MAX_PATH_CHARS, { error: `expected a path of at most ${MAX_PATH_CHARS} characters` });
+
+/** A string that `problem` accepts (it returns what is wrong, or undefined), at most `maxChars` long. */
+export const checked = (what: string, maxChars: number, problem: (text: string) => string | undefined) =>
+  z
+    .string({ error: expected(what) })
+    .max(maxChars, { error: expected(what) })
+    .transform((text, ctx) => {
+      const wrong = problem(text);
+      if (wrong === undefined) return text;
+      ctx.issues.push({ code: 'custom', message: wrong, input: text });
       return z.NEVER;
     });
 

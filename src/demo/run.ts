@@ -5,10 +5,11 @@
  * redis-benchmark) as load, and a summary at the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CA_KEY_FILE, certsInit } from '../transport/certs.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { onJsonLines } from '../util/json-lines.js';
 import { demoMonitorFlag, monitorUrlOf } from '../monitor/wire.js';
@@ -16,6 +17,8 @@ import { Ledger } from './ledger.js';
 import { ServiceIp } from './service-ip.js';
 
 const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+/** Past the nodes' warning for certificates about to expire. */
+const DEMO_CERT_DAYS = 60;
 
 export interface DemoOptions {
   service: Address;
@@ -27,8 +30,17 @@ export interface DemoOptions {
   intervalMs: number;
   /** Dashboards: the primary's here, the secondary's on the next port. */
   monitor?: Address;
+  /** Certificates for the channels between the nodes; without, the demo makes its own in its directory. */
+  tls?: DemoTls;
   /** Progress lines for a person (stderr when --json). */
   say: (line: string) => void;
+}
+
+/** A `tandem certs init` directory and the names the primary and the secondary run as. */
+export interface DemoTls {
+  dir: string;
+  primary: string;
+  secondary: string;
 }
 
 export interface DemoSummary {
@@ -97,6 +109,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       '',
     ].join('\n'),
   );
+  // The demo's channels are mutual TLS like any deployment's, with a throwaway CA of its own (docs/security.md).
+  const tls = o.tls ?? { dir: join(dir, 'tls'), primary: 'primary', secondary: 'secondary' };
+  if (o.tls === undefined && o.mode !== 'none') {
+    await certsInit(tls.dir, { nodes: [tls.primary, tls.secondary], days: DEMO_CERT_DAYS });
+    // Nothing more is ever signed with it; a CA key next to the nodes' files is what a node warns about.
+    rmSync(join(tls.dir, CA_KEY_FILE));
+  }
+  const tlsFlags = (name: string, peer: string): string[] => ['--tls', tls.dir, '--name', name, '--peer', peer];
   const nodes: Node[] = [];
   const serviceIp = new ServiceIp(o.service);
   let ledger: Ledger | undefined;
@@ -110,7 +130,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     let netPort = 0;
     const protect = o.mode !== 'none';
     if (protect) {
-      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
+      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
       dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
       // Both listeners first: the lines may come in either order.
@@ -120,7 +140,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       [secondaryPort, heartbeatPort, netPort] = await Promise.all([listening, beating, net]);
     }
     const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
-    if (protect) primaryArgs.push('--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
+    if (protect) primaryArgs.push(...tlsFlags(tls.primary, tls.secondary), '--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     if (o.mode === 'colo') primaryArgs.push('--colo-net', `127.0.0.1:${netPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
@@ -143,6 +163,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
           ? 'protected (COLO): both replicas run; their replies are compared, a checkpoint is taken when they differ'
           : 'mode none: the guest runs unprotected',
     );
+    if (protect) o.say(`channels between the nodes: mutual TLS 1.3 (certificates in ${tls.dir}; the primary is "${tls.primary}", the secondary "${tls.secondary}")`);
 
     let failoverMs: number | null = null;
     let failedOver = false;

@@ -11,7 +11,7 @@
  * address lock it out for a while (FailureThrottle).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
+import { isLoopback } from '../util/address.js';
 import { FailureThrottle, THROTTLE_DEFAULTS, type ThrottleOptions } from './throttle.js';
 
 export interface AuthPolicy {
@@ -108,19 +108,6 @@ export class MonitorAuth {
 function addressKey(address: string | undefined): string {
   if (address === undefined) return 'unknown';
   return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
-
-/** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
-export function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false;
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  if (isIP(a) === 4) return a.startsWith('127.');
-  return a === '::1';
-}
-
-/** Whether binding `host` keeps the monitor reachable from this machine only. */
-export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || isLoopback(host);
 }
 
 /** The token from an `Authorization: Bearer TOKEN` header, if any. */

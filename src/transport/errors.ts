@@ -12,6 +12,16 @@ export const TransportErrorCodes = {
   TRANSPORT_CONNECT_TIMEOUT: ErrorCodes.TRANSPORT_CONNECT_TIMEOUT,
   /** A listening address could not be bound. */
   TRANSPORT_LISTEN_FAILED: ErrorCodes.TRANSPORT_LISTEN_FAILED,
+  /**
+   * A TLS handshake failed or its certificate chain was refused: no
+   * certificate, another CA, expired, a protocol below TLS 1.3, plain TCP,
+   * no handshake within the timeout, or the peer refused ours.
+   */
+  TRANSPORT_TLS_REFUSED: ErrorCodes.TRANSPORT_TLS_REFUSED,
+  /** The peer's certificate chains to the CA but names another node than the configured peer. */
+  TRANSPORT_PEER_MISMATCH: ErrorCodes.TRANSPORT_PEER_MISMATCH,
+  /** `tandem certs init` could not write its files (one exists already, the directory is not writable). */
+  CERTS_INIT_FAILED: ErrorCodes.CERTS_INIT_FAILED,
   /** The replication link failed or closed, or the secondary broke its back-channel protocol. */
   LINK_FAILED: ErrorCodes.LINK_FAILED,
   /** The COLO net link failed or its peer broke the framing. */

@@ -1,10 +1,11 @@
 /**
- * Plain TCP, the transport of a trusted network. Every channel between the
- * hosts is latency-bound (acks, heartbeats, mirrored packets), so Nagle is
- * off on both ends. TCP keepalive is on (first probe after a second idle),
- * so the kernel ends a connection whose peer vanished even where nothing
- * is sent; the channels' own silence checks (heartbeat timeout, the
- * failover rule, SilentStandbyWatch) notice it much sooner.
+ * Plain TCP: unauthenticated, so a node runs it only with tls.insecure on
+ * loopback (./select.ts), and benchmarks measure TLS against it. Every
+ * channel between the hosts is latency-bound (acks, heartbeats, mirrored
+ * packets), so Nagle is off on both ends. TCP keepalive is on (first probe
+ * after a second idle), so the kernel ends a connection whose peer vanished
+ * even where nothing is sent; the channels' own silence checks (heartbeat
+ * timeout, the failover rule, SilentStandbyWatch) notice it much sooner.
  */
 import { connect, createServer, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,7 +13,7 @@ import { formatAddress, type Address } from '../util/address.js';
 import { TransportError, TransportErrorCodes as C } from './errors.js';
 import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from './transport.js';
 
-const KEEPALIVE_DELAY_MS = 1000;
+export const KEEPALIVE_DELAY_MS = 1000;
 
 export const tcpTransport: Transport = {
   connect(to: Address, options: ConnectOptions): Promise<Duplex> {

@@ -1,9 +1,9 @@
 /**
  * The transport between the two hosts: how every channel between them (the
  * replication link, the heartbeat channel, the COLO net link) dials and
- * listens. It is chosen in one place (the node assembly) and injected where
- * those channels are built, so securing them (mutual TLS) changes one
- * module, and tests run the channels over an in-memory transport.
+ * listens. It is chosen in one place (./select.ts: mutual TLS, ./tls.ts, or
+ * on loopback only plain TCP, ./tcp.ts) and injected where those channels
+ * are built, and tests run the channels over an in-memory transport.
  *
  * A connection is a Duplex stream of bytes; what flows on it is each
  * channel's own business.

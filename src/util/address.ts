@@ -1,4 +1,5 @@
 /** HOST:PORT operands and config values, validated. */
+import { isIP } from 'node:net';
 import { ConfigError } from '../errors.js';
 
 export interface Address {
@@ -35,3 +36,16 @@ export function parseAddress(text: string, what: string, allowZero = false): Add
 }
 
 export const formatAddress = (a: Address): string => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`);
+
+/** 127.0.0.0/8, ::1 and IPv4-mapped loopback. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(a) === 4) return a.startsWith('127.');
+  return a === '::1';
+}
+
+/** Whether `host` (an address to bind or dial) stays on this machine. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || isLoopback(host);
+}

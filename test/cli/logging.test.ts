@@ -11,6 +11,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { spawnTandem } from '../helpers/proc.js';
+import { tlsArgs } from '../helpers/tls.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -30,14 +31,16 @@ for (const [what, target] of [
   test(`a secondary whose stderr is ${what} protects the primary and stops on SIGTERM`, async () => {
     const [listen, heartbeat] = [await freePort(), await freePort()];
     const config = tmp.path(`${target}.yaml`);
-    writeFileSync(config, `domain:\n  memory_mib: 8\n  disk_mib: 1\nsecondary:\n  listen: 127.0.0.1:${listen}\n  heartbeat: 127.0.0.1:${heartbeat}\n`);
+    // Heartbeats every 100 ms, suspect after 200 ms of silence: a secondary wedged on its log is caught at once, while
+    // the scheduling of a machine loaded by other suites (both nodes run mutual TLS here) is not taken for one.
+    writeFileSync(config, `domain:\n  memory_mib: 8\n  disk_mib: 1\nheartbeat:\n  interval_ms: 100\n  timeout_ms: 1000\nsecondary:\n  listen: 127.0.0.1:${listen}\n  heartbeat: 127.0.0.1:${heartbeat}\n`);
     const full = target === 'full' ? openSync('/dev/full', 'w') : undefined;
     // Debug level: a line per epoch, so the log really is written all along.
-    const secondary = spawn(process.execPath, [CLI, 'secondary', '--config', config, '--log-level', 'debug'], { stdio: ['ignore', 'ignore', full ?? 'ignore'] });
+    const secondary = spawn(process.execPath, [CLI, 'secondary', '--config', config, '--log-level', 'debug', ...(await tlsArgs('secondary'))], { stdio: ['ignore', 'ignore', full ?? 'ignore'] });
     if (full !== undefined) closeSync(full);
     after(() => secondary.kill('SIGKILL'));
     const exited = new Promise<number | null>((resolve) => secondary.once('exit', (code) => resolve(code)));
-    const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${heartbeat}`, '--service', '127.0.0.1:0', '--interval', '10', '--log-level', 'debug']);
+    const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${heartbeat}`, '--service', '127.0.0.1:0', '--interval', '10', '--log-level', 'debug', ...(await tlsArgs('primary'))]);
     await primary.waitLine((l) => l.msg === 'protection: protected', 'protection');
     // Epochs keep being acked by the secondary after that.
     const protectedAt = primary.lines.filter((l) => l.msg === 'epoch').length;

@@ -80,6 +80,7 @@ describe('tandem status / watch against real processes', () => {
   });
 
   test('the monitor configuration is checked before anything starts', () => {
+    const ONE_MACHINE = 'tls:\n  insecure: true\n';
     const write = (name: string, text: string): string => {
       const p = tmp.path(name);
       writeFileSync(p, text);
@@ -89,10 +90,11 @@ describe('tandem status / watch against real processes', () => {
       [['secondary', '--config', write('short.yaml', 'monitor:\n  token: abc\n')], /monitor\.token: expected a string of 16\.\.512 characters \[ERR_CONFIG_INVALID\]/],
       [['secondary', '--config', write('both.yaml', `monitor:\n  token: ${TOKEN}\n  token_file: /x\n`)], /set token or token_file, not both/],
       [['secondary', '--config', write('key.yaml', 'monitor:\n  port: 5\n')], /monitor\.port: unknown key/],
-      [['secondary', '--config', write('nofile.yaml', `monitor:\n  token_file: ${tmp.path('absent')}\n  listen: 127.0.0.1:0\n`)], /monitor\.token_file: cannot read/],
-      [['secondary', '--config', write('open.yaml', 'secondary:\n  listen: 127.0.0.1:0\n'), '--monitor', '0.0.0.0:0'], /refusing to listen on 0\.0\.0\.0 \(not loopback\) without a control token.*\[ERR_MONITOR_BAD_OPTIONS\]/],
+      // These get as far as the node: its channels are plain TCP on loopback, which is all they need.
+      [['secondary', '--config', write('nofile.yaml', `${ONE_MACHINE}monitor:\n  token_file: ${tmp.path('absent')}\n  listen: 127.0.0.1:0\n`)], /monitor\.token_file: cannot read/],
+      [['secondary', '--config', write('open.yaml', `${ONE_MACHINE}secondary:\n  listen: 127.0.0.1:0\n`), '--monitor', '0.0.0.0:0'], /refusing to listen on 0\.0\.0\.0 \(not loopback\) without a control token.*\[ERR_MONITOR_BAD_OPTIONS\]/],
 
-      [['secondary', '--config', write('closed.yaml', 'monitor:\n  loopback_read: false\n  listen: 127.0.0.1:0\n')], /loopback_read is false but no token is configured/],
+      [['secondary', '--config', write('closed.yaml', `${ONE_MACHINE}monitor:\n  loopback_read: false\n  listen: 127.0.0.1:0\n`)], /loopback_read is false but no token is configured/],
     ];
     for (const [args, pattern] of cases) {
       const r = runTandem(args);

@@ -49,6 +49,11 @@ describe('a bad flag is bad usage (exit status 2) in every command', () => {
     ['primary', ['primary', '--generation', '0'], /--generation: expected an integer in 1\.\.\d+, got 0/],
     ['primary', ['primary', '--secondary', '127.0.0.1:7', '--secondary', '127.0.0.1:8'], /--secondary given 2 times; give it once/],
     ['secondary', ['secondary', '--heartbeat', 'nowhere'], /--heartbeat: expected HOST:PORT/],
+    ['demo', ['demo', '--name', 'primary'], /--name and --peer name certificates in a --tls DIR; without --tls the demo makes its own/],
+    ['demo', ['demo', '--tls', tmp.path('never'), '--name', 'primary', '--peer', 'primary'], /--peer: "primary" is the primary's own name \(--name\)/],
+    ['demo', ['demo', '--tls', tmp.path('never')], /--tls needs --name/],
+    ['certs init', ['certs', 'init', tmp.path('never'), '--nodes', 'a,a'], /--nodes: "a" is named twice/],
+    ['certs init', ['certs', 'init', tmp.path('never'), '--nodes', 'a,b', '--days', '0'], /--days: expected an integer in 1\.\.36500, got 0/],
   ];
   for (const [command, args, pattern] of cases) {
     const flags = args.slice(command.split(' ').length).map((a) => (a.startsWith(tmp.dir) ? 'FILE' : a));

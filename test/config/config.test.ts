@@ -44,7 +44,7 @@ function keyPaths(value: unknown, prefix = ''): string[] {
   return Object.entries(value).flatMap(([k, v]) => [`${prefix}${k}`, ...keyPaths(v, `${prefix}${k}.`)]);
 }
 
-/** The defaults with every optional key set (the monitor token left out: it excludes token_file). */
+/** The defaults with every optional key set (the monitor token left out: it excludes token_file; tls.dir too: it excludes the three files). */
 function everyKeySet(): TandemConfig {
   const c = defaultConfig();
   c.primary.secondary = { host: '10.0.0.2', port: 7700 };
@@ -56,6 +56,7 @@ function everyKeySet(): TandemConfig {
   const at = (port: number): Address => ({ host: '127.0.0.1', port });
   c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };
   c.arbiter = { ...c.arbiter, kind: 'etcd', endpoints: [at(2379), { host: 'etcd2.example', port: 2379 }], node: 'host-a', ca: '/etc/tandem/etcd-ca.pem', cert: '/etc/tandem/etcd.pem', key: '/etc/tandem/etcd-key.pem' };
+  c.tls = { ...c.tls, ca: '/etc/tandem/ca.crt', cert: '/etc/tandem/a.crt', key: '/etc/tandem/a.key', name: 'a', peer: 'b', handshakeTimeoutMs: 500 };
   return c;
 }
 
@@ -153,7 +154,7 @@ secondary:
     const full = everyKeySet();
     const written = keyPaths(asYaml(full));
     const unwritten = keyPaths(defaultConfig()).map((path) => path.split('.').map(snakeCase).join('.')).filter((path) => !written.includes(path));
-    assert.deepEqual(unwritten, ['monitor.token'], 'the file sets every key but the token');
+    assert.deepEqual(unwritten, ['monitor.token', 'tls.dir'], 'the file sets every key but the token and the certificate directory');
     assert.deepEqual(loadConfig(write('every-key.yaml', stringify(asYaml(full)))), full);
     const token = defaultConfig();
     token.monitor.token = 'a-token-of-enough-characters';
@@ -163,7 +164,7 @@ secondary:
   test('an unknown key is refused at every depth, with the keys that are known there', () => {
     const doc = asYaml(everyKeySet()) as Mapping;
     const sections = ['', ...keyPaths(doc).filter((path) => isMapping(valueAt(doc, path)))];
-    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'arbiter']);
+    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'arbiter', 'tls']);
     for (const section of sections) {
       const bad = structuredClone(doc);
       const at = valueAt(bad, section) as Mapping;
@@ -215,7 +216,7 @@ secondary:
   });
 
   test('the arbiter section: etcd needs endpoints, names are checked, TLS files go together; --arbiter URLs are read or refused', () => {
-    const c = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['10.0.0.9:2379', '[::1]:2379'], node: 'alpha', lease_ms: 3000 } }, 'f.yaml');
+    const c = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['10.0.0.9:2379', '[::1]:2379'], node: 'alpha', lease_ms: 3000 }, tls: { dir: '/etc/tandem/tls', name: 'alpha' } }, 'f.yaml');
     assert.deepEqual(c.arbiter.endpoints, [{ host: '10.0.0.9', port: 2379 }, { host: '::1', port: 2379 }]);
     assert.equal(c.arbiter.leaseMs, 3000);
     assert.equal(c.arbiter.prefix, '/tandem');
@@ -235,7 +236,15 @@ secondary:
     // An etcd arbiter needs this node's name; with none, nothing is asked of etcd.
     const noName = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'] } }, 'f.yaml');
     assert.throws(() => createArbiter(noName, 'primary', silent), /arbiter\.node: each node of a pair needs its own name/);
-    assert.equal(createArbiter(noName, 'primary', silent, 'alpha').kind, 'etcd');
+    // The TLS name is the default: the name its certificate proves.
+    const tlsNamed = configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'] }, tls: { dir: '/etc/tandem/tls', name: 'alpha' } }, 'f.yaml');
+    assert.equal(createArbiter(tlsNamed, 'primary', silent).kind, 'etcd');
+    // etcd off loopback: HTTPS with a client certificate, or refused (when the file is read, and when flags set it).
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379', '10.0.0.3:2379'], node: 'a' } }, 'f.yaml'), /arbiter: etcd at 10\.0\.0\.3:2379 is not on loopback, so it needs mutual TLS/);
+    refused(() => configFromObject({ arbiter: { kind: 'etcd', endpoints: ['10.0.0.3:2379'], node: 'a', ca: '/ca.pem' } }, 'f.yaml'), /10\.0\.0\.3:2379 is not on loopback, so it needs mutual TLS/);
+    const flagged = defaultConfig();
+    flagged.arbiter = { ...flagged.arbiter, kind: 'etcd', endpoints: [{ host: 'etcd.example', port: 2379 }], node: 'a' };
+    assert.throws(() => createArbiter(flagged, 'primary', silent), (err: unknown) => err instanceof ConfigError && /etcd at etcd\.example:2379 is not on loopback/.test(err.message));
     assert.throws(() => createArbiter(configFromObject({ arbiter: { kind: 'etcd', endpoints: ['127.0.0.1:2379'], node: 'a', ca: tmp.path('missing.pem') } }, 'f.yaml'), 'primary', silent), /arbiter\.ca: cannot read/);
     assert.equal(createArbiter(defaultConfig(), 'primary', silent).kind, 'none');
   });

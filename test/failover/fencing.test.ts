@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { tempDir } from '../helpers/cli.js';
 import { spawnTandem } from '../helpers/proc.js';
+import { tlsArgs } from '../helpers/tls.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -17,10 +18,10 @@ const portOf = (v: unknown): number => Number(String(v).split(':').at(-1));
 test('the secondary takes over on heartbeat silence; the returning old primary is fenced', async () => {
   const config = tmp.path('t.yaml');
   writeFileSync(config, 'domain:\n  memory_mib: 4\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n');
-  const secondary = spawnTandem(['secondary', '--config', config]);
+  const secondary = spawnTandem(['secondary', '--config', config, ...(await tlsArgs('secondary'))]);
   const listen = await secondary.waitLine((l) => /secondary listening/.test(String(l.msg)), 'the secondary');
   const hb = await secondary.waitLine((l) => l.heartbeat !== undefined, 'the heartbeat channel');
-  const primaryArgs = ['primary', '--config', config, '--secondary', `127.0.0.1:${String(listen.port)}`, '--heartbeat', String(hb.heartbeat), '--service', '127.0.0.1:0'];
+  const primaryArgs = ['primary', '--config', config, '--secondary', `127.0.0.1:${String(listen.port)}`, '--heartbeat', String(hb.heartbeat), '--service', '127.0.0.1:0', ...(await tlsArgs('primary'))];
   const primary = spawnTandem(primaryArgs);
   await primary.waitLine((l) => l.state === 'protected', 'protection');
   await secondary.waitLine((l) => l.peer === 'alive', 'the secondary to hear the primary');

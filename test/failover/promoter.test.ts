@@ -18,6 +18,7 @@ import { until } from '../helpers/wait.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { ask } from '../guest/helpers.js';
 import { FakeReplica } from '../helpers/fake-binding.js';
+import { tlsArgs, tlsFor } from '../helpers/tls.js';
 
 const logger = createLogger('silent');
 const tmp = tempDir();
@@ -42,9 +43,9 @@ describe('Promoter', () => {
     writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n`);
     // The CLI's default disk: the replica must match the primary's.
     const replica = simBinding(MIB * 256, { diskBytes: 64 * 2 ** 20 }).replica(logger);
-    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)], transport: await tlsFor('secondary') });
     const { port } = await secondary.start();
-    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', '--interval', '5', '--log-level', 'info'], {
+    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', '--interval', '5', '--log-level', 'info', ...(await tlsArgs('primary'))], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     after(() => child.kill('SIGKILL'));

@@ -14,6 +14,7 @@ import { CLI, tempDir } from '../helpers/cli.js';
 import { ReplyReader, request } from '../guest/helpers.js';
 import { connect } from 'node:net';
 import { until } from '../helpers/wait.js';
+import { tlsArgs } from '../helpers/tls.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -44,10 +45,10 @@ test('the primary keeps serving when its secondary dies and re-protects when one
   const hb = await freePort();
   const config = tmp.path('loss.yaml');
   writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  retry_ms: 100\nsecondary:\n  listen: 127.0.0.1:${listen}\n  heartbeat: 127.0.0.1:${hb}\n  service: 127.0.0.1:0\n`);
-  const secondaryArgs = ['secondary', '--config', config];
+  const secondaryArgs = ['secondary', '--config', config, ...(await tlsArgs('secondary'))];
   let secondary = spawnTandem(secondaryArgs);
   await until(() => /secondary listening/.test(secondary.log()), 'the secondary', WAIT_MS);
-  const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${hb}`, '--service', '127.0.0.1:0']);
+  const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${listen}`, '--heartbeat', `127.0.0.1:${hb}`, '--service', '127.0.0.1:0', ...(await tlsArgs('primary'))]);
   await until(() => /"state":"protected"/.test(primary.log()), 'protection', WAIT_MS);
   const servicePort = Number(/guest service on 127\.0\.0\.1:(\d+)/.exec(primary.log())![1]);
 

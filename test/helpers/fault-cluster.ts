@@ -5,18 +5,21 @@
  * (./ns-agent.ts) running the split-brain ledger against both nodes'
  * service addresses.
  *
- * Every configuration file comes from tandemConfig(): when the channels
- * between the hosts need TLS, that is the one place to say so.
+ * Every configuration file comes from tandemConfig(). Each cluster has its
+ * own CA (`tandem certs init`): the nodes' channels run over mutual TLS and
+ * etcd (clients and peers) over HTTPS with client certificates, as between
+ * real hosts.
  */
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { ETCD_CERT_NAME, certsInit, tlsPaths } from '../../src/transport/certs.js';
 import { onJsonLines, type JsonLine } from '../../src/util/json-lines.js';
 import { CLI } from './cli.js';
 import { ETCD_BINARY } from './etcd.js';
 import { Topology, type NodeName } from './netns.js';
-import { startAgent, type Agent, type ArbiterRecord } from './ns-agent.js';
+import { startAgent, type Agent, type ArbiterRecord, type EtcdTlsPaths } from './ns-agent.js';
 import type { LedgerVerdict } from './split-ledger.js';
 import { until } from './wait.js';
 
@@ -45,6 +48,8 @@ export interface NodeConfigInput {
   name: string;
   timings: Timings;
   memoryMib: number;
+  /** The cluster's `tandem certs init` directory (nodes alpha and beta). */
+  certs: string;
 }
 
 /**
@@ -59,9 +64,10 @@ export function tandemConfig(c: NodeConfigInput): Record<string, unknown> {
     log_level: 'info',
     heartbeat: { interval_ms: t.heartbeatIntervalMs, timeout_ms: t.heartbeatTimeoutMs },
     domain: { type: 'sim', memory_mib: c.memoryMib, disk_mib: 1 },
+    // etcd is reached over HTTPS with the node's own certificate (the tls section's, by default).
     arbiter: { node: c.name, domain: c.domain, prefix: PREFIX, lease_ms: t.leaseMs, timeout_ms: 500 },
-    // Mutual TLS between the hosts (issue 12, another branch) goes here once it lands, e.g. tls: { dir, name: c.name }, with
-    // `tandem certs init DIR --nodes alpha,beta` run once per cluster: plain TCP's `insecure: true` is refused off loopback.
+    // Mutual TLS between the hosts: plain TCP's `insecure: true` is refused off loopback.
+    tls: { dir: c.certs, name: c.name, peer: c.name === 'alpha' ? 'beta' : 'alpha' },
   };
   if (c.role === 'secondary') {
     doc.secondary = { listen: `${s}:${PORTS.replication}`, heartbeat: `${s}:${PORTS.heartbeat}`, service: `${s}:${PORTS.secondaryService}` };
@@ -163,14 +169,20 @@ export const msg = (re: RegExp) => (l: JsonLine): boolean => re.test(String(l.ms
 export interface NsEtcd {
   members: NodeName[];
   endpoints: { host: string; port: number }[];
+  /** The agent's client certificate for etcd. */
+  client: EtcdTlsPaths;
   url: string;
   procs: (NsProcess | undefined)[];
   kill(i: number): Promise<void>;
   start(i: number): void;
 }
 
-function startEtcdIn(topo: Topology, members: NodeName[]): NsEtcd {
-  const url = (node: NodeName, port: number): string => `http://${topo.ip(node)}:${port}`;
+function startEtcdIn(topo: Topology, members: NodeName[], certs: string): NsEtcd {
+  const url = (node: NodeName, port: number): string => `https://${topo.ip(node)}:${port}`;
+  // Clients and peers alike: HTTPS with certificates of the cluster's CA (etcd.crt names every member's address).
+  const etcdFiles = tlsPaths(certs, ETCD_CERT_NAME);
+  const tlsFlags = ['--cert-file', etcdFiles.cert, '--key-file', etcdFiles.key, '--trusted-ca-file', etcdFiles.ca, '--client-cert-auth'];
+  const peerFlags = ['--peer-cert-file', etcdFiles.cert, '--peer-key-file', etcdFiles.key, '--peer-trusted-ca-file', etcdFiles.ca, '--peer-client-cert-auth'];
   const initialCluster = members.map((m) => `${m}=${url(m, PORTS.etcdPeer)}`).join(',');
   const procs: (NsProcess | undefined)[] = members.map(() => undefined);
   const launch = (i: number): void => {
@@ -190,12 +202,15 @@ function startEtcdIn(topo: Topology, members: NodeName[]): NsEtcd {
       '--heartbeat-interval', '50',
       '--election-timeout', '500',
       '--log-level', 'warn',
+      ...tlsFlags,
+      ...peerFlags,
     ]);
   };
   members.forEach((_, i) => launch(i));
   return {
     members,
     endpoints: members.map((m) => ({ host: topo.ip(m), port: PORTS.etcdClient })),
+    client: tlsPaths(certs, 'agent'),
     url: `etcd://${members.map((m) => `${topo.ip(m)}:${PORTS.etcdClient}`).join(',')}`,
     procs,
     async kill(i) {
@@ -241,7 +256,12 @@ export class FaultCluster {
   readonly agent: Agent;
   private pairs = 0;
 
-  private constructor(topo: Topology, etcd: NsEtcd, agent: Agent) {
+  private constructor(
+    topo: Topology,
+    etcd: NsEtcd,
+    agent: Agent,
+    readonly certs: string,
+  ) {
     this.topo = topo;
     this.etcd = etcd;
     this.agent = agent;
@@ -253,12 +273,15 @@ export class FaultCluster {
     const topo = Topology.create({ nodes: ['p', 's', ...etcdNodes, 'c'] });
     try {
       const agent = startAgent(topo, 'c');
-      const etcd = startEtcdIn(topo, etcdNodes);
+      // One CA per cluster: the nodes' channels, etcd's HTTPS (server, peers) and the agent's reads of it.
+      const certs = join(topo.dir, 'tls');
+      await certsInit(certs, { nodes: ['alpha', 'beta', 'agent'], days: 2, etcd: etcdNodes.map((n) => topo.ip(n)) });
+      const etcd = startEtcdIn(topo, etcdNodes, certs);
       await until(
         async () => {
           const dead = etcd.procs.find((p) => p?.exited());
           if (dead !== undefined) throw new Error(`etcd exited at start (Debian's etcd-server installed?):\n${dead.tail()}`);
-          return agent.arbiter(etcd.endpoints, 'health').then(
+          return agent.arbiter(etcd.endpoints, etcd.client, 'health').then(
             () => true,
             () => false,
           );
@@ -267,7 +290,7 @@ export class FaultCluster {
         30_000,
         100,
       );
-      return new FaultCluster(topo, etcd, agent);
+      return new FaultCluster(topo, etcd, agent, certs);
     } catch (err) {
       topo.cleanup();
       throw err;
@@ -276,7 +299,7 @@ export class FaultCluster {
 
   /** The arbiter's record of a domain, read through the agent. */
   arbiter(domain: string): Promise<{ owner: ArbiterRecord | null; last: ArbiterRecord | null }> {
-    return this.agent.arbiter(this.etcd.endpoints, domain, PREFIX);
+    return this.agent.arbiter(this.etcd.endpoints, this.etcd.client, domain, PREFIX);
   }
 
   /**
@@ -291,7 +314,7 @@ export class FaultCluster {
     const memoryMib = options.memoryMib ?? 8;
     const file = (role: 'primary' | 'secondary'): string => {
       const f = join(this.topo.dir, `pair${n}-${role}.yaml`);
-      writeFileSync(f, stringify(tandemConfig({ role, topo: this.topo, domain, name: role === 'primary' ? 'alpha' : 'beta', timings, memoryMib })));
+      writeFileSync(f, stringify(tandemConfig({ role, topo: this.topo, domain, name: role === 'primary' ? 'alpha' : 'beta', timings, memoryMib, certs: this.certs })));
       return f;
     };
     const pair = new Pair(this, n, domain, timings, file('primary'), file('secondary'));

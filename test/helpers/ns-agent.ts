@@ -16,12 +16,20 @@ import type { ChildProcess } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
 import { EtcdClient } from '../../src/arbiter/etcd.js';
 import type { Topology, NodeName } from './netns.js';
 import { SplitLedger, command, type LedgerStatus, type LedgerVerdict, type RespValue, type SplitLedgerOptions } from './split-ledger.js';
 
 const AGENT_FLAG = '--tandem-ns-agent';
 const AGENT_FILE = fileURLToPath(import.meta.url);
+
+/** PEM files of a client of the cluster's etcd (HTTPS with a client certificate). */
+export interface EtcdTlsPaths {
+  ca: string;
+  cert: string;
+  key: string;
+}
 
 export interface ArbiterRecord {
   node: string;
@@ -54,7 +62,7 @@ type Request =
   | { op: 'ledger-status' }
   | { op: 'ledger-verify'; timeoutMs: number }
   | { op: 'command'; host: string; port: number; args: string[]; timeoutMs: number }
-  | { op: 'arbiter'; endpoints: { host: string; port: number }[]; prefix: string; domain: string }
+  | { op: 'arbiter'; endpoints: { host: string; port: number }[]; prefix: string; domain: string; tls: EtcdTlsPaths }
   | { op: 'squat'; options: SquatOptions }
   | { op: 'squat-stop' };
 
@@ -125,7 +133,7 @@ function serve(): void {
       case 'command':
         return command({ host: req.host, port: req.port }, req.args, req.timeoutMs);
       case 'arbiter': {
-        const client = new EtcdClient({ endpoints: req.endpoints, timeoutMs: 1000 });
+        const client = new EtcdClient({ endpoints: req.endpoints, timeoutMs: 1000, tls: { ca: readFileSync(req.tls.ca), cert: readFileSync(req.tls.cert), key: readFileSync(req.tls.key) } });
         try {
           const read = async (key: string): Promise<ArbiterRecord | null> => {
             const kv = await client.get(`${req.prefix}/${req.domain}/${key}`);
@@ -224,8 +232,8 @@ export class Agent {
   }
 
   /** The arbiter's owner key (who serves, under a lease) and generation key (who ran last), as etcd holds them now. */
-  arbiter(endpoints: { host: string; port: number }[], domain: string, prefix = '/tandem'): Promise<{ owner: ArbiterRecord | null; last: ArbiterRecord | null }> {
-    return this.call({ op: 'arbiter', endpoints, prefix, domain });
+  arbiter(endpoints: { host: string; port: number }[], tls: EtcdTlsPaths, domain: string, prefix = '/tandem'): Promise<{ owner: ArbiterRecord | null; last: ArbiterRecord | null }> {
+    return this.call({ op: 'arbiter', endpoints, prefix, domain, tls });
   }
 
   squat(options: SquatOptions): Promise<void> {

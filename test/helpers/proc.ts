@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { after } from 'node:test';
 import { onJsonLines, type JsonLine } from '../../src/util/json-lines.js';
 import { CLI } from './cli.js';
+import { tlsArgs } from './tls.js';
 
 export interface TandemProcess {
   child: ChildProcess;
@@ -57,13 +58,13 @@ export interface MonitoredPair {
   primaryMonitor: string;
 }
 
-/** `tandem secondary` and `tandem primary` from `config`, each with a monitor on a free port, once protected. */
+/** `tandem secondary` and `tandem primary` from `config` over mutual TLS, each with a monitor on a free port, once protected. */
 export async function monitoredPair(config: string): Promise<MonitoredPair> {
-  const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0']);
+  const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0', ...(await tlsArgs('secondary'))]);
   const secondaryMonitor = String((await secondary.waitLine(monitorUrl, "the secondary's monitor")).monitor);
   const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
   const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
-  const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0']);
+  const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0', ...(await tlsArgs('primary'))]);
   const primaryMonitor = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
   await primary.waitLine((l) => l.state === 'protected', 'protection');
   return { secondary, primary, secondaryMonitor, primaryMonitor };

@@ -20,13 +20,13 @@ import { ServiceIp } from '../../src/demo/service-ip.js';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { Promoter } from '../../src/failover/promoter.js';
 import { HeartbeatChannel } from '../../src/heartbeat/channel.js';
-import { tcpTransport } from '../../src/transport/tcp.js';
 import { createLogger } from '../../src/util/logger.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { until } from '../helpers/wait.js';
 import { uniform } from '../../src/util/xorshift.js';
+import { tlsArgs, tlsFor } from '../helpers/tls.js';
 
 const TRIALS = 50;
 const MIB = 4;
@@ -58,11 +58,13 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
   let torn = 0;
   let checkpoints = 0;
   let fallbackKills = 0;
+  // All three channels (stream, heartbeats, net link) are mutual TLS, as between two hosts.
+  const [transport, tls] = [await tlsFor('secondary'), await tlsArgs('primary')];
   for (let trial = 0; trial < TRIALS; trial++) {
     const killAt = kinds[trial % kinds.length];
     const logger = createLogger('silent');
     const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(logger);
-    const colo = new ColoSecondary({ replica, transport: tcpTransport, net: { host: '127.0.0.1', port: 0 }, logger });
+    const colo = new ColoSecondary({ replica, transport, net: { host: '127.0.0.1', port: 0 }, logger });
     // The checkpoint hooks as the server calls them, watched: the kill is timed from them.
     let suspended = false;
     let resumes = 0;
@@ -70,6 +72,7 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
     let onResume: (() => void) | undefined;
     const secondary = secondaryFor(replica, {
       devices: [new DiskReplica(replica.disks)],
+      transport,
       colo: {
         suspend: () => {
           const pfns = colo.suspend();
@@ -89,13 +92,13 @@ test(`COLO client ledger: ${TRIALS} SIGKILLs of the primary, some mid-checkpoint
     const promoter = new Promoter({ secondary, replica, verifyPersistence: true, service: { host: '127.0.0.1', port: 0 }, logger });
     promoter.on('promoting', () => colo.takeOver());
     // A peer on the heartbeat channel, so the primary's fencing check hears one at once instead of waiting out the timeout.
-    const heartbeat = new HeartbeatChannel({ transport: tcpTransport, role: 'secondary', generation: 1, listen: { host: '127.0.0.1', port: 0 }, epoch: () => secondary.lastEpoch, logger });
+    const heartbeat = new HeartbeatChannel({ transport, role: 'secondary', generation: 1, listen: { host: '127.0.0.1', port: 0 }, epoch: () => secondary.lastEpoch, logger });
     await heartbeat.start();
     const { port } = await secondary.start();
     const net = await colo.start();
     const child = spawn(
       process.execPath,
-      [CLI, 'primary', '--mode', 'colo', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', `127.0.0.1:${heartbeat.address()!.port}`, '--colo-net', `127.0.0.1:${net.port}`, '--service', '127.0.0.1:0'],
+      [CLI, 'primary', '--mode', 'colo', '--config', config, '--secondary', `127.0.0.1:${port}`, '--heartbeat', `127.0.0.1:${heartbeat.address()!.port}`, '--colo-net', `127.0.0.1:${net.port}`, '--service', '127.0.0.1:0', ...tls],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let log = '';

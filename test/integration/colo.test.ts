@@ -34,7 +34,7 @@ import { verifyCheckpointed } from '../helpers/xen.js';
 
 const logger = createLogger(process.env.COLO_LOG === '1' ? 'debug' : 'silent');
 
-/** Both hosts' configuration: a 16 MiB guest with a 2 MiB disk, checkpoints at least every second, digests on. */
+/** Both hosts' configuration: a 16 MiB guest with a 2 MiB disk, checkpoints at least every second, digests on, a patient heartbeat. */
 function config(): TandemConfig {
   const cfg = defaultConfig();
   cfg.domain = { type: 'sim', memoryMib: 16, vcpus: 1, diskMib: 2 };
@@ -43,6 +43,9 @@ function config(): TandemConfig {
   cfg.colo = { ...cfg.colo, net: { host: '127.0.0.1', port: 0 }, maxIntervalMs: 1000, compareTimeoutMs: 1000, expiredScanCycleMs: 100 };
   cfg.primary.service = { host: '127.0.0.1', port: 0 };
   cfg.primary.verifyDigest = true;
+  // Both hosts share this process's event loop, and other suites load the machine: a stall of the loop
+  // past the default 250 ms would fail the secondary over mid-test. This test is about COLO, not failure detection.
+  cfg.heartbeat = { ...cfg.heartbeat, timeoutMs: 3000 };
   return cfg;
 }
 

@@ -21,6 +21,7 @@ import { CLI, tempDir } from '../helpers/cli.js';
 import { ledgerOnProtected } from '../helpers/primary-log.js';
 import { until } from '../helpers/wait.js';
 import { uniform } from '../../src/util/xorshift.js';
+import { tlsArgs, tlsFor } from '../helpers/tls.js';
 
 const TRIALS = 50;
 const MIB = 4;
@@ -32,6 +33,8 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
   const config = tmp.path('ledger.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  interval_ms: 5\n`);
   const rand = uniform(4242);
+  // The pair talks mutual TLS, as any deployment's does.
+  const [transport, tls] = [await tlsFor('secondary'), await tlsArgs('primary')];
   let totalAcked = 0;
   let lost = 0;
   let withLoad = 0;
@@ -39,9 +42,9 @@ test(`client ledger: ${TRIALS} SIGKILLs of the primary at random points lose no 
   for (let trial = 0; trial < TRIALS; trial++) {
     const logger = createLogger('silent');
     const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(logger);
-    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)], transport });
     const { port } = await secondary.start();
-    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', ...tls], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const closed = new Promise((r) => child.once('close', r));

@@ -16,6 +16,7 @@ import type { PrimaryGone } from '../../src/secondary/server.js';
 import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 import { CLI, tempDir } from '../helpers/cli.js';
 import { uniform } from '../../src/util/xorshift.js';
+import { tlsArgs, tlsFor } from '../helpers/tls.js';
 
 const TRIALS = 15;
 const MIB = 8;
@@ -30,8 +31,8 @@ interface PrimaryLog {
   protectedAt: number | undefined;
 }
 
-function runPrimary(secondaryPort: number, config: string): { child: ChildProcess; log: PrimaryLog; ready: Promise<void> } {
-  const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${secondaryPort}`, '--service', '127.0.0.1:0', '--interval', '5', '--verify-digest', '--log-level', 'debug'], {
+function runPrimary(secondaryPort: number, config: string, tls: string[]): { child: ChildProcess; log: PrimaryLog; ready: Promise<void> } {
+  const child = spawn(process.execPath, [CLI, 'primary', '--config', config, '--secondary', `127.0.0.1:${secondaryPort}`, '--service', '127.0.0.1:0', '--interval', '5', '--verify-digest', '--log-level', 'debug', ...tls], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const log: PrimaryLog = { staged: new Map(), acked: 0, servicePort: undefined, protectedAt: undefined };
@@ -83,13 +84,14 @@ test(`SIGKILL of the primary at ${TRIALS} random points leaves the secondary at 
   const config = tmp.path('primary.yaml');
   writeFileSync(config, `domain:\n  memory_mib: ${MIB}\n  disk_mib: ${DISK_MIB}\nprimary:\n  retry_ms: 100\n`);
   const rand = uniform(20261125);
+  const [transport, tls] = [await tlsFor('secondary'), await tlsArgs('primary')];
   let torn = 0;
   for (let trial = 0; trial < TRIALS; trial++) {
     const replica = simBinding(MIB * 256, { diskBytes: DISK_MIB * 2 ** 20 }).replica(silent);
-    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)] });
+    const secondary = secondaryFor(replica, { devices: [new DiskReplica(replica.disks)], transport });
     const { port } = await secondary.start();
     const gone = new Promise<PrimaryGone>((resolve) => secondary.once('primary-gone', resolve));
-    const { child, log, ready } = runPrimary(port, config);
+    const { child, log, ready } = runPrimary(port, config, tls);
     // 'close', not 'exit': the log lines still in the pipe must be read before the checks.
     const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
     try {

@@ -1,7 +1,8 @@
 /** Token checks and the read policy. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MonitorAuth, TOKEN_PROTOCOL_PREFIX, bearer, isLoopback, isLoopbackHost, tokenFromProtocols } from '../../src/monitor/auth.js';
+import { MonitorAuth, TOKEN_PROTOCOL_PREFIX, bearer, tokenFromProtocols } from '../../src/monitor/auth.js';
+import { isLoopback, isLoopbackHost } from '../../src/util/address.js';
 
 test('only the configured token passes, whatever its length or type', () => {
   const auth = new MonitorAuth({ token: 'correct horse battery staple', allowRemoteRead: false });

@@ -12,6 +12,7 @@ import { after, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { tempDir } from '../helpers/cli.js';
 import { monitorUrl, monitoredPair, spawnTandem } from '../helpers/proc.js';
+import { tlsArgs } from '../helpers/tls.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-test-token-0123456789';
@@ -134,7 +135,7 @@ test('the dashboard charts live epochs, refuses control without the token, and s
     // stream is refused, and connects once the token is entered.
     const closedConfig = tmp.path('closed.yaml');
     writeFileSync(closedConfig, `domain:\n  memory_mib: 4\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n  loopback_read: false\n`);
-    const closed = spawnTandem(['secondary', '--config', closedConfig, '--monitor', '127.0.0.1:0']);
+    const closed = spawnTandem(['secondary', '--config', closedConfig, '--monitor', '127.0.0.1:0', ...(await tlsArgs('secondary'))]);
     const closedUrl = String((await closed.waitLine(monitorUrl, "the closed secondary's monitor")).monitor);
     const locked = await browser.newPage();
     locked.setDefaultTimeout(90_000);

@@ -11,6 +11,7 @@ import { posix } from 'node:path';
 import { after, test } from 'node:test';
 import { REPO_ROOT, tempDir } from '../helpers/cli.js';
 import { monitorUrl, spawnTandem } from '../helpers/proc.js';
+import { tlsArgs } from '../helpers/tls.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -52,7 +53,7 @@ test('npm pack ships the CLI, every module and file it loads, and the dashboard'
 test('the dashboard is served when the CLI runs from another working directory', async () => {
   const config = tmp.path('secondary.yaml');
   writeFileSync(config, 'domain:\n  memory_mib: 4\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n');
-  const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0'], { cwd: tmp.dir });
+  const secondary = spawnTandem(['secondary', '--config', config, '--monitor', '127.0.0.1:0', ...(await tlsArgs('secondary'))], { cwd: tmp.dir });
   try {
     const url = String((await secondary.waitLine(monitorUrl, 'the monitor')).monitor);
     for (const [path, pattern] of [

@@ -5,12 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Argv } from 'yargs';
-import { runDemo } from '../../demo/run.js';
+import { runDemo, type DemoTls } from '../../demo/run.js';
 import { TOKEN_ENV } from '../../monitor/wire.js';
-import { flagAddress, flagInt, flagNumber } from '../config-args.js';
+import { defaultPeer } from '../../transport/tls-files.js';
+import { flagAddress, flagInt, flagNodeName, flagNumber, flagPath, withTlsOptions, type TlsArgs } from '../config-args.js';
 import { UsageError } from '../errors.js';
 
-interface DemoArgs {
+interface DemoArgs extends TlsArgs {
   service: string;
   mode: 'remus' | 'colo' | 'none';
   load: 'none' | 'benchmark';
@@ -27,7 +28,7 @@ export function demoCommand(yargs: Argv): Argv {
     'demo',
     'run the whole system here: secondary, primary with the sim guest, the service address, load',
     (y) =>
-      y
+      withTlsOptions(y, { name: "with --tls: the primary's name in DIR", peer: "with --tls: the secondary's name (default: the other certificate in DIR)" })
         .option('service', { type: 'string', default: '127.0.0.1:6379', describe: 'HOST:PORT clients use; it stays the same across a failover' })
         .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: both replicas run, checkpoint when their replies differ; none: unprotected baseline' })
         .option('load', { choices: ['none', 'benchmark'] as const, default: 'none' as const, describe: 'also run redis-benchmark against the service' })
@@ -45,6 +46,7 @@ export function demoCommand(yargs: Argv): Argv {
       const service = flagAddress(args.service, '--service', true);
       const monitor = args.monitor === undefined ? undefined : flagAddress(args.monitor, '--monitor', true);
       if (monitor !== undefined && args.mode === 'none') throw new UsageError('--monitor: the dashboards watch protection; use --mode remus or colo');
+      const tls = demoTls(args);
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);
       if (monitor !== undefined && !process.env[TOKEN_ENV]) {
         // The demo's nodes inherit it; a throwaway token so the dashboard's buttons can be tried.
@@ -60,6 +62,7 @@ export function demoCommand(yargs: Argv): Argv {
         memoryMib,
         intervalMs,
         monitor,
+        tls,
         say,
       });
       if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -69,4 +72,22 @@ export function demoCommand(yargs: Argv): Argv {
       }
     },
   );
+}
+
+/**
+ * --tls DIR --name NAME [--peer NAME]: the demo's nodes run with existing
+ * certificates, the primary as NAME and the secondary as the peer (by
+ * default the other certificate in DIR). Without --tls the demo makes its own.
+ */
+function demoTls(args: TlsArgs): DemoTls | undefined {
+  if (args.tls === undefined) {
+    if (args.name !== undefined || args.peer !== undefined) throw new UsageError('--name and --peer name certificates in a --tls DIR; without --tls the demo makes its own');
+    return undefined;
+  }
+  const dir = flagPath(args.tls, '--tls');
+  if (args.name === undefined) throw new UsageError("--tls needs --name: the primary's name in DIR (the secondary runs as --peer, by default the other certificate there)");
+  const primary = flagNodeName(args.name, '--name');
+  const secondary = args.peer === undefined ? defaultPeer(dir, primary) : flagNodeName(args.peer, '--peer');
+  if (secondary === primary) throw new UsageError(`--peer: "${secondary}" is the primary's own name (--name)`);
+  return { dir, primary, secondary };
 }

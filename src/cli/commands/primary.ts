@@ -1,17 +1,17 @@
 /**
  * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS]
- * [--config FILE]`: runs the guest (its service on the service address) and
+ * [--tls DIR --name NAME] [--config FILE]`: runs the guest (its service on the service address) and
  * protects it by checkpointing to the secondary. Parses flags, builds the
  * node (src/node/primary.ts), runs it until a signal or fencing.
  */
 import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
-import { tcpTransport } from '../../transport/tcp.js';
+import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
-import { baseConfig, flagAddress, flagInt, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
-interface PrimaryArgs extends CommonArgs {
+interface PrimaryArgs extends CommonArgs, TlsArgs {
   mode: PrimaryMode;
   secondary: string | undefined;
   heartbeat: string | undefined;
@@ -31,7 +31,7 @@ export function primaryCommand(yargs: Argv): Argv {
     'run the primary: the guest and its protection',
     (y) =>
       withCommonOptions(
-        y
+        withTlsOptions(y)
           .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: compare the replicas\' output, checkpoint when they differ; none: unprotected (a baseline)' })
           .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
           .option('heartbeat', { type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
@@ -51,10 +51,12 @@ export function primaryCommand(yargs: Argv): Argv {
       if (args['colo-net'] !== undefined) cfg.colo.net = flagAddress(args['colo-net'], '--colo-net');
       if (args.heartbeat !== undefined) p.heartbeat = flagAddress(args.heartbeat, '--heartbeat');
       if (args.generation !== undefined) p.generation = flagInt(args.generation, '--generation', 1, Number.MAX_SAFE_INTEGER);
+      applyTlsFlags(cfg, args);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
-      const node = new PrimaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport: tcpTransport, logger });
+      const transport = transportFor(cfg, logger, { peerless: args.mode === 'none' });
+      const node = new PrimaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport, logger });
       await node.start();
       const why = await Promise.race([
         untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),

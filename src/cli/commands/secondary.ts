@@ -1,18 +1,18 @@
 /**
- * `tandem secondary --listen HOST:PORT [--config FILE]`: keeps the replica
- * of the guest, applies the primary's checkpoints, and takes over when the
- * primary is gone. Parses flags, builds the node (src/node/secondary.ts),
- * runs it until a signal.
+ * `tandem secondary --listen HOST:PORT [--tls DIR --name NAME] [--config
+ * FILE]`: keeps the replica of the guest, applies the primary's
+ * checkpoints, and takes over when the primary is gone. Parses flags,
+ * builds the node (src/node/secondary.ts), runs it until a signal.
  */
 import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
-import { tcpTransport } from '../../transport/tcp.js';
+import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
 import { EXIT_FENCED } from './primary.js';
-import { baseConfig, flagAddress, untilSignal, withCommonOptions, type CommonArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
-interface SecondaryArgs extends CommonArgs {
+interface SecondaryArgs extends CommonArgs, TlsArgs {
   mode: 'remus' | 'colo';
   listen: string | undefined;
   heartbeat: string | undefined;
@@ -24,7 +24,7 @@ export function secondaryCommand(yargs: Argv): Argv {
     'run the secondary: receive checkpoints and keep the replica',
     (y) =>
       withCommonOptions(
-        y
+        withTlsOptions(y)
           .option('mode', { choices: ['remus', 'colo'] as const, default: 'remus' as const, describe: "colo: run the guest here too between checkpoints (the primary's --mode must match)" })
           .option('listen', { type: 'string', describe: 'HOST:PORT to accept the primary on' })
           .option('heartbeat', { type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
@@ -33,8 +33,10 @@ export function secondaryCommand(yargs: Argv): Argv {
       const cfg = baseConfig(args);
       if (args.listen !== undefined) cfg.secondary.listen = flagAddress(args.listen, '--listen', true);
       if (args.heartbeat !== undefined) cfg.secondary.heartbeat = flagAddress(args.heartbeat, '--heartbeat', true);
+      applyTlsFlags(cfg, args);
       const logger = createLogger(cfg.logLevel, 'tandem-secondary');
-      const node = new SecondaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport: tcpTransport, logger });
+      const transport = transportFor(cfg, logger);
+      const node = new SecondaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport, logger });
       await node.start();
       // Having failed over, a node another took the domain from (the arbiter says so) stops serving at once.
       const why = await Promise.race([untilSignal(), node.whenSuperseded().then((h) => ({ superseded: h }))]);
