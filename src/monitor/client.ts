@@ -7,12 +7,19 @@ import { request } from 'node:http';
 import WebSocket from 'ws';
 import { parseAddress } from '../util/address.js';
 import { parseEvent, validateEvent, type ControlAction, type MonitorEvent, type SnapshotEvent } from './events.js';
-import { MonitorError, MonitorErrorCodes as C } from './errors.js';
+import { MonitorError, MonitorErrorCodes as C, type MonitorErrorCode } from './errors.js';
 import { TOKEN_ENV } from './wire.js';
 
 /** Where `tandem watch` and `status` look when given no URL. */
 export const DEFAULT_MONITOR_URL = 'http://127.0.0.1:7790/';
 const MAX_STATUS_BYTES = 4 * 1024 * 1024;
+
+const KNOWN_CODES = new Set<string>(Object.values(C));
+
+/** A monitor's error code as one of ours; a code this client does not know (a newer monitor) is a failed action, its text kept in the message. */
+function monitorCode(code: string): MonitorErrorCode {
+  return KNOWN_CODES.has(code) ? (code as MonitorErrorCode) : C.MONITOR_ACTION_FAILED;
+}
 
 export interface MonitorUrls {
   http: URL;
@@ -95,7 +102,7 @@ export function sendControl(urls: MonitorUrls, action: ControlAction, env: NodeJ
       res.on('end', () => {
         try {
           const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
-          if (event.type === 'error') reject(new MonitorError(event.code as typeof C.MONITOR_ACTION_FAILED, `${action}: ${event.message} [${event.code}]`));
+          if (event.type === 'error') reject(new MonitorError(monitorCode(event.code), `${action}: ${event.message} [${event.code}]`));
           else if (event.type === 'reply') resolve(event.result);
           else reject(new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a reply, got a ${event.type} event`));
         } catch (err) {

@@ -164,6 +164,12 @@ export class MonitorControl {
       record(true, null);
       return result;
     } catch (err) {
+      if (err instanceof MonitorError && err.code === C.MONITOR_REFUSED) {
+        // Not a failure of the node: it said no, and did nothing.
+        logger.warn({ by: who.remote, action }, `control: ${action} from ${who.remote} refused: ${err.message}`);
+        record(false, C.MONITOR_REFUSED);
+        throw err;
+      }
       logger.error({ by: who.remote, action, err }, `control: ${action} from ${who.remote} failed`);
       record(false, C.MONITOR_ACTION_FAILED);
       throw new MonitorError(C.MONITOR_ACTION_FAILED, `${action} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -18,6 +18,8 @@ export const MonitorErrorCodes = {
   MONITOR_RATE_LIMITED: ErrorCodes.MONITOR_RATE_LIMITED,
   /** This process cannot do that action (e.g. fail over from the primary). */
   MONITOR_UNSUPPORTED: ErrorCodes.MONITOR_UNSUPPORTED,
+  /** The node offers the action but refuses it in its present state (e.g. a switchover with no current replica); nothing was done. */
+  MONITOR_REFUSED: ErrorCodes.MONITOR_REFUSED,
   /** The action was accepted but failed while running. */
   MONITOR_ACTION_FAILED: ErrorCodes.MONITOR_ACTION_FAILED,
   /** An event does not match the published schema (a client-side check). */

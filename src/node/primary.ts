@@ -29,6 +29,7 @@ import { RemusService } from '../front/remus-service.js';
 import { SilentStandbyWatch } from '../failover/silent-standby.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
+import { MonitorError, MonitorErrorCodes } from '../monitor/errors.js';
 import { PrimarySource } from '../monitor/source.js';
 import { startMonitor } from '../monitor/wire.js';
 import type { MonitorServer } from '../monitor/http.js';
@@ -326,7 +327,7 @@ export class PrimaryNode {
       clients: () => service.clients(),
       arbiter: this.arbiter,
       switchover: () => {
-        if (engine.state !== 'protected') return Promise.reject(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, `the secondary holds no current checkpoint (protection: ${engine.state})`));
+        if (engine.state !== 'protected') return Promise.reject(new MonitorError(MonitorErrorCodes.MONITOR_REFUSED, `switchover refused: the secondary holds no current checkpoint (protection: ${engine.state})`));
         this.askSwitchover();
         return Promise.resolve({ switchover: 'started: a last checkpoint, then the secondary takes over and this node stops' });
       },

@@ -46,6 +46,18 @@ async function rejects(p: Promise<unknown>, code: string, message: RegExp): Prom
   });
 }
 
+/** Runs `fn` with alpha's arbiter on a fresh domain, reaching etcd through a proxy the test can cut; the proxy is stopped after. */
+async function viaCutProxy(fn: (proxy: CutProxy, domain: string, a: EtcdArbiter) => Promise<void>): Promise<void> {
+  const domain = freshDomain();
+  const proxy = new CutProxy(etcd.endpoints[0]);
+  const via = await proxy.start();
+  try {
+    await fn(proxy, domain, arbiter('alpha', domain, [via]));
+  } finally {
+    await proxy.stop();
+  }
+}
+
 describe('EtcdArbiter', () => {
   test('a first primary takes generation 1; another node is refused while it holds the domain', T, async () => {
     const domain = freshDomain();
@@ -133,11 +145,7 @@ describe('EtcdArbiter', () => {
   });
 
   test('a holder cut off from etcd loses its authority before the lease ends, so before anybody can take over', T, async () => {
-    const domain = freshDomain();
-    const proxy = new CutProxy(etcd.endpoints[0]);
-    const via = await proxy.start();
-    try {
-      const a = arbiter('alpha', domain, [via]);
+    await viaCutProxy(async (proxy, domain, a) => {
       await a.acquire();
       const lapsed: number[] = [];
       a.on('authority', (e) => {
@@ -166,17 +174,11 @@ describe('EtcdArbiter', () => {
       proxy.heal();
       assert.deepEqual(await superseded, { node: 'beta', generation: 2, protected: false });
       assert.equal(a.valid(), false);
-    } finally {
-      await proxy.stop();
-    }
+    });
   });
 
   test('a holder whose lease ended while nobody took over takes the domain back at its generation', T, async () => {
-    const domain = freshDomain();
-    const proxy = new CutProxy(etcd.endpoints[0]);
-    const via = await proxy.start();
-    try {
-      const a = arbiter('alpha', domain, [via]);
+    await viaCutProxy(async (proxy, domain, a) => {
       assert.equal(await a.acquire(), 1);
       const changes: boolean[] = [];
       a.on('authority', (e) => changes.push(e.valid));
@@ -189,9 +191,7 @@ describe('EtcdArbiter', () => {
       await until(() => a.valid(), 'alpha to take the domain back', 5 * LEASE_MS);
       assert.deepEqual(changes, [false, true]);
       assert.deepEqual(await arbiter('beta', domain).holder(), { node: 'alpha', generation: 1, protected: false });
-    } finally {
-      await proxy.stop();
-    }
+    });
   });
 
   test('a protected holder is taken over at once, without waiting for its lease; it learns it was superseded', T, async () => {
@@ -291,11 +291,7 @@ describe('EtcdArbiter', () => {
   });
 
   test('a protected primary cut off from etcd that loses protection holds output; the secondary takes over at once', T, async () => {
-    const domain = freshDomain();
-    const proxy = new CutProxy(etcd.endpoints[0]);
-    const via = await proxy.start();
-    try {
-      const a = arbiter('alpha', domain, [via]);
+    await viaCutProxy(async (proxy, domain, a) => {
       await a.acquire();
       a.protect(1);
       await a.settled();
@@ -311,9 +307,7 @@ describe('EtcdArbiter', () => {
       assert.deepEqual(await superseded, { node: 'beta', generation: 2, protected: false });
       assert.equal(a.valid(), false);
       assert.ok(!valid.includes(true), 'alpha never had authority after the cut');
-    } finally {
-      await proxy.stop();
-    }
+    });
   });
 
   test('a record that is not the arbiter\'s is refused, naming the key', T, async () => {

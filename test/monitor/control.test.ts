@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import { MonitorAuth } from '../../src/monitor/auth.js';
 import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, type ControlTarget } from '../../src/monitor/control.js';
 import type { EventBody } from '../../src/monitor/events.js';
-import { MonitorError } from '../../src/monitor/errors.js';
+import { MonitorError, MonitorErrorCodes } from '../../src/monitor/errors.js';
 import { TOKEN, capturingLogger } from './helpers.js';
 
 const code = (fn: () => unknown): string => {
@@ -113,5 +113,12 @@ describe('MonitorControl', () => {
     const { control, audit } = rig({ failover: () => Promise.reject(boom) });
     await assert.rejects(control.perform({ action: 'failover' }, { remote: 'r', token: TOKEN }), (e: MonitorError) => e.code === 'ERR_MONITOR_ACTION_FAILED' && e.cause === boom && /replica holds nothing/.test(e.message));
     assert.equal(audit[0].type === 'control' && audit[0].ok, false);
+  });
+
+  test('an action the node refuses in its state keeps its code: refused, not failed', async () => {
+    const no = new MonitorError(MonitorErrorCodes.MONITOR_REFUSED, 'switchover refused: the secondary holds no current checkpoint (protection: degraded)');
+    const { control, audit } = rig({ switchover: () => Promise.reject(no) });
+    await assert.rejects(control.perform({ action: 'switchover' }, { remote: 'r', token: TOKEN }), (e: MonitorError) => e.code === 'ERR_MONITOR_REFUSED' && /holds no current checkpoint/.test(e.message));
+    assert.equal(audit[0].type === 'control' && audit[0].code, 'ERR_MONITOR_REFUSED');
   });
 });

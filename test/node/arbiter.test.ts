@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 import { EtcdArbiter } from '../../src/arbiter/etcd-arbiter.js';
 import { EtcdClient } from '../../src/arbiter/etcd.js';
-import { defaultConfig, type TandemConfig } from '../../src/config/config.js';
+import type { TandemConfig } from '../../src/config/config.js';
 import { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { createBinding } from '../../src/domain/bindings.js';
@@ -24,6 +24,7 @@ import { MemoryTransport } from '../helpers/memory-transport.js';
 import { silent } from '../helpers/sim.js';
 import { createLogger, type Logger, type LogLevel } from '../../src/util/logger.js';
 import { until } from '../helpers/wait.js';
+import { nodeConfig } from './helpers.js';
 
 /** Long, so a takeover that waited for the primary's lease would show. */
 const LEASE_MS = 6000;
@@ -41,22 +42,7 @@ after(async () => {
   await etcd.stop();
 });
 
-function config(): TandemConfig {
-  const cfg = defaultConfig();
-  cfg.logLevel = 'silent';
-  cfg.domain = { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 1 };
-  cfg.heartbeat = { intervalMs: 20, timeoutMs: 150 };
-  cfg.secondary.listen = { host: 'secondary', port: 7700 };
-  cfg.secondary.heartbeat = { host: 'secondary', port: 7701 };
-  cfg.secondary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.secondary = { host: 'secondary', port: 7700 };
-  cfg.primary.heartbeat = { host: 'secondary', port: 7701 };
-  cfg.primary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.intervalMs = 10;
-  cfg.primary.retryMs = 50;
-  cfg.primary.ackTimeoutMs = 300;
-  return cfg;
-}
+const config = (): TandemConfig => nodeConfig();
 
 function arbiter(node: string, domain: string, endpoints: Address[] = etcd.endpoints): EtcdArbiter {
   return new EtcdArbiter({ client: new EtcdClient({ endpoints, timeoutMs: 300 }), prefix: '/tandem-node-test', domain, node, leaseMs: LEASE_MS, logger: logger(node) });

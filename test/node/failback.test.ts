@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
-import { defaultConfig, type TandemConfig } from '../../src/config/config.js';
+import type { TandemConfig } from '../../src/config/config.js';
 import { Ledger } from '../../src/demo/ledger.js';
 import { ServiceIp } from '../../src/demo/service-ip.js';
 import { createBinding } from '../../src/domain/bindings.js';
@@ -20,6 +20,7 @@ import { createLogger, type Logger, type LogLevel } from '../../src/util/logger.
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { silent } from '../helpers/sim.js';
 import { until } from '../helpers/wait.js';
+import { nodeConfig } from './helpers.js';
 
 const stops: (() => Promise<void>)[] = [];
 after(async () => {
@@ -29,22 +30,7 @@ after(async () => {
 const logger = (name: string): Logger => (process.env.TANDEM_TEST_LOG === undefined ? silent : createLogger(process.env.TANDEM_TEST_LOG as LogLevel, name));
 
 /** Node `me`'s configuration; `peer` is the other host. */
-function config(me: string, peer: string): TandemConfig {
-  const cfg = defaultConfig();
-  cfg.logLevel = 'silent';
-  cfg.domain = { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 1 };
-  cfg.heartbeat = { intervalMs: 20, timeoutMs: 150 };
-  cfg.secondary.listen = { host: me, port: 7700 };
-  cfg.secondary.heartbeat = { host: me, port: 7701 };
-  cfg.secondary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.secondary = { host: peer, port: 7700 };
-  cfg.primary.heartbeat = { host: peer, port: 7701 };
-  cfg.primary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.intervalMs = 10;
-  cfg.primary.retryMs = 50;
-  cfg.primary.ackTimeoutMs = 300;
-  return cfg;
-}
+const config = (me: string, peer: string): TandemConfig => nodeConfig(me, peer);
 
 function secondary(name: string, cfg: TandemConfig, host: MemoryTransport): SecondaryNode {
   const node = new SecondaryNode({ cfg, mode: 'remus', binding: createBinding(cfg.domain), transport: host, logger: logger(name) });

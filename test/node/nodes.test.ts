@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
-import { defaultConfig, type TandemConfig } from '../../src/config/config.js';
+import type { TandemConfig } from '../../src/config/config.js';
 import { createBinding } from '../../src/domain/bindings.js';
 import { TandemError } from '../../src/errors.js';
 import { PrimaryNode } from '../../src/node/primary.js';
@@ -17,22 +17,9 @@ import { ask } from '../guest/helpers.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { silent } from '../helpers/sim.js';
 import { until } from '../helpers/wait.js';
+import { nodeConfig } from './helpers.js';
 
-function config(): TandemConfig {
-  const cfg = defaultConfig();
-  cfg.logLevel = 'silent';
-  cfg.domain = { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 1 };
-  cfg.heartbeat = { intervalMs: 20, timeoutMs: 150 };
-  cfg.secondary.listen = { host: 'secondary', port: 7700 };
-  cfg.secondary.heartbeat = { host: 'secondary', port: 7701 };
-  cfg.secondary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.secondary = { host: 'secondary', port: 7700 };
-  cfg.primary.heartbeat = { host: 'secondary', port: 7701 };
-  cfg.primary.service = { host: '127.0.0.1', port: 0 };
-  cfg.primary.intervalMs = 10;
-  cfg.primary.retryMs = 50;
-  return cfg;
-}
+const config = (): TandemConfig => nodeConfig();
 
 const stops: (() => Promise<void>)[] = [];
 after(async () => {
