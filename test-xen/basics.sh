@@ -1,0 +1,64 @@
+#!/bin/bash
+# Runs in a Xen lab dom0 (scripts/xen-lab run 'bash test-xen/basics.sh') for
+# test-xen/basics.test.ts: Xen answers, the PVH guest starts, its redis-server
+# answers over the vif, and xl save / xl restore keep its state. Prints
+# "LAB key value" lines; the test asserts on them, so this script asserts
+# nothing itself and goes on after a failed step (later values then show
+# what state things were left in). Every wait is bounded.
+set -u
+say() { printf 'LAB %s %s\n' "$1" "$2"; }
+now_ms() { date +%s%3N; }
+# One redis command to the guest; redis-cli prints raw replies off a terminal.
+rcmd() { timeout 10 redis-cli -h "$LAB_GUEST_IP" -p "$LAB_GUEST_PORT" "$@" 2>&1; }
+# Waits up to $1 s for the guest's service; prints how long it took, or "timeout".
+wait_service() {
+  local start deadline
+  start=$(now_ms)
+  deadline=$((SECONDS + $1))
+  until [ "$(rcmd PING)" = PONG ]; do
+    if [ $SECONDS -ge $deadline ]; then echo timeout; return; fi
+    sleep 1
+  done
+  echo $(( $(now_ms) - start ))
+}
+run_id() { rcmd INFO server | tr -d '\r' | awk -F: '$1 == "run_id" { print $2 }'; }
+
+xl info > "$LAB_SCRATCH/xl-info"
+say xl_info_rc $?
+say xen_version "$(awk -F': *' '$1 ~ /^xen_major/ { a = $2 } $1 ~ /^xen_minor/ { b = $2 } END { print a "." b }' "$LAB_SCRATCH/xl-info")"
+
+t=$(now_ms)
+xl create "$LAB_GUEST_CFG"
+say create_rc $?
+say create_ms $(( $(now_ms) - t ))
+xl list "$LAB_GUEST_NAME" > /dev/null
+say listed_after_create $?
+say service_up_ms "$(wait_service 180)"
+
+say set_reply "$(rcmd SET note written-before-save)"
+for _ in 1 2 3; do counter=$(rcmd INCR counter); done
+say counter_before "$counter"
+say note_before "$(rcmd GET note)"
+say run_id_before "$(run_id)"
+
+save=$LAB_SCRATCH/lab-guest.save
+t=$(now_ms)
+xl save "$LAB_GUEST_NAME" "$save"
+say save_rc $?
+say save_ms $(( $(now_ms) - t ))
+say save_bytes "$(stat -c %s "$save" 2>/dev/null || echo 0)"
+say save_magic_hex "$(head -c 32 "$save" | od -An -v -tx1 | tr -d ' \n')"
+xl list "$LAB_GUEST_NAME" > /dev/null 2>&1
+say listed_after_save $?
+
+t=$(now_ms)
+xl restore "$save"
+say restore_rc $?
+say restore_ms $(( $(now_ms) - t ))
+say service_back_ms "$(wait_service 120)"
+say note_after "$(rcmd GET note)"
+say counter_after "$(rcmd INCR counter)"
+say run_id_after "$(run_id)"
+
+xl destroy "$LAB_GUEST_NAME"
+say destroy_rc $?
