@@ -6,6 +6,8 @@
 # nothing itself and goes on after a failed step (later values then show
 # what state things were left in). Every wait is bounded.
 set -u
+# libxc's per-5% progress lines would fill the test log; keep the rest of xl's stderr.
+quiet_progress() { grep -v '^xc: progress' >&2; }
 say() { printf 'LAB %s %s\n' "$1" "$2"; }
 now_ms() { date +%s%3N; }
 # One redis command to the guest; redis-cli prints raw replies off a terminal.
@@ -43,7 +45,7 @@ say run_id_before "$(run_id)"
 
 save=$LAB_SCRATCH/lab-guest.save
 t=$(now_ms)
-xl save "$LAB_GUEST_NAME" "$save"
+xl save "$LAB_GUEST_NAME" "$save" 2> >(quiet_progress)
 say save_rc $?
 say save_ms $(( $(now_ms) - t ))
 say save_bytes "$(stat -c %s "$save" 2>/dev/null || echo 0)"
@@ -52,7 +54,7 @@ xl list "$LAB_GUEST_NAME" > /dev/null 2>&1
 say listed_after_save $?
 
 t=$(now_ms)
-xl restore "$save"
+xl restore "$save" 2> >(quiet_progress)
 say restore_rc $?
 say restore_ms $(( $(now_ms) - t ))
 say service_back_ms "$(wait_service 120)"

@@ -4,6 +4,7 @@
  * exit status and output. The lab's own progress goes to this process's
  * stderr as it comes, so a slow or failed boot is visible in the test log.
  */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -67,4 +68,46 @@ export function labValues(stdout: string): Map<string, string> {
     if (m) values.set(m[1], m[2]);
   }
   return values;
+}
+
+/**
+ * One lab run shared by the tests of a file: the first test to call
+ * booted() starts it, every test awaits it and asserts on it, so when the
+ * lab cannot boot each test fails with the lab's own account (none is
+ * skipped or merely cancelled). The run's script reports "LAB key value"
+ * lines, read with get() and num().
+ */
+export class SharedLabRun {
+  private run: Promise<LabResult> | undefined;
+  private result: LabResult | undefined;
+  private values = new Map<string, string>();
+
+  constructor(private readonly command: string, private readonly options: LabOptions = {}) {}
+
+  async booted(): Promise<LabResult> {
+    this.run ??= runInLab(this.command, this.options);
+    this.result = await this.run;
+    this.values = labValues(this.result.stdout);
+    assert.equal(this.result.status, 0, `the lab run failed\n${this.context()}`);
+    return this.result;
+  }
+
+  /** What a failed assertion prints: everything the run said. */
+  context(): string {
+    const r = this.result;
+    if (!r) return '(the lab run has not finished)';
+    return `exit ${r.status}${r.signal ? ` (${r.signal})` : ''}\n--- stdout:\n${r.stdout}\n--- stderr (tail):\n${r.stderr.slice(-6000)}`;
+  }
+
+  get(key: string): string {
+    const value = this.values.get(key);
+    assert.ok(value !== undefined, `dom0 never reported ${key}\n${this.context()}`);
+    return value;
+  }
+
+  num(key: string): number {
+    const n = Number(this.get(key));
+    assert.ok(Number.isFinite(n), `${key} is not a number: ${this.values.get(key)}\n${this.context()}`);
+    return n;
+  }
 }

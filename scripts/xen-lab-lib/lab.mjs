@@ -222,7 +222,7 @@ class Host {
     this.console = join(dir, 'console.log');
     this.proc = null;
     this.exited = null;
-    this.stateSeen = [];
+    this.killed = false;
   }
 
   start(args, verbose) {
@@ -286,6 +286,7 @@ class Host {
     // Unref'd: a pending grace timer must not keep the orchestrator alive.
     const t = sleep(graceMs, undefined, { ref: false }).then(() => 'timeout');
     if ((await Promise.race([this.exitPromise, t])) !== 'timeout') return;
+    this.killed = true;
     this.proc.kill('SIGTERM');
     const t2 = sleep(5000, undefined, { ref: false }).then(() => 'timeout');
     if ((await Promise.race([this.exitPromise, t2])) !== 'timeout') return;
@@ -417,7 +418,7 @@ export async function runLab({
     // A dom0 that failed powers off by itself too; one that hangs is killed sooner.
     const grace = failed ? FAILED_SHUTDOWN_GRACE_MS : SHUTDOWN_GRACE_MS;
     await Promise.all(all.map((h) => h.stop(grace)));
-    const killed = all.filter((h) => h.exited?.signal);
+    const killed = all.filter((h) => h.killed);
     if (killed.length > 0) log(`QEMU of host ${killed.map((h) => h.index).join(', ')} did not power off and was killed`);
     process.off('exit', killAll);
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.off(sig, onSignal);
