@@ -1,7 +1,8 @@
 #!/bin/bash
 # Runs in a Xen lab dom0 (scripts/xen-lab run 'bash test-xen/basics.sh') for
 # test-xen/basics.test.ts: Xen answers, the PVH guest starts, its redis-server
-# answers over the vif, and xl save / xl restore keep its state. Prints
+# answers over the vif, and xl save / xl restore keep its state; the same
+# plain save/restore for the PV guest. Prints
 # "LAB key value" lines; the test asserts on them, so this script asserts
 # nothing itself and goes on after a failed step (later values then show
 # what state things were left in). Every wait is bounded.
@@ -11,7 +12,9 @@ quiet_progress() { grep -v '^xc: progress' >&2; }
 say() { printf 'LAB %s %s\n' "$1" "$2"; }
 now_ms() { date +%s%3N; }
 # One redis command to the guest; redis-cli prints raw replies off a terminal.
-rcmd() { timeout 10 redis-cli -h "$LAB_GUEST_IP" -p "$LAB_GUEST_PORT" "$@" 2>&1; }
+# The guest rcmd talks to: the PVH guest first, the PV guest at the end.
+guest_ip=$LAB_GUEST_IP
+rcmd() { timeout 10 redis-cli -h "$guest_ip" -p "$LAB_GUEST_PORT" "$@" 2>&1; }
 # Waits up to $1 s for the guest's service; prints how long it took, or "timeout".
 wait_service() {
   local start deadline
@@ -64,3 +67,27 @@ say run_id_after "$(run_id)"
 
 xl destroy "$LAB_GUEST_NAME"
 say destroy_rc $?
+rm -f "$save"
+
+# The PV guest: plain save/restore (Debian's Xen cannot track a PV guest's
+# dirty pages, so no live migration or Remus for it).
+guest_ip=$LAB_GUEST_PV_IP
+xl create "$LAB_GUEST_PV_CFG"
+say pv_create_rc $?
+say pv_service_up_ms "$(wait_service 180)"
+for _ in 1 2; do counter=$(rcmd INCR counter); done
+say pv_counter_before "$counter"
+save=$LAB_SCRATCH/lab-guest-pv.save
+t=$(now_ms)
+xl save "$LAB_GUEST_PV_NAME" "$save" 2> >(quiet_progress)
+say pv_save_rc $?
+say pv_save_ms $(( $(now_ms) - t ))
+say pv_save_magic_hex "$(head -c 32 "$save" | od -An -v -tx1 | tr -d ' \n')"
+t=$(now_ms)
+xl restore "$save" 2> >(quiet_progress)
+say pv_restore_rc $?
+say pv_restore_ms $(( $(now_ms) - t ))
+say pv_service_back_ms "$(wait_service 120)"
+say pv_counter_after "$(rcmd INCR counter)"
+xl destroy "$LAB_GUEST_PV_NAME"
+say pv_destroy_rc $?

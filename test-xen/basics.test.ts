@@ -52,4 +52,18 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
     assert.equal(lab.get('destroy_rc'), '0', ctx());
     t.diagnostic(`xl restore ${lab.num('restore_ms')} ms, service back ${lab.num('service_back_ms')} ms after that; whole lab run ${(run.ms / 1000).toFixed(1)} s`);
   });
+
+  it('a PV guest ($LAB_GUEST_PV_CFG) survives a plain xl save / xl restore with its state', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('pv_create_rc'), '0', ctx());
+    assert.notEqual(lab.get('pv_service_up_ms'), 'timeout', `the PV guest's service never answered\n${ctx()}`);
+    assert.equal(lab.get('pv_counter_before'), '2', ctx());
+    assert.equal(lab.get('pv_save_rc'), '0', ctx());
+    assert.equal(lab.get('pv_save_magic_hex'), XL_MAGIC.toString('hex'), `not an xl save file\n${ctx()}`);
+    assert.equal(lab.get('pv_restore_rc'), '0', ctx());
+    assert.notEqual(lab.get('pv_service_back_ms'), 'timeout', `the restored PV guest's service never answered\n${ctx()}`);
+    assert.equal(lab.get('pv_counter_after'), '3', `the PV guest's counter restarted\n${ctx()}`);
+    assert.equal(lab.get('pv_destroy_rc'), '0', ctx());
+    t.diagnostic(`PV: xl save ${lab.num('pv_save_ms')} ms, xl restore ${lab.num('pv_restore_ms')} ms`);
+  });
 });

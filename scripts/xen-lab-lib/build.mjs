@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync,
-  rmSync, statSync, symlinkSync, writeFileSync,
+  rmSync, statSync, symlinkSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -75,9 +75,17 @@ function isRoot() {
 // without usable apt lists, the newest one already in the cache.
 export function kernelPackage(cache) {
   if (process.env.XEN_LAB_KERNEL_PKG) return process.env.XEN_LAB_KERNEL_PKG;
-  const r = spawnSync('apt-cache', ['depends', 'linux-image-amd64'], { encoding: 'utf8' });
-  const m = /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\s*$/m.exec(r.stdout ?? '');
-  if (m) return m[1];
+  const ask = () => {
+    const r = spawnSync('apt-cache', ['depends', 'linux-image-amd64'], { encoding: 'utf8' });
+    return /Depends:\s*(linux-image-[0-9][^\s]*-amd64)\s*$/m.exec(r.stdout ?? '')?.[1];
+  };
+  let pkg = ask();
+  if (!pkg && isRoot() && cachedDebs(cache).length === 0) {
+    // A fresh machine may have no package lists yet.
+    spawnSync('apt-get', ['update'], { stdio: 'ignore' });
+    pkg = ask();
+  }
+  if (pkg) return pkg;
   const cached = cachedDebs(cache).filter((f) => /^linux-image-[0-9].*-amd64_/.test(f)).sort();
   if (cached.length > 0) return cached[cached.length - 1].split('_')[0];
   throw new LabError('cannot tell which linux-image-*-amd64 to use: apt-cache knows no linux-image-amd64 ' +
@@ -225,6 +233,36 @@ function initramfs(cache, kind, key, fill, busybox) {
   return out;
 }
 
+// Entries of the cache unused for this long are removed. Not sooner: other
+// checkouts of the project (other inputs, other images) may share the cache.
+const PRUNE_AFTER_MS = 7 * 24 * 3600 * 1000;
+
+// Marks what this build uses as used now, and removes what no build used
+// for PRUNE_AFTER_MS (an old kernel is 70 MB of .deb and 400 MB unpacked).
+function prune(cache, used, log) {
+  const now = new Date();
+  for (const p of used) utimesSync(p, now, now);
+  const keep = new Set(used);
+  for (const sub of ['debs', 'unpacked', 'images']) {
+    const dir = join(cache, sub);
+    if (!existsSync(dir)) continue;
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (keep.has(p)) continue;
+      let age;
+      try {
+        age = now.getTime() - statSync(p).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age > PRUNE_AFTER_MS) {
+        log(`removing ${p} (unused for ${Math.round(age / 86_400_000)} days)`);
+        rmSync(p, { recursive: true, force: true });
+      }
+    }
+  }
+}
+
 // Everything a lab host and its guest boot. Downloads and builds what the
 // cache lacks; returns paths (all on the host, visible in dom0 at the same
 // paths through its share of the host's root).
@@ -299,5 +337,6 @@ export function buildLab({ log = () => {} } = {}) {
   for (const p of [xen, kernel.vmlinuz, dom0Initrd, guestInitrd]) {
     if (statSync(p).size === 0) throw new LabError(`${p} is empty`);
   }
+  prune(cache, [...Object.values(debs), busyboxRoot, kernelRoot, xenRoot, redisRoot, xen, dom0Initrd, guestInitrd], log);
   return { cache, debs, busybox, kernel, xen, dom0Initrd, guestInitrd };
 }

@@ -12,8 +12,8 @@
 // checkout, node and xen-utils-4.17 are the host's own.
 import { spawn, spawnSync } from 'node:child_process';
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync,
-  symlinkSync, writeFileSync,
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync,
+  statSync, symlinkSync, writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -210,6 +210,25 @@ async function freePort() {
   });
 }
 
+const RUN_DIR_PREFIX = 'tandem-xen-lab-';
+// A failed run keeps its directory for a look; a day later it goes.
+const KEEP_FAILED_RUN_MS = 24 * 3600 * 1000;
+
+function removeOldRunDirs(log) {
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(RUN_DIR_PREFIX)) continue;
+    const p = join(tmpdir(), name);
+    try {
+      if (Date.now() - statSync(p).mtimeMs > KEEP_FAILED_RUN_MS) {
+        rmSync(p, { recursive: true, force: true });
+        log(`removed old run directory ${p}`);
+      }
+    } catch {
+      // Gone meanwhile, or another user's: not ours to worry about.
+    }
+  }
+}
+
 function requireTool(path, hint) {
   const r = spawnSync('sh', ['-c', 'command -v "$1"', 'sh', path]);
   if (r.status !== 0) throw new LabError(`${path} not found: ${hint}`);
@@ -332,7 +351,8 @@ export async function runLab({
   const images = buildLab({ log });
   log(`images ready in ${secs(t0)} s (cache ${images.cache})`);
 
-  const runDir = mkdtempSync(join(tmpdir(), 'tandem-xen-lab-'));
+  removeOldRunDirs(log);
+  const runDir = mkdtempSync(join(tmpdir(), RUN_DIR_PREFIX));
   if (/[,\s]/.test(runDir)) throw new LabError(`run directory ${runDir} has a comma or a space`);
   const all = [];
   let interrupted = null;
