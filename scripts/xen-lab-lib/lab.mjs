@@ -435,11 +435,12 @@ export async function runLab({
     for (const h of all) log(h.diagnostics());
   } finally {
     for (const h of all) if (h.index > 1) writeFileSync(join(h.dir, 'stop'), '');
-    // A dom0 that failed powers off by itself too; one that hangs is killed sooner.
-    const grace = failed ? FAILED_SHUTDOWN_GRACE_MS : SHUTDOWN_GRACE_MS;
+    // A dom0 that failed powers off by itself too; one that hangs is killed
+    // sooner; an interrupted run kills at once.
+    const grace = interrupted ? 0 : failed ? FAILED_SHUTDOWN_GRACE_MS : SHUTDOWN_GRACE_MS;
     await Promise.all(all.map((h) => h.stop(grace)));
     const killed = all.filter((h) => h.killed);
-    if (killed.length > 0) log(`QEMU of host ${killed.map((h) => h.index).join(', ')} did not power off and was killed`);
+    if (killed.length > 0 && !interrupted) log(`QEMU of host ${killed.map((h) => h.index).join(', ')} did not power off and was killed`);
     process.off('exit', killAll);
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.off(sig, onSignal);
     if (keep || failed) {
