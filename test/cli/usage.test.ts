@@ -52,6 +52,8 @@ describe('a bad flag is bad usage (exit status 2) in every command', () => {
     ['bench', ['bench', 'engine', '--rounds', '3'], /Unknown argument: rounds/],
     ['primary', ['primary', '--generation', '0'], /--generation: expected an integer in 1\.\.\d+, got 0/],
     ['primary', ['primary', '--secondary', '127.0.0.1:7', '--secondary', '127.0.0.1:8'], /--secondary given 2 times; give it once/],
+    ['primary', ['primary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
+    ['secondary', ['secondary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
     ['secondary', ['secondary', '--heartbeat', 'nowhere'], /--heartbeat: expected HOST:PORT/],
     ['demo', ['demo', '--name', 'primary'], /--name and --peer name certificates in a --tls DIR; without --tls the demo makes its own/],
     ['demo', ['demo', '--tls', tmp.path('never'), '--name', 'primary', '--peer', 'primary'], /--peer: "primary" is the primary's own name \(--name\)/],
