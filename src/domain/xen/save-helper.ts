@@ -398,7 +398,7 @@ export class SaveHelperDriver {
     const info = MESSAGE_TYPES[code];
     const at = msg.offset === undefined ? '' : ` at offset ${msg.offset}`;
     const unexpected = (why: string): void => this.protocolFailure(new SaveHelperError(C.SAVE_HELPER_UNEXPECTED_MESSAGE, `${info.name}${at}: ${why}`, { offset: msg.offset }));
-    if (this.current === 'callback') return unexpected(`arrived while the helper owes us nothing but waits for our reply to ${this.owed?.name ?? 'a callback'}`);
+    if (this.current === 'callback') return unexpected(`arrived while the helper should be blocked waiting for our reply to ${this.owed?.name ?? 'a callback'}`);
     if (!(info.modes as readonly HelperMode[]).includes(this.spec.mode)) return unexpected(`is not sent while ${this.spec.mode === 'save' ? 'saving' : 'restoring'}`);
     if (info.gated && (this.spec.cbFlags & (1 << code)) === 0) return unexpected(`callback not enabled (cbflags 0x${this.spec.cbFlags.toString(16)})`);
     if (this.completion !== undefined && msg.type !== 'log' && msg.type !== 'progress') return unexpected('arrived after complete');
@@ -413,6 +413,7 @@ export class SaveHelperDriver {
         this.safely(() => this.onProgress?.({ context: msg.context, doingWhat: msg.doingWhat, done: msg.done, total: msg.total }));
         return;
       case 'restore_results':
+        // Once, at the end, for plain and Remus restores (COLO, not driven here, sends it at every checkpoint too).
         if (this.restoreResults !== undefined) return unexpected('sent twice');
         this.restoreResults = { storeGfn: msg.storeGfn, consoleGfn: msg.consoleGfn };
         return;
@@ -510,7 +511,10 @@ export class SaveHelperDriver {
     if (this.settled) return;
     if (this.stopError === undefined) this.stopError = error;
     if (this.owed !== undefined) {
-      // The helper is blocked on this reply: answer it now, with the failure value.
+      // The helper is blocked on this reply: answer it now, with the failure
+      // value, and before the signal. Its SIGTERM handler has no SA_RESTART,
+      // so a read interrupted with nothing to return fails, and the helper
+      // exits 254 at once, skipping libxc's cleanup.
       const owed = this.owed;
       this.owed = undefined;
       if (how.keepProtocol) this.reply(owed.failValue);
@@ -530,7 +534,8 @@ export class SaveHelperDriver {
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
     if (this.killTimer) clearTimeout(this.killTimer);
     const how = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
-    const where = `epoch ${this.suspends}, ${this.checkpointCount} checkpoints, last callback ${this.lastCallback}`;
+    const cut = this.decoder.idle || this.discardOutput ? '' : '; its output ended inside a message';
+    const where = `epoch ${this.suspends}, ${this.checkpointCount} checkpoints, last callback ${this.lastCallback}${cut}`;
     const ctx = { exitCode: code, signal, lastLogs: this.lastLogs() };
     const c = this.completion;
     if (this.stopError !== undefined) return this.finish(withExit(this.stopError, how, ctx));

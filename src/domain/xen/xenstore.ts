@@ -49,7 +49,7 @@ export interface XenstoreClientOptions {
   timeoutMs?: number;
   /** Requests in flight at once, timed-out ones awaiting their late reply included (default 64). */
   maxPending?: number;
-  /** Watches set at once (default 256; xenstored's own per-connection quota is 128 for domains). */
+  /** Watches set at once (default 256; xenstored limits unprivileged domains to 128 and dom0 not at all). */
   maxWatches?: number;
 }
 

@@ -225,7 +225,7 @@ describe('save helper driver (against a scripted fake helper, not libxl-save-hel
     const err = await failure(driver.done);
     release();
     assert.equal(err.code, 'ERR_SAVE_HELPER_UNEXPECTED_MESSAGE');
-    assert.match(err.message, /waits for our reply to suspend/);
+    assert.match(err.message, /blocked waiting for our reply to suspend/);
     assert.equal(err.exitCode, 254);
     assert.ok(record().some((r) => r.event === 'stdin-eof'));
   });
@@ -342,6 +342,13 @@ describe('save helper driver (against a scripted fake helper, not libxl-save-hel
     const err = await failure(driver.done);
     assert.equal(err.code, 'ERR_SAVE_HELPER_ABORTED');
     assert.equal(err.signal, 'SIGKILL');
+  });
+
+  test('a helper that dies in the middle of writing a message: the error says its output ended inside one', async () => {
+    const { driver } = save([msg('suspend'), { reply: 'suspend' }, { raw: '0a000a00ffff' }, { exit: 255 }], { streamType: 'plain', handlers: okHandlers() });
+    const err = await failure(driver.done);
+    assert.equal(err.code, 'ERR_SAVE_HELPER_EXITED');
+    assert.match(err.message, /last callback suspend; its output ended inside a message\)/);
   });
 
   test('a helper that exits 0 without complete did not save', async () => {
