@@ -20,6 +20,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { BenchResult, Benchmark } from '../src/bench/stats.js';
+import { arbiterBench } from './arbiter.js';
 import { colo } from './colo.js';
 import { diskSync } from './disk-sync.js';
 import { engine } from './engine.js';
@@ -30,7 +31,7 @@ import { streamDecode } from './stream-decode.js';
 import { tls } from './tls.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, tls, diskSync, failover, proxy, colo, monitorBench];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, tls, arbiterBench, diskSync, failover, proxy, colo, monitorBench];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

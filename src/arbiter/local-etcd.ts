@@ -95,6 +95,12 @@ export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
   };
   for (let i = 0; i < size; i++) launch(i);
   let stopped = false;
+  // The caller stops it (a test's `after`, the demo's finally); should this process exit first, its members go with it.
+  const onExit = (): void => {
+    for (const m of members) m.child?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const cluster: EtcdCluster = {
     members,
     endpoints: members.map((m) => m.client),
@@ -118,6 +124,8 @@ export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
     async stop() {
       if (stopped) return;
       stopped = true;
+      // One listener per cluster would pile up in a process that starts many (a benchmark).
+      process.off('exit', onExit);
       for (let i = 0; i < members.length; i++) {
         members[i].child?.kill('SIGCONT');
         await cluster.kill(i);
@@ -125,11 +133,6 @@ export async function startEtcd(size: 1 | 3 = 1): Promise<EtcdCluster> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-  // The caller stops it in its `after`; should the test process die first, its members go with it.
-  process.once('exit', () => {
-    for (const m of members) m.child?.kill('SIGKILL');
-    rmSync(dir, { recursive: true, force: true });
-  });
   try {
     await until(async () => (await health(members[0].client)) || members.some((m) => (m.child !== undefined && m.child.exitCode !== null)), 'etcd to elect a leader', 20_000, 50);
   } catch (err) {

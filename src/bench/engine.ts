@@ -19,6 +19,8 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { filter, firstValueFrom } from 'rxjs';
+import type { Arbiter } from '../arbiter/arbiter.js';
+import { ArbiterDevice } from '../arbiter/device.js';
 import { DeviceSet } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
 import { ModeController } from '../checkpoint/mode.js';
@@ -214,12 +216,15 @@ async function measureEpochRate(seconds: number): Promise<number> {
 /**
  * Back-to-back epochs of 100 dirty pages from a fresh EPOCH_RATE_MIB guest to
  * the secondary at `port` over `transport`, for `seconds` after the first
- * checkpoint: epochs per second.
+ * checkpoint: epochs per second. Given an arbiter (already holding the
+ * domain), its checkpoint device runs in every epoch and the stream carries
+ * its generation, as in `tandem primary`.
  */
-export async function epochRate(seconds: number, port: number, transport: Transport): Promise<number> {
+export async function epochRate(seconds: number, port: number, transport: Transport, arbiter?: Arbiter): Promise<number> {
   const guest = createBinding({ type: 'sim', memoryMib: EPOCH_RATE_MIB, vcpus: 1, diskMib: 1 }).primary(logger);
+  const devices = new DeviceSet(arbiter === undefined ? [] : [new ArbiterDevice(arbiter)]);
   const engine = new PrimaryEngine(
-    { domain: guest.domain, devices: new DeviceSet(), mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport, logger },
+    { domain: guest.domain, devices, mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport, logger },
     {
       secondary: { host: '127.0.0.1', port },
       minIntervalMs: 0,
@@ -229,6 +234,7 @@ export async function epochRate(seconds: number, port: number, transport: Transp
       retryMs: 1000,
       streamVersion: 3,
       precopy: { targetDirtyPages: 50, maxIterations: 5, shrinkRatio: 1 },
+      generation: arbiter === undefined ? undefined : () => arbiter.generation,
     },
   );
   const synthetic = guest.synthetic!;

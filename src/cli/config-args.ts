@@ -111,6 +111,11 @@ export function flagNodeName(value: string | string[], flag: string): string {
   return text;
 }
 
+/** A flag whose value yargs checked against its `choices`, which lets a repeated one through as an array. */
+export function flagChoice<T extends string>(value: T | T[], flag: string): T {
+  return single(value, flag);
+}
+
 /** An integer flag within bounds; a bad one is a usage error. */
 export function flagInt(value: number | number[], flag: string, min: number, max: number): number {
   const n = single(value, flag);

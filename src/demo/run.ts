@@ -7,8 +7,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ArbiterError, ArbiterErrorCodes } from '../arbiter/errors.js';
+import { ETCD_BINARY, startEtcd } from '../arbiter/local-etcd.js';
 import { CA_KEY_FILE, certsInit } from '../transport/certs.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { onJsonLines } from '../util/json-lines.js';
@@ -32,9 +34,18 @@ export interface DemoOptions {
   monitor?: Address;
   /** Certificates for the channels between the nodes; without, the demo makes its own in its directory. */
   tls?: DemoTls;
+  /**
+   * Who may serve (docs/failover.md, "The arbiter"): none, each node decides
+   * alone (the default); etcd, a local etcd the demo starts and stops; or
+   * the client addresses of an etcd the caller runs (each run takes a domain
+   * of its own there, so runs can share it).
+   */
+  arbiter?: DemoArbiter;
   /** Progress lines for a person (stderr when --json). */
   say: (line: string) => void;
 }
+
+export type DemoArbiter = 'none' | 'etcd' | { etcd: Address[] };
 
 /** A `tandem certs init` directory and the names the primary and the secondary run as. */
 export interface DemoTls {
@@ -46,6 +57,11 @@ export interface DemoTls {
 export interface DemoSummary {
   mode: string;
   service: string;
+  arbiter: 'none' | 'etcd';
+  /** The generation the arbiter recorded the primary protected at (null without an arbiter). */
+  primary_generation: number | null;
+  /** The generation the survivor took the domain at (null without an arbiter, or no failover). */
+  survivor_generation: number | null;
   epochs: number;
   acked_writes: number;
   lost_acked_writes: number;
@@ -97,18 +113,56 @@ export const portOf = (text: unknown): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
+/** The etcd the demo's nodes are given, and how to let it go. */
+interface DemoEtcd {
+  endpoints: Address[];
+  /** For the demo's output. */
+  where: string;
+  stop: () => Promise<void>;
+}
+
+/** Starts the demo's own etcd, or takes the caller's; undefined without an arbiter. */
+async function demoEtcd(choice: DemoArbiter): Promise<DemoEtcd | undefined> {
+  if (choice === 'none') return undefined;
+  if (choice !== 'etcd') return { endpoints: choice.etcd, where: `etcd at ${choice.etcd.map(formatAddress).join(',')}`, stop: () => Promise.resolve() };
+  try {
+    const cluster = await startEtcd(1);
+    return { endpoints: cluster.endpoints, where: `etcd at ${formatAddress(cluster.endpoints[0])} (started for this demo)`, stop: () => cluster.stop() };
+  } catch (err) {
+    throw new ArbiterError(ArbiterErrorCodes.ARBITER_UNREACHABLE, `demo --arbiter etcd: could not start a local etcd (${ETCD_BINARY}, Debian's etcd-server): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The primary's line once the record says its replica may take over at once, and the survivor's once it took the domain. */
+const HOLDS = /^arbiter: protected at generation/;
+const TOOK = /^arbiter: this node took the domain/;
+
 export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
+  const arbiter = o.arbiter ?? 'none';
+  // Nothing for an arbiter to decide between: the guest runs alone.
+  if (arbiter !== 'none' && o.mode === 'none') throw new ArbiterError(ArbiterErrorCodes.ARBITER_BAD_OPTIONS, 'demo: an arbiter decides between a primary and its standby; mode none has no standby');
+  // First, so a refused etcd leaves nothing behind.
+  const etcd = await demoEtcd(arbiter);
+  try {
+    return await runNodes(o, etcd);
+  } finally {
+    // After the nodes (runNodes stops them): they release the domain on the way out.
+    await etcd?.stop();
+  }
+}
+
+/** The nodes, the service address and the load, with `etcd` as their arbiter when given. */
+async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined): Promise<DemoSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-demo-'));
   const config = join(dir, 'tandem.yaml');
-  writeFileSync(
-    config,
-    [
-      `domain:\n  memory_mib: ${o.memoryMib}`,
-      `primary:\n  interval_ms: ${o.intervalMs}\n  retry_ms: 200`,
-      `secondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0`,
-      '',
-    ].join('\n'),
-  );
+  const yaml = [
+    `domain:\n  memory_mib: ${o.memoryMib}`,
+    `primary:\n  interval_ms: ${o.intervalMs}\n  retry_ms: 200`,
+    `secondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0`,
+  ];
+  // A domain of this run's own: runs sharing an etcd never meet each other's record.
+  if (etcd !== undefined) yaml.push(`arbiter:\n  domain: demo-${basename(dir).slice('tandem-demo-'.length)}`);
+  writeFileSync(config, `${yaml.join('\n')}\n`);
   // The demo's channels are mutual TLS like any deployment's, with a throwaway CA of its own (docs/security.md).
   const tls = o.tls ?? { dir: join(dir, 'tls'), primary: 'primary', secondary: 'secondary' };
   if (o.tls === undefined && o.mode !== 'none') {
@@ -124,13 +178,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const dashboards: (Promise<string> | undefined)[] = [];
   const failed = (err: Error): string => `unavailable: ${err.message}`;
   try {
+    const arbiterFlags = etcd === undefined ? [] : ['--arbiter', `etcd://${etcd.endpoints.map(formatAddress).join(',')}`];
     let secondary: Node | undefined;
     let secondaryPort = 0;
     let heartbeatPort = 0;
     let netPort = 0;
     const protect = o.mode !== 'none';
     if (protect) {
-      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
+      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...arbiterFlags, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
       dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
       // Both listeners first: the lines may come in either order.
@@ -140,7 +195,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       [secondaryPort, heartbeatPort, netPort] = await Promise.all([listening, beating, net]);
     }
     const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
-    if (protect) primaryArgs.push(...tlsFlags(tls.primary, tls.secondary), '--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
+    if (protect) primaryArgs.push(...tlsFlags(tls.primary, tls.secondary), ...arbiterFlags, '--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     if (o.mode === 'colo') primaryArgs.push('--colo-net', `127.0.0.1:${netPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
@@ -149,8 +204,13 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     primary.lines((l) => {
       if (l.msg === 'epoch' && typeof l.epoch === 'number') epochs = Math.max(epochs, l.epoch);
     });
-    const guestPort = await waitFor(primary, (l) => portOf(l.service), "the guest's service");
-    if (protect) await waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection');
+    // All three at once: the lines may come in any order.
+    const [guestPort, , primaryGeneration] = await Promise.all([
+      waitFor(primary, (l) => portOf(l.service), "the guest's service"),
+      protect ? waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection') : undefined,
+      // Only then may the secondary take over without waiting for the primary's lease to run out.
+      etcd === undefined ? null : waitFor(primary, (l) => (HOLDS.test(String(l.msg)) && typeof l.generation === 'number' ? l.generation : undefined), 'the arbiter to record the primary protected'),
+    ]);
     serviceIp.moveTo({ host: '127.0.0.1', port: guestPort });
     const bound = await serviceIp.start();
     const service = { host: o.service.host, port: bound.port };
@@ -164,18 +224,24 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
           : 'mode none: the guest runs unprotected',
     );
     if (protect) o.say(`channels between the nodes: mutual TLS 1.3 (certificates in ${tls.dir}; the primary is "${tls.primary}", the secondary "${tls.secondary}")`);
+    if (etcd !== undefined) o.say(`arbiter: ${etcd.where}; the primary holds the domain at generation ${primaryGeneration}, recorded protected: the secondary may take over at once`);
+    else if (protect) o.say('arbiter: none: each node decides alone from heartbeats (--arbiter etcd runs one)');
 
     let failoverMs: number | null = null;
     let failedOver = false;
     let killedAt = 0;
+    let survivorGeneration: number | null = null;
     if (secondary) {
       secondary.lines((l) => {
+        // The claim comes before the FAILED OVER line.
+        if (TOOK.test(String(l.msg)) && typeof l.generation === 'number') survivorGeneration = l.generation;
         const port = /FAILED OVER/.test(String(l.msg)) ? portOf(l.service) : undefined;
         if (port === undefined) return;
         failedOver = true;
         serviceIp.moveTo({ host: '127.0.0.1', port });
         ledger?.failedOver();
-        o.say(`failed over: the secondary serves from epoch ${String(l.epoch)}; the service address now leads there`);
+        const moved = survivorGeneration === null ? '' : ` at generation ${survivorGeneration} (the arbiter moved the domain on from ${primaryGeneration})`;
+        o.say(`failed over: the secondary serves from epoch ${String(l.epoch)}${moved}; the service address now leads there`);
       });
     }
 
@@ -204,6 +270,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     return {
       mode: o.mode,
       service: formatAddress(service),
+      arbiter: etcd === undefined ? 'none' : 'etcd',
+      primary_generation: primaryGeneration,
+      survivor_generation: survivorGeneration,
       epochs,
       acked_writes: result.ackedWrites,
       lost_acked_writes: result.lostAckedWrites,

@@ -48,6 +48,10 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
   onClose: (err: Error) => void = () => {};
   /** Monotonic ms of the last bytes from the secondary (or of connecting). */
   private lastDataAt = 0;
+  /** Monotonic ms a batch last left Node for the kernel: the secondary takes what is sent. */
+  private lastSentAt = 0;
+  /** An ack has come: from now on the secondary answers every epoch. */
+  private acked = false;
 
   constructor(private readonly options: LinkOptions) {}
 
@@ -73,7 +77,12 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
     s.cork();
     for (let i = 0; i < chunks.length - 1; i++) s.write(chunks[i]);
     if (chunks.length > 0) {
-      this.lastWrite = new Promise<void>((resolve) => s.write(chunks[chunks.length - 1], () => resolve()));
+      this.lastWrite = new Promise<void>((resolve) =>
+        s.write(chunks[chunks.length - 1], () => {
+          this.lastSentAt = performance.now();
+          resolve();
+        }),
+      );
     }
     s.uncork();
     if (s.writableLength > (this.options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED)) await this.drained(s);
@@ -157,9 +166,16 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
     this.socket?.destroy();
   }
 
-  /** Since the secondary last sent anything, ms. */
+  /**
+   * How long the secondary has given no sign of life on this link, ms: since
+   * it last sent anything. Before its first ack (a pre-copy, which it takes
+   * without a word, and may take for minutes) what it takes counts too: a
+   * hung secondary stops taking once the kernels' buffers are full, and the
+   * link falls silent then.
+   */
   get silentMs(): number {
-    return performance.now() - this.lastDataAt;
+    const since = this.acked ? this.lastDataAt : Math.max(this.lastDataAt, this.lastSentAt);
+    return performance.now() - since;
   }
 
   /** Ends the link with `err` (a silent secondary): waiters fail, the connection is dropped. */
@@ -194,6 +210,7 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
         }
         continue;
       }
+      this.acked = true;
       const waiter = this.acks.get(rec.epoch);
       if (waiter === undefined) continue; // an ack nobody waits for any more (timed out)
       this.acks.delete(rec.epoch);

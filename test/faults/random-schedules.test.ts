@@ -151,6 +151,8 @@ const KINDS: Kind[] = [
       pair.secondary.signal('SIGKILL');
       // A restarted secondary starts empty: it may take over only once the primary protects a newer generation with it.
       model.replicaFloor = model.recordGeneration + 1;
+      // Killed before it finished taking over a dead primary: the only replica is gone with it, nobody can serve.
+      if (!promoted && pair.primary.exited()) model.killedPrimaryCouldBeTakenOver = false;
       return {
         // The survivor of a takeover is not restarted: both copies are gone (a double failure).
         undo: () => {

@@ -1,11 +1,14 @@
 /** The primary's link over an in-memory transport: COLO handshake records taken in order by type, bounded; acks and refusals. */
 import assert from 'node:assert/strict';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { CheckpointError, EpochRefusedError } from '../../src/checkpoint/errors.js';
 import { AckStatus, encodeBackRecord, type BackChannelRecord } from '../../src/transport/backchannel.js';
 import { TransportError } from '../../src/transport/errors.js';
 import { ReplicationLink } from '../../src/transport/link.js';
+import { tcpTransport } from '../../src/transport/tcp.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 
 /** A secondary stand-in that answers every connection by writing `records`. */
@@ -27,7 +30,47 @@ async function secondary(records: BackChannelRecord[]): Promise<{ transport: Mem
 const linkTo = (transport: MemoryTransport, port: number, ackTimeoutMs = 2000): ReplicationLink =>
   new ReplicationLink({ transport, secondary: { host: '127.0.0.1', port }, connectTimeoutMs: 2000, ackTimeoutMs });
 
+/** A real TCP peer that never answers: it reads what it is sent, or (hung) reads nothing. */
+async function mutePeer(reads: boolean): Promise<{ port: number; close: () => void }> {
+  const sockets: Socket[] = [];
+  const server = createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => {});
+    if (reads) s.resume();
+    else s.pause();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('ReplicationLink', () => {
+  test('before the first ack (a pre-copy) a secondary that takes the stream is not silent; one that stops taking it falls silent', async () => {
+    const chunk = Buffer.alloc(256 * 1024);
+    for (const reads of [true, false]) {
+      const peer = await mutePeer(reads);
+      const link = new ReplicationLink({ transport: tcpTransport, secondary: { host: '127.0.0.1', port: peer.port }, connectTimeoutMs: 2000, ackTimeoutMs: 2000 });
+      await link.start();
+      // A pre-copy's pace: a batch every 20 ms for 1.5 s, never waiting for the peer (a hung one would block write()).
+      let silentAtEnd = 0;
+      for (let i = 0; i < 75; i++) {
+        void link.write([chunk]).catch(() => {});
+        await sleep(20);
+        silentAtEnd = link.silentMs;
+      }
+      if (reads) assert.ok(silentAtEnd < 200, `a secondary taking every byte counted as silent for ${silentAtEnd.toFixed(0)} ms`);
+      // 19 MiB offered: more than loopback's socket buffers hold, so the writes stopped leaving a while ago.
+      else assert.ok(silentAtEnd >= 300, `a secondary that reads nothing counted as silent for only ${silentAtEnd.toFixed(0)} ms`);
+      link.destroy();
+      peer.close();
+    }
+  });
+
   test('handshake records are taken by type in arrival order; the others stay queued', async () => {
     const { transport, port } = await secondary([
       { type: 'CHECKPOINT_STATE', controlId: 1 },

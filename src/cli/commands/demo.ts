@@ -8,19 +8,25 @@ import type { Argv } from 'yargs';
 import { runDemo, type DemoTls } from '../../demo/run.js';
 import { TOKEN_ENV } from '../../monitor/wire.js';
 import { defaultPeer } from '../../transport/tls-files.js';
-import { flagAddress, flagInt, flagNodeName, flagNumber, flagPath, withTlsOptions, type TlsArgs } from '../config-args.js';
+import { flagAddress, flagChoice, flagInt, flagNodeName, flagNumber, flagPath, withTlsOptions, type TlsArgs } from '../config-args.js';
 import { UsageError } from '../errors.js';
+
+type Mode = 'remus' | 'colo' | 'none';
+type Load = 'none' | 'benchmark';
+type ArbiterKind = 'none' | 'etcd';
 
 interface DemoArgs extends TlsArgs {
   service: string;
-  mode: 'remus' | 'colo' | 'none';
-  load: 'none' | 'benchmark';
+  // yargs checks a choice's values but lets a repeated flag through as an array.
+  mode: Mode | Mode[];
+  load: Load | Load[];
   duration: number;
   'kill-primary-after': number | undefined;
   'memory-mib': number;
   interval: number;
   json: boolean;
   monitor: string | undefined;
+  arbiter: ArbiterKind | ArbiterKind[];
 }
 
 export function demoCommand(yargs: Argv): Argv {
@@ -37,7 +43,8 @@ export function demoCommand(yargs: Argv): Argv {
         .option('memory-mib', { type: 'number', default: 64, describe: 'guest RAM, MiB (1..4096)' })
         .option('interval', { type: 'number', default: 25, describe: 'Remus interval, ms (1..60000)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
-        .option('monitor', { type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" }),
+        .option('monitor', { type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" })
+        .option('arbiter', { choices: ['none', 'etcd'] as const, default: 'none' as const, describe: "who may serve: none, each node decides alone; etcd, a local etcd the demo starts on loopback (Debian's etcd-server)" }),
     async (args) => {
       const durationS = flagNumber(args.duration, '--duration', 1, 3600);
       const killPrimaryAfterS = args['kill-primary-after'] === undefined ? undefined : flagNumber(args['kill-primary-after'], '--kill-primary-after', 0, 3600);
@@ -45,7 +52,11 @@ export function demoCommand(yargs: Argv): Argv {
       const intervalMs = flagInt(args.interval, '--interval', 1, 60_000);
       const service = flagAddress(args.service, '--service', true);
       const monitor = args.monitor === undefined ? undefined : flagAddress(args.monitor, '--monitor', true);
-      if (monitor !== undefined && args.mode === 'none') throw new UsageError('--monitor: the dashboards watch protection; use --mode remus or colo');
+      const mode = flagChoice(args.mode, '--mode');
+      const load = flagChoice(args.load, '--load');
+      const arbiter = flagChoice(args.arbiter, '--arbiter');
+      if (monitor !== undefined && mode === 'none') throw new UsageError('--monitor: the dashboards watch protection; use --mode remus or colo');
+      if (arbiter !== 'none' && mode === 'none') throw new UsageError('--arbiter: it decides between a primary and its standby; use --mode remus or colo');
       const tls = demoTls(args);
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);
       if (monitor !== undefined && !process.env[TOKEN_ENV]) {
@@ -55,20 +66,22 @@ export function demoCommand(yargs: Argv): Argv {
       }
       const summary = await runDemo({
         service,
-        mode: args.mode,
-        load: args.load,
+        mode,
+        load,
         durationS,
         killPrimaryAfterS,
         memoryMib,
         intervalMs,
         monitor,
         tls,
+        arbiter,
         say,
       });
       if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         say(`epochs: ${summary.epochs}   acked writes: ${summary.acked_writes}   lost acked writes: ${summary.lost_acked_writes}`);
         if (summary.failover_ms !== null) say(`failover: first reply from the survivor ${summary.failover_ms} ms after the primary died`);
+        if (summary.arbiter === 'etcd') say(`arbiter generation: ${summary.primary_generation} -> ${summary.survivor_generation ?? `${summary.primary_generation} (nobody took over)`}`);
       }
     },
   );

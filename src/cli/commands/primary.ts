@@ -9,7 +9,7 @@ import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs {
   mode: PrimaryMode;
@@ -42,6 +42,7 @@ export function primaryCommand(yargs: Argv): Argv {
           .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
       ),
     async (args) => {
+      const mode = flagChoice(args.mode, '--mode');
       const cfg = baseConfig(args);
       const p = cfg.primary;
       if (args.secondary !== undefined) p.secondary = flagAddress(args.secondary, '--secondary');
@@ -55,8 +56,8 @@ export function primaryCommand(yargs: Argv): Argv {
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
-      const transport = transportFor(cfg, logger, { peerless: args.mode === 'none' });
-      const node = new PrimaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport, logger });
+      const transport = transportFor(cfg, logger, { peerless: mode === 'none' });
+      const node = new PrimaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
       await node.start();
       const why = await Promise.race([
         untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),

@@ -10,7 +10,7 @@ import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
 import { EXIT_FENCED } from './primary.js';
-import { applyTlsFlags, baseConfig, flagAddress, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
 interface SecondaryArgs extends CommonArgs, TlsArgs {
   mode: 'remus' | 'colo';
@@ -30,13 +30,14 @@ export function secondaryCommand(yargs: Argv): Argv {
           .option('heartbeat', { type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
       ),
     async (args) => {
+      const mode = flagChoice(args.mode, '--mode');
       const cfg = baseConfig(args);
       if (args.listen !== undefined) cfg.secondary.listen = flagAddress(args.listen, '--listen', true);
       if (args.heartbeat !== undefined) cfg.secondary.heartbeat = flagAddress(args.heartbeat, '--heartbeat', true);
       applyTlsFlags(cfg, args);
       const logger = createLogger(cfg.logLevel, 'tandem-secondary');
       const transport = transportFor(cfg, logger);
-      const node = new SecondaryNode({ cfg, mode: args.mode, binding: createBinding(cfg.domain), transport, logger });
+      const node = new SecondaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
       await node.start();
       // Having failed over, a node another took the domain from (the arbiter says so) stops serving at once.
       const why = await Promise.race([untilSignal(), node.whenSuperseded().then((h) => ({ superseded: h }))]);
