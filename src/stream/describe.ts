@@ -1,8 +1,10 @@
 /**
  * Human-readable description of a decoded stream, for `tandem stream
- * inspect`: one line per header and record (runs of PAGE_DATA squashed into
- * one line, as Xen's verifier does), a line per completed epoch of a
- * checkpointed stream, and a closing summary. Pure: items in, lines out.
+ * inspect`: the xl header and its config if there is one, one line per
+ * header and record (runs of PAGE_DATA squashed into one line, as Xen's
+ * verifier does), a line per completed epoch of a checkpointed stream, how
+ * the stream ended if it ended at a checkpoint, and a closing summary. Pure:
+ * items in, lines out.
  */
 import type { StreamEnd } from './decoder.js';
 import { ColoControl, DomainType, EmulatorId, pageTypeHasData } from './format.js';
