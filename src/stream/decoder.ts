@@ -52,7 +52,24 @@ export interface DecoderOptions {
   limits?: Partial<DecoderLimits>;
   /** A COLO stream: CHECKPOINT_STATE follows each CHECKPOINT_END (libxl framing only). */
   colo?: boolean;
+  /**
+   * Xen's rule for checkpointed streams, which have no END (Remus, COLO): an
+   * input that ends right after a libxl CHECKPOINT_END ended cleanly at that
+   * checkpoint, and end() says so instead of throwing. Off by default:
+   * Tandem's replication stream ends with END, and its secondary takes a
+   * stream cut at a checkpoint for a lost primary (see docs/stream.md).
+   */
+  endAtCheckpoint?: boolean;
+  /**
+   * Offset of the stream's first byte in the input, when the stream follows
+   * a container header (an xl save file's): offsets in items and errors are
+   * then offsets in the file.
+   */
+  startOffset?: number;
 }
+
+/** How a stream ended: at its final END, or (with `endAtCheckpoint`) right after CHECKPOINT_END number `checkpoint`. */
+export type StreamEnd = { kind: 'end' } | { kind: 'checkpoint'; checkpoint: number };
 
 /** `offset` is where the item starts in the stream, `end` just past it. */
 export type StreamItem =
@@ -85,6 +102,8 @@ export class StreamDecoder {
   private readonly limits: DecoderLimits;
   private readonly format: Framing | 'auto';
   private readonly colo: boolean;
+  private readonly endAtCheckpoint: boolean;
+  private readonly startOffset: number;
   private layout: StreamLayout | undefined;
   private pending: PendingRecord | undefined;
   private offset = 0; // stream offset of the first queued byte
@@ -93,6 +112,10 @@ export class StreamDecoder {
   constructor(options: DecoderOptions = {}) {
     this.format = options.format ?? 'auto';
     this.colo = options.colo ?? false;
+    this.endAtCheckpoint = options.endAtCheckpoint ?? false;
+    this.startOffset = options.startOffset ?? 0;
+    if (!Number.isSafeInteger(this.startOffset) || this.startOffset < 0) throw new RangeError(`startOffset ${this.startOffset} is not a non-negative integer`);
+    this.offset = this.startOffset;
     this.limits = { ...DEFAULT_DECODER_LIMITS, ...options.limits };
   }
 
@@ -111,9 +134,17 @@ export class StreamDecoder {
     return this.failure === undefined && this.layout?.expecting === 'done' && this.pending === undefined;
   }
 
-  /** Bytes consumed so far. */
+  /** Stream offset just past the bytes consumed so far (startOffset + bytes consumed). */
   get position(): number {
     return this.offset;
+  }
+
+  /**
+   * True when the input so far stops right after a libxl CHECKPOINT_END: a
+   * checkpointed stream without END that ends here ended cleanly.
+   */
+  get atCheckpointBoundary(): boolean {
+    return this.failure === undefined && this.pending === undefined && this.queue.length === 0 && (this.layout?.atCheckpointBoundary ?? false);
   }
 
   /**
@@ -136,13 +167,20 @@ export class StreamDecoder {
     return items;
   }
 
-  /** Declares the end of input; throws if the stream stopped short of its END. */
-  end(): void {
+  /**
+   * Declares the end of input; throws ERR_STREAM_TRUNCATED if the stream
+   * stopped short of its END (or, with `endAtCheckpoint`, inside an epoch).
+   */
+  end(): StreamEnd {
     if (this.failure) throw this.failure;
-    if (this.done) return;
+    if (this.done) return { kind: 'end' };
+    if (this.endAtCheckpoint && this.atCheckpointBoundary) return { kind: 'checkpoint', checkpoint: this.layout!.completedCheckpoints };
     const what = this.pending ? ` inside ${this.pending.layer} ${recordTypeName(this.pending.layer, this.pending.code)}` : '';
     const expecting = this.layout?.expecting ?? 'stream header';
-    this.failure = new StreamError(ErrorCodes.STREAM_TRUNCATED, `stream ends${what} while expecting ${expecting === 'record' ? 'more records' : expecting}`, {
+    // Where checkpoints end cleanly, say which one a failover would go back to.
+    const n = this.layout?.completedCheckpoints ?? 0;
+    const epoch = this.endAtCheckpoint && this.checkpoints > 0 && this.layout?.framing === 'libxl' && !this.layout.libxcFinished ? `: epoch ${n + 1} is incomplete (${n === 0 ? 'no checkpoint is complete' : `the last complete checkpoint is ${n}`})` : '';
+    this.failure = new StreamError(ErrorCodes.STREAM_TRUNCATED, `stream ends${what} while expecting ${expecting === 'record' ? 'more records' : expecting}${epoch}`, {
       offset: this.pending?.offset ?? this.offset, // start of the unfinished item
     });
     throw this.failure;
@@ -199,7 +237,7 @@ export class StreamDecoder {
     if (isImageMarker(head)) this.layout = new StreamLayout('libxc');
     else if (isLibxlIdent(head)) this.layout = new StreamLayout('libxl', this.colo);
     else {
-      throw new StreamError(ErrorCodes.STREAM_UNKNOWN_FORMAT, 'neither a libxc image header (8 x 0xFF) nor a libxl header ("LibxlFmt")', { offset: 0 });
+      throw new StreamError(ErrorCodes.STREAM_UNKNOWN_FORMAT, 'neither a libxc image header (8 x 0xFF) nor a libxl header ("LibxlFmt")', { offset: this.startOffset });
     }
     return true;
   }

@@ -1,12 +1,17 @@
 /**
  * Human-readable description of a decoded stream, for `tandem stream
- * inspect`: one line per header and record (runs of PAGE_DATA squashed into
- * one line, as Xen's verifier does), a line per completed epoch of a
- * checkpointed stream, and a closing summary. Pure: items in, lines out.
+ * inspect`: the xl header and its config if there is one, one line per
+ * header and record (runs of PAGE_DATA squashed into one line, as Xen's
+ * verifier does), a line per completed epoch of a checkpointed stream, how
+ * the stream ended if it ended at a checkpoint, and a closing summary. Pure:
+ * items in, lines out.
  */
-import type { StreamItem } from './decoder.js';
+import type { StreamEnd } from './decoder.js';
 import { ColoControl, DomainType, EmulatorId, pageTypeHasData } from './format.js';
+import type { ImageItem } from './image-reader.js';
 import type { StreamRecord } from './records.js';
+import { describeXlConfig, summarizeXlConfig } from './xl-config.js';
+import { XlMandatoryFlag, type XlHeader } from './xl-header.js';
 
 const DOMAIN_NAMES: Record<number, string> = { [DomainType.X86_PV]: 'x86 PV', [DomainType.X86_HVM]: 'x86 HVM' };
 const EMULATOR_NAMES: Record<number, string> = {
@@ -34,19 +39,27 @@ export interface StreamTotals {
 
 export class StreamDescriber {
   private run: Run | undefined;
-  private epochStart = 0;
+  /** Where the current epoch began; epoch 1 begins with the migration stream (after any xl header). */
+  private epochStart: number | undefined;
   private epochPages = 0;
+  /** Framing of the migration stream itself: who ends an epoch (libxl's CHECKPOINT_END, or libxc's CHECKPOINT). */
   private framing = 'libxc';
   readonly totals: StreamTotals = { framing: 'libxc', libxcVersion: 0, domain: '?', checkpoints: 0, records: 0, pages: 0, bytes: 0 };
 
   /** Lines for one decoded item. */
-  describe(item: StreamItem): string[] {
+  describe(item: ImageItem): string[] {
     const { end } = item;
     const out: string[] = [];
     if (item.kind !== 'record' || item.record.type !== 'PAGE_DATA') this.flushRun(out);
+    if (item.kind !== 'xl-header') this.epochStart ??= item.offset;
     switch (item.kind) {
+      case 'xl-header':
+        this.totals.framing = 'xl-framed libxl';
+        out.push(describeXlHeader(item.header), describeXlConfig(summarizeXlConfig(item.header)));
+        break;
       case 'libxl-header':
-        this.framing = this.totals.framing = 'libxl';
+        this.framing = 'libxl';
+        if (this.totals.framing !== 'xl-framed libxl') this.totals.framing = 'libxl';
         out.push(`libxl header: version ${item.header.version}, little-endian${item.header.legacy ? ', legacy converted' : ''}`);
         break;
       case 'image-header':
@@ -69,10 +82,11 @@ export class StreamDescriber {
     return out;
   }
 
-  /** Closing lines once the stream is complete. */
-  finish(): string[] {
+  /** Closing lines once the stream is complete, by its END or (Xen's checkpointed streams) after a CHECKPOINT_END. */
+  finish(end: StreamEnd = { kind: 'end' }): string[] {
     const out: string[] = [];
     this.flushRun(out);
+    if (end.kind === 'checkpoint') out.push(`ended after checkpoint ${end.checkpoint}: a failover point`);
     const t = this.totals;
     out.push(
       `summary: ${t.framing} stream, libxc v${t.libxcVersion}, ${t.domain}, ${t.checkpoints} checkpoint${t.checkpoints === 1 ? '' : 's'}, ` +
@@ -97,7 +111,7 @@ export class StreamDescriber {
     const epochEnds = (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_END') || (this.framing === 'libxc' && rec.layer === 'libxc' && rec.type === 'CHECKPOINT');
     if (rec.layer === 'libxc' && rec.type === 'CHECKPOINT') this.totals.checkpoints++;
     if (epochEnds) {
-      out.push(`epoch ${this.totals.checkpoints}: ${this.epochPages} pages, ${end - this.epochStart} bytes`);
+      out.push(`epoch ${this.totals.checkpoints}: ${this.epochPages} pages, ${end - (this.epochStart ?? 0)} bytes`);
       this.epochStart = end;
       this.epochPages = 0;
     }
@@ -109,6 +123,20 @@ export class StreamDescriber {
     out.push(`libxc PAGE_DATA x ${r.records}: ${r.pfns} pfns, ${r.pages} pages with data`);
     this.run = undefined;
   }
+}
+
+const FLAG_NAMES: [number, string][] = [
+  [XlMandatoryFlag.CONFIG_JSON, 'config JSON'],
+  [XlMandatoryFlag.STREAM_V2, 'stream v2'],
+];
+
+function describeXlHeader(h: XlHeader): string {
+  const flags = FLAG_NAMES.filter(([bit]) => h.mandatoryFlags & bit).map(([, name]) => name);
+  const tail = h.tailLength > 0 ? `, ${h.tailLength} bytes after the config (skipped, as xl does)` : '';
+  return (
+    `xl header: mandatory flags 0x${h.mandatoryFlags.toString(16)} (${flags.join(', ')}), optional flags 0x${h.optionalFlags.toString(16)}, ` +
+    `${h.optionalLength} bytes of optional data${tail}; the libxl stream starts at offset ${h.size}`
+  );
 }
 
 function detail(rec: StreamRecord): string {

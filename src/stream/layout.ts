@@ -76,6 +76,8 @@ export class StreamLayout {
   private p2mSeen = false;
   /** COLO: a CHECKPOINT_END was the last record; the next must be CHECKPOINT_STATE or END. */
   private awaitingNew = false;
+  /** The last record was a libxl CHECKPOINT_END: the stream stands at a checkpoint boundary. */
+  private boundary = false;
 
   constructor(
     readonly framing: Framing,
@@ -93,6 +95,28 @@ export class StreamLayout {
   /** COLO, between checkpoints: the next record is CHECKPOINT_STATE, or the END that closes the stream. */
   get betweenColoCheckpoints(): boolean {
     return this.awaitingNew;
+  }
+
+  /**
+   * The last record was a libxl CHECKPOINT_END and nothing of the next epoch
+   * has come yet. Xen's Remus and COLO streams have no END: one that stops
+   * here ended cleanly at this checkpoint, its failover point.
+   */
+  get atCheckpointBoundary(): boolean {
+    return this.boundary;
+  }
+
+  /**
+   * Checkpoints complete on the libxl side: a checkpoint counts from its libxc
+   * CHECKPOINT (`checkpoints`), but is whole only at its CHECKPOINT_END.
+   */
+  get completedCheckpoints(): number {
+    return this.checkpoints - (this.inCheckpoint ? 1 : 0);
+  }
+
+  /** The libxc stream has ended (its END, or an opaque libxc layer handed back for good). */
+  get libxcFinished(): boolean {
+    return this.libxcEnded;
   }
 
   libxlHeader(site: Site): void {
@@ -122,6 +146,8 @@ export class StreamLayout {
     }
     if (layer === 'libxl') this.libxlRecord(code, name, site);
     else this.libxcRecord(code, name, site);
+    // Set only once the record is accepted: a refused record leaves the layout as it was.
+    this.boundary = layer === 'libxl' && code === LibxlType.CHECKPOINT_END;
   }
 
   /**
@@ -132,6 +158,7 @@ export class StreamLayout {
     if (this.framing !== 'libxl' || this.layer !== 'libxc' || this.phase === 'done' || this.phase === 'libxl-header') {
       this.fail(ErrorCodes.RECORD_OUT_OF_ORDER, `a ${this.layer} record is due here`, 'libxc data', site);
     }
+    this.boundary = false;
   }
 
   /**

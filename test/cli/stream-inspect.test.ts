@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { runTandem, saveSim, tempDir } from '../helpers/cli.js';
+import { encodeXlHeader } from '../../src/stream/xl-header.js';
+import { LIBXL_DOMAIN_CONFIG, remusShaped, xlFile } from '../stream/xl-fixtures.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -75,6 +77,82 @@ describe('tandem stream inspect', () => {
     r = runTandem(['stream', 'inspect', tmp.path('absent')]);
     assert.equal(r.status, 1);
     assertOneLineError(r.stderr, /ENOENT/);
+  });
+});
+
+describe('tandem stream inspect: xl save files and Remus streams', () => {
+  const write = (name: string, bytes: Buffer): string => {
+    const file = tmp.path(name);
+    writeFileSync(file, bytes);
+    return file;
+  };
+
+  test('an xl save file: the xl header and its config, then the stream as usual', () => {
+    const stream = readFileSync(save('xl-src.stream', ['--format', 'libxl', '--pages', '40']));
+    const file = write('plain.xl', xlFile(stream));
+    const headerSize = encodeXlHeader({ configJson: LIBXL_DOMAIN_CONFIG }).length;
+    const r = runTandem(['stream', 'inspect', file]);
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.equal(
+      lines[0],
+      `xl header: mandatory flags 0x3 (config JSON, stream v2), optional flags 0x0, ${headerSize - 48} bytes of optional data; the libxl stream starts at offset ${headerSize}`,
+    );
+    assert.equal(lines[1], `xl config: ${headerSize - 52} bytes of JSON: domain "lab-guest", type pvh, memory 131072 KiB, max memory 131072 KiB, 1 vCPU`);
+    assert.equal(lines[2], 'libxl header: version 2, little-endian');
+    assert.doesNotMatch(r.stdout, /failover point/);
+    assert.match(lines.at(-1)!, new RegExp(`^summary: xl-framed libxl stream, libxc v3, x86 HVM, 0 checkpoints, \\d+ records, 40 pages, ${stream.length + headerSize} bytes$`));
+  });
+
+  test('an xl-framed Remus stream from stdin that stops after a CHECKPOINT_END ended cleanly there: exit 0', () => {
+    const stream = readFileSync(save('remus-src.stream', ['--checkpoints', '3', '--pages', '64']));
+    const r = runTandem(['stream', 'inspect', '-'], { input: xlFile(remusShaped(stream)) });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.deepEqual(lines.slice(-4, -1), [lines.at(-4)!, lines.at(-3)!, 'ended after checkpoint 3: a failover point']);
+    assert.match(lines.at(-3)!, /^epoch 3: \d+ pages, \d+ bytes$/);
+    assert.match(lines.at(-1)!, /^summary: xl-framed libxl stream, libxc v3, x86 HVM, 3 checkpoints/);
+    assert.equal(r.stderr, '');
+    // A bare libxl Remus stream (no xl header) ends cleanly by the same rule.
+    const bare = runTandem(['stream', 'inspect', '-'], { input: remusShaped(stream) });
+    assert.equal(bare.status, 0, bare.stderr);
+    assert.match(bare.stdout, /ended after checkpoint 3: a failover point\nsummary: libxl stream/);
+  });
+
+  test('the same stream cut inside an epoch is a truncation: one line, exit 1', () => {
+    const stream = readFileSync(save('remus-cut.stream', ['--checkpoints', '3', '--pages', '64']));
+    const remus = xlFile(remusShaped(stream));
+    const r = runTandem(['stream', 'inspect', write('cut.xl', remus.subarray(0, remus.length - 30))]);
+    assert.equal(r.status, 1);
+    assertOneLineError(r.stderr, /epoch 3 is incomplete \(the last complete checkpoint is 2\) \[ERR_STREAM_TRUNCATED\]$/);
+    assert.doesNotMatch(r.stdout, /failover point/);
+  });
+
+  test('a malformed config is reported, and the stream still read: exit 0', () => {
+    const stream = readFileSync(save('badcfg.stream', ['--format', 'libxl', '--pages', '8']));
+    const good = xlFile(stream, '{"c_info": {"name": "x"}}');
+    const bytes = Buffer.from(good);
+    bytes[52 + 10] = 0x7b; // '{' where the JSON wants a string or '}': still 52 + length bytes, NUL-terminated
+    const r = runTandem(['stream', 'inspect', write('badcfg.xl', bytes)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout.split('\n')[1], /^xl config: 26 bytes of JSON, malformed: not valid JSON: /);
+    assert.match(r.stdout, /summary: xl-framed libxl stream/);
+  });
+
+  test('a corrupt xl header fails with one line naming the code', () => {
+    const stream = readFileSync(save('badhdr.stream', ['--format', 'libxl', '--pages', '8']));
+    const cases: [(b: Buffer) => void, RegExp][] = [
+      [(b) => (b[20] = 0x21), /xl header at offset 0: magic is not .*\[ERR_XL_BAD_MAGIC\]$/],
+      [(b) => b.writeUInt32LE(0x10003, 36), /xl header at offset 36: mandatory flags 0x10000 are unknown.*\[ERR_XL_UNKNOWN_MANDATORY_FLAGS\]$/],
+      [(b) => b.writeUInt32LE(0xfffffff0, 44), /xl header at offset 44: optional data of 4294967280 bytes exceeds the limit .*\[ERR_XL_OPTIONAL_TOO_LARGE\]$/],
+    ];
+    for (const [patch, pattern] of cases) {
+      const bytes = xlFile(stream);
+      patch(bytes);
+      const r = runTandem(['stream', 'inspect', '-'], { input: bytes });
+      assert.equal(r.status, 1);
+      assertOneLineError(r.stderr, pattern);
+    }
   });
 });
 

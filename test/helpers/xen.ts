@@ -25,8 +25,8 @@ export interface VerifyResult {
   stderr: string;
 }
 
-/** verify-stream-v2 on a plain stream file. */
-export function verifyStream(file: string, format: 'libxc' | 'libxl'): VerifyResult {
+/** verify-stream-v2 on a plain stream file (`xl`: an xl save file). */
+export function verifyStream(file: string, format: 'libxc' | 'libxl' | 'xl'): VerifyResult {
   requireXenVerifier();
   const r = spawnSync(PYTHON, [VERIFY_STREAM, '-v', '-f', format, '-i', file], {
     env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH },
@@ -39,16 +39,26 @@ export function verifyStream(file: string, format: 'libxc' | 'libxl'): VerifyRes
 export interface CheckpointedResult extends VerifyResult {
   epochs?: number;
   records?: [string, number][];
+  /** How the stream ended: its libxl END, or (with `remus`) right after a CHECKPOINT_END. */
+  end?: 'END' | 'checkpoint';
 }
 
 /**
  * Xen's VerifyLibxl/VerifyLibxc classes driven across a checkpointed stream
  * (`colo`: with COLO's CHECKPOINT_STATE hand-offs), or across a COLO
  * back-channel; `optional` record types are read past, as the spec allows.
+ * `xl`: the stream follows an xl header; `remus`: it may end right after a
+ * CHECKPOINT_END, as Xen's Remus streams do.
  */
-export function verifyCheckpointed(file: string, options: { colo?: boolean; backChannel?: boolean; optional?: number[] } = {}): CheckpointedResult {
+export function verifyCheckpointed(file: string, options: { colo?: boolean; backChannel?: boolean; optional?: number[]; xl?: boolean; remus?: boolean } = {}): CheckpointedResult {
   requireXenVerifier();
-  const flags = [...(options.colo ? ['--colo'] : []), ...(options.backChannel ? ['--back-channel'] : []), ...(options.optional?.length ? ['--optional', options.optional.map((t) => `0x${t.toString(16)}`).join(',')] : [])];
+  const flags = [
+    ...(options.colo ? ['--colo'] : []),
+    ...(options.backChannel ? ['--back-channel'] : []),
+    ...(options.xl ? ['--xl'] : []),
+    ...(options.remus ? ['--remus'] : []),
+    ...(options.optional?.length ? ['--optional', options.optional.map((t) => `0x${t.toString(16)}`).join(',')] : []),
+  ];
   const r = spawnSync(PYTHON, [CHECKPOINTED_DRIVER, ...flags, file], {
     env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH },
     encoding: 'utf8',
@@ -56,6 +66,6 @@ export function verifyCheckpointed(file: string, options: { colo?: boolean; back
     maxBuffer: 64 << 20,
   });
   const out: CheckpointedResult = { status: r.status, stdout: r.stdout, stderr: r.stderr };
-  if (r.status === 0) Object.assign(out, JSON.parse(r.stdout) as { epochs: number; records: [string, number][] });
+  if (r.status === 0) Object.assign(out, JSON.parse(r.stdout) as { epochs: number; records: [string, number][]; end: 'END' | 'checkpoint' });
   return out;
 }

@@ -1,11 +1,15 @@
 /**
- * Fuzz tests for StreamDecoder: whatever bytes arrive, in whatever chunks,
- * the decoder must either decode them or throw a StreamError with a stable
- * code; it must never crash with another exception, hang, or buffer a body
- * whose length it has not checked.
+ * Fuzz tests for StreamDecoder, and for the ImageReader that puts an xl
+ * header decoder in front of it: whatever bytes arrive, in whatever chunks,
+ * they must either decode them or throw a StreamError with a stable code;
+ * never crash with another exception, hang, or buffer a body whose length
+ * they have not checked. With endAtCheckpoint, an input may also end cleanly
+ * right after a CHECKPOINT_END, and nowhere else.
  *
  * The corpus is built here, deterministically: sim-domain saves (libxc v2/v3,
- * libxl plain and checkpointed) and hand-encoded PV streams. Each fuzz case
+ * libxl plain and checkpointed), hand-encoded PV streams, and xl save files
+ * (an xl header with a JSON config, then a libxl stream; one Remus-shaped,
+ * without END). Each fuzz case
  * is derived from (seed, case index) alone, so a failure names the seed and
  * the case and can be replayed on its own:
  *
@@ -25,8 +29,12 @@ import { SimProtectedDomain } from '../../src/domain/sim/binding.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
-import { StreamDecoder, type DecoderLimits, type StreamItem } from '../../src/stream/decoder.js';
+import { DEFAULT_DECODER_LIMITS, StreamDecoder, type DecoderLimits, type StreamEnd } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
+import { ImageReader, type ImageItem } from '../../src/stream/image-reader.js';
+import { describeXlConfig, summarizeXlConfig } from '../../src/stream/xl-config.js';
+import { DEFAULT_XL_LIMITS, XL_FIXED_SIZE, encodeXlHeader, isXlMagicPrefix, type XlHeaderLimits } from '../../src/stream/xl-header.js';
+import { wrapInXlSaveFile } from '../../src/stream/xl-writer.js';
 import {
   DOMAIN_HEADER_SIZE,
   DomainType,
@@ -134,25 +142,66 @@ function caseSeed(seed: number, index: number): number {
 interface CorpusEntry {
   name: string;
   framing: Framing;
+  /** 'xl': an xl header comes first, read through the ImageReader. */
+  container: 'xl' | 'none';
+  /** The stream has no END (Remus): it is whole only under Xen's rule, with endAtCheckpoint. */
+  endAtCheckpoint: boolean;
   bytes: Buffer;
-  /** Offsets of every header and record, and the end of the stream. */
+  /** Offsets of every header field of an xl header, of every header and record, and the end of the stream. */
   boundaries: number[];
 }
+
+/** What the fuzz drives: StreamDecoder itself, or the ImageReader (xl header decoder, then StreamDecoder). */
+interface Reader {
+  push(chunk: Buffer): readonly ImageItem[];
+  end(): StreamEnd;
+  readonly done: boolean;
+  readonly framing: Framing | undefined;
+}
+
+interface ReaderSpec {
+  kind: 'stream' | 'image';
+  /** StreamDecoder only; the ImageReader detects. */
+  format: Framing | 'auto';
+  limits: DecoderLimits;
+  xlLimits: XlHeaderLimits;
+  endAtCheckpoint: boolean;
+}
+
+function openReader(s: ReaderSpec): Reader {
+  if (s.kind === 'image') return new ImageReader({ limits: s.limits, xlLimits: s.xlLimits, endAtCheckpoint: s.endAtCheckpoint });
+  return new StreamDecoder({ format: s.format, limits: s.limits, endAtCheckpoint: s.endAtCheckpoint });
+}
+
+/** The reader an unmutated input of the corpus needs: the ImageReader for an xl file. */
+const specFor = (bytes: Buffer, limits: DecoderLimits, endAtCheckpoint: boolean): ReaderSpec => ({
+  kind: isXlMagicPrefix(bytes) ? 'image' : 'stream',
+  format: 'auto',
+  limits,
+  xlLimits: DEFAULT_XL_LIMITS,
+  endAtCheckpoint,
+});
+
+/** Field offsets of an xl header: byte order, mandatory flags, optional flags, optional length, config length, config. */
+const XL_FIELDS = [32, 36, 40, 44, 48, 52];
 
 /** Fixed clock so the sim's TSC_INFO, and so the corpus, is deterministic. */
 const FIXED_NOW = (): bigint => 1_700_000_000_123_456_789n;
 
-function decodeWhole(bytes: Buffer, limits?: Partial<DecoderLimits>): { items: StreamItem[]; framing: Framing } {
-  const dec = new StreamDecoder(limits ? { limits } : {});
-  const items = dec.push(bytes);
-  dec.end();
+const DEFAULT_LIMITS: DecoderLimits = { ...DEFAULT_DECODER_LIMITS };
+
+function decodeWhole(bytes: Buffer, limits: DecoderLimits = DEFAULT_LIMITS, endAtCheckpoint = false): { items: ImageItem[]; framing: Framing; end: StreamEnd } {
+  const dec = openReader(specFor(bytes, limits, endAtCheckpoint));
+  const items = [...dec.push(bytes)];
+  const end = dec.end();
   assert.ok(dec.framing, 'framing known after a whole stream');
-  return { items, framing: dec.framing };
+  return { items, framing: dec.framing, end };
 }
 
-function entry(name: string, bytes: Buffer): CorpusEntry {
-  const { items, framing } = decodeWhole(bytes);
-  return { name, framing, bytes, boundaries: [...items.map((i) => i.offset), bytes.length] };
+function entry(name: string, bytes: Buffer, endAtCheckpoint = false): CorpusEntry {
+  const { items, framing } = decodeWhole(bytes, DEFAULT_LIMITS, endAtCheckpoint);
+  const xl = isXlMagicPrefix(bytes);
+  return { name, framing, container: xl ? 'xl' : 'none', endAtCheckpoint, bytes, boundaries: [...(xl ? XL_FIELDS : []), ...items.map((i) => i.offset), bytes.length] };
 }
 
 interface SimStreamOptions {
@@ -267,7 +316,18 @@ function pvStream(framing: Framing, version: 2 | 3, checkpoints: number): Corpus
   return entry(name, Buffer.concat(out));
 }
 
+/** A small libxl domain config, as libxl writes it (c_info, b_info); small so that mutations often land in the header. */
+const XL_CONFIG = JSON.stringify({ c_info: { type: 'pvh', name: 'fuzz' }, b_info: { max_vcpus: 2, max_memkb: 65536, target_memkb: 65536 } });
+
+/** `stream` (a corpus entry's bytes) in an xl header; `remus`: its closing libxc END and libxl END cut, as a Remus stream has none. */
+function xlEntry(name: string, stream: Buffer, options: { config?: string; remus?: boolean } = {}): CorpusEntry {
+  const body = options.remus ? stream.subarray(0, stream.length - 2 * RECORD_HEADER_SIZE) : stream;
+  return entry(name, Buffer.concat(wrapInXlSaveFile([body], { configJson: options.config })), options.remus ?? false);
+}
+
 async function buildCorpus(): Promise<CorpusEntry[]> {
+  const xlPlain = await simStream({ pages: 8, framing: 'libxl', version: 3, checkpoints: 0, batchPages: 8, seed: 17 });
+  const xlRemus = await simStream({ pages: 8, framing: 'libxl', version: 2, checkpoints: 2, batchPages: 4, seed: 18 });
   return [
     await simStream({ pages: 16, framing: 'libxc', version: 2, checkpoints: 0, batchPages: 5, seed: 11 }),
     await simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 0, batchPages: 7, seed: 12 }),
@@ -278,6 +338,9 @@ async function buildCorpus(): Promise<CorpusEntry[]> {
     pvStream('libxc', 3, 0),
     pvStream('libxc', 2, 0),
     pvStream('libxl', 3, 2),
+    xlEntry('xl save file, libxl v3 8 pages', xlPlain.bytes, { config: XL_CONFIG }),
+    xlEntry('xl save file without config, libxl v3 8 pages', xlPlain.bytes),
+    xlEntry('xl-framed Remus stream, libxl v2 8 pages, 2 checkpoints, no END', xlRemus.bytes, { config: XL_CONFIG, remus: true }),
   ];
 }
 
@@ -285,11 +348,17 @@ async function buildCorpus(): Promise<CorpusEntry[]> {
 const CORPUS = await buildCorpus();
 
 /** Re-encodes decoded items with a fresh StreamEncoder. */
-function reencode(framing: Framing, items: readonly StreamItem[]): Buffer {
+function reencode(framing: Framing, items: readonly ImageItem[]): Buffer {
   const enc = new StreamEncoder(framing);
   const out: Buffer[] = [];
   for (const item of items) {
     switch (item.kind) {
+      case 'xl-header': {
+        // The corpus's configs are JSON the encoder wrote: the text before the NUL.
+        const config = item.header.config;
+        out.push(encodeXlHeader({ configJson: config && config.length > 0 ? config.subarray(0, config.length - 1).toString('utf8') : undefined }));
+        break;
+      }
       case 'libxl-header':
         out.push(...enc.libxlHeader());
         break;
@@ -474,10 +543,18 @@ interface FuzzCase {
   steps: string[];
   input: Buffer;
   limits: DecoderLimits;
-  format: Framing | 'auto';
+  spec: ReaderSpec;
   /** Continues the case's stream of random numbers: chunking, sampling. */
   rng: Rng;
 }
+
+/** xl header limits low enough that the corpus's own headers hit them. */
+const TIGHT_XL_LIMITS: readonly XlHeaderLimits[] = [
+  { maxConfigBytes: 0, maxOptionalBytes: 4 },
+  { maxConfigBytes: 16, maxOptionalBytes: 64 },
+  { maxConfigBytes: 4096, maxOptionalBytes: 3 },
+  { maxConfigBytes: 4096, maxOptionalBytes: 0 },
+];
 
 function makeCase(corpus: readonly CorpusEntry[], seed: number, index: number): FuzzCase {
   const rng = new Rng(caseSeed(seed, index));
@@ -499,14 +576,21 @@ function makeCase(corpus: readonly CorpusEntry[], seed: number, index: number): 
     limits = { ...TIGHT_LIMITS, maxPfn: rng.pick([0, 15, 2 ** 20]) };
   }
   const format: Framing | 'auto' = rng.chance(0.9) ? 'auto' : rng.pick(['libxc', 'libxl'] as const);
-  return { seed, index, source: src.name, steps, input, limits, format, rng };
+  // An xl file needs the ImageReader; a bare stream goes to it now and then too (its detection is fuzzed as well).
+  const kind = src.container === 'xl' || rng.chance(0.1) ? 'image' : 'stream';
+  const endAtCheckpoint = src.endAtCheckpoint || rng.chance(0.2);
+  const xlLimits = rng.chance(0.15) ? rng.pick(TIGHT_XL_LIMITS) : DEFAULT_XL_LIMITS;
+  const spec: ReaderSpec = { kind, format: kind === 'image' ? 'auto' : format, limits, xlLimits, endAtCheckpoint };
+  return { seed, index, source: src.name, steps, input, limits, spec, rng };
 }
 
 function describeCase(c: FuzzCase): string {
   const l = c.limits;
   return (
-    `case #${c.index} (seed ${hex(c.seed)}): ${c.source} -> ${c.steps.join(' + ')}; ${c.input.length} bytes, format ${c.format}, ` +
-    `limits {maxRecordBytes ${l.maxRecordBytes}, maxPagesPerRecord ${l.maxPagesPerRecord}, maxPfn ${l.maxPfn}}; ` +
+    `case #${c.index} (seed ${hex(c.seed)}): ${c.source} -> ${c.steps.join(' + ')}; ${c.input.length} bytes, ` +
+    `${c.spec.kind === 'image' ? 'ImageReader' : `StreamDecoder format ${c.spec.format}`}${c.spec.endAtCheckpoint ? ', endAtCheckpoint' : ''}, ` +
+    `limits {maxRecordBytes ${l.maxRecordBytes}, maxPagesPerRecord ${l.maxPagesPerRecord}, maxPfn ${l.maxPfn}}, ` +
+    `xl limits {maxConfigBytes ${c.spec.xlLimits.maxConfigBytes}, maxOptionalBytes ${c.spec.xlLimits.maxOptionalBytes}}; ` +
     `replay: TANDEM_FUZZ_SEED=${hex(c.seed)} TANDEM_FUZZ_ONLY=${c.index} node --test dist/test/stream/fuzz.test.js`
   );
 }
@@ -530,11 +614,24 @@ function checkStreamError(err: unknown, pushed: number, what: string): asserts e
 }
 
 /** Each item starts where the previous one ended and stays within the limits; returns its end. */
-function checkItem(item: StreamItem, expectOffset: number, pushed: number, limits: DecoderLimits): number {
+function checkItem(item: ImageItem, expectOffset: number, pushed: number, limits: DecoderLimits, xlLimits: XlHeaderLimits): number {
   assert.equal(item.offset, expectOffset, `${item.kind} starts at ${item.offset}, the previous item ended at ${expectOffset}`);
   assert.ok(item.end <= pushed, `${item.kind} ends at ${item.end}, beyond the ${pushed} bytes pushed`);
   const size = item.end - item.offset;
   switch (item.kind) {
+    case 'xl-header': {
+      const h = item.header;
+      assert.equal(item.offset, 0, 'the xl header opens the input');
+      assert.equal(size, h.size);
+      assert.equal(size, XL_FIXED_SIZE + h.optionalLength);
+      assert.ok(h.optionalLength <= xlLimits.maxOptionalBytes, `optional data ${h.optionalLength} bytes, limit ${xlLimits.maxOptionalBytes}`);
+      assert.ok((h.config?.length ?? 0) <= xlLimits.maxConfigBytes, `config ${h.config?.length} bytes, limit ${xlLimits.maxConfigBytes}`);
+      assert.equal(h.optionalLength, h.config === undefined ? 0 : 4 + h.config.length + h.tailLength);
+      // Whatever the config holds, inspect's summary of it is one line, and never throws.
+      const line = describeXlConfig(summarizeXlConfig(h));
+      assert.ok(!/\p{Cc}/u.test(line), `config summary with a control character: ${JSON.stringify(line)}`);
+      break;
+    }
     case 'libxl-header':
       assert.equal(size, LIBXL_HEADER_SIZE);
       break;
@@ -564,7 +661,8 @@ function checkItem(item: StreamItem, expectOffset: number, pushed: number, limit
   return item.end;
 }
 
-type Outcome = 'done' | 'incomplete' | 'error';
+/** 'checkpoint': ended cleanly right after a CHECKPOINT_END (endAtCheckpoint only). */
+type Outcome = 'done' | 'checkpoint' | 'incomplete' | 'error';
 
 interface CaseResult {
   outcome: Outcome;
@@ -577,7 +675,7 @@ interface CaseResult {
 const EMPTY = Buffer.alloc(0);
 
 /** After an error the decoder stays failed: push() throws ERR_STREAM_FAILED caused by the first error. */
-function checkSticky(dec: StreamDecoder, first: StreamError, c: FuzzCase, pushed: number): void {
+function checkSticky(dec: Reader, first: StreamError, c: FuzzCase, pushed: number): void {
   const more = c.rng.chance(0.5) && pushed < c.input.length ? c.input.subarray(pushed, pushed + c.rng.range(1, 4096)) : c.rng.chance(0.5) ? EMPTY : c.rng.bytes(c.rng.range(1, 32));
   for (let round = 0; round < 2; round++) {
     let thrown: unknown;
@@ -610,7 +708,7 @@ interface Verdict {
   /** `kind@offset-end` of every item decoded. */
   items: string[];
   pushed: number;
-  decoder: StreamDecoder;
+  decoder: Reader;
 }
 
 /**
@@ -618,10 +716,10 @@ interface Verdict {
  * slipped in where `emptyPush` says so), checking every item, the error if
  * any, and end(); throws only when an invariant is broken.
  */
-function decodeChecked(input: Buffer, format: Framing | 'auto', limits: DecoderLimits, nextSize: () => number, emptyPush: () => boolean = () => false): Verdict {
-  const dec = new StreamDecoder({ format, limits });
+function decodeChecked(input: Buffer, spec: ReaderSpec, nextSize: () => number, emptyPush: () => boolean = () => false): Verdict {
+  const dec = openReader(spec);
   const items: string[] = [];
-  let last: StreamItem | undefined;
+  let last: ImageItem | undefined;
   let pushed = 0;
   let expectOffset = 0;
   let failure: unknown;
@@ -630,7 +728,7 @@ function decodeChecked(input: Buffer, format: Framing | 'auto', limits: DecoderL
       const chunk = input.subarray(pushed, pushed + nextSize());
       pushed += chunk.length;
       for (const item of dec.push(chunk)) {
-        expectOffset = checkItem(item, expectOffset, pushed, limits);
+        expectOffset = checkItem(item, expectOffset, pushed, spec.limits, spec.xlLimits);
         items.push(`${item.kind === 'record' ? `${item.record.layer} ${item.record.type}` : item.kind}@${item.offset}-${item.end}`);
         last = item;
       }
@@ -659,12 +757,25 @@ function decodeChecked(input: Buffer, format: Framing | 'auto', limits: DecoderL
     }
     return { outcome: 'done', error: undefined, items, pushed, decoder: dec };
   }
+  let ended: StreamEnd | undefined;
   try {
-    dec.end();
+    ended = dec.end();
   } catch (err) {
     failure = err;
   }
-  assert.ok(failure !== undefined, 'end() returned although the decoder does not report done');
+  if (ended !== undefined) {
+    // Only Xen's rule lets an input end short of END, and only right after a CHECKPOINT_END.
+    assert.ok(spec.endAtCheckpoint, `end() returned ${JSON.stringify(ended)} without endAtCheckpoint although the decoder does not report done`);
+    assert.equal(ended.kind, 'checkpoint', 'end() returned END although the decoder does not report done');
+    assert.equal(expectOffset, input.length, `a clean end at a checkpoint with bytes left undecoded\nlast item ${items.at(-1) ?? '(none)'}, input ${input.length} bytes`);
+    assert.ok(
+      last?.kind === 'record' && last.record.layer === 'libxl' && last.record.type === 'CHECKPOINT_END',
+      `a clean end at a checkpoint whose last item is not CHECKPOINT_END\nlast item ${items.at(-1) ?? '(none)'}`,
+    );
+    assert.ok(ended.checkpoint >= 1);
+    return { outcome: 'checkpoint', error: undefined, items, pushed, decoder: dec };
+  }
+  assert.ok(failure !== undefined, 'end() returned nothing');
   checkStreamError(failure, pushed, 'end()');
   assert.equal(failure.code, ErrorCodes.STREAM_TRUNCATED, `end() of an incomplete stream threw ${failure.code}`);
   return { outcome: 'incomplete', error: failure, items, pushed, decoder: dec };
@@ -679,17 +790,17 @@ function assertSameVerdict(chunked: Verdict, whole: Verdict, how: string): void 
     chunked.outcome === whole.outcome &&
     chunked.error?.code === whole.error?.code &&
     chunked.error?.offset === whole.error?.offset &&
-    (chunked.outcome !== 'done' || chunked.items.join() === whole.items.join());
+    ((chunked.outcome !== 'done' && chunked.outcome !== 'checkpoint') || chunked.items.join() === whole.items.join());
   assert.ok(same, `decoding depends on chunking (${chunked.outcome} vs ${whole.outcome})\n${how} gives ${verdictText(chunked)}; one whole push gives ${verdictText(whole)}`);
 }
 
 function runCase(c: FuzzCase): CaseResult {
-  const { input, rng, limits, format } = c;
+  const { input, rng, spec } = c;
   const t0 = performance.now();
   const mode = rng.next();
   const chunkSize = (): number => (mode < 0.1 ? Math.max(1, input.length) : mode < 0.15 ? rng.range(1, 16) : rng.range(1, 4096));
-  const chunked = decodeChecked(input, format, limits, chunkSize, () => rng.chance(0.02));
-  const whole = decodeChecked(input, format, limits, () => Math.max(1, input.length));
+  const chunked = decodeChecked(input, spec, chunkSize, () => rng.chance(0.02));
+  const whole = decodeChecked(input, spec, () => Math.max(1, input.length));
   assertSameVerdict(chunked, whole, mode < 0.1 ? 'one whole push' : mode < 0.15 ? 'chunks of 1..16 bytes' : 'chunks of 1..4096 bytes');
   let sticky = false;
   if (chunked.error !== undefined && rng.chance(STICKY_SAMPLE)) {
@@ -748,7 +859,7 @@ function fuzzWorker(input: WorkerInput): void {
   if (port === null) throw new Error('fuzz worker without a parent port');
   const corpus = CORPUS;
   const beat = new Int32Array(input.heartbeat);
-  const stats: WorkerStats = { cases: 0, outcomes: { done: 0, incomplete: 0, error: 0 }, codes: {}, items: 0, bytes: 0, sticky: 0, maxMs: 0, maxMsCase: -1, totalMs: 0 };
+  const stats: WorkerStats = { cases: 0, outcomes: { done: 0, checkpoint: 0, incomplete: 0, error: 0 }, codes: {}, items: 0, bytes: 0, sticky: 0, maxMs: 0, maxMsCase: -1, totalMs: 0 };
   const failures = new Map<string, WorkerFailure>();
   const report = (index: number, message: string, c: FuzzCase): void => {
     const signature = signatureOf(message);
@@ -870,6 +981,13 @@ function smallStreams(): [string, Buffer][] {
   const libxlEnd = libxl.length - RECORD_HEADER_SIZE;
   const libxcEndInLibxl = libxlEnd - RECORD_HEADER_SIZE;
   const libxcContext = LIBXL_HEADER_SIZE;
+  const xl = (config?: string): Buffer => Buffer.concat(wrapInXlSaveFile([libxl], { configJson: config }));
+  /** An xl header whose optional data carries 8 bytes after the config (xl skips them). */
+  const xlTail = (): Buffer => {
+    const header = encodeXlHeader({ configJson: '{}' });
+    header.writeUInt32LE(header.readUInt32LE(44) + 8, 44);
+    return Buffer.concat([header, Buffer.from('tail0123'), libxl]);
+  };
   return [
     ['libxc v2 HVM', libxc],
     ['libxl v3 HVM', libxl],
@@ -882,6 +1000,11 @@ function smallStreams(): [string, Buffer][] {
     ['libxc END inside libxl announces 8 bytes', patch(libxl, libxcEndInLibxl + 4, 8)],
     ['libxl LIBXC_CONTEXT announces the 40 header bytes after it', patch(libxl, libxcContext + 4, IMAGE_HEADER_SIZE + DOMAIN_HEADER_SIZE)],
     ['libxl LIBXC_CONTEXT announces 8 bytes', patch(libxl, libxcContext + 4, 8)],
+    ['xl header with a config, then libxl v3 HVM', xl(XL_CONFIG)],
+    ['xl header without a config, then libxl v3 HVM', xl()],
+    ['xl header with 8 bytes after its config, then libxl v3 HVM', xlTail()],
+    ['xl header whose config length overruns its optional data', patch(xl('{}'), 48, 100)],
+    ['xl header whose optional data is 2 bytes', patch(xl(), 44, 2)],
   ];
 }
 
@@ -896,34 +1019,36 @@ function registerTests(): void {
 
   const corpus = (): CorpusEntry[] => CORPUS;
 
-  test('seed corpus: every stream round-trips byte-identically through StreamDecoder and StreamEncoder', async (t) => {
+  test('seed corpus: every stream round-trips byte-identically through its reader and the encoders', async (t) => {
     const rng = new Rng(seed);
     for (const e of corpus()) {
       await t.test(e.name, () => {
-        const whole = decodeWhole(e.bytes);
+        const whole = decodeWhole(e.bytes, DEFAULT_LIMITS, e.endAtCheckpoint);
         assert.equal(whole.framing, e.framing);
+        assert.equal(whole.end.kind, e.endAtCheckpoint ? 'checkpoint' : 'end');
         assert.ok(reencode(whole.framing, whole.items).equals(e.bytes), 'whole-buffer decode re-encodes to the original bytes');
 
         // The same through random chunking (page data then arrives as views of several chunks).
-        const dec = new StreamDecoder();
-        const items: StreamItem[] = [];
+        const dec = openReader(specFor(e.bytes, DEFAULT_LIMITS, e.endAtCheckpoint));
+        const items: ImageItem[] = [];
         for (let at = 0; at < e.bytes.length; ) {
           const n = rng.range(1, 4096);
           items.push(...dec.push(e.bytes.subarray(at, at + n)));
           at += n;
         }
-        dec.end();
-        assert.ok(dec.done);
+        assert.deepEqual(dec.end(), whole.end);
+        assert.equal(dec.done, !e.endAtCheckpoint);
         assert.equal(items.length, whole.items.length);
         assert.ok(reencode(e.framing, items).equals(e.bytes), 'chunked decode re-encodes to the original bytes');
 
         // The corpus is valid under the tight fuzz limits too, so mutations start from a decodable stream.
-        decodeWhole(e.bytes, TIGHT_LIMITS);
+        decodeWhole(e.bytes, TIGHT_LIMITS, e.endAtCheckpoint);
       });
     }
     const names = corpus().map((e) => e.name);
     assert.ok(names.some((n) => n.includes('libxc v2')) && names.some((n) => n.includes('libxc v3')));
     assert.ok(names.some((n) => n.includes('libxl') && n.includes(' 0 checkpoints')) && names.some((n) => n.includes('libxl') && n.includes(' 3 checkpoints')));
+    assert.ok(corpus().some((e) => e.container === 'xl' && e.endAtCheckpoint) && corpus().some((e) => e.container === 'xl' && !e.endAtCheckpoint));
   });
 
   test(`mutated streams (seed ${hex(seed)}, cases ${first}..${end - 1}) decode or fail with a StreamError; never crash, hang or exceed the limits`, { timeout: 600_000 }, async (t) => {
@@ -946,7 +1071,8 @@ function registerTests(): void {
     const slowest = stats.reduce((a, b) => (b.maxMs > a.maxMs ? b : a));
     t.diagnostic(
       `${sum((s) => s.cases)} cases, ${(sum((s) => s.bytes) / 2 ** 20).toFixed(1)} MiB, ${sum((s) => s.items)} headers and records decoded; ` +
-        `outcomes: ${sum((s) => s.outcomes.done)} done, ${sum((s) => s.outcomes.incomplete)} incomplete, ${sum((s) => s.outcomes.error)} error; ` +
+        `outcomes: ${sum((s) => s.outcomes.done)} done, ${sum((s) => s.outcomes.checkpoint)} ended at a checkpoint, ` +
+        `${sum((s) => s.outcomes.incomplete)} incomplete, ${sum((s) => s.outcomes.error)} error; ` +
         `${sum((s) => s.sticky)} sticky-error checks; slowest case #${slowest.maxMsCase} ${slowest.maxMs.toFixed(1)} ms; ` +
         `decode time ${sum((s) => s.totalMs).toFixed(0)} ms, wall ${wall.toFixed(0)} ms`,
     );
@@ -969,6 +1095,9 @@ function registerTests(): void {
       // The fuzzer reaches deep: successes, truncations and a spread of errors.
       assert.ok(sum((s) => s.outcomes.done) > 0, 'some mutated streams still decode');
       assert.ok(sum((s) => s.outcomes.incomplete) > 0, 'some mutated streams are truncated');
+      assert.ok(sum((s) => s.outcomes.checkpoint) > 0, 'some mutated streams end cleanly at a checkpoint');
+      const xlCodes = Object.keys(codes).filter((code) => code.startsWith('ERR_XL_'));
+      assert.ok(xlCodes.length >= 5, `only ${xlCodes.length} distinct xl header error codes reached: ${xlCodes.join(', ')}`);
       assert.ok(Object.keys(codes).length >= 15, `only ${Object.keys(codes).length} distinct error codes reached`);
       assert.ok(sum((s) => s.sticky) >= 100, 'the sticky-error check ran on a sample');
     }
@@ -981,16 +1110,16 @@ function registerTests(): void {
       return e;
     };
     /** The stream up to the end of the first item matching `pred`. */
-    const after = (e: CorpusEntry, pred: (item: StreamItem) => boolean): Buffer => {
+    const after = (e: CorpusEntry, pred: (item: ImageItem) => boolean): Buffer => {
       const hit = decodeWhole(e.bytes).items.find(pred);
       assert.ok(hit, `no such item in ${e.name}`);
       return e.bytes.subarray(0, hit.end);
     };
     const isRecord =
       (layer: Layer, type: string) =>
-      (item: StreamItem): boolean =>
+      (item: ImageItem): boolean =>
         item.kind === 'record' && item.record.layer === layer && item.record.type === type;
-    const isKind = (kind: StreamItem['kind']) => (item: StreamItem) => item.kind === kind;
+    const isKind = (kind: ImageItem['kind']) => (item: ImageItem) => item.kind === kind;
 
     const sites: { name: string; prefix: Buffer; layer: Layer; codes: number[] }[] = [
       {
@@ -1092,15 +1221,17 @@ function registerTests(): void {
   });
 
   test('two-chunk splits decode exactly like one whole push (corpus near every boundary; small streams at every offset)', () => {
-    const whole = (input: Buffer): Verdict => decodeChecked(input, 'auto', TIGHT_LIMITS, () => Math.max(1, input.length));
+    // Unmutated inputs: the xl ones go to the ImageReader; all under Xen's end rule, which a whole stream does not need.
+    const spec = (input: Buffer): ReaderSpec => specFor(input, TIGHT_LIMITS, true);
+    const whole = (input: Buffer): Verdict => decodeChecked(input, spec(input), () => Math.max(1, input.length));
     const split = (input: Buffer, at: number): Verdict => {
       const sizes = [at, input.length - at];
-      return decodeChecked(input, 'auto', TIGHT_LIMITS, () => Math.max(1, sizes.shift() ?? 1));
+      return decodeChecked(input, spec(input), () => Math.max(1, sizes.shift() ?? 1));
     };
     let checked = 0;
     for (const e of corpus()) {
       const reference = whole(e.bytes);
-      assert.equal(reference.outcome, 'done', e.name);
+      assert.equal(reference.outcome, e.endAtCheckpoint ? 'checkpoint' : 'done', e.name);
       const points = new Set<number>();
       for (const b of e.boundaries) for (const d of [-1, 0, 1, 4, 8, 9]) if (b + d > 0 && b + d < e.bytes.length) points.add(b + d);
       for (const at of points) {

@@ -9,6 +9,7 @@
  * it does not know, although the spec lets a reader skip optional ones.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { StreamSaver } from '../helpers/stream-saver.js';
@@ -19,7 +20,11 @@ import { ColoControl, LibxcType, LibxlType, PageType, TandemType } from '../../s
 import { AckStatus, encodeBackRecord } from '../../src/transport/backchannel.js';
 import { recordCode } from '../../src/stream/records.js';
 import { saveSim, tempDir } from '../helpers/cli.js';
-import { verifyCheckpointed, verifyStream } from '../helpers/xen.js';
+import { PYTHON, XEN_PYTHONPATH, requireXenVerifier, verifyCheckpointed, verifyStream } from '../helpers/xen.js';
+import { ErrorCodes, StreamError } from '../../src/errors.js';
+import { ImageReader } from '../../src/stream/image-reader.js';
+import { XL_FIXED_SIZE, XL_MAGIC, XlMandatoryFlag, parseXlHeader } from '../../src/stream/xl-header.js';
+import { remusShaped, xlFile } from './xl-fixtures.js';
 
 const tmp = tempDir();
 after(() => tmp.cleanup());
@@ -197,5 +202,108 @@ describe("COLO streams and the back-channel pass Xen's verifier classes", () => 
     const p = verifyCheckpointed(bad, { backChannel: true });
     assert.notEqual(p.status, 0);
     assert.match(p.stderr, /Padding/);
+  });
+});
+
+/** (layer, type) of every record, and how the input ended, read by Tandem's ImageReader as inspect reads it. */
+function readerRecords(bytes: Buffer): { records: [string, number][]; end: string } {
+  const r = new ImageReader({ endAtCheckpoint: true });
+  const records: [string, number][] = [];
+  for (const item of r.push(bytes)) if (item.kind === 'record') records.push([item.record.layer, recordCode(item.record)]);
+  const end = r.end();
+  return { records, end: end.kind === 'end' ? 'END' : 'checkpoint' };
+}
+
+/** The StreamError Tandem's reader throws for `bytes`, pushed whole then ended. */
+function readerError(bytes: Buffer): StreamError {
+  const r = new ImageReader({ endAtCheckpoint: true });
+  try {
+    r.push(bytes);
+    r.end();
+  } catch (err) {
+    assert.ok(err instanceof StreamError, String(err));
+    return err;
+  }
+  assert.fail("Tandem's reader accepted it");
+}
+
+describe('xl save files', () => {
+  test("Xen's own xl module agrees on the magic, the header layout and the stream-v2 flag", () => {
+    requireXenVerifier();
+    const script = "from xen.migration import xl; import struct, sys; sys.stdout.write('%s %d %d' % (xl.MAGIC.encode('latin1').hex(), struct.calcsize(xl.HEADER_FORMAT), xl.MANDATORY_FLAG_STREAMV2))";
+    const r = spawnSync(PYTHON, ['-c', script], { env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    // The 32-byte magic, then four u32s (byte order, mandatory flags, optional flags, optional length), bit 1 for v2.
+    assert.equal(r.stdout, `${XL_MAGIC.toString('hex')} ${XL_FIXED_SIZE - XL_MAGIC.length} ${XlMandatoryFlag.STREAM_V2}`);
+  });
+
+  for (const version of ['2', '3']) {
+    test(`a plain libxl v${version} stream of Tandem's, wrapped in an xl header, passes verify-stream-v2 -f xl and reads back`, () => {
+      const streamFile = save(`xl-plain-${version}.stream`, ['--format', 'libxl', '--stream-version', version, '--pages', '600']);
+      const stream = readFileSync(streamFile);
+      const file = tmp.path(`plain-${version}.xl`);
+      writeFileSync(file, xlFile(stream));
+      const r = verifyStream(file, 'xl');
+      assert.equal(r.status, 0, `verifier rejected the file:\n${r.stderr}`);
+      assert.match(r.stdout, /^Processed xl header\nLibxl Header: little endian\n/);
+      assert.match(r.stdout, new RegExp(`Libxc Image Header: Version ${version}, little endian`));
+      assert.match(r.stdout, /Libxl Record: End, length 0\n$/);
+      // Tandem's reader sees the stream's records, unchanged by the wrapping.
+      assert.deepEqual(readerRecords(readFileSync(file)), { records: tandemRecords(streamFile), end: 'END' });
+    });
+  }
+
+  test('without a config (mandatory flags 2) the verifier accepts it too', () => {
+    const stream = readFileSync(save('xl-noconfig.stream', ['--format', 'libxl', '--pages', '64']));
+    const file = tmp.path('noconfig.xl');
+    const bytes = xlFile(stream, null);
+    assert.equal(parseXlHeader(bytes).mandatoryFlags, 2);
+    writeFileSync(file, bytes);
+    const r = verifyStream(file, 'xl');
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  test('a corrupted xl header is rejected by Xen\'s verifier and by Tandem\'s reader (negative controls)', () => {
+    const good = xlFile(readFileSync(save('xl-bad.stream', ['--format', 'libxl', '--pages', '64'])));
+    const size = parseXlHeader(good).size;
+    const corruptions: { name: string; patch: (b: Buffer) => void; code: string; offset: number }[] = [
+      { name: 'a magic byte', patch: (b) => (b[9] ^= 0x01), code: ErrorCodes.XL_BAD_MAGIC, offset: 0 },
+      { name: 'the stream-v2 flag cleared', patch: (b) => b.writeUInt32LE(XlMandatoryFlag.CONFIG_JSON, 36), code: ErrorCodes.XL_LEGACY_STREAM, offset: 36 },
+      { name: 'the optional data 8 bytes too long', patch: (b) => b.writeUInt32LE(b.readUInt32LE(44) + 8, 44), code: ErrorCodes.STREAM_BAD_IDENT, offset: size + 8 },
+      { name: 'the optional data 4 bytes too short', patch: (b) => b.writeUInt32LE(b.readUInt32LE(44) - 4, 44), code: ErrorCodes.XL_BAD_OPTIONAL_DATA, offset: 48 },
+    ];
+    for (const c of corruptions) {
+      const bytes = Buffer.from(good);
+      c.patch(bytes);
+      const file = tmp.path('corrupt.xl');
+      writeFileSync(file, bytes);
+      const r = verifyStream(file, 'xl');
+      assert.notEqual(r.status, 0, `${c.name}: Xen's verifier accepted it`);
+      assert.match(r.stderr, /Stream Error/, c.name);
+      const err = readerError(bytes);
+      assert.equal(err.code, c.code, `${c.name}: ${err.message}`);
+      assert.equal(err.offset, c.offset, c.name);
+    }
+  });
+
+  test("an xl-framed Remus stream (no END) passes Xen's verifier classes and ends at its last checkpoint in both readers", () => {
+    const stream = readFileSync(save('xl-remus.stream', ['--checkpoints', '5', '--pages', '300']));
+    const file = tmp.path('remus.xl');
+    const bytes = xlFile(remusShaped(stream));
+    writeFileSync(file, bytes);
+    const r = verifyCheckpointed(file, { xl: true, remus: true });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.epochs, 5);
+    assert.equal(r.end, 'checkpoint');
+    assert.deepEqual(readerRecords(bytes), { records: r.records, end: 'checkpoint' });
+    assert.equal(r.records!.at(-1)![1], LibxlType.CHECKPOINT_END);
+
+    // Negative controls: without the Remus rule the driver wants END; cut inside an epoch both refuse it.
+    assert.notEqual(verifyCheckpointed(file, { xl: true }).status, 0);
+    const torn = tmp.path('remus-torn.xl');
+    writeFileSync(torn, bytes.subarray(0, bytes.length - 4096 - 100));
+    const t = verifyCheckpointed(torn, { xl: true, remus: true });
+    assert.notEqual(t.status, 0);
+    assert.equal(readerError(bytes.subarray(0, bytes.length - 4096 - 100)).code, ErrorCodes.STREAM_TRUNCATED);
   });
 });
