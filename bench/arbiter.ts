@@ -25,7 +25,7 @@ import { EtcdArbiter } from '../src/arbiter/etcd-arbiter.js';
 import { startEtcd } from '../src/arbiter/local-etcd.js';
 import { NoArbiter } from '../src/arbiter/none.js';
 import { EPOCH_RATE_MIB, epochRate, startPeer } from '../src/bench/engine.js';
-import { median, percentile, type BenchResult, type Benchmark, type Comparison } from '../src/bench/stats.js';
+import { median, pairedRatio, percentile, type BenchResult, type Benchmark, type Comparison } from '../src/bench/stats.js';
 import { runDemo } from '../src/demo/run.js';
 import { tcpTransport } from '../src/transport/tcp.js';
 import type { Address } from '../src/util/address.js';
@@ -108,7 +108,8 @@ function costOf(what: string, etcd: number, none: number, paired: number, unit: 
   };
 }
 
-const pairedOf = (s: number[], b: number[]): number => median(s.map((x, i) => x / b[i]));
+/** Median of the per-round rate ratios subject/baseline: pairedRatio takes times, so rates go in the other way round. */
+const pairedOf = (s: number[], b: number[]): number => pairedRatio(b, s);
 
 export const arbiterBench: Benchmark = {
   name: 'arbiter',

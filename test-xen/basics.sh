@@ -7,26 +7,7 @@
 # nothing itself and goes on after a failed step (later values then show
 # what state things were left in). Every wait is bounded.
 set -u
-# libxc's per-5% progress lines would fill the test log; keep the rest of xl's stderr.
-quiet_progress() { grep -v '^xc: progress' >&2; }
-say() { printf 'LAB %s %s\n' "$1" "$2"; }
-now_ms() { date +%s%3N; }
-# One redis command to the guest; redis-cli prints raw replies off a terminal.
-# The guest rcmd talks to: the PVH guest first, the PV guest at the end.
-guest_ip=$LAB_GUEST_IP
-rcmd() { timeout 10 redis-cli -h "$guest_ip" -p "$LAB_GUEST_PORT" "$@" 2>&1; }
-# Waits up to $1 s for the guest's service; prints how long it took, or "timeout".
-wait_service() {
-  local start deadline
-  start=$(now_ms)
-  deadline=$((SECONDS + $1))
-  until [ "$(rcmd PING)" = PONG ]; do
-    if [ $SECONDS -ge $deadline ]; then echo timeout; return; fi
-    sleep 1
-  done
-  echo $(( $(now_ms) - start ))
-}
-run_id() { rcmd INFO server | tr -d '\r' | awk -F: '$1 == "run_id" { print $2 }'; }
+. "$(dirname "$0")/lab-lib.sh"
 
 xl info > "$LAB_SCRATCH/xl-info"
 say xl_info_rc $?

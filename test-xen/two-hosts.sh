@@ -6,22 +6,7 @@
 # lab-peer, as through ssh), keeping its state and its address. Prints
 # "LAB key value" lines; the test asserts on them. Every wait is bounded.
 set -u
-# libxc's per-5% progress lines would fill the test log; keep the rest of xl's stderr.
-quiet_progress() { grep -v '^xc: progress' >&2; }
-say() { printf 'LAB %s %s\n' "$1" "$2"; }
-now_ms() { date +%s%3N; }
-rcmd() { timeout 10 redis-cli -h "$LAB_GUEST_IP" -p "$LAB_GUEST_PORT" "$@" 2>&1; }
-wait_service() {
-  local start deadline
-  start=$(now_ms)
-  deadline=$((SECONDS + $1))
-  until [ "$(rcmd PING)" = PONG ]; do
-    if [ $SECONDS -ge $deadline ]; then echo timeout; return; fi
-    sleep 1
-  done
-  echo $(( $(now_ms) - start ))
-}
-run_id() { rcmd INFO server | tr -d '\r' | awk -F: '$1 == "run_id" { print $2 }'; }
+. "$(dirname "$0")/lab-lib.sh"
 
 say peer_ip "$LAB_PEER_IP"
 say peer_hostname "$(lab-peer 'cat /proc/sys/kernel/hostname')"

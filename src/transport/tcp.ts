@@ -7,10 +7,11 @@
  * even where nothing is sent; the channels' own silence checks (heartbeat
  * timeout, the failover rule, SilentStandbyWatch) notice it much sooner.
  */
-import { connect, createServer, type AddressInfo } from 'node:net';
+import { connect, createServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type Address } from '../util/address.js';
 import { TransportError, TransportErrorCodes as C } from './errors.js';
+import { listenOn } from './listen.js';
 import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from './transport.js';
 
 export const KEEPALIVE_DELAY_MS = 1000;
@@ -41,20 +42,6 @@ export const tcpTransport: Transport = {
     const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS }, (socket) => {
       onConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
     });
-    return new Promise((resolve, reject) => {
-      server.once('error', (err) =>
-        reject(new TransportError(C.TRANSPORT_LISTEN_FAILED, `cannot listen for ${options.purpose} on ${formatAddress(at)}: ${err.message}`, { cause: err })),
-      );
-      server.listen(at.port, at.host, () => {
-        server.removeAllListeners('error');
-        // After a successful listen, errors belong to accepted sockets, which report their own.
-        server.on('error', () => {});
-        const bound = server.address() as AddressInfo;
-        resolve({
-          address: { host: bound.address, port: bound.port },
-          close: () => new Promise<void>((done) => server.close(() => done())),
-        });
-      });
-    });
+    return listenOn(server, at, options.purpose);
   },
 };

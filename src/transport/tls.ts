@@ -19,7 +19,7 @@
  * Both ends of a connection write a TLS record at a time (tls-writes.ts).
  */
 import type { X509Certificate } from 'node:crypto';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, createSecureContext, createServer, type SecureContext, type TLSSocket } from 'node:tls';
 import { formatAddress, type Address } from '../util/address.js';
@@ -27,6 +27,7 @@ import type { Logger } from '../util/logger.js';
 import { TransportError, TransportErrorCodes as C, type TransportErrorCode } from './errors.js';
 import { certificateNodeNames, describeNames } from './identity.js';
 import { KEEPALIVE_DELAY_MS } from './tcp.js';
+import { listenOn } from './listen.js';
 import { writeInRecords } from './tls-writes.js';
 import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from './transport.js';
 
@@ -327,26 +328,10 @@ export function tlsTransport(options: TlsTransportOptions): Transport {
         writeInRecords(socket);
         onConnection(socket, remote);
       });
-      return new Promise((resolve, reject) => {
-        server.once('error', (err: Error) =>
-          reject(new TransportError(C.TRANSPORT_LISTEN_FAILED, `cannot listen for ${o.purpose} on ${formatAddress(at)}: ${err.message}`, { cause: err })),
-        );
-        server.listen(at.port, at.host, () => {
-          server.removeAllListeners('error');
-          // After a successful listen, errors belong to accepted sockets, which report their own.
-          server.on('error', () => {});
-          const bound = server.address() as AddressInfo;
-          resolve({
-            address: { host: bound.address, port: bound.port },
-            close: () =>
-              new Promise<void>((done) => {
-                closed = true;
-                server.close(() => done());
-                for (const raw of handshaking.values()) raw.destroy();
-                handshaking.clear();
-              }),
-          });
-        });
+      return listenOn(server, at, o.purpose, () => {
+        closed = true;
+        for (const raw of handshaking.values()) raw.destroy();
+        handshaking.clear();
       });
     },
   };
