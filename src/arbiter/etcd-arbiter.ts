@@ -349,7 +349,9 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
         if (!this.failing) this.options.logger?.warn({ err }, `arbiter: cannot change the domain's record (${want.kind}): ${err instanceof Error ? err.message : String(err)}; output no replica holds stays held; retrying`);
         this.failing = true;
         this.uncertain = true;
-        for (const resolve of this.attempted.splice(0)) resolve();
+        // settled() resolves only once this run is over (change()'s finally): a session's setup
+        // resuming earlier would find the failed move still in flight, keep it, and see it land
+        // later under the new stream's generation.
         // Again after a pause, unless a newer ask comes first (change() starts a new run then).
         this.cancelRetry = this.clock.setTimer(RETRY_MS, () => {
           this.cancelRetry = undefined;

@@ -100,6 +100,8 @@ export interface HeartbeatEvents {
   protocolError: [HeartbeatError];
   /** The peer is stopping in order, and says what this side should do about it (again if it changes its mind). */
   leaving: [{ intent: Exclude<Intent, 'running'>; epoch: number; role: Role }];
+  /** The primary said it is stranded, or that it no longer is (detector-clock ms of the frame that said so). */
+  stranded: [{ stranded: boolean; at: number }];
 }
 
 interface Connection {
@@ -134,6 +136,9 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   private peerEpoch: number | undefined;
   private ownIntent: Intent = 'running';
   private peerIntentValue: Exclude<Intent, 'running'> | undefined;
+  private ownStranded = false;
+  /** Detector-clock ms since which the current peer incarnation says it is stranded (undefined: it does not). */
+  private peerStrandedAt: number | undefined;
   private fencedBy: number | undefined;
 
   constructor(private readonly options: HeartbeatChannelOptions) {
@@ -168,6 +173,23 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
   leave(intent: Exclude<Intent, 'running'>): void {
     this.ownIntent = intent;
     this.beat();
+  }
+
+  /**
+   * A primary says on every heartbeat whether it is stranded (see the
+   * codec): it holds its output for want of a replica and of the arbiter's
+   * authority. Sent at once when it changes.
+   */
+  setStranded(stranded: boolean): void {
+    if (stranded === this.ownStranded) return;
+    if (stranded && this.ownRole !== 'primary') throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, 'only a primary is stranded');
+    this.ownStranded = stranded;
+    this.beat();
+  }
+
+  /** For how long the current peer incarnation has said it is stranded, ms (undefined: it does not say so). */
+  get peerStrandedMs(): number | undefined {
+    return this.peerStrandedAt === undefined ? undefined : this.clock.now() - this.peerStrandedAt;
   }
 
   get peerState(): PeerState {
@@ -266,6 +288,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     if (next <= highest) throw new HeartbeatError(C.HEARTBEAT_BAD_OPTIONS, `cannot promote to generation ${next}: generation ${highest} was already heard`);
     this.ownGeneration = next;
     this.ownRole = 'primary';
+    this.setPeerStranded(false, this.clock.now());
     this.options.logger?.warn({ generation: this.ownGeneration }, `heartbeat: promoted to primary with generation ${this.ownGeneration}`);
     this.beat();
     return this.ownGeneration;
@@ -357,6 +380,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
         epoch: this.options.epoch?.() ?? 0,
         sentAtUs: Math.round(performance.now() * 1000),
         intent: this.ownIntent,
+        stranded: this.ownStranded,
       }),
     );
   }
@@ -416,7 +440,15 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
       this.options.logger?.warn({ intent: hb.intent, epoch: hb.epoch }, `heartbeat: the ${hb.role} is stopping in order and ${hb.intent === 'hand-over' ? 'hands over: this node takes over' : 'stands this node down: no failover'}`);
       this.emit('leaving', { intent: hb.intent, epoch: hb.epoch, role: hb.role });
     }
+    // Only the primary this side protects can be stranded: once promoted, nobody's word on it counts.
+    this.setPeerStranded(hb.stranded === true && hb.role === 'primary' && this.ownRole === 'secondary', receivedAt);
     this.emit('heartbeat', { ...hb, receivedAt });
+  }
+
+  private setPeerStranded(stranded: boolean, at: number): void {
+    if (stranded === (this.peerStrandedAt !== undefined)) return;
+    this.peerStrandedAt = stranded ? at : undefined;
+    this.emit('stranded', { stranded, at });
   }
 
   /** A restarted peer lost whatever its previous run held: that run is dead, the new one starts unknown. */
@@ -438,5 +470,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.peerIncarnation = incarnation;
     this.peerEpoch = undefined;
     this.peerIntentValue = undefined;
+    // A new run has said nothing yet; the old run's word is void.
+    this.setPeerStranded(false, this.clock.now());
   }
 }

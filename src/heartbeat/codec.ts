@@ -11,7 +11,8 @@
  * | 6  | 1 | role of the sender (1 = primary, 2 = secondary) |
  * | 7  | 1 | intent: 0 running, 1 leaving and standing the peer down (do not take over), 2 leaving and handing over (take over now) |
  * | 8  | 4 | sender incarnation (non-zero, new on every start) |
- * | 12 | 4 | reserved, zero |
+ * | 12 | 1 | flags: bit 0 stranded (a primary only: it holds its output, having neither a replica that acks it nor the arbiter's authority to release it alone); other bits zero |
+ * | 13 | 3 | reserved, zero |
  * | 16 | 8 | generation (fencing) |
  * | 24 | 8 | sequence (per incarnation, from 0) |
  * | 32 | 8 | sender's last committed (primary) / acked (secondary) epoch |
@@ -44,7 +45,15 @@ export interface Heartbeat {
   sentAtUs: number;
   /** Absent: running. */
   intent?: Intent;
+  /**
+   * A primary that can serve nothing: no replica acks its output and the
+   * arbiter gives it no authority to release output alone. Its secondary may
+   * ask the arbiter for the domain (absent: false).
+   */
+  stranded?: boolean;
 }
+
+const FLAG_STRANDED = 0x01;
 
 const U64_FIELDS = [
   ['generation', 16],
@@ -69,6 +78,10 @@ export function encodeHeartbeat(hb: Heartbeat): Buffer {
   buf[5] = MessageType.HEARTBEAT;
   buf[6] = ROLE_CODE[hb.role];
   buf[7] = INTENT_CODE[hb.intent ?? 'running'];
+  if (hb.stranded === true) {
+    if (hb.role !== 'primary') throw new HeartbeatError(C.HEARTBEAT_BAD_FIELD, 'only a primary is stranded');
+    buf[12] = FLAG_STRANDED;
+  }
   buf.writeUInt32LE(hb.incarnation, 8);
   for (const [field, at] of U64_FIELDS) writeU64(buf, hb[field], at, field);
   return buf;
@@ -87,7 +100,11 @@ export function decodeFrame(frame: Buffer, offset = 0): Heartbeat {
   if (role === undefined) return fail(C.HEARTBEAT_BAD_ROLE, `role ${frame[6]}`);
   const intent = INTENTS[frame[7]];
   if (intent === undefined) fail(C.HEARTBEAT_BAD_FIELD, `intent ${frame[7]}, expected 0..2`);
-  if (frame.readUInt32LE(12) !== 0) fail(C.HEARTBEAT_RESERVED_NONZERO, 'reserved octets are not zero');
+  const flags = frame[12];
+  if ((flags & ~FLAG_STRANDED) !== 0) fail(C.HEARTBEAT_BAD_FIELD, `flags 0x${flags.toString(16).padStart(2, '0')}: unknown bits set`);
+  const stranded = (flags & FLAG_STRANDED) !== 0;
+  if (stranded && role !== 'primary') fail(C.HEARTBEAT_BAD_FIELD, `the stranded flag from a ${role}: only a primary is stranded`);
+  if (frame.readUIntLE(13, 3) !== 0) fail(C.HEARTBEAT_RESERVED_NONZERO, 'reserved octets are not zero');
   const incarnation = frame.readUInt32LE(8);
   if (incarnation === 0) fail(C.HEARTBEAT_BAD_FIELD, 'incarnation is zero');
   const u64 = (at: number, field: string): number => {
@@ -103,6 +120,7 @@ export function decodeFrame(frame: Buffer, offset = 0): Heartbeat {
     epoch: u64(32, 'epoch'),
     sentAtUs: u64(40, 'sentAtUs'),
     ...(intent === 'running' ? {} : { intent }),
+    ...(stranded ? { stranded } : {}),
   };
 }
 

@@ -7,7 +7,7 @@
  * order things start and stop in, and what fencing does, live here.
  */
 import type { AddressInfo } from 'node:net';
-import type { Observable, Subscription } from 'rxjs';
+import { distinctUntilChanged, map, type Observable, type Subscription } from 'rxjs';
 import type { Arbiter } from '../arbiter/arbiter.js';
 import { ArbiterDevice } from '../arbiter/device.js';
 import { NO_ARBITER_WARNING } from '../arbiter/none.js';
@@ -27,6 +27,7 @@ import { ErrorCodes, TandemError } from '../errors.js';
 import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
 import { RemusService } from '../front/remus-service.js';
 import { SilentStandbyWatch } from '../failover/silent-standby.js';
+import { StrandedSignal } from '../failover/stranded.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
 import { MonitorError, MonitorErrorCodes } from '../monitor/errors.js';
@@ -76,6 +77,7 @@ export class PrimaryNode {
   private monitor: MonitorServer | undefined;
   private readonly subscriptions: Subscription[] = [];
   private silentStandby: SilentStandbyWatch | undefined;
+  private stranded: StrandedSignal | undefined;
   private askSwitchover: () => void = () => {};
   private readonly switchoverAsked = new Promise<void>((resolve) => (this.askSwitchover = resolve));
   private fenced: Promise<FenceNotice> | undefined;
@@ -153,6 +155,7 @@ export class PrimaryNode {
     }
     for (const s of this.subscriptions) s.unsubscribe();
     this.silentStandby?.stop();
+    this.stranded?.stop();
     await this.engine?.stop();
     await this.monitor?.stop();
     await this.service?.stop();
@@ -304,6 +307,12 @@ export class PrimaryNode {
     if (this.heartbeat !== undefined) {
       this.silentStandby = new SilentStandbyWatch({ heartbeat: this.heartbeat, engine }, cfg.heartbeat.timeoutMs, colo ? cfg.colo.maxIntervalMs : p.intervalMs, logger);
       this.silentStandby.start();
+      const protection = engine.state$.pipe(
+        map((s) => s.state === 'protected'),
+        distinctUntilChanged(),
+      );
+      this.stranded = new StrandedSignal({ arbiter: this.arbiter!, protection, heartbeat: this.heartbeat }, logger);
+      this.stranded.start();
     }
     if (requests$ !== undefined) {
       // The hybrid policy watches every request, whatever the mode, and moves the mode between colo and remus.

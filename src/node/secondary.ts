@@ -159,7 +159,19 @@ export class SecondaryNode {
     // Checkpoints arriving are a sign of life as good as a heartbeat.
     server.on('epoch', () => heartbeat.noteActivity());
     // A live primary's stream may be quiet for an interval between epochs (COLO: while the replicas agree).
-    this.rule = new FailoverRule({ heartbeat, server, promoter }, cfg.heartbeat.timeoutMs, logger, undefined, colo === undefined ? cfg.primary.intervalMs : cfg.colo.maxIntervalMs);
+    heartbeat.on('stranded', (e) =>
+      e.stranded
+        ? logger.warn(`heartbeat: the primary is stranded: it holds its output, with no replica acking it and no authority from the arbiter; this node takes over if it still says so after ${cfg.heartbeat.timeoutMs} ms and the arbiter agrees`)
+        : logger.info('heartbeat: the primary is no longer stranded'),
+    );
+    this.rule = new FailoverRule(
+      { heartbeat, server, promoter },
+      cfg.heartbeat.timeoutMs,
+      logger,
+      undefined,
+      colo === undefined ? cfg.primary.intervalMs : cfg.colo.maxIntervalMs,
+      arbiter.kind !== 'none',
+    );
     this.rule.start();
     this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter }));
     await heartbeat.start();

@@ -310,6 +310,28 @@ describe('EtcdArbiter', () => {
     });
   });
 
+  test('a session begun once a move to the next generation failed drops that move: it cannot land later under the new stream', T, async () => {
+    await viaCutProxy(async (proxy, domain, a) => {
+      await a.acquire();
+      a.protect(1);
+      await a.settled();
+      proxy.cut();
+      a.unprotect();
+      // The device's setup: one attempt, which fails; the session then streams at the record's generation.
+      await a.settled();
+      assert.equal(a.beginSession(), 1);
+      proxy.heal();
+      // Past the arbiter's retry of a failed change (200 ms), several times over.
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(a.generation, 1, 'the dropped move was not retried');
+      assert.deepEqual(await arbiter('beta', domain).holder(), { node: 'alpha', generation: 1, protected: true });
+      // The new stream's first checkpoint: protected at its generation, which its replica may take over from.
+      a.protect(1);
+      await a.settled();
+      assert.equal(await arbiter('beta', domain).claim(1), 2);
+    });
+  });
+
   test('a record that is not the arbiter\'s is refused, naming the key', T, async () => {
     const domain = freshDomain();
     const client = new EtcdClient({ endpoints: etcd.endpoints, timeoutMs: 1000 });

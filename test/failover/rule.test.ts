@@ -20,6 +20,9 @@ describe('failoverVerdict', () => {
           // An open stream that carries nothing counts as gone.
           const silentWant = promoted || peer !== 'dead' ? 'stay' : 'promote';
           assert.equal(failoverVerdict({ peer, streamOpen, streamSilent: true, promoted }), silentWant, JSON.stringify({ peer, streamOpen, silent: true, promoted }));
+          // A stranded primary's word promotes whatever the detector says, but never twice, and never over a stand-down.
+          assert.equal(failoverVerdict({ peer, streamOpen, promoted, stranded: true }), promoted ? 'stay' : peer === 'dead' && streamOpen ? 'wait-for-stream' : 'promote');
+          assert.equal(failoverVerdict({ peer, streamOpen, promoted, stranded: true, leaving: 'stand-down' }), 'stay');
         }
       }
     }
@@ -29,10 +32,15 @@ describe('failoverVerdict', () => {
 class FakeHeartbeat extends EventEmitter {
   peerState: PeerState = 'alive';
   peerIntent: 'stand-down' | 'hand-over' | undefined;
+  strandedAt: number | undefined;
+  get peerStrandedMs(): number | undefined {
+    return this.strandedAt === undefined ? undefined : performance.now() - this.strandedAt;
+  }
 }
 
 class FakeServer extends EventEmitter {
   primary: string | undefined = '10.0.0.1:5000';
+  lastEpoch = 7;
   /** When the stream last carried bytes (performance.now()). */
   lastDataAt = performance.now();
   get streamSilentMs(): number | undefined {
@@ -66,6 +74,11 @@ class Parts {
   streamEnds(): void {
     this.server.primary = undefined;
     this.server.emit('primary-gone');
+  }
+
+  stranded(yes: boolean): void {
+    this.heartbeat.strandedAt = yes ? performance.now() : undefined;
+    this.heartbeat.emit('stranded');
   }
 }
 
@@ -155,6 +168,67 @@ describe('FailoverRule', () => {
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(p.promotions, []);
     assert.equal(rule.check(), 'stay');
+  });
+});
+
+describe('FailoverRule and a stranded primary', () => {
+  const STRANDED_REASON = /^the primary has been stranded for \d+ ms \(no replica acks its output and the arbiter gives it no authority\), no stream here$/;
+
+  test('with an arbiter: a live primary stranded for the timeout, its stream gone, is taken over from; not before the timeout', async () => {
+    const p = new Parts();
+    const rule = new FailoverRule(p.parts, 100, captureLog().logger, undefined, 0, true);
+    rule.start();
+    p.streamEnds();
+    const from = performance.now();
+    p.stranded(true);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(p.promotions, [], 'said for less than the timeout');
+    await until(() => p.promotions.length === 1, 'the takeover');
+    assert.ok(performance.now() - from >= 100 - 5, 'not before the timeout');
+    assert.match(p.promotions[0], STRANDED_REASON);
+    assert.equal(p.heartbeat.peerState, 'alive', 'no dead verdict was needed');
+    rule.stop();
+  });
+
+  test('a primary that is stranded only briefly (between a lost stream and its next, or awaiting the arbiter) is not taken over from', async () => {
+    const p = new Parts();
+    const rule = new FailoverRule(p.parts, 100, captureLog().logger, undefined, 0, true);
+    rule.start();
+    p.streamEnds();
+    p.stranded(true);
+    await new Promise((r) => setTimeout(r, 50));
+    p.stranded(false);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.deepEqual(p.promotions, []);
+    rule.stop();
+  });
+
+  test('not without an arbiter, not while a stream carries bytes here, and not without a checkpoint to go back to', async () => {
+    // No arbiter: nobody could check that the primary is not serving after all.
+    const a = new Parts();
+    const ruleA = new FailoverRule(a.parts, 50, captureLog().logger);
+    ruleA.start();
+    a.streamEnds();
+    a.stranded(true);
+    // A stream carrying bytes (the primary's pre-copy): wait; once it is silent for the timeout, take over.
+    const b = new Parts();
+    const ruleB = new FailoverRule(b.parts, 50, captureLog().logger, undefined, 0, true);
+    ruleB.start();
+    const feeding = setInterval(() => (b.server.lastDataAt = performance.now()), 10);
+    b.stranded(true);
+    // A replica that gave its checkpoint up (a new stream's pre-copy began): nothing to take over with.
+    const c = new Parts();
+    c.server.lastEpoch = 0;
+    const ruleC = new FailoverRule(c.parts, 50, captureLog().logger, undefined, 0, true);
+    ruleC.start();
+    c.streamEnds();
+    c.stranded(true);
+    await new Promise((r) => setTimeout(r, 250));
+    assert.deepEqual([a.promotions, b.promotions, c.promotions], [[], [], []]);
+    clearInterval(feeding);
+    await until(() => b.promotions.length === 1, 'the takeover once the stream fell silent');
+    assert.match(b.promotions[0], /its stream here silent$/);
+    for (const r of [ruleA, ruleB, ruleC]) r.stop();
   });
 });
 

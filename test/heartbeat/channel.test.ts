@@ -236,6 +236,49 @@ describe('HeartbeatChannel', { timeout: 20_000 }, () => {
     await Promise.all([old.stop(), s.stop()]);
   });
 
+  test('a stranded primary says so at once and on every beat; the secondary times it from the first frame that said it, and forgets it when told, when the primary restarts or once promoted', async () => {
+    const clock = new ManualClock();
+    const { p, s, port } = await pair({ clock }, { clock });
+    await next(s, 'peer', peerIs('alive'));
+    assert.equal(s.peerStrandedMs, undefined);
+    const said = next(s, 'stranded');
+    clock.advance(7);
+    p.setStranded(true);
+    const [e] = await said;
+    // Sent at once, not at the next beat.
+    assert.deepEqual(e, { stranded: true, at: 7 });
+    for (let i = 0; i < 2; i++) {
+      const heard = next(s, 'heartbeat');
+      clock.advance(INTERVAL);
+      assert.equal((await heard)[0].stranded, true, 'every beat says it');
+    }
+    assert.equal(s.peerStrandedMs, clock.now() - 7, 'timed from the first frame, not the latest');
+    const unsaid = next(s, 'stranded');
+    p.setStranded(false);
+    assert.deepEqual((await unsaid)[0].stranded, false);
+    assert.equal(s.peerStrandedMs, undefined);
+    assert.throws(() => s.setStranded(true), (err: unknown) => err instanceof HeartbeatError && err.code === 'ERR_HEARTBEAT_BAD_OPTIONS', 'only a primary is stranded');
+
+    // A restarted primary has said nothing yet: the old run's word is void.
+    p.setStranded(true);
+    await next(s, 'stranded', (x) => x.stranded);
+    await p.stop();
+    const p2 = await channel({ role: 'primary', connect: { host: LOOPBACK, port }, clock });
+    await next(s, 'stranded', (x) => !x.stranded);
+    assert.equal(s.peerStrandedMs, undefined);
+
+    // Once this side serves, a stranded peer's word counts for nothing.
+    p2.setStranded(true);
+    await next(s, 'stranded', (x) => x.stranded);
+    const dead = next(s, 'peer', peerIs('dead'));
+    await p2.stop();
+    clock.advance(TIMEOUT);
+    await dead;
+    s.promote();
+    assert.equal(s.peerStrandedMs, undefined);
+    await s.stop();
+  });
+
   for (const secondaryGeneration of [4, 2]) {
     test(`a primary of generation 4 hearing generation ${secondaryGeneration} is not fenced`, async () => {
       const clock = new ManualClock();

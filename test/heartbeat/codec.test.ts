@@ -14,7 +14,8 @@ const GOLDEN = Buffer.from(
     '02', // secondary
     '00', // intent: running
     'efbeadde', // incarnation LE
-    '00000000',
+    '00', // flags
+    '000000', // reserved
     '0300000000010000', // generation 2^40 + 3
     '0700000000000000', // sequence
     'ffffffffffff1f00', // epoch 2^53 - 1
@@ -53,6 +54,18 @@ describe('heartbeat codec', () => {
     assert.equal(encodeHeartbeat({ ...HB, intent: 'running' })[7], 0);
   });
 
+  test('a stranded primary sets bit 0 of octet 12; nothing else changes', () => {
+    const primary: Heartbeat = { ...HB, role: 'primary' };
+    const bytes = encodeHeartbeat({ ...primary, stranded: true });
+    assert.equal(bytes[12], 1);
+    const plain = encodeHeartbeat(primary);
+    assert.deepEqual(Buffer.concat([bytes.subarray(0, 12), bytes.subarray(13)]), Buffer.concat([plain.subarray(0, 12), plain.subarray(13)]));
+    assert.deepEqual(decodeFrame(bytes), { ...primary, stranded: true });
+    // Not stranded is the absent field, as the intent's running is.
+    assert.deepEqual(decodeFrame(encodeHeartbeat({ ...primary, stranded: false })), primary);
+    assert.equal(codeOf(() => encodeHeartbeat({ ...HB, stranded: true })), 'ERR_HEARTBEAT_BAD_FIELD');
+  });
+
   test('decodes three frames split at every pair of offsets', () => {
     const frames = [HB, { ...HB, sequence: 8, role: 'primary' as const }, { ...HB, sequence: 9, epoch: 0 }];
     const bytes = Buffer.concat(frames.map(encodeHeartbeat));
@@ -86,7 +99,10 @@ describe('heartbeat codec', () => {
     ['bad type', corrupt(5, 9), 'ERR_HEARTBEAT_BAD_TYPE'],
     ['bad role', corrupt(6, 3), 'ERR_HEARTBEAT_BAD_ROLE'],
     ['an unknown intent', corrupt(7, 3), 'ERR_HEARTBEAT_BAD_FIELD'],
-    ['reserved octet 12', corrupt(13, 1), 'ERR_HEARTBEAT_RESERVED_NONZERO'],
+    ['reserved octet 13', corrupt(13, 1), 'ERR_HEARTBEAT_RESERVED_NONZERO'],
+    ['reserved octet 15', corrupt(15, 0x80), 'ERR_HEARTBEAT_RESERVED_NONZERO'],
+    ['an unknown flag', corrupt(12, 2), 'ERR_HEARTBEAT_BAD_FIELD'],
+    ['the stranded flag from a secondary', corrupt(12, 1), 'ERR_HEARTBEAT_BAD_FIELD'],
     ['zero incarnation', Buffer.concat([GOLDEN.subarray(0, 8), Buffer.alloc(4), GOLDEN.subarray(12)]), 'ERR_HEARTBEAT_BAD_FIELD'],
     ['generation beyond 2^53', corrupt(23, 0x01), 'ERR_HEARTBEAT_BAD_FIELD'],
     ['epoch beyond 2^53', corrupt(38, 0x20), 'ERR_HEARTBEAT_BAD_FIELD'],
