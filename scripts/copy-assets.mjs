@@ -1,11 +1,15 @@
 #!/usr/bin/env node
 // The build's second step, after tsc: copies the files the compiled code
-// reads at run time (the monitor's dashboard) next to it in dist/, so that
+// reads at run time (the monitor's dashboard, the Xen binding's hypercall
+// co-process) next to it in dist/, so that
 // dist/ is all an installed package needs. The destination is emptied first:
 // a file removed from src/ must not live on in dist/.
 import { cpSync, rmSync } from 'node:fs';
 
-const ASSETS = [['src/monitor/static', 'dist/src/monitor/static']];
+const ASSETS = [
+  ['src/monitor/static', 'dist/src/monitor/static'],
+  ['src/domain/xen/xc-ops.py', 'dist/src/domain/xen/xc-ops.py'],
+];
 
 const root = new URL('../', import.meta.url);
 for (const [from, to] of ASSETS) {

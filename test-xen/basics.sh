@@ -45,10 +45,41 @@ say service_back_ms "$(wait_service 120)"
 say note_after "$(rcmd GET note)"
 say counter_after "$(rcmd INCR counter)"
 say run_id_after "$(run_id)"
+rm -f "$save"
+
+# Tandem in libxl's place: tandem save --xen drives Xen's save helper itself
+# (xenstore suspend, the helper's callbacks, the libxl framing, the xl header);
+# Xen's xl restore and verify-stream-v2 read what it wrote.
+rcmd SET note written-before-tandem-save > /dev/null
+say tcounter_before "$(rcmd INCR counter)"
+domid=$(xl domid "$LAB_GUEST_NAME")
+tsave=$LAB_SCRATCH/tandem.save
+t=$(now_ms)
+tandem save --xen "$domid" --out "$tsave" > "$LAB_SCRATCH/tsave.out" 2>&1
+say tsave_rc $?
+say tsave_ms $(( $(now_ms) - t ))
+say tsave_out "$(tail -c 800 "$LAB_SCRATCH/tsave.out" | tr '\n' ' ')"
+say tsave_magic_hex "$(head -c 32 "$tsave" | od -An -v -tx1 | tr -d ' \n')"
+xl list "$LAB_GUEST_NAME" > /dev/null 2>&1
+say listed_after_tsave $?
+tandem stream inspect "$tsave" > "$LAB_SCRATCH/tinspect.out" 2>&1
+say tinspect_rc $?
+say tinspect_out "$(head -c 600 "$LAB_SCRATCH/tinspect.out" | tr '\n' ' ')"
+PYTHONPATH=/usr/lib/xen-4.17/lib/python /usr/bin/python3 /usr/lib/xen-4.17/bin/verify-stream-v2 -f xl -i "$tsave" > "$LAB_SCRATCH/tverify.out" 2>&1
+say tverify_rc $?
+say tverify_out "$(tail -c 400 "$LAB_SCRATCH/tverify.out" | tr '\n' ' ')"
+t=$(now_ms)
+xl restore "$tsave" 2> >(quiet_progress)
+say trestore_rc $?
+say trestore_ms $(( $(now_ms) - t ))
+say tservice_back_ms "$(wait_service 120)"
+say tnote_after "$(rcmd GET note)"
+say tcounter_after "$(rcmd INCR counter)"
+say trun_id_after "$(run_id)"
+rm -f "$tsave"
 
 xl destroy "$LAB_GUEST_NAME"
 say destroy_rc $?
-rm -f "$save"
 
 # The PV guest: plain save/restore (Debian's Xen cannot track a PV guest's
 # dirty pages, so no live migration or Remus for it).

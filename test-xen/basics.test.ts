@@ -53,6 +53,22 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
     t.diagnostic(`xl restore ${lab.num('restore_ms')} ms, service back ${lab.num('service_back_ms')} ms after that; whole lab run ${(run.ms / 1000).toFixed(1)} s`);
   });
 
+  it('tandem save --xen writes an xl save file Xen reads back: verify-stream-v2 and tandem stream inspect accept it, xl restore continues the guest from its state', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('tsave_rc'), '0', `tandem save --xen failed\n${ctx()}`);
+    assert.match(lab.get('tsave_out'), /wrote .*tandem\.save: \d+ bytes, xl save format; domain \d+ destroyed/, ctx());
+    assert.equal(lab.get('tsave_magic_hex'), XL_MAGIC.toString('hex'), `not an xl save file\n${ctx()}`);
+    assert.notEqual(lab.get('listed_after_tsave'), '0', `the guest still runs after tandem save --xen\n${ctx()}`);
+    assert.equal(lab.get('tverify_rc'), '0', `Xen's verifier refused the file\n${ctx()}`);
+    assert.equal(lab.get('tinspect_rc'), '0', ctx());
+    assert.equal(lab.get('trestore_rc'), '0', ctx());
+    assert.notEqual(lab.get('tservice_back_ms'), 'timeout', `the guest restored from Tandem's file never answered\n${ctx()}`);
+    assert.equal(lab.get('tnote_after'), 'written-before-tandem-save', ctx());
+    assert.equal(lab.num('tcounter_after'), lab.num('tcounter_before') + 1, `the counter restarted\n${ctx()}`);
+    assert.equal(lab.get('trun_id_after'), lab.get('run_id_before'), `redis-server restarted\n${ctx()}`);
+    t.diagnostic(`tandem save --xen ${lab.num('tsave_ms')} ms (${lab.get('tsave_out').replace(/.*suspended/, 'suspended')}), xl restore ${lab.num('trestore_ms')} ms`);
+  });
+
   it('a PV guest ($LAB_GUEST_PV_CFG) survives a plain xl save / xl restore with its state', async (t) => {
     await lab.booted();
     assert.equal(lab.get('pv_create_rc'), '0', ctx());

@@ -180,8 +180,19 @@ describe('tandem save', () => {
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assertOneLineError(r.stderr, pattern);
     }
-    const r = runTandem(['save', '--out', out]);
-    assert.equal(r.status, 2);
-    assertOneLineError(r.stderr, /pass --sim/);
+    // Which domain: exactly one of --sim and --xen; --xen takes a guest's domain id and none of the sim's stream options.
+    const which: [string[], RegExp][] = [
+      [[], /--sim \(the embedded simulated one\) or --xen DOMID/],
+      [['--sim', '--xen', '5'], /--sim \(the embedded simulated one\) or --xen DOMID/],
+      [['--xen', '0'], /--xen: expected an integer in 1\.\.32751, got 0/],
+      [['--xen', '32752'], /--xen: expected an integer in 1\.\.32751/],
+      [['--xen', '5', '--checkpoints', '3'], /--xen writes a plain xl save file/],
+      [['--sim', '--keep'], /--keep is for --xen/],
+    ];
+    for (const [args, pattern] of which) {
+      const r = runTandem(['save', '--out', out, ...args]);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assertOneLineError(r.stderr, pattern);
+    }
   });
 });

@@ -32,14 +32,37 @@ interface PageElement {
 }
 declare const document: { querySelector(selector: string): PageElement | null; querySelectorAll(selector: string): Iterable<PageElement> };
 
-const textIs = (page: Page, sel: string, value: string): Promise<unknown> => page.waitForFunction(([s, v]) => document.querySelector(s)?.textContent === v, [sel, value] as const);
-const textAbove = (page: Page, sel: string, n: number): Promise<unknown> => page.waitForFunction(([s, v]) => Number(document.querySelector(s)?.textContent) > v, [sel, n] as const);
-const dataIs = (page: Page, sel: string, key: string, value: string): Promise<unknown> =>
-  page.waitForFunction(([s, k, v]) => document.querySelector(s)?.dataset[k] === v, [sel, key, value] as const);
-const dataAtLeast = (page: Page, sel: string, key: string, n: number): Promise<unknown> =>
-  page.waitForFunction(([s, k, v]) => Number(document.querySelector(s)?.dataset[k]) >= v, [sel, key, n] as const);
-const textMatches = (page: Page, sel: string, re: RegExp): Promise<unknown> => page.waitForFunction(([s, src]) => new RegExp(src).test(document.querySelector(s)?.textContent ?? ''), [sel, re.source] as const);
-const logHas = (page: Page, re: RegExp): Promise<unknown> => page.waitForFunction((src) => [...document.querySelectorAll('#events li')].some((li) => new RegExp(src).test(li.textContent ?? '')), re.source);
+/**
+ * What the page shows, for a wait that timed out: the state, the stream's
+ * link, the reason and the newest events, so a failure says where it stood.
+ */
+async function shows(page: Page): Promise<string> {
+  const text = async (sel: string): Promise<string> => JSON.stringify(await page.textContent(sel, { timeout: 1000 }).catch((err: Error) => `(unreadable: ${err.message})`));
+  const events = await page.$$eval('#events li', (lis) => lis.slice(0, 12).map((li) => (li as unknown as PageElement).textContent ?? '')).catch(() => []);
+  return `#state ${await text('#state')}, #link ${await text('#link')}, #reason ${await text('#reason')}, events ${JSON.stringify(events)}`;
+}
+
+/** Waits for a page-side condition; a timeout names the condition and what the page showed instead. */
+async function waitPage(page: Page, what: string, wait: Promise<unknown>): Promise<void> {
+  try {
+    await wait;
+  } catch (err) {
+    throw new Error(`${what}: not seen; the page shows ${await shows(page)}`, { cause: err });
+  }
+}
+
+const textIs = (page: Page, sel: string, value: string): Promise<void> =>
+  waitPage(page, `${sel} reading ${JSON.stringify(value)}`, page.waitForFunction(([s, v]) => document.querySelector(s)?.textContent === v, [sel, value] as const));
+const textAbove = (page: Page, sel: string, n: number): Promise<void> =>
+  waitPage(page, `${sel} above ${n}`, page.waitForFunction(([s, v]) => Number(document.querySelector(s)?.textContent) > v, [sel, n] as const));
+const dataIs = (page: Page, sel: string, key: string, value: string): Promise<void> =>
+  waitPage(page, `${sel} data-${key} ${JSON.stringify(value)}`, page.waitForFunction(([s, k, v]) => document.querySelector(s)?.dataset[k] === v, [sel, key, value] as const));
+const dataAtLeast = (page: Page, sel: string, key: string, n: number): Promise<void> =>
+  waitPage(page, `${sel} data-${key} at least ${n}`, page.waitForFunction(([s, k, v]) => Number(document.querySelector(s)?.dataset[k]) >= v, [sel, key, n] as const));
+const textMatches = (page: Page, sel: string, re: RegExp): Promise<void> =>
+  waitPage(page, `${sel} matching ${re.source}`, page.waitForFunction(([s, src]) => new RegExp(src).test(document.querySelector(s)?.textContent ?? ''), [sel, re.source] as const));
+const logHas = (page: Page, re: RegExp): Promise<void> =>
+  waitPage(page, `an event matching ${re.source}`, page.waitForFunction((src) => [...document.querySelectorAll('#events li')].some((li) => new RegExp(src).test(li.textContent ?? '')), re.source));
 
 /** Collects what would show in the browser console as an error (script errors, CSP refusals). */
 function consoleErrors(page: Page): string[] {
@@ -154,6 +177,10 @@ test('the dashboard charts live epochs, refuses control without the token, and s
       'no script error or CSP refusal on the primary page',
     );
     assert.deepEqual(secErrors, [], 'no script error or CSP refusal on the secondary page');
+  } catch (err) {
+    // The nodes' own account of the same moments (their last log lines).
+    const tail = (text: string): string => text.split('\n').slice(-25).join('\n');
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n--- primary log (last lines)\n${tail(primary.text())}\n--- secondary log (last lines)\n${tail(secondary.text())}`, { cause: err });
   } finally {
     await browser?.close();
     secondary.child.kill('SIGTERM');

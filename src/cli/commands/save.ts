@@ -1,6 +1,8 @@
 /**
  * `tandem save --sim --out FILE`: writes a migration stream from a simulated
- * HVM domain, plain or checkpointed.
+ * HVM domain, plain or checkpointed. `tandem save --xen DOMID --out FILE`:
+ * saves a running Xen domain to an `xl save` file (src/domain/xen/save.ts),
+ * which `xl restore` brings back.
  */
 import { closeSync, openSync } from 'node:fs';
 import type { Argv } from 'yargs';
@@ -18,6 +20,8 @@ export const MAX_CHECKPOINTS = 1_000_000;
 
 interface SaveArgs {
   sim: boolean;
+  xen: number | undefined;
+  keep: boolean;
   out: string;
   format: 'libxc' | 'libxl' | undefined;
   'stream-version': number;
@@ -32,19 +36,29 @@ export function saveCommand(yargs: Argv): Argv {
     (y) =>
       y
         .option('sim', { type: 'boolean', default: false, describe: 'save the embedded simulated domain' })
+        .option('xen', { type: 'number', describe: 'save the running Xen domain with this id to an xl save file (as xl save; needs Xen and root)' })
+        .option('keep', { type: 'boolean', default: false, describe: 'with --xen: resume the domain after saving it instead of destroying it (xl save -c)' })
         .option('out', { type: 'string', demandOption: true, describe: 'output file' })
         .option('format', { choices: ['libxc', 'libxl'] as const, describe: 'stream framing (default: libxl when checkpointed, else libxl)' })
         .option('stream-version', { type: 'number', choices: [2, 3], default: 3, describe: 'libxc stream version' })
         .option('checkpoints', { type: 'number', default: 0, describe: 'N > 0: a checkpointed stream of exactly N epochs' })
         .option('pages', { type: 'number', default: 4096, describe: `guest RAM in 4 KiB pages (1..${MAX_SIM_PAGES})` })
         .check((a) => {
-          if (!a.sim) throw new UsageError('only the simulated domain can be saved here: pass --sim');
+          if (a.sim === (a.xen !== undefined)) throw new UsageError('say which domain to save: --sim (the embedded simulated one) or --xen DOMID');
+          if (a.xen !== undefined) {
+            flagInt(a.xen, '--xen', 1, 0x7fef);
+            if (a.checkpoints !== 0 || a.format !== undefined) throw new UsageError('--xen writes a plain xl save file: --checkpoints and --format are for --sim');
+          } else if (a.keep) throw new UsageError('--keep is for --xen');
           flagInt(a.checkpoints, '--checkpoints', 0, MAX_CHECKPOINTS);
           flagInt(a.pages, '--pages', 1, MAX_SIM_PAGES);
           if (a.out === '') throw new UsageError('--out must name a file');
           return true;
         }),
     async (args) => {
+      if (args.xen !== undefined) {
+        await saveXen(args.xen, args.out, args.keep);
+        return;
+      }
       // The guest's disk is not part of a saved stream: the smallest one will do.
       const guest = new SimBinding({ pages: args.pages, vcpus: 1, diskBytes: DISK_BLOCK_SIZE }).primary(createLogger('silent'));
       const workload = new SimWorkload(guest.sim);
@@ -65,3 +79,23 @@ export function saveCommand(yargs: Argv): Argv {
   );
 }
 
+
+async function saveXen(domid: number, out: string, keep: boolean): Promise<void> {
+  // Loaded only here: nothing of the Xen binding is needed unless a Xen domain is saved.
+  const { XenstoreClient } = await import('../../domain/xen/xenstore.js');
+  const { XcOps } = await import('../../domain/xen/xc.js');
+  const { saveXenDomain } = await import('../../domain/xen/save.js');
+  const logger = createLogger('info');
+  const xs = await XenstoreClient.connect();
+  try {
+    const xc = await XcOps.start();
+    try {
+      const r = await saveXenDomain({ domid, out, keep, xs, xc, logger });
+      process.stdout.write(`wrote ${out}: ${r.bytes} bytes, xl save format; domain ${domid} ${keep ? 'resumed' : 'destroyed'}; suspended ${Math.round(r.suspendedMs)} ms of ${Math.round(r.ms)} ms\n`);
+    } finally {
+      await xc.stop();
+    }
+  } finally {
+    xs.close();
+  }
+}

@@ -137,3 +137,30 @@ export class SaveHelperError extends TandemError<SaveHelperErrorCode> {
     return 'SaveHelperError';
   }
 }
+
+export const XenErrorCodes = {
+  /** The hypercall co-process cannot start, or cannot open Xen's control interface (no Xen, no privilege, no xen-utils-4.17). */
+  XEN_XC_UNAVAILABLE: ErrorCodes.XEN_XC_UNAVAILABLE,
+  /** A hypercall failed (its error names the operation and the domain). */
+  XEN_XC_FAILED: ErrorCodes.XEN_XC_FAILED,
+  /** The co-process answered something that is not a reply to what was asked: it is stopped. */
+  XEN_XC_BAD_REPLY: ErrorCodes.XEN_XC_BAD_REPLY,
+  /** No reply in time. */
+  XEN_XC_TIMEOUT: ErrorCodes.XEN_XC_TIMEOUT,
+  /** The co-process is gone (exited, or stopped after a bad reply). */
+  XEN_XC_CLOSED: ErrorCodes.XEN_XC_CLOSED,
+  /** No such domain, or it is dying. */
+  XEN_NO_DOMAIN: ErrorCodes.XEN_NO_DOMAIN,
+  /** The guest did not suspend: it never acknowledged the request, or did not shut down for suspend in time. */
+  XEN_SUSPEND_FAILED: ErrorCodes.XEN_SUSPEND_FAILED,
+  /** A save of a Xen domain failed (the cause says where). */
+  XEN_SAVE_FAILED: ErrorCodes.XEN_SAVE_FAILED,
+} as const;
+
+export type XenErrorCode = (typeof XenErrorCodes)[keyof typeof XenErrorCodes];
+
+export class XenError extends TandemError<XenErrorCode> {
+  override get name(): string {
+    return 'XenError';
+  }
+}
