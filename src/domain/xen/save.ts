@@ -115,7 +115,7 @@ export async function saveXenDomain(o: XenSaveOptions): Promise<XenSaveResult> {
         logger.info({ domid }, `domain ${domid} suspended`);
       },
       // PVH and HVM guests have it asked for; without a device model there is nothing to switch.
-      switchQemuLogdirty: async () => undefined,
+      switchQemuLogdirty: () => Promise.resolve(),
     },
     onLog: (e) => logger.debug({ level: e.levelName, context: e.context }, `save helper: ${e.text}`),
   });

@@ -42,7 +42,7 @@ function waitFor(test: () => Promise<boolean>, timeoutMs: number, pollMs: number
       clearTimeout(deadline);
       clearInterval(poll);
       if (err === undefined) resolve();
-      else reject(err);
+      else reject(err instanceof Error ? err : new Error("suspend failed", { cause: err }));
     };
     const look = (): void => {
       if (over) return;

@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { XenError, XenErrorCodes as C, type XenErrorCode } from './errors.js';
+import { XenError, XenErrorCodes as C } from './errors.js';
 
 export const DEFAULT_PYTHON = '/usr/bin/python3';
 export const DEFAULT_XEN_PYTHON_PATH = '/usr/lib/xen-4.17/lib/python';
@@ -213,7 +213,7 @@ export class XcOps {
     this.onReady = undefined;
     for (const p of this.pending.splice(0)) {
       clearTimeout(p.timer);
-      p.reject(new XenError(err.code as XenErrorCode, `${p.what}: ${err.message}`, { cause: err }));
+      p.reject(new XenError(err.code, `${p.what}: ${err.message}`, { cause: err }));
     }
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }
