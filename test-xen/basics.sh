@@ -78,6 +78,39 @@ say tcounter_after "$(rcmd INCR counter)"
 say trun_id_after "$(run_id)"
 rm -f "$tsave"
 
+# A Remus stream from the running guest: tandem save --xen --checkpoints runs
+# the engine's checkpoint session over Xen's helper in Remus mode (xenstore
+# suspend and fast resume every epoch); the guest runs on. Then the primary
+# "dies" (xl destroy) and xl migrate-receive -r -e fails over from the
+# stream, which ends right after its last checkpoint.
+rcmd SET note written-before-remus > /dev/null
+say rcounter_before "$(rcmd INCR counter)"
+domid=$(xl domid "$LAB_GUEST_NAME")
+rstream=$LAB_SCRATCH/remus.stream
+t=$(now_ms)
+tandem save --xen "$domid" --checkpoints 5 --out "$rstream" > "$LAB_SCRATCH/rsave.out" 2>&1
+say rsave_rc $?
+say rsave_ms $(( $(now_ms) - t ))
+say rsave_out "$(tail -c 800 "$LAB_SCRATCH/rsave.out" | tr '\n' ' ')"
+xl list "$LAB_GUEST_NAME" > /dev/null 2>&1
+say listed_after_rsave $?
+say rping_after_rsave "$(rcmd PING)"
+tandem stream inspect "$rstream" > "$LAB_SCRATCH/rinspect.out" 2>&1
+say rinspect_rc $?
+say rinspect_end "$(grep -o 'ended after checkpoint [0-9]*[^.]*' "$LAB_SCRATCH/rinspect.out" | head -1)"
+xl destroy "$LAB_GUEST_NAME"
+say rdestroy_rc $?
+t=$(now_ms)
+timeout 300 xl migrate-receive -r -e < "$rstream" > "$LAB_SCRATCH/rreceive.out" 2>&1
+say rreceive_rc $?
+say rreceive_ms $(( $(now_ms) - t ))
+say rreceive_out "$(grep -v '^xc: progress' "$LAB_SCRATCH/rreceive.out" | tail -c 600 | tr '\n' ' ')"
+say rservice_back_ms "$(wait_service 120)"
+say rnote_after "$(rcmd GET note)"
+say rcounter_after "$(rcmd INCR counter)"
+say rrun_id_after "$(run_id)"
+rm -f "$rstream"
+
 xl destroy "$LAB_GUEST_NAME"
 say destroy_rc $?
 

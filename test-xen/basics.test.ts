@@ -56,7 +56,7 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
   it('tandem save --xen writes an xl save file Xen reads back: verify-stream-v2 and tandem stream inspect accept it, xl restore continues the guest from its state', async (t) => {
     await lab.booted();
     assert.equal(lab.get('tsave_rc'), '0', `tandem save --xen failed\n${ctx()}`);
-    assert.match(lab.get('tsave_out'), /wrote .*tandem\.save: \d+ bytes, xl save format; domain \d+ destroyed/, ctx());
+    assert.match(lab.get('tsave_out'), /wrote .*tandem\.save: \d+ bytes, xl save format, plain; domain \d+ destroyed/, ctx());
     assert.equal(lab.get('tsave_magic_hex'), XL_MAGIC.toString('hex'), `not an xl save file\n${ctx()}`);
     assert.notEqual(lab.get('listed_after_tsave'), '0', `the guest still runs after tandem save --xen\n${ctx()}`);
     assert.equal(lab.get('tverify_rc'), '0', `Xen's verifier refused the file\n${ctx()}`);
@@ -66,7 +66,24 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
     assert.equal(lab.get('tnote_after'), 'written-before-tandem-save', ctx());
     assert.equal(lab.num('tcounter_after'), lab.num('tcounter_before') + 1, `the counter restarted\n${ctx()}`);
     assert.equal(lab.get('trun_id_after'), lab.get('run_id_before'), `redis-server restarted\n${ctx()}`);
-    t.diagnostic(`tandem save --xen ${lab.num('tsave_ms')} ms (${lab.get('tsave_out').replace(/.*suspended/, 'suspended')}), xl restore ${lab.num('trestore_ms')} ms`);
+    t.diagnostic(`tandem save --xen ${lab.num('tsave_ms')} ms (the CLI's own count: ${lab.get('tsave_out').replace(/.*; /, '')}), xl restore ${lab.num('trestore_ms')} ms`);
+  });
+
+  it('tandem save --xen --checkpoints 5: a Remus stream of the running guest through Xen\'s helper; after the primary is destroyed, xl migrate-receive -r -e fails over from it with the guest\'s state', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('rsave_rc'), '0', `tandem save --xen --checkpoints failed\n${ctx()}`);
+    assert.match(lab.get('rsave_out'), /5 checkpoints \(pages [\d,]+\), ended after the last checkpoint: a failover point; domain \d+ runs on/, ctx());
+    assert.equal(lab.get('listed_after_rsave'), '0', `the guest stopped running after the checkpoints\n${ctx()}`);
+    assert.equal(lab.get('rping_after_rsave'), 'PONG', `the guest's service stopped answering after the checkpoints\n${ctx()}`);
+    assert.equal(lab.get('rinspect_rc'), '0', ctx());
+    assert.match(lab.get('rinspect_end'), /^ended after checkpoint 5/, ctx());
+    assert.equal(lab.get('rdestroy_rc'), '0', ctx());
+    assert.equal(lab.get('rreceive_rc'), '0', `xl migrate-receive -r -e did not fail over\n${ctx()}`);
+    assert.notEqual(lab.get('rservice_back_ms'), 'timeout', `the guest built from the Remus stream never answered\n${ctx()}`);
+    assert.equal(lab.get('rnote_after'), 'written-before-remus', ctx());
+    assert.equal(lab.num('rcounter_after'), lab.num('rcounter_before') + 1, `the counter is not where the last checkpoint left it\n${ctx()}`);
+    assert.equal(lab.get('rrun_id_after'), lab.get('run_id_before'), `redis-server restarted\n${ctx()}`);
+    t.diagnostic(`5 checkpoints ${lab.num('rsave_ms')} ms (${lab.get('rsave_out').replace(/.*; /, '')}), failover by xl migrate-receive ${lab.num('rreceive_ms')} ms, service back ${lab.num('rservice_back_ms')} ms after`);
   });
 
   it('a PV guest ($LAB_GUEST_PV_CFG) survives a plain xl save / xl restore with its state', async (t) => {

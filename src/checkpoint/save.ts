@@ -20,6 +20,8 @@ export interface SaveOptions {
   version: 2 | 3;
   /** 0: a plain save. N > 0: a checkpointed stream of exactly N epochs. */
   checkpoints: number;
+  /** A plain save that succeeded leaves the domain suspended for the caller (who destroys it, as `xl save` does); a failed one resumes it. */
+  leaveSuspended?: boolean;
 }
 
 export interface EpochSummary {
@@ -31,6 +33,8 @@ export interface EpochSummary {
 export interface SaveSummary {
   bytes: number;
   epochs: EpochSummary[];
+  /** How a checkpointed stream ended: END, or right after its last checkpoint (a Xen domain's: its failover point). */
+  end: 'END' | 'checkpoint';
 }
 
 /** A sink as a checkpoint target: what is written is held. */
@@ -48,8 +52,19 @@ function sinkTarget(sink: ChunkSink): CheckpointTarget {
 const summaryOf = (m: EpochMetrics): EpochSummary => ({ epoch: m.epoch, pages: m.dirtyPages, bytes: m.bytes });
 
 export async function saveDomain(domain: ProtectedDomain, options: SaveOptions, sink: ChunkSink): Promise<SaveSummary> {
+  // A plain save that fails resumes the guest only if it got as far as suspending it.
+  let suspended = false;
   const session = new CheckpointSession({
-    domain,
+    domain: {
+      info: domain.info,
+      saver: domain.saver,
+      suspend: async () => {
+        await domain.suspend();
+        suspended = true;
+      },
+      resume: () => domain.resume(),
+      saveDeviceModel: () => domain.saveDeviceModel(),
+    },
     devices: new DeviceSet(),
     target: sinkTarget(sink),
     strategy: remusEpochs,
@@ -62,15 +77,17 @@ export async function saveDomain(domain: ProtectedDomain, options: SaveOptions, 
   if (options.checkpoints === 0) {
     try {
       await session.plain();
-    } finally {
-      await domain.resume();
+    } catch (err) {
+      if (suspended) await domain.resume();
+      throw err;
     }
-    return { bytes: session.bytesSent, epochs: [{ epoch: 0, pages: domain.info.pages, bytes: session.bytesSent }] };
+    if (options.leaveSuspended !== true) await domain.resume();
+    return { bytes: session.bytesSent, epochs: [{ epoch: 0, pages: domain.info.pages, bytes: session.bytesSent }], end: 'END' };
   }
   const epochs = [summaryOf((await session.precopy()).first)];
   while (epochs.length < options.checkpoints) epochs.push(summaryOf(await session.checkpoint('operator')));
   await session.end();
-  return { bytes: session.bytesSent, epochs };
+  return { bytes: session.bytesSent, epochs, end: session.endedWith ?? 'END' };
 }
 
 /**

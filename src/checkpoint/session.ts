@@ -105,7 +105,7 @@ interface EpochInProgress {
   suspendedAt: number;
   pauseMs: number;
   startPosition: number;
-  dm: DeviceModelState | undefined;
+  dm: DeviceModelState | null | undefined;
   digest: string | undefined;
   done: Deferred<EpochMetrics>;
 }
@@ -117,6 +117,10 @@ export class CheckpointSession {
   private pending: Buffer[] = [];
   private phase: Phase = 'new';
   private epochs = 0;
+  /** Stream position right after the last CHECKPOINT_END (0: none yet). */
+  private lastCheckpointEnd = 0;
+  /** How end() ended the stream: with END, or at its last checkpoint (a saver that writes no END after stop, as Xen's libxc). */
+  endedWith: 'END' | 'checkpoint' | undefined;
   private current: EpochInProgress | undefined;
   private park: Deferred<boolean> | undefined;
   private saving: Promise<void> | undefined;
@@ -178,9 +182,17 @@ export class CheckpointSession {
     // The saver's own end (its END, its last flush) may have failed.
     const failure = this.failedWith();
     if (failure !== undefined) throw failure;
+    this.endedWith = 'END';
     if (this.libxl) {
-      if (!this.encoder.betweenColoCheckpoints) this.encoder.libxcHandBack('end');
-      this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
+      if (this.encoder.betweenColoCheckpoints) this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
+      else if (this.encoder.position > this.lastCheckpointEnd) {
+        this.encoder.libxcHandBack('end');
+        this.emit(this.encoder.record({ layer: 'libxl', type: 'END' }));
+      } else {
+        // Told to stop, the saver wrote nothing (Xen's libxc writes no END then): the stream ends
+        // right after its last CHECKPOINT_END, as a Remus stream does. That is its failover point.
+        this.endedWith = 'checkpoint';
+      }
     }
     await this.flush();
     await this.options.target.flushed();
@@ -203,7 +215,7 @@ export class CheckpointSession {
     this.phase = 'precopy';
     const { domain } = this.options;
     if (this.libxl) this.emit(this.encoder.libxlHeader(), this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
-    let dm: DeviceModelState | undefined;
+    let dm: DeviceModelState | null | undefined;
     const outOfPlace = (what: string): never => {
       throw new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `the saver called ${what} in a plain save`);
     };
@@ -343,6 +355,7 @@ export class CheckpointSession {
         this.emulatorRecords(e.dm!);
         for (const rec of this.options.devices.records(e.epoch)) this.emit(this.encoder.record(rec));
         this.emit(this.encoder.record({ layer: 'libxl', type: 'CHECKPOINT_END' }));
+        this.lastCheckpointEnd = this.encoder.position;
       }
       const bytes = this.encoder.position - e.startPosition;
       await this.flush();
@@ -380,8 +393,9 @@ export class CheckpointSession {
     return this.current;
   }
 
-  /** EMULATOR_XENSTORE_DATA (when the device model has keys) and EMULATOR_CONTEXT. */
-  private emulatorRecords(dm: DeviceModelState): void {
+  /** EMULATOR_XENSTORE_DATA (when the device model has keys) and EMULATOR_CONTEXT; nothing without a device model. */
+  private emulatorRecords(dm: DeviceModelState | null): void {
+    if (dm === null) return;
     const { emulatorId } = this.options.domain.info;
     if (dm.xenstore.length > 0) this.emit(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_XENSTORE_DATA', emulatorId, index: 0, entries: dm.xenstore }));
     this.emit(this.encoder.record({ layer: 'libxl', type: 'EMULATOR_CONTEXT', emulatorId, index: 0, data: dm.data }));

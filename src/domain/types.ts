@@ -60,8 +60,12 @@ export interface ProtectedDomain {
   suspend(): Promise<void>;
   /** Lets the suspended guest run again (Xen: fast resume). */
   resume(): Promise<void>;
-  /** The device model's state, saved while the guest is suspended (libxl's save_qemu; QMP on a real QEMU). */
-  saveDeviceModel(): Promise<DeviceModelState>;
+  /**
+   * The device model's state, saved while the guest is suspended (libxl's
+   * save_qemu; QMP on a real QEMU). null: the domain has none (a Xen PV or
+   * PVH guest), and its stream carries no emulator records.
+   */
+  saveDeviceModel(): Promise<DeviceModelState | null>;
 }
 
 /**

@@ -11,6 +11,7 @@ import { SimDomain } from '../../src/domain/sim/domain.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { silent, simBinding } from '../helpers/sim.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
+import type { LibxcOutput, SaveCallbacks, SaveParameters } from '../../src/domain/types.js';
 import { PAGE_SIZE } from '../../src/stream/format.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -99,5 +100,54 @@ describe('saveDomain', () => {
       /disk full/,
     );
     assert.equal(primary.sim.paused, false);
+  });
+
+  test('leaveSuspended: a plain save that succeeded leaves the guest suspended for the caller (who destroys it, as xl save does); a failed one resumes it', async () => {
+    const primary = simBinding(8).primary(silent);
+    await saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 0, leaveSuspended: true }, () => {});
+    assert.equal(primary.sim.paused, true);
+    await primary.domain.resume();
+    await assert.rejects(
+      saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 0, leaveSuspended: true }, (c) => {
+        if (c.some((b) => b.length === 8 * 4096 || b.length === 4096)) throw new Error('disk full');
+      }),
+      /disk full/,
+    );
+    assert.equal(primary.sim.paused, false);
+  });
+
+  test('a saver that writes nothing once told to stop (Xen\'s libxc): the stream ends right after its last CHECKPOINT_END, with no END, and reads as ended at that checkpoint', async () => {
+    const primary = simBinding(64).primary(silent);
+    const inner = primary.domain;
+    // The sim's saver, with whatever it writes after the stop (its END) dropped, as Xen's helper writes none.
+    const xenLike = {
+      info: inner.info,
+      suspend: () => inner.suspend(),
+      resume: () => inner.resume(),
+      saveDeviceModel: () => inner.saveDeviceModel(),
+      saver: {
+        save: (out: LibxcOutput, params: SaveParameters, cb: SaveCallbacks) => {
+          let stopped = false;
+          return inner.saver.save(
+            { write: (c) => (stopped ? undefined : out.write(c)), flush: () => out.flush(), flushed: () => out.flushed() },
+            params,
+            { ...cb, checkpoint: async (stats) => !(stopped = !(await cb.checkpoint(stats))) },
+          );
+        },
+      },
+    };
+    const chunks: Buffer[] = [];
+    const summary = await saveDomain(xenLike, { framing: 'libxl', version: 3, checkpoints: 3 }, (c) => c.forEach((b) => chunks.push(Buffer.from(b))));
+    assert.equal(summary.end, 'checkpoint');
+    const types: string[] = [];
+    const decoder = new StreamDecoder({ endAtCheckpoint: true });
+    for (const item of decoder.push(Buffer.concat(chunks))) if (item.kind === 'record') types.push(item.record.type);
+    decoder.end();
+    assert.equal(types.filter((t) => t === 'CHECKPOINT_END').length, 3);
+    assert.equal(types.at(-1), 'CHECKPOINT_END', 'nothing after the last checkpoint');
+    assert.ok(!types.includes('END'));
+    // The same session over the sim's own saver ends with END.
+    const own = await saveDomain(inner, { framing: 'libxl', version: 3, checkpoints: 3 }, () => {});
+    assert.equal(own.end, 'END');
   });
 });

@@ -186,7 +186,8 @@ describe('tandem save', () => {
       [['--sim', '--xen', '5'], /--sim \(the embedded simulated one\) or --xen DOMID/],
       [['--xen', '0'], /--xen: expected an integer in 1\.\.32751, got 0/],
       [['--xen', '32752'], /--xen: expected an integer in 1\.\.32751/],
-      [['--xen', '5', '--checkpoints', '3'], /--xen writes a plain xl save file/],
+      [['--xen', '5', '--format', 'libxl'], /--format is for --sim/],
+      [['--xen', '5', '--checkpoints', '3', '--keep'], /--keep is for a plain save/],
       [['--sim', '--keep'], /--keep is for --xen/],
     ];
     for (const [args, pattern] of which) {

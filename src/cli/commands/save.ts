@@ -47,7 +47,8 @@ export function saveCommand(yargs: Argv): Argv {
           if (a.sim === (a.xen !== undefined)) throw new UsageError('say which domain to save: --sim (the embedded simulated one) or --xen DOMID');
           if (a.xen !== undefined) {
             flagInt(a.xen, '--xen', 1, 0x7fef);
-            if (a.checkpoints !== 0 || a.format !== undefined) throw new UsageError('--xen writes a plain xl save file: --checkpoints and --format are for --sim');
+            if (a.format !== undefined) throw new UsageError('--xen writes an xl save file: --format is for --sim');
+            if (a.keep && a.checkpoints > 0) throw new UsageError('--keep is for a plain save: after --checkpoints the guest runs on anyway');
           } else if (a.keep) throw new UsageError('--keep is for --xen');
           flagInt(a.checkpoints, '--checkpoints', 0, MAX_CHECKPOINTS);
           flagInt(a.pages, '--pages', 1, MAX_SIM_PAGES);
@@ -56,7 +57,7 @@ export function saveCommand(yargs: Argv): Argv {
         }),
     async (args) => {
       if (args.xen !== undefined) {
-        await saveXen(args.xen, args.out, args.keep);
+        await saveXen(args.xen, args.out, args.keep, args.checkpoints);
         return;
       }
       // The guest's disk is not part of a saved stream: the smallest one will do.
@@ -80,18 +81,24 @@ export function saveCommand(yargs: Argv): Argv {
 }
 
 
-async function saveXen(domid: number, out: string, keep: boolean): Promise<void> {
+async function saveXen(domid: number, out: string, keep: boolean, checkpoints: number): Promise<void> {
   // Loaded only here: nothing of the Xen binding is needed unless a Xen domain is saved.
   const { XenstoreClient } = await import('../../domain/xen/xenstore.js');
   const { XcOps } = await import('../../domain/xen/xc.js');
   const { saveXenDomain } = await import('../../domain/xen/save.js');
   const logger = createLogger('info');
+  const started = performance.now();
   const xs = await XenstoreClient.connect();
   try {
     const xc = await XcOps.start();
     try {
-      const r = await saveXenDomain({ domid, out, keep, xs, xc, logger });
-      process.stdout.write(`wrote ${out}: ${r.bytes} bytes, xl save format; domain ${domid} ${keep ? 'resumed' : 'destroyed'}; suspended ${Math.round(r.suspendedMs)} ms of ${Math.round(r.ms)} ms\n`);
+      const r = await saveXenDomain({ domid, out, keep, checkpoints, xs, xc, logger });
+      const ms = Math.round(performance.now() - started);
+      const what =
+        checkpoints === 0
+          ? `plain; domain ${domid} ${keep ? 'resumed' : 'destroyed'}`
+          : `${r.epochs.length} checkpoints (pages ${r.epochs.map((e) => e.pages).join(',')}), ended ${r.end === 'checkpoint' ? 'after the last checkpoint: a failover point' : 'with END'}; domain ${domid} runs on`;
+      process.stdout.write(`wrote ${out}: ${r.bytes} bytes, xl save format, ${what}; ${ms} ms\n`);
     } finally {
       await xc.stop();
     }

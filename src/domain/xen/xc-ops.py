@@ -55,7 +55,7 @@ def main():
                 result = None
                 if found:
                     d = found[0]
-                    result = {k: int(d[k]) for k in ("dying", "crashed", "shutdown", "paused", "blocked", "running", "shutdown_reason") if k in d}
+                    result = {k: int(d[k]) for k in ("dying", "crashed", "shutdown", "paused", "blocked", "running", "shutdown_reason", "mem_kb", "online_vcpus") if k in d}
             elif op == "resume":
                 result = xc.domain_resume(domid, 1 if req.get("fast") else 0)
             elif op == "pause":

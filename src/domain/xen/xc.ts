@@ -34,6 +34,10 @@ export interface DomainInfo {
   running: boolean;
   /** Meaningful only while `shutdown`. */
   shutdownReason: number;
+  /** Memory reservation, KiB (when the bindings say). */
+  memKb?: number;
+  /** vCPUs online (when the bindings say). */
+  vcpus?: number;
 }
 
 export interface XcOpsOptions {
@@ -110,7 +114,18 @@ export class XcOps {
     };
     const reason = o.shutdown_reason;
     if (typeof reason !== 'number' || !Number.isInteger(reason) || reason < 0 || reason > 255) bad(`shutdown_reason is ${JSON.stringify(reason)}`);
-    return { dying: flag('dying'), crashed: flag('crashed'), shutdown: flag('shutdown'), paused: flag('paused'), blocked: flag('blocked'), running: flag('running'), shutdownReason: reason as number };
+    const count = (k: string, max: number): number | undefined => {
+      const v = o[k];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) bad(`field ${k} is ${JSON.stringify(v)}`);
+      return v as number;
+    };
+    const info: DomainInfo = { dying: flag('dying'), crashed: flag('crashed'), shutdown: flag('shutdown'), paused: flag('paused'), blocked: flag('blocked'), running: flag('running'), shutdownReason: reason as number };
+    const memKb = count('mem_kb', 2 ** 40);
+    const vcpus = count('online_vcpus', 8192);
+    if (memKb !== undefined) info.memKb = memKb;
+    if (vcpus !== undefined) info.vcpus = vcpus;
+    return info;
   }
 
   /** Resumes a suspended domain; `fast`: cooperative (the guest's suspend call returns 1, no device reconnect). */

@@ -29,6 +29,8 @@ export type Step =
   | { reply: string }
   /** Writes `bytes` bytes of `fill` to the io fd, in chunks of `chunk` (default 64 KiB); stops early, going on with `onSigterm`, if SIGTERM comes. */
   | { io: { bytes: number; fill: number; chunk?: number }; onSigterm?: Step[] }
+  /** Writes these bytes (hex) to the io fd: a stream of chosen records. */
+  | { ioHex: string }
   /** Reads the io fd: `bytes` of them, or to its end; records how many and their sum. */
   | { readIo: number | 'eof' }
   | { awaitSigterm: true }
@@ -92,6 +94,7 @@ async function run(steps: Step[], rec: string): Promise<void> {
   for (const step of steps) {
     if ('send' in step) writeAll(1, encodeMessage(toMessage(step.send)));
     else if ('raw' in step) writeAll(1, Buffer.from(step.raw, 'hex'));
+    else if ('ioHex' in step) writeAll(3, Buffer.from(step.ioHex, 'hex'));
     else if ('reply' in step) {
       const b = readExactly(0, 4);
       if (b.length < 4) {

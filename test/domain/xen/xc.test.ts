@@ -25,7 +25,7 @@ function fakeXen(body = ''): string {
     join(root, 'xen', 'lowlevel', 'xc.py'),
     `# A stand-in for Xen's xen.lowlevel.xc, for tests: not Xen.
 CALLS = ${JSON.stringify(calls)}
-DOMS = {5: dict(domid=5, dying=0, crashed=0, shutdown=0, paused=0, blocked=1, running=0, shutdown_reason=0, mem_kb=131072),
+DOMS = {5: dict(domid=5, dying=0, crashed=0, shutdown=0, paused=0, blocked=1, running=0, shutdown_reason=0, mem_kb=131072, online_vcpus=2),
         6: dict(domid=6, dying=0, crashed=0, shutdown=1, paused=0, blocked=0, running=0, shutdown_reason=2, mem_kb=131072)}
 def note(s):
     with open(CALLS, "a") as f:
@@ -73,8 +73,8 @@ describe('XcOps over xc-ops.py', { timeout: 30_000 }, () => {
     const root = fakeXen();
     const xc = await XcOps.start({ xenPythonPath: root });
     try {
-      assert.deepEqual(await xc.info(5), { dying: false, crashed: false, shutdown: false, paused: false, blocked: true, running: false, shutdownReason: 0 });
-      assert.deepEqual(await xc.info(6), { dying: false, crashed: false, shutdown: true, paused: false, blocked: false, running: false, shutdownReason: 2 });
+      assert.deepEqual(await xc.info(5), { dying: false, crashed: false, shutdown: false, paused: false, blocked: true, running: false, shutdownReason: 0, memKb: 131072, vcpus: 2 });
+      assert.deepEqual(await xc.info(6), { dying: false, crashed: false, shutdown: true, paused: false, blocked: false, running: false, shutdownReason: 2, memKb: 131072 });
       // getinfo(7, 1) returns nothing; getinfo(4, 1) returns domain 5, which is not 4.
       assert.equal(await xc.info(7), undefined);
       assert.equal(await xc.info(4), undefined);

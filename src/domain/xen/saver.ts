@@ -1,0 +1,92 @@
+/**
+ * libxc's half of a save, for a real Xen domain: Xen's own save code, run by
+ * libxl-save-helper (save-helper.ts), behind Tandem's LibxcSaver seam
+ * (src/domain/types.ts). The helper's callbacks become the engine's:
+ *
+ *   helper suspend     → callbacks.suspend()    (the engine suspends the domain, runs postsuspend)
+ *   helper postcopy    → callbacks.postcopy()   (the guest runs again)
+ *   helper checkpoint  → callbacks.checkpoint() (libxl's records, the secondary's ack, commit; it
+ *                        returns when the next epoch is due, and says whether there is one)
+ *
+ * The libxc bytes the helper writes into its io_fd are passed on into the
+ * stream untouched, as fast as they come (the guest is suspended while libxc
+ * copies its pages into the fd). The helper's checkpoint message and those
+ * bytes travel on different channels, so the checkpoint callback first waits
+ * for the epoch's CHECKPOINT record to have arrived (LibxcFramer).
+ *
+ * A Remus stream told to stop ends without a libxc END (libxc writes none);
+ * the session then ends the stream at that checkpoint.
+ */
+import type { LibxcOutput, LibxcSaver, SaveCallbacks, SaveParameters } from '../types.js';
+import type { Logger } from '../../util/logger.js';
+import { SaveHelperError, SaveHelperErrorCodes as C, XenError, XenErrorCodes } from './errors.js';
+import { LibxcFramer } from './libxc-framer.js';
+import { startSave, type SaveHelperOptions } from './save-helper.js';
+
+export interface XenSaverOptions {
+  domid: number;
+  logger: Logger;
+  /** The save helper's own options (a test's stand-in). */
+  helper?: Pick<SaveHelperOptions, 'helperPath' | 'command' | 'maxBufferedBytes'>;
+}
+
+export class XenSaver implements LibxcSaver {
+  constructor(private readonly options: XenSaverOptions) {}
+
+  async save(out: LibxcOutput, params: SaveParameters, callbacks: SaveCallbacks): Promise<void> {
+    if (params.type === 'colo') throw new XenError(XenErrorCodes.XEN_SAVE_FAILED, 'COLO is not built for Xen domains (Debian\'s libxl has none either)');
+    // Xen 4.17's libxc writes stream version 3; the session's encoder only frames it.
+    if (params.version !== 3) throw new XenError(XenErrorCodes.XEN_SAVE_FAILED, `Xen 4.17 writes libxc stream version 3, not ${params.version}`);
+    const { domid, logger } = this.options;
+    const checkpointsSeen: Array<{ n: number; pages: number }> = [];
+    let waiter: { n: number; resolve: (pages: number) => void } | undefined;
+    const framer = new LibxcFramer({
+      onCheckpoint: (n, pages) => {
+        checkpointsSeen.push({ n, pages });
+        if (waiter !== undefined && waiter.n === n) waiter.resolve(pages);
+      },
+    });
+    /** Resolves with checkpoint `n`'s page count once its CHECKPOINT record has been passed on. */
+    const checkpointArrived = (n: number): Promise<number> => {
+      const seen = checkpointsSeen.find((c) => c.n === n);
+      if (seen !== undefined) return Promise.resolve(seen.pages);
+      return new Promise((resolve) => (waiter = { n, resolve }));
+    };
+    let answered = 0;
+    const driver = startSave({
+      ...this.options.helper,
+      domid,
+      streamType: params.type,
+      live: params.type === 'remus',
+      handlers: {
+        suspend: () => callbacks.suspend(),
+        // No device model for PV and PVH guests: nothing to switch (libxc asks for PVH too).
+        switchQemuLogdirty: () => Promise.resolve(),
+        postcopy: async () => {
+          await callbacks.postcopy();
+          return 'continue';
+        },
+        checkpoint: async () => {
+          answered++;
+          const pages = await Promise.race([checkpointArrived(answered), drained.then(() => Promise.reject(new SaveHelperError(C.SAVE_HELPER_BAD_MESSAGE, `the helper called checkpoint ${answered}, but its stream ended before that checkpoint's CHECKPOINT record`)))]);
+          checkpointsSeen.splice(0, checkpointsSeen.findIndex((c) => c.n === answered) + 1);
+          return (await callbacks.checkpoint({ pages })) ? 'continue' : 'stop';
+        },
+      },
+      onLog: (e) => logger.debug({ level: e.levelName, context: e.context }, `save helper: ${e.text}`),
+    });
+    const drained = (async () => {
+      for await (const chunk of driver.stream!) {
+        const c = chunk as Buffer;
+        framer.push(c);
+        out.write([c]);
+        await out.flush();
+      }
+    })();
+    // A stream that cannot be passed on (the link failed) stops the helper too; `done` then says so.
+    drained.catch((err: unknown) => driver.abort(`the stream could not be passed on: ${err instanceof Error ? err.message : String(err)}`));
+    const outcome = await driver.done;
+    await drained;
+    if (outcome.retval !== 0) throw new XenError(XenErrorCodes.XEN_SAVE_FAILED, `Xen's save helper completed with retval ${outcome.retval} (errno ${outcome.errno}): ${outcome.lastLogs.slice(-3).join(' | ')}`);
+  }
+}
