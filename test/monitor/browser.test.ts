@@ -79,7 +79,9 @@ test('the dashboard charts live epochs, refuses control without the token, and s
   const tokenFile = tmp.path('token');
   writeFileSync(tokenFile, TOKEN);
   const config = tmp.path('browser.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 40\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
+  // Heartbeats that tolerate a loaded machine: chromium starting on two shared cores can stall both
+  // nodes past the default 250 ms, and a false failover would take the pair this test watches away.
+  writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 40\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nheartbeat:\n  timeout_ms: 3000\nmonitor:\n  token_file: ${tokenFile}\n`);
   const { secondary, primary, secondaryMonitor: secUrl, primaryMonitor: priUrl } = await monitoredPair(config);
 
   let browser: Browser | undefined;
