@@ -78,6 +78,13 @@ say tcounter_after "$(rcmd INCR counter)"
 say trun_id_after "$(run_id)"
 rm -f "$tsave"
 
+# Output commit on the guest's real vif (Tandem's NetBuffer device: IFB,
+# mirred redirect, plug qdisc driven over rtnetlink by the co-process).
+node dist/test-xen/netbuf-probe.js "$(xl domid "$LAB_GUEST_NAME")" > "$LAB_SCRATCH/nb.out" 2>&1
+say nb_rc $?
+grep '^LAB ' "$LAB_SCRATCH/nb.out"
+say nb_log "$(grep -v '^LAB ' "$LAB_SCRATCH/nb.out" | tail -c 400 | tr '\n' ' ')"
+
 # A Remus stream from the running guest: tandem save --xen --checkpoints runs
 # the engine's checkpoint session over Xen's helper in Remus mode (xenstore
 # suspend and fast resume every epoch); the guest runs on. Then the primary

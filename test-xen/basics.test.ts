@@ -69,6 +69,20 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
     t.diagnostic(`tandem save --xen ${lab.num('tsave_ms')} ms (the CLI's own count: ${lab.get('tsave_out').replace(/.*; /, '')}), xl restore ${lab.num('trestore_ms')} ms`);
   });
 
+  it('output commit on the guest\'s real vif: a reply the guest sends during an epoch leaves only once that epoch\'s checkpoint is acked; block and release are rtnetlink requests, not tc spawns', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('nb_rc'), '0', ctx());
+    assert.equal(lab.get('nb_setup'), 'ok', ctx());
+    assert.match(lab.get('nb_free'), /^PONG after \d+ ms$/, `output did not pass before the first checkpoint\n${ctx()}`);
+    assert.equal(lab.get('nb_held_before_checkpoint'), 'yes', `the reply left during its epoch\n${ctx()}`);
+    assert.equal(lab.get('nb_held_before_ack'), 'yes', `the reply left before its checkpoint was acked\n${ctx()}`);
+    assert.match(lab.get('nb_after_ack'), /^PONG after \d+ ms$/, `the reply did not leave once acked\n${ctx()}`);
+    assert.match(lab.get('nb_after_teardown'), /^PONG after \d+ ms$/, `output does not pass after teardown\n${ctx()}`);
+    const netlink = lab.num('nb_netlink_op_ms');
+    const spawned = lab.num('nb_tc_spawn_op_ms');
+    t.diagnostic(`one block or release: ${netlink} ms through the co-process's netlink socket, ${spawned} ms as a tc spawn (median; TCG), ${(spawned / netlink).toFixed(1)}x; the held reply left ${lab.get('nb_after_ack')} the release`);
+  });
+
   it('tandem save --xen --checkpoints 5: a Remus stream of the running guest through Xen\'s helper; after the primary is destroyed, xl migrate-receive -r -e fails over from it with the guest\'s state', async (t) => {
     await lab.booted();
     assert.equal(lab.get('rsave_rc'), '0', `tandem save --xen --checkpoints failed\n${ctx()}`);

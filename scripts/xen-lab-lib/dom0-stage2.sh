@@ -57,7 +57,10 @@ mount -t tmpfs tmpfs /run
 mkdir -p "/lib/modules/$LAB_KVER"
 mount --bind "$LAB_MODULES" "/lib/modules/$LAB_KVER" || fail "cannot bind the kernel modules"
 echo /lab-io/bin/modprobe > /proc/sys/kernel/modprobe
-for m in xenfs xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xen-netback xen-blkback bridge tun $LAB_EXTRA_MODULES; do
+# The last five are output commit's (IFB, plug qdisc, clsact, mirred, matchall):
+# loaded here because busybox's modprobe cannot resolve the aliases
+# ("rtnl-link-ifb") the kernel asks for on its own.
+for m in xenfs xen-evtchn xen-privcmd xen-gntdev xen-gntalloc xen-netback xen-blkback bridge tun ifb sch_plug sch_ingress act_mirred cls_matchall $LAB_EXTRA_MODULES; do
   /lab-io/bin/modprobe "$m" || fail "modprobe $m"
 done
 state "modules"

@@ -155,6 +155,8 @@ export const XenErrorCodes = {
   XEN_SUSPEND_FAILED: ErrorCodes.XEN_SUSPEND_FAILED,
   /** A save of a Xen domain failed (the cause says where). */
   XEN_SAVE_FAILED: ErrorCodes.XEN_SAVE_FAILED,
+  /** The output buffer of a guest's vif could not be set up, or a block or release failed. */
+  XEN_NETBUF_FAILED: ErrorCodes.XEN_NETBUF_FAILED,
 } as const;
 
 export type XenErrorCode = (typeof XenErrorCodes)[keyof typeof XenErrorCodes];

@@ -1,7 +1,9 @@
 /**
- * The few hypercalls the Xen binding makes itself (domain info, fast resume,
- * pause, unpause), through one persistent co-process running Xen's own
- * Python bindings (xc-ops.py; docs/xen.md, "Hypercalls"). Nothing here is
+ * The few privileged host operations the Xen binding makes itself:
+ * hypercalls (domain info, fast resume, pause, unpause) through Xen's own
+ * Python bindings, and the plug qdisc's block and release over rtnetlink,
+ * all through one persistent co-process (xc-ops.py; docs/xen.md,
+ * "Hypercalls"). Nothing here is
  * loaded unless a Xen domain is used: the sim and `npm ci` never need Xen.
  *
  * The co-process is a peer like any other: its replies are parsed from
@@ -51,6 +53,7 @@ export interface XcOpsOptions {
 }
 
 type Op = 'info' | 'resume' | 'pause' | 'unpause';
+export type PlugAction = 'block' | 'release' | 'release-all';
 
 interface Pending {
   id: number;
@@ -151,17 +154,35 @@ export class XcOps {
     clearTimeout(kill);
   }
 
+  /**
+   * The plug qdisc on interface `ifindex` (handle `handle`, at its root):
+   * block closes the output queued so far behind a plug, release lets out
+   * everything up to the oldest plug, release-all lets everything out and
+   * stops plugging. Resolves once the kernel acknowledged it.
+   */
+  async plug(ifindex: number, handle: number, action: PlugAction): Promise<void> {
+    const what = `plug ${action} on ifindex ${ifindex}`;
+    if (!Number.isInteger(ifindex) || ifindex < 1 || ifindex >= 2 ** 31 || !Number.isInteger(handle) || handle < 1 || handle >= 2 ** 32) {
+      throw new XenError(C.XEN_XC_FAILED, `${what}: not an interface index and qdisc handle (ifindex ${ifindex}, handle ${handle})`);
+    }
+    await this.send(what, { op: 'plug', ifindex, handle, action });
+  }
+
   private request(op: Op, domid: number, extra: Record<string, unknown> = {}): Promise<unknown> {
     const what = `${op} of domain ${domid}`;
-    if (this.failure !== undefined) return Promise.reject(new XenError(C.XEN_XC_CLOSED, `${what}: ${this.failure.message}`, { cause: this.failure }));
     if (!Number.isInteger(domid) || domid < 1 || domid >= 0x7ff0) return Promise.reject(new XenError(C.XEN_NO_DOMAIN, `${what}: not a guest's domain id (1..32751)`));
+    return this.send(what, { op, domid, ...extra });
+  }
+
+  private send(what: string, payload: Record<string, unknown>): Promise<unknown> {
+    if (this.failure !== undefined) return Promise.reject(new XenError(C.XEN_XC_CLOSED, `${what}: ${this.failure.message}`, { cause: this.failure }));
     if (this.pending.length >= MAX_PENDING) return Promise.reject(new XenError(C.XEN_XC_FAILED, `${what}: ${MAX_PENDING} requests already in flight`));
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       // Every request in flight fails with it, each prefixed with its own words.
       const timer = setTimeout(() => this.fail(new XenError(C.XEN_XC_TIMEOUT, `no reply in ${this.timeoutMs} ms (the co-process is stopped)`)), this.timeoutMs);
       this.pending.push({ id, what, resolve, reject, timer });
-      this.child.stdin.write(`${JSON.stringify({ id, op, domid, ...extra })}\n`);
+      this.child.stdin.write(`${JSON.stringify({ id, ...payload })}\n`);
     });
   }
 

@@ -83,6 +83,11 @@ describe('XcOps over xc-ops.py', { timeout: 30_000 }, () => {
       await refused(xc.resume(9), 'ERR_XEN_XC_FAILED', /^resume of domain 9 failed: .*No such process/);
       // A failed hypercall does not stop the co-process.
       assert.equal((await xc.info(6))?.shutdownReason, 2);
+      // The plug requests go to the kernel over rtnetlink (this machine's kernel may lack sch_plug: an interface
+      // that does not exist gets its error from the kernel either way, which is what reaches the caller).
+      await refused(xc.plug(2 ** 31 - 2, 0x10000, 'block'), 'ERR_XEN_XC_FAILED', /^plug block failed: .*(No such device|Invalid argument).*ifindex 2147483646/);
+      await refused(xc.plug(0, 0x10000, 'release'), 'ERR_XEN_XC_FAILED', /not an interface index and qdisc handle/);
+      assert.equal((await xc.info(6))?.shutdownReason, 2, 'a failed plug request does not stop the co-process');
       await refused(xc.info(0), 'ERR_XEN_NO_DOMAIN', /not a guest's domain id/);
       await refused(xc.info(0x7ff0), 'ERR_XEN_NO_DOMAIN', /not a guest's domain id/);
     } finally {
