@@ -100,6 +100,21 @@ describe('the Xen lab, one host', { timeout: 30 * 60_000 }, () => {
     t.diagnostic(`5 checkpoints ${lab.num('rsave_ms')} ms (${lab.get('rsave_out').replace(/.*; /, '')}), failover by xl migrate-receive ${lab.num('rreceive_ms')} ms, service back ${lab.num('rservice_back_ms')} ms after`);
   });
 
+  for (const [kind, what] of [
+    ['torn', 'torn 100 bytes before its end'],
+    ['bad', 'whose last CHECKPOINT_END is corrupted'],
+  ] as const) {
+    it(`tandem restore --xen of a Remus stream ${what}: only whole, valid checkpoints reach Xen, and the guest runs from checkpoint 4 with its state`, async (t) => {
+      await lab.booted();
+      assert.equal(lab.get(`${kind}_rc`), '0', `tandem restore --xen failed\n${ctx()}`);
+      assert.match(lab.get(`${kind}_out`), /restored the domain from checkpoint 4 of .+; what came after it was not used: /, ctx());
+      assert.notEqual(lab.get(`${kind}_service_ms`), 'timeout', `the restored guest never answered\n${ctx()}`);
+      assert.equal(lab.get(`${kind}_note`), 'written-before-remus', ctx());
+      assert.equal(lab.num(`${kind}_counter`), lab.num('rcounter_before') + 1, `the counter is not where the checkpoints left it\n${ctx()}`);
+      t.diagnostic(`tandem restore --xen ${lab.num(`${kind}_ms`)} ms (Node's start in TCG included), service back ${lab.num(`${kind}_service_ms`)} ms after`);
+    });
+  }
+
   it('a PV guest ($LAB_GUEST_PV_CFG) survives a plain xl save / xl restore with its state', async (t) => {
     await lab.booted();
     assert.equal(lab.get('pv_create_rc'), '0', ctx());

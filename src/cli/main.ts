@@ -10,6 +10,7 @@ import { certsCommand } from './commands/certs.js';
 import { demoCommand } from './commands/demo.js';
 import { primaryCommand } from './commands/primary.js';
 import { proxyCommand } from './commands/proxy.js';
+import { restoreCommand } from './commands/restore.js';
 import { saveCommand } from './commands/save.js';
 import { secondaryCommand } from './commands/secondary.js';
 import { statusCommand } from './commands/status.js';
@@ -22,6 +23,7 @@ async function main(argv: string[]): Promise<void> {
   // yargs-parser reads a lone "-" as an empty flag; keep it as the stdin operand.
   let cli = yargs(argv.map((a) => (a === '-' ? STDIN_ARG : a))).scriptName('tandem');
   cli = saveCommand(cli);
+  cli = restoreCommand(cli);
   cli = streamCommand(cli);
   cli = primaryCommand(cli);
   cli = secondaryCommand(cli);

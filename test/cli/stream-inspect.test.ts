@@ -195,5 +195,16 @@ describe('tandem save', () => {
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assertOneLineError(r.stderr, pattern);
     }
+    // restore: only --xen; a missing file, or one without a whole checkpoint, is one error line and exit 1.
+    const r1 = runTandem(['restore', '--in', out]);
+    assert.equal(r1.status, 2);
+    assertOneLineError(r1.stderr, /pass --xen/);
+    const r2 = runTandem(['restore', '--xen', '--in', `${out}.missing`]);
+    assert.equal(r2.status, 1);
+    assertOneLineError(r2.stderr, /no such file or directory.*\.missing/);
+    writeFileSync(`${out}.empty`, '');
+    const r3 = runTandem(['restore', '--xen', '--in', `${out}.empty`]);
+    assert.equal(r3.status, 1);
+    assertOneLineError(r3.stderr, /holds no whole checkpoint.*nothing was restored \[ERR_XEN_RESTORE_FAILED\]/);
   });
 });

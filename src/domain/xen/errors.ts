@@ -157,6 +157,8 @@ export const XenErrorCodes = {
   XEN_SAVE_FAILED: ErrorCodes.XEN_SAVE_FAILED,
   /** The output buffer of a guest's vif could not be set up, or a block or release failed. */
   XEN_NETBUF_FAILED: ErrorCodes.XEN_NETBUF_FAILED,
+  /** Xen's restore (xl migrate-receive) refused the stream, exited, or did not finish a failover in time. */
+  XEN_RESTORE_FAILED: ErrorCodes.XEN_RESTORE_FAILED,
 } as const;
 
 export type XenErrorCode = (typeof XenErrorCodes)[keyof typeof XenErrorCodes];

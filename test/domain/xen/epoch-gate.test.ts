@@ -1,0 +1,64 @@
+/** EpochGate: only whole, valid checkpoints pass, as raw bytes, whatever the chunking. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { saveDomain } from '../../../src/checkpoint/save.js';
+import { EpochGate } from '../../../src/domain/xen/epoch-gate.js';
+import { StreamDecoder } from '../../../src/stream/decoder.js';
+import { wrapInXlSaveFile } from '../../../src/stream/xl-writer.js';
+import { silent, simBinding } from '../../helpers/sim.js';
+
+/** An xl-framed checkpointed stream of the sim (4 checkpoints, then END), and where each CHECKPOINT_END ends in it. */
+async function remusFile(): Promise<{ file: Buffer; ends: number[] }> {
+  const primary = simBinding(64).primary(silent);
+  const chunks: Buffer[] = [];
+  await saveDomain(primary.domain, { framing: 'libxl', version: 3, checkpoints: 4 }, (c) => c.forEach((b) => chunks.push(Buffer.from(b))));
+  const file = Buffer.concat(wrapInXlSaveFile(chunks, { configJson: JSON.stringify({ c_info: { name: 'gated' } }) }));
+  const headerBytes = file.length - Buffer.concat(chunks).length;
+  const ends: number[] = [];
+  for (const item of new StreamDecoder().push(Buffer.concat(chunks))) {
+    if (item.kind === 'record' && item.record.type === 'CHECKPOINT_END') ends.push(headerBytes + item.end);
+  }
+  return { file, ends };
+}
+
+test('each checkpoint is handed on once whole, as the exact bytes from the previous one, whatever the chunking', async () => {
+  const { file, ends } = await remusFile();
+  assert.equal(ends.length, 4);
+  for (const size of [1, 7, 4096, 65536, file.length]) {
+    const gate = new EpochGate();
+    const given: { checkpoint: number; bytes: Buffer }[] = [];
+    for (let at = 0; at < file.length; at += size) {
+      for (const e of gate.push(file.subarray(at, at + size))) given.push({ checkpoint: e.checkpoint, bytes: Buffer.concat(e.chunks) });
+    }
+    assert.deepEqual(gate.end(), { clean: true });
+    // Before checkpoint 1 the records go on as they come (checkpoint 0); after it, whole epochs only.
+    const complete = given.filter((g) => g.checkpoint > 0);
+    assert.deepEqual(complete.map((g) => g.checkpoint), [1, 2, 3, 4], `chunks of ${size}`);
+    assert.ok(given.slice(given.findIndex((g) => g.checkpoint === 1)).every((g) => g.checkpoint > 0), 'nothing partial after checkpoint 1');
+    if (size < 4096) assert.ok(given.filter((g) => g.checkpoint === 0).length > 10, `the pre-copy goes on record by record (chunks of ${size})`);
+    // Together they are the file up to the last CHECKPOINT_END; the END after it is not a checkpoint.
+    assert.deepEqual(Buffer.concat(given.map((g) => g.bytes)), file.subarray(0, ends[3]), `chunks of ${size}`);
+    assert.equal(complete[1].bytes.length, ends[1] - ends[0]);
+    assert.equal(gate.pendingBytes, file.length - ends[3]);
+    assert.equal(gate.domainName, 'gated');
+  }
+});
+
+test('a stream torn or corrupted inside an epoch gives only the checkpoints before it', async () => {
+  const { file, ends } = await remusFile();
+  const torn = new EpochGate();
+  const tornGiven = torn.push(file.subarray(0, ends[2] - 100)).map((e) => e.checkpoint);
+  assert.deepEqual(tornGiven.filter((c) => c > 0), [1, 2]);
+  const end = torn.end();
+  assert.equal(end.clean, false);
+  assert.equal(torn.complete, 2);
+
+  // The third CHECKPOINT_END's type overwritten: that epoch never completes, and nothing after it counts.
+  const bad = Buffer.from(file);
+  bad.writeUInt32LE(0x7fff_fff0, ends[2] - 8);
+  const gate = new EpochGate();
+  const given = gate.push(bad).map((e) => e.checkpoint);
+  assert.deepEqual(given.filter((c) => c > 0), [1, 2]);
+  assert.ok(gate.failure !== undefined, 'the reader said why');
+  assert.deepEqual(gate.push(Buffer.alloc(16)), [], 'stopped for good');
+});
