@@ -16,11 +16,10 @@
  *
  * Setup and teardown (once per protection, not per epoch) run `ip` and `tc`.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import type { CheckpointDevice } from '../../checkpoint/devices.js';
 import { XenError, XenErrorCodes as C } from './errors.js';
+import { runTool } from './tool.js';
 import type { PlugAction } from './xc.js';
 
 /** The plug qdisc's handle on the IFB (1:). */
@@ -42,13 +41,7 @@ export interface NetBufferOptions {
   tc?: string;
 }
 
-async function run(file: string, args: string[]): Promise<void> {
-  const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-1024)));
-  const [code] = (await Promise.race([once(child, 'close'), once(child, 'error').then(([e]) => Promise.reject(e as Error))])) as [number | null];
-  if (code !== 0) throw new XenError(C.XEN_NETBUF_FAILED, `${file} ${args.join(' ')} failed (exit ${code}): ${err.trim()}`);
-}
+const run = (file: string, args: string[]): Promise<string> => runTool(file, args, C.XEN_NETBUF_FAILED);
 
 export class NetBuffer implements CheckpointDevice {
   readonly name = 'xen-netbuf';

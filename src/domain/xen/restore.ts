@@ -17,7 +17,7 @@ import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { XenError, XenErrorCodes as C } from './errors.js';
-import { DEFAULT_XL } from './save.js';
+import { DEFAULT_XL } from './tool.js';
 
 export interface XenRestoreOptions {
   xl?: string;

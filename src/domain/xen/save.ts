@@ -16,8 +16,6 @@
  *
  * A save that fails after the guest suspended resumes it.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { closeSync, openSync } from 'node:fs';
 import { saveDomain, type SaveSummary } from '../../checkpoint/save.js';
 import { encodeXlHeader } from '../../stream/xl-header.js';
@@ -25,10 +23,7 @@ import { writeAllSync } from '../../util/file-sink.js';
 import type { Logger } from '../../util/logger.js';
 import { XenDomain, type XenDomainOptions } from './domain.js';
 import { XenError, XenErrorCodes as C } from './errors.js';
-
-export const DEFAULT_XL = '/usr/lib/xen-4.17/bin/xl';
-/** `xl list -l` of one domain prints its config; more than this is not one. */
-const MAX_CONFIG_OUTPUT = 4 * 2 ** 20;
+import { DEFAULT_XL, runTool } from './tool.js';
 
 export interface XenSaveOptions extends XenDomainOptions {
   out: string;
@@ -40,26 +35,9 @@ export interface XenSaveOptions extends XenDomainOptions {
   xl?: string;
 }
 
-/** Runs `xl ARGS`; its stdout (bounded), or XEN_SAVE_FAILED naming the command and its stderr. */
-async function xl(path: string, args: string[]): Promise<string> {
-  const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: Buffer[] = [];
-  let outBytes = 0;
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => {
-    outBytes += d.length;
-    if (outBytes <= MAX_CONFIG_OUTPUT) out.push(d);
-  });
-  child.stderr.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-2048)));
-  const [code] = (await Promise.race([once(child, 'close'), once(child, 'error').then(([e]) => Promise.reject(e as Error))])) as [number | null];
-  if (code !== 0) throw new XenError(C.XEN_SAVE_FAILED, `xl ${args.join(' ')} failed (exit ${code}): ${err.trim().split('\n').slice(-3).join(' | ')}`);
-  if (outBytes > MAX_CONFIG_OUTPUT) throw new XenError(C.XEN_SAVE_FAILED, `xl ${args.join(' ')} printed more than ${MAX_CONFIG_OUTPUT} bytes`);
-  return Buffer.concat(out).toString('utf8');
-}
-
 /** The domain's libxl config as JSON, from `xl list -l DOMID` (an array of {domid, config}). */
 export async function domainConfigJson(domid: number, xlPath = DEFAULT_XL): Promise<string> {
-  const text = await xl(xlPath, ['list', '-l', String(domid)]);
+  const text = await runTool(xlPath, ['list', '-l', String(domid)], C.XEN_SAVE_FAILED);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -88,7 +66,7 @@ export async function saveXenDomain(o: XenSaveOptions): Promise<SaveSummary> {
     closeSync(fd);
   }
   if (checkpoints === 0 && o.keep !== true) {
-    await xl(o.xl ?? DEFAULT_XL, ['destroy', String(domid)]);
+    await runTool(o.xl ?? DEFAULT_XL, ['destroy', String(domid)], C.XEN_SAVE_FAILED);
     logger.info({ domid }, `domain ${domid} saved and destroyed`);
   }
   return summary;
