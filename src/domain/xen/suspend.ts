@@ -85,12 +85,14 @@ export async function suspendDomain(xs: XenstoreClient, xc: { info(domid: number
   };
   let watch: XenstoreWatch | undefined;
   try {
-    // The watch first: an acknowledgement between the write and the watch is not missed.
-    const ack = waitFor(acked, o.ackTimeoutMs, o.pollMs, () => new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} did not acknowledge the suspend request within ${o.ackTimeoutMs} ms (${node} still reads "suspend")`));
-    ack.done.catch(() => undefined);
-    watch = await xs.watch(node, () => ack.kick());
+    // The watch before the request, and the waiting after it: the node reads as acknowledged (empty,
+    // or absent) until the request is written, and an acknowledgement right after it is not missed
+    // (the waiting starts with a read).
+    let ack: ReturnType<typeof waitFor> | undefined = undefined;
+    watch = await xs.watch(node, () => ack?.kick());
     await xs.write(node, 'suspend');
-    ack.kick();
+    ack = waitFor(acked, o.ackTimeoutMs, o.pollMs, () => new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} did not acknowledge the suspend request within ${o.ackTimeoutMs} ms (${node} still reads "suspend")`));
+    ack.done.catch(() => undefined);
     try {
       await ack.done;
     } catch (err) {
