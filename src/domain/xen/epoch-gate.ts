@@ -32,7 +32,6 @@ export class EpochGate {
   /** Raw bytes of the epoch in progress, from `heldFrom` on. */
   private held: Buffer[] = [];
   private heldFrom = 0;
-  private position = 0;
   private checkpoints = 0;
   private error: Error | undefined;
 
@@ -43,11 +42,6 @@ export class EpochGate {
   /** The checkpoints handed on so far. */
   get complete(): number {
     return this.checkpoints;
-  }
-
-  /** Bytes received after the last complete checkpoint (what a failover now drops). */
-  get pendingBytes(): number {
-    return this.position - this.heldFrom;
   }
 
   get failure(): Error | undefined {
@@ -65,7 +59,6 @@ export class EpochGate {
   /** Feeds `chunk`; returns the epochs it completed (none after a failure). */
   push(chunk: Buffer): GatedEpoch[] {
     if (this.error !== undefined) return [];
-    this.position += chunk.length;
     this.held.push(chunk);
     const items: ImageItem[] = [];
     try {

@@ -38,20 +38,17 @@ export class XenSaver implements LibxcSaver {
     // Xen 4.17's libxc writes stream version 3; the session's encoder only frames it.
     if (params.version !== 3) throw new XenError(XenErrorCodes.XEN_SAVE_FAILED, `Xen 4.17 writes libxc stream version 3, not ${params.version}`);
     const { domid, logger } = this.options;
-    const checkpointsSeen: Array<{ n: number; pages: number }> = [];
-    let waiter: { n: number; resolve: (pages: number) => void } | undefined;
+    // Page counts of the checkpoints whose CHECKPOINT record has been passed on, not yet handed to the engine (in order: both sides count the same checkpoints).
+    const arrived: number[] = [];
+    let onArrival: (() => void) | undefined;
     const framer = new LibxcFramer({
-      onCheckpoint: (n, pages) => {
-        checkpointsSeen.push({ n, pages });
-        if (waiter !== undefined && waiter.n === n) waiter.resolve(pages);
+      onCheckpoint: (_n, pages) => {
+        arrived.push(pages);
+        onArrival?.();
       },
     });
-    /** Resolves with checkpoint `n`'s page count once its CHECKPOINT record has been passed on. */
-    const checkpointArrived = (n: number): Promise<number> => {
-      const seen = checkpointsSeen.find((c) => c.n === n);
-      if (seen !== undefined) return Promise.resolve(seen.pages);
-      return new Promise((resolve) => (waiter = { n, resolve }));
-    };
+    let streamEnded!: () => void;
+    const ended = new Promise<void>((resolve) => (streamEnded = resolve));
     let answered = 0;
     const driver = startSave({
       ...this.options.helper,
@@ -68,19 +65,25 @@ export class XenSaver implements LibxcSaver {
         },
         checkpoint: async () => {
           answered++;
-          const pages = await Promise.race([checkpointArrived(answered), drained.then(() => Promise.reject(new SaveHelperError(C.SAVE_HELPER_BAD_MESSAGE, `the helper called checkpoint ${answered}, but its stream ended before that checkpoint's CHECKPOINT record`)))]);
-          checkpointsSeen.splice(0, checkpointsSeen.findIndex((c) => c.n === answered) + 1);
-          return (await callbacks.checkpoint({ pages })) ? 'continue' : 'stop';
+          while (arrived.length === 0) {
+            const more = await Promise.race([new Promise<boolean>((resolve) => (onArrival = () => resolve(true))), ended.then(() => false)]);
+            if (!more && arrived.length === 0) throw new SaveHelperError(C.SAVE_HELPER_BAD_MESSAGE, `the helper called checkpoint ${answered}, but its stream ended before that checkpoint's CHECKPOINT record`);
+          }
+          return (await callbacks.checkpoint({ pages: arrived.shift()! })) ? 'continue' : 'stop';
         },
       },
       onLog: (e) => logger.debug({ level: e.levelName, context: e.context }, `save helper: ${e.text}`),
     });
     const drained = (async () => {
-      for await (const chunk of driver.stream!) {
-        const c = chunk as Buffer;
-        framer.push(c);
-        out.write([c]);
-        await out.flush();
+      try {
+        for await (const chunk of driver.stream!) {
+          const c = chunk as Buffer;
+          framer.push(c);
+          out.write([c]);
+          await out.flush();
+        }
+      } finally {
+        streamEnded();
       }
     })();
     // A stream that cannot be passed on (the link failed) stops the helper too; `done` then says so.
