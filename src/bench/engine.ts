@@ -28,7 +28,7 @@ import { precopyPolicy } from '../checkpoint/precopy.js';
 import { CheckpointSession } from '../checkpoint/session.js';
 import { remusEpochs } from '../checkpoint/strategies.js';
 import type { PrimaryGuest, SyntheticLoad } from '../domain/binding.js';
-import { createBinding } from '../domain/bindings.js';
+import { SimBinding } from '../domain/sim/binding.js';
 import { SecondaryServer } from '../secondary/server.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { ReplicationLink } from '../transport/link.js';
@@ -72,14 +72,17 @@ function distinctPfns(pages: number, n: number, seed: number): Uint32Array {
   return Uint32Array.from(chosen).sort();
 }
 
+/** The sim, as `tandem` builds it from `domain: {type: sim}` (src/domain/bindings.ts), typed as the sim. */
+const simBinding = (mib: number): SimBinding => new SimBinding({ pages: (mib * MIB) / 4096, vcpus: 1, diskBytes: MIB });
+
 /** A sim guest of `mib` MiB whose every page has been written, for the engine to checkpoint. */
 export function simGuest(mib: number): PrimaryGuest & { synthetic: SyntheticLoad } {
-  const guest = createBinding({ type: 'sim', memoryMib: mib, vcpus: 1, diskMib: 1 }).primary(logger);
+  const guest = simBinding(mib).primary(logger);
   if (guest.synthetic === undefined) throw new Error('the sim binding offers no synthetic load');
   const all = new Uint32Array(guest.domain.info.pages);
   for (let i = 0; i < all.length; i++) all[i] = i;
   guest.synthetic.touch(all, 0x11);
-  return guest as PrimaryGuest & { synthetic: SyntheticLoad };
+  return guest;
 }
 
 /** A checkpoint session whose target takes everything at once: its epochs cost what the engine costs, not a link. */
@@ -205,7 +208,7 @@ async function measureStream(mib: number, rounds: number, log: (l: string) => vo
 export const EPOCH_RATE_MIB = 64;
 
 async function measureEpochRate(seconds: number): Promise<number> {
-  const replica = createBinding({ type: 'sim', memoryMib: EPOCH_RATE_MIB, vcpus: 1, diskMib: 1 }).replica(logger);
+  const replica = simBinding(EPOCH_RATE_MIB).replica(logger);
   const server = new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger });
   const { port } = await server.start();
   const rate = await epochRate(seconds, port, tcpTransport);
@@ -221,7 +224,7 @@ async function measureEpochRate(seconds: number): Promise<number> {
  * its generation, as in `tandem primary`.
  */
 export async function epochRate(seconds: number, port: number, transport: Transport, arbiter?: Arbiter): Promise<number> {
-  const guest = createBinding({ type: 'sim', memoryMib: EPOCH_RATE_MIB, vcpus: 1, diskMib: 1 }).primary(logger);
+  const guest = simBinding(EPOCH_RATE_MIB).primary(logger);
   const devices = new DeviceSet(arbiter === undefined ? [] : [new ArbiterDevice(arbiter)]);
   const engine = new PrimaryEngine(
     { domain: guest.domain, devices, mode: new ModeController('remus', { mode: 'manual', intervalMs: 1000, reason: 'bench' }), transport, logger },
@@ -237,7 +240,7 @@ export async function epochRate(seconds: number, port: number, transport: Transp
       generation: arbiter === undefined ? undefined : () => arbiter.generation,
     },
   );
-  const synthetic = guest.synthetic!;
+  const synthetic = guest.synthetic;
   const pfns = distinctPfns(guest.domain.info.pages, 100, 77);
   let value = 0;
   let counted = 0;

@@ -22,6 +22,7 @@ import type { DeviceModelState, LibxcEpochStats, LibxcOutput, PrecopyDecision, P
 import { StreamEncoder } from '../stream/encoder.js';
 import type { Framing } from '../stream/layout.js';
 import { ColoControl, TandemType } from '../stream/format.js';
+import { encodeDomainConfigRecord } from '../stream/domain-config-record.js';
 import { encodePrimaryRecord } from '../stream/primary-record.js';
 import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
@@ -148,10 +149,13 @@ export class CheckpointSession {
     this.expect('new', 'precopy');
     this.phase = 'precopy';
     const libxl = this.libxl;
+    const { generation, domain } = this.options;
+    // Read before any byte is written: a domain whose config cannot be read sends no stream at all.
+    const config = libxl && generation !== undefined ? await domain.toolstackConfig?.() : undefined;
     if (libxl) this.emit(this.encoder.libxlHeader());
-    const { generation } = this.options;
     // Before anything the secondary would apply: it decides from this whether the stream may go on.
     if (libxl && generation !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(generation) }));
+    if (config !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_DOMAIN_CONFIG, data: encodeDomainConfigRecord(config) }));
     const deviceSyncBytes = await this.deviceLiveSync();
     if (libxl) this.emit(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
     await this.flush();

@@ -14,18 +14,18 @@
  *   the guest and serves it when the primary is gone.
  */
 import type { AddressInfo } from 'node:net';
+import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { BlockDevice } from '../disk/block-device.js';
 import type { Endpoint } from '../net/wire.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
-import type { DomainInfo, ProtectedDomain, ReplicaDomain } from './types.js';
+import type { ProtectedDomain, ReplicaDomain } from './types.js';
 
 export interface DomainBinding {
   /** The configuration's `domain.type`. */
   readonly type: string;
-  readonly info: DomainInfo;
-  /** The guest this host runs and protects. */
-  primary(logger: Logger): PrimaryGuest;
+  /** The guest this host runs and protects (a real domain is found and opened first, hence the promise). */
+  primary(logger: Logger): PrimaryGuest | Promise<PrimaryGuest>;
   /** The replica this host keeps; paused until a promotion (or, in COLO, a checkpoint) runs it. */
   replica(logger: Logger): ReplicaGuest;
 }
@@ -58,10 +58,25 @@ export interface PrimaryGuest {
    * `transmit`. Absent where the domain has no NIC Tandem can drive.
    */
   attachNic?(transmit: (frame: Buffer) => void): GuestNic;
-  /** A digest of the checkpointed state (memory, vCPUs, device model, disks); equal on the replica at the same checkpoint. */
-  digest(): string;
+  /**
+   * The guest's own output commit, where its network output is held below
+   * Tandem (Xen: its vif's plug qdisc): clients then reach the guest at its
+   * own address (serveTcp()'s), and no service front is put before it.
+   */
+  readonly outputCommit?: OutputCommit;
+  /** A digest of the checkpointed state (memory, vCPUs, device model, disks); equal on the replica at the same checkpoint. Absent where Tandem cannot read the state (a real domain). */
+  digest?(): string;
   synthetic?: SyntheticLoad;
   stop(): Promise<void>;
+}
+
+/** A checkpoint device that holds the guest's network output until its epoch is acked. */
+export interface OutputCommit extends CheckpointDevice {
+  /**
+   * Fenced: nothing it holds may leave, ever, and the guest must not go on
+   * serving (Xen: the plug stays shut and the domain is paused).
+   */
+  isolate(): Promise<void>;
 }
 
 /** COLO: the replica's guest running between checkpoints. */
@@ -99,11 +114,45 @@ export interface PromotedGuest {
   persistence?: PersistenceCheck;
 }
 
-export interface ReplicaGuest {
+/**
+ * The replica's intake: Tandem applies the stream itself, page by page
+ * (`domain`), or hands whole epochs of it to the hypervisor's own restore
+ * (`restore`), which alone can build a real domain.
+ */
+export type ReplicaGuest = PageReplicaGuest | RestoreReplicaGuest;
+
+export interface PageReplicaGuest extends ReplicaGuestBase {
   readonly domain: ReplicaDomain;
+  readonly restore?: undefined;
+}
+
+export interface RestoreReplicaGuest extends ReplicaGuestBase {
+  readonly domain?: undefined;
+  readonly restore: EpochRestore;
+}
+
+/**
+ * A hypervisor's restore of one stream at a time, fed only whole epochs
+ * (src/secondary/restore-intake.ts decides what is whole and valid).
+ */
+export interface EpochRestore {
+  /**
+   * A new stream begins, whose toolstack config is `config`: a restore for
+   * it starts. One that was under way (with the checkpoint it held) is given
+   * up first: a hypervisor restore cannot take a second stream.
+   */
+  open(config: { json: string; name: string }): Promise<void>;
+  /** Bytes of the stream (Tandem's own records taken out), in order; resolves once the hypervisor has them. */
+  give(chunks: readonly Buffer[]): Promise<void>;
+  /** The restore under way is given up (its stream failed before a checkpoint, or the node stops). */
+  close(): Promise<void>;
+}
+
+interface ReplicaGuestBase {
   /** The replica's disks, in the order the stream numbers them. */
   readonly disks: readonly BlockDevice[];
-  digest(): string;
+  /** Equal to the primary's digest() at the checkpoint the replica holds; absent where the primary has none. */
+  digest?(): string;
   /** COLO: the replica runs the guest between checkpoints; its frames go out through `transmit`. */
   runColo?(transmit: (frame: Buffer) => void): ColoReplicaGuest;
   /** Resumes the guest from the replica (which holds a complete checkpoint) and serves it. */

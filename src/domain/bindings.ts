@@ -6,6 +6,7 @@
 import type { DomainConfig } from './config.js';
 import type { DomainBinding } from './binding.js';
 import { SimBinding, type SimBindingOptions } from './sim/binding.js';
+import { XenBinding } from './xen/binding.js';
 
 const MIB = 2 ** 20;
 const PAGE = 4096;
@@ -17,5 +18,7 @@ export function createBinding(cfg: DomainConfig, extras: BindingExtras = {}): Do
   switch (cfg.type) {
     case 'sim':
       return new SimBinding({ pages: (cfg.memoryMib * MIB) / PAGE, vcpus: cfg.vcpus, diskBytes: cfg.diskMib * MIB, ...extras });
+    case 'xen':
+      return new XenBinding({ name: cfg.name, service: cfg.service, vif: cfg.vif, ifb: cfg.ifb, xl: cfg.xl, failoverTimeoutMs: cfg.failoverTimeoutMs });
   }
 }

@@ -66,6 +66,13 @@ export interface ProtectedDomain {
    * PVH guest), and its stream carries no emulator records.
    */
   saveDeviceModel(): Promise<DeviceModelState | null>;
+  /**
+   * The toolstack's configuration of the domain (Xen: libxl's JSON, as `xl
+   * list -l` prints it), sent at the opening of each replication stream so
+   * that the secondary's toolstack can build the domain from the stream.
+   * Absent: the secondary needs none (the sim's replica is built alike).
+   */
+  toolstackConfig?(): Promise<string>;
 }
 
 /**

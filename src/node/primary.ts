@@ -25,6 +25,7 @@ import type { DomainBinding, PrimaryGuest } from '../domain/binding.js';
 import { DiskMirror } from '../disk/mirror.js';
 import { ErrorCodes, TandemError } from '../errors.js';
 import type { ClientLimitOptions, FrontClientStats } from '../front/client-limits.js';
+import { GuestOutputService } from '../front/guest-output-service.js';
 import { RemusService } from '../front/remus-service.js';
 import { SilentStandbyWatch } from '../failover/silent-standby.js';
 import { StrandedSignal } from '../failover/stranded.js';
@@ -66,7 +67,8 @@ interface Service {
   readonly device: CheckpointDevice;
   start(): Promise<AddressInfo>;
   clients(): FrontClientStats | undefined;
-  stopFront(): Promise<void>;
+  /** Clients may get nothing more: the node is fenced, hands over, or stands the secondary down (the guest then runs on unprotected). */
+  stopFront(why: 'fenced' | 'switchover' | 'stand-down'): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -113,9 +115,19 @@ export class PrimaryNode {
     try {
       const superseded = new Promise<FenceNotice>((resolve) => arbiter.once('superseded', (h) => resolve({ ownGeneration: arbiter.generation, peerGeneration: h.generation })));
       this.fenced = superseded;
-      const guest = promoted?.guest ?? binding.primary(logger);
+      const guest = promoted?.guest ?? (await binding.primary(logger));
+      const unfit =
+        p.verifyDigest && guest.digest === undefined
+          ? `primary.verify_digest: Tandem cannot digest the state of a domain of type ${binding.type}`
+          : mode === 'colo' && guest.attachNic === undefined
+            ? `a domain of type ${binding.type} cannot run COLO here (Tandem cannot drive its NIC): use remus`
+            : undefined;
+      if (unfit !== undefined) {
+        await guest.stop();
+        throw new TandemError(ErrorCodes.CONFIG_INVALID, unfit);
+      }
       if (protect) await this.hearPeer(p.secondary!, generation, superseded, promoted === undefined);
-      const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : this.remusService(guest, protect);
+      const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : guest.outputCommit !== undefined ? new GuestOutputService(guest, guest.outputCommit) : this.remusService(guest, protect);
       this.service = service;
       const bound = await service.start();
       logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
@@ -147,7 +159,7 @@ export class PrimaryNode {
     if (reason.kind === 'fenced') {
       logger.fatal(`fenced by generation ${reason.peerGeneration} (this one: ${reason.ownGeneration}): another node serves the guest now; this node stops serving at once`);
       // No held output may leave a fenced node: close the front before the engine's teardown releases anything.
-      await this.service?.stopFront();
+      await this.service?.stopFront('fenced');
     } else if (this.heartbeat !== undefined && this.engine !== undefined) {
       await this.stopInOrder(reason.kind === 'signal' ? reason.signal : 'an operator\'s switchover', this.heartbeat, this.engine, reason.kind === 'switchover' ? 'switchover' : this.options.cfg.primary.onStop);
     } else {
@@ -192,7 +204,7 @@ export class PrimaryNode {
         return this.standDown(signal, heartbeat);
       }
       await this.arbiter?.stop({ release: true });
-      await this.service?.stopFront();
+      await this.service?.stopFront('switchover');
       return;
     }
     if (plan === 'switchover') logger.warn({ signal, state: engine.state }, `switchover asked for, but the secondary holds no current checkpoint (${engine.state}): standing it down instead`);
@@ -203,7 +215,7 @@ export class PrimaryNode {
     this.options.logger.warn({ signal, onStop: 'stand-down' }, `stopping in order (${signal}): standing the secondary down: it keeps its replica and does not take over (primary.on_stop: stand-down)`);
     heartbeat.leave('stand-down');
     await this.arbiter?.stop({ release: true });
-    await this.service?.stopFront();
+    await this.service?.stopFront('stand-down');
   }
 
   /** Asks for a checkpoint and resolves once it is acked (its replies released). */
@@ -295,7 +307,7 @@ export class PrimaryNode {
         retryMs: p.retryMs,
         streamVersion: p.streamVersion,
         precopy: { ...DEFAULT_PRECOPY, ...p.precopy },
-        digest: p.verifyDigest ? () => guest.digest() : undefined,
+        digest: p.verifyDigest ? () => guest.digest!() : undefined,
         // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
         onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
         generation: () => this.arbiter!.generation,

@@ -19,6 +19,7 @@ import { ColoSecondary } from '../colo/secondary.js';
 import { nextPort, type TandemConfig } from '../config/config.js';
 import type { DomainBinding, PromotedGuest, PromoteOptions, ReplicaGuest } from '../domain/binding.js';
 import { DiskReplica } from '../disk/replica.js';
+import { ErrorCodes, TandemError } from '../errors.js';
 import { FailoverRule } from '../failover/rule.js';
 import { Promoter } from '../failover/promoter.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
@@ -81,6 +82,7 @@ export class SecondaryNode {
     const s = cfg.secondary;
     const replica = binding.replica(logger);
     this.replica = replica;
+    if (mode === 'colo' && replica.runColo === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, `a domain of type ${binding.type} cannot run COLO here (its replica cannot run between checkpoints): use remus`);
     // COLO: the replica also runs the guest, fed the client frames the primary mirrors over the net link.
     const colo = mode === 'colo' ? new ColoSecondary({ replica, transport, net: cfg.colo.net ?? nextPort(nextPort(s.listen)), logger }) : undefined;
     this.colo = colo;

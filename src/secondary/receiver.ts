@@ -46,7 +46,8 @@ export interface EpochCommit {
 }
 
 export type CloseOutcome =
-  | { outcome: 'end' }
+  /** atCheckpoint: no END, the stream stopped right after a checkpoint (a Xen Remus stream's end, whether its primary stopped or died). */
+  | { outcome: 'end'; atCheckpoint?: true }
   | { outcome: 'over-buffer-limit'; epoch: number; reason: string }
   | { outcome: 'stream-error'; epoch: number; error: Error };
 

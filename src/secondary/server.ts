@@ -7,15 +7,16 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import type { ColoReplicaGuest, ReplicaGuest } from '../domain/binding.js';
+import type { ColoReplicaGuest, PageReplicaGuest, RestoreReplicaGuest } from '../domain/binding.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import { AckStatus, encodeBackRecord, type AckStatusCode } from '../transport/backchannel.js';
 import type { Transport, TransportListener } from '../transport/transport.js';
 import type { Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
-import { EpochReceiver, type EpochCommit, type ReceiverAction, type ReplicaDevice, type ReplicaState } from './receiver.js';
+import type { EpochCommit, ReplicaDevice, ReplicaState } from './receiver.js';
+import { PageIntake, type IntakeAction, type ReplicaIntake, type StreamIntake } from './intake.js';
 import { PreludeReader, type PreludeResult } from './prelude.js';
-import { ReplicationSession } from './session.js';
+import { RestoreIntake } from './restore-intake.js';
 import { ColoControl } from '../stream/format.js';
 
 export const DEFAULT_MAX_EPOCH_BYTES = 256 * 1024 * 1024;
@@ -28,8 +29,8 @@ const MAX_PENDING = 4;
 const MAX_UNREAD_ACK_BYTES = 1024 * 1024;
 
 export interface SecondaryServerOptions {
-  /** What the stream restores into, and its digest. */
-  replica: Pick<ReplicaGuest, 'domain' | 'digest'>;
+  /** What the stream restores into (page by page, or through the hypervisor's restore), and its digest. */
+  replica: Pick<PageReplicaGuest, 'domain' | 'restore' | 'digest'> | Pick<RestoreReplicaGuest, 'domain' | 'restore' | 'digest'>;
   transport: Transport;
   /** Where to accept the primary; port 0 picks one, start() returns it. */
   listen: Address;
@@ -90,7 +91,7 @@ export interface SecondaryEvents {
 interface Link {
   socket: Duplex;
   remote: string;
-  session: ReplicationSession;
+  session: StreamIntake;
   /** The stream is over on our side (END or refusal): later bytes are drained and dropped. */
   finished: boolean;
   /** The primary closed or reset the connection before a clean END, and before we refused the stream. */
@@ -103,9 +104,10 @@ interface Link {
   tornEpoch: number;
   grace: NodeJS.Timeout | undefined;
   /**
-   * The device model taking an epoch whose CHECKPOINT_END has arrived. The
-   * epoch is whole, so a connection lost meanwhile does not tear it: the
-   * close waits for the load, which commits the epoch or refuses it.
+   * The replica taking an epoch whose CHECKPOINT_END has arrived (its device
+   * model loading, its hypervisor reading it). The epoch is whole, so a
+   * connection lost meanwhile does not tear it: the close waits for the
+   * work, which commits the epoch or refuses it.
    */
   loading: Promise<void> | undefined;
   closed: Promise<void>;
@@ -116,7 +118,7 @@ interface Link {
 
 export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   private server: TransportListener | undefined;
-  private receiver: EpochReceiver | undefined;
+  private intake: ReplicaIntake | undefined;
   /** The primary whose stream is in progress. */
   private link: Link | undefined;
   /** Every open socket, including ones still draining after their stream ended or was refused. */
@@ -133,12 +135,12 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
   }
 
   get state(): ReplicaState {
-    return this.receiver?.state ?? 'idle';
+    return this.intake?.state ?? 'idle';
   }
 
   /** The epoch the replica holds; 0 when it holds no complete checkpoint. */
   get lastEpoch(): number {
-    return this.receiver?.lastEpoch ?? 0;
+    return this.intake?.lastEpoch ?? 0;
   }
 
   /** The generation of the primary whose checkpoint the replica holds (undefined: unknown, or none held). */
@@ -165,15 +167,17 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     return this.sockets.size;
   }
 
-  /** The replica's digest: equal to the primary's at the checkpoint the replica holds. */
-  digest(): string {
-    return this.options.replica.digest();
+  /** The replica's digest: equal to the primary's at the checkpoint the replica holds (undefined: the replica has none). */
+  digest(): string | undefined {
+    return this.options.replica.digest?.();
   }
 
   async start(): Promise<Address> {
     if (this.server !== undefined) throw new Error('secondary server already started');
     // Kept across stop()/start(): it knows which epoch the replica holds.
-    this.receiver ??= new EpochReceiver(this.options.replica.domain, { maxEpochBytes: this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES, devices: this.options.devices });
+    const { replica } = this.options;
+    const maxEpochBytes = this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES;
+    this.intake ??= replica.restore !== undefined ? new RestoreIntake(replica.restore, { maxEpochBytes }) : new PageIntake(replica.domain, { maxEpochBytes, devices: this.options.devices });
     // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
     this.server = await this.options.transport.listen(this.options.listen, (socket, remote) => this.onConnection(socket, remote), { purpose: 'the primary', allowHalfOpen: true });
     const address = this.server.address;
@@ -219,7 +223,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
       socket.destroy();
       this.notify('connection-refused', { remote });
     };
-    if (this.stopping || this.receiver === undefined) return refuse('the secondary is stopping');
+    if (this.stopping || this.intake === undefined) return refuse('the secondary is stopping');
     if (this.options.primaries === undefined) {
       if (this.link !== undefined) return refuse(`the primary at ${this.link.remote} is active`);
       this.activate(socket, remote, [], undefined);
@@ -299,8 +303,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
 
   private activate(socket: Duplex, remote: string, chunks: Buffer[], generation: number | undefined): void {
     const log = this.options.logger;
-    const session = new ReplicationSession(this.receiver!, {
-      replicaPages: this.options.replica.domain.info.pages,
+    const session = this.intake!.open({
       maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
       colo: this.options.colo !== undefined,
     });
@@ -357,7 +360,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     this.sendAck(link, encodeBackRecord({ type: 'CHECKPOINT_STATE', controlId: ColoControl.SVM_RESUMED }));
   }
 
-  private perform(link: Link, a: ReceiverAction): void {
+  private perform(link: Link, a: IntakeAction): void {
     const log = this.options.logger;
     const { remote } = link;
     switch (a.type) {
@@ -371,8 +374,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         this.notify('epoch', c);
         return;
       }
-      case 'load-device-model':
-        this.loadDeviceModel(link, a.state);
+      case 'wait':
+        this.wait(link, a.work);
         return;
       case 'ack':
         this.sendAck(link, encodeBackRecord(a.ack));
@@ -393,7 +396,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
         if (this.link === link) this.link = undefined;
         if (a.outcome !== 'end') link.tornEpoch = a.epoch;
         if (a.outcome === 'end') {
-          log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended cleanly at epoch ${this.lastEpoch}`);
+          if (a.atCheckpoint === true) log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended right after epoch ${this.lastEpoch}, its failover point (whether its primary stopped or died is for the heartbeats to tell)`);
+          else log.info({ remote, lastEpoch: this.lastEpoch }, `stream from ${remote} ended cleanly at epoch ${this.lastEpoch}`);
           // COLO: protection stopped in order; nothing compares this guest's output any more, so it stops too
           // (a promotion later goes on from where it stopped, as from any COLO run).
           this.options.colo?.pause();
@@ -432,27 +436,29 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     }
   }
 
-  /** Stops reading the primary while the replica's device model takes the epoch's state, then goes on. */
-  private loadDeviceModel(link: Link, state: Buffer): void {
-    const act = (a: ReceiverAction): void => this.perform(link, a);
+  /** Stops reading the primary while the replica does the stream's asynchronous work (a device model's load, a hypervisor's read), then goes on. */
+  private wait(link: Link, work: () => Promise<void>): void {
+    const act = (a: IntakeAction): void => this.perform(link, a);
     link.socket.pause();
     const resume = (): void => {
       // A finished stream still drains (its later bytes are dropped), so the peer sees its ack and closes.
       if (!link.session.blocked) link.socket.resume();
       this.syncState();
     };
-    link.loading = this.options.replica.domain.loadDeviceModel(state).then(
-      () => {
-        link.loading = undefined;
-        link.session.deviceModelLoaded(act);
-        resume();
-      },
-      (err: unknown) => {
-        link.loading = undefined;
-        link.session.deviceModelRefused(err, act);
-        resume();
-      },
-    );
+    link.loading = Promise.resolve()
+      .then(work)
+      .then(
+        () => {
+          link.loading = undefined;
+          link.session.settled({ ok: true }, act);
+          resume();
+        },
+        (error: unknown) => {
+          link.loading = undefined;
+          link.session.settled({ ok: false, error }, act);
+          resume();
+        },
+      );
   }
 
   private fail(link: Link, failure: StreamFailure): void {

@@ -82,12 +82,15 @@ const LIBXL_NAMES = invert(LibxlType);
  * Tandem's own records, in the optional range (bit 31) so that any reader
  * following the spec may skip them: TANDEM_ACK travels the back-channel,
  * TANDEM_DISK_WRITES a checkpoint's libxl section, TANDEM_PRIMARY opens a
- * replication stream (docs/stream.md).
+ * replication stream, TANDEM_DOMAIN_CONFIG follows it with the toolstack's
+ * configuration of the domain where the secondary's hypervisor needs it to
+ * build the domain (docs/stream.md).
  */
 export const TandemType = {
   TANDEM_ACK: 0x80005401,
   TANDEM_DISK_WRITES: 0x80005402,
   TANDEM_PRIMARY: 0x80005403,
+  TANDEM_DOMAIN_CONFIG: 0x80005404,
 } as const;
 const TANDEM_NAMES = invert(TandemType);
 

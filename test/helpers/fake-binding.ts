@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { DomainBinding, PrimaryGuest, PromoteOptions, PromotedGuest, ReplicaGuest } from '../../src/domain/binding.js';
+import type { DomainBinding, PageReplicaGuest, PrimaryGuest, PromoteOptions, PromotedGuest } from '../../src/domain/binding.js';
 import { PageSaver } from '../../src/domain/page-saver.js';
 import type { DeviceModelState, DomainInfo, PageDomain, PlatformContext, ProtectedDomain, ReplicaDomain } from '../../src/domain/types.js';
 import { DomainType, EmulatorId, PAGE_SIZE } from '../../src/stream/format.js';
@@ -163,7 +163,7 @@ export class FakePrimary implements PrimaryGuest, ProtectedDomain {
   }
 }
 
-export class FakeReplica implements ReplicaGuest {
+export class FakeReplica implements PageReplicaGuest {
   readonly memory: FakeMemory;
   readonly domain: ReplicaDomain;
   readonly disks = [];

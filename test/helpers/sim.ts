@@ -1,5 +1,4 @@
 /** The sim binding and a secondary for it, as most engine-level tests build them. */
-import type { ReplicaGuest } from '../../src/domain/binding.js';
 import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
 import { SimBinding, type SimBindingOptions } from '../../src/domain/sim/binding.js';
 import { SecondaryServer, type SecondaryServerOptions } from '../../src/secondary/server.js';
@@ -14,7 +13,7 @@ export function simBinding(pages: number, options: Partial<SimBindingOptions> = 
 }
 
 /** A secondary server for `replica` on loopback (TCP unless a transport is given; port 0 unless given). */
-export function secondaryFor(replica: Pick<ReplicaGuest, 'domain' | 'digest'>, options: Partial<SecondaryServerOptions> = {}): SecondaryServer {
+export function secondaryFor(replica: SecondaryServerOptions['replica'], options: Partial<SecondaryServerOptions> = {}): SecondaryServer {
   return new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger: silent, ...options });
 }
 

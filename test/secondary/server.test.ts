@@ -132,7 +132,7 @@ describe('SecondaryServer', () => {
     const digests: string[] = [];
     // The event fires as the epoch commits, before the next one is applied.
     const onEpoch = (c: EpochCommit): void => {
-      digests[c.epoch - 1] = server.digest();
+      digests[c.epoch - 1] = server.digest()!;
     };
     server.on('epoch', onEpoch);
     const ended = once(server, 'stream-end');

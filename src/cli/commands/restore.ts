@@ -31,7 +31,7 @@ export function restoreCommand(yargs: Argv): Argv {
           return true;
         }),
     async (args) => {
-      const { EpochGate } = await import('../../domain/xen/epoch-gate.js');
+      const { EpochGate } = await import('../../secondary/epoch-gate.js');
       const { XenRestore } = await import('../../domain/xen/restore.js');
       const { XenError, XenErrorCodes } = await import('../../domain/xen/errors.js');
       const gate = new EpochGate();

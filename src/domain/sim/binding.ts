@@ -10,7 +10,7 @@ import { KvServer } from '../../guest/server.js';
 import { DomainType, EmulatorId, PAGE_SIZE } from '../../stream/format.js';
 import type { Address } from '../../util/address.js';
 import type { Logger } from '../../util/logger.js';
-import type { ColoReplicaGuest, DomainBinding, GuestNic, PrimaryGuest, PromotedGuest, PromoteOptions, ReplicaGuest, SyntheticLoad } from '../binding.js';
+import type { ColoReplicaGuest, DomainBinding, GuestNic, PageReplicaGuest, PrimaryGuest, PromotedGuest, PromoteOptions, SyntheticLoad } from '../binding.js';
 import { PageSaver, type PageSaverOptions } from '../page-saver.js';
 import type { DeviceModelState, DomainInfo, ProtectedDomain, ReplicaDomain } from '../types.js';
 import { SimColoGuest } from './colo-guest.js';
@@ -124,7 +124,7 @@ export class SimPrimaryGuest extends SimMachine implements PrimaryGuest {
   };
 }
 
-export class SimReplicaGuest extends SimMachine implements ReplicaGuest {
+export class SimReplicaGuest extends SimMachine implements PageReplicaGuest {
   readonly domain: ReplicaDomain;
 
   constructor(options: SimBindingOptions, logger: Logger) {

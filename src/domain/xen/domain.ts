@@ -12,6 +12,7 @@ import { XenSaver } from './saver.js';
 import { suspendDomain, type SuspendOptions } from './suspend.js';
 import type { XcOps } from './xc.js';
 import type { XenstoreClient } from './xenstore.js';
+import { domainConfigJson } from './xl-config.js';
 
 /** libxc saves a PVH guest as x86 HVM (Xen's DomainType 2). */
 const X86_HVM = 2;
@@ -23,6 +24,8 @@ export interface XenDomainOptions {
   logger: Logger;
   suspend?: SuspendOptions;
   helper?: Pick<SaveHelperOptions, 'helperPath' | 'command' | 'maxBufferedBytes'>;
+  /** Where `xl` is (for the domain's config). */
+  xl?: string;
 }
 
 export class XenDomain implements ProtectedDomain {
@@ -62,5 +65,10 @@ export class XenDomain implements ProtectedDomain {
 
   saveDeviceModel(): Promise<DeviceModelState | null> {
     return Promise.resolve(null);
+  }
+
+  /** libxl's JSON of the domain, read afresh for each stream (a device added since is in it). */
+  toolstackConfig(): Promise<string> {
+    return domainConfigJson(this.options.domid, this.options.xl);
   }
 }

@@ -17,7 +17,7 @@
  * Setup and teardown (once per protection, not per epoch) run `ip` and `tc`.
  */
 import { readFile } from 'node:fs/promises';
-import type { CheckpointDevice } from '../../checkpoint/devices.js';
+import type { OutputCommit } from '../binding.js';
 import { XenError, XenErrorCodes as C } from './errors.js';
 import { runTool } from './tool.js';
 import type { PlugAction } from './xc.js';
@@ -35,6 +35,8 @@ export interface NetBufferOptions {
   ifb: string;
   /** The co-process that sends the plug requests. */
   ops: { plug(ifindex: number, handle: number, action: PlugAction): Promise<void> };
+  /** Fenced: stops the guest (Xen: pauses the domain), once its output is shut for good. */
+  stopGuest?: () => Promise<void>;
   limitBytes?: number;
   /** Where `ip` and `tc` are (default: on PATH). */
   ip?: string;
@@ -43,9 +45,11 @@ export interface NetBufferOptions {
 
 const run = (file: string, args: string[]): Promise<string> => runTool(file, args, C.XEN_NETBUF_FAILED);
 
-export class NetBuffer implements CheckpointDevice {
+export class NetBuffer implements OutputCommit {
   readonly name = 'xen-netbuf';
   private ifindex: number | undefined;
+  /** Isolated: nothing held leaves any more, and the plug stays in place at teardown. */
+  private sealed = false;
 
   constructor(private readonly options: NetBufferOptions) {
     for (const n of [options.vif, options.ifb]) if (!IFNAME.test(n)) throw new XenError(C.XEN_NETBUF_FAILED, `not an interface name: ${JSON.stringify(n)}`);
@@ -56,6 +60,8 @@ export class NetBuffer implements CheckpointDevice {
     if (this.ifindex !== undefined) return;
     const { vif, ifb, ip = 'ip', tc = 'tc' } = this.options;
     const limit = this.options.limitBytes ?? DEFAULT_PLUG_LIMIT;
+    // One left by a Tandem that died goes first: deleting its plug drops what it held, never sends it.
+    await this.remove();
     await run(ip, ['link', 'add', ifb, 'type', 'ifb']);
     try {
       await run(ip, ['link', 'set', ifb, 'up']);
@@ -79,12 +85,24 @@ export class NetBuffer implements CheckpointDevice {
 
   /** The secondary holds the checkpoint: its output may leave. */
   async commit(): Promise<void> {
+    if (this.sealed) return;
     await this.options.ops.plug(this.index(), PLUG_HANDLE, 'release');
   }
 
-  /** Protection ends: everything held leaves, and the vif's output goes straight out again. */
+  /**
+   * Fenced (another node serves the guest) or handing over: what the guest
+   * sent since the last release never leaves, nor anything after it, and
+   * the guest stops. The plug outlives Tandem: the domain stays cut off.
+   */
+  async isolate(): Promise<void> {
+    this.sealed = true;
+    if (this.ifindex !== undefined) await this.options.ops.plug(this.ifindex, PLUG_HANDLE, 'block');
+    await this.options.stopGuest?.();
+  }
+
+  /** Protection ends: everything held leaves, and the vif's output goes straight out again (unless isolated). */
   async teardown(): Promise<void> {
-    if (this.ifindex === undefined) return;
+    if (this.ifindex === undefined || this.sealed) return;
     await this.options.ops.plug(this.ifindex, PLUG_HANDLE, 'release-all').catch(() => undefined);
     await this.remove();
   }

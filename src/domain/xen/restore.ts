@@ -12,18 +12,42 @@
  * - failover(): ends stdin and waits for the domain to run (bounded).
  * - abort(): stops without failing over: the receiver is killed and the
  *   half-built domain destroyed.
+ *
+ * The receiver never outlives Tandem (see GUARD).
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { XenError, XenErrorCodes as C } from './errors.js';
+import { encodeXlHeader } from '../../stream/xl-header.js';
 import { DEFAULT_XL } from './tool.js';
+import { DEFAULT_PYTHON } from './xc.js';
 
 export interface XenRestoreOptions {
   xl?: string;
   /** The failover's bound: restore of the last checkpoint, device hotplug, unpause (default 120 s). */
   failoverTimeoutMs?: number;
+  /** The domain's libxl JSON: given, Tandem writes the xl header itself (a replication stream has none); absent, the input carries it (a file). */
+  configJson?: string;
+  /** The Python that runs the receiver's guard (default /usr/bin/python3). */
+  python?: string;
 }
+
+/**
+ * The receiver dies with Tandem, by the kernel's hand (PR_SET_PDEATHSIG):
+ * were Tandem killed, its end of the pipe would close, and xl takes the end
+ * of its input for the order to fail over, which would run the domain here
+ * while the primary may still run it. Killed, xl leaves the domain paused
+ * and half-built (`NAME--incoming`), which the next stream's restore
+ * clears. Checked against the parent's pid after the prctl: a parent that
+ * died before it would not be noticed otherwise.
+ */
+const GUARD = [
+  'import ctypes, os, signal, sys',
+  'if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0: sys.exit("prctl(PR_SET_PDEATHSIG) failed")',
+  'if os.getppid() != int(sys.argv[1]): sys.exit("the parent is gone")',
+  'os.execvp(sys.argv[2], sys.argv[2:])',
+].join('\n');
 
 export class XenRestore {
   private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
@@ -32,7 +56,7 @@ export class XenRestore {
   private pipeError: Error | undefined;
 
   constructor(private readonly options: XenRestoreOptions = {}) {
-    this.child = spawn(options.xl ?? DEFAULT_XL, ['migrate-receive', '-r', '-e'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = spawn(options.python ?? DEFAULT_PYTHON, ['-c', GUARD, String(process.pid), options.xl ?? DEFAULT_XL, 'migrate-receive', '-r', '-e'], { stdio: ['pipe', 'pipe', 'pipe'] });
     const keep = (d: Buffer): void => {
       // libxc's per-5% progress lines would crowd out what matters.
       const text = d.toString('utf8').replace(/^xc: progress.*\n?/gm, '');
@@ -43,6 +67,7 @@ export class XenRestore {
     this.child.stdin.on('error', (err) => (this.pipeError ??= err));
     this.exited = new Promise((resolve) => this.child.once('close', (code, signal) => resolve({ code, signal })));
     this.child.once('error', (err) => (this.pipeError ??= err));
+    if (options.configJson !== undefined) this.child.stdin.write(encodeXlHeader({ configJson: options.configJson }));
   }
 
   /** The receiver's last lines (its own and Xen's). */

@@ -24,6 +24,7 @@ import type { Logger } from '../../util/logger.js';
 import { XenDomain, type XenDomainOptions } from './domain.js';
 import { XenError, XenErrorCodes as C } from './errors.js';
 import { DEFAULT_XL, runTool } from './tool.js';
+import { domainConfigJson } from './xl-config.js';
 
 export interface XenSaveOptions extends XenDomainOptions {
   out: string;
@@ -33,21 +34,6 @@ export interface XenSaveOptions extends XenDomainOptions {
   keep?: boolean;
   logger: Logger;
   xl?: string;
-}
-
-/** The domain's libxl config as JSON, from `xl list -l DOMID` (an array of {domid, config}). */
-export async function domainConfigJson(domid: number, xlPath = DEFAULT_XL): Promise<string> {
-  const text = await runTool(xlPath, ['list', '-l', String(domid)], C.XEN_SAVE_FAILED);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new XenError(C.XEN_SAVE_FAILED, `xl list -l ${domid} did not print JSON`, { cause: err });
-  }
-  const entry = Array.isArray(parsed) ? (parsed as unknown[]).find((e) => (e as { domid?: unknown } | null)?.domid === domid) : undefined;
-  const config = (entry as { config?: unknown } | undefined)?.config;
-  if (config === null || typeof config !== 'object') throw new XenError(C.XEN_NO_DOMAIN, `xl list -l ${domid} has no config for domain ${domid}`);
-  return JSON.stringify(config, null, 4);
 }
 
 export async function saveXenDomain(o: XenSaveOptions): Promise<SaveSummary> {

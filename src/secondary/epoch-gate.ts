@@ -1,6 +1,7 @@
 /**
- * Lets only whole, valid checkpoints through to Xen's restore. Fed the raw
- * bytes of an xl-framed Remus stream in any chunking, it decodes them with
+ * Lets only whole, valid checkpoints through to a hypervisor's restore
+ * (Xen's). Fed the raw bytes of a Remus stream (xl-framed, as a file, or
+ * bare libxl, as the wire carries it) in any chunking, it decodes them with
  * Tandem's own reader (which checks every record) and hands on raw bytes:
  *
  * - before checkpoint 1 (xl header, libxl header, the pre-copy: the whole of
@@ -12,31 +13,49 @@
  *   epoch is never handed on: Xen then fails over from the last checkpoint
  *   it was given, whatever came after.
  *
+ * Records the caller strips (Tandem's own) are checked, shown to it, and
+ * cut out of what is handed on.
+ *
  * Pure: chunks in, epochs out (views of the input, never copies: an epoch
  * boundary inside a chunk splits it into two views). It stops
  * for good at the first error, as the reader does; `failure` says why.
  */
-import { ImageReader, type ImageItem } from '../../stream/image-reader.js';
-import type { DecoderLimits } from '../../stream/decoder.js';
-import { summarizeXlConfig } from '../../stream/xl-config.js';
+import { ImageReader, type ImageItem } from '../stream/image-reader.js';
+import type { DecoderLimits } from '../stream/decoder.js';
+import { summarizeXlConfig } from '../stream/xl-config.js';
 
 export interface GatedEpoch {
   /** The checkpoint these bytes complete; 0: part of the stream before checkpoint 1 (valid records, no checkpoint yet). */
   checkpoint: number;
   chunks: Buffer[];
   bytes: number;
+  /** Guest pages in these bytes' PAGE_DATA records. */
+  pages: number;
+}
+
+export interface EpochGateOptions {
+  limits?: Partial<DecoderLimits>;
+  /**
+   * Records to take out of what is handed on (Tandem's own, which Xen's
+   * restore does not know), each shown to the caller first. They are still
+   * decoded and checked.
+   */
+  strip?: (item: ImageItem & { kind: 'record' }) => boolean;
 }
 
 export class EpochGate {
   private readonly reader: ImageReader;
-  /** Raw bytes of the epoch in progress, from `heldFrom` on. */
+  /** Raw bytes not yet sorted (from `heldFrom` on), and those of the epoch in progress that go on. */
   private held: Buffer[] = [];
   private heldFrom = 0;
+  private kept: Buffer[] = [];
+  private keptBytes = 0;
+  private keptPages = 0;
   private checkpoints = 0;
   private error: Error | undefined;
 
-  constructor(limits?: Partial<DecoderLimits>) {
-    this.reader = new ImageReader({ endAtCheckpoint: true, limits });
+  constructor(private readonly options: EpochGateOptions = {}) {
+    this.reader = new ImageReader({ endAtCheckpoint: true, limits: options.limits });
   }
 
   /** The checkpoints handed on so far. */
@@ -46,6 +65,11 @@ export class EpochGate {
 
   get failure(): Error | undefined {
     return this.error;
+  }
+
+  /** Bytes of the epoch in progress held here (what a torn epoch would lose). */
+  get heldBytes(): number {
+    return this.keptBytes + this.held.reduce((n, c) => n + c.length, 0);
   }
 
   /** The domain's name, from the xl header's config (once read; undefined without one). */
@@ -68,11 +92,25 @@ export class EpochGate {
     }
     const out: GatedEpoch[] = [];
     for (const item of items) {
-      if (item.kind === 'record' && item.record.layer === 'libxl' && item.record.type === 'CHECKPOINT_END') out.push(this.cut(item.end, true));
+      if (item.kind !== 'record') continue;
+      const rec = item.record;
+      if (this.options.strip?.(item) === true) {
+        this.take(item.offset, true);
+        this.take(item.end, false);
+        continue;
+      }
+      if (rec.layer === 'libxc' && rec.type === 'PAGE_DATA') this.keptPages += rec.pfns.length;
+      if (rec.layer === 'libxl' && rec.type === 'CHECKPOINT_END') {
+        this.take(item.end, true);
+        out.push(this.handOn(true));
+      }
     }
     // Before checkpoint 1, whatever is whole and valid goes on at once.
     const last = items.at(-1);
-    if (this.checkpoints === 0 && last !== undefined && last.end > this.heldFrom) out.push(this.cut(last.end, false));
+    if (this.checkpoints === 0 && last !== undefined) {
+      if (last.end > this.heldFrom) this.take(last.end, true);
+      if (this.keptBytes > 0) out.push(this.handOn(false));
+    }
     return out;
   }
 
@@ -88,27 +126,34 @@ export class EpochGate {
     }
   }
 
-  /** Hands on the held bytes up to stream offset `end` (completing a checkpoint or not); the rest stays held. */
-  private cut(end: number, checkpoint: boolean): GatedEpoch {
-    const chunks: Buffer[] = [];
+  /** Moves the held bytes up to stream offset `end` to the epoch in progress (keep) or drops them; the rest stays held. */
+  private take(end: number, keep: boolean): void {
     let at = this.heldFrom;
     let rest: Buffer[] = [];
     for (let i = 0; i < this.held.length; i++) {
       const c = this.held[i];
       const cEnd = at + c.length;
-      if (cEnd <= end) chunks.push(c);
-      else {
-        // The boundary falls inside this chunk: the epoch gets its head, the rest stays held.
-        if (at < end) chunks.push(c.subarray(0, end - at));
+      if (cEnd <= end) {
+        if (keep) this.kept.push(c);
+      } else {
+        // The boundary falls inside this chunk: its head is taken, the rest stays held.
+        if (at < end && keep) this.kept.push(c.subarray(0, end - at));
         rest = [c.subarray(Math.max(0, end - at)), ...this.held.slice(i + 1)];
         break;
       }
       at = cEnd;
     }
-    const bytes = end - this.heldFrom;
+    if (keep) this.keptBytes += end - this.heldFrom;
     this.held = rest.filter((c) => c.length > 0);
     this.heldFrom = end;
+  }
+
+  private handOn(checkpoint: boolean): GatedEpoch {
     if (checkpoint) this.checkpoints++;
-    return { checkpoint: checkpoint ? this.checkpoints : 0, chunks, bytes };
+    const epoch: GatedEpoch = { checkpoint: checkpoint ? this.checkpoints : 0, chunks: this.kept, bytes: this.keptBytes, pages: this.keptPages };
+    this.kept = [];
+    this.keptBytes = 0;
+    this.keptPages = 0;
+    return epoch;
   }
 }

@@ -1,11 +1,12 @@
 /** EpochGate: only whole, valid checkpoints pass, as raw bytes, whatever the chunking. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { saveDomain } from '../../../src/checkpoint/save.js';
-import { EpochGate } from '../../../src/domain/xen/epoch-gate.js';
-import { StreamDecoder } from '../../../src/stream/decoder.js';
-import { wrapInXlSaveFile } from '../../../src/stream/xl-writer.js';
-import { silent, simBinding } from '../../helpers/sim.js';
+import { saveDomain } from '../../src/checkpoint/save.js';
+import { EpochGate } from '../../src/secondary/epoch-gate.js';
+import { StreamDecoder } from '../../src/stream/decoder.js';
+import { ImageReader } from '../../src/stream/image-reader.js';
+import { wrapInXlSaveFile } from '../../src/stream/xl-writer.js';
+import { silent, simBinding } from '../helpers/sim.js';
 
 /** An xl-framed checkpointed stream of the sim (4 checkpoints, then END), and where each CHECKPOINT_END ends in it. */
 async function remusFile(): Promise<{ file: Buffer; ends: number[] }> {
@@ -60,4 +61,28 @@ test('a stream torn or corrupted inside an epoch gives only the checkpoints befo
   assert.deepEqual(given.filter((c) => c > 0), [1, 2]);
   assert.ok(gate.failure !== undefined, 'the reader said why');
   assert.deepEqual(gate.push(Buffer.alloc(16)), [], 'stopped for good');
+});
+
+test('stripped records are checked, shown to the caller and cut out; the pages of each epoch are counted', async () => {
+  const { file, ends } = await remusFile();
+  const seen: string[] = [];
+  const gate = new EpochGate({
+    strip: (item) => {
+      seen.push(item.record.type);
+      // Strip the LIBXC_CONTEXT marker (a libxl record with no body) to see the cut.
+      return item.record.layer === 'libxl' && item.record.type === 'LIBXC_CONTEXT';
+    },
+  });
+  const given = gate.push(file);
+  assert.ok(seen.includes('LIBXC_CONTEXT') && seen.includes('PAGE_DATA'), 'every record is shown');
+  const bytes = Buffer.concat(given.map((g) => Buffer.concat(g.chunks)));
+  // LIBXC_CONTEXT is 8 bytes (a header, no body): the output is the file up to the last checkpoint, less those 8.
+  assert.equal(bytes.length, ends[3] - 8);
+  assert.equal(given.reduce((n, g) => n + g.bytes, 0), bytes.length, 'bytes counts what is handed on');
+  // The pages counted are the PFNs of the PAGE_DATA records handed on, epoch by epoch.
+  const pfnsBetween = (from: number, to: number): number =>
+    new ImageReader({ endAtCheckpoint: true }).push(file).reduce((n, i) => n + (i.kind === 'record' && i.record.type === 'PAGE_DATA' && i.offset >= from && i.end <= to ? i.record.pfns.length : 0), 0);
+  assert.equal(given.reduce((n, g) => n + g.pages, 0), pfnsBetween(0, ends[3]));
+  assert.ok(pfnsBetween(0, ends[0]) >= 64, 'the pre-copy and checkpoint 1 carry every page of the 64-page guest');
+  for (const k of [2, 3, 4]) assert.equal(given.find((g) => g.checkpoint === k)!.pages, pfnsBetween(ends[k - 2], ends[k - 1]), `checkpoint ${k}`);
 });

@@ -1,0 +1,115 @@
+#!/bin/bash
+# Runs in a Xen lab dom0 (scripts/xen-lab run 'bash test-xen/remus.sh') for
+# test-xen/remus.test.ts: Tandem protects the running PVH guest on one host,
+# as `xl remus ... localhost` would: `tandem secondary` (Xen's restore fed
+# whole epochs) and `tandem primary` (Xen's save helper, xenstore suspend,
+# output commit on the vif) in this dom0, a client ledger loading the guest's
+# redis-server over its vif. After at least 100 checkpoints the primary is
+# SIGKILLed and its domain destroyed; the secondary must fail over, and the
+# ledger must find every acknowledged write. Prints "LAB key value" lines;
+# asserts nothing itself. Every wait is bounded.
+set -u
+. "$(dirname "$0")/lab-lib.sh"
+
+CHECKPOINTS=${REMUS_CHECKPOINTS:-100}
+log() { tail -c "${2:-1500}" "$1" | tr '\n' ' '; }
+epochs() { local n; n=$(grep -c '"msg":"epoch"' "$LAB_SCRATCH/primary.log" 2>/dev/null); echo "${n:-0}"; }
+
+xl create "$LAB_GUEST_CFG"
+say create_rc $?
+say service_up_ms "$(wait_service 180)"
+rcmd SET note written-before-protection > /dev/null
+say counter_before "$(rcmd INCR counter)"
+say run_id_before "$(run_id)"
+domid=$(xl domid "$LAB_GUEST_NAME")
+
+# One host: both nodes on loopback, where plain TCP is allowed (the two-host test uses certificates).
+cat > "$LAB_SCRATCH/secondary.yaml" <<EOF
+log_level: info
+tls: { insecure: true }
+heartbeat: { interval_ms: 200, timeout_ms: 3000 }
+domain: { type: xen, service: "$LAB_GUEST_IP:$LAB_GUEST_PORT" }
+secondary: { listen: "127.0.0.1:7700" }
+EOF
+cat > "$LAB_SCRATCH/primary.yaml" <<EOF
+log_level: debug
+tls: { insecure: true }
+heartbeat: { interval_ms: 200, timeout_ms: 3000 }
+domain: { type: xen, name: "$LAB_GUEST_NAME", service: "$LAB_GUEST_IP:$LAB_GUEST_PORT" }
+primary: { secondary: "127.0.0.1:7700", interval_ms: 200, ack_timeout_ms: 60000 }
+EOF
+
+tandem secondary --config "$LAB_SCRATCH/secondary.yaml" > "$LAB_SCRATCH/secondary.log" 2>&1 &
+spid=$!
+sleep 2
+t=$(now_ms)
+tandem primary --config "$LAB_SCRATCH/primary.yaml" > "$LAB_SCRATCH/primary.log" 2>&1 &
+ppid=$!
+
+# Protected: the secondary holds checkpoint 1 (the whole of RAM through Xen's helper).
+deadline=$((SECONDS + 300))
+until grep -q 'protection: protected' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+say protected_ms $(( $(now_ms) - t ))
+say protected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
+logs() {
+  say secondary_log "$(grep -v '"level":20' "$LAB_SCRATCH/secondary.log" | tail -c 2500 | tr '\n' ' ')"
+  say primary_log "$(grep -v '"level":20' "$LAB_SCRATCH/primary.log" | tail -c 2500 | tr '\n' ' ')"
+}
+if ! grep -q 'protection: protected' "$LAB_SCRATCH/primary.log"; then
+  # Nothing to fail over to: say why, clean up, and let the test fail on what is missing.
+  logs
+  kill -TERM $ppid $spid 2>/dev/null
+  wait
+  xl destroy "$LAB_GUEST_NAME"
+  exit 0
+fi
+
+node dist/test-xen/ledger-probe.js "$LAB_GUEST_IP:$LAB_GUEST_PORT" > "$LAB_SCRATCH/ledger.out" 2>&1 &
+lpid=$!
+t=$(now_ms)
+deadline=$((SECONDS + 600))
+until [ "$(epochs)" -ge "$CHECKPOINTS" ] || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+load_ms=$(( $(now_ms) - t ))
+say load_ms $load_ms
+say checkpoints "$(epochs)"
+say primary_alive "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
+# The primary's own account of its epochs: pause and totals, for the figures.
+grep '"msg":"epoch"' "$LAB_SCRATCH/primary.log" | node -e '
+  const lines = require("fs").readFileSync(0, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l));
+  const later = lines.filter((e) => e.epoch > 1);
+  const med = (xs) => xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1] : 0;
+  console.log(`LAB epoch_pause_median_ms ${(med(later.map((e) => e.pauseUs)) / 1000).toFixed(1)}`);
+  console.log(`LAB epoch_total_median_ms ${med(later.map((e) => e.totalMs)).toFixed(1)}`);
+  console.log(`LAB epoch_pages_median ${med(later.map((e) => e.dirtyPages))}`);
+  const paused = later.reduce((n, e) => n + e.pauseUs / 1000, 0);
+  console.log(`LAB paused_ms_total ${paused.toFixed(0)}`);
+'
+say plug_before_kill "$(tc qdisc show dev "tdm$domid" 2>&1 | head -1)"
+
+# The primary dies without a word, and its domain with it.
+kill -9 $ppid
+t=$(now_ms)
+xl destroy "$LAB_GUEST_NAME"
+say destroy_rc $?
+kill -USR1 $lpid
+say failover_service_ms "$(wait_service 180)"
+say failover_ms $(( $(now_ms) - t ))
+kill -TERM $lpid
+wait $lpid
+grep '^LAB ' "$LAB_SCRATCH/ledger.out"
+say ledger_log "$(grep -v '^LAB ' "$LAB_SCRATCH/ledger.out" | tail -c 400 | tr '\n' ' ')"
+
+say note_after "$(rcmd GET note)"
+say run_id_after "$(run_id)"
+say listed_after "$(xl list | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
+say promoted "$(grep -o 'FAILED OVER[^"]*' "$LAB_SCRATCH/secondary.log" | head -1)"
+logs
+
+kill -TERM $spid
+wait $spid
+say secondary_exit $?
+# The promoted guest is the guest now: it outlives the secondary's process.
+say ping_after_secondary_exit "$(rcmd PING)"
+ip link del "tdm$domid" 2>/dev/null
+xl destroy "$LAB_GUEST_NAME"
+say final_destroy_rc $?
