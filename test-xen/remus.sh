@@ -84,6 +84,12 @@ grep '"msg":"epoch"' "$LAB_SCRATCH/primary.log" | node -e '
   const paused = later.reduce((n, e) => n + e.pauseUs / 1000, 0);
   console.log(`LAB paused_ms_total ${paused.toFixed(0)}`);
 '
+# What the pause is made of: the xenstore suspend (the guest acknowledging, then shutting down for it) and the fast resume.
+for what in suspend resume; do
+  say "xen_${what}_median_ms" "$(grep "\"msg\":\"xen $what\"" "$LAB_SCRATCH/primary.log" | node -e '
+    const ms = require("fs").readFileSync(0, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l).ms).sort((a, b) => a - b);
+    console.log(ms.length ? ms[ms.length >> 1].toFixed(1) : "none");')"
+done
 say plug_before_kill "$(tc qdisc show dev "tdm$domid" 2>&1 | head -1)"
 
 # The primary dies without a word, and its domain with it.
@@ -110,6 +116,59 @@ wait $spid
 say secondary_exit $?
 # The promoted guest is the guest now: it outlives the secondary's process.
 say ping_after_secondary_exit "$(rcmd PING)"
+ip link del "tdm$domid" 2>/dev/null
+
+# Phase 2, output commit on the real vif with the acks held back: the
+# promoted guest protected again, through a relay that holds every byte from
+# the secondary (its acks) for DELAY ms. A reply the guest sends then reaches
+# its client no sooner than DELAY ms after it was asked for, if and only if
+# it leaves only once its epoch is acked; unprotected, it comes at once.
+DELAY=1500
+domid=$(xl domid "$LAB_GUEST_NAME")
+node dist/test-xen/ping-probe.js oc_unprotected 5
+node dist/test-xen/delay-relay.js 7800 7700 $DELAY > "$LAB_SCRATCH/relay.log" 2>&1 &
+rpid=$!
+sed -i 's/secondary: "127.0.0.1:7700"/secondary: "127.0.0.1:7800", heartbeat: "127.0.0.1:7701"/' "$LAB_SCRATCH/primary.yaml"
+: > "$LAB_SCRATCH/secondary.log"
+: > "$LAB_SCRATCH/primary.log"
+tandem secondary --config "$LAB_SCRATCH/secondary.yaml" > "$LAB_SCRATCH/secondary.log" 2>&1 &
+spid=$!
+sleep 2
+tandem primary --config "$LAB_SCRATCH/primary.yaml" > "$LAB_SCRATCH/primary.log" 2>&1 &
+ppid=$!
+deadline=$((SECONDS + 300))
+until grep -q 'protection: protected' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+say oc_protected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
+say oc_delay_ms $DELAY
+node dist/test-xen/ping-probe.js oc_delayed 8
+
+# Phase 3, Xen's save helper killed in the middle of protection: a typed
+# error, the guest resumed and serving (unprotected, said loudly), and
+# protection taken up again with a new stream.
+before=$(grep -c '"msg":"epoch"' "$LAB_SCRATCH/primary.log")
+pkill -9 -f 'libxl-save-helper --save-domain'
+say helper_killed $?
+t=$(now_ms)
+deadline=$((SECONDS + 60))
+until grep -q 'protection: degraded' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+say helper_degraded "$(grep -o '"msg":"protection: degraded[^}]*' "$LAB_SCRATCH/primary.log" | head -1)"
+say helper_error "$(grep '"level":50' "$LAB_SCRATCH/primary.log" | grep -o '"code":"[A-Z_]*"\|"msg":"[^"]*' | head -4 | tr '\n' ' ')"
+say helper_ping "$(rcmd PING)"
+say helper_ping_ms $(( $(now_ms) - t ))
+say helper_primary_alive "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
+deadline=$((SECONDS + 300))
+until [ "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")" -ge 2 ] || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+say helper_reprotected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
+say helper_epochs_before "$before"
+logs
+kill -TERM $ppid
+wait $ppid
+say phase3_primary_exit $?
+kill -TERM $spid $rpid
+wait $spid
+say ping_after_stop "$(rcmd PING)"
+# The stopped secondary's restore went with it: no half-built copy is left.
+say listed_final "$(xl list | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
 ip link del "tdm$domid" 2>/dev/null
 xl destroy "$LAB_GUEST_NAME"
 say final_destroy_rc $?

@@ -21,7 +21,7 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     assert.equal(lab.get('primary_alive'), 'yes', `the primary died under load\n${ctx()}`);
     assert.match(lab.get('plug_before_kill'), /plug/, `no plug qdisc held the guest's output\n${ctx()}`);
     const perS = lab.num('checkpoints') / (lab.num('load_ms') / 1000);
-    t.diagnostic(`protected after ${lab.num('protected_ms')} ms; ${lab.get('checkpoints')} checkpoints in ${lab.num('load_ms')} ms (${perS.toFixed(2)}/s at interval 200 ms), guest paused ${((lab.num('paused_ms_total') / lab.num('load_ms')) * 100).toFixed(0)} % of that time; per epoch (median) pause ${lab.get('epoch_pause_median_ms')} ms, suspend-to-ack ${lab.get('epoch_total_median_ms')} ms, ${lab.get('epoch_pages_median')} pages`);
+    t.diagnostic(`protected after ${lab.num('protected_ms')} ms; ${lab.get('checkpoints')} checkpoints in ${lab.num('load_ms')} ms (${perS.toFixed(2)}/s at interval 200 ms), guest paused ${((lab.num('paused_ms_total') / lab.num('load_ms')) * 100).toFixed(0)} % of that time; per epoch (median) pause ${lab.get('epoch_pause_median_ms')} ms (xenstore suspend ${lab.get('xen_suspend_median_ms')} ms, fast resume ${lab.get('xen_resume_median_ms')} ms), suspend-to-ack ${lab.get('epoch_total_median_ms')} ms, ${lab.get('epoch_pages_median')} pages`);
   });
 
   it('SIGKILL of tandem primary and xl destroy of its domain: the secondary fails over, and the guest answers with its state, from the same redis process', async (t) => {
@@ -41,5 +41,31 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     assert.ok(lab.num('ledger_acked_writes') > 0, `no write was acknowledged\n${ctx()}`);
     assert.equal(lab.num('ledger_lost_acked_writes'), 0, `acknowledged writes lost\n${ctx()}`);
     t.diagnostic(`${lab.get('ledger_acked_writes')} writes acknowledged, 0 lost; longest gap without a reply ${lab.get('ledger_longest_gap_ms')} ms`);
+  });
+
+  it('output commit on the real vif with the secondary\'s acks held back 1500 ms by a relay: no reply reaches the client before its epoch is acked', async (t) => {
+    await lab.booted();
+    assert.equal(lab.num('oc_unprotected_answered'), 5, ctx());
+    const delay = lab.num('oc_delay_ms');
+    // The control: unprotected, the same PING is answered well inside the delay.
+    assert.ok(lab.num('oc_unprotected_median_ms') < delay, `unprotected PINGs took ${lab.get('oc_unprotected_median_ms')} ms\n${ctx()}`);
+    assert.ok(lab.num('oc_protected') >= 1, `the second protection never started\n${ctx()}`);
+    assert.equal(lab.num('oc_delayed_answered'), 8, ctx());
+    assert.ok(lab.num('oc_delayed_min_ms') >= delay, `a reply came ${lab.get('oc_delayed_min_ms')} ms after its request, before the ack held ${delay} ms could have come\n${ctx()}`);
+    t.diagnostic(`PING unprotected: median ${lab.get('oc_unprotected_median_ms')} ms; protected with acks held ${delay} ms: min ${lab.get('oc_delayed_min_ms')}, median ${lab.get('oc_delayed_median_ms')}, max ${lab.get('oc_delayed_max_ms')} ms`);
+  });
+
+  it('Xen\'s save helper killed mid-protection: a typed error, the guest runs on unprotected and answers, protection is taken up again; tandem primary does not crash', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('helper_killed'), '0', `no save helper was running\n${ctx()}`);
+    assert.match(lab.get('helper_degraded'), /protection: degraded/, `the primary did not say it lost protection\n${ctx()}`);
+    assert.match(lab.get('helper_error'), /"code":"ERR_[A-Z_]+"/, `no typed error was logged\n${ctx()}`);
+    assert.equal(lab.get('helper_ping'), 'PONG', `the guest did not answer after the helper died\n${ctx()}`);
+    assert.equal(lab.get('helper_primary_alive'), 'yes', `tandem primary died\n${ctx()}`);
+    assert.ok(lab.num('helper_reprotected') >= 2, `protection was not taken up again\n${ctx()}`);
+    assert.equal(lab.get('phase3_primary_exit'), '0', ctx());
+    assert.equal(lab.get('ping_after_stop'), 'PONG', `standing the secondary down stopped the guest\n${ctx()}`);
+    assert.doesNotMatch(lab.get('listed_final'), /--incoming/, `the stopped secondary left its restore's domain\n${ctx()}`);
+    t.diagnostic(`${lab.get('helper_degraded')}; ${lab.get('helper_error')}; the guest answered ${lab.get('helper_ping_ms')} ms after the kill`);
   });
 });

@@ -102,9 +102,9 @@ secondary:
   });
 
   test('the examples in examples/ are valid', () => {
-    for (const name of ['primary.yaml', 'secondary.yaml']) {
+    for (const [name, type] of [['primary.yaml', 'sim'], ['secondary.yaml', 'sim'], ['xen-primary.yaml', 'xen'], ['xen-secondary.yaml', 'xen']]) {
       const c = loadConfig(new URL(`../../../examples/${name}`, import.meta.url).pathname);
-      assert.equal(c.domain.type, 'sim');
+      assert.equal(c.domain.type, type, name);
     }
   });
 
@@ -126,7 +126,11 @@ secondary:
       [{ colo: { comparator: { primary_in: '127.0.0.1:1', secondary_in: '127.0.0.1:2', outdev: '127.0.0.1:3' } } }, /colo\.comparator\.notify: expected HOST:PORT/],
       [{ colo: { max_interval_ms: 5 } }, /colo\.max_interval_ms: expected an integer in 10\.\.3600000/],
       [{ domain: { disk_mib: '64' } }, /domain\.disk_mib: expected an integer in 1\.\.1024, got "64"/],
-      [{ domain: { type: 'xen' } }, /domain\.type: expected one of "sim"/],
+      [{ domain: { type: 'kvm' } }, /domain\.type: expected one of "sim", "xen"/],
+      [{ domain: { type: 'xen' } }, /domain\.service: expected HOST:PORT, got nothing/],
+      [{ domain: { type: 'xen', service: '10.0.0.10:6379', vif: 'vif1.0; rm' } }, /domain\.vif: "vif1\.0; rm" is not an interface name/],
+      [{ domain: { type: 'xen', service: '10.0.0.10:6379', name: '../x y' } }, /domain\.name: "\.\.\/x y" is not a domain name or id/],
+      [{ domain: { type: 'xen', service: '10.0.0.10:6379', memory_mib: 64 } }, /domain\.memory_mib: unknown key/],
       [{ secondary: [] }, /secondary: expected a mapping/],
       [{ log_level: 'loud' }, /log_level: expected one of/],
       [{ heartbeat: { interval_ms: 100, timeout_ms: 100 } }, /heartbeat\.timeout_ms \(100\) must exceed heartbeat\.interval_ms \(100\)/],
@@ -191,6 +195,18 @@ secondary:
     if (a.domain.type === 'sim') a.domain.memoryMib = 1;
     const b = defaultConfig().domain;
     assert.deepEqual([defaultConfig().primary.service.port, defaultConfig().primary.precopy.maxIterations, b.type === 'sim' ? b.memoryMib : 0], [6379, 5, 256]);
+  });
+
+  test('a xen domain section: the domain, its service, the defaults left to the binding', () => {
+    assert.deepEqual(configFromObject({ domain: { type: 'xen', name: 'web1', service: '10.0.0.10:6379' } }, 'f.yaml').domain, {
+      type: 'xen',
+      name: 'web1',
+      service: { host: '10.0.0.10', port: 6379 },
+      vif: undefined,
+      ifb: undefined,
+      xl: undefined,
+      failoverTimeoutMs: 120_000,
+    });
   });
 
   test('a domain section without a type is the sim domain', () => {
