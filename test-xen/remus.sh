@@ -35,7 +35,7 @@ cat > "$LAB_SCRATCH/primary.yaml" <<EOF
 log_level: debug
 tls: { insecure: true }
 heartbeat: { interval_ms: 200, timeout_ms: 3000 }
-domain: { type: xen, name: "$LAB_GUEST_NAME", service: "$LAB_GUEST_IP:$LAB_GUEST_PORT" }
+domain: { type: xen, name: "$LAB_GUEST_NAME", service: "$LAB_GUEST_IP:$LAB_GUEST_PORT", suspend_timeout_ms: 5000 }
 primary: { secondary: "127.0.0.1:7700", interval_ms: 200, ack_timeout_ms: 60000 }
 EOF
 
@@ -160,6 +160,24 @@ deadline=$((SECONDS + 300))
 until [ "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")" -ge 2 ] || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
 say helper_reprotected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
 say helper_epochs_before "$before"
+
+# Phase 4, a guest that never acknowledges a suspend request (paused by xl
+# under Tandem's feet): after domain.suspend_timeout_ms a typed error, the
+# request withdrawn, protection lost loudly; the guest, unpaused, answers,
+# and protection is taken up again.
+xl pause "$LAB_GUEST_NAME"
+say noack_paused $?
+t=$(now_ms)
+deadline=$((SECONDS + 60))
+until grep -q 'ERR_XEN_SUSPEND_FAILED' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+say noack_error_ms $(( $(now_ms) - t ))
+say noack_error "$(grep -o '"msg":"[^"]*did not acknowledge the suspend request[^"]*' "$LAB_SCRATCH/primary.log" | head -1)"
+xl unpause "$LAB_GUEST_NAME"
+say noack_ping "$(rcmd PING)"
+say noack_primary_alive "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
+deadline=$((SECONDS + 300))
+until [ "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")" -ge 3 ] || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+say noack_reprotected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
 logs
 kill -TERM $ppid
 wait $ppid

@@ -68,4 +68,14 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     assert.doesNotMatch(lab.get('listed_final'), /--incoming/, `the stopped secondary left its restore's domain\n${ctx()}`);
     t.diagnostic(`${lab.get('helper_degraded')}; ${lab.get('helper_error')}; the guest answered ${lab.get('helper_ping_ms')} ms after the kill`);
   });
+
+  it('a guest that never acknowledges a suspend request (paused under Tandem): a typed error after suspend_timeout_ms, loudly unprotected; unpaused, it answers and is protected again', async (t) => {
+    await lab.booted();
+    assert.equal(lab.get('noack_paused'), '0', ctx());
+    assert.match(lab.get('noack_error'), /did not acknowledge the suspend request within 5000 ms/, `no suspend timeout was reported\n${ctx()}`);
+    assert.equal(lab.get('noack_ping'), 'PONG', `the guest did not answer once unpaused\n${ctx()}`);
+    assert.equal(lab.get('noack_primary_alive'), 'yes', `tandem primary died\n${ctx()}`);
+    assert.ok(lab.num('noack_reprotected') >= 3, `protection was not taken up again\n${ctx()}`);
+    t.diagnostic(`the suspend timeout was reported ${lab.get('noack_error_ms')} ms after the pause: ${lab.get('noack_error')}`);
+  });
 });

@@ -64,7 +64,7 @@ rpid=$(lab-peer "setsid tandem primary --config $LAB_SCRATCH/primary.yaml > $LAB
 say remote_primary_pid "$rpid"
 remote_epochs() { local n; n=$(lab-peer "grep -c '\"msg\":\"epoch\"' $LAB_SCRATCH/primary.log"); echo "${n:-0}"; }
 t=$(now_ms)
-deadline=$((SECONDS + 300))
+deadline=$((SECONDS + 600))
 until lab-peer "grep -q 'protection: protected' $LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 2; done
 say tandem_protected_ms $(( $(now_ms) - t ))
 say tandem_protected "$(lab-peer "grep -c 'protection: protected' $LAB_SCRATCH/primary.log")"

@@ -19,6 +19,6 @@ export function createBinding(cfg: DomainConfig, extras: BindingExtras = {}): Do
     case 'sim':
       return new SimBinding({ pages: (cfg.memoryMib * MIB) / PAGE, vcpus: cfg.vcpus, diskBytes: cfg.diskMib * MIB, ...extras });
     case 'xen':
-      return new XenBinding({ name: cfg.name, service: cfg.service, vif: cfg.vif, ifb: cfg.ifb, xl: cfg.xl, failoverTimeoutMs: cfg.failoverTimeoutMs });
+      return new XenBinding({ name: cfg.name, service: cfg.service, vif: cfg.vif, ifb: cfg.ifb, xl: cfg.xl, failoverTimeoutMs: cfg.failoverTimeoutMs, suspendTimeoutMs: cfg.suspendTimeoutMs });
   }
 }

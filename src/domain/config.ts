@@ -38,6 +38,8 @@ const xenDomain = section({
   xl: path().optional(),
   // The bound on a failover: Xen's restore of the last checkpoint, its devices, the unpause, the service answering.
   failover_timeout_ms: int(1000, 600_000).default(120_000),
+  // How long the guest has to acknowledge a suspend request, and then to suspend (each; libxl's is 60 s).
+  suspend_timeout_ms: int(100, 600_000).default(60_000),
 });
 
 export const domainSchema = byType([simDomain, xenDomain]);

@@ -206,6 +206,7 @@ secondary:
       ifb: undefined,
       xl: undefined,
       failoverTimeoutMs: 120_000,
+      suspendTimeoutMs: 60_000,
     });
   });
 

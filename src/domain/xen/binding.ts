@@ -36,6 +36,8 @@ export interface XenBindingOptions {
   ifb?: string;
   xl?: string;
   failoverTimeoutMs: number;
+  /** The guest's bound to acknowledge a suspend request, and then to suspend. */
+  suspendTimeoutMs: number;
 }
 
 /** Largest domid of a domain (DOMID_FIRST_RESERVED - 1). */
@@ -55,7 +57,8 @@ export class XenBinding implements DomainBinding {
     let xc: XcOps | undefined;
     try {
       xc = await XcOps.start();
-      const domain = await XenDomain.open({ domid, xs, xc, logger, xl });
+      const { suspendTimeoutMs } = this.options;
+      const domain = await XenDomain.open({ domid, xs, xc, logger, xl, suspend: { ackTimeoutMs: suspendTimeoutMs, suspendTimeoutMs } });
       const ops = xc;
       const netbuf = new NetBuffer({ vif: this.options.vif ?? `vif${domid}.0`, ifb: this.options.ifb ?? `tdm${domid}`, ops, stopGuest: () => ops.pause(domid) });
       logger.info({ domid, service: formatAddress(service) }, `Xen domain ${name} (domid ${domid}): its output held at ${this.options.vif ?? `vif${domid}.0`}, its service at ${formatAddress(service)}`);
