@@ -217,3 +217,13 @@ export class ConfigError extends TandemError {
     return 'ConfigError';
   }
 }
+
+/** The stable codes along an error's `cause` chain, outermost first (for logs: pino shows only the outer one's). */
+export function codeChain(err: unknown): string[] {
+  const codes: string[] = [];
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') codes.push(code);
+  }
+  return codes;
+}

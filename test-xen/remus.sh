@@ -169,9 +169,10 @@ xl pause "$LAB_GUEST_NAME"
 say noack_paused $?
 t=$(now_ms)
 deadline=$((SECONDS + 60))
-until grep -q 'ERR_XEN_SUSPEND_FAILED' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
+until grep -q 'did not acknowledge the suspend request' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
 say noack_error_ms $(( $(now_ms) - t ))
 say noack_error "$(grep -o '"msg":"[^"]*did not acknowledge the suspend request[^"]*' "$LAB_SCRATCH/primary.log" | head -1)"
+say noack_codes "$(grep 'did not acknowledge the suspend request' "$LAB_SCRATCH/primary.log" | grep -o '"codes":\[[^]]*\]' | head -1)"
 xl unpause "$LAB_GUEST_NAME"
 say noack_ping "$(rcmd PING)"
 say noack_primary_alive "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"

@@ -73,6 +73,9 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     await lab.booted();
     assert.equal(lab.get('noack_paused'), '0', ctx());
     assert.match(lab.get('noack_error'), /did not acknowledge the suspend request within 5000 ms/, `no suspend timeout was reported\n${ctx()}`);
+    assert.match(lab.get('noack_codes'), /"ERR_XEN_SUSPEND_FAILED"/, `the error's codes do not name the suspend\n${ctx()}`);
+    // Measured from the pause: the next checkpoint's request, then the 5000 ms bound (TCG's slowness on top).
+    assert.ok(lab.num('noack_error_ms') < 30_000, `the timeout took ${lab.get('noack_error_ms')} ms to be reported\n${ctx()}`);
     assert.equal(lab.get('noack_ping'), 'PONG', `the guest did not answer once unpaused\n${ctx()}`);
     assert.equal(lab.get('noack_primary_alive'), 'yes', `tandem primary died\n${ctx()}`);
     assert.ok(lab.num('noack_reprotected') >= 3, `protection was not taken up again\n${ctx()}`);

@@ -71,9 +71,15 @@ for round in $(seq 1 "$ROUNDS"); do
     protect $sys
     say "${run}_protect_ms" $(( $(now_ms) - t ))
     say "${run}_protecting" "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
+    if [ $sys = tandem ] && ! grep -q 'protection: protected' "$LAB_SCRATCH/primary.log"; then
+      say "${run}_primary_log" "$(tail -c 3000 "$LAB_SCRATCH/primary.log" | tr '\n' ' ')"
+      say "${run}_secondary_log" "$(tail -c 3000 "$LAB_SCRATCH/secondary.log" | tr '\n' ' ')"
+    fi
     # The window: the sampler watches the guest for WINDOW seconds of protection.
-    node dist/bench/xen/sampler.js "$run" "$domid" > "$LAB_SCRATCH/sampler.out" 2>&1 &
+    node dist/bench/xen/sampler.js "$run" "$domid" > "$LAB_SCRATCH/sampler.out" 2> "$LAB_SCRATCH/sampler.err" &
     sampler=$!
+    deadline=$((SECONDS + 120))
+    until grep -q sampling "$LAB_SCRATCH/sampler.err" || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
     sleep "$WINDOW"
     kill -TERM $sampler
     wait $sampler

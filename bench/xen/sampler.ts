@@ -14,6 +14,8 @@ const domid = Number(domidArg);
 const say = (k: string, v: string | number): void => void process.stdout.write(`LAB ${prefix}_${k} ${v}\n`);
 
 const xc = await XcOps.start();
+// The co-process takes seconds to start under TCG: the window starts now.
+process.stderr.write('sampling\n');
 let samples = 0;
 let stopped = 0;
 let suspends = 0;

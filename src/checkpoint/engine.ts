@@ -11,6 +11,7 @@
  */
 import { BehaviorSubject, Observable, ReplaySubject, Subject, asyncScheduler, from, lastValueFrom, merge, takeUntil, tap, EMPTY, type SchedulerLike } from 'rxjs';
 import type { ProtectedDomain } from '../domain/types.js';
+import { codeChain } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { ReplicationLink } from '../transport/link.js';
@@ -152,7 +153,7 @@ export class PrimaryEngine {
         this.link = undefined;
         const message = err instanceof Error ? err.message : String(err);
         // Loud: the guest keeps running, but nothing protects it now.
-        logger.error({ err }, `UNPROTECTED: ${message}; the guest runs without a standby, retrying in ${o.retryMs} ms`);
+        logger.error({ err, codes: codeChain(err) }, `UNPROTECTED: ${message}; the guest runs without a standby, retrying in ${o.retryMs} ms`);
         this.setState('degraded', message);
         await this.sleep(o.retryMs);
       }

@@ -150,12 +150,16 @@ export class CheckpointSession {
     this.phase = 'precopy';
     const libxl = this.libxl;
     const { generation, domain } = this.options;
-    // Read before any byte is written: a domain whose config cannot be read sends no stream at all.
-    const config = libxl && generation !== undefined ? await domain.toolstackConfig?.() : undefined;
     if (libxl) this.emit(this.encoder.libxlHeader());
     // Before anything the secondary would apply: it decides from this whether the stream may go on.
     if (libxl && generation !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(generation) }));
-    if (config !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_DOMAIN_CONFIG, data: encodeDomainConfigRecord(config) }));
+    if (libxl && generation !== undefined && domain.toolstackConfig !== undefined) {
+      // Said at once: the secondary gives a connection only seconds to name its primary, and
+      // reading the config (`xl list -l`) can take longer than that on a loaded host.
+      await this.flush();
+      const config = await domain.toolstackConfig();
+      this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_DOMAIN_CONFIG, data: encodeDomainConfigRecord(config) }));
+    }
     const deviceSyncBytes = await this.deviceLiveSync();
     if (libxl) this.emit(this.encoder.record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }));
     await this.flush();
