@@ -20,3 +20,17 @@ wait_service() {
   echo $(( $(now_ms) - start ))
 }
 run_id() { rcmd INFO server | tr -d '\r' | awk -F: '$1 == "run_id" { print $2 }'; }
+# Starts `tandem secondary` then `tandem primary` in this dom0 with
+# $LAB_SCRATCH/secondary.yaml and primary.yaml, logging beside them (spid and
+# ppid are their pids), and waits up to $1 s for the primary to say it
+# protects the guest (or to die).
+start_pair() {
+  local deadline
+  tandem secondary --config "$LAB_SCRATCH/secondary.yaml" > "$LAB_SCRATCH/secondary.log" 2>&1 &
+  spid=$!
+  sleep 2
+  tandem primary --config "$LAB_SCRATCH/primary.yaml" > "$LAB_SCRATCH/primary.log" 2>&1 &
+  ppid=$!
+  deadline=$((SECONDS + $1))
+  until grep -q 'protection: protected' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 0.5; done
+}

@@ -37,18 +37,12 @@ tls: { insecure: true }
 heartbeat: { interval_ms: 200, timeout_ms: 3000 }
 domain: { type: xen, name: "$LAB_GUEST_NAME", service: "$LAB_GUEST_IP:$LAB_GUEST_PORT", suspend_timeout_ms: 5000 }
 primary: { secondary: "127.0.0.1:7700", interval_ms: 200, ack_timeout_ms: 60000 }
+monitor: { listen: "127.0.0.1:7790" }
 EOF
 
-tandem secondary --config "$LAB_SCRATCH/secondary.yaml" > "$LAB_SCRATCH/secondary.log" 2>&1 &
-spid=$!
-sleep 2
-t=$(now_ms)
-tandem primary --config "$LAB_SCRATCH/primary.yaml" > "$LAB_SCRATCH/primary.log" 2>&1 &
-ppid=$!
-
 # Protected: the secondary holds checkpoint 1 (the whole of RAM through Xen's helper).
-deadline=$((SECONDS + 300))
-until grep -q 'protection: protected' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+t=$(now_ms)
+start_pair 300
 say protected_ms $(( $(now_ms) - t ))
 say protected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
 logs() {
@@ -91,6 +85,17 @@ for what in suspend resume; do
     console.log(ms.length ? ms[ms.length >> 1].toFixed(1) : "none");')"
 done
 say plug_before_kill "$(tc qdisc show dev "tdm$domid" 2>&1 | head -1)"
+# The monitor works for a Xen domain as for the sim: its status and its metrics.
+node -e '
+  const get = (p) => fetch(`http://127.0.0.1:7790${p}`).then((r) => r.text());
+  Promise.all([get("/api/status"), get("/metrics")]).then(([status, metrics]) => {
+    const s = JSON.parse(status);
+    console.log(`LAB monitor_role ${s.node}`);
+    console.log(`LAB monitor_state ${s.state}`);
+    console.log(`LAB monitor_last_epoch ${s.lastEpoch}`);
+    console.log(`LAB monitor_epochs ${(metrics.match(/^tandem_epochs_total (\d+)/m) ?? [])[1] ?? "none"}`);
+  }, (e) => console.log(`LAB monitor_error ${e.message}`));
+'
 
 # The primary dies without a word, and its domain with it.
 kill -9 $ppid
@@ -131,13 +136,7 @@ rpid=$!
 sed -i 's/secondary: "127.0.0.1:7700"/secondary: "127.0.0.1:7800", heartbeat: "127.0.0.1:7701"/' "$LAB_SCRATCH/primary.yaml"
 : > "$LAB_SCRATCH/secondary.log"
 : > "$LAB_SCRATCH/primary.log"
-tandem secondary --config "$LAB_SCRATCH/secondary.yaml" > "$LAB_SCRATCH/secondary.log" 2>&1 &
-spid=$!
-sleep 2
-tandem primary --config "$LAB_SCRATCH/primary.yaml" > "$LAB_SCRATCH/primary.log" 2>&1 &
-ppid=$!
-deadline=$((SECONDS + 300))
-until grep -q 'protection: protected' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ] || ! kill -0 $ppid 2>/dev/null; do sleep 1; done
+start_pair 300
 say oc_protected "$(grep -c 'protection: protected' "$LAB_SCRATCH/primary.log")"
 say oc_delay_ms $DELAY
 node dist/test-xen/ping-probe.js oc_delayed 8

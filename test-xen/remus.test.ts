@@ -20,6 +20,11 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     assert.ok(lab.num('checkpoints') >= 100, `only ${lab.get('checkpoints')} checkpoints\n${ctx()}`);
     assert.equal(lab.get('primary_alive'), 'yes', `the primary died under load\n${ctx()}`);
     assert.match(lab.get('plug_before_kill'), /plug/, `no plug qdisc held the guest's output\n${ctx()}`);
+    // The monitor, unchanged for a Xen domain: the primary's status and its epoch counter.
+    assert.equal(lab.get('monitor_role'), 'primary', ctx());
+    assert.equal(lab.get('monitor_state'), 'protected', ctx());
+    assert.ok(lab.num('monitor_last_epoch') >= 100, ctx());
+    assert.ok(lab.num('monitor_epochs') >= 100, `the monitor counted ${lab.get('monitor_epochs')} epochs\n${ctx()}`);
     const perS = lab.num('checkpoints') / (lab.num('load_ms') / 1000);
     t.diagnostic(`protected after ${lab.num('protected_ms')} ms; ${lab.get('checkpoints')} checkpoints in ${lab.num('load_ms')} ms (${perS.toFixed(2)}/s at interval 200 ms), guest paused ${((lab.num('paused_ms_total') / lab.num('load_ms')) * 100).toFixed(0)} % of that time; per epoch (median) pause ${lab.get('epoch_pause_median_ms')} ms (xenstore suspend ${lab.get('xen_suspend_median_ms')} ms, fast resume ${lab.get('xen_resume_median_ms')} ms), suspend-to-ack ${lab.get('epoch_total_median_ms')} ms, ${lab.get('epoch_pages_median')} pages`);
   });

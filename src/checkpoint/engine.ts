@@ -168,7 +168,6 @@ export class PrimaryEngine {
     const { domain, devices, mode, logger } = this.deps;
     const o = this.options;
     const scheduler = this.deps.scheduler ?? asyncScheduler;
-    await devices.run('setup');
     const session = new CheckpointSession({
       domain,
       devices,
@@ -181,6 +180,9 @@ export class PrimaryEngine {
       onStaged: o.onStaged,
       generation: typeof o.generation === 'function' ? o.generation() : o.generation,
     });
+    // Who sends the stream, before the devices' setup (an output buffer's takes seconds on a loaded dom0).
+    await session.announce();
+    await devices.run('setup');
     this.setState('precopy', 'syncing the standby: devices and guest memory, live (pre-copy)');
     // A link that fails is noticed at once, not at the next epoch's write.
     const linkLost$ = new Observable<never>((sub) => {

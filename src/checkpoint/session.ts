@@ -127,6 +127,7 @@ export class CheckpointSession {
   private saving: Promise<void> | undefined;
   private failure: Error | undefined;
   private suspended = false;
+  private announced = false;
   private rounds = 0;
   private pagesSent = 0;
 
@@ -144,19 +145,32 @@ export class CheckpointSession {
     return this.epochs;
   }
 
+  /**
+   * Opens the stream with who sends it (the libxl header, TANDEM_PRIMARY),
+   * flushed at once: the secondary gives a new connection only seconds to
+   * name its primary, and what comes before the pre-copy (the devices'
+   * setup, reading the domain's config with `xl list -l`) can take longer
+   * than that on a loaded host. precopy() does it if nobody did.
+   */
+  async announce(): Promise<void> {
+    if (this.phase !== 'new' || this.announced) return;
+    this.announced = true;
+    const { generation } = this.options;
+    if (!this.libxl) return;
+    this.emit(this.encoder.libxlHeader());
+    // Before anything the secondary would apply: it decides from this whether the stream may go on.
+    if (generation !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(generation) }));
+    await this.flush();
+  }
+
   /** The devices' live syncs, live pre-copy rounds, then the first checkpoint (epoch 1), held by the target. */
   async precopy(): Promise<PrecopySummary> {
     this.expect('new', 'precopy');
+    await this.announce();
     this.phase = 'precopy';
     const libxl = this.libxl;
     const { generation, domain } = this.options;
-    if (libxl) this.emit(this.encoder.libxlHeader());
-    // Before anything the secondary would apply: it decides from this whether the stream may go on.
-    if (libxl && generation !== undefined) this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_PRIMARY, data: encodePrimaryRecord(generation) }));
     if (libxl && generation !== undefined && domain.toolstackConfig !== undefined) {
-      // Said at once: the secondary gives a connection only seconds to name its primary, and
-      // reading the config (`xl list -l`) can take longer than that on a loaded host.
-      await this.flush();
       const config = await domain.toolstackConfig();
       this.emit(this.encoder.record({ layer: 'libxl', type: 'OPTIONAL', code: TandemType.TANDEM_DOMAIN_CONFIG, data: encodeDomainConfigRecord(config) }));
     }

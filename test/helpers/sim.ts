@@ -1,4 +1,5 @@
 /** The sim binding and a secondary for it, as most engine-level tests build them. */
+import type { ProtectedDomain } from '../../src/domain/types.js';
 import { DISK_BLOCK_SIZE } from '../../src/disk/record.js';
 import { SimBinding, type SimBindingOptions } from '../../src/domain/sim/binding.js';
 import { SecondaryServer, type SecondaryServerOptions } from '../../src/secondary/server.js';
@@ -17,3 +18,15 @@ export function secondaryFor(replica: SecondaryServerOptions['replica'], options
   return new SecondaryServer({ replica, transport: tcpTransport, listen: { host: '127.0.0.1', port: 0 }, logger: silent, ...options });
 }
 
+
+/** `domain`, whose streams carry a toolstack config as a Xen domain's do (TANDEM_DOMAIN_CONFIG). */
+export function withToolstackConfig(domain: ProtectedDomain, config: () => Promise<string>): ProtectedDomain {
+  return {
+    info: domain.info,
+    saver: domain.saver,
+    suspend: () => domain.suspend(),
+    resume: () => domain.resume(),
+    saveDeviceModel: () => domain.saveDeviceModel(),
+    toolstackConfig: config,
+  };
+}

@@ -10,13 +10,12 @@ import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { CheckpointSession } from '../../src/checkpoint/session.js';
 import { remusEpochs } from '../../src/checkpoint/strategies.js';
 import type { EpochRestore } from '../../src/domain/binding.js';
-import type { ProtectedDomain } from '../../src/domain/types.js';
 import { ErrorCodes, StreamError } from '../../src/errors.js';
 import type { IntakeAction, StreamIntake } from '../../src/secondary/intake.js';
 import { RestoreIntake } from '../../src/secondary/restore-intake.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { TandemType } from '../../src/stream/format.js';
-import { silent, simBinding } from '../helpers/sim.js';
+import { silent, simBinding, withToolstackConfig } from '../helpers/sim.js';
 
 const CONFIG = JSON.stringify({ c_info: { name: 'lab-guest', type: 'pvh' }, b_info: { max_memkb: 262144 } });
 
@@ -24,7 +23,7 @@ const CONFIG = JSON.stringify({ c_info: { name: 'lab-guest', type: 'pvh' }, b_in
 async function primaryStream(checkpoints: number, config: string | null = CONFIG): Promise<Buffer> {
   const guest = simBinding(64).primary(silent);
   const chunks: Buffer[] = [];
-  const domain: ProtectedDomain = config === null ? guest.domain : { ...guest.domain, info: guest.domain.info, saver: guest.domain.saver, suspend: () => guest.domain.suspend(), resume: () => guest.domain.resume(), saveDeviceModel: () => guest.domain.saveDeviceModel(), toolstackConfig: () => Promise.resolve(config) };
+  const domain = config === null ? guest.domain : withToolstackConfig(guest.domain, () => Promise.resolve(config));
   const session = new CheckpointSession({
     domain,
     devices: new DeviceSet(),
@@ -75,6 +74,15 @@ class RecordingRestore implements EpochRestore {
   }
 }
 
+/** A recording hypervisor, an intake over it, and a first stream, started. */
+function rig(maxEpochBytes = 1 << 24): { restore: RecordingRestore; intake: RestoreIntake; stream: StreamIntake } {
+  const restore = new RecordingRestore();
+  const intake = new RestoreIntake(restore, { maxEpochBytes });
+  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
+  stream.start();
+  return { restore, intake, stream };
+}
+
 /** Feeds `stream` in pieces of `size`, running each 'wait' as the server does; then ends it unless `end` is false. */
 async function feed(stream: StreamIntake, bytes: Buffer, size: number, end = true): Promise<IntakeAction[]> {
   const actions: IntakeAction[] = [];
@@ -116,10 +124,7 @@ test('whole epochs reach the hypervisor without Tandem\'s records, opened with t
   // What Xen must get: the stream up to its last checkpoint with Tandem's two records cut out.
   const expected = Buffer.concat([bytes.subarray(0, tandem[0].offset), bytes.subarray(tandem[1].end, lastCheckpoint)]);
   for (const size of [1, 13, 4096, bytes.length]) {
-    const restore = new RecordingRestore();
-    const intake = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 });
-    const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-    stream.start();
+    const { restore, intake, stream } = rig();
     const actions = await feed(stream, bytes, size);
     assert.deepEqual(restore.opened, [{ json: CONFIG, name: 'lab-guest' }], `chunks of ${size}`);
     assert.ok(restore.bytes.equals(expected), `chunks of ${size}: the bytes given are the stream's, Tandem's records cut out`);
@@ -135,10 +140,7 @@ test('whole epochs reach the hypervisor without Tandem\'s records, opened with t
 test('a stream cut inside an epoch leaves the restore at the checkpoint before; the torn epoch never reaches it', async () => {
   const bytes = await primaryStream(4);
   const ends = recordsOf(bytes).filter((r) => r.type === 'CHECKPOINT_END').map((r) => r.end);
-  const restore = new RecordingRestore();
-  const intake = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 });
-  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { restore, intake, stream } = rig();
   const actions = await feed(stream, bytes.subarray(0, ends[2] - 10), 4096, false);
   const givenBefore = restore.bytes.length;
   assert.equal(stream.abort(), 3, 'epoch 3 was torn');
@@ -153,10 +155,7 @@ test('a corrupted epoch fails the stream with the reader\'s error; the checkpoin
   const bytes = Buffer.from(await primaryStream(4));
   const ends = recordsOf(bytes).filter((r) => r.type === 'CHECKPOINT_END').map((r) => r.end);
   bytes.writeUInt32LE(0x7fff_fff0, ends[2] - 8); // the third CHECKPOINT_END's type: an unknown mandatory record
-  const restore = new RecordingRestore();
-  const intake = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 });
-  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { restore, intake, stream } = rig();
   const actions = await feed(stream, bytes, 65536);
   const close = actions.find((a) => a.type === 'close');
   assert.ok(close?.type === 'close' && close.outcome === 'stream-error');
@@ -168,10 +167,7 @@ test('a corrupted epoch fails the stream with the reader\'s error; the checkpoin
 
 test('a stream without TANDEM_DOMAIN_CONFIG is refused before the hypervisor is asked for anything', async () => {
   const bytes = await primaryStream(2, null);
-  const restore = new RecordingRestore();
-  const intake = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 });
-  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { restore, stream } = rig();
   const actions = await feed(stream, bytes, 4096);
   const close = actions.find((a) => a.type === 'close');
   assert.ok(close?.type === 'close' && close.outcome === 'stream-error' && close.error instanceof StreamError);
@@ -183,9 +179,7 @@ test('a stream without TANDEM_DOMAIN_CONFIG is refused before the hypervisor is 
 
 test('a malformed config record is refused with a typed error naming the record', async () => {
   const bytes = Buffer.from(await primaryStream(1, JSON.stringify({ c_info: { name: 'bad name!' } })));
-  const restore = new RecordingRestore();
-  const stream = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 }).open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { restore, stream } = rig();
   const actions = await feed(stream, bytes, 4096);
   const close = actions.find((a) => a.type === 'close');
   assert.ok(close?.type === 'close' && close.outcome === 'stream-error' && close.error instanceof StreamError);
@@ -197,10 +191,7 @@ test('a malformed config record is refused with a typed error naming the record'
 test('the hypervisor failing to take an epoch fails the stream and leaves nothing held', async () => {
   const bytes = await primaryStream(3);
   const ends = recordsOf(bytes).filter((r) => r.type === 'CHECKPOINT_END').map((r) => r.end);
-  const restore = new RecordingRestore();
-  const intake = new RestoreIntake(restore, { maxEpochBytes: 1 << 24 });
-  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { restore, intake, stream } = rig();
   await feed(stream, bytes.subarray(0, ends[1]), 65536, false);
   assert.equal(intake.lastEpoch, 2);
   restore.failGive = new Error('xl migrate-receive exited');
@@ -239,10 +230,7 @@ test('a stream that fails before its first checkpoint gives its restore up; a ne
 test('an epoch larger than the limit is refused with OVER_BUFFER_LIMIT before it reaches the hypervisor', async () => {
   const bytes = await primaryStream(3);
   const ends = recordsOf(bytes).filter((r) => r.type === 'CHECKPOINT_END').map((r) => r.end);
-  const restore = new RecordingRestore();
-  const intake = new RestoreIntake(restore, { maxEpochBytes: 4096 });
-  const stream = intake.open({ maxRecordBytes: 1 << 20, colo: false });
-  stream.start();
+  const { intake, stream } = rig(4096);
   const actions = await feed(stream, bytes, 1024);
   assert.ok(ends[1] - ends[0] > 4096, 'the fixture\'s epoch 2 is over the limit');
   assert.deepEqual(acks(actions), [[1, 0], [2, 1]]);

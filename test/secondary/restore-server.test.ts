@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { DeviceSet } from '../../src/checkpoint/devices.js';
 import type { EpochRestore } from '../../src/domain/binding.js';
-import type { ProtectedDomain } from '../../src/domain/types.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
-import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
+import { secondaryFor, silent, simBinding, withToolstackConfig } from '../helpers/sim.js';
 import { until } from '../helpers/wait.js';
 import { busyGuest, testEngine } from '../checkpoint/helpers.js';
 
@@ -40,14 +40,7 @@ class RecordingRestore implements EpochRestore {
 test('the engine\'s stream reaches a restoring replica as whole epochs, opened by its config; acks follow the hypervisor', { timeout: 20_000 }, async () => {
   const guest = simBinding(512).primary(silent);
   const config = JSON.stringify({ c_info: { name: 'web1' } });
-  const domain: ProtectedDomain = {
-    info: guest.domain.info,
-    saver: guest.domain.saver,
-    suspend: () => guest.domain.suspend(),
-    resume: () => guest.domain.resume(),
-    saveDeviceModel: () => guest.domain.saveDeviceModel(),
-    toolstackConfig: () => Promise.resolve(config),
-  };
+  const domain = withToolstackConfig(guest.domain, () => Promise.resolve(config));
   const restore = new RecordingRestore();
   const server = secondaryFor({ restore });
   const { port } = await server.start();
@@ -77,23 +70,18 @@ test('the engine\'s stream reaches a restoring replica as whole epochs, opened b
   assert.equal(restore.closed, 0, 'the restore holding the checkpoints stays for a failover');
 });
 
-test('a domain whose config takes longer to read than the secondary gives a connection to name its primary is still taken: the prelude goes first', { timeout: 20_000 }, async () => {
+test('a domain whose config and output buffer take longer to ready than the secondary gives a connection to name its primary is still taken: the prelude goes first', { timeout: 20_000 }, async () => {
   const guest = simBinding(256).primary(silent);
-  const domain: ProtectedDomain = {
-    info: guest.domain.info,
-    saver: guest.domain.saver,
-    suspend: () => guest.domain.suspend(),
-    resume: () => guest.domain.resume(),
-    saveDeviceModel: () => guest.domain.saveDeviceModel(),
-    // `xl list -l` on a loaded dom0: slower than the prelude's bound below.
-    toolstackConfig: () => new Promise((resolve) => setTimeout(() => resolve(JSON.stringify({ c_info: { name: 'slow1' } })), 600)),
-  };
+  // `xl list -l` on a loaded dom0: slower than the prelude's bound below.
+  const domain = withToolstackConfig(guest.domain, () => new Promise((resolve) => setTimeout(() => resolve(JSON.stringify({ c_info: { name: 'slow1' } })), 600)));
   const restore = new RecordingRestore();
   const server = secondaryFor({ restore }, { primaries: { generation: 1 }, preludeTimeoutMs: 200 });
   const refused: string[] = [];
   server.on('connection-refused', (e) => refused.push(e.remote));
   const { port } = await server.start();
-  const engine = testEngine({ domain, port, intervalMs: 5, options: { generation: 1 } });
+  // An output buffer whose setup spawns tools (`ip`, `tc`) on a loaded dom0.
+  const devices = new DeviceSet([{ name: 'slow-netbuf', setup: () => new Promise<void>((resolve) => setTimeout(resolve, 600)) }]);
+  const engine = testEngine({ domain, port, intervalMs: 5, devices, options: { generation: 1 } });
   const acked: number[] = [];
   engine.metrics$.subscribe((m) => acked.push(m.epoch));
   try {

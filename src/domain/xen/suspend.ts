@@ -83,13 +83,21 @@ export async function suspendDomain(xs: XenstoreClient, xc: { info(domid: number
       throw err;
     }
   };
-  let watch: XenstoreWatch | undefined;
+  // Both watches before the request, registered together, and let go without waiting for xenstored's
+  // answer: the guest is about to stop, and every round trip here is part of its pause.
+  let ack: ReturnType<typeof waitFor> | undefined = undefined;
+  let down: ReturnType<typeof waitFor> | undefined = undefined;
+  const watches = await Promise.allSettled([xs.watch(node, () => ack?.kick()), xs.watch('@releaseDomain', () => down?.kick())]);
+  const failed = watches.find((w) => w.status === 'rejected');
+  if (failed !== undefined) {
+    for (const w of watches) if (w.status === 'fulfilled') void w.value.unwatch().catch(() => undefined);
+    throw failed.reason;
+  }
+  const [watch, release] = watches.map((w) => (w as PromiseFulfilledResult<XenstoreWatch>).value);
   try {
-    // The watch before the request, and the waiting after it: the node reads as acknowledged (empty,
-    // or absent) until the request is written, and an acknowledgement right after it is not missed
-    // (the waiting starts with a read).
-    let ack: ReturnType<typeof waitFor> | undefined = undefined;
-    watch = await xs.watch(node, () => ack?.kick());
+    // The waiting after the request: the node reads as acknowledged (empty, or absent) until the
+    // request is written, and an acknowledgement right after it is not missed (the waiting starts
+    // with a read).
     await xs.write(node, 'suspend');
     ack = waitFor(acked, o.ackTimeoutMs, o.pollMs, () => new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} did not acknowledge the suspend request within ${o.ackTimeoutMs} ms (${node} still reads "suspend")`));
     ack.done.catch(() => undefined);
@@ -99,23 +107,20 @@ export async function suspendDomain(xs: XenstoreClient, xc: { info(domid: number
       await withdraw(xs, node).catch(() => undefined);
       throw err;
     }
-  } finally {
-    await watch?.unwatch().catch(() => undefined);
-  }
-  let last: DomainInfo | undefined;
-  const suspended = async (): Promise<boolean> => {
-    last = await xc.info(domid);
-    if (last === undefined || last.dying) throw new XenError(C.XEN_NO_DOMAIN, `domain ${domid} went away while suspending`);
-    if (last.shutdown && last.shutdownReason !== SHUTDOWN_SUSPEND) throw new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} shut down for reason ${last.shutdownReason}, not for suspend (${SHUTDOWN_SUSPEND})`);
-    return last.shutdown;
-  };
-  const down = waitFor(suspended, o.suspendTimeoutMs, o.pollMs, () => new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} acknowledged the suspend request but did not suspend within ${o.suspendTimeoutMs} ms (state ${JSON.stringify(last)})`));
-  down.done.catch(() => undefined);
-  const release = await xs.watch('@releaseDomain', () => down.kick());
-  try {
+    let last: DomainInfo | undefined;
+    const suspended = async (): Promise<boolean> => {
+      last = await xc.info(domid);
+      if (last === undefined || last.dying) throw new XenError(C.XEN_NO_DOMAIN, `domain ${domid} went away while suspending`);
+      if (last.shutdown && last.shutdownReason !== SHUTDOWN_SUSPEND) throw new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} shut down for reason ${last.shutdownReason}, not for suspend (${SHUTDOWN_SUSPEND})`);
+      return last.shutdown;
+    };
+    // Its first look is at once: a guest that suspended before this line is not waited for.
+    down = waitFor(suspended, o.suspendTimeoutMs, o.pollMs, () => new XenError(C.XEN_SUSPEND_FAILED, `domain ${domid} acknowledged the suspend request but did not suspend within ${o.suspendTimeoutMs} ms (state ${JSON.stringify(last)})`));
+    down.done.catch(() => undefined);
     await down.done;
   } finally {
-    await release.unwatch().catch(() => undefined);
+    void watch.unwatch().catch(() => undefined);
+    void release.unwatch().catch(() => undefined);
   }
 }
 
