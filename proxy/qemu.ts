@@ -5,7 +5,8 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, connect } from 'node:net';
+import { createServer } from 'node:net';
+import { canConnect } from '../src/util/net.js';
 import type { ComparatorAddresses } from './client.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -30,17 +31,6 @@ async function freePort(): Promise<number> {
   const port = (s.address() as { port: number }).port;
   await new Promise<void>((resolve) => s.close(() => resolve()));
   return port;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 export class ColoCompareProcess {
@@ -97,7 +87,7 @@ export class ColoCompareProcess {
     exited.catch(() => {});
     // The chardevs listen before colo-compare is created; the notify one is created last.
     for (;;) {
-      const up = await Promise.race([canConnect(ports[3]), exited]);
+      const up = await Promise.race([canConnect('127.0.0.1', ports[3]), exited]);
       if (up) break;
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -14,10 +14,11 @@
  * Nothing here runs unless the configuration names a Xen domain: the sim
  * needs none of Xen's tools.
  */
-import { connect, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 import type { DomainBinding, EpochRestore, PrimaryGuest, PromotedGuest, PromoteOptions, RestoreReplicaGuest } from '../binding.js';
 import { ErrorCodes, TandemError } from '../../errors.js';
 import { formatAddress, type Address } from '../../util/address.js';
+import { canConnect } from '../../util/net.js';
 import type { Logger } from '../../util/logger.js';
 import { XenDomain } from './domain.js';
 import { XenError, XenErrorCodes as C } from './errors.js';
@@ -166,17 +167,7 @@ export class XenReplicaGuest implements RestoreReplicaGuest {
 async function waitForService(service: Address, ms: number): Promise<void> {
   const deadline = performance.now() + Math.max(0, ms);
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: service.host, port: service.port });
-      const timer = setTimeout(() => done(false), 1000);
-      const done = (v: boolean): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(v);
-      };
-      socket.once('connect', () => done(true));
-      socket.once('error', () => done(false));
-    });
+    const ok = await canConnect(service.host, service.port);
     if (ok) return;
     if (performance.now() > deadline) throw new XenError(C.XEN_RESTORE_FAILED, `the failed-over guest's service at ${formatAddress(service)} did not answer in time`);
     await new Promise((r) => setTimeout(r, 200));

@@ -40,7 +40,6 @@
  * is suspended, the caller (whose suspend handler suspended it) resumes it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { DEFAULT_PYTHON } from './xc.js';
 import { Readable, type Duplex, type Writable } from 'node:stream';
 import { SaveHelperError, SaveHelperErrorCodes as C, type SaveHelperErrorCode } from './errors.js';
 import {
@@ -103,18 +102,6 @@ interface CommonOptions {
   helperPath?: string;
   /** Run this instead of helperPath, with the helper's arguments after `args` (a test's stand-in). */
   command?: { file: string; args?: string[] };
-  /**
-   * Saving: the io_fd's send buffer, set before the helper starts (through
-   * `python` and SO_SNDBUFFORCE, as root may). The guest is paused while
-   * libxc writes its dirty pages into that fd; with the default buffer
-   * (about 200 KiB) every few hundred KiB wait for this process to read,
-   * and on a busy dom0 each wait is a scheduling round. Given a buffer
-   * larger than an epoch, libxc writes the epoch without waiting and the
-   * guest runs again sooner; the bytes are read while it runs.
-   */
-  ioBufferBytes?: number;
-  /** The Python that sets it (default /usr/bin/python3). */
-  python?: string;
   /** Log messages (and stderr lines) kept for errors (default 20). */
   logLines?: number;
   onLog?: (entry: HelperLogEntry) => void;
@@ -161,20 +148,6 @@ export interface HelperOutcome {
 export const DEFAULT_MAX_BUFFERED_BYTES = 256 * 2 ** 20;
 const DEFAULT_LOG_LINES = 20;
 const DEFAULT_KILL_TIMEOUT_MS = 30_000;
-/**
- * Sets fd 3's send buffer (SO_SNDBUFFORCE, 32: root may pass wmem_max; else
- * SO_SNDBUF, capped there), then becomes the helper: argv is the size, the
- * helper's path, its arguments.
- */
-const GROW_IO_BUFFER = [
-  'import os, socket, sys',
-  's = socket.socket(fileno=3)',
-  'try: s.setsockopt(socket.SOL_SOCKET, 32, int(sys.argv[1]))',
-  'except OSError: s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(sys.argv[1]))',
-  's.detach()',
-  'os.execv(sys.argv[2], sys.argv[2:])',
-].join('\n');
-
 /** After the helper exits, how long its stdio may stay open (a descendant holding them) before the driver stops waiting. */
 const CLOSE_GRACE_MS = 5_000;
 const STDERR_TAIL_BYTES = 4096;
@@ -333,10 +306,8 @@ export class SaveHelperDriver {
     // A caller that never looks at `done` must not turn a failed save into an unhandled rejection (a crash).
     this.done.catch(() => undefined);
 
-    const helper = options.helperPath ?? DEFAULT_HELPER_PATH;
-    const grow = options.command === undefined && options.ioBufferBytes !== undefined && spec.mode === 'save';
-    const file = options.command?.file ?? (grow ? (options.python ?? DEFAULT_PYTHON) : helper);
-    const argv = [...(options.command?.args ?? []), ...(grow ? ['-c', GROW_IO_BUFFER, String(options.ioBufferBytes), helper] : []), ...spec.args];
+    const file = options.command?.file ?? options.helperPath ?? DEFAULT_HELPER_PATH;
+    const argv = [...(options.command?.args ?? []), ...spec.args];
     this.child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
     const [stdin, stdout, stderr, io] = this.child.stdio as unknown as [Writable, Readable, Readable, Duplex];
     // Errors on these (EPIPE after the helper died, ECONNRESET) are part of its

@@ -23,9 +23,6 @@ import { SaveHelperError, SaveHelperErrorCodes as C, XenError, XenErrorCodes } f
 import { LibxcFramer } from './libxc-framer.js';
 import { startSave, type SaveHelperOptions } from './save-helper.js';
 
-/** The io_fd's send buffer: above an epoch of the lab's guest (a few MiB), so libxc never waits on this process while the guest is paused. */
-const IO_BUFFER_BYTES = 16 * 2 ** 20;
-
 export interface XenSaverOptions {
   domid: number;
   logger: Logger;
@@ -54,7 +51,6 @@ export class XenSaver implements LibxcSaver {
     const ended = new Promise<void>((resolve) => (streamEnded = resolve));
     let answered = 0;
     const driver = startSave({
-      ioBufferBytes: IO_BUFFER_BYTES,
       ...this.options.helper,
       domid,
       streamType: params.type,
