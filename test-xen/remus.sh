@@ -182,6 +182,8 @@ logs
 kill -TERM $ppid
 wait $ppid
 say phase3_primary_exit $?
+# What it said while stopping (the `logs` above were taken before the signal).
+say phase3_stop_log "$(grep -v '"level":20' "$LAB_SCRATCH/primary.log" | tail -c 1500 | tr '\n' ' ')"
 kill -TERM $spid $rpid
 wait $spid
 say ping_after_stop "$(rcmd PING)"

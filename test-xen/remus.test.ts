@@ -68,7 +68,7 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     assert.equal(lab.get('helper_ping'), 'PONG', `the guest did not answer after the helper died\n${ctx()}`);
     assert.equal(lab.get('helper_primary_alive'), 'yes', `tandem primary died\n${ctx()}`);
     assert.ok(lab.num('helper_reprotected') >= 2, `protection was not taken up again\n${ctx()}`);
-    assert.equal(lab.get('phase3_primary_exit'), '0', ctx());
+    assert.equal(lab.get('phase3_primary_exit'), '0', `tandem primary exited ${lab.get('phase3_primary_exit')} on SIGTERM; what it logged last: ${lab.get('phase3_stop_log')}\n${ctx()}`);
     assert.equal(lab.get('ping_after_stop'), 'PONG', `standing the secondary down stopped the guest\n${ctx()}`);
     assert.doesNotMatch(lab.get('listed_final'), /--incoming/, `the stopped secondary left its restore's domain\n${ctx()}`);
     t.diagnostic(`${lab.get('helper_degraded')}; ${lab.get('helper_error')}; the guest answered ${lab.get('helper_ping_ms')} ms after the kill`);

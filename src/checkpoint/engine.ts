@@ -38,8 +38,10 @@ export interface EngineOptions {
   maxIntervalMs: number;
   ackTimeoutMs: number;
   connectTimeoutMs: number;
-  /** Wait between attempts to (re)connect to the secondary. */
+  /** Wait before the first attempt to reconnect to the secondary; it doubles after each failed one. */
   retryMs: number;
+  /** The most the wait between attempts grows to (default: 30 × retryMs). */
+  retryMaxMs?: number;
   streamVersion: 2 | 3;
   precopy: PrecopyOptions;
   /** Take a state digest at every suspend (costs pause time; for checks). */
@@ -78,6 +80,10 @@ export class PrimaryEngine {
   private stopping = false;
   private wake: (() => void) | undefined;
   private link: ReplicationLink | undefined;
+  /** Protection sessions begun since start (one per pre-copy). */
+  private sessionCount = 0;
+  /** Failed sessions since the guest was last protected; 0 while it is. */
+  private failures = 0;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -86,6 +92,11 @@ export class PrimaryEngine {
 
   get state(): ProtectionState {
     return this.state$.value.state;
+  }
+
+  /** The current (or last) protection session's number, from 1; 0 before the first. */
+  get session(): number {
+    return this.sessionCount;
   }
 
   start(): void {
@@ -121,6 +132,13 @@ export class PrimaryEngine {
     this.link?.abandon(new CheckpointError(CheckpointErrorCodes.ACK_TIMEOUT, reason));
   }
 
+  /** The secondary is heard from again (its heartbeats): a degraded engine tries now instead of at the end of its backoff. */
+  retryNow(why: string): void {
+    if (this.stopping || this.state !== 'degraded') return;
+    this.deps.logger.info({ attempt: this.failures + 1 }, `${why}: trying to protect the guest again now`);
+    this.wake?.();
+  }
+
   /** An operator asks for a checkpoint now. */
   requestCheckpoint(by = 'operator'): void {
     this.operator$.next({ reason: 'operator', by });
@@ -135,6 +153,9 @@ export class PrimaryEngine {
     const { logger, devices } = this.deps;
     const o = this.options;
     const where = formatAddress(o.secondary);
+    const now = this.deps.now ?? (() => performance.now());
+    let unprotectedSince = 0;
+    let lastMessage = '';
     while (!this.stopping) {
       this.setState('connecting', `connecting to the secondary at ${where}`);
       const link = new ReplicationLink({ transport: this.deps.transport, secondary: o.secondary, connectTimeoutMs: o.connectTimeoutMs, ackTimeoutMs: o.ackTimeoutMs });
@@ -152,10 +173,23 @@ export class PrimaryEngine {
         if (this.stopping) break;
         this.link = undefined;
         const message = err instanceof Error ? err.message : String(err);
-        // Loud: the guest keeps running, but nothing protects it now.
-        logger.error({ err, codes: codeChain(err) }, `UNPROTECTED: ${message}; the guest runs without a standby, retrying in ${o.retryMs} ms`);
-        this.setState('degraded', message);
-        await this.sleep(o.retryMs);
+        const codes = codeChain(err);
+        if (this.failures === 0) unprotectedSince = now();
+        this.failures++;
+        // Exponential backoff: a secondary that is down for hours is not knocked on every second.
+        const waitMs = Math.min(o.retryMs * 2 ** Math.min(this.failures - 1, 30), Math.max(o.retryMs, o.retryMaxMs ?? 30 * o.retryMs));
+        const forS = Math.round((now() - unprotectedSince) / 1000);
+        if (this.failures === 1 || message !== lastMessage) {
+          // Loud, once per cause: the guest keeps running, but nothing protects it now.
+          logger.error({ codes, attempt: this.failures }, `UNPROTECTED: ${message}; the guest runs without a standby, retrying in ${fmtWait(waitMs)}`);
+        } else {
+          logger.warn({ codes, attempt: this.failures, unprotectedS: forS }, `still unprotected: ${message} (attempt ${this.failures}, unprotected for ${forS} s); next attempt in ${fmtWait(waitMs)}`);
+        }
+        // The stack is for developers: never at warn or error, where operators read.
+        logger.debug({ err }, 'the protection session ended');
+        lastMessage = message;
+        this.setState('degraded', this.failures === 1 ? message : `${message} (attempt ${this.failures}, unprotected for ${forS} s)`);
+        await this.sleep(waitMs);
       }
     }
   }
@@ -180,6 +214,7 @@ export class PrimaryEngine {
       onStaged: o.onStaged,
       generation: typeof o.generation === 'function' ? o.generation() : o.generation,
     });
+    this.sessionCount++;
     // Who sends the stream, before the devices' setup (an output buffer's takes seconds on a loaded dom0).
     await session.announce();
     await devices.run('setup');
@@ -205,7 +240,10 @@ export class PrimaryEngine {
       const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
       this.metrics$.next(summary.first);
       logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
-      this.setState('protected', `the secondary at ${formatAddress(o.secondary)} holds epoch 1`);
+      this.failures = 0;
+      // A reason that stays true for the whole session. Epochs number from 1 in each session (the
+      // stream's own numbering); the session number tells sessions apart.
+      this.setState('protected', `session ${this.sessionCount}: the secondary at ${formatAddress(o.secondary)} holds each epoch before its output leaves`);
       await done;
     } catch (err) {
       session.abandon();
@@ -226,4 +264,9 @@ export class PrimaryEngine {
       this.wake = done;
     });
   }
+}
+
+/** 1500 → "1.5 s", 500 → "500 ms". */
+function fmtWait(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toFixed(1))} s`;
 }

@@ -47,6 +47,8 @@ const primarySchema = section({
   ack_timeout_ms: int(1, 600_000).default(5000),
   connect_timeout_ms: int(1, 600_000).default(2000),
   retry_ms: int(1, 600_000).default(1000),
+  // The wait between reconnection attempts doubles after each failed one, up to this.
+  retry_max_ms: int(1, 3_600_000).default(30_000),
   stream_version: oneOf([2, 3]).default(3),
   precopy: defaulted(
     section({
@@ -73,6 +75,7 @@ const primarySchema = section({
   generation: int(1, Number.MAX_SAFE_INTEGER).default(1),
 }).check(
   rule((p) => (p.minIntervalMs > p.intervalMs ? `primary.min_interval_ms (${p.minIntervalMs}) exceeds primary.interval_ms (${p.intervalMs})` : undefined)),
+  rule((p) => (p.retryMaxMs < p.retryMs ? `primary.retry_max_ms (${p.retryMaxMs}) is below primary.retry_ms (${p.retryMs})` : undefined)),
 );
 
 const secondarySchema = section({

@@ -305,6 +305,7 @@ export class PrimaryNode {
         ackTimeoutMs: p.ackTimeoutMs,
         connectTimeoutMs: p.connectTimeoutMs,
         retryMs: p.retryMs,
+        retryMaxMs: p.retryMaxMs,
         streamVersion: p.streamVersion,
         precopy: { ...DEFAULT_PRECOPY, ...p.precopy },
         digest: p.verifyDigest ? () => guest.digest!() : undefined,
@@ -319,6 +320,10 @@ export class PrimaryNode {
     if (this.heartbeat !== undefined) {
       this.silentStandby = new SilentStandbyWatch({ heartbeat: this.heartbeat, engine }, cfg.heartbeat.timeoutMs, colo ? cfg.colo.maxIntervalMs : p.intervalMs, logger);
       this.silentStandby.start();
+      // The backoff between attempts grows to retry_max_ms; a secondary that is back need not wait for it.
+      this.heartbeat.on('peer', (e: { state: string; reason: string }) => {
+        if (e.state === 'alive') engine.retryNow(`the secondary's heartbeats are back (${e.reason})`);
+      });
       const protection = engine.state$.pipe(
         map((s) => s.state === 'protected'),
         distinctUntilChanged(),
@@ -334,11 +339,17 @@ export class PrimaryNode {
         }),
       );
     }
+    let loggedState: string | undefined;
     this.subscriptions.push(
-      engine.state$.subscribe(({ state, reason }) => logger[state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`)),
+      // A change of state is logged once, where operators look; a new reason for the same state only at debug
+      // (the engine says loudly why protection is lost, and thins its retries out).
+      engine.state$.subscribe(({ state, reason }) => {
+        logger[loggedState === state ? 'debug' : state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`);
+        loggedState = state;
+      }),
       engine.metrics$.subscribe((m) => {
         this.acked = m.epoch;
-        logger.debug(m, 'epoch');
+        logger.debug({ session: this.engine?.session, ...m }, 'epoch');
       }),
     );
     const source = new PrimarySource({

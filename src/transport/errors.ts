@@ -20,6 +20,8 @@ export const TransportErrorCodes = {
   TRANSPORT_TLS_REFUSED: ErrorCodes.TRANSPORT_TLS_REFUSED,
   /** The peer's certificate chains to the CA but names another node than the configured peer. */
   TRANSPORT_PEER_MISMATCH: ErrorCodes.TRANSPORT_PEER_MISMATCH,
+  /** What answered at the secondary's address speaks another protocol (HTTP, SSH, TLS to a plain-TCP primary, ...). */
+  TRANSPORT_PEER_NOT_TANDEM: ErrorCodes.TRANSPORT_PEER_NOT_TANDEM,
   /** `tandem certs init` could not write its files (one exists already, the directory is not writable). */
   CERTS_INIT_FAILED: ErrorCodes.CERTS_INIT_FAILED,
   /** The replication link failed or closed, or the secondary broke its back-channel protocol. */

@@ -12,6 +12,7 @@ import type { ColoBackChannel } from '../checkpoint/strategies.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { AckStatus, BackChannelDecoder, type BackChannelRecord } from './backchannel.js';
 import { TransportError, TransportErrorCodes } from './errors.js';
+import { foreignPeer, SNIFF_BYTES } from './foreign-peer.js';
 import type { Transport } from './transport.js';
 
 export interface LinkOptions {
@@ -52,6 +53,8 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
   private lastSentAt = 0;
   /** An ack has come: from now on the secondary answers every epoch. */
   private acked = false;
+  /** The secondary's first bytes, kept to name a peer that is not Tandem. */
+  private firstBytes = Buffer.alloc(0);
 
   constructor(private readonly options: LinkOptions) {}
 
@@ -186,10 +189,18 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
 
   private onData(chunk: Buffer): void {
     this.lastDataAt = performance.now();
+    if (this.firstBytes.length < SNIFF_BYTES) this.firstBytes = Buffer.concat([this.firstBytes, chunk.subarray(0, SNIFF_BYTES - this.firstBytes.length)]);
     let records: BackChannelRecord[];
     try {
       records = this.decoder.push(chunk);
     } catch (err) {
+      const foreign = foreignPeer(this.firstBytes);
+      if (foreign !== undefined) {
+        const where = formatAddress(this.options.secondary);
+        this.fail(new TransportError(TransportErrorCodes.TRANSPORT_PEER_NOT_TANDEM, `the peer at ${where} is not a Tandem secondary: ${foreign.name} answered (${foreign.said}); check primary.secondary`, { cause: err }));
+        this.socket?.destroy();
+        return;
+      }
       this.fail(linkError(`malformed back-channel from the secondary: ${err instanceof Error ? err.message : String(err)}`, err));
       this.socket?.destroy();
       return;

@@ -10,6 +10,7 @@ import type { ProtectedDomain } from '../../src/domain/types.js';
 import { tcpTransport } from '../../src/transport/tcp.js';
 import type { Transport } from '../../src/transport/transport.js';
 import { xorshift32 } from '../../src/util/xorshift.js';
+import type { Logger } from '../../src/util/logger.js';
 import { silent } from '../helpers/sim.js';
 
 /** A guest that keeps writing while it runs: `rate` writes of 64 bytes every millisecond, from `seed`. */
@@ -58,6 +59,7 @@ export interface TestEngine {
   transport?: Transport;
   divergence$?: Observable<Trigger>;
   options?: Partial<EngineOptions>;
+  logger?: Logger;
 }
 
 /** A primary engine replicating to a secondary on loopback with the tests' usual timings. */
@@ -70,7 +72,7 @@ export function testEngine(t: TestEngine): PrimaryEngine {
       mode: t.mode ?? testMode(kind, t.intervalMs === undefined ? 10 : t.intervalMs),
       transport: t.transport ?? tcpTransport,
       divergence$: t.divergence$,
-      logger: silent,
+      logger: t.logger ?? silent,
     },
     { ...TEST_ENGINE_OPTIONS, secondary: { host: '127.0.0.1', port: t.port }, ...t.options },
   );
