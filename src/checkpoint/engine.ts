@@ -20,6 +20,7 @@ import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { ModeController } from './mode.js';
 import { precopyPolicy, type PrecopyOptions } from './precopy.js';
+import type { PrecopyProgress } from './precopy-progress.js';
 import { CheckpointSession, type EpochMetrics } from './session.js';
 import { ColoEpochs, remusEpochs, type EpochStrategy } from './strategies.js';
 import { mergeTriggers, paceEpochs, type Trigger } from './triggers.js';
@@ -52,6 +53,8 @@ export interface EngineOptions {
    * after the devices' setup (the arbiter may move it between sessions).
    */
   generation?: number | (() => number);
+  /** Pre-copy progress at most this often (default 1 s; 0: whenever it moves). */
+  progressIntervalMs?: number;
 }
 
 export interface EngineDeps {
@@ -70,6 +73,8 @@ export interface EngineDeps {
 
 export class PrimaryEngine {
   readonly metrics$ = new Subject<EpochMetrics>();
+  /** How each session's live pre-copy goes (see precopy-progress.ts). */
+  readonly precopy$ = new Subject<PrecopyProgress>();
   readonly state$ = new BehaviorSubject<StateChange>({ state: 'stopped', reason: 'not started' });
   private readonly operator$ = new Subject<Trigger>();
   /** Replays, so a session that subscribes after stop() still sees it. */
@@ -78,6 +83,9 @@ export class PrimaryEngine {
   private stopping = false;
   private wake: (() => void) | undefined;
   private link: ReplicationLink | undefined;
+  private session: CheckpointSession | undefined;
+  /** Stream bytes of the sessions before the current one. */
+  private sentBefore = 0;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -105,6 +113,11 @@ export class PrimaryEngine {
     await this.loop;
     this.loop = undefined;
     this.setState('stopped', 'stopped');
+  }
+
+  /** Stream bytes written to secondaries since start, every session's pre-copy included. */
+  get bytesSent(): number {
+    return this.sentBefore + (this.session?.bytesSent ?? 0);
   }
 
   /** Since the secondary last sent anything on the session's link, ms (undefined: no link). */
@@ -165,9 +178,8 @@ export class PrimaryEngine {
   }
 
   private async runSession(link: ReplicationLink): Promise<void> {
-    const { domain, devices, mode, logger } = this.deps;
+    const { domain, devices, logger } = this.deps;
     const o = this.options;
-    const scheduler = this.deps.scheduler ?? asyncScheduler;
     const session = new CheckpointSession({
       domain,
       devices,
@@ -179,7 +191,25 @@ export class PrimaryEngine {
       digest: o.digest,
       onStaged: o.onStaged,
       generation: typeof o.generation === 'function' ? o.generation() : o.generation,
+      progressIntervalMs: o.progressIntervalMs,
+      onProgress: (p) => {
+        this.precopy$.next(p);
+        if (!p.done) logger.info(p, `pre-copy: ${describeProgress(p)}`);
+      },
     });
+    this.session = session;
+    try {
+      await this.protectWith(session, link);
+    } finally {
+      this.sentBefore += session.bytesSent;
+      this.session = undefined;
+    }
+  }
+
+  private async protectWith(session: CheckpointSession, link: ReplicationLink): Promise<void> {
+    const { devices, mode, logger } = this.deps;
+    const o = this.options;
+    const scheduler = this.deps.scheduler ?? asyncScheduler;
     // Who sends the stream, before the devices' setup (an output buffer's takes seconds on a loaded dom0).
     await session.announce();
     await devices.run('setup');
@@ -204,7 +234,7 @@ export class PrimaryEngine {
       // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
       const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
       this.metrics$.next(summary.first);
-      logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
+      logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs, bytes: session.bytesSent }, 'pre-copy done, guest protected');
       this.setState('protected', `the secondary at ${formatAddress(o.secondary)} holds epoch 1`);
       await done;
     } catch (err) {
@@ -226,4 +256,13 @@ export class PrimaryEngine {
       this.wake = done;
     });
   }
+}
+
+const MB = 1e6;
+
+/** One progress report in words, for the log: round, pages, %, rate, ETA. */
+export function describeProgress(p: PrecopyProgress): string {
+  const pages = p.pagesSent === null ? '' : ` ${p.pagesSent}${p.pagesTotal === null ? '' : `/${p.pagesTotal}`} pages${p.percent === null ? '' : ` (${p.percent.toFixed(1)} %)`},`;
+  const eta = p.etaMs === null ? '' : `, ETA ${Math.ceil(p.etaMs / 1000)} s`;
+  return `round ${p.iteration},${pages} ${(p.bytes / MB).toFixed(1)} MB sent, ${(p.bytesPerSecond / MB).toFixed(1)} MB/s${eta}`;
 }
