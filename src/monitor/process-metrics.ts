@@ -82,7 +82,9 @@ export class ProcessMetrics {
   private window(): { mean: number; max: number; p99: number } {
     const h = this.delay;
     if (h !== undefined && h.count > 0) {
-      this.lag = { mean: h.mean / 1e9, max: h.max / 1e9, p99: h.percentile(99) / 1e9 };
+      // The histogram holds each sampling interval as it was (the 10 ms included): the lag is what exceeds it.
+      const beyond = (ns: number): number => Math.max(0, ns / 1e9 - LOOP_RESOLUTION_MS / 1000);
+      this.lag = { mean: beyond(h.mean), max: beyond(h.max), p99: beyond(h.percentile(99)) };
       h.reset();
     }
     return this.lag;
