@@ -20,6 +20,7 @@ import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { ModeController } from './mode.js';
 import { precopyPolicy, type PrecopyOptions } from './precopy.js';
+import type { PrecopyProgress } from './precopy-progress.js';
 import { CheckpointSession, type EpochMetrics } from './session.js';
 import { ColoEpochs, remusEpochs, type EpochStrategy } from './strategies.js';
 import { mergeTriggers, paceEpochs, type Trigger } from './triggers.js';
@@ -54,6 +55,8 @@ export interface EngineOptions {
    * after the devices' setup (the arbiter may move it between sessions).
    */
   generation?: number | (() => number);
+  /** Pre-copy progress at most this often (default 1 s; 0: whenever it moves). */
+  progressIntervalMs?: number;
 }
 
 export interface EngineDeps {
@@ -72,6 +75,8 @@ export interface EngineDeps {
 
 export class PrimaryEngine {
   readonly metrics$ = new Subject<EpochMetrics>();
+  /** How each session's live pre-copy goes (see precopy-progress.ts). */
+  readonly precopy$ = new Subject<PrecopyProgress>();
   readonly state$ = new BehaviorSubject<StateChange>({ state: 'stopped', reason: 'not started' });
   private readonly operator$ = new Subject<Trigger>();
   /** Replays, so a session that subscribes after stop() still sees it. */
@@ -84,6 +89,9 @@ export class PrimaryEngine {
   private sessionCount = 0;
   /** Failed sessions since the guest was last protected; 0 while it is. */
   private failures = 0;
+  private currentSession: CheckpointSession | undefined;
+  /** Stream bytes of the sessions before the current one. */
+  private sentBefore = 0;
 
   constructor(
     private readonly deps: EngineDeps,
@@ -116,6 +124,11 @@ export class PrimaryEngine {
     await this.loop;
     this.loop = undefined;
     this.setState('stopped', 'stopped');
+  }
+
+  /** Stream bytes written to secondaries since start, every session's pre-copy included. */
+  get bytesSent(): number {
+    return this.sentBefore + (this.currentSession?.bytesSent ?? 0);
   }
 
   /** Since the secondary last sent anything on the session's link, ms (undefined: no link). */
@@ -199,9 +212,8 @@ export class PrimaryEngine {
   }
 
   private async runSession(link: ReplicationLink): Promise<void> {
-    const { domain, devices, mode, logger } = this.deps;
+    const { domain, devices, logger } = this.deps;
     const o = this.options;
-    const scheduler = this.deps.scheduler ?? asyncScheduler;
     const session = new CheckpointSession({
       domain,
       devices,
@@ -213,8 +225,26 @@ export class PrimaryEngine {
       digest: o.digest,
       onStaged: o.onStaged,
       generation: typeof o.generation === 'function' ? o.generation() : o.generation,
+      progressIntervalMs: o.progressIntervalMs,
+      onProgress: (p) => {
+        this.precopy$.next(p);
+        if (!p.done) logger.info(p, `pre-copy: ${describeProgress(p)}`);
+      },
     });
     this.sessionCount++;
+    this.currentSession = session;
+    try {
+      await this.protectWith(session, link);
+    } finally {
+      this.sentBefore += session.bytesSent;
+      this.currentSession = undefined;
+    }
+  }
+
+  private async protectWith(session: CheckpointSession, link: ReplicationLink): Promise<void> {
+    const { devices, mode, logger } = this.deps;
+    const o = this.options;
+    const scheduler = this.deps.scheduler ?? asyncScheduler;
     // Who sends the stream, before the devices' setup (an output buffer's takes seconds on a loaded dom0).
     await session.announce();
     await devices.run('setup');
@@ -239,7 +269,7 @@ export class PrimaryEngine {
       // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
       const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
       this.metrics$.next(summary.first);
-      logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs }, 'pre-copy done, guest protected');
+      logger.info({ deviceSyncBytes: summary.deviceSyncBytes, rounds: summary.rounds, pagesSent: summary.pagesSent, pauseUs: summary.first.pauseUs, bytes: session.bytesSent }, 'pre-copy done, guest protected');
       this.failures = 0;
       // A reason that stays true for the whole session. Epochs number from 1 in each session (the
       // stream's own numbering); the session number tells sessions apart.
@@ -269,4 +299,13 @@ export class PrimaryEngine {
 /** 1500 → "1.5 s", 500 → "500 ms". */
 function fmtWait(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toFixed(1))} s`;
+}
+
+const MB = 1e6;
+
+/** One progress report in words, for the log: round, pages, %, rate, ETA. */
+export function describeProgress(p: PrecopyProgress): string {
+  const pages = p.pagesSent === null ? '' : ` ${p.pagesSent}${p.pagesTotal === null ? '' : `/${p.pagesTotal}`} pages${p.percent === null ? '' : ` (${p.percent.toFixed(1)} %)`},`;
+  const eta = p.etaMs === null ? '' : `, ETA ${Math.ceil(p.etaMs / 1000)} s`;
+  return `round ${p.iteration},${pages} ${(p.bytes / MB).toFixed(1)} MB sent, ${(p.bytesPerSecond / MB).toFixed(1)} MB/s${eta}`;
 }

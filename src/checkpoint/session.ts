@@ -26,6 +26,7 @@ import { encodeDomainConfigRecord } from '../stream/domain-config-record.js';
 import { encodePrimaryRecord } from '../stream/primary-record.js';
 import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
+import { DEFAULT_PROGRESS_INTERVAL_MS, PrecopyMeter, type PrecopyProgress } from './precopy-progress.js';
 import type { EpochStrategy, LibxlRecordWriter } from './strategies.js';
 import type { TriggerReason } from './triggers.js';
 
@@ -80,6 +81,10 @@ export interface CheckpointSessionOptions {
   onStaged?: (epoch: number, digest: string) => void;
   /** A replication stream opens with TANDEM_PRIMARY naming this primary's generation (docs/stream.md). */
   generation?: number;
+  /** Told how the live pre-copy goes, at most once per progressIntervalMs, and once more when it is over. */
+  onProgress?: (p: PrecopyProgress) => void;
+  /** Default 1 s; 0 reports whenever something moved. */
+  progressIntervalMs?: number;
 }
 
 interface Deferred<T> {
@@ -130,9 +135,12 @@ export class CheckpointSession {
   private announced = false;
   private rounds = 0;
   private pagesSent = 0;
+  private readonly meter: PrecopyMeter | undefined;
 
   constructor(private readonly options: CheckpointSessionOptions) {
     this.encoder = new StreamEncoder(options.framing ?? 'libxl', options.strategy.kind === 'colo');
+    const report = options.onProgress;
+    this.meter = report && new PrecopyMeter({ now: options.now, intervalMs: options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS, report });
   }
 
   /** Stream bytes written so far. */
@@ -168,6 +176,7 @@ export class CheckpointSession {
     this.expect('new', 'precopy');
     await this.announce();
     this.phase = 'precopy';
+    this.meter?.start(this.encoder.position, this.options.domain.info.pages);
     const libxl = this.libxl;
     const { generation, domain } = this.options;
     if (libxl && generation !== undefined && domain.toolstackConfig !== undefined) {
@@ -270,6 +279,7 @@ export class CheckpointSession {
     write: (chunks) => {
       if (this.libxl) this.encoder.libxcBytes(chunks);
       for (const c of chunks) this.pending.push(c);
+      this.meter?.wrote(this.encoder.position);
     },
     flush: () => this.flush(),
     flushed: () => this.options.target.flushed(),
@@ -317,6 +327,7 @@ export class CheckpointSession {
     const cb: SaveCallbacks = {
       suspend: async () => {
         const e = this.epochInProgress();
+        if (e.trigger === 'precopy') this.meter?.finish(this.encoder.position);
         await strategy.beforeSuspend?.(e.epoch, this.writer);
         e.suspendedAt = this.options.now();
         // The first epoch is timed from its suspend, not from the start of the live rounds.
@@ -340,8 +351,11 @@ export class CheckpointSession {
       precopyPolicy: (stats) => {
         this.rounds = stats.iteration;
         this.pagesSent += stats.sentLast;
-        return this.options.precopyPolicy(stats);
+        const decision = this.options.precopyPolicy(stats);
+        if (decision === 'continue') this.meter?.roundDone(stats.iteration, stats.dirtyCount);
+        return decision;
       },
+      precopyProgress: (p) => this.meter?.pages(p),
       postcopy: async () => {
         const e = this.epochInProgress();
         if (strategy.resumeAt === 'postcopy') await this.resume(e);

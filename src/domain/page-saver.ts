@@ -89,7 +89,7 @@ export class PageSaver implements LibxcSaver {
   private async live(out: LibxcOutput, enc: StreamEncoder, callbacks: SaveCallbacks): Promise<Uint32Array> {
     let toSend = allPfns(this.domain.info.pages);
     for (let iteration = 1; ; iteration++) {
-      await this.sendLive(out, enc, toSend);
+      await this.sendLive(out, enc, toSend, (sent) => callbacks.precopyProgress?.({ iteration, sent, total: toSend.length }));
       const dirty = this.domain.readAndClearDirty();
       const decision = callbacks.precopyPolicy({ iteration, sentLast: toSend.length, dirtyCount: dirty.length });
       if (decision === 'abort') throw new CheckpointError(CheckpointErrorCodes.PRECOPY_ABORTED, `pre-copy aborted by the precopy policy after ${iteration} rounds`);
@@ -99,12 +99,13 @@ export class PageSaver implements LibxcSaver {
   }
 
   /** Pages as they are now, batch by batch, flushed between batches (the guest runs meanwhile; the dirty log catches it). */
-  private async sendLive(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array): Promise<void> {
+  private async sendLive(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array, progress?: (sent: number) => void): Promise<void> {
     const batch = this.options.liveBatchPages ?? DEFAULT_LIVE_BATCH_PAGES;
     for (let i = 0; i < pfns.length; i += batch) {
       const slice = pfns.subarray(i, i + batch);
       this.pageRecords(out, enc, slice, (k) => this.domain.readPage(slice[k]));
       await out.flush();
+      progress?.(i + slice.length);
     }
   }
 

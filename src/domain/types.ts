@@ -110,6 +110,16 @@ export interface PrecopyStats {
 
 export type PrecopyDecision = 'continue' | 'stop-and-copy' | 'abort';
 
+/** How far the live pre-copy round under way has got (xenguest.h has it as libxc's progress reports). */
+export interface PrecopyRoundProgress {
+  /** The round under way (1 sends every page). */
+  iteration: number;
+  /** Pages of this round sent so far. */
+  sent: number;
+  /** Pages this round sends. */
+  total: number;
+}
+
 /** What the libxc layer put in one checkpoint, reported with the checkpoint callback. */
 export interface LibxcEpochStats {
   /** Pages in this checkpoint (dirty pages, and the secondary's in COLO). */
@@ -131,6 +141,8 @@ export interface SaveCallbacks {
   secondaryDirtyPages?(): Promise<Uint32Array>;
   /** Decide after each live pre-copy round. */
   precopyPolicy(stats: PrecopyStats): PrecopyDecision;
+  /** Told as a live round goes on (a saver that cannot tell leaves it uncalled); cheap, never awaited. */
+  precopyProgress?(progress: PrecopyRoundProgress): void;
   /** The checkpoint's state is captured: the guest may run again. Called whatever happened after suspend. */
   postcopy(): Promise<void>;
   /**

@@ -54,6 +54,11 @@ export class RemusService {
     return this.front.start();
   }
 
+  /** Output held until an epoch covering it is acked, bytes. */
+  heldBytes(): number {
+    return this.output.stats().heldBytes;
+  }
+
   /** The front's client slots (undefined before start). */
   clients(): FrontClientStats | undefined {
     return this.front?.clientStats();

@@ -15,8 +15,7 @@ import { MonitorError, MonitorErrorCodes } from './errors.js';
 
 export const SCHEMA_VERSION = 1;
 
-export const MONITOR_STATES = [
-  // primary
+export const PRIMARY_STATES = [
   'stopped',
   'connecting',
   'precopy',
@@ -25,7 +24,9 @@ export const MONITOR_STATES = [
   'protected',
   'degraded',
   'stopping',
-  // secondary
+] as const;
+
+export const SECONDARY_STATES = [
   /** No primary is streaming. */
   'waiting',
   /** A primary streams; its first checkpoint is not complete yet. */
@@ -35,6 +36,8 @@ export const MONITOR_STATES = [
   'failing-over',
   'failed-over',
 ] as const;
+
+export const MONITOR_STATES = [...PRIMARY_STATES, ...SECONDARY_STATES] as const;
 export type MonitorState = (typeof MONITOR_STATES)[number];
 
 /** remus: checkpoints every interval; manual: only on request or divergence (what COLO drives). */
@@ -76,6 +79,27 @@ export interface EpochFields {
 
 export interface EpochEvent extends Broadcast, EpochFields {
   type: 'epoch';
+}
+
+/** How the primary's live pre-copy goes (src/checkpoint/precopy-progress.ts); null fields: the saver does not tell. */
+export interface PrecopyFields {
+  /** The live round under way (1 sends every page). */
+  iteration: number;
+  pagesSent: number | null;
+  pagesTotal: number | null;
+  percent: number | null;
+  /** Stream bytes since the pre-copy began. */
+  bytes: number;
+  elapsedMs: number;
+  bytesPerSecond: number;
+  etaMs: number | null;
+  /** The live rounds are over: the first checkpoint is being taken. */
+  done: boolean;
+}
+
+/** At most about once a second while a pre-copy runs, and once when its live rounds end. */
+export interface PrecopyEvent extends Broadcast, PrecopyFields {
+  type: 'precopy';
 }
 
 export interface DivergenceEvent extends Broadcast {
@@ -128,6 +152,8 @@ export interface SnapshotEvent extends Broadcast {
   clients: number;
   /** Who may serve the guest, as this node knows it (src/arbiter). */
   arbiter: ArbiterView;
+  /** The pre-copy under way (the primary's last report), or null. */
+  precopy: PrecopyFields | null;
 }
 
 /** To one client: it was too slow and missed `count` events since the last message it got. */
@@ -152,16 +178,16 @@ export interface ErrorEvent extends Envelope {
   message: string;
 }
 
-export type BroadcastEvent = EpochEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | SnapshotEvent;
+export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | SnapshotEvent;
 export type MonitorEvent = BroadcastEvent | DroppedEvent | ReplyEvent | ErrorEvent;
 export type EventType = MonitorEvent['type'];
 
 /** What a source publishes: an event without its envelope; the hub stamps it. */
 type Body<E> = E extends Broadcast ? Omit<E, 'v' | 'ts' | 'node' | 'seq'> : never;
-export type EventBody = Body<EpochEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent>;
+export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent>;
 
 /** Events a slow client may miss without losing track of where things stand. */
-export const SAMPLEABLE: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'divergence', 'control']);
+export const SAMPLEABLE: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'divergence', 'control']);
 
 // ---------------------------------------------------------------------------
 // Validation
@@ -178,7 +204,7 @@ type Kind =
   | 'object|null'
   | { oneOf: readonly string[]; orNull?: true }
   | { arrayOf: Kind }
-  | { fields: Record<string, Kind> };
+  | { fields: Record<string, Kind>; orNull?: true };
 
 const envelope: Record<string, Kind> = { v: 'int', type: 'str', ts: 'num', node: { oneOf: NODE_ROLES } };
 const broadcast: Record<string, Kind> = { ...envelope, seq: 'int' };
@@ -194,8 +220,21 @@ const epochFields: Record<string, Kind> = {
   applyMs: 'num|null',
 };
 
+const precopyFields: Record<string, Kind> = {
+  iteration: 'int',
+  pagesSent: 'int|null',
+  pagesTotal: 'int|null',
+  percent: 'num|null',
+  bytes: 'int',
+  elapsedMs: 'num',
+  bytesPerSecond: 'num',
+  etaMs: 'num|null',
+  done: 'bool',
+};
+
 const SCHEMA: Record<EventType, Record<string, Kind>> = {
   epoch: { ...broadcast, ...epochFields },
+  precopy: { ...broadcast, ...precopyFields },
   divergence: { ...broadcast, connection: 'str|null', reason: 'str' },
   state: { ...broadcast, state: { oneOf: MONITOR_STATES }, previous: { oneOf: MONITOR_STATES }, reason: 'str' },
   mode: { ...broadcast, mode: { oneOf: MONITOR_MODES }, intervalMs: 'int|null', reason: 'str' },
@@ -212,6 +251,7 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
     recent: { arrayOf: { fields: { ...epochFields, ts: 'num' } } },
     clients: 'int',
     arbiter: { fields: { kind: { oneOf: ['none', 'etcd'] }, holder: 'str|null', generation: 'int|null', protected: 'bool', authority: 'bool' } },
+    precopy: { fields: precopyFields, orNull: true },
   },
   dropped: { ...envelope, count: 'int' },
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },
@@ -234,7 +274,8 @@ function check(value: unknown, kind: Kind, path: string): void {
       if (!Array.isArray(value)) return bad('an array');
       value.forEach((item, i) => check(item, kind.arrayOf, `${path}[${i}]`));
     } else {
-      if (!isObj(value)) return bad('an object');
+      if (kind.orNull && value === null) return;
+      if (!isObj(value)) return bad(kind.orNull ? 'an object or null' : 'an object');
       for (const [k, sub] of Object.entries(kind.fields)) check(value[k], sub, `${path}.${k}`);
     }
     return;

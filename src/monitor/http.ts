@@ -1,7 +1,7 @@
 /**
  * The monitor's one HTTP server: the dashboard at `/` (with its static
  * assets and uPlot), the event stream at `/ws`, Prometheus `/metrics`,
- * `/api/status` and `POST /api/control`.
+ * `/healthz` and `/readyz`, `/api/status` and `POST /api/control`.
  *
  * Static files are read into memory at start from a fixed list, so a request
  * path is only ever a key into a map: no path from a client reaches the file
@@ -21,6 +21,7 @@ import { EVENTS_PROTOCOL, MonitorAuth, bearer, tokenFromProtocols, type AuthPoli
 import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, requestId, type ClientMessage } from './control.js';
 import { SCHEMA_VERSION, type BroadcastEvent, type ControlAction, type NodeRole, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
+import { readiness } from './health.js';
 import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
 import { MonitorMetrics } from './metrics.js';
 import type { MonitorSource } from './source.js';
@@ -145,8 +146,8 @@ export class MonitorServer {
       now: options.now,
       ...options.limits,
       snapshot: () => {
-        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter } = source.status();
-        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, actions: this.control.actions };
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy } = source.status();
+        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, actions: this.control.actions };
       },
       onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
     });
@@ -157,6 +158,9 @@ export class MonitorServer {
       clients: () => this.hub.size,
       admission: () => this.admission?.stats(),
       serviceClients: source.clients,
+      lastEpoch: () => source.status().lastEpoch,
+      precopy: () => source.status().precopy,
+      readings: () => source.readings(),
     });
     this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
   }
@@ -200,6 +204,7 @@ export class MonitorServer {
       }
     });
     source.start();
+    this.metrics.start();
     // Never echo the token-carrying subprotocol back: select the plain one, or none.
     const wss = new WebSocketServer({
       noServer: true,
@@ -225,7 +230,9 @@ export class MonitorServer {
       await listen(server, port, host);
     } catch (err) {
       this.subscription.unsubscribe();
+      this.subscription = undefined;
       source.stop();
+      this.metrics.stop();
       throw new MonitorError(C.MONITOR_LISTEN_FAILED, `monitor: cannot listen on ${formatAddress({ host, port })}: ${(err as Error).message}`, { cause: err });
     }
     server.on('error', (err) => logger.error({ err }, 'monitor listener error'));
@@ -243,6 +250,7 @@ export class MonitorServer {
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.options.source.stop();
+    this.metrics.stop();
     const server = this.server;
     this.server = undefined;
     if (!server) return;
@@ -303,7 +311,21 @@ export class MonitorServer {
       return;
     }
     if (path === '/api/status') return this.respond(res, 200, 'application/json', `${JSON.stringify(this.snapshot())}\n`, { 'cache-control': 'no-store' });
+    if (path === '/healthz') return this.health(res);
+    if (path === '/readyz') {
+      const { state, reason } = this.options.source.status();
+      const r = readiness(this.options.source.role, state, reason);
+      return this.respond(res, r.ready ? 200 : 503, 'application/json', `${JSON.stringify(r)}\n`, { 'cache-control': 'no-store' });
+    }
     this.respond(res, 404, 'text/plain', 'not found\n');
+  }
+
+  /** Alive: this answer itself shows the process and its event loop run; the source must still be attached. */
+  private health(res: ServerResponse): void {
+    const { role } = this.options.source;
+    const ok = this.subscription !== undefined;
+    const body = { ok, node: role, uptimeSeconds: Math.round(process.uptime()), reason: ok ? 'the monitor answers and follows its node' : 'the monitor is stopping' };
+    this.respond(res, ok ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`, { 'cache-control': 'no-store' });
   }
 
   private respond(res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {

@@ -1,11 +1,19 @@
 /**
  * Prometheus metrics, derived from the same events the WebSocket carries so
- * the two never disagree. Own registry (not prom-client's global one): two
+ * the two never disagree, and from what the source reads at scrape time
+ * (SourceReadings). Own registry (not prom-client's global one): two
  * monitors in one process, as in tests, must not share counters.
+ *
+ * One meaning per name: what only one role measures is exported only by
+ * that role (the primary's epoch time and the secondary's apply time are two
+ * names), and tandem_state lists only the role's own states.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdmissionStats } from './admission.js';
-import { MONITOR_STATES, type BroadcastEvent, type MonitorState, type NodeRole } from './events.js';
+import { tandemVersion } from './build-info.js';
+import { PRIMARY_STATES, SECONDARY_STATES, type BroadcastEvent, type MonitorState, type NodeRole, type PrecopyFields } from './events.js';
+import { ProcessMetrics } from './process-metrics.js';
+import type { SourceReadings } from './source.js';
 
 /** What the service front reports of its clients (the front's FrontClientStats). */
 export interface ServiceClientStats {
@@ -27,6 +35,21 @@ export interface MetricsOptions {
   admission?: () => AdmissionStats | undefined;
   /** The service front's clients, on a node that has one (undefined while it is not running). */
   serviceClients?: () => ServiceClientStats | undefined;
+  /** The last epoch the replica holds (acked on the primary, applied on the secondary). */
+  lastEpoch?: () => number;
+  /** The pre-copy under way (primary), or null. */
+  precopy?: () => PrecopyFields | null;
+  /** Peer, generation, held output, time unprotected, stream bytes (see SourceReadings). */
+  readings?: () => SourceReadings;
+}
+
+/**
+ * What a reading that is undefined does to a gauge: it is left out of the
+ * scrape (reset() would not do: prom-client resets an unlabelled gauge to 0).
+ */
+function setOrReset(gauge: Gauge, value: number | undefined): void {
+  if (value === undefined) gauge.remove({});
+  else gauge.set(value);
 }
 
 /**
@@ -49,9 +72,12 @@ function mirror(read: () => number | undefined): (into: { inc(by: number): void 
 
 export class MonitorMetrics {
   readonly registry = new Registry();
-  private readonly pause: Histogram;
-  private readonly epochTime: Histogram;
-  private readonly bytes: Counter;
+  private readonly process: ProcessMetrics;
+  private readonly pause: Histogram | undefined;
+  private readonly epochTime: Histogram | undefined;
+  private readonly applyTime: Histogram | undefined;
+  /** Counted from the epochs' bytes (the secondary); undefined where the source counts the stream itself (the primary). */
+  private readonly epochBytes: Counter | undefined;
   private readonly epochs: Counter;
   private readonly divergences: Counter;
   private readonly failovers: Counter;
@@ -59,33 +85,82 @@ export class MonitorMetrics {
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
+    const primary = options.node === 'primary';
     this.registry.setDefaultLabels({ node: options.node });
-    // Pauses are tens of µs to tens of ms; epochs up to seconds on a big dirty set.
-    this.pause = new Histogram({ name: 'tandem_pause_seconds', help: 'Guest pause per epoch (suspend to resume)', buckets: [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3], registers });
-    this.epochTime = new Histogram({ name: 'tandem_epoch_seconds', help: 'Epoch time, suspend to ack (primary) or apply time (secondary)', buckets: [1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5], registers });
-    this.bytes = new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes', registers });
-    this.epochs = new Counter({ name: 'tandem_epochs_total', help: 'Epochs acked (primary) or applied (secondary)', registers });
+    this.process = new ProcessMetrics(this.registry);
+    new Gauge({ name: 'tandem_build_info', help: 'This build: 1, labelled with its version and the Node.js it runs on', labelNames: ['version', 'nodejs'], registers }).set({ version: tandemVersion(), nodejs: process.versions.node }, 1);
+    // Epochs up to seconds on a big dirty set.
+    const epochBuckets = [1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5];
+    if (primary) {
+      // Pauses are tens of µs to tens of ms.
+      this.pause = new Histogram({ name: 'tandem_pause_seconds', help: 'Guest pause per epoch (suspend to resume)', buckets: [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3], registers });
+      this.epochTime = new Histogram({ name: 'tandem_epoch_seconds', help: 'Epoch time on the primary, from its suspend to the secondary\'s ack', buckets: epochBuckets, registers });
+    } else {
+      this.applyTime = new Histogram({ name: 'tandem_apply_seconds', help: 'Time the secondary took to apply a checkpoint to its replica', buckets: epochBuckets, registers });
+    }
+    const readings = options.readings;
+    if (primary) {
+      // The engine counts every byte it writes, the live pre-copy's included (epoch events carry only their own).
+      const sent = mirror(() => readings?.().streamBytes);
+      new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes: sent (primary, pre-copies included) or applied (secondary)', registers, collect() { sent(this); } });
+    } else {
+      this.epochBytes = new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes: sent (primary, pre-copies included) or applied (secondary)', registers });
+    }
+    this.epochs = new Counter({ name: 'tandem_epochs_total', help: 'Checkpoints the replica holds: acked (primary) or applied (secondary)', registers });
     this.divergences = new Counter({ name: 'tandem_divergences_total', help: 'Output divergences reported by the comparator', registers });
     this.failovers = new Counter({ name: 'tandem_failovers_total', help: 'Failovers completed on this node', registers });
     this.controls = new Counter({ name: 'tandem_control_actions_total', help: 'Control actions tried, by action and outcome', labelNames: ['action', 'ok'], registers });
+    const states: readonly MonitorState[] = primary ? PRIMARY_STATES : SECONDARY_STATES;
     new Gauge({
       name: 'tandem_state',
-      help: 'Protection state: 1 for the current state, 0 for the others',
+      help: "Protection state: 1 for the current state, 0 for the role's others",
       labelNames: ['state'],
       registers,
       collect() {
         const now = options.state();
-        for (const s of MONITOR_STATES) this.set({ state: s }, s === now ? 1 : 0);
+        for (const s of states) this.set({ state: s }, s === now ? 1 : 0);
       },
     });
+    const lastEpoch = options.lastEpoch;
+    if (lastEpoch !== undefined) new Gauge({ name: 'tandem_last_epoch', help: 'The last checkpoint the replica holds: acked (primary) or applied (secondary); 0 before the first', registers, collect() { this.set(lastEpoch()); } });
+    if (readings !== undefined) {
+      new Gauge({ name: 'tandem_peer_up', help: 'The peer is connected: the secondary (primary), a streaming primary (secondary; after a failover, its own standby)', registers, collect() { this.set(readings().peerUp ? 1 : 0); } });
+      new Gauge({ name: 'tandem_generation', help: 'The generation this primary streams as, or of the primary whose checkpoint the replica holds; absent when none', registers, collect() { setOrReset(this, readings().generation); } });
+      new Gauge({
+        name: 'tandem_unprotected_seconds',
+        help: 'How long the guest this node runs has been without a standby; 0 while protected; absent where no guest runs (a secondary standing by)',
+        registers,
+        collect() {
+          const ms = readings().unprotectedMs;
+          setOrReset(this, ms === undefined ? undefined : ms / 1000);
+        },
+      });
+      if (primary) new Gauge({ name: 'tandem_held_output_bytes', help: 'Guest output held until an epoch covering it is acked, bytes; absent where Tandem holds none', registers, collect() { setOrReset(this, readings().heldOutputBytes); } });
+    }
+    const precopy = options.precopy;
+    if (primary && precopy !== undefined) {
+      const field = (read: (p: PrecopyFields) => number | null) => (g: Gauge): void => {
+        const p = precopy();
+        setOrReset(g, p === null ? undefined : (read(p) ?? undefined));
+      };
+      const iteration = field((p) => p.iteration);
+      const sent = field((p) => p.pagesSent);
+      const remaining = field((p) => (p.pagesSent === null || p.pagesTotal === null ? null : Math.max(0, p.pagesTotal - p.pagesSent)));
+      const bytes = field((p) => p.bytes);
+      const rate = field((p) => p.bytesPerSecond);
+      new Gauge({ name: 'tandem_precopy_iteration', help: 'The live pre-copy round under way (1 sends every page); absent outside a pre-copy', registers, collect() { iteration(this); } });
+      new Gauge({ name: 'tandem_precopy_pages_sent', help: 'Pages of the pre-copy round under way sent so far', registers, collect() { sent(this); } });
+      new Gauge({ name: 'tandem_precopy_pages_remaining', help: 'Pages of the pre-copy round under way still to send', registers, collect() { remaining(this); } });
+      new Gauge({ name: 'tandem_precopy_bytes', help: 'Stream bytes sent since the pre-copy under way began', registers, collect() { bytes(this); } });
+      new Gauge({ name: 'tandem_precopy_bytes_per_second', help: 'Pre-copy stream rate at its last report, bytes per second', registers, collect() { rate(this); } });
+    }
     new Gauge({
       name: 'tandem_replication_lag_seconds',
       help: 'Time since the last acked (primary) or applied (secondary) epoch; absent before the first',
       registers,
       collect() {
         const lag = options.lagMs();
-        if (lag === null) this.reset();
-        else this.set(lag / 1000);
+        setOrReset(this, lag === null ? undefined : lag / 1000);
       },
     });
     new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(options.clients()); } });
@@ -122,10 +197,10 @@ export class MonitorMetrics {
     switch (event.type) {
       case 'epoch':
         this.epochs.inc();
-        this.bytes.inc(event.bytes);
-        if (event.pauseUs !== null) this.pause.observe(event.pauseUs / 1e6);
-        if (event.totalMs !== null) this.epochTime.observe(event.totalMs / 1000);
-        else if (event.applyMs !== null) this.epochTime.observe(event.applyMs / 1000);
+        this.epochBytes?.inc(event.bytes);
+        if (event.pauseUs !== null) this.pause?.observe(event.pauseUs / 1e6);
+        if (event.totalMs !== null) this.epochTime?.observe(event.totalMs / 1000);
+        if (event.applyMs !== null) this.applyTime?.observe(event.applyMs / 1000);
         return;
       case 'divergence':
         this.divergences.inc();
@@ -139,6 +214,15 @@ export class MonitorMetrics {
       default:
         return;
     }
+  }
+
+  /** Starts sampling what is measured between scrapes (the event loop's delay). */
+  start(): void {
+    this.process.start();
+  }
+
+  stop(): void {
+    this.process.stop();
   }
 
   text(): Promise<string> {

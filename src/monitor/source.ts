@@ -17,14 +17,28 @@ import type { Promoter } from '../failover/promoter.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
-import type { EpochFields, EventBody, MonitorState, NodeRole, SnapshotEvent } from './events.js';
+import type { EpochFields, EventBody, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
 import type { ServiceClientStats } from './metrics.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;
 
 /** What a node reports of itself: the snapshot's own fields (the monitor adds actions and clients). */
-export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter'>;
+export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter' | 'precopy'>;
+
+/** What the metrics read at scrape time beyond the snapshot: cheap, no I/O. */
+export interface SourceReadings {
+  /** The primary: a link to its secondary is open; the secondary: a primary streams (after a failover: the new primary's link to its standby). */
+  peerUp: boolean;
+  /** The generation this node's stream carries (primary), or of the primary whose checkpoint the replica holds (secondary); undefined: none. */
+  generation: number | undefined;
+  /** Guest output held until an epoch covering it is acked, bytes; undefined: none held by Tandem here. */
+  heldOutputBytes: number | undefined;
+  /** How long the guest has run without a standby, ms (0: protected); undefined: no guest runs here (a secondary standing by). */
+  unprotectedMs: number | undefined;
+  /** Checkpoint stream bytes sent so far, pre-copies included; undefined: the metrics count the epochs' bytes. */
+  streamBytes: number | undefined;
+}
 
 export interface MonitorSource {
   readonly role: NodeRole;
@@ -33,6 +47,7 @@ export interface MonitorSource {
   /** The clients of this node's service front, if it has one (for the metrics). */
   readonly clients?: () => ServiceClientStats | undefined;
   status(): SourceStatus;
+  readings(): SourceReadings;
   start(): void;
   stop(): void;
 }
@@ -80,7 +95,7 @@ abstract class BaseSource {
     this.events$.next({ type: 'epoch', ...fields });
   }
 
-  protected base(): Omit<SourceStatus, 'mode' | 'intervalMs'> {
+  protected base(): Omit<SourceStatus, 'mode' | 'intervalMs' | 'precopy'> {
     return {
       arbiter: this.arbiter?.view() ?? NO_ARBITER,
       state: this.current,
@@ -104,6 +119,10 @@ export interface PrimarySourceOptions extends Clocks {
   divergences$?: Observable<Trigger>;
   /** The service front's clients. */
   clients?: () => ServiceClientStats | undefined;
+  /** The generation the engine's next (or current) stream carries. */
+  generation?: () => number | undefined;
+  /** Output the service front holds for a commit, bytes (undefined: it holds none, or the guest holds its own). */
+  heldOutputBytes?: () => number | undefined;
 }
 
 const fromEngine = (m: EpochMetrics): EpochFields => ({
@@ -125,6 +144,10 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   private subscriptions: Subscription[] = [];
   /** Protected at least once: a later pre-copy is a re-protection. */
   private wasProtected = false;
+  /** The pre-copy under way, as last reported. */
+  private precopy: PrecopyFields | null = null;
+  /** When the guest last lost (or never had) its standby; undefined while protected. */
+  private unprotectedSince: number | undefined;
 
   constructor(private readonly options: PrimarySourceOptions) {
     super(options, options.arbiter);
@@ -142,9 +165,15 @@ export class PrimarySource extends BaseSource implements MonitorSource {
 
   start(): void {
     const { engine, mode, divergences$ } = this.options;
+    this.unprotectedSince = this.now();
     this.subscriptions.push(
       engine.state$.subscribe(({ state, reason }) => this.onState(state, reason)),
       engine.metrics$.subscribe((m) => this.epoch(fromEngine(m))),
+      engine.precopy$.subscribe((p) => {
+        const fields: PrecopyFields = { ...p };
+        this.precopy = fields;
+        this.events$.next({ type: 'precopy', ...fields });
+      }),
       // The current mode is in the snapshot; events tell changes.
       mode.mode$.pipe(skip(1)).subscribe((m) => this.events$.next({ type: 'mode', mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null, reason: m.reason })),
     );
@@ -160,11 +189,29 @@ export class PrimarySource extends BaseSource implements MonitorSource {
 
   status(): SourceStatus {
     const m = this.options.mode.current;
-    return { ...this.base(), mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null };
+    return { ...this.base(), mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null, precopy: this.precopy };
+  }
+
+  readings(): SourceReadings {
+    const { engine } = this.options;
+    return {
+      peerUp: engine.linkSilentMs !== undefined,
+      generation: this.options.generation?.(),
+      heldOutputBytes: this.options.heldOutputBytes?.(),
+      unprotectedMs: this.unprotectedSince === undefined ? 0 : Math.max(0, this.now() - this.unprotectedSince),
+      streamBytes: engine.bytesSent,
+    };
   }
 
   private onState(state: ProtectionState, reason: string): void {
-    if (state === 'protected') this.wasProtected = true;
+    if (state === 'protected') {
+      this.wasProtected = true;
+      this.unprotectedSince = undefined;
+    } else {
+      this.unprotectedSince ??= this.now();
+    }
+    // A pre-copy's progress means something only while it runs.
+    if (state !== 'precopy') this.precopy = null;
     this.setState(state === 'precopy' && this.wasProtected ? 're-protecting' : state, reason);
   }
 }
@@ -174,7 +221,12 @@ export interface SecondarySourceOptions extends Clocks {
   /** An operator's failover goes through it, and takes a newer generation as any promotion does (its claim). */
   promoter: Promoter;
   arbiter?: { view(): ArbiterView };
+  /** After a failover: the engine protecting the guest this node now runs (undefined until it has one). */
+  serving?: () => ServingEngine | undefined;
 }
+
+/** What the secondary watches of the engine that protects its guest after a failover. */
+export type ServingEngine = Pick<PrimaryEngine, 'state$' | 'linkSilentMs'>;
 
 const REPLICA_STATE: Record<ReplicaState, MonitorState> = { idle: 'waiting', syncing: 'syncing', protected: 'standby' };
 
@@ -182,6 +234,9 @@ export class SecondarySource extends BaseSource implements MonitorSource {
   readonly role = 'secondary' as const;
   readonly control: ControlTarget;
   private detach: (() => void) | undefined;
+  /** Since when the guest this node runs (after a failover) has had no standby; undefined: protected, or no guest runs here. */
+  private unprotectedSince: number | undefined;
+  private serving: Subscription | undefined;
 
   constructor(private readonly options: SecondarySourceOptions) {
     super(options, options.arbiter);
@@ -204,10 +259,17 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     };
     const onEpoch = (c: EpochCommit): void =>
       this.epoch({ epoch: c.epoch, trigger: 'applied', pauseUs: null, dirtyPages: c.pages, bytes: c.bytes, sendMs: null, ackMs: null, totalMs: null, applyMs: c.applyMs });
-    const onPromoting = (e: { reason: string; epoch: number }): void => this.setState('failing-over', `${e.reason}; replica at epoch ${e.epoch}`);
-    const onPromoted = (p: { epoch: number; service: { address: string; port: number }; tookMs: number }): void =>
-      this.setState('failed-over', `the guest runs here from epoch ${p.epoch}, serving ${p.service.address}:${p.service.port}; unprotected`);
+    const onPromoting = (e: { reason: string; epoch: number }): void => {
+      this.unprotectedSince ??= this.now();
+      this.setState('failing-over', `${e.reason}; replica at epoch ${e.epoch}`);
+    };
+    const onPromoted = (p: { epoch: number; service: { address: string; port: number }; tookMs: number }): void => {
+      const serving = `the guest runs here from epoch ${p.epoch}, serving ${p.service.address}:${p.service.port}`;
+      this.setState('failed-over', `${serving}; unprotected`);
+      this.watchServing(serving);
+    };
     const onRefused = (e: { reason: string; error: Error }): void => {
+      if (this.current === 'failing-over') this.unprotectedSince = undefined;
       this.setState(this.current === 'failing-over' ? REPLICA_STATE[server.state] : this.current, `failover refused: ${e.error.message}`);
     };
     server.on('state', onState);
@@ -227,9 +289,36 @@ export class SecondarySource extends BaseSource implements MonitorSource {
   stop(): void {
     this.detach?.();
     this.detach = undefined;
+    this.serving?.unsubscribe();
+    this.serving = undefined;
   }
 
   status(): SourceStatus {
-    return { ...this.base(), mode: null, intervalMs: null };
+    return { ...this.base(), mode: null, intervalMs: null, precopy: null };
+  }
+
+  readings(): SourceReadings {
+    const { server } = this.options;
+    const running = this.current === 'failing-over' || this.current === 'failed-over';
+    const engine = running ? this.options.serving?.() : undefined;
+    return {
+      peerUp: running ? engine?.linkSilentMs !== undefined : server.primary !== undefined,
+      generation: server.replicaGeneration,
+      heldOutputBytes: undefined,
+      unprotectedMs: !running ? undefined : this.unprotectedSince === undefined ? 0 : Math.max(0, this.now() - this.unprotectedSince),
+      streamBytes: undefined,
+    };
+  }
+
+  /** After a failover the guest runs here: whether the engine now protecting it holds a standby. */
+  private watchServing(serving: string): void {
+    const engine = this.options.serving?.();
+    if (engine === undefined) return;
+    this.serving?.unsubscribe();
+    this.serving = engine.state$.subscribe(({ state, reason }) => {
+      if (state === 'protected') this.unprotectedSince = undefined;
+      else this.unprotectedSince ??= this.now();
+      this.setState('failed-over', state === 'protected' ? `${serving}; protected again (${reason})` : `${serving}; unprotected (${state}: ${reason})`);
+    });
   }
 }

@@ -4,7 +4,7 @@
  * of the events, so they are tested without a terminal.
  */
 import type { ArbiterView } from '../arbiter/arbiter.js';
-import type { EpochFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, SnapshotEvent } from './events.js';
+import type { EpochFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
 
 const ms = (v: number | null): string => (v === null ? '-' : v < 10 ? v.toFixed(2) : v.toFixed(0));
 const bytes = (n: number): string => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`);
@@ -14,6 +14,14 @@ export function epochLine(e: EpochFields): string {
   const pause = e.pauseUs === null ? '' : ` pause ${ms(e.pauseUs / 1000)} ms`;
   const total = e.totalMs !== null ? ` total ${ms(e.totalMs)} ms` : e.applyMs !== null ? ` apply ${ms(e.applyMs)} ms` : '';
   return `epoch ${e.epoch} (${e.trigger})${pause} dirty ${e.dirtyPages} ${bytes(e.bytes)}${total}`;
+}
+
+/** A pre-copy report in words: round, pages, %, rate, ETA. */
+export function precopyLine(p: PrecopyFields): string {
+  if (p.done) return `pre-copy: live rounds done after ${p.iteration} round${p.iteration === 1 ? '' : 's'}, ${bytes(p.bytes)} in ${(p.elapsedMs / 1000).toFixed(1)} s; first checkpoint`;
+  const pages = p.pagesSent === null ? '' : ` ${p.pagesSent}${p.pagesTotal === null ? '' : `/${p.pagesTotal}`} pages${p.percent === null ? '' : ` (${p.percent.toFixed(1)} %)`}`;
+  const eta = p.etaMs === null ? '' : ` ETA ${Math.ceil(p.etaMs / 1000)} s`;
+  return `pre-copy round ${p.iteration}:${pages} ${bytes(p.bytes)} at ${bytes(Math.round(p.bytesPerSecond))}/s${eta}`;
 }
 
 /** Who may serve, in words: the dashboard, `tandem status` and `tandem watch` say the same. */
@@ -31,6 +39,8 @@ export function eventLine(e: MonitorEvent): string {
       return `${head} snapshot: ${e.state} (${e.reason}); mode ${e.mode ?? 'n/a'}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}; epoch ${e.lastEpoch}; lag ${e.lagMs === null ? '-' : `${ms(e.lagMs)} ms`}; clients ${e.clients}; arbiter: ${arbiterLine(e.arbiter)}`;
     case 'epoch':
       return `${head} ${epochLine(e)}`;
+    case 'precopy':
+      return `${head} ${precopyLine(e)}`;
     case 'divergence':
       return `${head} DIVERGENCE${e.connection === null ? '' : ` on ${e.connection}`}: ${e.reason}`;
     case 'state':

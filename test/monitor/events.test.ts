@@ -9,10 +9,12 @@ import { EVENT_TYPES, SCHEMA_VERSION, parseEvent, validateEvent, type MonitorEve
 
 const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
 const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
+const precopyFields = { iteration: 1, pagesSent: 4096, pagesTotal: 786_432, percent: 0.52, bytes: 16_793_600, elapsedMs: 1000.5, bytesPerSecond: 16_000_000, etaMs: 190_000, done: false };
 
 const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
-  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 2, protected: true, authority: false } },
+  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 2, protected: true, authority: false }, precopy: null },
   epoch: { ...env, seq: 10, type: 'epoch', ...epochFields },
+  precopy: { ...env, seq: 15, type: 'precopy', ...precopyFields },
   divergence: { ...env, seq: 11, type: 'divergence', connection: null, reason: 'bytes differ' },
   state: { ...env, seq: 12, type: 'state', state: 'failed-over', previous: 'failing-over', reason: 'r' },
   mode: { ...env, seq: 13, type: 'mode', mode: 'manual', intervalMs: null, reason: 'r' },
@@ -27,6 +29,9 @@ describe('validateEvent', () => {
     assert.deepEqual(Object.keys(examples).sort(), [...EVENT_TYPES].sort());
     for (const e of Object.values(examples)) assert.equal(validateEvent({ ...e, addedLater: true }).type, e.type);
     assert.equal(parseEvent(JSON.stringify(examples.snapshot)).type, 'snapshot');
+    // A snapshot taken during a pre-copy carries its last report; a saver that cannot count pages leaves them null.
+    const during = { ...examples.snapshot, state: 'precopy', precopy: { ...precopyFields, pagesSent: null, pagesTotal: null, percent: null, etaMs: null } };
+    assert.equal(validateEvent(during).type, 'snapshot');
   });
 
   test('names the field at fault', () => {
@@ -43,6 +48,11 @@ describe('validateEvent', () => {
       [{ ...examples.snapshot, mode: 'fast' }, /snapshot\.mode/],
       [{ ...examples.snapshot, arbiter: { kind: 'etcd', holder: 'alpha', generation: -1, protected: true, authority: false } }, /snapshot\.arbiter\.generation/],
       [{ ...examples.snapshot, arbiter: { kind: 'zookeeper', holder: null, generation: null, protected: false, authority: false } }, /snapshot\.arbiter\.kind/],
+      [{ ...examples.snapshot, precopy: undefined }, /snapshot\.precopy: expected an object or null/],
+      [{ ...examples.snapshot, precopy: { ...precopyFields, bytes: -5 } }, /snapshot\.precopy\.bytes/],
+      [{ ...examples.precopy, iteration: 0.5 }, /precopy\.iteration/],
+      [{ ...examples.precopy, pagesSent: 'many' }, /precopy\.pagesSent/],
+      [{ ...examples.precopy, done: 1 }, /precopy\.done/],
       [{ ...examples.control, ok: 'yes' }, /control\.ok/],
       [{ ...examples.reply, id: { a: 1 } }, /reply\.id/],
       [{ ...examples.reply, result: [] }, /reply\.result/],

@@ -8,8 +8,8 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { Subject } from 'rxjs';
-import { DeviceSet } from '../../src/checkpoint/devices.js';
-import type { PrimaryEngine } from '../../src/checkpoint/engine.js';
+import { DeviceSet, type CheckpointDevice } from '../../src/checkpoint/devices.js';
+import type { EngineOptions, PrimaryEngine } from '../../src/checkpoint/engine.js';
 import type { ModeController } from '../../src/checkpoint/mode.js';
 import type { Trigger } from '../../src/checkpoint/triggers.js';
 import { DiskMirror } from '../../src/disk/mirror.js';
@@ -68,7 +68,19 @@ export interface PrimaryRig {
  * little every few ms so epochs carry dirty pages.
  */
 export async function primaryRig(
-  opts: { intervalMs?: number | null; colo?: boolean; logger?: Logger; monitor?: Partial<MonitorServerOptions>; token?: string | undefined } = {},
+  opts: {
+    intervalMs?: number | null;
+    colo?: boolean;
+    logger?: Logger;
+    monitor?: Partial<MonitorServerOptions>;
+    token?: string | undefined;
+    /** The engine's own options (e.g. its generation, its progress interval). */
+    engine?: Partial<EngineOptions>;
+    /** false: the caller starts the engine (to watch it from the start). */
+    startEngine?: boolean;
+    /** More checkpoint devices, after the disk mirror. */
+    devices?: CheckpointDevice[];
+  } = {},
 ): Promise<PrimaryRig> {
   const logger = opts.logger ?? silent;
   const binding = simBinding(1024, { liveBatchPages: 256 });
@@ -96,14 +108,15 @@ export async function primaryRig(
   const engine = testEngine({
     kind: mode.kind,
     domain: guest.domain,
-    devices: new DeviceSet([new DiskMirror({ disk: guest.disk })]),
+    devices: new DeviceSet([new DiskMirror({ disk: guest.disk }), ...(opts.devices ?? [])]),
     port,
     mode,
     divergence$: divergence,
-    options: { ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 50 },
+    options: { ackTimeoutMs: 30_000, connectTimeoutMs: 5000, retryMs: 50, ...opts.engine },
   });
   const token = 'token' in opts ? opts.token : TOKEN;
-  const source = new PrimarySource({ engine, mode, divergences$: divergence });
+  const generation = opts.engine?.generation;
+  const source = new PrimarySource({ engine, mode, divergences$: divergence, generation: typeof generation === 'number' ? () => generation : undefined });
   const monitor = new MonitorServer({ host: '127.0.0.1', port: 0, source, logger, auth: { token, allowRemoteRead: false }, ...opts.monitor });
   await monitor.start();
   const promoter = new Promoter({ secondary: server, replica, service: { host: '127.0.0.1', port: 0 }, logger: silent });
@@ -117,7 +130,7 @@ export async function primaryRig(
       for (let i = 0; i < 8; i++) store.set(Buffer.from(`k${n++ % 500}`), Buffer.from(`v${n}`), 0, Date.now());
     });
   }, 2);
-  engine.start();
+  if (opts.startEngine !== false) engine.start();
   const url = monitor.url;
   return {
     guest,

@@ -13,15 +13,19 @@ test('one line per event says what happened', () => {
   assert.equal(eventLine({ ...env, ts: T, seq: 1, type: 'divergence', connection: 'a->b', reason: 'differs' }), '12:00:00.000 primary DIVERGENCE on a->b: differs');
   assert.equal(eventLine({ ...env, ts: T, seq: 1, type: 'state', state: 'degraded', previous: 'protected', reason: 'link lost' }), '12:00:00.000 primary state protected -> degraded: link lost');
   assert.match(eventLine({ ...env, ts: T, type: 'dropped', count: 3 }), /missed 3 events/);
+  const precopy = { ...env, ts: T, seq: 2, type: 'precopy' as const, iteration: 1, pagesSent: 196_608, pagesTotal: 786_432, percent: 25, bytes: 805_306_368, elapsedMs: 6000, bytesPerSecond: 134_217_728, etaMs: 18_000, done: false };
+  assert.equal(eventLine(precopy), '12:00:00.000 primary pre-copy round 1: 196608/786432 pages (25.0 %) 768.0 MiB at 128.0 MiB/s ETA 18 s');
+  assert.equal(eventLine({ ...precopy, pagesSent: null, pagesTotal: null, percent: null, etaMs: null }), '12:00:00.000 primary pre-copy round 1: 768.0 MiB at 128.0 MiB/s');
+  assert.equal(eventLine({ ...precopy, iteration: 3, done: true }), '12:00:00.000 primary pre-copy: live rounds done after 3 rounds, 768.0 MiB in 6.0 s; first checkpoint');
   assert.match(eventLine({ ...env, ts: T, type: 'error', id: 1, code: 'ERR_X', message: 'm' }), /error 1: m \[ERR_X\]/);
 });
 
 test('the full-screen view follows the state, the epochs and the rate', () => {
   const v = new WatchView();
-  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false } });
+  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null });
   assert.match(v.render(T), /state PRECOPY +\(sending memory\)/);
   assert.match(v.render(T), /lag -/);
-  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false } }), /arbiter: alpha holds it at generation 3, protected$/);
+  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null }), /arbiter: alpha holds it at generation 3, protected$/);
   for (let i = 1; i <= 20; i++) v.apply(epoch(i, T + i * 100));
   v.apply({ ...env, ts: T + 2100, seq: 21, type: 'state', state: 'protected', previous: 'precopy', reason: 'holds epoch 1' });
   const screen = v.render(T + 3000);
