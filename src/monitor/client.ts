@@ -6,7 +6,7 @@
 import { request } from 'node:http';
 import WebSocket from 'ws';
 import { parseAddress } from '../util/address.js';
-import { parseEvent, validateEvent, type ControlAction, type MonitorEvent, type SnapshotEvent } from './events.js';
+import { isUnknownType, parseEvent, validateEvent, type ControlAction, type MonitorEvent, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C, type MonitorErrorCode } from './errors.js';
 import { TOKEN_ENV } from './wire.js';
 
@@ -136,7 +136,9 @@ export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => bo
       try {
         if (isBinary) throw new MonitorError(C.MONITOR_BAD_EVENT, 'the monitor sent a binary frame');
         const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as Buffer).toString('utf8');
-        const event = validateEvent(JSON.parse(text));
+        const message: unknown = JSON.parse(text);
+        if (isUnknownType(message)) return;
+        const event = validateEvent(message);
         seen++;
         if (onEvent(event) === false) {
           done = true;

@@ -274,7 +274,8 @@ function check(value: unknown, kind: Kind, path: string): void {
       if (!Array.isArray(value)) return bad('an array');
       value.forEach((item, i) => check(item, kind.arrayOf, `${path}[${i}]`));
     } else {
-      if (kind.orNull && value === null) return;
+      // Absent reads as null: a node older than the field does not send it.
+      if (kind.orNull && (value === null || value === undefined)) return;
       if (!isObj(value)) return bad(kind.orNull ? 'an object or null' : 'an object');
       for (const [k, sub] of Object.entries(kind.fields)) check(value[k], sub, `${path}.${k}`);
     }
@@ -305,6 +306,14 @@ function check(value: unknown, kind: Kind, path: string): void {
       if (!(value === null || isObj(value))) bad('an object or null');
       return;
   }
+}
+
+/**
+ * A well-formed envelope of a type this client does not know: a newer node's
+ * event, to be skipped (the compatibility rule above), not a protocol error.
+ */
+export function isUnknownType(message: unknown): boolean {
+  return isObj(message) && message.v === SCHEMA_VERSION && typeof message.type === 'string' && /^[a-z][a-z-]{0,31}$/.test(message.type) && !Object.hasOwn(SCHEMA, message.type);
 }
 
 /** Checks one received message against the schema; returns it typed, or throws MONITOR_BAD_EVENT naming the field. */

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { EVENT_TYPES, SCHEMA_VERSION, parseEvent, validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
+import { EVENT_TYPES, SCHEMA_VERSION, isUnknownType, parseEvent, validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
 
 const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
 const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
@@ -34,6 +34,18 @@ describe('validateEvent', () => {
     assert.equal(validateEvent(during).type, 'snapshot');
   });
 
+  test('a newer node\'s additions: an unknown event type is recognised (to skip), a field an older node leaves out reads as null', () => {
+    assert.equal(isUnknownType({ ...env, type: 'hook', seq: 3, anything: 1 }), true);
+    for (const known of Object.values(examples)) assert.equal(isUnknownType(known), false, String(known.type));
+    // Not an envelope of this version, or not a type name at all: validateEvent's to refuse.
+    assert.equal(isUnknownType({ ...env, v: 2, type: 'hook' }), false);
+    assert.equal(isUnknownType({ ...env, type: 'Hook!' }), false);
+    assert.equal(isUnknownType({ ...env, type: 7 }), false);
+    assert.equal(isUnknownType('hook'), false);
+    const { precopy: _, ...older } = examples.snapshot;
+    assert.equal(validateEvent(older).type, 'snapshot');
+  });
+
   test('names the field at fault', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ ...examples.epoch, v: 2 }, /schema version 2/],
@@ -48,7 +60,7 @@ describe('validateEvent', () => {
       [{ ...examples.snapshot, mode: 'fast' }, /snapshot\.mode/],
       [{ ...examples.snapshot, arbiter: { kind: 'etcd', holder: 'alpha', generation: -1, protected: true, authority: false } }, /snapshot\.arbiter\.generation/],
       [{ ...examples.snapshot, arbiter: { kind: 'zookeeper', holder: null, generation: null, protected: false, authority: false } }, /snapshot\.arbiter\.kind/],
-      [{ ...examples.snapshot, precopy: undefined }, /snapshot\.precopy: expected an object or null/],
+      [{ ...examples.snapshot, precopy: 'none' }, /snapshot\.precopy: expected an object or null/],
       [{ ...examples.snapshot, precopy: { ...precopyFields, bytes: -5 } }, /snapshot\.precopy\.bytes/],
       [{ ...examples.precopy, iteration: 0.5 }, /precopy\.iteration/],
       [{ ...examples.precopy, pagesSent: 'many' }, /precopy\.pagesSent/],
