@@ -111,7 +111,11 @@ export function sendControl(urls: MonitorUrls, command: ControlCommand, token: s
       res.on('end', () => {
         try {
           const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
-          if (event.type === 'error') reject(new MonitorError(monitorCode(event.code), `${action}: ${event.message} [${event.code}]`));
+          if (event.type === 'error') {
+            // The code is shown once (the CLI appends it); one this client does not know stays in the message.
+            const code = monitorCode(event.code);
+            reject(new MonitorError(code, `${action}: ${event.message}${code === event.code ? '' : ` [${event.code.slice(0, 64)}]`}`));
+          }
           else if (event.type === 'reply') resolve({ node: event.node, result: event.result });
           else reject(new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a reply, got a ${event.type} event`));
         } catch (err) {

@@ -148,6 +148,8 @@ export class MonitorServer {
         const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter } = source.status();
         return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, actions: this.control.actions };
       },
+      // The guest's clients, what an operator asks about; the monitor's own are in /metrics (tandem_monitor_clients).
+      clients: () => source.clients?.()?.connections ?? 0,
       onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
     });
     this.metrics = new MonitorMetrics({

@@ -68,7 +68,7 @@ export function statusText(s: SnapshotEvent): string {
     `lag:       ${msText(s.lagMs)}`,
     `last:      ${last ? epochText(last) : '-'}`,
     `controls:  ${s.actions.join(', ') || 'none'}`,
-    `clients:   ${s.clients}`,
+    `clients:   ${s.clients} connected to the guest's service`,
     `arbiter:   ${arbiterLine(s.arbiter)}`,
   ];
   return `${lines.join('\n')}\n`;
