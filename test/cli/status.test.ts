@@ -15,7 +15,7 @@ function snap(node: NodeRole, state: MonitorState): SnapshotEvent {
   return {
     v: 1,
     type: 'snapshot',
-    ts: 1_700_000_000_123.4567,
+    ts: 1_700_000_000_123.457,
     node,
     seq: 3,
     state,
