@@ -63,12 +63,9 @@ export function applyTlsFlags(cfg: TandemConfig, args: TlsArgs): void {
 
 /** The configuration file (or the defaults), refused if it is the other node's, with the common flags applied. */
 export function baseConfig(args: CommonArgs, role: NodeRole): TandemConfig {
-  let cfg = defaultConfig();
-  if (args.config !== undefined) {
-    const file = flagPath(args.config, '--config');
-    cfg = loadConfig(file);
-    requireRole(cfg, file, role);
-  }
+  const file = args.config === undefined ? undefined : flagPath(args.config, '--config');
+  const cfg = file === undefined ? defaultConfig() : loadConfig(file);
+  if (file !== undefined) requireRole(cfg, file, role);
   if (args['log-level'] !== undefined) cfg.logLevel = flagChoice(args['log-level'], '--log-level');
   if (args.monitor !== undefined) cfg.monitor.listen = flagAddress(args.monitor, '--monitor', true);
   if (args.arbiter !== undefined) {
