@@ -164,6 +164,8 @@ export const ErrorCodes = {
   // Configuration and command line
   CONFIG_INVALID: 'ERR_CONFIG_INVALID',
   CLI_USAGE: 'ERR_CLI_USAGE',
+  // A control token the CLI cannot use: an unreadable or too open --token-file, a malformed token
+  CLI_TOKEN: 'ERR_CLI_TOKEN',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

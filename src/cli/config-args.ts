@@ -6,7 +6,7 @@
  */
 import type { Argv } from 'yargs';
 import { parseArbiterUrl } from '../arbiter/select.js';
-import { defaultConfig, loadConfig, type TandemConfig } from '../config/config.js';
+import { defaultConfig, loadConfig, requireRole, type NodeRole, type TandemConfig } from '../config/config.js';
 import { MAX_PATH_CHARS } from '../config/schema.js';
 import { TandemError } from '../errors.js';
 import { nodeNameProblem } from '../transport/identity.js';
@@ -26,10 +26,10 @@ export interface CommonArgs {
 
 export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
   return y
-    .option('config', { type: 'string', describe: 'YAML configuration file (flags override it)' })
-    .option('log-level', { choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
-    .option('monitor', { type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
-    .option('arbiter', { type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' });
+    .option('config', { requiresArg: true, type: 'string', describe: 'YAML configuration file (flags override it)' })
+    .option('log-level', { requiresArg: true, choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
+    .option('monitor', { requiresArg: true, type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
+    .option('arbiter', { requiresArg: true, type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' });
 }
 
 /** --tls DIR --name NAME [--peer NAME]: the certificates of the channels between the hosts (docs/security.md). */
@@ -45,9 +45,9 @@ export function withTlsOptions<T>(
   says = { name: "this node's name (its certificate's, in DIR)", peer: "the other node's name (default: the other certificate in DIR, when there are two)" },
 ): Argv<T & TlsArgs> {
   return y
-    .option('tls', { type: 'string', describe: 'mutual TLS with the certificates of `tandem certs init DIR` (DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key)' })
-    .option('name', { type: 'string', describe: says.name })
-    .option('peer', { type: 'string', describe: says.peer });
+    .option('tls', { requiresArg: true, type: 'string', describe: 'mutual TLS with the certificates of `tandem certs init DIR` (DIR/ca.crt, DIR/NAME.crt, DIR/NAME.key)' })
+    .option('name', { requiresArg: true, type: 'string', describe: says.name })
+    .option('peer', { requiresArg: true, type: 'string', describe: says.peer });
 }
 
 /** The TLS flags over the file's `tls:` section: --tls replaces whatever certificates or insecure mode the file set. */
@@ -61,10 +61,12 @@ export function applyTlsFlags(cfg: TandemConfig, args: TlsArgs): void {
   if (args.peer !== undefined) cfg.tls.peer = flagNodeName(args.peer, '--peer');
 }
 
-/** The configuration file (or the defaults), with the common flags applied. */
-export function baseConfig(args: CommonArgs): TandemConfig {
-  const cfg = args.config === undefined ? defaultConfig() : loadConfig(args.config);
-  if (args['log-level'] !== undefined) cfg.logLevel = args['log-level'];
+/** The configuration file (or the defaults), refused if it is the other node's, with the common flags applied. */
+export function baseConfig(args: CommonArgs, role: NodeRole): TandemConfig {
+  const file = args.config === undefined ? undefined : flagPath(args.config, '--config');
+  const cfg = file === undefined ? defaultConfig() : loadConfig(file);
+  if (file !== undefined) requireRole(cfg, file, role);
+  if (args['log-level'] !== undefined) cfg.logLevel = flagChoice(args['log-level'], '--log-level');
   if (args.monitor !== undefined) cfg.monitor.listen = flagAddress(args.monitor, '--monitor', true);
   if (args.arbiter !== undefined) {
     const chosen = asUsage(() => parseArbiterUrl(single(args.arbiter!, '--arbiter')));

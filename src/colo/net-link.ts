@@ -320,7 +320,7 @@ export class NetLinkSecondary extends NetLinkEnd {
         }
         this.attach(socket);
       },
-      { purpose: 'the COLO net link' },
+      { purpose: 'the COLO net link', listener: 'COLO net link' },
     );
     return this.server.address;
   }

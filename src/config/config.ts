@@ -193,8 +193,13 @@ export function arbiterExposure(c: {
   return `arbiter: etcd at ${open.map(formatAddress).join(', ')} is not on loopback, so it needs mutual TLS: set up tls (its CA and this node's certificate are used) or arbiter.ca (etcd's CA), arbiter.cert and arbiter.key (a client certificate etcd accepts)`;
 }
 
+export const NODE_ROLES = ['primary', 'secondary'] as const;
+export type NodeRole = (typeof NODE_ROLES)[number];
+
 const tandemSchema = defaulted(
   section({
+    // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
+    role: oneOf(NODE_ROLES).optional(),
     log_level: oneOf(LOG_LEVELS).default('info'),
     heartbeat: defaulted(heartbeatSchema),
     domain: defaulted(domainSchema),
@@ -256,6 +261,18 @@ function parseYaml(text: string, file: string): unknown {
 /** Reads and validates a YAML configuration file. */
 export function loadConfig(file: string): TandemConfig {
   return configFromObject(parseYaml(readConfigText(file), file), file);
+}
+
+/**
+ * Refuses a file that says it is the other node's (its `role:`): a
+ * primary's configuration given to `tandem secondary` would run a secondary
+ * on the primary's settings. A file without `role:` is for either node, as
+ * a pair's shared configuration is (docs/failover.md, "Failback").
+ */
+export function requireRole(cfg: TandemConfig, file: string, wanted: NodeRole): void {
+  const role = cfg.role;
+  if (role === undefined || role === wanted) return;
+  throw new ConfigError(`${file} is a ${role}'s configuration (role: ${role}); \`tandem ${wanted}\` needs a ${wanted}'s (role: ${wanted}, as in examples/${wanted}.yaml) or one without role: (for either node)`);
 }
 
 /** Port + 1 on the same host (0 stays 0: any free port), the default heartbeat address next to a replication one. */

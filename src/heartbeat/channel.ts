@@ -296,7 +296,7 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
 
   private async listen(at: Address): Promise<void> {
     try {
-      this.server = await this.options.transport.listen(at, (socket, remote) => this.adopt(socket, remote), { purpose: 'heartbeats' });
+      this.server = await this.options.transport.listen(at, (socket, remote) => this.adopt(socket, remote), { purpose: 'heartbeats', listener: 'heartbeat' });
     } catch (err) {
       this.running = false;
       const message = err instanceof Error ? err.message : String(err);

@@ -1,14 +1,16 @@
 /**
  * The client side of the monitor, for `tandem watch`, `tandem status` and
  * the control commands: monitor URLs, a status fetch, a control request and
- * an event stream, every message checked against the schema.
+ * an event stream, every message checked against the schema. The token is
+ * the caller's to find (src/cli/token.ts); it goes in an Authorization
+ * header and nowhere else.
  */
 import { request } from 'node:http';
 import WebSocket from 'ws';
 import { parseAddress } from '../util/address.js';
-import { isUnknownType, parseEvent, validateEvent, type ControlAction, type MonitorEvent, type SnapshotEvent } from './events.js';
+import type { ControlCommand } from './control.js';
+import { isUnknownType, parseEvent, validateEvent, type MonitorEvent, type NodeRole, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C, type MonitorErrorCode } from './errors.js';
-import { TOKEN_ENV } from './wire.js';
 
 /** Where `tandem watch` and `status` look when given no URL. */
 export const DEFAULT_MONITOR_URL = 'http://127.0.0.1:7790/';
@@ -46,16 +48,15 @@ export function monitorUrls(text: string = DEFAULT_MONITOR_URL): MonitorUrls {
   return { http, ws };
 }
 
-function authHeaders(env: NodeJS.ProcessEnv): Record<string, string> {
-  const token = env[TOKEN_ENV];
+function authHeaders(token: string | undefined): Record<string, string> {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-/** GET /api/status, validated as a snapshot. */
-export function fetchStatus(urls: MonitorUrls, env: NodeJS.ProcessEnv = process.env, timeoutMs = 10_000): Promise<SnapshotEvent> {
+/** GET /api/status, validated as a snapshot; `token` for a monitor that wants one to be read. */
+export function fetchStatus(urls: MonitorUrls, token: string | undefined, timeoutMs = 10_000): Promise<SnapshotEvent> {
   return new Promise((resolve, reject) => {
     const url = new URL('/api/status', urls.http);
-    const req = request(url, { headers: authHeaders(env), timeout: timeoutMs }, (res) => {
+    const req = request(url, { headers: authHeaders(token), timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -83,15 +84,23 @@ export function fetchStatus(urls: MonitorUrls, env: NodeJS.ProcessEnv = process.
   });
 }
 
+/** A control action's answer: which node did it, and what it says came of it. */
+export interface ControlReply {
+  node: NodeRole;
+  result: Record<string, unknown> | null;
+}
+
 /**
- * POST /api/control with the token from the environment: resolves with the
- * reply's result, rejects with the monitor's error (its code and message).
+ * POST /api/control with the token: resolves with the reply, rejects with
+ * the monitor's error (its code and message).
  */
-export function sendControl(urls: MonitorUrls, action: ControlAction, env: NodeJS.ProcessEnv = process.env, timeoutMs = 30_000): Promise<Record<string, unknown> | null> {
+export function sendControl(urls: MonitorUrls, command: ControlCommand, token: string, timeoutMs = 30_000): Promise<ControlReply> {
+  const { action } = command;
   return new Promise((resolve, reject) => {
     const url = new URL('/api/control', urls.http);
-    const body = JSON.stringify({ action, id: 1 });
-    const req = request(url, { method: 'POST', headers: { ...authHeaders(env), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
+    // The command's own fields (intervalMs, mode) are the request's, as the monitor parses them (control.ts).
+    const body = JSON.stringify({ ...command, id: 1 });
+    const req = request(url, { method: 'POST', headers: { ...authHeaders(token), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -102,8 +111,12 @@ export function sendControl(urls: MonitorUrls, action: ControlAction, env: NodeJ
       res.on('end', () => {
         try {
           const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
-          if (event.type === 'error') reject(new MonitorError(monitorCode(event.code), `${action}: ${event.message} [${event.code}]`));
-          else if (event.type === 'reply') resolve(event.result);
+          if (event.type === 'error') {
+            // The code is shown once (the CLI appends it); one this client does not know stays in the message.
+            const code = monitorCode(event.code);
+            reject(new MonitorError(code, `${action}: ${event.message}${code === event.code ? '' : ` [${event.code.slice(0, 64)}]`}`));
+          }
+          else if (event.type === 'reply') resolve({ node: event.node, result: event.result });
           else reject(new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a reply, got a ${event.type} event`));
         } catch (err) {
           reject(err instanceof Error ? err : new Error(String(err)));
@@ -117,18 +130,24 @@ export function sendControl(urls: MonitorUrls, action: ControlAction, env: NodeJ
 }
 
 /**
- * Streams events to `onEvent` until it returns false, the server closes, or
- * `signal` aborts. Resolves with how many events were seen.
+ * Streams events to `onEvent` until it returns false or `signal` aborts;
+ * resolves with how many events were seen. A monitor that closes the stream
+ * itself (its node stopped, the network went) rejects MONITOR_UNREACHABLE:
+ * a watcher must not take silence for an ended story.
  */
-export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => boolean | void, options: { env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {}): Promise<number> {
+export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => boolean | void, options: { token?: string; signal?: AbortSignal } = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(urls.ws, { headers: authHeaders(options.env ?? process.env), maxPayload: 16 * 1024 * 1024, handshakeTimeout: 10_000 });
+    const ws = new WebSocket(urls.ws, { headers: authHeaders(options.token), maxPayload: 16 * 1024 * 1024, handshakeTimeout: 10_000 });
     let seen = 0;
     let failed: Error | undefined;
     let opened = false;
     let done = false;
-    const stop = (): void => ws.close(1000);
+    const stop = (): void => {
+      done = true;
+      ws.close(1000);
+    };
     options.signal?.addEventListener('abort', stop, { once: true });
+    if (options.signal?.aborted === true) stop();
     ws.on('open', () => (opened = true));
     ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
       // After the consumer said stop, frames still in flight are not its business.
@@ -140,10 +159,7 @@ export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => bo
         if (isUnknownType(message)) return;
         const event = validateEvent(message);
         seen++;
-        if (onEvent(event) === false) {
-          done = true;
-          stop();
-        }
+        if (onEvent(event) === false) stop();
       } catch (err) {
         failed = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_BAD_EVENT, `unreadable event: ${(err as Error).message}`, { cause: err });
         ws.terminate();
@@ -154,13 +170,17 @@ export function streamEvents(urls: MonitorUrls, onEvent: (e: MonitorEvent) => bo
       ws.terminate();
     });
     ws.on('error', (err) => {
-      failed ??= new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${urls.ws.href}: ${err.message}`, { cause: err });
+      const what = opened ? `the monitor at ${urls.ws.href} went away after ${seen} events` : `cannot reach the monitor at ${urls.ws.href}`;
+      failed ??= new MonitorError(C.MONITOR_UNREACHABLE, `${what}: ${err.message}`, { cause: err });
     });
-    ws.on('close', () => {
+    ws.on('close', (code: number, reason: Buffer) => {
       options.signal?.removeEventListener('abort', stop);
       if (failed) reject(failed);
       else if (!opened) reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${urls.ws.href}`));
-      else resolve(seen);
+      else if (!done) {
+        const why = reason.length > 0 ? `${code} ${reason.toString('utf8').slice(0, 120)}` : String(code);
+        reject(new MonitorError(C.MONITOR_UNREACHABLE, `the monitor at ${urls.ws.href} went away after ${seen} events (close ${why})`));
+      } else resolve(seen);
     });
   });
 }

@@ -149,6 +149,7 @@ export interface SnapshotEvent extends Broadcast {
   /** The control actions this node offers. */
   actions: ControlAction[];
   recent: (EpochFields & { ts: number })[];
+  /** Clients connected to the guest's service through this node's front (0 on a node without one, such as a secondary). */
   clients: number;
   /** Who may serve the guest, as this node knows it (src/arbiter). */
   arbiter: ArbiterView;

@@ -149,6 +149,8 @@ export class MonitorServer {
         const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy } = source.status();
         return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, actions: this.control.actions };
       },
+      // The guest's clients, what an operator asks about; the monitor's own are in /metrics (tandem_monitor_clients).
+      clients: () => source.clients?.()?.connections ?? 0,
       onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
     });
     this.metrics = new MonitorMetrics({

@@ -40,6 +40,8 @@ export interface HubOptions {
   node: NodeRole;
   /** Where things stand, for a client that just connected. */
   snapshot: () => SnapshotBody;
+  /** The snapshot's `clients`: the node's service clients (none when not given). */
+  clients?: () => number;
   /** Wall clock, ms since the Unix epoch. */
   now?: () => number;
   /** Runs the fan-out later; tests pass a synchronous one. */
@@ -105,7 +107,7 @@ export class MonitorHub {
   }
 
   snapshotEvent(): SnapshotEvent {
-    return { v: SCHEMA_VERSION, type: 'snapshot', ts: this.now(), node: this.options.node, seq: this.seq, ...this.options.snapshot(), clients: this.clients.size };
+    return { v: SCHEMA_VERSION, type: 'snapshot', ts: this.now(), node: this.options.node, seq: this.seq, ...this.options.snapshot(), clients: this.options.clients?.() ?? 0 };
   }
 
   /** Stamps and queues an event; returns at once whatever the clients are doing. */

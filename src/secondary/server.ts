@@ -179,7 +179,7 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     const maxEpochBytes = this.options.maxEpochBytes ?? DEFAULT_MAX_EPOCH_BYTES;
     this.intake ??= replica.restore !== undefined ? new RestoreIntake(replica.restore, { maxEpochBytes }) : new PageIntake(replica.domain, { maxEpochBytes, devices: this.options.devices });
     // Half-open: a primary that half-closes a truncated stream still gets its STREAM_ERROR ack.
-    this.server = await this.options.transport.listen(this.options.listen, (socket, remote) => this.onConnection(socket, remote), { purpose: 'the primary', allowHalfOpen: true });
+    this.server = await this.options.transport.listen(this.options.listen, (socket, remote) => this.onConnection(socket, remote), { purpose: 'the primary', listener: 'replication', allowHalfOpen: true });
     const address = this.server.address;
     this.options.logger.info({ address: address.host, port: address.port }, `secondary listening on ${address.host}:${address.port}`);
     return address;

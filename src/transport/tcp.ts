@@ -42,6 +42,6 @@ export const tcpTransport: Transport = {
     const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false, noDelay: true, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_DELAY_MS }, (socket) => {
       onConnection(socket, `${socket.remoteAddress}:${socket.remotePort}`);
     });
-    return listenOn(server, at, options.purpose);
+    return listenOn(server, at, options);
   },
 };

@@ -328,7 +328,7 @@ export function tlsTransport(options: TlsTransportOptions): Transport {
         writeInRecords(socket);
         onConnection(socket, remote);
       });
-      return listenOn(server, at, o.purpose, () => {
+      return listenOn(server, at, o, () => {
         closed = true;
         for (const raw of handshaking.values()) raw.destroy();
         handshaking.clear();

@@ -21,6 +21,8 @@ export interface ConnectOptions {
 export interface ListenOptions {
   /** Who connects, for error messages ("heartbeats"). */
   purpose: string;
+  /** What listens, naming it when it cannot ("replication": "replication listener 127.0.0.1:7700: address in use"). */
+  listener?: string;
   /** Keep our side writable after the peer ends its side (to answer a truncated stream). */
   allowHalfOpen?: boolean;
 }

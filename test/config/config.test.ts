@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { stringify } from 'yaml';
-import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES, type TandemConfig } from '../../src/config/config.js';
+import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES, requireRole, type TandemConfig } from '../../src/config/config.js';
 import { createArbiter, parseArbiterUrl } from '../../src/arbiter/select.js';
 import { ConfigError } from '../../src/errors.js';
 import { silent } from '../helpers/sim.js';
@@ -47,6 +47,7 @@ function keyPaths(value: unknown, prefix = ''): string[] {
 /** The defaults with every optional key set (the monitor token left out: it excludes token_file; tls.dir too: it excludes the three files). */
 function everyKeySet(): TandemConfig {
   const c = defaultConfig();
+  c.role = 'primary';
   c.primary.secondary = { host: '10.0.0.2', port: 7700 };
   c.primary.heartbeat = { host: '10.0.0.2', port: 7701 };
   c.secondary.heartbeat = { host: '0.0.0.0', port: 0 };
@@ -185,6 +186,25 @@ secondary:
         },
         key,
       );
+    }
+  });
+
+  test('role: says which node a file is for; the other node refuses it, a file without one is for either', () => {
+    const primary = loadConfig(write('p.yaml', 'role: primary\nprimary:\n  secondary: 127.0.0.1:7700\n'));
+    assert.equal(primary.role, 'primary');
+    requireRole(primary, 'p.yaml', 'primary');
+    refused(() => requireRole(primary, 'p.yaml', 'secondary'), /^p\.yaml is a primary's configuration \(role: primary\); `tandem secondary` needs a secondary's/);
+    const secondary = loadConfig(write('s.yaml', 'role: secondary\n'));
+    refused(() => requireRole(secondary, 's.yaml', 'primary'), /^s\.yaml is a secondary's configuration \(role: secondary\); `tandem primary` needs a primary's/);
+    const shared = loadConfig(write('both.yaml', 'primary:\n  interval_ms: 20\nsecondary:\n  listen: 127.0.0.1:0\n'));
+    assert.equal(shared.role, undefined);
+    for (const role of ['primary', 'secondary'] as const) requireRole(shared, 'both.yaml', role);
+    refused(() => loadConfig(write('r.yaml', 'role: tertiary\n')), /r\.yaml: role: expected one of "primary", "secondary", got "tertiary"/);
+  });
+
+  test('the examples say their role', () => {
+    for (const [name, role] of [['primary.yaml', 'primary'], ['secondary.yaml', 'secondary'], ['xen-primary.yaml', 'primary'], ['xen-secondary.yaml', 'secondary']]) {
+      assert.equal(loadConfig(new URL(`../../../examples/${name}`, import.meta.url).pathname).role, role, name);
     }
   });
 

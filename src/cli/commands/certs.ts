@@ -37,9 +37,9 @@ export function certsCommand(yargs: Argv): Argv {
         (c) =>
           c
             .positional('dir', { type: 'string', demandOption: true, describe: 'directory to write (created 0700); existing files are never replaced' })
-            .option('nodes', { type: 'string', demandOption: true, describe: 'the nodes\' names, comma-separated (e.g. the hosts\' names)' })
-            .option('etcd', { type: 'string', describe: 'also a server certificate for the arbiter\'s etcd members at these addresses (IPs or DNS names, comma-separated): DIR/etcd.crt, DIR/etcd.key' })
-            .option('days', { type: 'number', default: DEFAULT_CERT_DAYS, describe: `validity of every certificate, days (1..${MAX_CERT_DAYS})` }),
+            .option('nodes', { requiresArg: true, type: 'string', demandOption: true, describe: 'the nodes\' names, comma-separated (e.g. the hosts\' names)' })
+            .option('etcd', { requiresArg: true, type: 'string', describe: 'also a server certificate for the arbiter\'s etcd members at these addresses (IPs or DNS names, comma-separated): DIR/etcd.crt, DIR/etcd.key' })
+            .option('days', { requiresArg: true, type: 'number', default: DEFAULT_CERT_DAYS, describe: `validity of every certificate, days (1..${MAX_CERT_DAYS})` }),
         async (args) => {
           const dir = flagPath(args.dir, 'DIR');
           const nodes = nodeList(args.nodes);

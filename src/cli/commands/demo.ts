@@ -35,16 +35,16 @@ export function demoCommand(yargs: Argv): Argv {
     'run the whole system here: secondary, primary with the sim guest, the service address, load',
     (y) =>
       withTlsOptions(y, { name: "with --tls: the primary's name in DIR", peer: "with --tls: the secondary's name (default: the other certificate in DIR)" })
-        .option('service', { type: 'string', default: '127.0.0.1:6379', describe: 'HOST:PORT clients use; it stays the same across a failover' })
-        .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: both replicas run, checkpoint when their replies differ; none: unprotected baseline' })
-        .option('load', { choices: ['none', 'benchmark'] as const, default: 'none' as const, describe: 'also run redis-benchmark against the service' })
-        .option('duration', { type: 'number', default: 20, describe: 'seconds to run (1..3600)' })
-        .option('kill-primary-after', { type: 'number', describe: 'SIGKILL the primary after this many seconds' })
-        .option('memory-mib', { type: 'number', default: 64, describe: 'guest RAM, MiB (1..4096)' })
-        .option('interval', { type: 'number', default: 25, describe: 'Remus interval, ms (1..60000)' })
+        .option('service', { requiresArg: true, type: 'string', default: '127.0.0.1:6379', describe: 'HOST:PORT clients use; it stays the same across a failover' })
+        .option('mode', { requiresArg: true, choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: both replicas run, checkpoint when their replies differ; none: unprotected baseline' })
+        .option('load', { requiresArg: true, choices: ['none', 'benchmark'] as const, default: 'none' as const, describe: 'also run redis-benchmark against the service' })
+        .option('duration', { requiresArg: true, type: 'number', default: 20, describe: 'seconds to run (1..3600)' })
+        .option('kill-primary-after', { requiresArg: true, type: 'number', describe: 'SIGKILL the primary after this many seconds' })
+        .option('memory-mib', { requiresArg: true, type: 'number', default: 64, describe: 'guest RAM, MiB (1..4096)' })
+        .option('interval', { requiresArg: true, type: 'number', default: 25, describe: 'Remus interval, ms (1..60000)' })
         .option('json', { type: 'boolean', default: false, describe: 'print a JSON summary' })
-        .option('monitor', { type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" })
-        .option('arbiter', { choices: ['none', 'etcd'] as const, default: 'none' as const, describe: "who may serve: none, each node decides alone; etcd, a local etcd the demo starts on loopback (Debian's etcd-server)" }),
+        .option('monitor', { requiresArg: true, type: 'string', describe: "HOST:PORT for the primary's dashboard; the secondary's is on the next port" })
+        .option('arbiter', { requiresArg: true, choices: ['none', 'etcd'] as const, default: 'none' as const, describe: "who may serve: none, each node decides alone; etcd, a local etcd the demo starts on loopback (Debian's etcd-server)" }),
     async (args) => {
       const durationS = flagNumber(args.duration, '--duration', 1, 3600);
       const killPrimaryAfterS = args['kill-primary-after'] === undefined ? undefined : flagNumber(args['kill-primary-after'], '--kill-primary-after', 0, 3600);
@@ -56,6 +56,10 @@ export function demoCommand(yargs: Argv): Argv {
       const load = flagChoice(args.load, '--load');
       const arbiter = flagChoice(args.arbiter, '--arbiter');
       if (monitor !== undefined && mode === 'none') throw new UsageError('--monitor: the dashboards watch protection; use --mode remus or colo');
+      if (killPrimaryAfterS !== undefined && killPrimaryAfterS > durationS) {
+        throw new UsageError(`--kill-primary-after ${killPrimaryAfterS} is beyond the run's end (--duration ${durationS}): the primary would never be killed`);
+      }
+      if (killPrimaryAfterS !== undefined && mode === 'none') throw new UsageError('--kill-primary-after: with --mode none there is no standby to fail over to');
       if (arbiter !== 'none' && mode === 'none') throw new UsageError('--arbiter: it decides between a primary and its standby; use --mode remus or colo');
       const tls = demoTls(args);
       const say = (line: string): void => void (args.json ? process.stderr : process.stdout).write(`${line}\n`);

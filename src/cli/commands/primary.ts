@@ -9,6 +9,7 @@ import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
+import { EXIT_FENCED } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs {
@@ -22,8 +23,8 @@ interface PrimaryArgs extends CommonArgs, TlsArgs {
   'colo-net': string | undefined;
 }
 
-/** The exit status of a primary that stopped because it was fenced (a newer primary serves the guest). */
-export const EXIT_FENCED = 3;
+/** The exit status of a primary that stopped because it was fenced (a newer primary serves the guest); see ../errors.ts. */
+export { EXIT_FENCED };
 
 export function primaryCommand(yargs: Argv): Argv {
   return yargs.command<PrimaryArgs>(
@@ -32,18 +33,18 @@ export function primaryCommand(yargs: Argv): Argv {
     (y) =>
       withCommonOptions(
         withTlsOptions(y)
-          .option('mode', { choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: compare the replicas\' output, checkpoint when they differ; none: unprotected (a baseline)' })
-          .option('secondary', { type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
-          .option('heartbeat', { type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
-          .option('generation', { type: 'number', describe: 'this primary\'s generation (fencing); a promoted secondary runs with a higher one' })
-          .option('service', { type: 'string', describe: "HOST:PORT where clients reach the guest's service" })
-          .option('interval', { type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
-          .option('colo-net', { type: 'string', describe: "COLO: HOST:PORT of the secondary's net link (default: its port + 2)" })
+          .option('mode', { requiresArg: true, choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: compare the replicas\' output, checkpoint when they differ; none: unprotected (a baseline)' })
+          .option('secondary', { requiresArg: true, type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
+          .option('heartbeat', { requiresArg: true, type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
+          .option('generation', { requiresArg: true, type: 'number', describe: 'this primary\'s generation (fencing); a promoted secondary runs with a higher one' })
+          .option('service', { requiresArg: true, type: 'string', describe: "HOST:PORT where clients reach the guest's service" })
+          .option('interval', { requiresArg: true, type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
+          .option('colo-net', { requiresArg: true, type: 'string', describe: "COLO: HOST:PORT of the secondary's net link (default: its port + 2)" })
           .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
       ),
     async (args) => {
       const mode = flagChoice(args.mode, '--mode');
-      const cfg = baseConfig(args);
+      const cfg = baseConfig(args, 'primary');
       const p = cfg.primary;
       if (args.secondary !== undefined) p.secondary = flagAddress(args.secondary, '--secondary');
       if (args.service !== undefined) p.service = flagAddress(args.service, '--service', true);

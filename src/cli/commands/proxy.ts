@@ -13,7 +13,7 @@ import type { Argv } from 'yargs';
 import { ProxyMetrics, ProxyMetricsServer } from '../../../proxy/metrics.js';
 import { ProxyServer, type PortName } from '../../../proxy/server.js';
 import { LOG_LEVELS, createLogger, type LogLevel } from '../../util/logger.js';
-import { flagAddress, flagInt, untilSignal } from '../config-args.js';
+import { flagAddress, flagChoice, flagInt, untilSignal } from '../config-args.js';
 
 interface ProxyArgs {
   'primary-in': string;
@@ -34,18 +34,18 @@ export function proxyCommand(yargs: Argv): Argv {
     'run the COLO packet comparator (interoperable with QEMU colo-compare)',
     (y) =>
       y
-        .option('primary-in', { type: 'string', demandOption: true, describe: "HOST:PORT to accept the primary guest's frames on" })
-        .option('secondary-in', { type: 'string', demandOption: true, describe: "HOST:PORT to accept the secondary guest's frames on" })
-        .option('outdev', { type: 'string', demandOption: true, describe: 'HOST:PORT to accept the reader of released frames on' })
-        .option('notify', { type: 'string', demandOption: true, describe: 'HOST:PORT to accept the COLO controller on (notify protocol)' })
-        .option('compare-timeout', { type: 'number', default: 3000, describe: 'ms a frame may wait for its twin before a checkpoint is requested (1..2147483647)' })
-        .option('expired-scan-cycle', { type: 'number', default: 1000, describe: 'ms between scans for frames past the compare timeout (1..2147483647)' })
-        .option('max-queue-size', { type: 'number', default: 1024, describe: 'frames held per connection and guest (1..1048576)' })
+        .option('primary-in', { requiresArg: true, type: 'string', demandOption: true, describe: "HOST:PORT to accept the primary guest's frames on" })
+        .option('secondary-in', { requiresArg: true, type: 'string', demandOption: true, describe: "HOST:PORT to accept the secondary guest's frames on" })
+        .option('outdev', { requiresArg: true, type: 'string', demandOption: true, describe: 'HOST:PORT to accept the reader of released frames on' })
+        .option('notify', { requiresArg: true, type: 'string', demandOption: true, describe: 'HOST:PORT to accept the COLO controller on (notify protocol)' })
+        .option('compare-timeout', { requiresArg: true, type: 'number', default: 3000, describe: 'ms a frame may wait for its twin before a checkpoint is requested (1..2147483647)' })
+        .option('expired-scan-cycle', { requiresArg: true, type: 'number', default: 1000, describe: 'ms between scans for frames past the compare timeout (1..2147483647)' })
+        .option('max-queue-size', { requiresArg: true, type: 'number', default: 1024, describe: 'frames held per connection and guest (1..1048576)' })
         .option('vnet-hdr', { type: 'boolean', default: false, describe: 'records carry a virtio-net header length field (vnet_hdr_support=on)' })
-        .option('metrics', { type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (GET /metrics)' })
-        .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
+        .option('metrics', { requiresArg: true, type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (GET /metrics)' })
+        .option('log-level', { requiresArg: true, choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
     async (args) => {
-      const logger = createLogger(args['log-level'], 'tandem-proxy');
+      const logger = createLogger(flagChoice(args['log-level'], '--log-level'), 'tandem-proxy');
       // Every address is a listening socket: port 0 picks a free one.
       const metricsAt = args.metrics === undefined ? undefined : flagAddress(args.metrics, '--metrics', true);
       const server = new ProxyServer({

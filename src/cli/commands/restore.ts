@@ -9,6 +9,7 @@
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Argv } from 'yargs';
+import { flagPath } from '../config-args.js';
 import { UsageError } from '../errors.js';
 import { STDIN_ARG } from './stream-inspect.js';
 
@@ -24,10 +25,10 @@ export function restoreCommand(yargs: Argv): Argv {
     (y) =>
       y
         .option('xen', { type: 'boolean', default: false, describe: 'restore into Xen (xl migrate-receive -r -e); needs Xen and root' })
-        .option('in', { type: 'string', demandOption: true, describe: 'the xl-framed Remus stream (tandem save --xen --checkpoints N, or a recording); - for standard input' })
+        .option('in', { requiresArg: true, type: 'string', demandOption: true, describe: 'the xl-framed Remus stream (tandem save --xen --checkpoints N, or a recording); - for standard input' })
         .check((a) => {
           if (!a.xen) throw new UsageError('only a Xen domain is restored this way: pass --xen');
-          if (a.in === '') throw new UsageError('--in must name a file');
+          if (a.in !== STDIN_ARG) flagPath(a.in, '--in');
           return true;
         }),
     async (args) => {

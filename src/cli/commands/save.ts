@@ -13,7 +13,7 @@ import { MAX_SIM_PAGES } from '../../domain/sim/domain.js';
 import { SimWorkload } from '../../domain/sim/workload.js';
 import { writeAllSync } from '../../util/file-sink.js';
 import { createLogger } from '../../util/logger.js';
-import { flagInt } from '../config-args.js';
+import { flagChoice, flagInt, flagPath } from '../config-args.js';
 import { UsageError } from '../errors.js';
 
 export const MAX_CHECKPOINTS = 1_000_000;
@@ -36,13 +36,13 @@ export function saveCommand(yargs: Argv): Argv {
     (y) =>
       y
         .option('sim', { type: 'boolean', default: false, describe: 'save the embedded simulated domain' })
-        .option('xen', { type: 'number', describe: 'save the running Xen domain with this id to an xl save file (as xl save; needs Xen and root)' })
+        .option('xen', { requiresArg: true, type: 'number', describe: 'save the running Xen domain with this id to an xl save file (as xl save; needs Xen and root)' })
         .option('keep', { type: 'boolean', default: false, describe: 'with --xen: resume the domain after saving it instead of destroying it (xl save -c)' })
-        .option('out', { type: 'string', demandOption: true, describe: 'output file' })
-        .option('format', { choices: ['libxc', 'libxl'] as const, describe: 'stream framing (default: libxl when checkpointed, else libxl)' })
-        .option('stream-version', { type: 'number', choices: [2, 3], default: 3, describe: 'libxc stream version' })
-        .option('checkpoints', { type: 'number', default: 0, describe: 'N > 0: a checkpointed stream of exactly N epochs' })
-        .option('pages', { type: 'number', default: 4096, describe: `guest RAM in 4 KiB pages (1..${MAX_SIM_PAGES})` })
+        .option('out', { requiresArg: true, type: 'string', demandOption: true, describe: 'output file' })
+        .option('format', { requiresArg: true, choices: ['libxc', 'libxl'] as const, describe: 'stream framing (default: libxl)' })
+        .option('stream-version', { requiresArg: true, type: 'number', choices: [2, 3], default: 3, describe: 'libxc stream version' })
+        .option('checkpoints', { requiresArg: true, type: 'number', default: 0, describe: 'N > 0: a checkpointed stream of exactly N epochs' })
+        .option('pages', { requiresArg: true, type: 'number', default: 4096, describe: `guest RAM in 4 KiB pages (1..${MAX_SIM_PAGES})` })
         .check((a) => {
           if (a.sim === (a.xen !== undefined)) throw new UsageError('say which domain to save: --sim (the embedded simulated one) or --xen DOMID');
           if (a.xen !== undefined) {
@@ -50,9 +50,11 @@ export function saveCommand(yargs: Argv): Argv {
             if (a.format !== undefined) throw new UsageError('--xen writes an xl save file: --format is for --sim');
             if (a.keep && a.checkpoints > 0) throw new UsageError('--keep is for a plain save: after --checkpoints the guest runs on anyway');
           } else if (a.keep) throw new UsageError('--keep is for --xen');
+          flagPath(a.out, '--out');
+          if (a.format !== undefined) flagChoice(a.format, '--format');
+          flagInt(a['stream-version'], '--stream-version', 2, 3);
           flagInt(a.checkpoints, '--checkpoints', 0, MAX_CHECKPOINTS);
           flagInt(a.pages, '--pages', 1, MAX_SIM_PAGES);
-          if (a.out === '') throw new UsageError('--out must name a file');
           return true;
         }),
     async (args) => {

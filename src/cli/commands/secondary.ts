@@ -9,7 +9,7 @@ import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
-import { EXIT_FENCED } from './primary.js';
+import { EXIT_FENCED } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 
 interface SecondaryArgs extends CommonArgs, TlsArgs {
@@ -25,13 +25,13 @@ export function secondaryCommand(yargs: Argv): Argv {
     (y) =>
       withCommonOptions(
         withTlsOptions(y)
-          .option('mode', { choices: ['remus', 'colo'] as const, default: 'remus' as const, describe: "colo: run the guest here too between checkpoints (the primary's --mode must match)" })
-          .option('listen', { type: 'string', describe: 'HOST:PORT to accept the primary on' })
-          .option('heartbeat', { type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
+          .option('mode', { requiresArg: true, choices: ['remus', 'colo'] as const, default: 'remus' as const, describe: "colo: run the guest here too between checkpoints (the primary's --mode must match)" })
+          .option('listen', { requiresArg: true, type: 'string', describe: 'HOST:PORT to accept the primary on' })
+          .option('heartbeat', { requiresArg: true, type: 'string', describe: 'HOST:PORT for heartbeats (default: the listen port + 1)' }),
       ),
     async (args) => {
       const mode = flagChoice(args.mode, '--mode');
-      const cfg = baseConfig(args);
+      const cfg = baseConfig(args, 'secondary');
       if (args.listen !== undefined) cfg.secondary.listen = flagAddress(args.listen, '--listen', true);
       if (args.heartbeat !== undefined) cfg.secondary.heartbeat = flagAddress(args.heartbeat, '--heartbeat', true);
       applyTlsFlags(cfg, args);

@@ -1,44 +1,94 @@
 /**
  * `tandem status [URL] [--json]`: one snapshot from a monitor: state,
- * mode, last epoch, lag, what control actions it offers.
+ * health, mode, last epoch, lag, what control actions it offers. Usable as
+ * a check command: exit status 0 when the node is healthy, EXIT_UNHEALTHY
+ * (4) when it answered and is not, 1 when it could not be asked.
  */
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
-import { arbiterLine, epochLine } from '../../monitor/view.js';
-import { operandMonitorUrls } from '../config-args.js';
+import type { EpochFields, SnapshotEvent } from '../../monitor/events.js';
+import { arbiterLine } from '../../monitor/view.js';
+import { flagPath, operandMonitorUrls } from '../config-args.js';
+import { EXIT_UNHEALTHY } from '../errors.js';
+import { jsonLine } from '../json-out.js';
+import { resolveCliToken } from '../token.js';
 
 interface StatusArgs {
   url: string | undefined;
   json: boolean;
+  'token-file': string | undefined;
+}
+
+export interface Health {
+  healthy: boolean;
+  /** Why, in words, for the human output. */
+  why: string;
+}
+
+/**
+ * Is the node doing its job? A primary, if its guest is protected (a
+ * secondary holds its last checkpoint); a secondary, if it stands by with a
+ * complete checkpoint or, having failed over, serves the guest.
+ */
+export function health(s: SnapshotEvent): Health {
+  if (s.node === 'primary') {
+    return s.state === 'protected' ? { healthy: true, why: 'the guest is protected' } : { healthy: false, why: `the guest is not protected (${s.state})` };
+  }
+  if (s.state === 'standby') return { healthy: true, why: 'standing by with a complete checkpoint' };
+  if (s.state === 'failed-over') return { healthy: true, why: 'failed over: serving the guest' };
+  return { healthy: false, why: s.state === 'failing-over' ? 'failing over' : `not standing by (${s.state}): it holds no complete checkpoint of a live stream` };
+}
+
+const num = (v: number, digits: number): string => (Number.isInteger(v) ? String(v) : v.toFixed(digits));
+const msText = (v: number | null): string => (v === null ? '-' : `${num(v, v < 10 ? 2 : 0)} ms`);
+function bytesText(n: number): string {
+  if (n < 1024) return `${n} B`;
+  return n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+/** One epoch in words, every number with its unit. */
+export function epochText(e: EpochFields): string {
+  const parts = [`epoch ${e.epoch} (${e.trigger})`];
+  if (e.pauseUs !== null) parts.push(`pause ${msText(e.pauseUs / 1000)}`);
+  parts.push(`${e.dirtyPages} dirty pages`, bytesText(e.bytes));
+  if (e.totalMs !== null) parts.push(`total ${msText(e.totalMs)}`);
+  if (e.applyMs !== null) parts.push(`applied in ${msText(e.applyMs)}`);
+  return parts.join(', ');
+}
+
+export function statusText(s: SnapshotEvent): string {
+  const h = health(s);
+  const last = s.recent.at(-1);
+  const lines = [
+    `node:      ${s.node}`,
+    `state:     ${s.state} (${s.reason})`,
+    `health:    ${h.healthy ? 'healthy' : 'NOT HEALTHY'}: ${h.why}`,
+    `mode:      ${s.mode ?? 'n/a'}${s.intervalMs === null ? '' : `, every ${s.intervalMs} ms`}`,
+    `epoch:     ${s.lastEpoch}`,
+    `lag:       ${msText(s.lagMs)}`,
+    `last:      ${last ? epochText(last) : '-'}`,
+    `controls:  ${s.actions.join(', ') || 'none'}`,
+    `clients:   ${s.clients} connected to the guest's service`,
+    `arbiter:   ${arbiterLine(s.arbiter)}`,
+  ];
+  return `${lines.join('\n')}\n`;
 }
 
 export function statusCommand(yargs: Argv): Argv {
   return yargs.command<StatusArgs>(
     'status [url]',
-    'one snapshot from a monitor',
+    `one snapshot from a monitor; exit status ${EXIT_UNHEALTHY} when the node is not healthy (a primary not protected, a secondary not standing by nor serving)`,
     (y) =>
       y
         .positional('url', { type: 'string', describe: `monitor URL or HOST:PORT (default ${DEFAULT_MONITOR_URL})` })
-        .option('json', { type: 'boolean', default: false, describe: 'print the snapshot event as JSON' }),
+        .option('json', { type: 'boolean', default: false, describe: 'print the snapshot event as JSON' })
+        .option('token-file', { requiresArg: true, type: 'string', describe: 'file holding the token, for a monitor that wants it to be read (default: $TANDEM_MONITOR_TOKEN)' }),
     async (args) => {
-      const s = await fetchStatus(operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL));
-      if (args.json) {
-        process.stdout.write(`${JSON.stringify(s)}\n`);
-        return;
-      }
-      const last = s.recent.at(-1);
-      const lines = [
-        `node:      ${s.node}`,
-        `state:     ${s.state} (${s.reason})`,
-        `mode:      ${s.mode ?? 'n/a'}${s.intervalMs === null ? '' : `, every ${s.intervalMs} ms`}`,
-        `epoch:     ${s.lastEpoch}`,
-        `lag:       ${s.lagMs === null ? '-' : `${Math.round(s.lagMs)} ms`}`,
-        `last:      ${last ? epochLine(last) : '-'}`,
-        `controls:  ${s.actions.join(', ') || 'none'}`,
-        `clients:   ${s.clients}`,
-        `arbiter:   ${arbiterLine(s.arbiter)}`,
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
+      const token = resolveCliToken(args['token-file'] === undefined ? undefined : flagPath(args['token-file'], '--token-file'));
+      const s = await fetchStatus(urls, token);
+      process.stdout.write(args.json ? jsonLine(s) : statusText(s));
+      if (!health(s).healthy) process.exitCode = EXIT_UNHEALTHY;
     },
   );
 }

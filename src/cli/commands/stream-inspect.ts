@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import type { Argv } from 'yargs';
 import { StreamDescriber } from '../../stream/describe.js';
 import { ImageReader } from '../../stream/image-reader.js';
+import { flagPath } from '../config-args.js';
 
 /** Stand-in for a "-" operand, which yargs would otherwise swallow. */
 export const STDIN_ARG = '\0stdin';
@@ -45,7 +46,7 @@ export function streamCommand(yargs: Argv): Argv {
         'print the headers, records and epochs of a stream or xl save file (file, or - for stdin)',
         (z) => z.positional('file', { type: 'string', demandOption: true }),
         async (args) => {
-          const input = args.file === STDIN_ARG ? process.stdin : createReadStream(args.file, { highWaterMark: 1 << 20 });
+          const input = args.file === STDIN_ARG ? process.stdin : createReadStream(flagPath(args.file, 'FILE'), { highWaterMark: 1 << 20 });
           await inspect(input);
         },
       )
