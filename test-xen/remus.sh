@@ -192,3 +192,6 @@ say listed_final "$(xl list | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
 ip link del "tdm$domid" 2>/dev/null
 xl destroy "$LAB_GUEST_NAME"
 say final_destroy_rc $?
+# dom0 has 768 MiB: a process the kernel killed for memory is a failure of its own, said as such.
+say oom_kills "$(dmesg | grep -c 'Out of memory')"
+say oom_lines "$(dmesg | grep 'Out of memory' | tail -2 | tr '\n' ' ')"

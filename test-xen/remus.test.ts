@@ -74,6 +74,11 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
     t.diagnostic(`${lab.get('helper_degraded')}; ${lab.get('helper_error')}; the guest answered ${lab.get('helper_ping_ms')} ms after the kill`);
   });
 
+  it('no process in dom0 was killed for want of memory (the primary reads a live pre-copy only as fast as it sends it)', async () => {
+    await lab.booted();
+    assert.equal(lab.get('oom_kills'), '0', `dom0's kernel killed for memory: ${lab.get('oom_lines')}\n${ctx()}`);
+  });
+
   it('a guest that never acknowledges a suspend request (paused under Tandem): a typed error after suspend_timeout_ms, loudly unprotected; unpaused, it answers and is protected again', async (t) => {
     await lab.booted();
     assert.equal(lab.get('noack_paused'), '0', ctx());

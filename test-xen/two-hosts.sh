@@ -97,3 +97,6 @@ wait $spid
 lab-peer 'for d in /sys/class/net/tdm*; do [ -e "$d" ] && ip link del "${d##*/}"; done; true'
 xl destroy "$LAB_GUEST_NAME"
 say destroy_rc $?
+# Either dom0 killing a process for memory is a failure of its own, said as such.
+say oom_kills "$(( $(dmesg | grep -c 'Out of memory') + $(lab-peer "dmesg | grep -c 'Out of memory'") ))"
+say oom_lines "$(dmesg | grep 'Out of memory' | tail -1) $(lab-peer "dmesg | grep 'Out of memory' | tail -1")"

@@ -53,6 +53,7 @@ describe('the Xen lab, two hosts', { timeout: 30 * 60_000 }, () => {
     assert.equal(lab.get('ledger_survivor_answered_all'), 'true', ctx());
     assert.ok(lab.num('ledger_acked_writes') > 0, ctx());
     assert.equal(lab.num('ledger_lost_acked_writes'), 0, `acknowledged writes lost\n${ctx()}`);
+    assert.equal(lab.get('oom_kills'), '0', `a dom0 kernel killed for memory: ${lab.get('oom_lines')}\n${ctx()}`);
     t.diagnostic(`protected after ${lab.num('tandem_protected_ms')} ms; ${lab.get('tandem_checkpoints')} checkpoints; failover ${lab.num('tandem_failover_ms')} ms (heartbeat timeout 3000 ms included); ${lab.get('ledger_acked_writes')} writes acknowledged, 0 lost`);
   });
 });

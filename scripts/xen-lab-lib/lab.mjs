@@ -47,7 +47,7 @@ const FAILED_SHUTDOWN_GRACE_MS = 10_000;
 // shared/xen.md: TCG with SVM and NPT so Xen has HAP (PVH guests need it),
 // tb-size=256 to keep QEMU's memory near 2.3 GiB, one vCPU.
 export function qemuArgs({ images, hostDir, console, link }) {
-  const xenArgs = 'console=com1 com1=115200,8n1 dom0_mem=512M,max:512M noreboot';
+  const xenArgs = 'console=com1 com1=115200,8n1 dom0_mem=768M,max:768M noreboot';
   // QEMU's multiboot module list is comma-separated: no commas in the dom0 line.
   const dom0Args = 'console=hvc0 rdinit=/init loglevel=4';
   const args = [

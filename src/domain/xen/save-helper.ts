@@ -10,13 +10,16 @@
  *   it into `stream`; while restoring, the caller writes the stream into
  *   `input`. Node makes every one of these an AF_UNIX stream socketpair (its
  *   stdio 'pipe'), which libxc only write()s and read()s, as it would a pipe.
- * - Draining: while saving, the guest is paused for as long as libxc takes
- *   to copy its dirty pages into the io_fd, so that fd is read as fast as
- *   data comes, never paused for a slow consumer. Backpressure is honoured
- *   in memory only: `stream` buffers up to `maxBufferedBytes` (default
- *   256 MiB, about two of the lab's whole guests); a consumer that falls
- *   further behind stops the save with SAVE_HELPER_STREAM_OVERFLOW rather
- *   than letting the buffer grow without bound.
+ * - Draining: between the suspend callback and postcopy the guest is
+ *   stopped for as long as libxc takes to copy its dirty pages into the
+ *   io_fd, so then that fd is read as fast as data comes, never paused for a
+ *   slow consumer; `stream` buffers up to `maxBufferedBytes` (default
+ *   256 MiB), and a consumer that falls further behind stops the save with
+ *   SAVE_HELPER_STREAM_OVERFLOW rather than letting the buffer grow without
+ *   bound. While the guest runs (the live pre-copy rounds), the fd is read
+ *   only as the consumer takes the stream (its high-water mark): libxc waits
+ *   for the network there, and memory stays small (a whole pre-copy buffered
+ *   in a 512 MiB dom0 got the primary OOM-killed in the Xen lab).
  * - An explicit state machine: 'running' (waiting for the helper),
  *   'callback' (a handler is running; the helper is blocked on its reply, so
  *   any message now breaks the protocol), 'completed' (complete answered:
@@ -278,6 +281,10 @@ export class SaveHelperDriver {
   private discardOutput = false;
   private completion: { retval: number; errno: number } | undefined;
   private restoreResults: HelperOutcome['restoreResults'];
+  /** Save: the helper's io fd, paused while the guest runs and the consumer lags. */
+  private ioOut: Duplex | undefined;
+  /** Save: from the suspend callback to postcopy the guest is stopped and its pages are read without waiting. */
+  private guestStopped = false;
   private stopError: SaveHelperError | undefined;
   private callbackError: SaveHelperError | undefined;
   private suspends = 0;
@@ -319,7 +326,8 @@ export class SaveHelperDriver {
     if (spec.mode === 'save') {
       // A high-water mark only tells a consumer using write-style flow control
       // when to slow down; the bound that matters is maxBufferedBytes.
-      this.stream = new Readable({ read: () => undefined, highWaterMark: 4 * 2 ** 20 });
+      this.stream = new Readable({ read: () => this.ioOut?.resume(), highWaterMark: 4 * 2 ** 20 });
+      this.ioOut = io;
       io.on('data', (chunk: Buffer) => this.onStream(chunk));
       this.input = undefined;
     } else {
@@ -432,7 +440,12 @@ export class SaveHelperDriver {
       case 'static_data_done': {
         const cb = this.spec.callbacks.get(code);
         if (cb === undefined) return unexpected('no handler');
-        if (msg.type === 'suspend') this.suspends++;
+        if (msg.type === 'suspend') {
+          this.suspends++;
+          this.guestStopped = true;
+          this.ioOut?.resume();
+        }
+        if (msg.type === 'postcopy') this.guestStopped = false;
         this.lastCallback = msg.type === 'switch_qemu_logdirty' ? `switch_qemu_logdirty(${msg.enable})` : msg.type;
         void this.runCallback(msg.type, () => cb.run(msg), cb.failValue, msg.type === 'checkpoint');
         return;
@@ -469,6 +482,7 @@ export class SaveHelperDriver {
     const stream = this.stream!;
     if (stream.destroyed) return; // stopping: what the helper still writes is discarded
     stream.push(chunk);
+    if (!this.guestStopped && stream.readableLength >= stream.readableHighWaterMark) this.ioOut?.pause();
     if (stream.readableLength > this.spec.maxBufferedBytes) {
       this.halt(
         new SaveHelperError(C.SAVE_HELPER_STREAM_OVERFLOW, `the stream's consumer fell ${stream.readableLength} bytes behind (maxBufferedBytes ${this.spec.maxBufferedBytes}); stopped the save`),

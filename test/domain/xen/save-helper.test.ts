@@ -157,6 +157,38 @@ describe('save helper driver (against a scripted fake helper, not libxl-save-hel
     assert.match(outcome.lastLogs.join('\n'), /error xc: Save failed \(0 = Success\)/);
   });
 
+  test('while the guest runs (a live round), the io fd is read only as the stream is taken: a consumer that waits holds libxc back, and nothing is lost', async () => {
+    const LIVE = 24 * 2 ** 20;
+    const steps: Step[] = [
+      msg('switch_qemu_logdirty', { domid: 5, enable: 1 }),
+      { reply: 'logdirty on' },
+      { io: { bytes: LIVE, fill: 4 } },
+      msg('suspend'),
+      { reply: 'suspend' },
+      { io: { bytes: 100_000, fill: 5 } },
+      msg('postcopy'),
+      { reply: 'postcopy' },
+      msg('checkpoint'),
+      { reply: 'checkpoint' },
+      msg('switch_qemu_logdirty', { domid: 5, enable: 0 }),
+      { reply: 'logdirty off' },
+      msg('complete', { retval: 0, errno: 0 }),
+      { reply: 'complete' },
+      { exit: 0 },
+    ];
+    const { driver } = save(steps, { handlers: okHandlers([], 1) });
+    // Nobody takes the stream for a while: the driver stops reading at the stream's high-water mark (4 MiB).
+    await new Promise((r) => setTimeout(r, 1500));
+    const held = driver.bytesDrained;
+    assert.ok(held >= 4 * 2 ** 20 && held < 4 * 2 ** 20 + 2 * 65536, `read ${held} bytes of a live round nobody took`);
+    assert.equal(driver.state, 'running', 'the helper is still writing its live round');
+    const streamed = collect(driver);
+    assert.equal((await driver.done).checkpoints, 1);
+    const { bytes } = await streamed;
+    assert.equal(bytes.length, LIVE + 100_000);
+    assert.ok(bytes.subarray(0, LIVE).every((b) => b === 4) && bytes.subarray(LIVE).every((b) => b === 5));
+  });
+
   test('a plain, non-live save passes xcflags 0 and cbflags 136 (0x88)', async () => {
     const steps: Step[] = [msg('suspend'), { reply: 'suspend' }, { io: { bytes: 10, fill: 9 } }, msg('complete', { retval: 0, errno: 0 }), { reply: 'complete' }, { exit: 0 }];
     const { driver } = save(steps, { streamType: 'plain', live: false, handlers: okHandlers() });
