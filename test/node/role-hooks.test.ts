@@ -6,13 +6,14 @@
  * logged with their status, and a wrong path refused at start.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { pino, type Logger } from 'pino';
 import { TandemError } from '../../src/errors.js';
 import { RoleHooks, type RoleHooksOptions } from '../../src/node/role-hooks.js';
 import { tempDir } from '../helpers/cli.js';
+import { hookRuns, writeRecordingHook } from '../helpers/hook-recorder.js';
 import { until } from '../helpers/wait.js';
 
 const tmp = tempDir('tandem-hooks-');
@@ -38,23 +39,10 @@ function script(body: string): string {
   return file;
 }
 
-/** A hook (node) that appends one JSON line per run: its argv, its TANDEM_* environment, and when it ran. */
-function recordingHook(out: string, sleepMs = 0): string {
-  return script(`#!${process.execPath}
-const fs = require('node:fs');
-const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('TANDEM_')));
-const started = Date.now();
-fs.appendFileSync(${JSON.stringify(out)}, JSON.stringify({ phase: 'start', argv: process.argv.slice(2), env, at: started }) + '\\n');
-setTimeout(() => fs.appendFileSync(${JSON.stringify(out)}, JSON.stringify({ phase: 'end', seq: env.TANDEM_SEQUENCE, at: Date.now() }) + '\\n'), ${sleepMs});
-`);
-}
+/** The recording hook (../helpers/hook-recorder.ts) in a file of its own. */
+const recordingHook = (out: string, sleepMs = 0): string => writeRecordingHook(tmp.path(`hook-${++scripts}`), out, sleepMs);
 
-interface Run {
-  phase: 'start' | 'end';
-  argv?: string[];
-  env?: Record<string, string>;
-  seq?: string;
-}
+const runs = hookRuns;
 
 /** Dead: no such process, or a zombie (an orphan's parent here may be an init that never reaps). */
 function gone(pid: number): boolean {
@@ -64,14 +52,6 @@ function gone(pid: number): boolean {
     return true;
   }
 }
-
-const runs = (file: string): Run[] =>
-  existsSync(file)
-    ? readFileSync(file, 'utf8')
-        .split('\n')
-        .filter((l) => l !== '')
-        .map((l) => JSON.parse(l) as Run)
-    : [];
 
 function hooks(path: string, logger: Logger, more: Partial<RoleHooksOptions> = {}): RoleHooks {
   return new RoleHooks({ path, timeoutMs: 10_000, domain: 'vm7', node: 'alpha', floatingAddress: '10.1.2.3/24 dev eth0', logger, ...more });
