@@ -38,7 +38,7 @@ import type { MonitorServer } from '../monitor/http.js';
 import { floatingAddressFor, type FloatingAddress } from '../net/floating-address.js';
 import { roleHooksFor, type RoleEvent, type RoleHooks } from './role-hooks.js';
 import type { Transport } from '../transport/transport.js';
-import type { Address } from '../util/address.js';
+import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 
 /** remus: checkpoint every interval; colo: compare the replicas' output; none: run the guest unprotected (a baseline). */
@@ -158,7 +158,7 @@ export class PrimaryNode {
       const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : guest.outputCommit !== undefined ? new GuestOutputService(guest, guest.outputCommit) : this.remusService(guest, protect);
       this.service = service;
       const bound = await service.start();
-      this.served = `${bound.address}:${bound.port}`;
+      this.served = formatAddress({ host: bound.address, port: bound.port });
       logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
       // A promoted secondary said "promoted" already.
       if (promoted === undefined) this.roleChange('serving', `serving the guest (mode ${mode}) on ${this.served}`);

@@ -174,7 +174,7 @@ export class SecondaryNode {
     };
     const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim, serve: serveHere });
     this.promoter = promoter;
-    promoter.on('promoted', (p) => hooks?.notify({ event: 'promoted', generation: p.generation ?? heartbeat.generation, reason: p.reason, service: `${p.service.address}:${p.service.port}` }));
+    promoter.on('promoted', (p) => hooks?.notify({ event: 'promoted', generation: p.generation ?? heartbeat.generation, reason: p.reason, service: formatAddress({ host: p.service.address, port: p.service.port }) }));
     if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
     // Checkpoints arriving are a sign of life as good as a heartbeat.
