@@ -16,6 +16,13 @@
  * leaves its address behind: the old primary, started again as a
  * secondary, removes it; the survivor, stopped, removes its own. The hooks
  * heard each change with the domain, generation, role and reason.
+ *
+ * Fenced: with the etcd arbiter (test/helpers/fault-cluster.ts), a
+ * primary cut off from everything is taken over; it cannot know, and holds
+ * the address where nobody reaches it. Back on the network it learns it was
+ * superseded, removes the address before anything else, and stops (exit
+ * status 3); its hook hears `fenced`, and the client stays with the
+ * survivor.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -24,7 +31,7 @@ import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { certsInit } from '../../src/transport/certs.js';
 import { CLI } from '../helpers/cli.js';
-import { msg, spawnIn, type NsProcess } from '../helpers/fault-cluster.js';
+import { FaultCluster, msg, spawnIn, waitFor, type NsProcess } from '../helpers/fault-cluster.js';
 import { hookCalls, writeRecordingHook } from '../helpers/hook-recorder.js';
 import { Topology } from '../helpers/netns.js';
 import { startAgent, type Agent } from '../helpers/ns-agent.js';
@@ -37,9 +44,11 @@ const V6 = 'fd6d:7a6e:1::';
 
 const topologies: Topology[] = [];
 const agents: Agent[] = [];
+const clusters: FaultCluster[] = [];
 after(() => {
   for (const a of agents) a.stop();
   for (const t of topologies) t.cleanup();
+  for (const c of clusters) c.cleanup();
 });
 
 interface Family {
@@ -211,3 +220,58 @@ for (const family of FAMILIES) {
     });
   });
 }
+
+describe('the floating service address, fenced', () => {
+  test('a primary cut off and taken over removes the address as soon as it learns it was superseded, and its hook hears it', { timeout: 180_000 }, async () => {
+    const cluster = await FaultCluster.create();
+    clusters.push(cluster);
+    const { topo, agent } = cluster;
+    const floating = topo.ip('p').replace(/\.\d+$/, '.200');
+    const family = FAMILIES[0];
+    const outs = { primary: join(topo.dir, 'alpha-hook.jsonl'), secondary: join(topo.dir, 'beta-hook.jsonl') };
+    const pair = await cluster.startPair({
+      ledger: false,
+      amend: (role, doc) => {
+        doc.floating_address = { address: `${floating}/24`, interface: 'eth0' };
+        doc.hooks = { role_change: writeRecordingHook(join(topo.dir, `${role}-hook`), outs[role]) };
+        // Both serve on the floating address.
+        const section = (doc[role] ?? {}) as Record<string, unknown>;
+        doc[role] = { ...section, service: `${floating}:${PORTS.service}` };
+      },
+    });
+    const [macP, macS] = [mac(topo, 'p'), mac(topo, 's')];
+    assert.equal(await agent.command(floating, PORTS.service, ['SET', 'fenced', 'not-lost']), 'OK');
+    assert.equal(neighbour(topo, family, floating)?.lladdr, macP);
+
+    // Cut off from the secondary, etcd and the client: the secondary takes the domain and the address.
+    const heal = topo.isolate('p');
+    await waitFor(pair, () => pair.failedOver(), 'the secondary to take over the cut-off primary', 15_000);
+    await waitFor(pair, () => neighbour(topo, family, floating)?.lladdr === macS, "the client's neighbour entry to move to the survivor", 10_000);
+    assert.equal(await agent.command(floating, PORTS.service, ['GET', 'fenced']), 'not-lost');
+    // The cut-off primary cannot know yet: it still has the address, where nobody reaches it.
+    assert.equal(pair.primary.exited(), false, pair.logs());
+    assert.equal(holds(topo, 'p', floating, 24), true);
+
+    heal();
+    await waitFor(pair, () => pair.primary.exited(), 'the superseded primary to stop', 15_000);
+    assert.equal(await pair.primary.exit, 3, pair.logs());
+    assert.equal(holds(topo, 'p', floating, 24), false, 'the fenced primary removed the floating address');
+    assert.equal(holds(topo, 's', floating, 24), true, 'the survivor holds it');
+    const lines = pair.primary.lines.map((l) => String(l.msg));
+    const removed = lines.findIndex((m) => /^floating address .* removed \(fenced\)/.test(m));
+    const fenced = lines.findIndex((m) => /^fenced by generation/.test(m));
+    assert.ok(fenced >= 0 && removed > fenced, `the removal follows the fencing verdict\n${pair.logs()}`);
+    // The client was never pointed back at the fenced node, and the survivor serves on.
+    assert.equal(neighbour(topo, family, floating)?.lladdr, macS);
+    assert.equal(await agent.command(floating, PORTS.service, ['GET', 'fenced']), 'not-lost');
+
+    const events = (out: string): string[] => hookCalls(out).map((r) => `${r.argv![0]} ${r.argv![2]} ${r.argv![3]}`);
+    // Cut off, it lost its standby (unprotected: said unless the verdict came first) and could not move the record: generation 1 to the end.
+    assert.match(events(outs.primary).join(', '), /^serving 1 primary, protected 1 primary(, unprotected 1 primary, protected 1 primary)*(, unprotected 1 primary)?, fenced 1 fenced$/);
+    const fencedRun = hookCalls(outs.primary).at(-1)!;
+    assert.match(fencedRun.argv![4], /^fenced: /);
+    assert.equal(fencedRun.env!.TANDEM_ROLE, 'fenced');
+    assert.deepEqual(events(outs.secondary), ['standby 1 secondary', 'promoted 2 primary']);
+    await pair.kill();
+  });
+});
