@@ -60,15 +60,24 @@ const MAX_TOOL_OUTPUT = 1 << 20;
 /** Where Debian puts the tools, searched after PATH (a service's PATH may lack the sbin directories). */
 const SYSTEM_DIRS = ['/usr/sbin', '/sbin', '/usr/bin', '/bin'];
 
+/**
+ * execFile, no shell. An abort kills the tool and settles only once it has
+ * exited (execFile's own `signal` settles at once, with the tool perhaps
+ * still sending): a release must know its announcer is gone.
+ */
 export const runTool: ToolRunner = (file, args, options) =>
   new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: options.timeoutMs, signal: options.signal, maxBuffer: MAX_TOOL_OUTPUT, encoding: 'utf8', killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+    const abort = (): void => void child.kill('SIGKILL');
+    const child = execFile(file, args, { timeout: options.timeoutMs, maxBuffer: MAX_TOOL_OUTPUT, encoding: 'utf8', killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
+      options.signal?.removeEventListener('abort', abort);
       if (err === null) return resolve(stdout);
       const e = err as Error & { killed?: boolean; code?: unknown };
       const said = stderr.trim().split('\n').slice(-2).join(' | ');
-      const why = e.name === 'AbortError' ? 'stopped' : e.killed === true ? `killed after ${options.timeoutMs} ms` : typeof e.code === 'number' ? `exit status ${e.code}` : e.message;
+      const why = options.signal?.aborted === true ? 'stopped' : e.killed === true ? `killed after ${options.timeoutMs} ms` : typeof e.code === 'number' ? `exit status ${e.code}` : e.message;
       reject(new Error(`${file} ${args.join(' ')}: ${why}${said === '' ? '' : `: ${said}`}`, { cause: err }));
     });
+    if (options.signal?.aborted === true) abort();
+    else options.signal?.addEventListener('abort', abort, { once: true });
   });
 
 /** The first executable `name` in PATH or the system's tool directories, or undefined. */
@@ -158,6 +167,8 @@ export class FloatingAddress {
       }
       this.held = true;
       logger.warn({ floatingAddress: this.description, reason }, `floating address ${this.description} taken (${reason})`);
+      // One announcer at a time: a take while announcing starts the round again.
+      await this.quiet();
       this.announce();
     });
   }
