@@ -170,7 +170,13 @@ export class SecondaryNode {
     // The floating address is taken once the domain is this node's and before the guest's service binds (it may bind that address).
     const serveHere = async (o: PromoteOptions): Promise<PromotedGuest & { standby?: string }> => {
       await this.takeFloating();
-      return serve === undefined ? replica.promote(o) : serve(o);
+      try {
+        return await (serve === undefined ? replica.promote(o) : serve(o));
+      } catch (err) {
+        // Not serving after all: a node that does not serve holds no address.
+        await this.releaseFloating('the takeover failed');
+        throw err;
+      }
     };
     const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim, serve: serveHere });
     this.promoter = promoter;
