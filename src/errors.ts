@@ -161,6 +161,9 @@ export const ErrorCodes = {
   XEN_SAVE_FAILED: 'ERR_XEN_SAVE_FAILED',
   XEN_NETBUF_FAILED: 'ERR_XEN_NETBUF_FAILED',
   XEN_RESTORE_FAILED: 'ERR_XEN_RESTORE_FAILED',
+  // What a change of role does outside the node: the floating service address (src/net/floating-address.ts), hooks (src/node/role-hooks.ts)
+  FLOATING_ADDRESS_FAILED: 'ERR_FLOATING_ADDRESS_FAILED',
+  HOOK_FAILED: 'ERR_HOOK_FAILED',
   // Configuration and command line
   CONFIG_INVALID: 'ERR_CONFIG_INVALID',
   CLI_USAGE: 'ERR_CLI_USAGE',

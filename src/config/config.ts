@@ -24,10 +24,12 @@ import { PAGE_SIZE } from '../stream/format.js';
 import { insecureExposure, tlsSchema, type InterHostAddresses } from '../transport/tls-config.js';
 import { formatAddress, isLoopbackHost, type Address } from '../util/address.js';
 import { LOG_LEVELS } from '../util/logger.js';
+import { floatingAddressSchema, hooksSchema } from './role-change.js';
 import { address, bool, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
 
 export type { DomainConfig } from '../domain/config.js';
 export type { TlsConfig } from '../transport/tls-config.js';
+export type { FloatingAddressConfig, HooksConfig } from './role-change.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** A control token shorter than this is refused: it would be guessable. */
@@ -209,6 +211,9 @@ const tandemSchema = defaulted(
     colo: defaulted(coloSchema),
     arbiter: defaulted(arbiterSchema),
     tls: defaulted(tlsSchema),
+    // What a change of role does outside the node (./role-change.ts).
+    hooks: defaulted(hooksSchema),
+    floating_address: optional(floatingAddressSchema),
   }).check(
     rule((c: InterHostAddresses) => insecureExposure(c)),
     rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),

@@ -35,8 +35,10 @@ import { MonitorError, MonitorErrorCodes } from '../monitor/errors.js';
 import { PrimarySource } from '../monitor/source.js';
 import { startMonitor } from '../monitor/wire.js';
 import type { MonitorServer } from '../monitor/http.js';
+import { floatingAddressFor, type FloatingAddress } from '../net/floating-address.js';
+import { roleHooksFor, type RoleEvent, type RoleHooks } from './role-hooks.js';
 import type { Transport } from '../transport/transport.js';
-import type { Address } from '../util/address.js';
+import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 
 /** remus: checkpoint every interval; colo: compare the replicas' output; none: run the guest unprotected (a baseline). */
@@ -58,6 +60,13 @@ export interface PrimaryNodeOptions {
    * be up yet: the engine connects when it is).
    */
   promoted?: { guest: PrimaryGuest };
+  /**
+   * What a change of role does outside the node, when the caller owns it (a
+   * promoted secondary passes its own: its floating address already taken,
+   * its hooks' order kept across the hand-over). Default: the
+   * configuration's, started and stopped by this node.
+   */
+  outside?: { hooks: RoleHooks | undefined; floating: FloatingAddress | undefined };
 }
 
 /** Why a node stopped serving. */
@@ -84,6 +93,13 @@ export class PrimaryNode {
   private readonly switchoverAsked = new Promise<void>((resolve) => (this.askSwitchover = resolve));
   private fenced: Promise<FenceNotice> | undefined;
   private arbiter: Arbiter | undefined;
+  private hooks: RoleHooks | undefined;
+  private floating: FloatingAddress | undefined;
+  /** HOST:PORT served, once serving. */
+  private served: string | undefined;
+  /** Last said to the hooks: protected or not (stays quiet while the node stops). */
+  private saidProtected = false;
+  private stopping = false;
 
   constructor(private readonly options: PrimaryNodeOptions) {}
 
@@ -106,6 +122,15 @@ export class PrimaryNode {
     const p = cfg.primary;
     const protect = mode !== 'none';
     if (protect && p.secondary === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, 'no secondary: pass --secondary HOST:PORT or set primary.secondary in the configuration');
+    // A wrong hook path, interface or missing tool stops the node here, before it holds anything.
+    if (this.options.outside === undefined) {
+      this.hooks = roleHooksFor(cfg, logger);
+      this.floating = floatingAddressFor(cfg.floatingAddress, logger);
+      await this.hooks?.start();
+      await this.floating?.start();
+    } else {
+      ({ hooks: this.hooks, floating: this.floating } = this.options.outside);
+    }
     // The arbiter first: a node that may not serve the domain starts nothing.
     const arbiter = this.options.arbiter ?? createArbiter(cfg, 'primary', logger);
     this.arbiter = arbiter;
@@ -127,10 +152,16 @@ export class PrimaryNode {
         throw new TandemError(ErrorCodes.CONFIG_INVALID, unfit);
       }
       if (protect) await this.hearPeer(p.secondary!, generation, superseded, promoted === undefined);
+      // Not fenced: this node serves, on the floating address too (taken before the front binds: it may bind that address).
+      // A promoted secondary took it already, before its replica resumed.
+      if (promoted === undefined) await this.floating?.take(`this node serves the guest as generation ${generation}`);
       const service = mode === 'colo' ? this.coloService(guest, p.secondary!) : guest.outputCommit !== undefined ? new GuestOutputService(guest, guest.outputCommit) : this.remusService(guest, protect);
       this.service = service;
       const bound = await service.start();
+      this.served = formatAddress({ host: bound.address, port: bound.port });
       logger.info({ service: `${bound.address}:${bound.port}` }, `guest service on ${bound.address}:${bound.port}`);
+      // A promoted secondary said "promoted" already.
+      if (promoted === undefined) this.roleChange('serving', `serving the guest (mode ${mode}) on ${this.served}`);
       if (!protect) {
         logger.warn('mode none: the guest runs UNPROTECTED (no checkpoints, no standby); output is not held');
         return bound;
@@ -138,7 +169,8 @@ export class PrimaryNode {
       await this.protect(guest, service, p.secondary!);
       return bound;
     } catch (err) {
-      // Not serving after all: the domain goes back (a fenced start never held what it lost).
+      // Not serving after all: the domain goes back (a fenced start never held what it lost), and so does the address.
+      if (promoted === undefined) await this.releaseFloating('this node failed to start serving');
       await arbiter.stop({ release: true }).catch(() => {});
       throw err;
     }
@@ -156,14 +188,27 @@ export class PrimaryNode {
 
   async stop(reason: StopReason): Promise<void> {
     const { logger } = this.options;
+    this.stopping = true;
     if (reason.kind === 'fenced') {
       logger.fatal(`fenced by generation ${reason.peerGeneration} (this one: ${reason.ownGeneration}): another node serves the guest now; this node stops serving at once`);
-      // No held output may leave a fenced node: close the front before the engine's teardown releases anything.
+      // Never two nodes on the floating address: its removal starts first, and nothing else happens until it is gone.
+      // No held output may leave a fenced node: the front closes meanwhile, before the engine's teardown releases anything.
+      const released = this.releaseFloating('fenced');
       await this.service?.stopFront('fenced');
-    } else if (this.heartbeat !== undefined && this.engine !== undefined) {
-      await this.stopInOrder(reason.kind === 'signal' ? reason.signal : 'an operator\'s switchover', this.heartbeat, this.engine, reason.kind === 'switchover' ? 'switchover' : this.options.cfg.primary.onStop);
+      await released;
+      const by = reason.peerGeneration > 0 ? `generation ${reason.peerGeneration} serves the guest now` : 'another node took the domain';
+      this.roleChange('fenced', `fenced: ${by} (this node's generation: ${reason.ownGeneration})`, reason.ownGeneration);
     } else {
-      logger.info({ reason: reason.kind === 'signal' ? reason.signal : reason.kind }, 'stopping');
+      const why = reason.kind === 'signal' ? reason.signal : 'an operator\'s switchover';
+      let said: RoleEvent = 'stopped';
+      if (this.heartbeat !== undefined && this.engine !== undefined) {
+        said = await this.stopInOrder(why, this.heartbeat, this.engine, reason.kind === 'switchover' ? 'switchover' : this.options.cfg.primary.onStop);
+      } else {
+        logger.info({ reason: reason.kind === 'signal' ? reason.signal : reason.kind }, 'stopping');
+      }
+      // Gone before the stream ends: a secondary taking over at a switchover must not find it here still.
+      await this.releaseFloating(`stopping (${why})`);
+      this.roleChange(said, said === 'stopped' ? `stopping (${why})` : `stopping in order (${why}): ${said}`);
     }
     for (const s of this.subscriptions) s.unsubscribe();
     this.silentStandby?.stop();
@@ -178,6 +223,24 @@ export class PrimaryNode {
     await this.heartbeat?.stop();
     // Nothing is served any more: an orderly stop hands the domain back at once rather than leaving the lease to run out.
     await this.arbiter?.stop({ release: reason.kind !== 'fenced' });
+    if (this.options.outside === undefined) {
+      await this.floating?.stop();
+      await this.hooks?.stop();
+    }
+  }
+
+  /** Tells the hooks (in the background: nothing waits for them). */
+  private roleChange(event: RoleEvent, reason: string, generation = this.arbiter?.generation ?? this.options.cfg.primary.generation): void {
+    this.hooks?.notify({ event, generation, reason, service: event === 'serving' || event === 'protected' || event === 'unprotected' ? this.served : undefined });
+  }
+
+  /** Removes the floating address; a failure is logged loudly (the node stops all the same: it must not hang on it). */
+  private async releaseFloating(why: string): Promise<void> {
+    try {
+      await this.floating?.release(why);
+    } catch (err) {
+      this.options.logger.fatal({ err }, `${(err as Error).message}: remove it by hand before any other node takes it`);
+    }
   }
 
   /**
@@ -190,7 +253,7 @@ export class PrimaryNode {
    * and the front closes before the stream ends. Said in the log, never
    * taken for a dead primary.
    */
-  private async stopInOrder(signal: string, heartbeat: HeartbeatChannel, engine: PrimaryEngine, plan: 'stand-down' | 'switchover'): Promise<void> {
+  private async stopInOrder(signal: string, heartbeat: HeartbeatChannel, engine: PrimaryEngine, plan: 'stand-down' | 'switchover'): Promise<'stand-down' | 'switchover'> {
     const { logger } = this.options;
     if (plan === 'switchover' && engine.state === 'protected') {
       logger.warn({ signal, onStop: plan }, `stopping in order (${signal}): switchover: a last checkpoint, then the secondary takes over`);
@@ -205,17 +268,18 @@ export class PrimaryNode {
       }
       await this.arbiter?.stop({ release: true });
       await this.service?.stopFront('switchover');
-      return;
+      return 'switchover';
     }
     if (plan === 'switchover') logger.warn({ signal, state: engine.state }, `switchover asked for, but the secondary holds no current checkpoint (${engine.state}): standing it down instead`);
     return this.standDown(signal, heartbeat);
   }
 
-  private async standDown(signal: string, heartbeat: HeartbeatChannel): Promise<void> {
+  private async standDown(signal: string, heartbeat: HeartbeatChannel): Promise<'stand-down'> {
     this.options.logger.warn({ signal, onStop: 'stand-down' }, `stopping in order (${signal}): standing the secondary down: it keeps its replica and does not take over (primary.on_stop: stand-down)`);
     heartbeat.leave('stand-down');
     await this.arbiter?.stop({ release: true });
     await this.service?.stopFront('stand-down');
+    return 'stand-down';
   }
 
   /** Asks for a checkpoint and resolves once it is acked (its replies released). */
@@ -346,6 +410,13 @@ export class PrimaryNode {
       engine.state$.subscribe(({ state, reason }) => {
         logger[loggedState === state ? 'debug' : state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`);
         loggedState = state;
+      }),
+      // The hooks hear the edges: protected, and protected no more (the engine's teardown at a stop is not one).
+      engine.state$.subscribe(({ state, reason }) => {
+        const now = state === 'protected';
+        if (this.stopping || now === this.saidProtected) return;
+        this.saidProtected = now;
+        this.roleChange(now ? 'protected' : 'unprotected', `protection: ${state} (${reason})`);
       }),
       engine.metrics$.subscribe((m) => {
         this.acked = m.epoch;

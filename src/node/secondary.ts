@@ -27,6 +27,8 @@ import { PrimaryNode } from './primary.js';
 import type { MonitorServer } from '../monitor/http.js';
 import { SecondarySource } from '../monitor/source.js';
 import { startMonitor } from '../monitor/wire.js';
+import { floatingAddressFor, type FloatingAddress } from '../net/floating-address.js';
+import { roleHooksFor, type RoleHooks } from './role-hooks.js';
 import { SecondaryServer } from '../secondary/server.js';
 import type { Transport } from '../transport/transport.js';
 import { formatAddress, type Address } from '../util/address.js';
@@ -68,6 +70,8 @@ export class SecondaryNode {
   private superseded: Promise<Holder> | undefined;
   /** After a failover with failback configured: the node serving and protecting the guest. */
   private serving: PrimaryNode | undefined;
+  private hooks: RoleHooks | undefined;
+  private floating: FloatingAddress | undefined;
 
   constructor(private readonly options: SecondaryNodeOptions) {}
 
@@ -80,6 +84,15 @@ export class SecondaryNode {
   async start(): Promise<SecondaryAddresses> {
     const { cfg, mode, binding, transport, logger } = this.options;
     const s = cfg.secondary;
+    // A wrong hook path, interface or missing tool stops the node here, not at its failover.
+    const hooks = roleHooksFor(cfg, logger);
+    this.hooks = hooks;
+    await hooks?.start();
+    const floating = floatingAddressFor(cfg.floatingAddress, logger);
+    this.floating = floating;
+    await floating?.start();
+    // This node does not serve: a copy of the address left here (this node was a primary whose process was killed) goes now.
+    await floating?.release('this node starts as a secondary');
     const replica = binding.replica(logger);
     this.replica = replica;
     if (mode === 'colo' && replica.runColo === undefined) throw new TandemError(ErrorCodes.CONFIG_INVALID, `a domain of type ${binding.type} cannot run COLO here (its replica cannot run between checkpoints): use remus`);
@@ -149,13 +162,25 @@ export class SecondaryNode {
       : async (o: PromoteOptions): Promise<PromotedGuest & { standby: string }> => {
           // Serves where the promoted guest is served, protects to the configured peer; the monitor stays this node's.
           const pcfg: TandemConfig = { ...cfg, primary: { ...cfg.primary, service: o.service }, monitor: { ...cfg.monitor, listen: undefined } };
-          const node = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding, transport, logger, arbiter, promoted: { guest: replica.resumeAsPrimary!(logger) } });
+          const node = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding, transport, logger, arbiter, promoted: { guest: replica.resumeAsPrimary!(logger) }, outside: { hooks, floating } });
           this.serving = node;
           const service = await node.start();
           return { service, standby: `the secondary at ${formatAddress(cfg.primary.secondary!)}` };
         };
-    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim, serve });
+    // The floating address is taken once the domain is this node's and before the guest's service binds (it may bind that address).
+    const serveHere = async (o: PromoteOptions): Promise<PromotedGuest & { standby?: string }> => {
+      await this.takeFloating();
+      try {
+        return await (serve === undefined ? replica.promote(o) : serve(o));
+      } catch (err) {
+        // Not serving after all: a node that does not serve holds no address.
+        await this.releaseFloating('the takeover failed');
+        throw err;
+      }
+    };
+    const promoter = new Promoter({ secondary: server, replica, service: s.service, logger, verifyPersistence: this.options.verifyPersistence, claim, serve: serveHere });
     this.promoter = promoter;
+    promoter.on('promoted', (p) => hooks?.notify({ event: 'promoted', generation: p.generation ?? heartbeat.generation, reason: p.reason, service: formatAddress({ host: p.service.address, port: p.service.port }) }));
     if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
     heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
     // Checkpoints arriving are a sign of life as good as a heartbeat.
@@ -185,7 +210,26 @@ export class SecondaryNode {
       net = await colo.start();
       logger.info({ net: `${net.host}:${net.port}` }, `COLO: net link listening on ${net.host}:${net.port}`);
     }
+    hooks?.notify({ event: 'standby', generation: heartbeat.generation, reason: `secondary listening on ${formatAddress(replication)}` });
     return net === undefined ? { replication, heartbeat: hb } : { replication, heartbeat: hb, net };
+  }
+
+  /** A failover goes on without the address (clients may reach the node's own), said loudly. */
+  private async takeFloating(): Promise<void> {
+    try {
+      await this.floating?.take('this node took over the guest');
+    } catch (err) {
+      this.options.logger.error({ err }, `${(err as Error).message}: the failover goes on without it`);
+    }
+  }
+
+  /** Removes the floating address; a failure is logged loudly (the node stops all the same). */
+  private async releaseFloating(why: string): Promise<void> {
+    try {
+      await this.floating?.release(why);
+    } catch (err) {
+      this.options.logger.fatal({ err }, `${(err as Error).message}: remove it by hand before any other node takes it`);
+    }
   }
 
   /** Resolves if, having failed over, this node learns that another took the domain since: the caller must stop it at once. */
@@ -195,10 +239,19 @@ export class SecondaryNode {
 
   async stop(signal: string): Promise<void> {
     this.options.logger.info({ signal }, 'stopping');
+    const superseded = signal === 'superseded';
+    // Superseded, another node serves on the floating address: it goes from here before anything else.
+    if (superseded) await this.releaseFloating('superseded: another node took the domain');
     this.rule?.stop();
     clearInterval(this.holderPoll);
-    // Serving after a failover: its stop is a primary's (in order, as primary.on_stop says; or fenced).
-    await this.serving?.stop(signal === 'superseded' ? { kind: 'fenced', ownGeneration: this.arbiter?.generation ?? 0, peerGeneration: 0 } : { kind: 'signal', signal });
+    // Serving after a failover: its stop is a primary's (in order, as primary.on_stop says; or fenced), and so are its hooks' events.
+    await this.serving?.stop(superseded ? { kind: 'fenced', ownGeneration: this.arbiter?.generation ?? 0, peerGeneration: 0 } : { kind: 'signal', signal });
+    await this.releaseFloating(`stopping (${signal})`);
+    if (this.serving === undefined) {
+      const generation = this.promoter?.promotion?.generation ?? this.heartbeat?.generation ?? 0;
+      if (superseded) this.hooks?.notify({ event: 'fenced', generation, reason: `fenced: another node took the domain (this node's generation: ${generation})` });
+      else this.hooks?.notify({ event: 'stopped', generation, reason: `stopping (${signal})` });
+    }
     await this.heartbeat?.stop();
     await this.promoter?.stop();
     await this.server?.stop();
@@ -206,5 +259,7 @@ export class SecondaryNode {
     await this.monitor?.stop();
     // A promoted node no longer serves: the domain goes back at once.
     await this.arbiter?.stop({ release: true });
+    await this.floating?.stop();
+    await this.hooks?.stop();
   }
 }

@@ -55,6 +55,10 @@ describe('a bad flag is bad usage (exit status 2) in every command', () => {
     ['primary', ['primary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
     ['secondary', ['secondary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
     ['secondary', ['secondary', '--heartbeat', 'nowhere'], /--heartbeat: expected HOST:PORT/],
+    ['secondary', ['secondary', '--service', 'nowhere'], /--service: expected HOST:PORT/],
+    ['secondary', ['secondary', '--service', '127.0.0.1:70000'], /--service: port 70000 is outside 0\.\.65535/],
+    ['secondary', ['secondary', '--on-role-change', 'notify.sh'], /--on-role-change: expected an absolute path \(the hook is run without a shell or a PATH search\), got "notify\.sh"/],
+    ['primary', ['primary', '--on-role-change', '/a', '--on-role-change', '/b'], /--on-role-change given 2 times; give it once/],
     ['demo', ['demo', '--name', 'primary'], /--name and --peer name certificates in a --tls DIR; without --tls the demo makes its own/],
     ['demo', ['demo', '--tls', tmp.path('never'), '--name', 'primary', '--peer', 'primary'], /--peer: "primary" is the primary's own name \(--name\)/],
     ['demo', ['demo', '--tls', tmp.path('never')], /--tls needs --name/],
@@ -95,6 +99,15 @@ describe('a bad configuration file or a failed run is exit status 1', () => {
     const bad = tmp.path('bad.yaml');
     writeFileSync(bad, 'secondary:\n  listen: nowhere\n');
     refused(['secondary', '--config', bad], 1, /secondary\.listen: expected HOST:PORT.*\[ERR_CONFIG_INVALID\]$/);
+  });
+
+  test('a hook that is not an executable file, a floating address on an interface that is not here: refused as the node starts', () => {
+    const local = tmp.path('local.yaml');
+    writeFileSync(local, 'tls:\n  insecure: true\nsecondary:\n  listen: 127.0.0.1:0\n  heartbeat: 127.0.0.1:0\n');
+    refused(['secondary', '--config', local, '--on-role-change', tmp.path('no-such-hook')], 1, /hooks\.role_change: \S*no-such-hook is not an executable file: ENOENT.*\[ERR_CONFIG_INVALID\]$/);
+    const nowhere = tmp.path('nowhere.yaml');
+    writeFileSync(nowhere, 'tls:\n  insecure: true\nsecondary:\n  listen: 127.0.0.1:0\n  heartbeat: 127.0.0.1:0\nfloating_address:\n  address: 192.0.2.10/24\n  interface: nosuchif0\n');
+    refused(['secondary', '--config', nowhere], 1, /floating_address\.interface: no interface nosuchif0 here .*\[ERR_FLOATING_ADDRESS_FAILED\]$/);
   });
 
   test('a run that fails', () => {

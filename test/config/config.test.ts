@@ -58,6 +58,8 @@ function everyKeySet(): TandemConfig {
   c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };
   c.arbiter = { ...c.arbiter, kind: 'etcd', endpoints: [at(2379), { host: 'etcd2.example', port: 2379 }], node: 'host-a', ca: '/etc/tandem/etcd-ca.pem', cert: '/etc/tandem/etcd.pem', key: '/etc/tandem/etcd-key.pem' };
   c.tls = { ...c.tls, ca: '/etc/tandem/ca.crt', cert: '/etc/tandem/a.crt', key: '/etc/tandem/a.key', name: 'a', peer: 'b', handshakeTimeoutMs: 500 };
+  c.hooks = { roleChange: '/etc/tandem/on-role-change', timeoutMs: 5000 };
+  c.floatingAddress = { address: '10.0.0.100/24', interface: 'eth0', announceCount: 2 };
   return c;
 }
 
@@ -170,7 +172,7 @@ secondary:
   test('an unknown key is refused at every depth, with the keys that are known there', () => {
     const doc = asYaml(everyKeySet()) as Mapping;
     const sections = ['', ...keyPaths(doc).filter((path) => isMapping(valueAt(doc, path)))];
-    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'arbiter', 'tls']);
+    assert.deepEqual(sections, ['', 'heartbeat', 'domain', 'primary', 'primary.precopy', 'secondary', 'monitor', 'colo', 'colo.comparator', 'arbiter', 'tls', 'hooks', 'floating_address']);
     for (const section of sections) {
       const bad = structuredClone(doc);
       const at = valueAt(bad, section) as Mapping;

@@ -248,6 +248,8 @@ export interface PairOptions {
   primaryArgs?: string[];
   /** Wait for the primary to be protected (default true). */
   waitProtected?: boolean;
+  /** Changes a node's configuration document (snake_case keys) before it is written. */
+  amend?: (role: 'primary' | 'secondary', doc: Record<string, unknown>) => void;
 }
 
 export class FaultCluster {
@@ -314,7 +316,9 @@ export class FaultCluster {
     const memoryMib = options.memoryMib ?? 8;
     const file = (role: 'primary' | 'secondary'): string => {
       const f = join(this.topo.dir, `pair${n}-${role}.yaml`);
-      writeFileSync(f, stringify(tandemConfig({ role, topo: this.topo, domain, name: role === 'primary' ? 'alpha' : 'beta', timings, memoryMib, certs: this.certs })));
+      const doc = tandemConfig({ role, topo: this.topo, domain, name: role === 'primary' ? 'alpha' : 'beta', timings, memoryMib, certs: this.certs });
+      options.amend?.(role, doc);
+      writeFileSync(f, stringify(doc));
       return f;
     };
     const pair = new Pair(this, n, domain, timings, file('primary'), file('secondary'));

@@ -11,8 +11,9 @@ import { transportFor } from '../../transport/select.js';
 import { createLogger } from '../../util/logger.js';
 import { EXIT_FENCED } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
-interface PrimaryArgs extends CommonArgs, TlsArgs {
+interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
   mode: PrimaryMode;
   secondary: string | undefined;
   heartbeat: string | undefined;
@@ -32,7 +33,7 @@ export function primaryCommand(yargs: Argv): Argv {
     'run the primary: the guest and its protection',
     (y) =>
       withCommonOptions(
-        withTlsOptions(y)
+        withRoleChangeOption(withTlsOptions(y))
           .option('mode', { requiresArg: true, choices: ['remus', 'colo', 'none'] as const, default: 'remus' as const, describe: 'remus: checkpoint every interval; colo: compare the replicas\' output, checkpoint when they differ; none: unprotected (a baseline)' })
           .option('secondary', { requiresArg: true, type: 'string', describe: 'HOST:PORT of `tandem secondary`' })
           .option('heartbeat', { requiresArg: true, type: 'string', describe: "HOST:PORT of the secondary's heartbeat channel (default: its port + 1)" })
@@ -54,6 +55,7 @@ export function primaryCommand(yargs: Argv): Argv {
       if (args.heartbeat !== undefined) p.heartbeat = flagAddress(args.heartbeat, '--heartbeat');
       if (args.generation !== undefined) p.generation = flagInt(args.generation, '--generation', 1, Number.MAX_SAFE_INTEGER);
       applyTlsFlags(cfg, args);
+      applyRoleChangeFlag(cfg, args);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
