@@ -24,8 +24,9 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-export function exitWith(err: unknown): never {
+/** One line on stderr and the exit; `status` for a command whose failure has a status of its own (the default: 2 for bad usage, else 1). */
+export function exitWith(err: unknown, status?: number): never {
   const line = describeError(err).replace(/\s*\n\s*/g, ' ');
   process.stderr.write(`tandem: error: ${line}\n`);
-  process.exit(err instanceof UsageError ? 2 : 1);
+  process.exit(status ?? (err instanceof UsageError ? 2 : 1));
 }

@@ -8,8 +8,9 @@ import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
-import { createLogger } from '../../util/logger.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { exitWith } from '../errors.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs {
   mode: PrimaryMode;
@@ -22,8 +23,17 @@ interface PrimaryArgs extends CommonArgs, TlsArgs {
   'colo-net': string | undefined;
 }
 
-/** The exit status of a primary that stopped because it was fenced (a newer primary serves the guest). */
+/**
+ * The exit status of a node that stopped, or refused to start as a primary,
+ * because another node serves the guest (or did after it): fenced by a
+ * newer generation, superseded, or refused by the arbiter. Starting it
+ * again as a primary cannot help (a service manager must not restart it:
+ * examples/systemd/); it rejoins as the secondary.
+ */
 export const EXIT_FENCED = 3;
+
+/** Refusals at start that mean another node serves the guest, or did last. */
+const ANOTHER_SERVES = new Set<ErrorCode>([ErrorCodes.FENCED, ErrorCodes.ARBITER_STALE, ErrorCodes.ARBITER_HELD]);
 
 export function primaryCommand(yargs: Argv): Argv {
   return yargs.command<PrimaryArgs>(
@@ -55,10 +65,15 @@ export function primaryCommand(yargs: Argv): Argv {
       applyTlsFlags(cfg, args);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
-      const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
+      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const transport = transportFor(cfg, logger, { peerless: mode === 'none' });
       const node = new PrimaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
-      await node.start();
+      try {
+        await node.start();
+      } catch (err) {
+        if (err instanceof TandemError && ANOTHER_SERVES.has(err.code as ErrorCode)) exitWith(err, EXIT_FENCED);
+        throw err;
+      }
       const why = await Promise.race([
         untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),
         node.whenFenced().then((f): StopReason => ({ kind: 'fenced', ...f })),
