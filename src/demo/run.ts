@@ -158,7 +158,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const lifeline = new Lifeline();
   await lifeline.start();
   try {
-    // First, so a refused etcd leaves nothing behind. Not cut short by the signal: its processes are known only once it is up.
+    // First, so a refused etcd leaves nothing behind. Not cut short by the signal: its processes are known (and
+    // go on the lifeline) only once it is up; a demo killed while etcd starts leaves it running.
     const etcd = await demoEtcd(arbiter);
     for (const c of etcd?.children ?? []) lifeline.watch(c);
     try {

@@ -28,7 +28,8 @@ export function prettyLine(json: string): string {
   }
   if (event === null || typeof event !== 'object' || Array.isArray(event)) return json;
   const e = event as Record<string, unknown>;
-  const time = typeof e.time === 'number' && Number.isFinite(e.time) ? new Date(e.time).toISOString() : '-';
+  // A Date holds at most 8.64e15 ms either side of the epoch; beyond, toISOString would throw.
+  const time = typeof e.time === 'number' && Math.abs(e.time) <= 8.64e15 ? new Date(e.time).toISOString() : '-';
   const level = typeof e.level === 'number' ? (LEVELS[e.level] ?? `L${e.level}`) : typeof e.level === 'string' ? e.level.toUpperCase() : '-';
   const name = typeof e.name === 'string' ? `${e.name}: ` : '';
   const parts = [`${time} ${level.padEnd(5)} ${name}${oneLine(typeof e.msg === 'string' ? e.msg : '')}`];

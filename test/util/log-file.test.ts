@@ -151,8 +151,10 @@ describe('formats and redaction', () => {
     assert.deepEqual(third.slice(2), ['DEBUG', 'tandem-test', 'plain']);
   });
 
-  test('pretty passes through what is not a JSON object', () => {
+  test('pretty passes through what is not a JSON object, and never throws on odd fields', () => {
     for (const text of ['not json\n', '[1,2]\n', 'null\n']) assert.equal(prettyLine(text), text);
+    assert.equal(prettyLine('{"time":1e300,"level":"odd","msg":7}\n'), '- ODD   \n');
+    assert.equal(prettyLine(`{"level":30,"time":0,"msg":"m","big":"${'y'.repeat(5000)}"}\n`), `1970-01-01T00:00:00.000Z INFO  m big=${'y'.repeat(1024)}…\n`);
   });
 
   for (const format of ['json', 'pretty'] as LogFormat[]) {
