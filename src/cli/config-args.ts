@@ -1,8 +1,9 @@
 /**
  * Options common to the long-running commands: --config FILE, --log-level
- * and --monitor, merged so that flags win over the file; and the readers of
- * flag values every command uses, so that a bad value is bad usage (exit
- * status 2) whichever command it is given to.
+ * and --monitor, merged so that flags win over the file; where and how they
+ * log (--log-format, --log-file, SIGHUP); and the readers of flag values
+ * every command uses, so that a bad value is bad usage (exit status 2)
+ * whichever command it is given to.
  */
 import type { Argv } from 'yargs';
 import { parseArbiterUrl } from '../arbiter/select.js';
@@ -12,10 +13,35 @@ import { TandemError } from '../errors.js';
 import { nodeNameProblem } from '../transport/identity.js';
 import { monitorUrls, type MonitorUrls } from '../monitor/client.js';
 import { parseAddress, type Address } from '../util/address.js';
-import { LOG_LEVELS, type LogLevel } from '../util/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, createServiceLogger, type LogFormat, type LogLevel, type ServiceLog } from '../util/logger.js';
 import { UsageError } from './errors.js';
 
-export interface CommonArgs {
+/** Where a service logs and in which format (the level is the command's own: --log-level, or the file's). */
+export interface LogArgs {
+  'log-format': LogFormat | LogFormat[] | undefined;
+  'log-file': string | string[] | undefined;
+}
+
+export function withLogOptions<T>(y: Argv<T>): Argv<T & LogArgs> {
+  return y
+    .option('log-format', { requiresArg: true, choices: LOG_FORMATS, describe: 'json (default: one JSON object a line, for journald and log shippers) or pretty (time, level, message, fields: one line an event)' })
+    .option('log-file', { requiresArg: true, type: 'string', describe: 'append the log to this file instead of stderr; SIGHUP reopens it (log rotation)' });
+}
+
+/**
+ * The service's logger as the flags say, and SIGHUP from now on reopening
+ * its file (log rotation moves it away; a hangup no longer ends a service,
+ * SIGTERM and SIGINT do).
+ */
+export function serviceLog(args: LogArgs, level: LogLevel, name: string, sync = false): ServiceLog {
+  const format = args['log-format'] === undefined ? 'json' : flagChoice(args['log-format'], '--log-format');
+  const file = args['log-file'] === undefined ? undefined : flagPath(args['log-file'], '--log-file');
+  const log = createServiceLogger({ level, name, sync, format, file });
+  process.on('SIGHUP', () => log.reopen());
+  return log;
+}
+
+export interface CommonArgs extends LogArgs {
   config: string | undefined;
   'log-level': LogLevel | undefined;
   /** HOST:PORT of this process's monitor (see src/monitor/wire.ts). */
@@ -25,7 +51,7 @@ export interface CommonArgs {
 }
 
 export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
-  return y
+  return withLogOptions(y)
     .option('config', { requiresArg: true, type: 'string', describe: 'YAML configuration file (flags override it)' })
     .option('log-level', { requiresArg: true, choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
     .option('monitor', { requiresArg: true, type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
@@ -137,7 +163,7 @@ export function operandMonitorUrls(text: string): MonitorUrls {
   return asUsage(() => monitorUrls(text));
 }
 
-/** Resolves on SIGINT or SIGTERM. */
+/** Resolves on SIGINT or SIGTERM (SIGHUP, with serviceLog(), reopens the log). */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (sig: NodeJS.Signals): void => {

@@ -3,17 +3,25 @@
  * (real `tandem` processes, so the primary can really be killed), the
  * moving service address in front of them, a client ledger (and optionally
  * redis-benchmark) as load, and a summary at the end.
+ *
+ * Everything it starts ends with it: aborted (`signal`: the command's
+ * SIGINT, SIGTERM or SIGHUP), it stops the load, the nodes and etcd before
+ * it rejects; and every process it starts is on a lifeline
+ * (src/util/lifeline.ts), which ends them should the demo die without
+ * stopping them (SIGKILL).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ArbiterError, ArbiterErrorCodes } from '../arbiter/errors.js';
 import { ETCD_BINARY, startEtcd } from '../arbiter/local-etcd.js';
 import { CA_KEY_FILE, certsInit } from '../transport/certs.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { onJsonLines } from '../util/json-lines.js';
+import { Lifeline } from '../util/lifeline.js';
 import { demoMonitorFlag, monitorUrlOf } from '../monitor/wire.js';
 import { Ledger } from './ledger.js';
 import { ServiceIp } from './service-ip.js';
@@ -43,6 +51,8 @@ export interface DemoOptions {
   arbiter?: DemoArbiter;
   /** Progress lines for a person (stderr when --json). */
   say: (line: string) => void;
+  /** Aborted, the demo stops everything it started and rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 export type DemoArbiter = 'none' | 'etcd' | { etcd: Address[] };
@@ -116,6 +126,8 @@ export const portOf = (text: unknown): number | undefined => {
 /** The etcd the demo's nodes are given, and how to let it go. */
 interface DemoEtcd {
   endpoints: Address[];
+  /** Its processes, when the demo started it. */
+  children: ChildProcess[];
   /** For the demo's output. */
   where: string;
   stop: () => Promise<void>;
@@ -124,10 +136,11 @@ interface DemoEtcd {
 /** Starts the demo's own etcd, or takes the caller's; undefined without an arbiter. */
 async function demoEtcd(choice: DemoArbiter): Promise<DemoEtcd | undefined> {
   if (choice === 'none') return undefined;
-  if (choice !== 'etcd') return { endpoints: choice.etcd, where: `etcd at ${choice.etcd.map(formatAddress).join(',')}`, stop: () => Promise.resolve() };
+  if (choice !== 'etcd') return { endpoints: choice.etcd, children: [], where: `etcd at ${choice.etcd.map(formatAddress).join(',')}`, stop: () => Promise.resolve() };
   try {
     const cluster = await startEtcd(1);
-    return { endpoints: cluster.endpoints, where: `etcd at ${formatAddress(cluster.endpoints[0])} (started for this demo)`, stop: () => cluster.stop() };
+    const children = cluster.members.flatMap((m) => (m.child === undefined ? [] : [m.child]));
+    return { endpoints: cluster.endpoints, children, where: `etcd at ${formatAddress(cluster.endpoints[0])} (started for this demo)`, stop: () => cluster.stop() };
   } catch (err) {
     throw new ArbiterError(ArbiterErrorCodes.ARBITER_UNREACHABLE, `demo --arbiter etcd: could not start a local etcd (${ETCD_BINARY}, Debian's etcd-server): ${(err as Error).message}`, { cause: err });
   }
@@ -141,18 +154,42 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const arbiter = o.arbiter ?? 'none';
   // Nothing for an arbiter to decide between: the guest runs alone.
   if (arbiter !== 'none' && o.mode === 'none') throw new ArbiterError(ArbiterErrorCodes.ARBITER_BAD_OPTIONS, 'demo: an arbiter decides between a primary and its standby; mode none has no standby');
-  // First, so a refused etcd leaves nothing behind.
-  const etcd = await demoEtcd(arbiter);
+  o.signal?.throwIfAborted();
+  const lifeline = new Lifeline();
+  await lifeline.start();
   try {
-    return await runNodes(o, etcd);
+    // First, so a refused etcd leaves nothing behind. Not cut short by the signal: its processes are known (and
+    // go on the lifeline) only once it is up; a demo killed while etcd starts leaves it running.
+    const etcd = await demoEtcd(arbiter);
+    for (const c of etcd?.children ?? []) lifeline.watch(c);
+    try {
+      o.signal?.throwIfAborted();
+      return await runNodes(o, etcd, lifeline);
+    } finally {
+      // After the nodes (runNodes stops them): they release the domain on the way out.
+      await etcd?.stop();
+    }
   } finally {
-    // After the nodes (runNodes stops them): they release the domain on the way out.
-    await etcd?.stop();
+    lifeline.stop();
   }
 }
 
+/** `p`, or the abort's reason as soon as `signal` is aborted; a rejection of `p` left behind is not unhandled. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p;
+  p.catch(() => undefined);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error);
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
 /** The nodes, the service address and the load, with `etcd` as their arbiter when given. */
-async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined): Promise<DemoSummary> {
+async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined, lifeline: Lifeline): Promise<DemoSummary> {
+  const until = <T>(p: Promise<T>): Promise<T> => unlessAborted(p, o.signal);
+  const pause = (ms: number): Promise<void> => sleep(ms, undefined, { signal: o.signal });
   const dir = mkdtempSync(join(tmpdir(), 'tandem-demo-'));
   const config = join(dir, 'tandem.yaml');
   const yaml = [
@@ -187,35 +224,37 @@ async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined): Promise<Dem
     if (protect) {
       secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...arbiterFlags, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
+      lifeline.watch(secondary.child);
       dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
       // Both listeners first: the lines may come in either order.
       const listening = waitFor(secondary, (l) => (typeof l.port === 'number' && /listening/.test(String(l.msg)) ? l.port : undefined), 'the secondary to listen');
       const beating = waitFor(secondary, (l) => portOf(l.heartbeat), "the secondary's heartbeat channel");
       const net = o.mode === 'colo' ? waitFor(secondary, (l) => portOf(l.net), "the secondary's COLO net link") : Promise.resolve(0);
-      [secondaryPort, heartbeatPort, netPort] = await Promise.all([listening, beating, net]);
+      [secondaryPort, heartbeatPort, netPort] = await until(Promise.all([listening, beating, net]));
     }
     const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
     if (protect) primaryArgs.push(...tlsFlags(tls.primary, tls.secondary), ...arbiterFlags, '--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     if (o.mode === 'colo') primaryArgs.push('--colo-net', `127.0.0.1:${netPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));
     nodes.push(primary);
+    lifeline.watch(primary.child);
     dashboards.unshift(o.monitor && waitFor(primary, monitorUrlOf, "the primary's monitor").then((u) => `${u} (primary)`, failed));
     let epochs = 0;
     primary.lines((l) => {
       if (l.msg === 'epoch' && typeof l.epoch === 'number') epochs = Math.max(epochs, l.epoch);
     });
     // All three at once: the lines may come in any order.
-    const [guestPort, , primaryGeneration] = await Promise.all([
+    const [guestPort, , primaryGeneration] = await until(Promise.all([
       waitFor(primary, (l) => portOf(l.service), "the guest's service"),
       protect ? waitFor(primary, (l) => (l.state === 'protected' ? true : undefined), 'protection') : undefined,
       // Only then may the secondary take over without waiting for the primary's lease to run out.
       etcd === undefined ? null : waitFor(primary, (l) => (HOLDS.test(String(l.msg)) && typeof l.generation === 'number' ? l.generation : undefined), 'the arbiter to record the primary protected'),
-    ]);
+    ]));
     serviceIp.moveTo({ host: '127.0.0.1', port: guestPort });
-    const bound = await serviceIp.start();
+    const bound = await until(serviceIp.start());
     const service = { host: o.service.host, port: bound.port };
     o.say(`service: redis-cli -h ${service.host} -p ${service.port}   (logs: ${dir})`);
-    for (const d of dashboards) if (d) o.say(`dashboard: ${await d}`);
+    for (const d of dashboards) if (d) o.say(`dashboard: ${await until(d)}`);
     o.say(
       o.mode === 'remus'
         ? `protected: primary checkpoints every ${o.intervalMs} ms to the secondary`
@@ -250,23 +289,24 @@ async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined): Promise<Dem
     if (o.load === 'benchmark') {
       bench = spawn('redis-benchmark', ['-h', service.host, '-p', String(service.port), '-t', 'set,get,incr', '-l', '-q', '-c', '8', '-r', '10000'], { stdio: 'ignore' });
       bench.on('error', (err) => o.say(`redis-benchmark could not run: ${err.message} (install redis-tools)`));
+      lifeline.watch(bench);
     }
 
     const t0 = performance.now();
     if (o.killPrimaryAfterS !== undefined && protect) {
-      await new Promise((r) => setTimeout(r, o.killPrimaryAfterS! * 1000));
+      await pause(o.killPrimaryAfterS * 1000);
       killedAt = performance.now();
       o.say(`killing the primary (SIGKILL) after ${o.killPrimaryAfterS} s, at epoch ${epochs}`);
       primary.child.kill('SIGKILL');
       const sawReply = ledger.firstSurvivorAck();
-      failoverMs = Math.round((await Promise.race([sawReply, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 30_000).unref())])) - killedAt);
+      failoverMs = Math.round((await until(Promise.race([sawReply, new Promise<number>((r) => setTimeout(() => r(Number.NaN), 30_000).unref())]))) - killedAt);
       if (Number.isNaN(failoverMs)) failoverMs = null;
     }
     const left = o.durationS * 1000 - (performance.now() - t0);
-    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    if (left > 0) await pause(left);
     ledger.stop();
     bench?.kill('SIGTERM');
-    const result = await ledger.verify();
+    const result = await until(ledger.verify());
     return {
       mode: o.mode,
       service: formatAddress(service),
@@ -284,10 +324,22 @@ async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined): Promise<Dem
     };
   } finally {
     ledger?.stop();
+    const benchGone = bench === undefined ? Promise.resolve() : exited(bench);
     bench?.kill('SIGKILL');
     await serviceIp.stop();
     for (const n of nodes) n.child.kill('SIGTERM');
     await Promise.all(nodes.map((n) => Promise.race([n.closed, new Promise((r) => setTimeout(r, 3000).unref())])));
     for (const n of nodes) n.child.kill('SIGKILL');
+    // Gone, not just told to go: once the demo is over, nothing it started holds a port.
+    await Promise.all([benchGone, ...nodes.map((n) => n.closed)]);
   }
+}
+
+/** Resolves when `child` has exited (at once if it has, or never started). */
+function exited(child: ChildProcess): Promise<void> {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
 }

@@ -15,6 +15,11 @@
  * lines must survive a kill); a write refused with EAGAIN joins the queue
  * instead. It is for verification runs: on a blocking descriptor whose
  * reader stalls, a synchronous write waits for it.
+ *
+ * `format` rewrites each line (pino's JSON) before it is queued, the drop
+ * notice too: the human-readable format (pretty-log.ts). switchTo() moves
+ * the sink to another descriptor (a log file reopened after rotation)
+ * between writes, never under one in flight.
  */
 import { write, writeSync } from 'node:fs';
 
@@ -26,6 +31,8 @@ export interface LogSinkOptions {
   retryMs?: number;
   /** The logger's name, for the drop notice. */
   name?: string;
+  /** Rewrites a JSON line (ending in a newline) into what is written; must not throw. */
+  format?: (line: string) => string;
 }
 
 const DEFAULT_MAX_QUEUED = 1024 * 1024;
@@ -42,9 +49,11 @@ export class LogSink {
   private unreported = 0;
   private lastError: string | undefined;
   private closedFor: string | undefined;
+  /** A descriptor to move to once the write in flight is done, and what to do with the one left. */
+  private next: { fd: number; release: (old: number) => void } | undefined;
 
   constructor(
-    private readonly fd: number,
+    private fd: number,
     private readonly options: LogSinkOptions = {},
   ) {}
 
@@ -59,7 +68,8 @@ export class LogSink {
   }
 
   /** pino's destination interface: takes one line, never blocks, never throws. */
-  write(line: string): boolean {
+  write(json: string): boolean {
+    const line = this.options.format === undefined ? json : this.options.format(json);
     if (this.closedFor !== undefined) {
       this.drop(1);
       return true;
@@ -73,6 +83,32 @@ export class LogSink {
     this.queued += line.length;
     this.pump();
     return true;
+  }
+
+  /**
+   * Writes to `fd` from now on: at once when no write is in flight, else as
+   * soon as it is done. `release` gets the descriptor left behind, when
+   * nothing will write to it any more (the caller closes it). A descriptor
+   * that had stopped working for good is forgotten with it.
+   */
+  switchTo(fd: number, release: (old: number) => void): void {
+    // A switch asked for while another waits: the waiting descriptor is never used.
+    if (this.next !== undefined) this.next.release(this.next.fd);
+    this.next = { fd, release };
+    if (!this.writing) this.applySwitch();
+  }
+
+  private applySwitch(): void {
+    const next = this.next;
+    if (next === undefined) return;
+    this.next = undefined;
+    const old = this.fd;
+    this.fd = next.fd;
+    this.closedFor = undefined;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    next.release(old);
+    this.pump();
   }
 
   /** Writes what is queued now, as far as the descriptor takes it without blocking for long (at exit). */
@@ -103,7 +139,8 @@ export class LogSink {
     this.queue = [];
     this.queued = 0;
     if (this.unreported > 0 && this.closedFor === undefined) {
-      text = `${JSON.stringify({ level: 40, time: Date.now(), name: this.options.name, msg: `${this.unreported} log lines dropped: the log could not take them (${this.lastError ?? 'queue full'})` })}\n${text}`;
+      const notice = `${JSON.stringify({ level: 40, time: Date.now(), name: this.options.name, msg: `${this.unreported} log lines dropped: the log could not take them (${this.lastError ?? 'queue full'})` })}\n`;
+      text = (this.options.format === undefined ? notice : this.options.format(notice)) + text;
     }
     return text;
   }
@@ -128,11 +165,7 @@ export class LogSink {
         // The notice went out with this batch: the count of what to report starts again.
         this.unreported -= hadDropped;
         this.lastError = undefined;
-        this.pump();
-        return;
-      }
-      const code = err.code ?? 'EIO';
-      if (TRY_SAME_AGAIN.has(code)) {
+      } else if (TRY_SAME_AGAIN.has(err.code ?? 'EIO')) {
         // Put back what was not written, ahead of newer lines.
         const rest = buf.subarray(at).toString();
         this.queue.unshift(rest);
@@ -140,9 +173,12 @@ export class LogSink {
         // The notice is in what was written, or in what goes back: either way it is not due again.
         this.unreported -= hadDropped;
       } else {
-        this.failed(code, lines);
+        this.failed(err.code ?? 'EIO', lines);
       }
-      this.later();
+      // A switch asked for during the write: the rest goes to the new descriptor, at once.
+      if (this.next !== undefined) this.applySwitch();
+      else if (err === null) this.pump();
+      else this.later();
     });
   }
 

@@ -42,7 +42,8 @@ describe('validateEvent', () => {
     assert.equal(isUnknownType({ ...env, type: 'Hook!' }), false);
     assert.equal(isUnknownType({ ...env, type: 7 }), false);
     assert.equal(isUnknownType('hook'), false);
-    const { precopy: _, ...older } = examples.snapshot;
+    const older: Record<string, unknown> = { ...examples.snapshot };
+    delete older.precopy;
     assert.equal(validateEvent(older).type, 'snapshot');
   });
 

@@ -1,11 +1,14 @@
 /**
  * `tandem demo`: runs the whole system on this machine (secondary, primary
  * with the sim guest, the service address, load) and prints where to look;
- * --json prints a summary object at the end.
+ * --json prints a summary object at the end. SIGINT, SIGTERM or SIGHUP
+ * stop everything it started, then end the demo by that signal; a second
+ * one ends it at once (its lifeline then ends the rest: src/demo/run.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:os';
 import type { Argv } from 'yargs';
-import { runDemo, type DemoTls } from '../../demo/run.js';
+import { runDemo, type DemoSummary, type DemoTls } from '../../demo/run.js';
 import { TOKEN_ENV } from '../../monitor/wire.js';
 import { defaultPeer } from '../../transport/tls-files.js';
 import { flagAddress, flagChoice, flagInt, flagNodeName, flagNumber, flagPath, withTlsOptions, type TlsArgs } from '../config-args.js';
@@ -68,19 +71,23 @@ export function demoCommand(yargs: Argv): Argv {
         process.env[TOKEN_ENV] = randomBytes(18).toString('base64url');
         say(`dashboard control token (this run only): ${process.env[TOKEN_ENV]}`);
       }
-      const summary = await runDemo({
-        service,
-        mode,
-        load,
-        durationS,
-        killPrimaryAfterS,
-        memoryMib,
-        intervalMs,
-        monitor,
-        tls,
-        arbiter,
-        say,
-      });
+      const stopped = new AbortController();
+      const signals = stopOnSignals(stopped, say);
+      let summary: DemoSummary | undefined;
+      try {
+        summary = await runDemo({ service, mode, load, durationS, killPrimaryAfterS, memoryMib, intervalMs, monitor, tls, arbiter, say, signal: stopped.signal });
+      } catch (err) {
+        if (signals.first() === undefined) throw err;
+      } finally {
+        signals.release();
+      }
+      const sig = signals.first();
+      if (sig !== undefined) {
+        say(`demo: stopped on ${sig}: what it started is stopped`);
+        endBy(sig);
+      }
+      // Without a signal, runDemo returned, or its error went on above.
+      summary = summary!;
       if (args.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
       else {
         say(`epochs: ${summary.epochs}   acked writes: ${summary.acked_writes}   lost acked writes: ${summary.lost_acked_writes}`);
@@ -89,6 +96,39 @@ export function demoCommand(yargs: Argv): Argv {
       }
     },
   );
+}
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/**
+ * The first of SIGINT, SIGTERM and SIGHUP aborts the demo (which stops what
+ * it started); a second ends the process at once. Returns which came
+ * first, and `release` to hand the signals back to their default action.
+ */
+function stopOnSignals(stopped: AbortController, say: (line: string) => void): { first: () => NodeJS.Signals | undefined; release: () => void } {
+  let first: NodeJS.Signals | undefined;
+  const release = (): void => {
+    for (const s of STOP_SIGNALS) process.off(s, on);
+  };
+  function on(sig: NodeJS.Signals): void {
+    if (first !== undefined) {
+      release();
+      endBy(sig);
+    }
+    first = sig;
+    say(`demo: ${sig}: stopping what the demo started (again to end it at once)`);
+    stopped.abort(new Error(`stopped on ${sig}`));
+  }
+  for (const s of STOP_SIGNALS) process.on(s, on);
+  return { first: () => first, release };
+}
+
+/** Ends this process by `sig`'s default action, so that whoever waits for it sees the signal, as with any program it ended. */
+function endBy(sig: NodeJS.Signals): never {
+  for (const s of STOP_SIGNALS) process.removeAllListeners(s);
+  process.kill(process.pid, sig);
+  // The signal is delivered on the way out of kill(2); should it be held up, the conventional status instead.
+  process.exit(128 + constants.signals[sig]);
 }
 
 /**

@@ -8,9 +8,9 @@ import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
-import { createLogger } from '../../util/logger.js';
-import { EXIT_FENCED } from '../errors.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
+import { EXIT_FENCED, exitWith } from '../errors.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -26,6 +26,9 @@ interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
 
 /** The exit status of a primary that stopped because it was fenced (a newer primary serves the guest); see ../errors.ts. */
 export { EXIT_FENCED };
+
+/** Refusals at start that mean another node serves the guest, or did last. */
+const ANOTHER_SERVES = new Set<ErrorCode>([ErrorCodes.FENCED, ErrorCodes.ARBITER_STALE, ErrorCodes.ARBITER_HELD]);
 
 export function primaryCommand(yargs: Argv): Argv {
   return yargs.command<PrimaryArgs>(
@@ -58,10 +61,15 @@ export function primaryCommand(yargs: Argv): Argv {
       applyRoleChangeFlag(cfg, args);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
-      const logger = createLogger(cfg.logLevel, 'tandem-primary', p.verifyDigest);
+      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', p.verifyDigest);
       const transport = transportFor(cfg, logger, { peerless: mode === 'none' });
       const node = new PrimaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
-      await node.start();
+      try {
+        await node.start();
+      } catch (err) {
+        if (err instanceof TandemError && ANOTHER_SERVES.has(err.code as ErrorCode)) exitWith(err, EXIT_FENCED);
+        throw err;
+      }
       const why = await Promise.race([
         untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),
         node.whenFenced().then((f): StopReason => ({ kind: 'fenced', ...f })),

@@ -12,10 +12,10 @@
 import type { Argv } from 'yargs';
 import { ProxyMetrics, ProxyMetricsServer } from '../../../proxy/metrics.js';
 import { ProxyServer, type PortName } from '../../../proxy/server.js';
-import { LOG_LEVELS, createLogger, type LogLevel } from '../../util/logger.js';
-import { flagAddress, flagChoice, flagInt, untilSignal } from '../config-args.js';
+import { LOG_LEVELS, type LogLevel } from '../../util/logger.js';
+import { flagAddress, flagChoice, flagInt, serviceLog, untilSignal, withLogOptions, type LogArgs } from '../config-args.js';
 
-interface ProxyArgs {
+interface ProxyArgs extends LogArgs {
   'primary-in': string;
   'secondary-in': string;
   outdev: string;
@@ -25,7 +25,7 @@ interface ProxyArgs {
   'max-queue-size': number;
   'vnet-hdr': boolean;
   metrics?: string;
-  'log-level': LogLevel;
+  'log-level': LogLevel | LogLevel[];
 }
 
 export function proxyCommand(yargs: Argv): Argv {
@@ -33,7 +33,7 @@ export function proxyCommand(yargs: Argv): Argv {
     'proxy',
     'run the COLO packet comparator (interoperable with QEMU colo-compare)',
     (y) =>
-      y
+      withLogOptions(y)
         .option('primary-in', { requiresArg: true, type: 'string', demandOption: true, describe: "HOST:PORT to accept the primary guest's frames on" })
         .option('secondary-in', { requiresArg: true, type: 'string', demandOption: true, describe: "HOST:PORT to accept the secondary guest's frames on" })
         .option('outdev', { requiresArg: true, type: 'string', demandOption: true, describe: 'HOST:PORT to accept the reader of released frames on' })
@@ -45,7 +45,7 @@ export function proxyCommand(yargs: Argv): Argv {
         .option('metrics', { requiresArg: true, type: 'string', describe: 'HOST:PORT to serve Prometheus metrics on (GET /metrics)' })
         .option('log-level', { requiresArg: true, choices: LOG_LEVELS, default: 'info', describe: 'log level' }),
     async (args) => {
-      const logger = createLogger(flagChoice(args['log-level'], '--log-level'), 'tandem-proxy');
+      const { logger } = serviceLog(args, flagChoice(args['log-level'], '--log-level'), 'tandem-proxy');
       // Every address is a listening socket: port 0 picks a free one.
       const metricsAt = args.metrics === undefined ? undefined : flagAddress(args.metrics, '--metrics', true);
       const server = new ProxyServer({

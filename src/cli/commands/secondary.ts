@@ -8,9 +8,8 @@ import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
-import { createLogger } from '../../util/logger.js';
 import { EXIT_FENCED } from '../errors.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagChoice, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, serviceLog, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface SecondaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -40,7 +39,7 @@ export function secondaryCommand(yargs: Argv): Argv {
       if (args.service !== undefined) cfg.secondary.service = flagAddress(args.service, '--service', true);
       applyTlsFlags(cfg, args);
       applyRoleChangeFlag(cfg, args);
-      const logger = createLogger(cfg.logLevel, 'tandem-secondary');
+      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary');
       const transport = transportFor(cfg, logger);
       const node = new SecondaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
       await node.start();
