@@ -451,18 +451,25 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     this.emit('stranded', { stranded, at });
   }
 
+  /** What the other end is, in log lines ("heartbeat: secondary suspect: ..."). */
+  private get peerRole(): string {
+    return this.options.role === 'primary' ? 'secondary' : 'primary';
+  }
+
   /** A restarted peer lost whatever its previous run held: that run is dead, the new one starts unknown. */
   private newIncarnation(incarnation: number): void {
     const old = this.detector;
     const oldIncarnation = this.peerIncarnation;
     old?.stop();
     if (old !== undefined && oldIncarnation !== undefined && old.state !== 'dead') {
-      this.emit('peer', { from: old.state, state: 'dead', reason: `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`, at: this.clock.now(), incarnation: oldIncarnation });
+      const reason = `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`;
+      this.options.logger?.warn({ from: old.state, to: 'dead', incarnation: oldIncarnation }, `heartbeat: ${this.peerRole} dead: ${reason}`);
+      this.emit('peer', { from: old.state, state: 'dead', reason, at: this.clock.now(), incarnation: oldIncarnation });
     }
     const timing = this.timing!;
     const detector = new FailureDetector({ ...timing, clock: this.clock });
     detector.onTransition((t) => {
-      this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation }, `heartbeat: peer ${t.to}: ${t.reason}`);
+      this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation }, `heartbeat: ${this.peerRole} ${t.to}: ${t.reason}`);
       this.emit('peer', { from: t.from, state: t.to, reason: t.reason, at: t.at, incarnation });
     });
     detector.start();

@@ -19,6 +19,7 @@ import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
 import type { EpochFields, EventBody, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
 import type { ServiceClientStats } from './metrics.js';
+import { primaryStateName, replicaStateName } from './vocabulary.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;
@@ -212,7 +213,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
     }
     // A pre-copy's progress means something only while it runs.
     if (state !== 'precopy') this.precopy = null;
-    this.setState(state === 'precopy' && this.wasProtected ? 're-protecting' : state, reason);
+    this.setState(primaryStateName(state, this.wasProtected), reason);
   }
 }
 
@@ -228,7 +229,6 @@ export interface SecondarySourceOptions extends Clocks {
 /** What the secondary watches of the engine that protects its guest after a failover. */
 export type ServingEngine = Pick<PrimaryEngine, 'state$' | 'linkSilentMs'>;
 
-const REPLICA_STATE: Record<ReplicaState, MonitorState> = { idle: 'waiting', syncing: 'syncing', protected: 'standby' };
 
 export class SecondarySource extends BaseSource implements MonitorSource {
   readonly role = 'secondary' as const;
@@ -251,11 +251,11 @@ export class SecondarySource extends BaseSource implements MonitorSource {
 
   start(): void {
     const { server, promoter } = this.options;
-    this.setState(REPLICA_STATE[server.state], 'monitor started');
+    this.setState(replicaStateName(server.state), 'monitor started');
     const onState = (s: ReplicaState): void => {
       // After a failover the stopped server reads idle; the node is the primary now.
       if (this.current === 'failing-over' || this.current === 'failed-over') return;
-      this.setState(REPLICA_STATE[s], s === 'idle' ? 'no primary is streaming' : s === 'syncing' ? 'a primary is streaming its pre-copy' : 'the replica holds a complete checkpoint of the stream');
+      this.setState(replicaStateName(s), s === 'idle' ? 'no primary is streaming' : s === 'syncing' ? 'a primary is streaming its pre-copy' : 'the replica holds a complete checkpoint of the stream');
     };
     const onEpoch = (c: EpochCommit): void =>
       this.epoch({ epoch: c.epoch, trigger: 'applied', pauseUs: null, dirtyPages: c.pages, bytes: c.bytes, sendMs: null, ackMs: null, totalMs: null, applyMs: c.applyMs });
@@ -270,7 +270,7 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     };
     const onRefused = (e: { reason: string; error: Error }): void => {
       if (this.current === 'failing-over') this.unprotectedSince = undefined;
-      this.setState(this.current === 'failing-over' ? REPLICA_STATE[server.state] : this.current, `failover refused: ${e.error.message}`);
+      this.setState(this.current === 'failing-over' ? replicaStateName(server.state) : this.current, `failover refused: ${e.error.message}`);
     };
     server.on('state', onState);
     server.on('epoch', onEpoch);

@@ -6,6 +6,7 @@
  * the monitor. The CLI parses flags and calls start() and stop(); the
  * order things start and stop in, and what fencing does, live here.
  */
+import { primaryStateName } from '../monitor/vocabulary.js';
 import type { AddressInfo } from 'node:net';
 import { distinctUntilChanged, map, type Observable, type Subscription } from 'rxjs';
 import type { Arbiter } from '../arbiter/arbiter.js';
@@ -404,12 +405,16 @@ export class PrimaryNode {
       );
     }
     let loggedState: string | undefined;
+    let everProtected = false;
     this.subscriptions.push(
       // A change of state is logged once, where operators look; a new reason for the same state only at debug
       // (the engine says loudly why protection is lost, and thins its retries out).
       engine.state$.subscribe(({ state, reason }) => {
-        logger[loggedState === state ? 'debug' : state === 'degraded' ? 'warn' : 'info']({ state, reason }, `protection: ${state}`);
-        loggedState = state;
+        // The monitor's name for it (src/monitor/vocabulary.ts): a log line and the dashboard say the same.
+        if (state === 'protected') everProtected = true;
+        const name = primaryStateName(state, everProtected);
+        logger[loggedState === name ? 'debug' : state === 'degraded' ? 'warn' : 'info']({ state: name, reason }, `protection: ${name}`);
+        loggedState = name;
       }),
       // The hooks hear the edges: protected, and protected no more (the engine's teardown at a stop is not one).
       engine.state$.subscribe(({ state, reason }) => {

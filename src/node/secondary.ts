@@ -12,6 +12,8 @@
  * primary node's (src/node/primary.ts, `promoted`), whose engine protects it
  * to that address as soon as the old primary has come back as a secondary.
  */
+import { replicaStateName } from '../monitor/vocabulary.js';
+import type { ReplicaState } from '../secondary/receiver.js';
 import type { Arbiter, Holder } from '../arbiter/arbiter.js';
 import { NO_ARBITER_WARNING } from '../arbiter/none.js';
 import { createArbiter } from '../arbiter/select.js';
@@ -115,7 +117,7 @@ export class SecondaryNode {
       },
     });
     this.server = server;
-    server.on('state', (state) => logger.info({ state }, `replica state: ${state}`));
+    server.on('state', (state: ReplicaState) => logger.info({ state: replicaStateName(state) }, `replica: ${replicaStateName(state)}`));
     server.on('epoch', (e) => logger.debug({ ...e }, 'epoch applied'));
     // Heartbeats on their own channel decide that the primary is dead (silence
     // for the timeout), so a large checkpoint in flight never looks like death.
@@ -182,7 +184,6 @@ export class SecondaryNode {
     this.promoter = promoter;
     promoter.on('promoted', (p) => hooks?.notify({ event: 'promoted', generation: p.generation ?? heartbeat.generation, reason: p.reason, service: formatAddress({ host: p.service.address, port: p.service.port }) }));
     if (colo !== undefined) promoter.on('promoting', () => colo.takeOver());
-    heartbeat.on('peer', (e) => logger.info({ peer: e.state, reason: e.reason }, `heartbeat: primary ${e.state} (${e.reason})`));
     // Checkpoints arriving are a sign of life as good as a heartbeat.
     server.on('epoch', () => heartbeat.noteActivity());
     // A live primary's stream may be quiet for an interval between epochs (COLO: while the replicas agree).

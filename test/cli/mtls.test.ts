@@ -31,7 +31,7 @@ async function refusedPrimary(config: string, port: number, heartbeat: string, f
   await primary.waitLine((l) => l.state === 'degraded', 'the first refusal');
   await primary.waitLine(() => degraded() >= 2, 'a second refusal after a retry');
   assert.ok(!primary.lines.some((l) => l.state === 'protected'), 'never protected');
-  assert.ok(!primary.lines.some((l) => /heartbeat: peer alive/.test(msg(l))), 'never heard the secondary');
+  assert.ok(!primary.lines.some((l) => /heartbeat: secondary alive/.test(msg(l))), 'never heard the secondary');
   primary.child.kill('SIGTERM');
   await primary.closed;
   return primary;

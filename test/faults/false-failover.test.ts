@@ -56,7 +56,7 @@ for (const stalled of ['primary', 'secondary'] as const) {
     const takenOverInStall = stalled === 'primary' && pair.failedOver();
     if (!takenOverInStall) {
       // Heard again, the stalled node is alive again in the other's eyes: the verdict was about then, not for good.
-      await waitFor(pair, () => observer.lines.some((l) => Number(l.time) >= resumedAt && /heartbeat: peer alive/.test(String(l.msg))), `the ${stalled} to be heard alive again after SIGCONT`, 2000);
+      await waitFor(pair, () => observer.lines.some((l) => Number(l.time) >= resumedAt && /heartbeat: (primary|secondary) alive/.test(String(l.msg))), `the ${stalled} to be heard alive again after SIGCONT`, 2000);
     }
     await sleep(RESET_AFTER_MS);
     const resetAt = Date.now();

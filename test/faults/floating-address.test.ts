@@ -241,7 +241,7 @@ describe('the floating service address, fenced', () => {
     });
     const [macP, macS] = [mac(topo, 'p'), mac(topo, 's')];
     assert.equal(await agent.command(floating, PORTS.service, ['SET', 'fenced', 'not-lost']), 'OK');
-    assert.equal(neighbour(topo, family, floating)?.lladdr, macP);
+    assert.equal(neighbour(topo, family, floating)?.lladdr, macP, `the client reached the floating address at ${neighbour(topo, family, floating)?.lladdr}, not at the primary's ${macP} (the secondary's is ${macS})\n${pair.logs()}`);
 
     // Cut off from the secondary, etcd and the client: the secondary takes the domain and the address.
     const heal = topo.isolate('p');

@@ -110,7 +110,7 @@ test('a full partition of 8 s between the hosts heals: the pair is protected aga
   // On f0dd910: a heartbeat connection silent through the partition resumed only at TCP's next retransmission,
   // about 4-5 s after an 8 s partition (about 10 s after 20 s): nothing noticed the silence and redialled.
   const secondaryHeard = heardAt(pair.secondary, /^heartbeat: primary alive/);
-  const primaryHeard = heardAt(pair.primary, /^heartbeat: peer alive/);
+  const primaryHeard = heardAt(pair.primary, /^heartbeat: secondary alive/);
   if (secondaryHeard === undefined || secondaryHeard > 2000) problems.push(`the secondary heard the primary's heartbeats again ${secondaryHeard ?? 'not yet'} ms after healing (2 s allowed)`);
   if (primaryHeard === undefined || primaryHeard > 2000) problems.push(`the primary heard the secondary's heartbeats again ${primaryHeard ?? 'not yet'} ms after healing (2 s allowed)`);
   const resetAt = Date.now();

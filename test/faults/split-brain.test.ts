@@ -44,7 +44,7 @@ test(`heartbeat port cut, then the replication link reset ${RESETS} times: one n
   // Both directions of the heartbeat connection; replication and etcd still flow.
   const healHeartbeats = topo.cutPort('p', 's', PORTS.heartbeat);
   // The secondary hears none (replication traffic keeps it at "suspect", not dead); the primary declares it dead.
-  await waitFor(pair, () => pair.secondary.lines.some((l) => /^heartbeat: primary suspect/.test(String(l.msg))) && pair.primary.lines.some((l) => /^heartbeat: peer dead/.test(String(l.msg))), 'both nodes to hear no heartbeat', 5000);
+  await waitFor(pair, () => pair.secondary.lines.some((l) => /^heartbeat: primary suspect/.test(String(l.msg))) && pair.primary.lines.some((l) => /^heartbeat: secondary dead/.test(String(l.msg))), 'both nodes to hear no heartbeat', 5000);
   await sleep(500);
   let serving: 'p' | 's' = 'p';
   for (let i = 0; i < RESETS && serving === 'p'; i++) {

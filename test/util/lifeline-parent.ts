@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import { Lifeline } from '../../src/util/lifeline.js';
 
 const [graceMs, file] = [Number(process.argv[2]), process.argv[3]];
+// `node --test dist/test/` runs every file under a test directory: alone, without its operands, this one has nothing to do.
+if (file === undefined) process.exit(0);
 const lifeline = new Lifeline(graceMs);
 await lifeline.start();
 const stay = "setInterval(() => {}, 1000); process.stdout.write('ready\\n');";
