@@ -50,13 +50,27 @@ export class XenSaver implements LibxcSaver {
     let streamEnded!: () => void;
     const ended = new Promise<void>((resolve) => (streamEnded = resolve));
     let answered = 0;
+    // libxc decides its live rounds itself and tells them only as progress steps ("done of total" pages of the round
+    // under way); a count that falls back, or a new total, is the next round. Told until the first suspend.
+    const live = { on: true, round: 1, done: -1, total: -1 };
+    const onProgress = (p: { doingWhat: string; done: bigint; total: bigint }): void => {
+      if (!live.on || p.total <= 0n || p.total > 2n ** 40n || p.done > p.total) return;
+      const [done, total] = [Number(p.done), Number(p.total)];
+      if (live.done >= 0 && (done < live.done || total !== live.total)) live.round++;
+      live.done = done;
+      live.total = total;
+      callbacks.precopyProgress?.({ iteration: live.round, sent: done, total });
+    };
     const driver = startSave({
       ...this.options.helper,
       domid,
       streamType: params.type,
       live: params.type === 'remus',
       handlers: {
-        suspend: () => callbacks.suspend(),
+        suspend: () => {
+          live.on = false;
+          return callbacks.suspend();
+        },
         // No device model for PV and PVH guests: nothing to switch (libxc asks for PVH too).
         switchQemuLogdirty: () => Promise.resolve(),
         postcopy: async () => {
@@ -73,6 +87,7 @@ export class XenSaver implements LibxcSaver {
         },
       },
       onLog: (e) => logger.debug({ level: e.levelName, context: e.context }, `save helper: ${e.text}`),
+      onProgress,
     });
     const drained = (async () => {
       try {

@@ -82,6 +82,53 @@ test('a Remus save: callbacks in libxc\'s order, bytes passed on untouched, each
   assert.deepEqual(replies, ['logdirty on=0', 'suspend 1=1', 'postcopy 1=1', 'checkpoint 1=1', 'suspend 2=1', 'postcopy 2=1', 'checkpoint 2=0', 'logdirty off=0', 'complete=0']);
 });
 
+test("libxc's progress steps of its live rounds become the pre-copy's page counts: a count that falls back or a new total is the next round; nothing after the first suspend, nothing out of range", async () => {
+  const progress = (done: number, total: number): Step => msg('progress', { context: 'xc', doingWhat: 'Frames', done: String(done), total: String(total) });
+  const steps: Step[] = [
+    msg('switch_qemu_logdirty', { domid: 5, enable: 1 }),
+    { reply: 'logdirty on' },
+    { ioHex: HEADERS.toString('hex') },
+    progress(0, 32768),
+    progress(16384, 32768),
+    progress(32768, 32768),
+    // Round 2: the dirty pages, fewer of them.
+    progress(0, 900),
+    progress(900, 900),
+    // Round 3: the same total again, counting from the start.
+    progress(0, 900),
+    progress(7, 0), // no total: not a step
+    progress(5, 4), // more done than there is: refused
+    msg('suspend'),
+    { reply: 'suspend 1' },
+    progress(10, 20), // after the suspend: not a live round
+    { ioHex: pageData(1, 3).toString('hex') },
+    msg('postcopy'),
+    { reply: 'postcopy 1' },
+    msg('checkpoint'),
+    { ioHex: CHECKPOINT.toString('hex') },
+    { reply: 'checkpoint 1' },
+    msg('switch_qemu_logdirty', { domid: 5, enable: 0 }),
+    { reply: 'logdirty off' },
+    msg('complete', { retval: 0, errno: 0 }),
+    { reply: 'complete' },
+    { exit: 0 },
+  ];
+  const scenario = join(dir, 'progress.json');
+  writeFileSync(scenario, JSON.stringify(steps));
+  const seen: string[] = [];
+  const callbacks: SaveCallbacks = {
+    suspend: () => Promise.resolve(),
+    precopyPolicy: () => 'continue',
+    precopyProgress: (p) => void seen.push(`${p.iteration}:${p.sent}/${p.total}`),
+    postcopy: () => Promise.resolve(),
+    checkpoint: () => Promise.resolve(false),
+  };
+  const out: LibxcOutput = { write: () => undefined, flush: () => Promise.resolve(), flushed: () => Promise.resolve() };
+  const saver = new XenSaver({ domid: 5, logger: captureLog().logger, helper: { command: { file: process.execPath, args: [FAKE, FAKE_FLAG, scenario, join(dir, 'progress.jsonl')] } } });
+  await saver.save(out, { type: 'remus', version: 3 }, callbacks);
+  assert.deepEqual(seen, ['1:0/32768', '1:16384/32768', '1:32768/32768', '2:0/900', '2:900/900', '3:0/900']);
+});
+
 test('COLO and stream versions other than 3 are refused before anything runs', async () => {
   const saver = new XenSaver({ domid: 5, logger: captureLog().logger, helper: { command: { file: '/nonexistent', args: [] } } });
   const out: LibxcOutput = { write: () => undefined, flush: () => Promise.resolve(), flushed: () => Promise.resolve() };
