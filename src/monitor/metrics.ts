@@ -206,7 +206,8 @@ export class MonitorMetrics {
         this.divergences.inc();
         return;
       case 'state':
-        if (event.state === 'failed-over') this.failovers.inc();
+        // Once per takeover: a node that took over says 'failed-over' again at each change of its protection (lost, re-protecting, protected again).
+        if (event.state === 'failed-over' && event.previous !== 'failed-over') this.failovers.inc();
         return;
       case 'control':
         this.controls.inc({ action: event.action, ok: String(event.ok) });
