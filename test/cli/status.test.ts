@@ -29,6 +29,12 @@ function snap(node: NodeRole, state: MonitorState): SnapshotEvent {
     clients: 2,
     arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true },
     precopy: null,
+    generation: 1,
+    heartbeat: 'alive',
+    heldBytes: node === 'primary' ? 3072 : null,
+    peer: null,
+    history: [],
+    lastFailover: null,
   };
 }
 

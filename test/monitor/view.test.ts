@@ -22,10 +22,10 @@ test('one line per event says what happened', () => {
 
 test('the full-screen view follows the state, the epochs and the rate', () => {
   const v = new WatchView();
-  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null });
+  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null });
   assert.match(v.render(T), /state PRECOPY +\(sending memory\)/);
   assert.match(v.render(T), /lag -/);
-  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null }), /arbiter: alpha holds it at generation 3, protected$/);
+  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null }), /arbiter: alpha holds it at generation 3, protected$/);
   for (let i = 1; i <= 20; i++) v.apply(epoch(i, T + i * 100));
   v.apply({ ...env, ts: T + 2100, seq: 21, type: 'state', state: 'protected', previous: 'precopy', reason: 'holds epoch 1' });
   const screen = v.render(T + 3000);
