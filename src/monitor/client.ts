@@ -58,6 +58,8 @@ export interface FetchStatusOptions {
   /** An answer larger than this is cut off and rejected (default 4 MiB). */
   maxBytes?: number;
   signal?: AbortSignal;
+  /** Without the recent epochs and the history (`?brief=1`; a monitor older than it sends them all the same). */
+  brief?: boolean;
 }
 
 /**
@@ -70,7 +72,7 @@ export function fetchStatus(urls: MonitorUrls, token: string | undefined, option
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBytes = options.maxBytes ?? MAX_STATUS_BYTES;
   return new Promise((resolve, reject) => {
-    const url = new URL('/api/status', urls.http);
+    const url = new URL(options.brief === true ? '/api/status?brief=1' : '/api/status', urls.http);
     let settled = false;
     const settle = (err: Error | undefined, event?: SnapshotEvent): void => {
       if (settled) return;

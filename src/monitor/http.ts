@@ -345,7 +345,11 @@ export class MonitorServer {
       );
       return;
     }
-    if (path === '/api/status') return this.respond(res, 200, 'application/json', `${JSON.stringify(this.snapshot())}\n`, { 'cache-control': 'no-store' });
+    if (path === '/api/status') {
+      // ?brief=1: without the recent epochs and the history, what a peer reads every second.
+      const snapshot = /(^|&)brief=1(&|$)/.test((req.url ?? '').split('?')[1] ?? '') ? { ...this.snapshot(), recent: [], history: [] } : this.snapshot();
+      return this.respond(res, 200, 'application/json', `${JSON.stringify(snapshot)}\n`, { 'cache-control': 'no-store' });
+    }
     if (path === '/healthz') return this.health(res);
     if (path === '/readyz') {
       const { state, reason } = this.options.source.status();

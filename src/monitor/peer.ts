@@ -20,7 +20,7 @@ import type { FailoverFields, PeerEvent, PeerFields, SnapshotEvent } from './eve
 
 export const DEFAULT_PEER_INTERVAL_MS = 1000;
 export const DEFAULT_PEER_TIMEOUT_MS = 2000;
-/** A snapshot is tens of KiB (300 recent epochs, 100 history events); more is not a monitor's answer. */
+/** A brief snapshot (no recent epochs, no history) is a few KiB; a full one tens of KiB, up to a few hundred. More is not a monitor's answer. */
 export const DEFAULT_PEER_MAX_BYTES = 256 * 1024;
 /** A peer's reason or our error, cut to this in our events (they go into every snapshot's history). */
 const MAX_TEXT_CHARS = 300;
@@ -118,6 +118,7 @@ export class PeerWatch {
         timeoutMs: this.options.timeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
         maxBytes: this.options.maxBytes ?? DEFAULT_PEER_MAX_BYTES,
         signal: abort.signal,
+        brief: true,
       });
       if (!this.running) return;
       this.update(this.fromSnapshot(s));

@@ -19,6 +19,7 @@ import { Promoter } from '../../src/failover/promoter.js';
 import { validateEvent, type ControlEvent, type FailoverEvent, type MonitorEvent, type ModeEvent, type PeerEvent, type SnapshotEvent, type StateEvent } from '../../src/monitor/events.js';
 import { MonitorServer } from '../../src/monitor/http.js';
 import { SecondarySource } from '../../src/monitor/source.js';
+import { monitorUrlOf } from '../../src/monitor/wire.js';
 import { PrimaryNode } from '../../src/node/primary.js';
 import { SecondaryNode } from '../../src/node/secondary.js';
 import { ask } from '../guest/helpers.js';
@@ -134,6 +135,39 @@ describe('the pair, as tandem primary and tandem secondary run it', () => {
     assert.ok(change.changed.includes('state'), `changed: ${change.changed.join(', ')}`);
     await c.close();
     await sc.close();
+  });
+});
+
+describe('a primary superseded', () => {
+  test("an operator's failover on the secondary fences the live primary: its snapshot says so, with the generation that serves now", async () => {
+    const secondaryHost = new MemoryTransport();
+    const scfg = nodeConfig();
+    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
+    await secondary.start();
+    stops.push(() => secondary.stop('test'));
+    const pcfg = nodeConfig();
+    pcfg.monitor.listen = { host: '127.0.0.1', port: 0 };
+    const plog = capturingLogger();
+    const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: secondaryHost.peer(), logger: plog.logger });
+    await primary.start();
+    let stopped = false;
+    stops.push(() => (stopped ? Promise.resolve() : primary.stop({ kind: 'signal', signal: 'test' })));
+    await firstValueFrom(primary.protection!.state$.pipe(filter((x) => x.state === 'protected')));
+    const purl = plog.lines.map(monitorUrlOf).find((u) => u !== undefined)!;
+    assert.equal((await status(purl)).lastFailover, null);
+
+    const c = await TestClient.connect(wsOf(purl));
+    const promotion = await secondary.parts.promoter.promote('operator request from the test');
+    const notice = await primary.whenFenced();
+    assert.equal(notice.peerGeneration, promotion.generation);
+    const told = await c.waitFor<FailoverEvent>((e) => e.type === 'failover', "the primary's failover event", 30_000);
+    const fenced = await status(purl);
+    assert.deepEqual(fenced.lastFailover, { ts: fenced.lastFailover?.ts, reason: `fenced: generation ${notice.peerGeneration} serves the guest now (this node's generation: ${notice.ownGeneration})`, generation: notice.peerGeneration });
+    assert.equal(told.reason, fenced.lastFailover.reason);
+    assert.ok(fenced.history.some((e) => e.type === 'failover' && e.seq === told.seq));
+    await c.close();
+    stopped = true;
+    await primary.stop({ kind: 'fenced', ...notice });
   });
 });
 
@@ -270,14 +304,17 @@ describe('a peer that is not a good monitor', () => {
 
   test("the token goes to a peer only once it asks, and a refusal says what to set", async () => {
     const authorizations: (string | undefined)[] = [];
+    const paths = new Set<string | undefined>();
     const asks = await fakePeer((req, res) => {
       authorizations.push(req.headers.authorization);
+      paths.add(req.url);
       res.writeHead(401, { 'www-authenticate': 'Bearer' }).end('reading this monitor needs the token\n');
     });
     const m = await monitorReading(asks.url, { token: TOKEN });
     await unreachable(m, /refused this node's token \(HTTP 401\): both nodes need the same monitor token/);
     assert.equal(authorizations[0], undefined, 'the first request goes without the token');
     assert.equal(authorizations[1], `Bearer ${TOKEN}`, 'the second, asked for it, with it');
+    assert.deepEqual([...paths], ['/api/status?brief=1'], 'the brief snapshot: no epochs, no history');
 
     // A real monitor that wants the token to be read: with the same token, the pair is read.
     const locked = await primaryRig({ startEngine: false, monitor: { auth: { token: TOKEN, allowRemoteRead: false, loopbackRead: false } } });
@@ -316,6 +353,13 @@ describe('the history', () => {
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'oldest first');
     assert.ok(snap.history.every((e) => e.seq <= snap.seq));
     assert.ok(!snap.history.some((e) => (e.type as string) === 'epoch'), 'no epochs: they have their own summary (recent)');
+    // What a peer reads: the same, without the recent epochs and the history.
+    const brief = validateEvent(JSON.parse((await http(r.url, '/api/status?brief=1')).body));
+    const full = validateEvent(JSON.parse((await http(r.url, '/api/status')).body));
+    assert.ok(brief.type === 'snapshot' && full.type === 'snapshot');
+    assert.deepEqual([brief.recent, brief.history], [[], []]);
+    assert.ok(full.recent.length > 0 && full.history.length >= before.length);
+    assert.equal(brief.state, full.state);
     await again.close();
   });
 });
