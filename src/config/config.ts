@@ -25,7 +25,7 @@ import { insecureExposure, tlsSchema, type InterHostAddresses } from '../transpo
 import { formatAddress, isLoopbackHost, type Address } from '../util/address.js';
 import { LOG_LEVELS } from '../util/logger.js';
 import { floatingAddressSchema, hooksSchema } from './role-change.js';
-import { address, bool, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
+import { address, bool, checked, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
 
 export type { DomainConfig } from '../domain/config.js';
 export type { TlsConfig } from '../transport/tls-config.js';
@@ -39,6 +39,23 @@ const MAX_TOKEN_CHARS = 512;
 const MAX_TARGET_DIRTY_PAGES = (4 * 2 ** 30) / PAGE_SIZE;
 
 const localhost = (port: number): Address => ({ host: '127.0.0.1', port });
+
+/** A host name, a port and the scheme: anything longer is not a monitor's base URL. */
+const MAX_PEER_URL_CHARS = 300;
+
+/** What is wrong with a peer monitor's URL (undefined: nothing). A monitor serves plain http at its root. */
+export function peerUrlProblem(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `http://${text}/`);
+  } catch {
+    return `expected the peer's monitor as http://HOST:PORT/ or HOST:PORT, got ${JSON.stringify(text)}`;
+  }
+  if (url.protocol !== 'http:') return `expected an http:// URL (a monitor serves plain HTTP), got ${url.protocol}//`;
+  if (url.username !== '' || url.password !== '') return 'expected no user or password in the URL: the token comes from monitor.token or monitor.token_file';
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') return `expected the monitor's root, http://HOST:PORT/, got ${JSON.stringify(text)}`;
+  return undefined;
+}
 
 const primarySchema = section({
   secondary: address().optional(),
@@ -111,6 +128,10 @@ const monitorSchema = section({
   operator_slots: int(0, 65_536).default(16),
   // A connection must send its whole request (or WebSocket upgrade) within this.
   handshake_timeout_ms: int(100, 600_000).default(10_000),
+  // The other node's monitor, http://HOST:PORT/ (or HOST:PORT): read for the pair view in the dashboard and `tandem status`.
+  peer: checked("the peer's monitor as http://HOST:PORT/ or HOST:PORT", MAX_PEER_URL_CHARS, peerUrlProblem).optional(),
+  // How often the peer's monitor is read.
+  peer_interval_ms: int(100, 60_000).default(1000),
 }).check(
   rule((m) => (m.token !== undefined && m.tokenFile !== undefined ? 'monitor: set token or token_file, not both' : undefined)),
   rule((m) => (m.operatorSlots > m.maxClients ? `monitor.operator_slots (${m.operatorSlots}) exceeds monitor.max_clients (${m.maxClients}); set operator_slots too` : undefined)),

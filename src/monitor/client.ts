@@ -52,34 +52,65 @@ function authHeaders(token: string | undefined): Record<string, string> {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-/** GET /api/status, validated as a snapshot; `token` for a monitor that wants one to be read. */
-export function fetchStatus(urls: MonitorUrls, token: string | undefined, timeoutMs = 10_000): Promise<SnapshotEvent> {
+export interface FetchStatusOptions {
+  /** No whole answer in this long: rejected (default 10 s). */
+  timeoutMs?: number;
+  /** An answer larger than this is cut off and rejected (default 4 MiB). */
+  maxBytes?: number;
+  signal?: AbortSignal;
+  /** Without the recent epochs and the history (`?brief=1`; a monitor older than it sends them all the same). */
+  brief?: boolean;
+}
+
+/**
+ * GET /api/status, validated as a snapshot; `token` for a monitor that wants
+ * one to be read. Rejects MONITOR_UNREACHABLE (no answer), MONITOR_UNAUTHORIZED
+ * (401), MONITOR_RATE_LIMITED (429) or MONITOR_BAD_EVENT (an answer that is
+ * not a snapshot, or too large).
+ */
+export function fetchStatus(urls: MonitorUrls, token: string | undefined, options: FetchStatusOptions = {}): Promise<SnapshotEvent> {
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const maxBytes = options.maxBytes ?? MAX_STATUS_BYTES;
   return new Promise((resolve, reject) => {
-    const url = new URL('/api/status', urls.http);
-    const req = request(url, { headers: authHeaders(token), timeout: timeoutMs }, (res) => {
+    const url = new URL(options.brief === true ? '/api/status?brief=1' : '/api/status', urls.http);
+    let settled = false;
+    const settle = (err: Error | undefined, event?: SnapshotEvent): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      if (err) reject(err);
+      else resolve(event!);
+    };
+    // A whole answer within the time, however slowly it trickles in.
+    const deadline = setTimeout(() => req.destroy(new Error(`no whole answer in ${timeoutMs} ms`)), timeoutMs);
+    const req = request(url, { headers: authHeaders(token), signal: options.signal }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > MAX_STATUS_BYTES) req.destroy(new Error(`status over ${MAX_STATUS_BYTES} bytes`));
-        else chunks.push(c);
+        if (size <= maxBytes) return void chunks.push(c);
+        // Cut at once: whatever else the monitor sends is not read.
+        settle(new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: the answer is over ${maxBytes} bytes`));
+        req.destroy();
       });
+      res.on('error', () => {});
       res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
         if (res.statusCode !== 200) {
-          reject(new MonitorError(res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : C.MONITOR_UNREACHABLE, `${url.href}: HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString('utf8').trim()}`));
-          return;
+          const code = res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : res.statusCode === 429 ? C.MONITOR_RATE_LIMITED : C.MONITOR_UNREACHABLE;
+          const said = text.trim().slice(0, 200);
+          return settle(new MonitorError(code, `${url.href}: HTTP ${res.statusCode}${said === '' ? '' : `: ${said}`}`));
         }
         try {
-          const event = parseEvent(Buffer.concat(chunks).toString('utf8'));
+          const event = parseEvent(text);
           if (event.type !== 'snapshot') throw new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a snapshot, got a ${event.type} event`);
-          resolve(event);
+          settle(undefined, event);
         } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)));
+          settle(err instanceof Error ? err : new Error(String(err)));
         }
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
-    req.on('error', (err) => reject(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
+    req.on('error', (err) => settle(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
     req.end();
   });
 }

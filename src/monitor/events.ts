@@ -135,6 +135,64 @@ export interface ControlEvent extends Broadcast {
   code: string | null;
 }
 
+/** How a node hears its peer on the heartbeat channel (src/heartbeat/detector.ts). */
+export const HEARTBEAT_STATES = ['unknown', 'alive', 'suspect', 'dead'] as const;
+export type HeartbeatState = (typeof HEARTBEAT_STATES)[number];
+
+/** When a node last took over (or, a primary, was fenced) and why. */
+export interface FailoverFields {
+  /** Wall-clock ms since the Unix epoch. */
+  ts: number;
+  reason: string;
+  /** The generation it took (a promotion) or that fenced it; null when no generation is known. */
+  generation: number | null;
+}
+
+/**
+ * The other node of the pair, as this node last read it from the peer's
+ * monitor (`monitor.peer`). Unreachable: `error` says why, and the other
+ * fields keep their last known values (null before the first answer).
+ */
+export interface PeerFields {
+  url: string;
+  reachable: boolean;
+  error: string | null;
+  /** When the peer last answered, ms since the Unix epoch; null: never. */
+  fetchedAt: number | null;
+  node: NodeRole | null;
+  state: MonitorState | null;
+  reason: string | null;
+  generation: number | null;
+  heartbeat: HeartbeatState | null;
+  lastEpoch: number | null;
+  lagMs: number | null;
+  heldBytes: number | null;
+  clients: number | null;
+  /** The peer's own last failover (a primary learns of a promotion here). */
+  lastFailover: FailoverFields | null;
+}
+
+/**
+ * The peer's view changed: sent when it is first reached, lost, back, or
+ * says something new (state, reason, generation, heartbeat, role, its last
+ * failover), and on a poll whose numbers moved, at most once per poll.
+ *
+ * `peer` is the view as the snapshot has it. Its fields are repeated at the
+ * top level, but for `node`, which there is the envelope's (the node that
+ * sends the event): the peer's role is `peer.node`.
+ */
+export interface PeerEvent extends Broadcast, Omit<PeerFields, 'node'> {
+  type: 'peer';
+  peer: PeerFields;
+  /** Which of reachable, error, node, state, reason, generation, heartbeat, lastFailover changed; empty when only the numbers did. */
+  changed: string[];
+}
+
+/** This node took over the guest, or (a primary) learnt that another node took it: it is fenced. */
+export interface FailoverEvent extends Broadcast, FailoverFields {
+  type: 'failover';
+}
+
 /** Sent first on every connection: where things stand, with recent epochs so charts start filled. */
 export interface SnapshotEvent extends Broadcast {
   type: 'snapshot';
@@ -155,7 +213,24 @@ export interface SnapshotEvent extends Broadcast {
   arbiter: ArbiterView;
   /** The pre-copy under way (the primary's last report), or null. */
   precopy: PrecopyFields | null;
+  /** This node's generation (fencing): the one it serves as, or (a standby) the one of the primary it follows; null: not known. */
+  generation: number | null;
+  /** How this node hears its peer on the heartbeat channel; null: it has no heartbeat channel. */
+  heartbeat: HeartbeatState | null;
+  /** Guest output held for unacked epochs, bytes; null where this node holds none. */
+  heldBytes: number | null;
+  /** The other node, from its monitor; null when no peer monitor is configured. */
+  peer: PeerFields | null;
+  /** The last HISTORY_EVENTS events other than epochs and pre-copy reports, oldest first, as they were broadcast. */
+  history: HistoryEvent[];
+  lastFailover: FailoverFields | null;
 }
+
+/** What the history keeps: every broadcast but the high-rate ones (epochs, pre-copy reports) and snapshots. */
+export type HistoryEvent = DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent;
+
+/** Events kept for the snapshot's history. */
+export const HISTORY_EVENTS = 100;
 
 /** To one client: it was too slow and missed `count` events since the last message it got. */
 export interface DroppedEvent extends Envelope {
@@ -179,16 +254,28 @@ export interface ErrorEvent extends Envelope {
   message: string;
 }
 
-export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | SnapshotEvent;
+export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | SnapshotEvent;
 export type MonitorEvent = BroadcastEvent | DroppedEvent | ReplyEvent | ErrorEvent;
 export type EventType = MonitorEvent['type'];
 
 /** What a source publishes: an event without its envelope; the hub stamps it. */
 type Body<E> = E extends Broadcast ? Omit<E, 'v' | 'ts' | 'node' | 'seq'> : never;
-export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent>;
+export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent>;
 
-/** Events a slow client may miss without losing track of where things stand. */
+/**
+ * Events a slow client may miss without losing track of where things stand.
+ * Not `peer` (the last one is the peer as it stands) nor `failover`.
+ */
 export const SAMPLEABLE: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'divergence', 'control']);
+
+/** Events the history does not keep: they come many a second, and the snapshot has their own summary (recent, precopy). */
+const NOT_HISTORY: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'snapshot']);
+
+/** Whether the history keeps this broadcast: a peer event only when something other than its numbers changed. */
+export function isHistoryEvent(e: BroadcastEvent): e is HistoryEvent {
+  if (NOT_HISTORY.has(e.type)) return false;
+  return e.type !== 'peer' || e.changed.length > 0;
+}
 
 // ---------------------------------------------------------------------------
 // Validation
@@ -203,9 +290,15 @@ type Kind =
   | 'str|null'
   | 'id'
   | 'object|null'
+  /** A broadcast event of a type this client knows, other than a snapshot; unknown types are left out of the array. */
+  | 'history-event'
   | { oneOf: readonly string[]; orNull?: true }
   | { arrayOf: Kind }
-  | { fields: Record<string, Kind>; orNull?: true };
+  | { fields: Record<string, Kind>; orNull?: true }
+  /** A field newer nodes send: an older node's event lacks it, and it reads as `absent`. */
+  | { newer: Kind; absent: null | readonly [] };
+
+const newer = (kind: Kind, absent: null | readonly [] = null): Kind => ({ newer: kind, absent });
 
 const envelope: Record<string, Kind> = { v: 'int', type: 'str', ts: 'num', node: { oneOf: NODE_ROLES } };
 const broadcast: Record<string, Kind> = { ...envelope, seq: 'int' };
@@ -233,6 +326,26 @@ const precopyFields: Record<string, Kind> = {
   done: 'bool',
 };
 
+const failoverFields: Record<string, Kind> = { ts: 'num', reason: 'str', generation: 'int|null' };
+const heartbeatKind: Kind = { oneOf: HEARTBEAT_STATES, orNull: true };
+
+const peerFields: Record<string, Kind> = {
+  url: 'str',
+  reachable: 'bool',
+  error: 'str|null',
+  fetchedAt: 'num|null',
+  node: { oneOf: NODE_ROLES, orNull: true },
+  state: { oneOf: MONITOR_STATES, orNull: true },
+  reason: 'str|null',
+  generation: 'int|null',
+  heartbeat: heartbeatKind,
+  lastEpoch: 'int|null',
+  lagMs: 'num|null',
+  heldBytes: 'int|null',
+  clients: 'int|null',
+  lastFailover: { fields: failoverFields, orNull: true },
+};
+
 const SCHEMA: Record<EventType, Record<string, Kind>> = {
   epoch: { ...broadcast, ...epochFields },
   precopy: { ...broadcast, ...precopyFields },
@@ -240,6 +353,8 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
   state: { ...broadcast, state: { oneOf: MONITOR_STATES }, previous: { oneOf: MONITOR_STATES }, reason: 'str' },
   mode: { ...broadcast, mode: { oneOf: MONITOR_MODES }, intervalMs: 'int|null', reason: 'str' },
   control: { ...broadcast, action: { oneOf: CONTROL_ACTIONS }, by: 'str', ok: 'bool', code: 'str|null' },
+  peer: { ...peerFields, ...broadcast, peer: { fields: peerFields }, changed: { arrayOf: 'str' } },
+  failover: { ...broadcast, ...failoverFields },
   snapshot: {
     ...broadcast,
     state: { oneOf: MONITOR_STATES },
@@ -253,6 +368,12 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
     clients: 'int',
     arbiter: { fields: { kind: { oneOf: ['none', 'etcd'] }, holder: 'str|null', generation: 'int|null', protected: 'bool', authority: 'bool' } },
     precopy: { fields: precopyFields, orNull: true },
+    generation: newer('int|null'),
+    heartbeat: newer(heartbeatKind),
+    heldBytes: newer('int|null'),
+    peer: { fields: peerFields, orNull: true },
+    history: newer({ arrayOf: 'history-event' }, []),
+    lastFailover: { fields: failoverFields, orNull: true },
   },
   dropped: { ...envelope, count: 'int' },
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },
@@ -263,50 +384,80 @@ export const EVENT_TYPES = Object.keys(SCHEMA) as EventType[];
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function check(value: unknown, kind: Kind, path: string): void {
+/** What a history may hold: broadcasts, not snapshots (no snapshot inside a snapshot). */
+const HISTORY_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES.filter((t) => t !== 'snapshot' && 'seq' in SCHEMA[t]));
+
+/** Checks the fields of `object` in place; an absent field that reads as something else (null, []) is set to it. */
+function checkFields(object: Record<string, unknown>, fields: Record<string, Kind>, path: string): void {
+  for (const [k, sub] of Object.entries(fields)) {
+    const value = check(object[k], sub, `${path}.${k}`);
+    if (value !== object[k]) object[k] = value;
+  }
+}
+
+/** Checks `value` against `kind`; returns it as the client reads it (absent fields filled, unknown history events left out). */
+function check(value: unknown, kind: Kind, path: string): unknown {
   const bad = (expected: string): never => {
-    throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `${path}: expected ${expected}, got ${JSON.stringify(value) ?? String(value)}`);
+    throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `${path}: expected ${expected}, got ${clipped(value)}`);
   };
   if (typeof kind === 'object') {
+    if ('newer' in kind) return value === undefined ? (kind.absent === null ? null : []) : check(value, kind.newer, path);
     if ('oneOf' in kind) {
-      if (kind.orNull && value === null) return;
+      if (kind.orNull && value === null) return value;
       if (typeof value !== 'string' || !kind.oneOf.includes(value)) bad(`one of ${kind.oneOf.join(', ')}`);
     } else if ('arrayOf' in kind) {
       if (!Array.isArray(value)) return bad('an array');
-      value.forEach((item, i) => check(item, kind.arrayOf, `${path}[${i}]`));
+      const items = value.map((item, i) => check(item, kind.arrayOf, `${path}[${i}]`));
+      const kept = items.filter((item) => item !== SKIPPED);
+      return kept.length === value.length && items.every((item, i) => item === value[i]) ? value : kept;
     } else {
       // Absent reads as null: a node older than the field does not send it.
-      if (kind.orNull && (value === null || value === undefined)) return;
+      if (kind.orNull && (value === null || value === undefined)) return null;
       if (!isObj(value)) return bad(kind.orNull ? 'an object or null' : 'an object');
-      for (const [k, sub] of Object.entries(kind.fields)) check(value[k], sub, `${path}.${k}`);
+      checkFields(value, kind.fields, path);
     }
-    return;
+    return value;
   }
   const nullable = kind.endsWith('|null');
-  if (nullable && value === null) return;
+  if (nullable && value === null) return value;
   switch (kind) {
     case 'int':
     case 'int|null':
       if (!Number.isSafeInteger(value) || (value as number) < 0) bad(nullable ? 'a non-negative integer or null' : 'a non-negative integer');
-      return;
+      break;
     case 'num':
     case 'num|null':
       if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) bad(nullable ? 'a non-negative number or null' : 'a non-negative number');
-      return;
+      break;
     case 'str':
     case 'str|null':
       if (typeof value !== 'string') bad(nullable ? 'a string or null' : 'a string');
-      return;
+      break;
     case 'bool':
       if (typeof value !== 'boolean') bad('true or false');
-      return;
+      break;
     case 'id':
       if (!(value === null || typeof value === 'string' || Number.isSafeInteger(value))) bad('a string, an integer or null');
-      return;
+      break;
     case 'object|null':
       if (!(value === null || isObj(value))) bad('an object or null');
-      return;
+      break;
+    case 'history-event':
+      // A newer node's event type: the compatibility rule says skip it.
+      if (isUnknownType(value)) return SKIPPED;
+      if (!isObj(value) || typeof value.type !== 'string' || !HISTORY_TYPES.has(value.type)) bad(`a broadcast event of one of ${[...HISTORY_TYPES].join(', ')}`);
+      checkEvent(value as Record<string, unknown>, `${path}.`);
+      break;
   }
+  return value;
+}
+
+const SKIPPED = Symbol('skipped');
+
+/** A value in an error message: cut short (a peer's answer may be large). */
+function clipped(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 120 ? `${text.slice(0, 120)}...` : text;
 }
 
 /**
@@ -317,15 +468,24 @@ export function isUnknownType(message: unknown): boolean {
   return isObj(message) && message.v === SCHEMA_VERSION && typeof message.type === 'string' && /^[a-z][a-z-]{0,31}$/.test(message.type) && !Object.hasOwn(SCHEMA, message.type);
 }
 
-/** Checks one received message against the schema; returns it typed, or throws MONITOR_BAD_EVENT naming the field. */
-export function validateEvent(message: unknown): MonitorEvent {
-  if (!isObj(message)) throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `event: expected an object, got ${JSON.stringify(message) ?? String(message)}`);
-  if (message.v !== SCHEMA_VERSION) throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `event.v: schema version ${JSON.stringify(message.v)}; this client reads version ${SCHEMA_VERSION}`);
+function checkEvent(message: Record<string, unknown>, prefix: string): void {
+  if (message.v !== SCHEMA_VERSION) throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `${prefix}event.v: schema version ${clipped(message.v)}; this client reads version ${SCHEMA_VERSION}`);
   const type = message.type;
   if (typeof type !== 'string' || !Object.hasOwn(SCHEMA, type)) {
-    throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `event.type: expected one of ${EVENT_TYPES.join(', ')}, got ${JSON.stringify(type)}`);
+    throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `${prefix}event.type: expected one of ${EVENT_TYPES.join(', ')}, got ${clipped(type)}`);
   }
-  for (const [k, kind] of Object.entries(SCHEMA[type as EventType])) check(message[k], kind, `${type}.${k}`);
+  checkFields(message, SCHEMA[type as EventType], `${prefix}${type}`);
+}
+
+/**
+ * Checks one received message against the schema; returns it typed, or
+ * throws MONITOR_BAD_EVENT naming the field. Fields an older node leaves out
+ * are filled in as they read (null, an empty history), and a history's
+ * events of types a newer node added are left out, in place.
+ */
+export function validateEvent(message: unknown): MonitorEvent {
+  if (!isObj(message)) throw new MonitorError(MonitorErrorCodes.MONITOR_BAD_EVENT, `event: expected an object, got ${clipped(message)}`);
+  checkEvent(message, '');
   return message as unknown as MonitorEvent;
 }
 

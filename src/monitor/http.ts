@@ -25,6 +25,7 @@ import { readiness } from './health.js';
 import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
 import { MonitorMetrics } from './metrics.js';
 import type { MonitorSource } from './source.js';
+import { PeerWatch, type PeerWatchOptions } from './peer.js';
 import { MonitorAdmission, admissionLimits, type AdmissionLimits, type ClientRole } from './admission.js';
 import { BurstLog } from '../util/burst-log.js';
 
@@ -52,6 +53,8 @@ export interface MonitorServerOptions {
   limits?: Pick<HubOptions, 'sampleAboveBytes' | 'disconnectAboveBytes' | 'maxPending'>;
   /** Wall clock for event timestamps. */
   now?: () => number;
+  /** The other node's monitor, read for the pair view (`monitor.peer`); absent: the snapshot's peer is null. */
+  peer?: Omit<PeerWatchOptions, 'logger' | 'now' | 'onEvent'>;
 }
 
 interface Asset {
@@ -137,17 +140,36 @@ export class MonitorServer {
   private address: AddressInfo | undefined;
   private admission: MonitorAdmission<WsClient> | undefined;
   private admissionLog: BurstLog<AdmissionEvent> | undefined;
+  private readonly peer: PeerWatch | undefined;
 
   constructor(private readonly options: MonitorServerOptions) {
     const { source, logger } = options;
+    // Its events take the path the node's own do (the hub, the metrics, the history).
+    this.peer = options.peer === undefined ? undefined : new PeerWatch({ ...options.peer, logger, now: options.now, onEvent: (e) => source.events$.next(e) });
     this.auth = new MonitorAuth({ ...options.auth, throttle: { now: options.now ?? Date.now, ...options.auth.throttle } });
     this.hub = new MonitorHub({
       node: source.role,
       now: options.now,
       ...options.limits,
       snapshot: () => {
-        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy } = source.status();
-        return { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, actions: this.control.actions };
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, generation, heartbeat, heldBytes, lastFailover } = source.status();
+        return {
+          state,
+          reason,
+          mode,
+          intervalMs,
+          lastEpoch,
+          lagMs,
+          recent,
+          arbiter,
+          precopy,
+          actions: this.control.actions,
+          generation,
+          heartbeat,
+          heldBytes,
+          peer: this.peer?.view() ?? null,
+          lastFailover,
+        };
       },
       // The guest's clients, what an operator asks about; the monitor's own are in /metrics (tandem_monitor_clients).
       clients: () => source.clients?.()?.connections ?? 0,
@@ -207,6 +229,15 @@ export class MonitorServer {
     });
     source.start();
     this.metrics.start();
+    try {
+      this.peer?.start();
+    } catch (err) {
+      this.subscription.unsubscribe();
+      this.subscription = undefined;
+      source.stop();
+      this.metrics.stop();
+      throw err;
+    }
     // Never echo the token-carrying subprotocol back: select the plain one, or none.
     const wss = new WebSocketServer({
       noServer: true,
@@ -235,6 +266,7 @@ export class MonitorServer {
       this.subscription = undefined;
       source.stop();
       this.metrics.stop();
+      this.peer?.stop();
       throw new MonitorError(C.MONITOR_LISTEN_FAILED, `monitor: cannot listen on ${formatAddress({ host, port })}: ${(err as Error).message}`, { cause: err });
     }
     server.on('error', (err) => logger.error({ err }, 'monitor listener error'));
@@ -249,6 +281,7 @@ export class MonitorServer {
 
   async stop(): Promise<void> {
     clearInterval(this.pinger);
+    this.peer?.stop();
     this.subscription?.unsubscribe();
     this.subscription = undefined;
     this.options.source.stop();
@@ -312,7 +345,11 @@ export class MonitorServer {
       );
       return;
     }
-    if (path === '/api/status') return this.respond(res, 200, 'application/json', `${JSON.stringify(this.snapshot())}\n`, { 'cache-control': 'no-store' });
+    if (path === '/api/status') {
+      // ?brief=1: without the recent epochs and the history, what a peer reads every second.
+      const snapshot = /(^|&)brief=1(&|$)/.test((req.url ?? '').split('?')[1] ?? '') ? { ...this.snapshot(), recent: [], history: [] } : this.snapshot();
+      return this.respond(res, 200, 'application/json', `${JSON.stringify(snapshot)}\n`, { 'cache-control': 'no-store' });
+    }
     if (path === '/healthz') return this.health(res);
     if (path === '/readyz') {
       const { state, reason } = this.options.source.status();

@@ -10,16 +10,23 @@
  * `disconnectAboveBytes` the client is cut. A client that stops answering
  * pings is cut at the next sweep.
  *
+ * The hub also keeps the last events other than epochs (state, mode,
+ * control, divergence, peer, failover): the snapshot's `history`, so a page
+ * loaded now shows what happened before it.
+ *
  * No sockets here: a client is anything with bufferedAmount/send/ping/close,
  * so the policy is tested with plain objects and served with `ws`.
  */
 import {
+  HISTORY_EVENTS,
   SAMPLEABLE,
+  isHistoryEvent,
   SCHEMA_VERSION,
   type BroadcastEvent,
   type DroppedEvent,
   type ErrorEvent,
   type EventBody,
+  type HistoryEvent,
   type NodeRole,
   type ReplyEvent,
   type SnapshotEvent,
@@ -34,7 +41,7 @@ export interface HubClient {
   terminate(): void;
 }
 
-export type SnapshotBody = Omit<SnapshotEvent, 'v' | 'ts' | 'node' | 'seq' | 'type' | 'clients'>;
+export type SnapshotBody = Omit<SnapshotEvent, 'v' | 'ts' | 'node' | 'seq' | 'type' | 'clients' | 'history'>;
 
 export interface HubOptions {
   node: NodeRole;
@@ -50,6 +57,8 @@ export interface HubOptions {
   disconnectAboveBytes?: number;
   /** Events queued for fan-out beyond which the oldest sampleable ones are dropped. */
   maxPending?: number;
+  /** Events the snapshot's history keeps (default HISTORY_EVENTS). */
+  historySize?: number;
   /** Told when a client is cut, with why (for the log). */
   onCut?: (client: HubClient, why: 'slow' | 'unresponsive') => void;
 }
@@ -80,6 +89,7 @@ export interface HubStats {
 export class MonitorHub {
   private readonly clients = new Map<HubClient, ClientState>();
   private pending: BroadcastEvent[] = [];
+  private readonly history: HistoryEvent[] = [];
   private scheduled = false;
   private seq = 0;
   readonly stats: HubStats = { published: 0, sampled: 0, overflowed: 0, cutSlow: 0, cutUnresponsive: 0 };
@@ -107,13 +117,27 @@ export class MonitorHub {
   }
 
   snapshotEvent(): SnapshotEvent {
-    return { v: SCHEMA_VERSION, type: 'snapshot', ts: this.now(), node: this.options.node, seq: this.seq, ...this.options.snapshot(), clients: this.options.clients?.() ?? 0 };
+    return {
+      v: SCHEMA_VERSION,
+      type: 'snapshot',
+      ts: this.now(),
+      node: this.options.node,
+      seq: this.seq,
+      ...this.options.snapshot(),
+      clients: this.options.clients?.() ?? 0,
+      history: [...this.history],
+    };
   }
 
   /** Stamps and queues an event; returns at once whatever the clients are doing. */
   publish(body: EventBody): BroadcastEvent {
     const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...body } as BroadcastEvent;
     this.stats.published++;
+    // Kept whether or not anyone listens: a client that connects later reads it in the snapshot.
+    if (isHistoryEvent(event)) {
+      this.history.push(event);
+      if (this.history.length > (this.options.historySize ?? HISTORY_EVENTS)) this.history.shift();
+    }
     if (this.clients.size === 0) return event;
     this.pending.push(event);
     if (this.pending.length > (this.options.maxPending ?? DEFAULT_MAX_PENDING)) this.shed();

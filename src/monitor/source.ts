@@ -7,25 +7,29 @@
  * Observers must not break replication: every handler here is cheap (no I/O,
  * no serialization) and runs inside the engine's own callbacks.
  */
-import { Subject, skip, type Observable, type Subscription } from 'rxjs';
+import { Subject, from, skip, type Observable, type Subscription } from 'rxjs';
 import type { PrimaryEngine, ProtectionState } from '../checkpoint/engine.js';
 import type { ModeController } from '../checkpoint/mode.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import type { EpochMetrics } from '../checkpoint/session.js';
 import type { ArbiterView } from '../arbiter/arbiter.js';
 import type { Promoter } from '../failover/promoter.js';
+import type { FenceNotice } from '../heartbeat/fencing.js';
 import type { EpochCommit, ReplicaState } from '../secondary/receiver.js';
 import type { SecondaryServer } from '../secondary/server.js';
 import type { SettableMode, ControlTarget } from './control.js';
-import type { EpochFields, EventBody, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
+import type { EpochFields, EventBody, FailoverFields, HeartbeatState, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
 import type { ServiceClientStats } from './metrics.js';
 import { primaryStateName, replicaStateName } from './vocabulary.js';
 
 /** Epochs kept for a new client's charts. */
 export const RECENT_EPOCHS = 300;
 
-/** What a node reports of itself: the snapshot's own fields (the monitor adds actions and clients). */
-export type SourceStatus = Pick<SnapshotEvent, 'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter' | 'precopy'>;
+/** What a node reports of itself: the snapshot's own fields (the monitor adds actions, clients, the peer and the history). */
+export type SourceStatus = Pick<
+  SnapshotEvent,
+  'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter' | 'precopy' | 'generation' | 'heartbeat' | 'heldBytes' | 'lastFailover'
+>;
 
 /** What the metrics read at scrape time beyond the snapshot: cheap, no I/O. */
 export interface SourceReadings {
@@ -59,8 +63,14 @@ const NO_ARBITER: ArbiterView = { kind: 'none', holder: null, generation: null, 
 export interface Clocks {
   /** Monotonic ms, for lag. */
   now?: () => number;
-  /** Wall clock ms, stamped on recent epochs. */
+  /** Wall clock ms, stamped on recent epochs and on the last failover. */
   wallNow?: () => number;
+}
+
+/** What both roles may tell of the node beyond its engine or server. */
+interface NodeReadings {
+  /** How the node hears its peer on the heartbeat channel (undefined: it has none, or has not started it). */
+  heartbeat?: () => HeartbeatState | undefined;
 }
 
 abstract class BaseSource {
@@ -69,6 +79,7 @@ abstract class BaseSource {
   protected reason = 'not started';
   protected lastEpoch = 0;
   protected lastEpochAt: number | undefined;
+  protected lastFailover: FailoverFields | null = null;
   private readonly recent: (EpochFields & { ts: number })[] = [];
 
   constructor(
@@ -96,8 +107,15 @@ abstract class BaseSource {
     this.events$.next({ type: 'epoch', ...fields });
   }
 
-  protected base(): Omit<SourceStatus, 'mode' | 'intervalMs' | 'precopy'> {
+  /** The node took over the guest, or was fenced by one that did: kept for the snapshot, and told. */
+  protected failedOver(reason: string, generation: number | null): void {
+    this.lastFailover = { ts: (this.clocks.wallNow ?? Date.now)(), reason, generation };
+    this.events$.next({ type: 'failover', reason, generation });
+  }
+
+  protected base(): Pick<SourceStatus, 'arbiter' | 'state' | 'reason' | 'lastEpoch' | 'lagMs' | 'recent' | 'lastFailover'> {
     return {
+      lastFailover: this.lastFailover,
       arbiter: this.arbiter?.view() ?? NO_ARBITER,
       state: this.current,
       reason: this.reason,
@@ -108,7 +126,7 @@ abstract class BaseSource {
   }
 }
 
-export interface PrimarySourceOptions extends Clocks {
+export interface PrimarySourceOptions extends Clocks, NodeReadings {
   /** Who may serve: shown in the snapshot. */
   arbiter?: { view(): ArbiterView };
   /** Starts a planned handover (the node stops once it is done); absent: not offered. */
@@ -124,6 +142,8 @@ export interface PrimarySourceOptions extends Clocks {
   generation?: () => number | undefined;
   /** Output the service front holds for a commit, bytes (undefined: it holds none, or the guest holds its own). */
   heldOutputBytes?: () => number | undefined;
+  /** Resolves if another node takes the guest over from this one while it runs (src/node/primary.ts, whenFenced). */
+  fenced?: Promise<FenceNotice>;
 }
 
 const fromEngine = (m: EpochMetrics): EpochFields => ({
@@ -181,6 +201,15 @@ export class PrimarySource extends BaseSource implements MonitorSource {
     if (divergences$ !== undefined) {
       this.subscriptions.push(divergences$.subscribe((t) => this.events$.next({ type: 'divergence', connection: t.request?.flow ?? null, reason: t.request?.reason ?? 'outputs differ' })));
     }
+    const fenced = this.options.fenced;
+    if (fenced !== undefined) {
+      this.subscriptions.push(
+        from(fenced).subscribe((n) => {
+          const by = n.peerGeneration > 0 ? `generation ${n.peerGeneration} serves the guest now` : 'another node took the domain';
+          this.failedOver(`fenced: ${by} (this node's generation: ${n.ownGeneration})`, n.peerGeneration > 0 ? n.peerGeneration : null);
+        }),
+      );
+    }
   }
 
   stop(): void {
@@ -189,8 +218,17 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   }
 
   status(): SourceStatus {
-    const m = this.options.mode.current;
-    return { ...this.base(), mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null, precopy: this.precopy };
+    const { mode, generation, heldOutputBytes, heartbeat } = this.options;
+    const m = mode.current;
+    return {
+      ...this.base(),
+      mode: m.mode,
+      intervalMs: m.mode === 'remus' ? m.intervalMs : null,
+      precopy: this.precopy,
+      generation: generation?.() ?? null,
+      heartbeat: heartbeat?.() ?? null,
+      heldBytes: heldOutputBytes?.() ?? null,
+    };
   }
 
   readings(): SourceReadings {
@@ -217,13 +255,15 @@ export class PrimarySource extends BaseSource implements MonitorSource {
   }
 }
 
-export interface SecondarySourceOptions extends Clocks {
+export interface SecondarySourceOptions extends Clocks, NodeReadings {
   server: SecondaryServer;
   /** An operator's failover goes through it, and takes a newer generation as any promotion does (its claim). */
   promoter: Promoter;
   arbiter?: { view(): ArbiterView };
   /** After a failover: the engine protecting the guest this node now runs (undefined until it has one). */
   serving?: () => ServingEngine | undefined;
+  /** The node's own generation (its heartbeat channel's: the primary's it follows, or the one it took). */
+  generation?: () => number | undefined;
 }
 
 /** What the secondary watches of the engine that protects its guest after a failover. */
@@ -263,8 +303,9 @@ export class SecondarySource extends BaseSource implements MonitorSource {
       this.unprotectedSince ??= this.now();
       this.setState('failing-over', `${e.reason}; replica at epoch ${e.epoch}`);
     };
-    const onPromoted = (p: { epoch: number; service: { address: string; port: number }; tookMs: number }): void => {
+    const onPromoted = (p: { epoch: number; generation?: number; reason: string; service: { address: string; port: number }; tookMs: number }): void => {
       const serving = `the guest runs here from epoch ${p.epoch}, serving ${p.service.address}:${p.service.port}`;
+      this.failedOver(p.reason, p.generation ?? this.options.generation?.() ?? null);
       this.setState('failed-over', `${serving}; unprotected`);
       this.watchServing(serving);
     };
@@ -294,12 +335,19 @@ export class SecondarySource extends BaseSource implements MonitorSource {
   }
 
   status(): SourceStatus {
-    return { ...this.base(), mode: null, intervalMs: null, precopy: null };
+    const { server, promoter, generation, heartbeat } = this.options;
+    // A standby tells the generation of the replica it holds; once serving, the one it took.
+    const own = this.running ? (promoter.promotion?.generation ?? generation?.()) : (server.replicaGeneration ?? generation?.());
+    return { ...this.base(), mode: null, intervalMs: null, precopy: null, generation: own ?? null, heartbeat: heartbeat?.() ?? null, heldBytes: null };
+  }
+
+  private get running(): boolean {
+    return this.current === 'failing-over' || this.current === 'failed-over';
   }
 
   readings(): SourceReadings {
     const { server } = this.options;
-    const running = this.current === 'failing-over' || this.current === 'failed-over';
+    const running = this.running;
     const engine = running ? this.options.serving?.() : undefined;
     return {
       peerUp: running ? engine?.linkSilentMs !== undefined : server.primary !== undefined,

@@ -4,7 +4,7 @@
  * of the events, so they are tested without a terminal.
  */
 import type { ArbiterView } from '../arbiter/arbiter.js';
-import type { EpochFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, PrecopyFields, SnapshotEvent } from './events.js';
+import type { EpochFields, FailoverFields, MonitorEvent, MonitorMode, MonitorState, NodeRole, PeerFields, PrecopyFields, SnapshotEvent } from './events.js';
 
 const ms = (v: number | null): string => (v === null ? '-' : v < 10 ? v.toFixed(2) : v.toFixed(0));
 const bytes = (n: number): string => (n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`);
@@ -31,6 +31,30 @@ export function arbiterLine(a: ArbiterView): string {
   return `${a.holder} holds it at generation ${a.generation ?? '?'}, ${a.protected ? 'protected' : 'unprotected'}`;
 }
 
+/** The other node in one line: the dashboard's peer card, `tandem watch` and `tandem status` say the same. */
+export function peerLine(p: PeerFields | null): string {
+  if (p === null) return 'no peer monitor configured (monitor.peer)';
+  if (!p.reachable) {
+    const last = p.fetchedAt === null ? 'never read' : `last read ${new Date(p.fetchedAt).toISOString()}: ${p.node ?? '?'} ${p.state ?? '?'}`;
+    return `${p.url} UNREACHABLE: ${p.error ?? 'no answer'} (${last})`;
+  }
+  const parts = [
+    `${p.node ?? '?'} ${p.state ?? '?'}`,
+    `generation ${p.generation ?? '-'}`,
+    `heartbeat ${p.heartbeat ?? 'n/a'}`,
+    `epoch ${p.lastEpoch ?? '-'}`,
+    `lag ${p.lagMs === null ? '-' : `${ms(p.lagMs)} ms`}`,
+  ];
+  if (p.heldBytes !== null) parts.push(`held ${bytes(p.heldBytes)}`);
+  parts.push(`clients ${p.clients ?? '-'}`);
+  return `${parts.join(', ')} (${p.url})`;
+}
+
+/** When and why a node last took over (or was fenced). */
+export function failoverLine(f: FailoverFields): string {
+  return `${new Date(f.ts).toISOString()}${f.generation === null ? '' : ` (generation ${f.generation})`}: ${f.reason}`;
+}
+
 /** One line describing an event. */
 export function eventLine(e: MonitorEvent): string {
   const head = `${time(e.ts)} ${e.node}`;
@@ -49,6 +73,10 @@ export function eventLine(e: MonitorEvent): string {
       return `${head} mode ${e.mode}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}: ${e.reason}`;
     case 'control':
       return `${head} control ${e.action} by ${e.by}: ${e.ok ? 'done' : `refused ${e.code ?? ''}`}`;
+    case 'peer':
+      return `${head} peer: ${peerLine(e.peer)}`;
+    case 'failover':
+      return `${head} FAILOVER${e.generation === null ? '' : ` (generation ${e.generation})`}: ${e.reason}`;
     case 'dropped':
       return `${head} (missed ${e.count} events: this client was too slow)`;
     case 'reply':
@@ -69,6 +97,8 @@ export class WatchView {
   /** Wall-clock time of the last epoch, for the lag shown. */
   private lastEpochTs: number | undefined;
   private lagAtSnapshot: { lagMs: number; ts: number } | undefined;
+  private peer: PeerFields | null = null;
+  private lastFailover: FailoverFields | null = null;
   private readonly epochs: EpochFields[] = [];
   private readonly log: string[] = [];
   private readonly perSecond = new Map<number, { epochs: number; bytes: number }>();
@@ -89,10 +119,22 @@ export class WatchView {
         this.mode = e.mode;
         this.intervalMs = e.intervalMs;
         break;
+      case 'peer':
+        this.peer = e.peer;
+        // A refresh of its numbers is not news for the log.
+        if (e.changed.length === 0) return;
+        break;
+      case 'failover':
+        this.lastFailover = { ts: e.ts, reason: e.reason, generation: e.generation };
+        break;
       default:
         break;
     }
-    this.log.push(eventLine(e));
+    this.logLine(eventLine(e));
+  }
+
+  private logLine(line: string): void {
+    this.log.push(line);
     if (this.log.length > 8) this.log.shift();
   }
 
@@ -110,6 +152,8 @@ export class WatchView {
     const lines = [
       `tandem ${this.node ?? '?'}  state ${(this.state ?? '?').toUpperCase()}  (${this.reason})`,
       `mode ${this.mode ?? 'n/a'}${this.intervalMs === null ? '' : ` every ${this.intervalMs} ms`}   epoch ${this.lastEpoch}   lag ${lagMs === null ? '-' : `${ms(Math.max(0, lagMs))} ms`}   ${(epochs / 5).toFixed(1)} epochs/s   ${bytes(Math.round(sent / 5))}/s`,
+      `peer ${peerLine(this.peer)}`,
+      ...(this.lastFailover === null ? [] : [`last failover ${failoverLine(this.lastFailover)}`]),
       '',
       'recent epochs:',
       ...this.epochs.slice(-10).map((e) => `  ${epochLine(e)}`),
@@ -135,6 +179,11 @@ export class WatchView {
     this.perSecond.clear();
     for (const r of e.recent) this.addEpoch(r, r.ts);
     this.lastEpochTs = undefined;
+    this.peer = e.peer;
+    this.lastFailover = e.lastFailover;
+    // What happened before this client came: the server's history.
+    this.log.length = 0;
+    for (const h of e.history) this.logLine(eventLine(h));
   }
 
   private addEpoch(e: EpochFields, ts: number): void {

@@ -47,6 +47,8 @@ export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: M
     maxClients: cfg.maxClients,
     operatorSlots: cfg.operatorSlots,
     handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+    // The pair's other node: read with this node's token, should its monitor want one.
+    peer: cfg.peer === undefined ? undefined : { url: cfg.peer, token, intervalMs: cfg.peerIntervalMs },
   });
   if (!cfg.loopbackRead && token === undefined) throw new ConfigError('monitor.loopback_read is false but no token is configured: nobody could read the monitor');
   await monitor.start();

@@ -437,6 +437,9 @@ export class PrimaryNode {
       generation: () => this.arbiter?.generation,
       // Only the Remus front holds output in Tandem (a Xen guest's is held in its own qdisc, COLO's is compared).
       heldOutputBytes: service instanceof RemusService ? () => service.heldBytes() : undefined,
+      heartbeat: () => this.heartbeat?.peerState,
+      // Told in the snapshot (lastFailover) while the node stops.
+      fenced: this.whenFenced(),
       switchover: () => {
         if (engine.state !== 'protected') return Promise.reject(new MonitorError(MonitorErrorCodes.MONITOR_REFUSED, `switchover refused: the secondary holds no current checkpoint (protection: ${engine.state})`));
         this.askSwitchover();

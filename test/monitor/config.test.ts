@@ -11,13 +11,17 @@ after(() => tmp.cleanup());
 const SECRET = 'a-secret-token-of-some-length';
 
 test('the monitor section: listen, token or token_file, allow_remote_read, WebSocket slots, handshake timeout', () => {
-  const slots = { maxClients: 256, operatorSlots: 16, handshakeTimeoutMs: 10_000 };
+  const slots = { maxClients: 256, operatorSlots: 16, handshakeTimeoutMs: 10_000, peer: undefined, peerIntervalMs: 1000 };
   assert.deepEqual(defaultConfig().monitor, { listen: undefined, token: undefined, tokenFile: undefined, allowRemoteRead: false, loopbackRead: true, ...slots });
   const c = configFromObject({ monitor: { listen: '127.0.0.1:0', token: SECRET, allow_remote_read: true } }, 't.yaml');
   assert.deepEqual(c.monitor, { listen: { host: '127.0.0.1', port: 0 }, token: SECRET, tokenFile: undefined, allowRemoteRead: true, loopbackRead: true, ...slots });
   const small = configFromObject({ monitor: { max_clients: 8, operator_slots: 2, handshake_timeout_ms: 500 } }, 't').monitor;
   assert.deepEqual([small.maxClients, small.operatorSlots, small.handshakeTimeoutMs], [8, 2, 500]);
   assert.equal(configFromObject({ monitor: { loopback_read: false } }, 't').monitor.loopbackRead, false);
+  // The pair's other monitor: a URL or HOST:PORT, kept as written (the monitor reads it as a URL).
+  const paired = configFromObject({ monitor: { peer: 'http://10.0.0.2:7791/', peer_interval_ms: 500 } }, 't').monitor;
+  assert.deepEqual([paired.peer, paired.peerIntervalMs], ['http://10.0.0.2:7791/', 500]);
+  assert.equal(configFromObject({ monitor: { peer: '[::1]:7791' } }, 't').monitor.peer, '[::1]:7791');
   for (const [doc, why] of [
     [{ monitor: { token: 'short' } }, /t\.yaml: monitor\.token: expected a string of 16\.\.512 characters/],
     [{ monitor: { token: 1234567890123456 } }, /monitor\.token: expected a string/],
@@ -31,6 +35,13 @@ test('the monitor section: listen, token or token_file, allow_remote_read, WebSo
     [{ monitor: { operator_slots: -1 } }, /monitor\.operator_slots: expected an integer in 0\.\.65536/],
     [{ monitor: { handshake_timeout_ms: 10 } }, /monitor\.handshake_timeout_ms: expected an integer in 100\.\.600000, got 10/],
     [{ monitor: { handshake_timeout_ms: '1s' } }, /monitor\.handshake_timeout_ms: expected an integer/],
+    [{ monitor: { peer: 'https://10.0.0.2:7791/' } }, /monitor\.peer: expected an http:\/\/ URL \(a monitor serves plain HTTP\), got https:\/\//],
+    [{ monitor: { peer: 'http://10.0.0.2:7791/api/status' } }, /monitor\.peer: expected the monitor's root, http:\/\/HOST:PORT\//],
+    [{ monitor: { peer: 'http://admin:pw@10.0.0.2:7791/' } }, /monitor\.peer: expected no user or password in the URL/],
+    [{ monitor: { peer: 'not a host:port' } }, /monitor\.peer: expected the peer's monitor as http:\/\/HOST:PORT\/ or HOST:PORT/],
+    [{ monitor: { peer: 7791 } }, /monitor\.peer: expected the peer's monitor as/],
+    [{ monitor: { peer: `http://${'a'.repeat(400)}:1/` } }, /monitor\.peer: expected the peer's monitor as/],
+    [{ monitor: { peer_interval_ms: 10 } }, /monitor\.peer_interval_ms: expected an integer in 100\.\.60000, got 10/],
   ] as [unknown, RegExp][]) {
     assert.throws(() => configFromObject(doc, 't.yaml'), (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && why.test(e.message) && !e.message.includes(SECRET), why.source);
   }

@@ -11,12 +11,57 @@ const env = { v: SCHEMA_VERSION, ts: 1_700_000_000_000, node: 'primary' };
 const epochFields = { epoch: 3, trigger: 'timer', pauseUs: 120.5, dirtyPages: 7, bytes: 30_000, sendMs: 0.4, ackMs: 0.3, totalMs: 1.1, applyMs: null };
 const precopyFields = { iteration: 1, pagesSent: 4096, pagesTotal: 786_432, percent: 0.52, bytes: 16_793_600, elapsedMs: 1000.5, bytesPerSecond: 16_000_000, etaMs: 190_000, done: false };
 
+const failover = { ts: 1_700_000_000_500, reason: 'the primary is dead (no heartbeat for 250 ms); taking over as generation 3', generation: 3 };
+const peerFields = {
+  url: 'http://127.0.0.1:7791/',
+  reachable: true,
+  error: null,
+  fetchedAt: 1_700_000_000_900,
+  node: 'secondary',
+  state: 'standby',
+  reason: 'the replica holds a complete checkpoint of the stream',
+  generation: 2,
+  heartbeat: 'alive',
+  lastEpoch: 3,
+  lagMs: 20.5,
+  heldBytes: null,
+  clients: 0,
+  lastFailover: null,
+};
+const stateEvent = { ...env, seq: 12, type: 'state', state: 'failed-over', previous: 'failing-over', reason: 'r' };
+/** `object` without `keys`: an event as an older node sends it. */
+const without = (object: Record<string, unknown>, ...keys: string[]): Record<string, unknown> => Object.fromEntries(Object.entries(object).filter(([k]) => !keys.includes(k)));
+const flatPeer = without(peerFields, 'node');
+
 const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
-  snapshot: { ...env, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 3, lagMs: 12.5, actions: ['checkpoint'], recent: [{ ...epochFields, ts: 1 }], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 2, protected: true, authority: false }, precopy: null },
+  snapshot: {
+    ...env,
+    seq: 9,
+    type: 'snapshot',
+    state: 'protected',
+    reason: 'r',
+    mode: 'remus',
+    intervalMs: 50,
+    lastEpoch: 3,
+    lagMs: 12.5,
+    actions: ['checkpoint'],
+    recent: [{ ...epochFields, ts: 1 }],
+    clients: 1,
+    arbiter: { kind: 'etcd', holder: 'alpha', generation: 2, protected: true, authority: false },
+    precopy: null,
+    generation: 2,
+    heartbeat: 'alive',
+    heldBytes: 4096,
+    peer: peerFields,
+    history: [stateEvent],
+    lastFailover: failover,
+  },
   epoch: { ...env, seq: 10, type: 'epoch', ...epochFields },
   precopy: { ...env, seq: 15, type: 'precopy', ...precopyFields },
   divergence: { ...env, seq: 11, type: 'divergence', connection: null, reason: 'bytes differ' },
-  state: { ...env, seq: 12, type: 'state', state: 'failed-over', previous: 'failing-over', reason: 'r' },
+  state: stateEvent,
+  peer: { ...env, seq: 16, type: 'peer', ...flatPeer, peer: peerFields, changed: ['reachable'] },
+  failover: { ...env, seq: 17, type: 'failover', ...failover },
   mode: { ...env, seq: 13, type: 'mode', mode: 'manual', intervalMs: null, reason: 'r' },
   control: { ...env, seq: 14, type: 'control', action: 'failover', by: '127.0.0.1:1', ok: false, code: 'ERR_MONITOR_UNAUTHORIZED' },
   dropped: { ...env, type: 'dropped', count: 4 },
@@ -42,9 +87,22 @@ describe('validateEvent', () => {
     assert.equal(isUnknownType({ ...env, type: 'Hook!' }), false);
     assert.equal(isUnknownType({ ...env, type: 7 }), false);
     assert.equal(isUnknownType('hook'), false);
-    const older: Record<string, unknown> = { ...examples.snapshot };
-    delete older.precopy;
-    assert.equal(validateEvent(older).type, 'snapshot');
+    // An older node's snapshot: none of the pair's fields; they read as null and an empty history.
+    const older = without(examples.snapshot, 'precopy', 'generation', 'heartbeat', 'heldBytes', 'peer', 'history', 'lastFailover');
+    const read = validateEvent(structuredClone(older));
+    assert.equal(read.type, 'snapshot');
+    assert.deepEqual(
+      read.type === 'snapshot' && [read.precopy, read.generation, read.heartbeat, read.heldBytes, read.peer, read.history, read.lastFailover],
+      [null, null, null, null, null, [], null],
+    );
+    // A newer node's history may hold event types this client does not know: they are left out, the rest kept in order.
+    const hook = { ...env, seq: 13, type: 'hook', what: 'ran' };
+    const control = { ...env, seq: 14, type: 'control', action: 'checkpoint', by: '127.0.0.1:9', ok: true, code: null };
+    const newer = validateEvent(structuredClone({ ...examples.snapshot, history: [stateEvent, hook, control] }));
+    assert.deepEqual(newer.type === 'snapshot' && newer.history.map((e) => e.seq), [12, 14]);
+    // An older peer (without generation, heartbeat, held output, its last failover) reads the same way inside the peer view.
+    const snap = validateEvent(structuredClone({ ...examples.snapshot, peer: without(peerFields, 'lastFailover') }));
+    assert.equal(snap.type === 'snapshot' && snap.peer?.lastFailover, null);
   });
 
   test('names the field at fault', () => {
@@ -70,9 +128,25 @@ describe('validateEvent', () => {
       [{ ...examples.reply, id: { a: 1 } }, /reply\.id/],
       [{ ...examples.reply, result: [] }, /reply\.result/],
       [{ ...examples.error, node: 'tertiary' }, /error\.node/],
+      [{ ...examples.snapshot, heartbeat: 'fine' }, /snapshot\.heartbeat: expected one of unknown, alive, suspect, dead/],
+      [{ ...examples.snapshot, heldBytes: -1 }, /snapshot\.heldBytes/],
+      [{ ...examples.snapshot, generation: 'two' }, /snapshot\.generation/],
+      [{ ...examples.snapshot, peer: { ...peerFields, reachable: 'yes' } }, /snapshot\.peer\.reachable/],
+      [{ ...examples.snapshot, peer: { ...peerFields, state: 'asleep' } }, /snapshot\.peer\.state/],
+      [{ ...examples.snapshot, lastFailover: { ...failover, reason: null } }, /snapshot\.lastFailover\.reason/],
+      [{ ...examples.snapshot, history: 'none' }, /snapshot\.history: expected an array/],
+      [{ ...examples.snapshot, history: [{ ...stateEvent, state: 'asleep' }] }, /snapshot\.history\[0\]\.state\.state/],
+      // No snapshot in a snapshot's history, nor a message to one client.
+      [{ ...examples.snapshot, history: [examples.snapshot] }, /snapshot\.history\[0\]: expected a broadcast event/],
+      [{ ...examples.snapshot, history: [examples.dropped] }, /snapshot\.history\[0\]: expected a broadcast event/],
+      [{ ...examples.peer, peer: null }, /peer\.peer: expected an object/],
+      [{ ...examples.peer, changed: 'all' }, /peer\.changed: expected an array/],
+      [{ ...examples.failover, generation: 1.5 }, /failover\.generation/],
     ];
     for (const [bad, why] of cases) assert.throws(() => validateEvent(bad), (e: Error & { code?: string }) => e.code === 'ERR_MONITOR_BAD_EVENT' && why.test(e.message), why.source);
     assert.throws(() => parseEvent('{'), (e: Error & { code?: string }) => e.code === 'ERR_MONITOR_BAD_EVENT' && e.cause instanceof SyntaxError);
     assert.throws(() => validateEvent([]), /expected an object/);
+    // A value quoted in a message is cut short: a peer's answer may hold a long string.
+    assert.throws(() => validateEvent({ ...examples.state, reason: 7, state: 'x'.repeat(10_000) }), (e: Error) => e.message.length < 400);
   });
 });

@@ -29,7 +29,7 @@ class MemoryClient implements HubClient {
   }
 }
 
-const snapshot = (): SnapshotBody => ({ state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null });
+const snapshot = (): SnapshotBody => ({ state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: null, heartbeat: null, heldBytes: null, peer: null, lastFailover: null });
 
 function hub(opts: Partial<ConstructorParameters<typeof MonitorHub>[0]> = {}): { hub: MonitorHub; cut: string[] } {
   const cut: string[] = [];
@@ -58,6 +58,39 @@ describe('MonitorHub', () => {
       [2, 3],
     );
     assert.equal(c.received[1].ts, 1_700_000_000_000);
+  });
+
+  test('the history: the last events but epochs, pre-copy reports and peer refreshes, kept with nobody listening, oldest first, bounded', () => {
+    const { hub: h } = hub({ historySize: 5 });
+    const peerView = { url: 'http://127.0.0.1:1/', reachable: true, error: null, fetchedAt: 1, node: 'secondary' as const, state: 'standby' as const, reason: 'r', generation: 1, heartbeat: 'alive' as const, lastEpoch: 3, lagMs: 1, heldBytes: null, clients: 0, lastFailover: null };
+    const flat = Object.fromEntries(Object.entries(peerView).filter(([k]) => k !== 'node')) as Omit<typeof peerView, 'node'>;
+    h.publish({ type: 'state', state: 'degraded', previous: 'protected', reason: 'link lost' });
+    h.publish(epoch(1));
+    // A peer event's own `node` is the envelope's; the hub stamps it.
+    h.publish({ type: 'peer', ...flat, peer: peerView, changed: ['reachable'] });
+    h.publish({ type: 'peer', ...flat, lastEpoch: 4, peer: { ...peerView, lastEpoch: 4 }, changed: [] });
+    h.publish({ type: 'failover', reason: 'the primary is dead', generation: 2 });
+    const c = new MemoryClient();
+    h.add(c);
+    const snap = c.received[0];
+    assert.ok(snap.type === 'snapshot');
+    assert.deepEqual(
+      snap.history.map((e) => [e.type, e.seq]),
+      [
+        ['state', 1],
+        ['peer', 3],
+        ['failover', 5],
+      ],
+    );
+    assert.equal(snap.history[2].ts, 1_700_000_000_000, 'stamped as broadcast');
+    for (let i = 0; i < 10; i++) h.publish({ type: 'mode', mode: 'manual', intervalMs: null, reason: `r${i}` });
+    const later = h.snapshotEvent().history;
+    assert.equal(later.length, 5, 'bounded');
+    assert.deepEqual(
+      later.map((e) => (e.type === 'mode' ? e.reason : e.type)),
+      ['r5', 'r6', 'r7', 'r8', 'r9'],
+      'the newest kept, oldest first',
+    );
   });
 
   test('publishing only queues: the fan-out runs when scheduled', () => {

@@ -98,7 +98,7 @@ describe('health and readiness', () => {
     const ready = await readyz(r.url);
     assert.equal(ready.status, 200);
     assert.equal(ready.body.ready, true);
-    assert.match(ready.body.reason, /^the guest is protected \(session 1: the secondary at 127\.0\.0\.1:\d+ holds each epoch before its output leaves\)$/);
+    assert.match(ready.body.reason, /^the guest is protected \(session \d+: the secondary at 127\.0\.0\.1:\d+ holds each epoch before its output leaves\)$/);
     const standby = await readyz(r.secondaryMonitor.url);
     assert.equal(standby.status, 200);
     assert.match(standby.body.reason, /^standing by with a complete checkpoint/);

@@ -22,10 +22,10 @@ test('one line per event says what happened', () => {
 
 test('the full-screen view follows the state, the epochs and the rate', () => {
   const v = new WatchView();
-  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null });
+  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null });
   assert.match(v.render(T), /state PRECOPY +\(sending memory\)/);
   assert.match(v.render(T), /lag -/);
-  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null }), /arbiter: alpha holds it at generation 3, protected$/);
+  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null }), /arbiter: alpha holds it at generation 3, protected$/);
   for (let i = 1; i <= 20; i++) v.apply(epoch(i, T + i * 100));
   v.apply({ ...env, ts: T + 2100, seq: 21, type: 'state', state: 'protected', previous: 'precopy', reason: 'holds epoch 1' });
   const screen = v.render(T + 3000);
@@ -36,4 +36,25 @@ test('the full-screen view follows the state, the epochs and the rate', () => {
   assert.equal((screen.match(/^ {2}epoch \d+/gm) ?? []).length, 10, 'the last ten epochs');
   for (const line of v.render(T + 3000, 40).split('\n')) assert.ok(line.length <= 40);
   assert.match(v.render(T + 3000, 0), /^events:$/m, 'a terminal that reports no width gets whole lines');
+});
+
+test('the full-screen view shows the peer, the last failover, and the history from before it connected', () => {
+  const v = new WatchView();
+  const peer = { url: 'http://127.0.0.1:7791/', reachable: true, error: null, fetchedAt: T - 500, node: 'secondary' as const, state: 'standby' as const, reason: 'r', generation: 3, heartbeat: 'alive' as const, lastEpoch: 41, lagMs: 20, heldBytes: null, clients: 0, lastFailover: null };
+  const before = { ...env, ts: T - 60_000, seq: 4, type: 'state' as const, state: 'protected' as const, previous: 'precopy' as const, reason: 'holds epoch 1' };
+  v.apply({ ...env, ts: T, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 42, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: 2048, peer, history: [before], lastFailover: null });
+  let screen = v.render(T, 200);
+  assert.match(screen, /^peer secondary standby, generation 3, heartbeat alive, epoch 41, lag 20 ms, clients 0 \(http:\/\/127\.0\.0\.1:7791\/\)$/m);
+  assert.match(screen, /^ {2}11:59:00\.000 primary state precopy -> protected: holds epoch 1$/m, 'the history fills the log');
+  assert.doesNotMatch(screen, /last failover/);
+
+  const gone = { ...peer, reachable: false, error: 'connect ECONNREFUSED 127.0.0.1:7791' };
+  // The event's flat fields repeat its peer's, but `node`: that one is the envelope's.
+  v.apply({ ...gone, ...env, ts: T + 1000, seq: 10, type: 'peer', peer: gone, changed: ['reachable', 'error'] });
+  v.apply({ ...env, ts: T + 2000, seq: 11, type: 'failover', reason: 'fenced: generation 4 serves the guest now', generation: 4 });
+  screen = v.render(T + 2000, 200);
+  assert.match(screen, /^peer http:\/\/127\.0\.0\.1:7791\/ UNREACHABLE: connect ECONNREFUSED 127\.0\.0\.1:7791 \(last read 2026-01-01T11:59:59\.500Z: secondary standby\)$/m);
+  assert.match(screen, /^last failover 2026-01-01T12:00:02\.000Z \(generation 4\): fenced: generation 4 serves the guest now$/m);
+  assert.match(screen, /primary peer: http:\/\/127\.0\.0\.1:7791\/ UNREACHABLE/);
+  assert.match(screen, /primary FAILOVER \(generation 4\): fenced/);
 });

@@ -1,13 +1,16 @@
 /**
  * `tandem status [URL] [--json]`: one snapshot from a monitor: state,
- * health, mode, last epoch, lag, what control actions it offers. Usable as
- * a check command: exit status 0 when the node is healthy, EXIT_UNHEALTHY
- * (4) when it answered and is not, 1 when it could not be asked.
+ * health, mode, last epoch, lag, what control actions it offers; the pair
+ * (this node and its peer side by side, as the node reads its peer's
+ * monitor), the last failover and the last few events. Usable as a check
+ * command: exit status 0 when the node is healthy, EXIT_UNHEALTHY (4) when
+ * it answered and is not, 1 when it could not be asked. Only this node's
+ * health counts: its peer has its own check.
  */
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
-import type { EpochFields, SnapshotEvent } from '../../monitor/events.js';
-import { arbiterLine } from '../../monitor/view.js';
+import type { EpochFields, FailoverFields, NodeRole, PeerFields, SnapshotEvent } from '../../monitor/events.js';
+import { arbiterLine, eventLine, failoverLine } from '../../monitor/view.js';
 import { flagPath, operandMonitorUrls } from '../config-args.js';
 import { EXIT_UNHEALTHY } from '../errors.js';
 import { jsonLine } from '../json-out.js';
@@ -56,6 +59,50 @@ export function epochText(e: EpochFields): string {
   return parts.join(', ');
 }
 
+/** History events shown. */
+const SHOWN_EVENTS = 5;
+
+const orDash = (v: number | string | null): string => (v === null ? '-' : String(v));
+
+/** This node and its peer, one column each. */
+function pairTable(s: SnapshotEvent): string[] {
+  const p: PeerFields | null = s.peer;
+  const rows: [string, string, string][] = [
+    ['', 'this node', p === null ? '' : 'peer'],
+    ['role', s.node, orDash(p?.node ?? null)],
+    ['state', s.state, orDash(p?.state ?? null)],
+    ['generation', orDash(s.generation), orDash(p?.generation ?? null)],
+    ['heartbeat', s.heartbeat ?? 'n/a', p === null ? '' : (p.heartbeat ?? (p.fetchedAt === null ? '-' : 'n/a'))],
+    ['last epoch', String(s.lastEpoch), orDash(p?.lastEpoch ?? null)],
+    ['lag', msText(s.lagMs), p === null ? '' : msText(p.lagMs)],
+    ['held output', s.heldBytes === null ? 'none' : bytesText(s.heldBytes), p === null ? '' : p.heldBytes === null ? (p.fetchedAt === null ? '-' : 'none') : bytesText(p.heldBytes)],
+    ['service clients', String(s.clients), orDash(p?.clients ?? null)],
+  ];
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  const table = rows.map(([a, b, c]) => `  ${a.padEnd(w0)}  ${b.padEnd(w1)}  ${c}`.trimEnd());
+  if (p === null) return ['pair:      no peer monitor configured (monitor.peer): this node only', ...table];
+  const read = p.fetchedAt === null ? 'never read' : `read ${secondsText(s.ts - p.fetchedAt)} before this snapshot`;
+  const head = p.reachable ? `pair:      peer monitor ${p.url} (${read})` : `pair:      peer monitor ${p.url} UNREACHABLE: ${p.error ?? 'no answer'} (${read}; its column is the last known)`;
+  return [head, ...table];
+}
+
+function secondsText(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  if (s < 3600) return `${(s / 60).toFixed(0)} min`;
+  if (s < 86_400) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86_400).toFixed(1)} days`;
+}
+
+/** The pair's latest failover: this node's or the one its peer tells of. */
+function lastFailover(s: SnapshotEvent): { on: NodeRole | 'peer'; f: FailoverFields } | undefined {
+  const own = s.lastFailover === null ? undefined : { on: s.node, f: s.lastFailover };
+  const peer = s.peer?.lastFailover ? { on: s.peer.node ?? ('peer' as const), f: s.peer.lastFailover } : undefined;
+  if (own === undefined || peer === undefined) return own ?? peer;
+  return peer.f.ts > own.f.ts ? peer : own;
+}
+
 export function statusText(s: SnapshotEvent): string {
   const h = health(s);
   const last = s.recent.at(-1);
@@ -70,7 +117,17 @@ export function statusText(s: SnapshotEvent): string {
     `controls:  ${s.actions.join(', ') || 'none'}`,
     `clients:   ${s.clients} connected to the guest's service`,
     `arbiter:   ${arbiterLine(s.arbiter)}`,
+    '',
+    ...pairTable(s),
   ];
+  const failover = lastFailover(s);
+  lines.push(
+    failover === undefined
+      ? 'last failover: none known to this node or its peer'
+      : `last failover: on the ${failover.on}, ${secondsText(s.ts - failover.f.ts)} before this snapshot, at ${failoverLine(failover.f)}`,
+  );
+  const recent = s.history.slice(-SHOWN_EVENTS);
+  lines.push(recent.length === 0 ? 'events:    none since the monitor started' : `events:    the last ${recent.length} of ${s.history.length} kept`, ...recent.map((e) => `  ${eventLine(e)}`));
   return `${lines.join('\n')}\n`;
 }
 
