@@ -224,6 +224,12 @@ export interface SnapshotEvent extends Broadcast {
   /** The last HISTORY_EVENTS events other than epochs and pre-copy reports, oldest first, as they were broadcast. */
   history: HistoryEvent[];
   lastFailover: FailoverFields | null;
+  /**
+   * Whether the guest this node serves has a standby holding its acked epochs: a primary in
+   * `protected`, a node that took over once it is protected again; false where it serves
+   * unprotected or does not serve (a standby). null from a node older than the field.
+   */
+  guestProtected: boolean | null;
 }
 
 /** What the history keeps: every broadcast but the high-rate ones (epochs, pre-copy reports) and snapshots. */
@@ -285,6 +291,7 @@ type Kind =
   | 'num'
   | 'str'
   | 'bool'
+  | 'bool|null'
   | 'int|null'
   | 'num|null'
   | 'str|null'
@@ -374,6 +381,7 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
     peer: { fields: peerFields, orNull: true },
     history: newer({ arrayOf: 'history-event' }, []),
     lastFailover: { fields: failoverFields, orNull: true },
+    guestProtected: newer('bool|null'),
   },
   dropped: { ...envelope, count: 'int' },
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },
@@ -434,7 +442,8 @@ function check(value: unknown, kind: Kind, path: string): unknown {
       if (typeof value !== 'string') bad(nullable ? 'a string or null' : 'a string');
       break;
     case 'bool':
-      if (typeof value !== 'boolean') bad('true or false');
+    case 'bool|null':
+      if (typeof value !== 'boolean') bad(nullable ? 'true, false or null' : 'true or false');
       break;
     case 'id':
       if (!(value === null || typeof value === 'string' || Number.isSafeInteger(value))) bad('a string, an integer or null');

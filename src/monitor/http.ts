@@ -152,7 +152,7 @@ export class MonitorServer {
       now: options.now,
       ...options.limits,
       snapshot: () => {
-        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, generation, heartbeat, heldBytes, lastFailover } = source.status();
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, generation, heartbeat, heldBytes, lastFailover, guestProtected } = source.status();
         return {
           state,
           reason,
@@ -169,6 +169,7 @@ export class MonitorServer {
           heldBytes,
           peer: this.peer?.view() ?? null,
           lastFailover,
+          guestProtected,
         };
       },
       // The guest's clients, what an operator asks about; the monitor's own are in /metrics (tandem_monitor_clients).

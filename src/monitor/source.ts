@@ -28,7 +28,7 @@ export const RECENT_EPOCHS = 300;
 /** What a node reports of itself: the snapshot's own fields (the monitor adds actions, clients, the peer and the history). */
 export type SourceStatus = Pick<
   SnapshotEvent,
-  'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter' | 'precopy' | 'generation' | 'heartbeat' | 'heldBytes' | 'lastFailover'
+  'state' | 'reason' | 'mode' | 'intervalMs' | 'lastEpoch' | 'lagMs' | 'recent' | 'arbiter' | 'precopy' | 'generation' | 'heartbeat' | 'heldBytes' | 'lastFailover' | 'guestProtected'
 >;
 
 /** What the metrics read at scrape time beyond the snapshot: cheap, no I/O. */
@@ -228,6 +228,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
       generation: generation?.() ?? null,
       heartbeat: heartbeat?.() ?? null,
       heldBytes: heldOutputBytes?.() ?? null,
+      guestProtected: this.current === 'protected',
     };
   }
 
@@ -338,7 +339,9 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     const { server, promoter, generation, heartbeat } = this.options;
     // A standby tells the generation of the replica it holds; once serving, the one it took.
     const own = this.running ? (promoter.promotion?.generation ?? generation?.()) : (server.replicaGeneration ?? generation?.());
-    return { ...this.base(), mode: null, intervalMs: null, precopy: null, generation: own ?? null, heartbeat: heartbeat?.() ?? null, heldBytes: null };
+    // Serving after a failover, it is protected again once its engine says so (unprotectedSince cleared).
+    const guestProtected = this.current === 'failed-over' && this.unprotectedSince === undefined;
+    return { ...this.base(), mode: null, intervalMs: null, precopy: null, generation: own ?? null, heartbeat: heartbeat?.() ?? null, heldBytes: null, guestProtected };
   }
 
   private get running(): boolean {

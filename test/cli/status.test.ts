@@ -48,6 +48,7 @@ function snap(node: NodeRole, state: MonitorState): SnapshotEvent {
     peer: null,
     history: [],
     lastFailover: null,
+    guestProtected: null,
   };
 }
 

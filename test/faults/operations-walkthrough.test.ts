@@ -503,7 +503,8 @@ describe('docs/operations.md, walked through on two hosts (network namespaces)',
     // "The survivor runs the guest unprotected."
     const unprotected = await waitStatus(hosts.a, (x) => /unprotected/.test(stateLine(x)), 'unprotected');
     assert.match(stateLine(unprotected), /^failed-over \(the guest runs here from epoch \d+, serving 10\.0\.0\.1:6379; unprotected \(/);
-    assert.equal(unprotected.status, 0, `a node that took over and serves is healthy to tandem status, protected or not: ${shown(unprotected)}`);
+    // "It exits with status 4 until then": serving, but with no standby, it fails the check.
+    assert.equal(unprotected.status, 4, `a node that took over and serves unprotected fails tandem status as a check: ${shown(unprotected)}`);
     await waitAcks(20);
 
     // "A restarted tandem-primary there would be refused (... exit status 3)": the survivor holds the domain under a live lease.

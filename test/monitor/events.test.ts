@@ -55,6 +55,7 @@ const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
     peer: peerFields,
     history: [stateEvent],
     lastFailover: failover,
+    guestProtected: true,
   },
   epoch: { ...env, seq: 10, type: 'epoch', ...epochFields },
   precopy: { ...env, seq: 15, type: 'precopy', ...precopyFields },
@@ -88,12 +89,12 @@ describe('validateEvent', () => {
     assert.equal(isUnknownType({ ...env, type: 7 }), false);
     assert.equal(isUnknownType('hook'), false);
     // An older node's snapshot: none of the pair's fields; they read as null and an empty history.
-    const older = without(examples.snapshot, 'precopy', 'generation', 'heartbeat', 'heldBytes', 'peer', 'history', 'lastFailover');
+    const older = without(examples.snapshot, 'precopy', 'generation', 'heartbeat', 'heldBytes', 'peer', 'history', 'lastFailover', 'guestProtected');
     const read = validateEvent(structuredClone(older));
     assert.equal(read.type, 'snapshot');
     assert.deepEqual(
-      read.type === 'snapshot' && [read.precopy, read.generation, read.heartbeat, read.heldBytes, read.peer, read.history, read.lastFailover],
-      [null, null, null, null, null, [], null],
+      read.type === 'snapshot' && [read.precopy, read.generation, read.heartbeat, read.heldBytes, read.peer, read.history, read.lastFailover, read.guestProtected],
+      [null, null, null, null, null, [], null, null],
     );
     // A newer node's history may hold event types this client does not know: they are left out, the rest kept in order.
     const hook = { ...env, seq: 13, type: 'hook', what: 'ran' };
@@ -121,6 +122,7 @@ describe('validateEvent', () => {
       [{ ...examples.snapshot, arbiter: { kind: 'zookeeper', holder: null, generation: null, protected: false, authority: false } }, /snapshot\.arbiter\.kind/],
       [{ ...examples.snapshot, precopy: 'none' }, /snapshot\.precopy: expected an object or null/],
       [{ ...examples.snapshot, precopy: { ...precopyFields, bytes: -5 } }, /snapshot\.precopy\.bytes/],
+      [{ ...examples.snapshot, guestProtected: 'yes' }, /snapshot\.guestProtected: expected true, false or null/],
       [{ ...examples.precopy, iteration: 0.5 }, /precopy\.iteration/],
       [{ ...examples.precopy, pagesSent: 'many' }, /precopy\.pagesSent/],
       [{ ...examples.precopy, done: 1 }, /precopy\.done/],

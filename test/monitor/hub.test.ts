@@ -29,7 +29,7 @@ class MemoryClient implements HubClient {
   }
 }
 
-const snapshot = (): SnapshotBody => ({ state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: null, heartbeat: null, heldBytes: null, peer: null, lastFailover: null });
+const snapshot = (): SnapshotBody => ({ state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: null, heartbeat: null, heldBytes: null, peer: null, lastFailover: null, guestProtected: true });
 
 function hub(opts: Partial<ConstructorParameters<typeof MonitorHub>[0]> = {}): { hub: MonitorHub; cut: string[] } {
   const cut: string[] = [];

@@ -22,10 +22,10 @@ test('one line per event says what happened', () => {
 
 test('the full-screen view follows the state, the epochs and the rate', () => {
   const v = new WatchView();
-  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null });
+  v.apply({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'precopy', reason: 'sending memory', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null, guestProtected: false });
   assert.match(v.render(T), /state PRECOPY +\(sending memory\)/);
   assert.match(v.render(T), /lag -/);
-  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null }), /arbiter: alpha holds it at generation 3, protected$/);
+  assert.match(eventLine({ ...env, ts: T, seq: 0, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'etcd', holder: 'alpha', generation: 3, protected: true, authority: false }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: null, peer: null, history: [], lastFailover: null, guestProtected: true }), /arbiter: alpha holds it at generation 3, protected$/);
   for (let i = 1; i <= 20; i++) v.apply(epoch(i, T + i * 100));
   v.apply({ ...env, ts: T + 2100, seq: 21, type: 'state', state: 'protected', previous: 'precopy', reason: 'holds epoch 1' });
   const screen = v.render(T + 3000);
@@ -42,7 +42,7 @@ test('the full-screen view shows the peer, the last failover, and the history fr
   const v = new WatchView();
   const peer = { url: 'http://127.0.0.1:7791/', reachable: true, error: null, fetchedAt: T - 500, node: 'secondary' as const, state: 'standby' as const, reason: 'r', generation: 3, heartbeat: 'alive' as const, lastEpoch: 41, lagMs: 20, heldBytes: null, clients: 0, lastFailover: null };
   const before = { ...env, ts: T - 60_000, seq: 4, type: 'state' as const, state: 'protected' as const, previous: 'precopy' as const, reason: 'holds epoch 1' };
-  v.apply({ ...env, ts: T, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 42, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: 2048, peer, history: [before], lastFailover: null });
+  v.apply({ ...env, ts: T, seq: 9, type: 'snapshot', state: 'protected', reason: 'r', mode: 'remus', intervalMs: 50, lastEpoch: 42, lagMs: null, actions: [], recent: [], clients: 1, arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: 3, heartbeat: 'alive', heldBytes: 2048, peer, history: [before], lastFailover: null, guestProtected: true });
   let screen = v.render(T, 200);
   assert.match(screen, /^peer secondary standby, generation 3, heartbeat alive, epoch 41, lag 20 ms, clients 0 \(http:\/\/127\.0\.0\.1:7791\/\)$/m);
   assert.match(screen, /^ {2}11:59:00\.000 primary state precopy -> protected: holds epoch 1$/m, 'the history fills the log');

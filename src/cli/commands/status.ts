@@ -38,7 +38,8 @@ export function health(s: SnapshotEvent): Health {
     return s.state === 'protected' ? { healthy: true, why: 'the guest is protected' } : { healthy: false, why: `the guest is not protected (${s.state})` };
   }
   if (s.state === 'standby') return { healthy: true, why: 'standing by with a complete checkpoint' };
-  if (s.state === 'failed-over') return { healthy: true, why: 'failed over: serving the guest' };
+  // Serving after a failover is not enough for a check: the guest must have a standby again (an older node does not say: trust it).
+  if (s.state === 'failed-over') return s.guestProtected === false ? { healthy: false, why: 'failed over: serving the guest, unprotected' } : { healthy: true, why: 'failed over: serving the guest, protected again' };
   return { healthy: false, why: s.state === 'failing-over' ? 'failing over' : `not standing by (${s.state}): it holds no complete checkpoint of a live stream` };
 }
 
