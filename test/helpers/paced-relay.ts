@@ -4,8 +4,9 @@
  * side's socket paused meanwhile, so its sender feels a slow link (TCP
  * backpressure and all) rather than a buffer somewhere that takes everything
  * at once. The other direction is never held. Unpaced, it relays as fast as
- * the target takes the bytes. A target that is down closes the connection,
- * as the target itself would have refused it.
+ * the target takes the bytes. A target that is down closes the connection;
+ * to be refused as a stopped target would refuse, stop() the relay and
+ * start() it again (on the same port) with the target.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../../src/util/address.js';
@@ -21,10 +22,14 @@ export class PacedRelay {
 
   constructor(private readonly target: Address) {}
 
+  /** Listens: on a free port the first time, on the same one again after stop(). */
   async start(): Promise<Address> {
     const server = createServer((client) => this.relay(client));
     this.server = server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.address.port, '127.0.0.1', resolve);
+    });
     this.address = { host: '127.0.0.1', port: (server.address() as { port: number }).port };
     return this.address;
   }
@@ -35,6 +40,7 @@ export class PacedRelay {
     this.bytesPerSecond = bytesPerSecond;
   }
 
+  /** Closes the relay and every connection through it. */
   async stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
@@ -52,7 +58,7 @@ export class PacedRelay {
       client.destroy();
       upstream.destroy();
     };
-    client.on('error', close).on('close', close);
+    client.on('error', close);
     upstream.on('error', close).on('close', close);
     upstream.on('data', (d: Buffer) => {
       if (!client.write(d)) {
@@ -60,9 +66,22 @@ export class PacedRelay {
         client.once('drain', () => upstream.resume());
       }
     });
+    upstream.on('end', () => client.end());
+    // One chunk in flight at a time (the client is paused meanwhile); its end waits for it.
+    let inFlight = false;
+    let ended = false;
     client.on('data', (d: Buffer) => {
+      inFlight = true;
       client.pause();
-      this.forward(d, upstream, () => client.resume());
+      this.forward(d, upstream, () => {
+        inFlight = false;
+        if (ended) upstream.end();
+        else client.resume();
+      });
+    });
+    client.on('end', () => {
+      ended = true;
+      if (!inFlight) upstream.end();
     });
   }
 

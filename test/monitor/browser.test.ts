@@ -266,7 +266,7 @@ function layoutProblems(): string[] {
     if (el.scrollWidth > el.clientWidth) problems.push(`${name(el)} overflows its box: ${px(el.scrollWidth)} of content in ${px(el.clientWidth)}`);
   }
 
-  const unit = /^-?\d+(\.\d+)?(\/s| (µs|ms|s|B\/s|kB\/s|MB\/s|GB\/s|pages)|k pages)$/;
+  const unit = /^-?\d+(\.\d+)?(\/s| (µs|ms|s|B\/s|kB\/s|MB\/s|GB\/s|pages?)|k pages)$/;
   for (const chart of document.querySelectorAll('.chart')) {
     if (!shown(chart)) continue;
     const axes = JSON.parse(chart.dataset.axes ?? 'null') as DrawnAxes | null;
@@ -465,6 +465,8 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
     await textIs(watch, '#state', 'protected');
     sec.proc.child.kill('SIGTERM');
     await sec.proc.closed;
+    // Refused like the stopped secondary itself, rather than accepted by the relay and closed.
+    await relay.stop();
     await textMatches(watch, '#lag', /^unprotected for \d+ s$/);
     await textMatches(watch, '#lag', /^unprotected for [1-9]\d* s$/);
     assert.equal(await watch.getAttribute('#lag', 'data-unprotected'), 'true');
@@ -479,6 +481,7 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
     assert.ok(recounted >= counted - 1, `after a reload the page says unprotected for ${recounted} s, but it was ${counted} s before the reload: it counts from the reload, not from the loss`);
 
     // The standby comes back on its address, its link slowed: the re-protection's pre-copy shows as a bar.
+    await relay.start();
     relay.pace(PACE);
     const againConfig = tmp.path('layout-again.yaml');
     writeFileSync(againConfig, `${base}secondary:\n  listen: 127.0.0.1:${sec.port}\n  heartbeat: ${sec.heartbeat}\n  service: 127.0.0.1:0\n`);

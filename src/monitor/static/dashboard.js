@@ -182,7 +182,7 @@
             const max = Math.max(0, ...splits.filter((v) => v !== null));
             const [div, suffix] = AXIS_UNITS[unit](max);
             const d = decimalsFor(incr / div);
-            const texts = splits.map((v) => (v === null ? '' : `${(v / div).toFixed(d)}${suffix}`));
+            const texts = splits.map((v) => (v === null ? '' : `${(v / div).toFixed(d)}${v === div && suffix === ' pages' ? ' page' : suffix}`));
             c.y = { splits, texts };
             return texts;
           },
@@ -418,7 +418,9 @@
   function setMode(m, intervalMs) {
     mode = m;
     $('mode').textContent = m === null ? 'n/a' : m;
-    $('interval').textContent = intervalMs === null ? '–' : `${intervalMs} ms`;
+    const interval = $('interval');
+    interval.textContent = intervalMs === null ? '–' : `${intervalMs} ms`;
+    interval.hidden = intervalMs === null; // no timer, nothing to show next to the mode
     applyPanels();
   }
 
