@@ -39,7 +39,7 @@ export interface EngineOptions {
   maxIntervalMs: number;
   ackTimeoutMs: number;
   connectTimeoutMs: number;
-  /** Wait before the first attempt to reconnect to the secondary; it doubles after each failed one. */
+  /** Wait between the first attempts to reconnect to the secondary; after five failed ones it doubles each time. */
   retryMs: number;
   /** The most the wait between attempts grows to (default: 30 × retryMs). */
   retryMaxMs?: number;
@@ -189,8 +189,10 @@ export class PrimaryEngine {
         const codes = codeChain(err);
         if (this.failures === 0) unprotectedSince = now();
         this.failures++;
-        // Exponential backoff: a secondary that is down for hours is not knocked on every second.
-        const waitMs = Math.min(o.retryMs * 2 ** Math.min(this.failures - 1, 30), Math.max(o.retryMs, o.retryMaxMs ?? 30 * o.retryMs));
+        // A fault that heals soon (a lost packet, a restart) is retried at once, QUICK_ATTEMPTS times; then
+        // exponential backoff: a secondary that is down for hours is not knocked on every second.
+        const doublings = Math.min(Math.max(0, this.failures - QUICK_ATTEMPTS), 30);
+        const waitMs = Math.min(o.retryMs * 2 ** doublings, Math.max(o.retryMs, o.retryMaxMs ?? 30 * o.retryMs));
         const forS = Math.round((now() - unprotectedSince) / 1000);
         if (this.failures === 1 || message !== lastMessage) {
           // Loud, once per cause: the guest keeps running, but nothing protects it now.
@@ -295,6 +297,9 @@ export class PrimaryEngine {
     });
   }
 }
+
+/** Attempts at retryMs before the wait starts doubling. */
+const QUICK_ATTEMPTS = 5;
 
 /** 1500 → "1.5 s", 500 → "500 ms". */
 function fmtWait(ms: number): string {

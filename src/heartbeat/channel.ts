@@ -463,13 +463,13 @@ export class HeartbeatChannel extends EventEmitter<HeartbeatEvents> {
     old?.stop();
     if (old !== undefined && oldIncarnation !== undefined && old.state !== 'dead') {
       const reason = `peer restarted (incarnation ${oldIncarnation} replaced by ${incarnation})`;
-      this.options.logger?.warn({ from: old.state, to: 'dead', incarnation: oldIncarnation }, `heartbeat: ${this.peerRole} dead: ${reason}`);
+      this.options.logger?.warn({ from: old.state, to: 'dead', incarnation: oldIncarnation, reason }, `heartbeat: ${this.peerRole} dead: ${reason}`);
       this.emit('peer', { from: old.state, state: 'dead', reason, at: this.clock.now(), incarnation: oldIncarnation });
     }
     const timing = this.timing!;
     const detector = new FailureDetector({ ...timing, clock: this.clock });
     detector.onTransition((t) => {
-      this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation }, `heartbeat: ${this.peerRole} ${t.to}: ${t.reason}`);
+      this.options.logger?.[t.to === 'dead' ? 'error' : t.to === 'suspect' ? 'warn' : 'info']({ from: t.from, to: t.to, incarnation, reason: t.reason }, `heartbeat: ${this.peerRole} ${t.to}: ${t.reason}`);
       this.emit('peer', { from: t.from, state: t.to, reason: t.reason, at: t.at, incarnation });
     });
     detector.start();

@@ -75,6 +75,11 @@ export interface EpochFields {
   ackMs: number | null;
   totalMs: number | null;
   applyMs: number | null;
+  /**
+   * The primary's protection session (from 1; a new one at each pre-copy): epochs number from 1
+   * within a session, so the two together tell sessions apart. null on a secondary, or from an older node.
+   */
+  session?: number | null;
 }
 
 export interface EpochEvent extends Broadcast, EpochFields {
@@ -319,6 +324,7 @@ const epochFields: Record<string, Kind> = {
   ackMs: 'num|null',
   totalMs: 'num|null',
   applyMs: 'num|null',
+  session: newer('int|null'),
 };
 
 const precopyFields: Record<string, Kind> = {

@@ -189,7 +189,7 @@ export class PrimarySource extends BaseSource implements MonitorSource {
     this.unprotectedSince = this.now();
     this.subscriptions.push(
       engine.state$.subscribe(({ state, reason }) => this.onState(state, reason)),
-      engine.metrics$.subscribe((m) => this.epoch(fromEngine(m))),
+      engine.metrics$.subscribe((m) => this.epoch({ ...fromEngine(m), session: engine.session })),
       engine.precopy$.subscribe((p) => {
         const fields: PrecopyFields = { ...p };
         this.precopy = fields;

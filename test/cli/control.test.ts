@@ -123,9 +123,10 @@ describe('control from the command line', () => {
     assert.equal(await watchClosed, 1, `watch: ${watchErr}`);
     assert.match(watchErr, new RegExp(`^tandem: error: the monitor at ws://${priHost.replace(/\./g, '\\.')}/ws went away after \\d+ events.*\\[ERR_MONITOR_UNREACHABLE\\]\\n$`));
     const over = runTandem(['status', sec], { env: ENV });
-    assert.equal(over.status, 0, over.stdout);
-    assert.match(over.stdout, /^state: +failed-over /m);
-    assert.match(over.stdout, /^health: +healthy: failed over: serving the guest$/m);
+    // It serves, with no standby (its primary was fenced and is gone): a check command must say so.
+    assert.equal(over.status, 4, over.stdout);
+    assert.match(over.stdout, /^state: +failed-over .*; unprotected/m);
+    assert.match(over.stdout, /^health: +NOT HEALTHY: failed over: serving the guest, unprotected$/m);
     secondary.child.kill('SIGTERM');
     await secondary.closed;
   });

@@ -95,13 +95,13 @@ describe('tandem secondary: hostile input', () => {
     await prelude('GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'ERR_STREAM_BAD_IDENT', /^refused a primary connection from 127\.0\.0\.1:\d+: libxl header at offset 0: ident is not "LibxlFmt"/);
     // A libxl stream that does not name its generation first (a primary from before TANDEM_PRIMARY).
     await prelude(Buffer.concat([encodeLibxlHeader(), ...frameRecord(LibxlType.LIBXC_CONTEXT, [])]), 'ERR_STREAM_NOT_A_PRIMARY', /^refused a primary connection from 127\.0\.0\.1:\d+: .*does not open with TANDEM_PRIMARY/);
-    const quiet = secondary.lines.filter((l) => /primary connected|replica state/.test(String(l.msg)));
+    const quiet = secondary.lines.filter((l) => /primary connected|^replica: /.test(String(l.msg)));
     assert.deepEqual(quiet, [], 'neither reached the replica');
 
     // A real primary syncs afterwards; the process survived.
     const primary = spawnTandem(['primary', '--config', config, '--secondary', `127.0.0.1:${port}`, '--service', '127.0.0.1:0', ...(await tlsArgs('primary'))]);
-    const synced = await secondary.waitLine((l) => l.state === 'protected', 'protection');
-    assert.equal(synced.state, 'protected');
+    const synced = await secondary.waitLine((l) => l.state === 'standby', 'the replica standing by');
+    assert.equal(synced.msg, 'replica: standby');
     primary.child.kill('SIGTERM');
     await primary.closed;
   });

@@ -38,7 +38,7 @@ function snap(node: NodeRole, state: MonitorState): SnapshotEvent {
     lastEpoch: 7,
     lagMs: 12.3456789,
     actions: [],
-    recent: [{ epoch: 7, trigger: 'timer', pauseUs: 812.3333, dirtyPages: 12, bytes: 51_200, sendMs: 0.123456, ackMs: 1.98765, totalMs: 2.5555555, applyMs: null, ts: 1_700_000_000_100.25 }],
+    recent: [{ epoch: 7, trigger: 'timer', pauseUs: 812.3333, dirtyPages: 12, bytes: 51_200, sendMs: 0.123456, ackMs: 1.98765, totalMs: 2.5555555, applyMs: null, session: 3, ts: 1_700_000_000_100.25 }],
     clients: 2,
     arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true },
     precopy: null,
@@ -60,12 +60,24 @@ describe('tandem status', () => {
       assert.equal(h.healthy, ['protected', 'standby', 'failed-over'].includes(state), `${node} ${state}`);
       assert.match(statusText(snap(node, state)), new RegExp(`^health: +${h.healthy ? 'healthy' : 'NOT HEALTHY'}: `, 'm'));
     }
+    // A node that took over is healthy only once the guest it serves is protected again; an older node that does not say is trusted.
+    const over = snap('secondary', 'failed-over');
+    assert.deepEqual(health({ ...over, guestProtected: false }), { healthy: false, why: 'failed over: serving the guest, unprotected' });
+    assert.equal(health({ ...over, guestProtected: true }).healthy, true);
+  });
+
+  test('a pre-copy under way shows its progress', () => {
+    const s = snap('primary', 'precopy');
+    assert.doesNotMatch(statusText(s), /^progress:/m);
+    s.precopy = { iteration: 1, pagesSent: 196_608, pagesTotal: 786_432, percent: 25, bytes: 805_306_368, elapsedMs: 6000, bytesPerSecond: 134_217_728, etaMs: 18_000, done: false };
+    assert.match(statusText(s), /^progress: +pre-copy round 1: 196608\/786432 pages \(25\.0 %\) 768\.0 MiB at 128\.0 MiB\/s ETA 18 s$/m);
   });
 
   test('the human view gives every number its unit', () => {
     const text = statusText(snap('primary', 'protected'));
     assert.match(text, /^mode: +remus, every 50 ms$/m);
     assert.match(text, /^lag: +12 ms$/m);
+    assert.match(text, /^epoch: +7 \(session 3\)$/m, 'epochs number from 1 in each protection session: the session tells them apart');
     assert.match(text, /^clients: +2 connected to the guest's service$/m);
     assert.equal(epochText(snap('primary', 'protected').recent[0]), 'epoch 7 (timer), pause 0.81 ms, 12 dirty pages, 50.0 KiB, total 2.56 ms');
   });
@@ -93,7 +105,7 @@ describe('tandem status', () => {
     const tidy = tidyNumbers(snap('primary', 'protected'));
     assert.equal(tidy.lagMs, 12.35);
     assert.equal(tidy.ts, 1_700_000_000_123);
-    assert.deepEqual(tidy.recent[0], { epoch: 7, trigger: 'timer', pauseUs: 812, dirtyPages: 12, bytes: 51_200, sendMs: 0.12, ackMs: 1.99, totalMs: 2.56, applyMs: null, ts: 1_700_000_000_100 });
+    assert.deepEqual(tidy.recent[0], { epoch: 7, trigger: 'timer', pauseUs: 812, dirtyPages: 12, bytes: 51_200, sendMs: 0.12, ackMs: 1.99, totalMs: 2.56, applyMs: null, session: 3, ts: 1_700_000_000_100 });
     assert.deepEqual(tidyNumbers({ ratio: 0.333333333, n: 5 }), { ratio: 0.3333, n: 5 });
     const line = jsonLine(snap('primary', 'protected'));
     assert.doesNotMatch(line, /\d\.\d{3,}/);

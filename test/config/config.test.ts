@@ -53,6 +53,7 @@ function everyKeySet(): TandemConfig {
   c.secondary.heartbeat = { host: '0.0.0.0', port: 0 };
   c.monitor.listen = { host: '::1', port: 7790 };
   c.monitor.tokenFile = '/etc/tandem/monitor-token';
+  c.monitor.peer = 'http://10.0.0.2:7790/';
   c.colo.net = { host: 'standby.example', port: 7702 };
   const at = (port: number): Address => ({ host: '127.0.0.1', port });
   c.colo.comparator = { primaryIn: at(9001), secondaryIn: at(9002), outdev: at(9003), notify: at(9004) };

@@ -24,12 +24,12 @@ test('the secondary takes over on heartbeat silence; the returning old primary i
   const primaryArgs = ['primary', '--config', config, '--secondary', `127.0.0.1:${String(listen.port)}`, '--heartbeat', String(hb.heartbeat), '--service', '127.0.0.1:0', ...(await tlsArgs('primary'))];
   const primary = spawnTandem(primaryArgs);
   await primary.waitLine((l) => l.state === 'protected', 'protection');
-  await secondary.waitLine((l) => l.peer === 'alive', 'the secondary to hear the primary');
+  await secondary.waitLine((l) => l.to === 'alive' && /^heartbeat: primary alive/.test(String(l.msg)), 'the secondary to hear the primary');
 
   primary.child.kill('SIGKILL');
   const over = await secondary.waitLine((l) => /FAILED OVER/.test(String(l.msg)), 'the failover');
   // Taken over on the heartbeat detector's verdict of silence (how soon is bench/failover.ts's to measure).
-  const dead = secondary.lines.findIndex((l) => l.peer === 'dead');
+  const dead = secondary.lines.findIndex((l) => l.to === 'dead' && /^heartbeat: primary dead/.test(String(l.msg)));
   assert.ok(dead >= 0 && dead < secondary.lines.indexOf(over), 'failed over without the primary declared dead');
   assert.match(String(secondary.lines[dead].reason), /nothing received for/);
   assert.match(String(over.msg), /taking over as generation 2/);

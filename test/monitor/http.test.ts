@@ -64,6 +64,8 @@ describe('monitor HTTP', () => {
     assert.equal(snap.type, 'snapshot');
     assert.equal(snap.state, 'protected');
     assert.ok(snap.lastEpoch >= 1);
+    // The primary's epochs carry their protection session (the first here).
+    assert.ok(snap.recent.length > 0 && snap.recent.every((e) => e.session === 1), JSON.stringify(snap.recent.slice(-2)));
 
     const refused = await http(r.url, '/api/control', { method: 'POST', body: '{"action":"set-interval","intervalMs":40}' });
     assert.equal(refused.status, 401);

@@ -10,7 +10,7 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
 import type { EpochFields, FailoverFields, NodeRole, PeerFields, SnapshotEvent } from '../../monitor/events.js';
-import { arbiterLine, eventLine, failoverLine } from '../../monitor/view.js';
+import { arbiterLine, eventLine, failoverLine, precopyLine } from '../../monitor/view.js';
 import { flagPath, operandMonitorUrls } from '../config-args.js';
 import { EXIT_UNHEALTHY } from '../errors.js';
 import { jsonLine } from '../json-out.js';
@@ -112,8 +112,10 @@ export function statusText(s: SnapshotEvent): string {
     `state:     ${s.state} (${s.reason})`,
     `health:    ${h.healthy ? 'healthy' : 'NOT HEALTHY'}: ${h.why}`,
     `mode:      ${s.mode ?? 'n/a'}${s.intervalMs === null ? '' : `, every ${s.intervalMs} ms`}`,
-    `epoch:     ${s.lastEpoch}`,
+    `epoch:     ${s.lastEpoch}${last?.session === undefined || last.session === null ? '' : ` (session ${last.session})`}`,
     `lag:       ${msText(s.lagMs)}`,
+    // A big guest's pre-copy takes minutes: how far it got, while it runs.
+    ...(s.precopy === null ? [] : [`progress:  ${precopyLine(s.precopy)}`]),
     `last:      ${last ? epochText(last) : '-'}`,
     `controls:  ${s.actions.join(', ') || 'none'}`,
     `clients:   ${s.clients} connected to the guest's service`,
