@@ -251,14 +251,14 @@ export class RoleHooks {
             const error = new TandemError(ErrorCodes.HOOK_FAILED, `${what} ${how}`);
             o.logger.error({ err: error, hook: { ...output, status: code, signal } }, `${error.message}; the node goes on`);
           });
-        if (child.stdout.closed && child.stderr.closed) report();
-        else {
-          let open = 2;
-          const closed = (): void => {
-            if (--open === 0) report();
-          };
-          child.stdout.once('close', closed);
-          child.stderr.once('close', closed);
+        // Only the pipes still open are waited for: one closed already fires no 'close' again.
+        const open = [child.stdout, child.stderr].filter((s) => !s.closed);
+        let left = open.length;
+        if (left === 0) report();
+        for (const s of open) {
+          s.once('close', () => {
+            if (--left === 0) report();
+          });
         }
       });
     });
