@@ -151,7 +151,7 @@ t=$(now_ms)
 deadline=$((SECONDS + 60))
 until grep -q 'protection: degraded' "$LAB_SCRATCH/primary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.5; done
 say helper_degraded "$(grep -o '"msg":"protection: degraded[^}]*' "$LAB_SCRATCH/primary.log" | head -1)"
-say helper_error "$(grep '"level":50' "$LAB_SCRATCH/primary.log" | grep -o '"code":"[A-Z_]*"\|"msg":"[^"]*' | head -4 | tr '\n' ' ')"
+say helper_error "$(grep '"level":50' "$LAB_SCRATCH/primary.log" | grep -o '"codes":\[[^]]*\]\|"msg":"[^"]*' | head -4 | tr '\n' ' ')"
 say helper_ping "$(rcmd PING)"
 say helper_ping_ms $(( $(now_ms) - t ))
 say helper_primary_alive "$(kill -0 $ppid 2>/dev/null && echo yes || echo no)"
