@@ -11,6 +11,7 @@
  * event type, and `tandem watch` uses it on everything it receives.
  */
 import type { ArbiterView } from '../arbiter/arbiter.js';
+import type { PrecopyProgress } from '../checkpoint/precopy-progress.js';
 import { MonitorError, MonitorErrorCodes } from './errors.js';
 
 export const SCHEMA_VERSION = 1;
@@ -86,21 +87,8 @@ export interface EpochEvent extends Broadcast, EpochFields {
   type: 'epoch';
 }
 
-/** How the primary's live pre-copy goes (src/checkpoint/precopy-progress.ts); null fields: the saver does not tell. */
-export interface PrecopyFields {
-  /** The live round under way (1 sends every page). */
-  iteration: number;
-  pagesSent: number | null;
-  pagesTotal: number | null;
-  percent: number | null;
-  /** Stream bytes since the pre-copy began. */
-  bytes: number;
-  elapsedMs: number;
-  bytesPerSecond: number;
-  etaMs: number | null;
-  /** The live rounds are over: the first checkpoint is being taken. */
-  done: boolean;
-}
+/** How the primary's live pre-copy goes: the engine's report as it is (src/checkpoint/precopy-progress.ts); null fields: the saver does not tell. */
+export type PrecopyFields = PrecopyProgress;
 
 /** At most about once a second while a pre-copy runs, and once when its live rounds end. */
 export interface PrecopyEvent extends Broadcast, PrecopyFields {

@@ -191,9 +191,8 @@ export class PrimarySource extends BaseSource implements MonitorSource {
       engine.state$.subscribe(({ state, reason }) => this.onState(state, reason)),
       engine.metrics$.subscribe((m) => this.epoch({ ...fromEngine(m), session: engine.session })),
       engine.precopy$.subscribe((p) => {
-        const fields: PrecopyFields = { ...p };
-        this.precopy = fields;
-        this.events$.next({ type: 'precopy', ...fields });
+        this.precopy = p;
+        this.events$.next({ type: 'precopy', ...p });
       }),
       // The current mode is in the snapshot; events tell changes.
       mode.mode$.pipe(skip(1)).subscribe((m) => this.events$.next({ type: 'mode', mode: m.mode, intervalMs: m.mode === 'remus' ? m.intervalMs : null, reason: m.reason })),
