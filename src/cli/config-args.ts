@@ -7,13 +7,13 @@
  */
 import type { Argv } from 'yargs';
 import { parseArbiterUrl } from '../arbiter/select.js';
-import { defaultConfig, loadConfig, requireRole, type NodeRole, type TandemConfig } from '../config/config.js';
+import { MAX_PEER_URL_CHARS, defaultConfig, loadConfig, peerUrlProblem, requireRole, type NodeRole, type TandemConfig } from '../config/config.js';
 import { MAX_PATH_CHARS } from '../config/schema.js';
 import { TandemError } from '../errors.js';
 import { nodeNameProblem } from '../transport/identity.js';
 import { monitorUrls, type MonitorUrls } from '../monitor/client.js';
 import { parseAddress, type Address } from '../util/address.js';
-import { LOG_FORMATS, LOG_LEVELS, createServiceLogger, type LogFormat, type LogLevel, type ServiceLog } from '../util/logger.js';
+import { LOG_FORMATS, LOG_LEVELS, createServiceLogger, type LogFormat, type LogLevel, type Logger, type ServiceLog } from '../util/logger.js';
 import { UsageError } from './errors.js';
 
 /** Where a service logs and in which format (the level is the command's own: --log-level, or the file's). */
@@ -31,11 +31,12 @@ export function withLogOptions<T>(y: Argv<T>): Argv<T & LogArgs> {
 /**
  * The service's logger as the flags say, and SIGHUP from now on reopening
  * its file (log rotation moves it away; a hangup no longer ends a service,
- * SIGTERM and SIGINT do).
+ * SIGTERM and SIGINT do). `fromFile`: the configuration's log_format and
+ * log_file, which the flags override.
  */
-export function serviceLog(args: LogArgs, level: LogLevel, name: string, sync = false): ServiceLog {
-  const format = args['log-format'] === undefined ? 'json' : flagChoice(args['log-format'], '--log-format');
-  const file = args['log-file'] === undefined ? undefined : flagPath(args['log-file'], '--log-file');
+export function serviceLog(args: LogArgs, level: LogLevel, name: string, sync = false, fromFile: { logFormat?: LogFormat; logFile?: string } = {}): ServiceLog {
+  const format = args['log-format'] === undefined ? (fromFile.logFormat ?? 'json') : flagChoice(args['log-format'], '--log-format');
+  const file = args['log-file'] === undefined ? fromFile.logFile : flagPath(args['log-file'], '--log-file');
   const log = createServiceLogger({ level, name, sync, format, file });
   process.on('SIGHUP', () => log.reopen());
   return log;
@@ -48,6 +49,8 @@ export interface CommonArgs extends LogArgs {
   monitor: string | undefined;
   /** none, or etcd://HOST:PORT[,HOST:PORT...] */
   arbiter: string | undefined;
+  /** The other node's monitor (monitor.peer), for the pair view. */
+  'monitor-peer': string | undefined;
 }
 
 export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
@@ -55,7 +58,8 @@ export function withCommonOptions<T>(y: Argv<T>): Argv<T & CommonArgs> {
     .option('config', { requiresArg: true, type: 'string', describe: 'YAML configuration file (flags override it)' })
     .option('log-level', { requiresArg: true, choices: LOG_LEVELS, describe: 'log level (default: the file\'s, else info)' })
     .option('monitor', { requiresArg: true, type: 'string', describe: 'HOST:PORT for the dashboard, WebSocket events and /metrics (loopback unless a token is set)' })
-    .option('arbiter', { requiresArg: true, type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' });
+    .option('arbiter', { requiresArg: true, type: 'string', describe: 'who may serve the guest: none, or etcd://HOST:PORT[,HOST:PORT...] (docs/failover.md)' })
+    .option('monitor-peer', { requiresArg: true, type: 'string', describe: "the other node's monitor, http://HOST:PORT/ or HOST:PORT: this node's dashboard and status then show the pair" });
 }
 
 /** --tls DIR --name NAME [--peer NAME]: the certificates of the channels between the hosts (docs/security.md). */
@@ -94,12 +98,21 @@ export function baseConfig(args: CommonArgs, role: NodeRole): TandemConfig {
   if (file !== undefined) requireRole(cfg, file, role);
   if (args['log-level'] !== undefined) cfg.logLevel = flagChoice(args['log-level'], '--log-level');
   if (args.monitor !== undefined) cfg.monitor.listen = flagAddress(args.monitor, '--monitor', true);
+  if (args['monitor-peer'] !== undefined) cfg.monitor.peer = flagMonitorPeer(args['monitor-peer']);
   if (args.arbiter !== undefined) {
     const chosen = asUsage(() => parseArbiterUrl(single(args.arbiter!, '--arbiter')));
     cfg.arbiter.kind = chosen.kind;
     cfg.arbiter.endpoints = chosen.kind === 'etcd' ? chosen.endpoints : undefined;
   }
   return cfg;
+}
+
+/** --monitor-peer: checked as monitor.peer is; a bad one is a usage error. */
+function flagMonitorPeer(value: string | string[]): string {
+  const text = String(single(value, '--monitor-peer'));
+  const problem = text.length > MAX_PEER_URL_CHARS ? `expected at most ${MAX_PEER_URL_CHARS} characters` : peerUrlProblem(text);
+  if (problem !== undefined) throw new UsageError(`--monitor-peer: ${problem}`);
+  return text;
 }
 
 /** yargs turns a repeated flag into an array; every flag here takes one value. */
@@ -161,6 +174,20 @@ export function flagNumber(value: number | number[], flag: string, min: number, 
 /** The monitor operand of `tandem watch` and `status` (a URL or HOST:PORT); a bad one is a usage error. */
 export function operandMonitorUrls(text: string): MonitorUrls {
   return asUsage(() => monitorUrls(text));
+}
+
+/**
+ * untilSignal(), listened for before a node starts: a signal that comes
+ * while it starts is said at once and acted on (a stop in order) as soon as
+ * the start is over, instead of ending the process half-started.
+ */
+export function listenForStop(logger: Logger): { signalled: Promise<NodeJS.Signals>; started(): void } {
+  let starting = true;
+  const signalled = untilSignal();
+  void signalled.then((signal) => {
+    if (starting) logger.info({ signal }, `${signal} while starting: stopping once started`);
+  });
+  return { signalled, started: () => void (starting = false) };
 }
 
 /** Resolves on SIGINT or SIGTERM (SIGHUP, with serviceLog(), reopens the log). */

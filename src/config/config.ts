@@ -23,25 +23,25 @@ import { ConfigError } from '../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
 import { insecureExposure, tlsSchema, type InterHostAddresses } from '../transport/tls-config.js';
 import { formatAddress, isLoopbackHost, type Address } from '../util/address.js';
-import { LOG_LEVELS } from '../util/logger.js';
+import { LOG_FORMATS, LOG_LEVELS } from '../util/logger.js';
+import { MAX_TOKEN_CHARS, MIN_TOKEN_CHARS, tokenProblem } from '../monitor/token.js';
 import { floatingAddressSchema, hooksSchema } from './role-change.js';
-import { address, bool, checked, configError, defaulted, int, oneOf, optional, rule, secret, section } from './schema.js';
+import { address, bool, checked, configError, defaulted, int, oneOf, optional, path, rule, secret, section } from './schema.js';
 
 export type { DomainConfig } from '../domain/config.js';
 export type { TlsConfig } from '../transport/tls-config.js';
 export type { FloatingAddressConfig, HooksConfig } from './role-change.js';
+export { MIN_TOKEN_CHARS } from '../monitor/token.js';
 
 export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** A control token shorter than this is refused: it would be guessable. */
-export const MIN_TOKEN_CHARS = 16;
-const MAX_TOKEN_CHARS = 512;
 /** A pre-copy target above the guest's page count only means one round; this bounds the input (4 GiB of pages). */
 const MAX_TARGET_DIRTY_PAGES = (4 * 2 ** 30) / PAGE_SIZE;
 
 const localhost = (port: number): Address => ({ host: '127.0.0.1', port });
 
 /** A host name, a port and the scheme: anything longer is not a monitor's base URL. */
-const MAX_PEER_URL_CHARS = 300;
+export const MAX_PEER_URL_CHARS = 300;
 
 /** What is wrong with a peer monitor's URL (undefined: nothing). A monitor serves plain http at its root. */
 export function peerUrlProblem(text: string): string | undefined {
@@ -134,6 +134,7 @@ const monitorSchema = section({
   peer_interval_ms: int(100, 60_000).default(1000),
 }).check(
   rule((m) => (m.token !== undefined && m.tokenFile !== undefined ? 'monitor: set token or token_file, not both' : undefined)),
+  rule((m) => (m.token === undefined ? undefined : tokenProblem(m.token, 'monitor.token'))),
   rule((m) => (m.operatorSlots > m.maxClients ? `monitor.operator_slots (${m.operatorSlots}) exceeds monitor.max_clients (${m.maxClients}); set operator_slots too` : undefined)),
   rule((m) =>
     m.allowRemoteRead && !m.loopbackRead ? 'monitor: allow_remote_read opens reading to everyone; loopback_read: false would close it to this machine only' : undefined,
@@ -224,6 +225,10 @@ const tandemSchema = defaulted(
     // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
     role: oneOf(NODE_ROLES).optional(),
     log_level: oneOf(LOG_LEVELS).default('info'),
+    // json: one object a line (journald, log shippers); pretty: for a person at a terminal. --log-format wins.
+    log_format: oneOf(LOG_FORMATS).default('json'),
+    // Append the log here instead of stderr; SIGHUP reopens it (log rotation). --log-file wins.
+    log_file: path().optional(),
     heartbeat: defaulted(heartbeatSchema),
     domain: defaulted(domainSchema),
     primary: defaulted(primarySchema),

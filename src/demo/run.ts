@@ -17,12 +17,12 @@ import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { ArbiterError, ArbiterErrorCodes } from '../arbiter/errors.js';
-import { ETCD_BINARY, startEtcd } from '../arbiter/local-etcd.js';
+import { ETCD_BINARY, freePort, startEtcd } from '../arbiter/local-etcd.js';
 import { CA_KEY_FILE, certsInit } from '../transport/certs.js';
 import { formatAddress, type Address } from '../util/address.js';
 import { onJsonLines } from '../util/json-lines.js';
 import { Lifeline } from '../util/lifeline.js';
-import { demoMonitorFlag, monitorUrlOf } from '../monitor/wire.js';
+import { demoMonitorFlag, demoMonitors, monitorUrlOf } from '../monitor/wire.js';
 import { Ledger } from './ledger.js';
 import { ServiceIp } from './service-ip.js';
 
@@ -216,13 +216,14 @@ async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined, lifeline: Li
   const failed = (err: Error): string => `unavailable: ${err.message}`;
   try {
     const arbiterFlags = etcd === undefined ? [] : ['--arbiter', `etcd://${etcd.endpoints.map(formatAddress).join(',')}`];
+    const monitors = o.monitor === undefined ? undefined : await demoMonitors(o.monitor, freePort);
     let secondary: Node | undefined;
     let secondaryPort = 0;
     let heartbeatPort = 0;
     let netPort = 0;
     const protect = o.mode !== 'none';
     if (protect) {
-      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...arbiterFlags, ...demoMonitorFlag(o.monitor, 'secondary')], join(dir, 'secondary.log'));
+      secondary = startNode(['secondary', '--config', config, '--mode', o.mode, ...tlsFlags(tls.secondary, tls.primary), ...arbiterFlags, ...demoMonitorFlag(monitors, 'secondary')], join(dir, 'secondary.log'));
       nodes.push(secondary);
       lifeline.watch(secondary.child);
       dashboards.push(o.monitor && waitFor(secondary, monitorUrlOf, "the secondary's monitor").then((u) => `${u} (secondary: it survives a failover)`, failed));
@@ -232,7 +233,7 @@ async function runNodes(o: DemoOptions, etcd: DemoEtcd | undefined, lifeline: Li
       const net = o.mode === 'colo' ? waitFor(secondary, (l) => portOf(l.net), "the secondary's COLO net link") : Promise.resolve(0);
       [secondaryPort, heartbeatPort, netPort] = await until(Promise.all([listening, beating, net]));
     }
-    const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(o.monitor, 'primary')];
+    const primaryArgs = ['primary', '--config', config, '--mode', o.mode, '--service', '127.0.0.1:0', '--log-level', 'debug', ...demoMonitorFlag(monitors, 'primary')];
     if (protect) primaryArgs.push(...tlsFlags(tls.primary, tls.secondary), ...arbiterFlags, '--secondary', `127.0.0.1:${secondaryPort}`, '--heartbeat', `127.0.0.1:${heartbeatPort}`);
     if (o.mode === 'colo') primaryArgs.push('--colo-net', `127.0.0.1:${netPort}`);
     const primary = startNode(primaryArgs, join(dir, 'primary.log'));

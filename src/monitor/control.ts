@@ -8,11 +8,11 @@ import type { Logger } from '../util/logger.js';
 import type { MonitorAuth } from './auth.js';
 import { CONTROL_ACTIONS, type ControlAction, type EventBody } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
+import { MAX_TOKEN_CHARS } from './token.js';
 
 /** Largest client message accepted (also the WebSocket maxPayload). */
 export const MAX_MESSAGE_BYTES = 4096;
 const MAX_ID_CHARS = 64;
-const MAX_TOKEN_CHARS = 512;
 
 export type SettableMode = 'remus' | 'manual' | 'colo';
 

@@ -186,6 +186,7 @@ export class MonitorServer {
       lastEpoch: () => source.status().lastEpoch,
       precopy: () => source.status().precopy,
       readings: () => source.readings(),
+      peerMonitorUp: this.peer === undefined ? undefined : () => this.peer!.view().reachable,
     });
     this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
   }

@@ -41,6 +41,8 @@ export interface MetricsOptions {
   precopy?: () => PrecopyFields | null;
   /** Peer, generation, held output, time unprotected, stream bytes (see SourceReadings). */
   readings?: () => SourceReadings;
+  /** Whether the peer's monitor (monitor.peer) answered its last read; absent: no peer monitor configured. */
+  peerMonitorUp?: () => boolean;
 }
 
 /**
@@ -135,7 +137,13 @@ export class MonitorMetrics {
           setOrReset(this, ms === undefined ? undefined : ms / 1000);
         },
       });
-      if (primary) new Gauge({ name: 'tandem_held_output_bytes', help: 'Guest output held until an epoch covering it is acked, bytes; absent where Tandem holds none', registers, collect() { setOrReset(this, readings().heldOutputBytes); } });
+      // A secondary holds output too once it serves the guest with a standby of its own.
+      new Gauge({ name: 'tandem_held_output_bytes', help: 'Guest output held until an epoch covering it is acked, bytes; absent where Tandem holds none', registers, collect() { setOrReset(this, readings().heldOutputBytes); } });
+    }
+    const peerMonitorUp = options.peerMonitorUp;
+    if (peerMonitorUp !== undefined) {
+      // Not tandem_peer_up: that one is the replication peer; this is whether the pair view is current.
+      new Gauge({ name: 'tandem_peer_monitor_up', help: "The other node's monitor (monitor.peer) answered its last read: 1, else 0; absent when none is configured", registers, collect() { this.set(peerMonitorUp() ? 1 : 0); } });
     }
     const precopy = options.precopy;
     if (primary && precopy !== undefined) {

@@ -262,6 +262,8 @@ export interface SecondarySourceOptions extends Clocks, NodeReadings {
   arbiter?: { view(): ArbiterView };
   /** After a failover: the engine protecting the guest this node now runs (undefined until it has one). */
   serving?: () => ServingEngine | undefined;
+  /** After a failover: the output the guest's service holds for its epochs to be acked (undefined: none is held here). */
+  servingHeldBytes?: () => number | undefined;
   /** The node's own generation (its heartbeat channel's: the primary's it follows, or the one it took). */
   generation?: () => number | undefined;
 }
@@ -340,7 +342,8 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     const own = this.running ? (promoter.promotion?.generation ?? generation?.()) : (server.replicaGeneration ?? generation?.());
     // Serving after a failover, it is protected again once its engine says so (unprotectedSince cleared).
     const guestProtected = this.current === 'failed-over' && this.unprotectedSince === undefined;
-    return { ...this.base(), mode: null, intervalMs: null, precopy: null, generation: own ?? null, heartbeat: heartbeat?.() ?? null, heldBytes: null, guestProtected };
+    const heldBytes = this.running ? (this.options.servingHeldBytes?.() ?? null) : null;
+    return { ...this.base(), mode: null, intervalMs: null, precopy: null, generation: own ?? null, heartbeat: heartbeat?.() ?? null, heldBytes, guestProtected };
   }
 
   private get running(): boolean {
@@ -354,7 +357,7 @@ export class SecondarySource extends BaseSource implements MonitorSource {
     return {
       peerUp: running ? engine?.linkSilentMs !== undefined : server.primary !== undefined,
       generation: server.replicaGeneration,
-      heldOutputBytes: undefined,
+      heldOutputBytes: running ? this.options.servingHeldBytes?.() : undefined,
       unprotectedMs: !running ? undefined : this.unprotectedSince === undefined ? 0 : Math.max(0, this.now() - this.unprotectedSince),
       streamBytes: undefined,
     };

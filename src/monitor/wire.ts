@@ -3,34 +3,27 @@
  * in config-args.ts) and one call, so the primary, secondary and demo commands stay as they are
  * apart from a line or two.
  */
-import { readFileSync } from 'node:fs';
-import { MIN_TOKEN_CHARS, type MonitorConfig } from '../config/config.js';
+import type { MonitorConfig } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { MonitorServer } from './http.js';
 import type { MonitorSource } from './source.js';
+import { envToken, readTokenFile } from './token.js';
 
-export const TOKEN_ENV = 'TANDEM_MONITOR_TOKEN';
+export { TOKEN_ENV } from './token.js';
 
-/** The control token: token_file, else token, else $TANDEM_MONITOR_TOKEN; undefined means control is off. */
+const configError = (message: string, options?: { cause?: unknown }): ConfigError => new ConfigError(message, options);
+
+/**
+ * The control token: token_file, else token, else $TANDEM_MONITOR_TOKEN;
+ * undefined means control is off. A token file is read as the CLI reads
+ * one (src/monitor/token.ts): owner-only, bounded.
+ */
 export function resolveToken(cfg: MonitorConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (cfg.tokenFile !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(cfg.tokenFile, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`monitor.token_file: cannot read ${cfg.tokenFile}: ${(err as Error).message}`, { cause: err });
-    }
-    const token = text.trim();
-    if (token.length < MIN_TOKEN_CHARS || token.length > 512) throw new ConfigError(`monitor.token_file: ${cfg.tokenFile}: the token must be ${MIN_TOKEN_CHARS}..512 characters`);
-    return token;
-  }
+  if (cfg.tokenFile !== undefined) return readTokenFile(cfg.tokenFile, 'monitor.token_file', configError);
   if (cfg.token !== undefined) return cfg.token;
-  const fromEnv = env[TOKEN_ENV];
-  if (fromEnv === undefined || fromEnv === '') return undefined;
-  if (fromEnv.length < MIN_TOKEN_CHARS || fromEnv.length > 512) throw new ConfigError(`${TOKEN_ENV}: the token must be ${MIN_TOKEN_CHARS}..512 characters`);
-  return fromEnv;
+  return envToken(env, configError);
 }
 
 /** Starts the monitor if --monitor or monitor.listen asks for one; the caller stops it. */
@@ -56,11 +49,31 @@ export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: M
   return monitor;
 }
 
-/** The demo's --monitor: the primary's monitor there, the secondary's on the next port (0 stays 0). */
-export function demoMonitorFlag(at: Address | undefined, role: 'primary' | 'secondary'): string[] {
-  if (at === undefined) return [];
-  const port = at.port === 0 || role === 'primary' ? at.port : Math.min(65535, at.port + 1);
-  return ['--monitor', formatAddress({ host: at.host, port })];
+/** Where the demo's two monitors listen. */
+export interface DemoMonitors {
+  primary: Address;
+  secondary: Address;
+}
+
+/**
+ * The demo's --monitor HOST:PORT: the primary's monitor there, the
+ * secondary's on the next port. Port 0 (any free port): `pick` chooses two,
+ * since each node must know the other's before it starts.
+ */
+export async function demoMonitors(at: Address, pick: (host: string) => Promise<number>): Promise<DemoMonitors> {
+  if (at.port !== 0) return { primary: at, secondary: { host: at.host, port: Math.min(65535, at.port + 1) } };
+  const primary = await pick(at.host);
+  let secondary = await pick(at.host);
+  // The port just released can come back at once; a second pick is a different port.
+  for (let i = 0; secondary === primary && i < 8; i++) secondary = await pick(at.host);
+  return { primary: { host: at.host, port: primary }, secondary: { host: at.host, port: secondary } };
+}
+
+/** A demo node's monitor flags: its own monitor, and the other's as its peer (--monitor-peer), so both dashboards show the pair. */
+export function demoMonitorFlag(monitors: DemoMonitors | undefined, role: 'primary' | 'secondary'): string[] {
+  if (monitors === undefined) return [];
+  const [own, other] = role === 'primary' ? [monitors.primary, monitors.secondary] : [monitors.secondary, monitors.primary];
+  return ['--monitor', formatAddress(own), '--monitor-peer', formatAddress(other)];
 }
 
 /** The URL a monitor logs when it listens (see MonitorServer.start). */

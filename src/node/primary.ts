@@ -109,6 +109,11 @@ export class PrimaryNode {
     return this.engine;
   }
 
+  /** Output the Remus front holds until its epoch is acked; undefined where nothing is held in Tandem (COLO, Xen's qdisc, unprotected). */
+  heldOutputBytes(): number | undefined {
+    return this.service instanceof RemusService ? this.service.heldBytes() : undefined;
+  }
+
   /** COLO: every checkpoint request of the comparator, as it made it. */
   get checkpointRequests$(): Observable<Trigger> | undefined {
     return this.service instanceof ColoPrimaryService ? this.service.checkpointRequests$ : undefined;

@@ -201,7 +201,7 @@ export class SecondaryNode {
       arbiter.kind !== 'none',
     );
     this.rule.start();
-    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter, serving: () => this.serving?.protection, heartbeat: () => heartbeat.peerState, generation: () => heartbeat.generation }));
+    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter, serving: () => this.serving?.protection, servingHeldBytes: () => this.serving?.heldOutputBytes(), heartbeat: () => heartbeat.peerState, generation: () => heartbeat.generation }));
     await heartbeat.start();
     const hb = heartbeat.address()!;
     logger.info({ heartbeat: `${hb.host}:${hb.port}` }, 'heartbeat channel listening');

@@ -7,12 +7,13 @@
  * host can read is refused; one its group can read is warned about.
  */
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import type { TlsConfig } from './tls-config.js';
 import { ConfigError } from '../errors.js';
 import { CA_CERT_FILE, CA_KEY_FILE, CERT_SUFFIX, tlsPaths } from './certs.js';
 import { certificateNodeNames, describeNames, nodeNameProblem } from './identity.js';
 import type { TlsCredentials } from './tls.js';
+import { readLimitedFile } from '../util/secret-file.js';
 
 /** A PEM certificate or key is a few KiB; a chain, a few more. */
 export const MAX_PEM_BYTES = 64 * 1024;
@@ -30,37 +31,11 @@ const DIR = 'tls.dir (--tls)';
 const NAME = 'tls.name (--name)';
 const PEER = 'tls.peer (--peer)';
 
-/**
- * Reads a file of at most MAX_PEM_BYTES. `secret`: a private key, whose
- * file must not be readable by every user of the host.
- */
+const configError = (message: string, options?: { cause?: unknown }): ConfigError => new ConfigError(message, options);
+
+/** A PEM file; `secret`: a private key, refused if every user can read it, warned about if its group can. */
 function readPem(file: string, label: string, secret: boolean, warn: (message: string) => void): Buffer {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    throw new ConfigError(`${label}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new ConfigError(`${label}: ${file} is not a regular file`);
-    if (st.size > MAX_PEM_BYTES) throw new ConfigError(`${label}: ${file} is ${st.size} bytes; a PEM certificate or key is at most ${MAX_PEM_BYTES} bytes`);
-    if (secret && (st.mode & 0o007) !== 0) {
-      throw new ConfigError(`${label}: ${file} is a private key open to every user of this host (mode ${(st.mode & 0o777).toString(8)}); chmod 600 ${file}`);
-    }
-    if (secret && (st.mode & 0o070) !== 0) warn(`${label}: ${file} is a private key its group can access (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it unless that group is meant to`);
-    // One byte more than the limit: a file that grew since fstat is still caught.
-    const buf = Buffer.alloc(Math.min(st.size, MAX_PEM_BYTES) + 1);
-    let got = 0;
-    for (let n; got < buf.length && (n = readSync(fd, buf, got, buf.length - got, null)) > 0; ) got += n;
-    if (got > MAX_PEM_BYTES) throw new ConfigError(`${label}: ${file} is over ${MAX_PEM_BYTES} bytes; a PEM certificate or key is at most that`);
-    return buf.subarray(0, got);
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`${label}: cannot read ${file}: ${(err as Error).message}`, { cause: err });
-  } finally {
-    closeSync(fd);
-  }
+  return readLimitedFile(file, { label, what: 'a PEM certificate or key', maxBytes: MAX_PEM_BYTES, secret: secret ? { group: 'warn', warn } : undefined, fail: configError });
 }
 
 function certificate(pem: Buffer, file: string, label: string): X509Certificate {

@@ -115,6 +115,30 @@ describe('--log-file and SIGHUP', () => {
     assert.ok(all.some((l) => / INFO {2}tandem-secondary: stopping signal=SIGTERM$/.test(l)), all.join('\n'));
   });
 
+  test('log_format and log_file in the configuration file; the flags win over them', { timeout: 120_000 }, async () => {
+    const fromFile = tmp.path('from-config.log');
+    const flagged = tmp.path('from-flag.log');
+    const yaml = `domain:\n  memory_mib: 4\nlog_format: pretty\nlog_file: ${fromFile}\n`;
+    // The file's settings alone: a pretty log at its path, nothing on stderr.
+    const a = start(['primary', '--mode', 'none', '--config', config('log-keys', yaml), '--service', '127.0.0.1:0']);
+    await until(() => lines(fromFile).some((l) => l.includes('guest service on')), 'the pretty line in log_file', 60_000, 20);
+    a.child.kill('SIGTERM');
+    assert.equal(await a.exit, 0, a.stderr());
+    assert.equal(a.stderr(), '');
+    for (const l of lines(fromFile)) assert.match(l, /^\d{4}-\d\d-\d\dT[\d:.]+Z (TRACE|DEBUG|INFO |WARN |ERROR|FATAL) tandem-primary: \S/);
+    // The flags over the same file: JSON at the flag's path, the file's path untouched.
+    const before = lines(fromFile).length;
+    const b = start(['primary', '--mode', 'none', '--config', config('log-keys', yaml), '--service', '127.0.0.1:0', '--log-format', 'json', '--log-file', flagged]);
+    await until(() => msgs(flagged).some((m) => /^guest service on /.test(m)), 'the JSON line in --log-file', 60_000, 20);
+    b.child.kill('SIGTERM');
+    assert.equal(await b.exit, 0, b.stderr());
+    assert.equal(lines(fromFile).length, before, 'the flag moved the log, yet the file\'s path got lines');
+    // A bad key is a configuration error naming it, before anything starts.
+    const bad = runTandem(['primary', '--mode', 'none', '--config', config('bad-log', 'log_format: xml\n')]);
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, /bad-log\.yaml: log_format: expected one of "json", "pretty"/);
+  });
+
   test('bad log flags are refused before anything starts', () => {
     const dir = tmp.path('absent-dir');
     const cases: [string[], RegExp, number][] = [

@@ -18,7 +18,7 @@ const TOKEN = 'cli-test-token-0123456789';
 describe('tandem status / watch against real processes', () => {
   test('status and watch read the primary; the secondary streams its failover', async () => {
     const tokenFile = tmp.path('token');
-    writeFileSync(tokenFile, `${TOKEN}\n`);
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const config = tmp.path('mon.yaml');
     writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 30\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
     const { secondary, primary, secondaryMonitor: secUrl, primaryMonitor: priUrl } = await monitoredPair(config);

@@ -106,3 +106,22 @@ describe('tandem secondary: hostile input', () => {
     await primary.closed;
   });
 });
+
+describe('tandem primary: a signal while it starts', () => {
+  test('SIGTERM during the start (the fencing check waits for an absent peer) stops the node in order once started: status 0, said in the log', async () => {
+    const config = tmp.path('starting.yaml');
+    // Nothing listens at the secondary's address: the start asks its heartbeat channel for up to the timeout whether a newer primary serves.
+    writeFileSync(config, 'domain:\n  memory_mib: 4\nheartbeat:\n  timeout_ms: 3000\nprimary:\n  secondary: 127.0.0.1:1\n  service: 127.0.0.1:0\ntls:\n  insecure: true\n');
+    const primary = spawnTandem(['primary', '--config', config]);
+    // Logged as the transport is chosen, just before the start begins.
+    await primary.waitLine((l) => /^tls\.insecure:/.test(String(l.msg)), 'the transport chosen');
+    primary.child.kill('SIGTERM');
+    const said = await primary.waitLine((l) => l.msg === 'SIGTERM while starting: stopping once started', 'the signal told');
+    assert.equal(said.signal, 'SIGTERM');
+    assert.equal(await primary.closed, 0, primary.text());
+    const order = primary.lines.map((l) => String(l.msg));
+    const at = (re: RegExp): number => order.findIndex((m) => re.test(m));
+    assert.ok(at(/^guest service on /) > at(/while starting/), 'the start went on to its end');
+    assert.ok(at(/^stopping in order \(SIGTERM\)/) > at(/^guest service on /), order.join('\n'));
+  });
+});

@@ -120,10 +120,11 @@ describe('tandem status shows the pair', () => {
     const surl = `http://127.0.0.1:${sport}/`;
     const common = 'domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 30\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n';
     const scfg = tmp.path('secondary.yaml');
-    writeFileSync(scfg, `${common}monitor:\n  listen: 127.0.0.1:${sport}\n  peer: 127.0.0.1:${pport}\n  peer_interval_ms: 200\n`);
+    // The secondary is told its peer by the flag, the primary by its file: the same setting either way.
+    writeFileSync(scfg, `${common}monitor:\n  listen: 127.0.0.1:${sport}\n  peer_interval_ms: 200\n`);
     const pcfg = tmp.path('primary.yaml');
     writeFileSync(pcfg, `${common}monitor:\n  listen: 127.0.0.1:${pport}\n  peer: ${surl}\n  peer_interval_ms: 200\n`);
-    const secondary = spawnTandem(['secondary', '--config', scfg, ...(await tlsArgs('secondary'))]);
+    const secondary = spawnTandem(['secondary', '--config', scfg, '--monitor-peer', `127.0.0.1:${pport}`, ...(await tlsArgs('secondary'))]);
     const port = Number((await secondary.waitLine((l) => typeof l.port === 'number' && /secondary listening/.test(String(l.msg)), 'the secondary')).port);
     const hb = String((await secondary.waitLine((l) => typeof l.heartbeat === 'string', 'the heartbeat channel')).heartbeat);
     const primary = spawnTandem(['primary', '--config', pcfg, '--secondary', `127.0.0.1:${port}`, '--heartbeat', hb, '--service', '127.0.0.1:0', ...(await tlsArgs('primary'))]);

@@ -18,7 +18,7 @@ const TOKEN = 'switchover-test-token-0123456789';
 describe('tandem switchover', () => {
   test('hands the guest over: a last checkpoint, the secondary serves what was acknowledged, the primary exits 0; without the token it is refused and nothing changes', async () => {
     const tokenFile = tmp.path('token');
-    writeFileSync(tokenFile, `${TOKEN}\n`);
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const config = tmp.path('pair.yaml');
     writeFileSync(config, `domain:\n  memory_mib: 4\nprimary:\n  interval_ms: 20\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\nmonitor:\n  token_file: ${tokenFile}\n`);
     const { secondary, primary, primaryMonitor } = await monitoredPair(config);

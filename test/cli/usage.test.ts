@@ -54,6 +54,9 @@ describe('a bad flag is bad usage (exit status 2) in every command', () => {
     ['primary', ['primary', '--secondary', '127.0.0.1:7', '--secondary', '127.0.0.1:8'], /--secondary given 2 times; give it once/],
     ['primary', ['primary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
     ['secondary', ['secondary', '--mode', 'remus', '--mode', 'colo'], /--mode given 2 times; give it once/],
+    ['secondary', ['secondary', '--monitor-peer', 'https://10.0.0.1:7790/'], /--monitor-peer: expected an http:\/\/ URL \(a monitor serves plain HTTP\), got https:\/\//],
+    ['primary', ['primary', '--monitor-peer', 'http://10.0.0.2:7791/api/status'], /--monitor-peer: expected the monitor's root, http:\/\/HOST:PORT\//],
+    ['primary', ['primary', '--monitor-peer', `http://${'a'.repeat(400)}:1/`], /--monitor-peer: expected at most 300 characters/],
     ['secondary', ['secondary', '--heartbeat', 'nowhere'], /--heartbeat: expected HOST:PORT/],
     ['secondary', ['secondary', '--service', 'nowhere'], /--service: expected HOST:PORT/],
     ['secondary', ['secondary', '--service', '127.0.0.1:70000'], /--service: port 70000 is outside 0\.\.65535/],
@@ -178,7 +181,7 @@ describe('the control token', () => {
     refusedWith(['checkpoint', '127.0.0.1:1', '--token-file', tmp.path('absent')], noToken, 1, /--token-file: cannot read .*absent: ENOENT.*\[ERR_CLI_TOKEN\]$/);
     const open = tmp.path('open-token');
     writeFileSync(open, `${TOKEN}\n`, { mode: 0o644 });
-    refusedWith(['checkpoint', '127.0.0.1:1', '--token-file', open], noToken, 1, /holds a secret but its group or other users can read it \(mode 644\); chmod 600 .*\[ERR_CLI_TOKEN\]$/);
+    refusedWith(['checkpoint', '127.0.0.1:1', '--token-file', open], noToken, 1, /^tandem: error: --token-file: .* holds a secret that every user of this host can read \(mode 644\); chmod 600 .*\[ERR_CLI_TOKEN\]$/);
     const group = tmp.path('group-token');
     writeFileSync(group, `${TOKEN}\n`, { mode: 0o640 });
     refusedWith(['stop', '127.0.0.1:1', '--token-file', group], noToken, 1, /\(mode 640\)/);

@@ -48,6 +48,8 @@ function keyPaths(value: unknown, prefix = ''): string[] {
 function everyKeySet(): TandemConfig {
   const c = defaultConfig();
   c.role = 'primary';
+  c.logFormat = 'pretty';
+  c.logFile = '/var/log/tandem/primary.log';
   c.primary.secondary = { host: '10.0.0.2', port: 7700 };
   c.primary.heartbeat = { host: '10.0.0.2', port: 7701 };
   c.secondary.heartbeat = { host: '0.0.0.0', port: 0 };

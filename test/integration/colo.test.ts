@@ -40,7 +40,7 @@ function config(): TandemConfig {
   cfg.domain = { type: 'sim', memoryMib: 16, vcpus: 1, diskMib: 2 };
   cfg.secondary.listen = { host: '127.0.0.1', port: 0 };
   cfg.secondary.service = { host: '127.0.0.1', port: 0 };
-  cfg.colo = { ...cfg.colo, net: { host: '127.0.0.1', port: 0 }, maxIntervalMs: 1000, compareTimeoutMs: 1000, expiredScanCycleMs: 100 };
+  cfg.colo = { ...cfg.colo, net: { host: '127.0.0.1', port: 0 }, maxIntervalMs: 1000, compareTimeoutMs: 3000, expiredScanCycleMs: 100 };
   cfg.primary.service = { host: '127.0.0.1', port: 0 };
   cfg.primary.verifyDigest = true;
   // Both hosts share this process's event loop, and other suites load the machine: a stall of the loop
@@ -216,7 +216,7 @@ test('COLO: redis-benchmark through two running replicas and Tandem\'s comparato
 
 test('COLO with QEMU\'s colo-compare as the comparator, over its sockets and notify protocol', async () => {
   assert.ok(qemuAvailable(), `${QEMU_BINARY} is missing: apt-get install -y --no-install-recommends qemu-system-x86`);
-  const qemu = await ColoCompareProcess.start({ compareTimeoutMs: 1000, expiredScanCycleMs: 100 });
+  const qemu = await ColoCompareProcess.start({ compareTimeoutMs: 3000, expiredScanCycleMs: 100 });
   await withCleanup(async (c) => {
     c.push(() => qemu.stop());
     await coloRun({ external: qemu.addresses }, c);

@@ -111,7 +111,7 @@ function consoleErrors(page: Page): string[] {
 test('the dashboard charts live epochs, refuses control without the token, and shows a failover', { timeout: 240_000 }, async () => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (npm run test-deps does it as root)`);
   const tokenFile = tmp.path('token');
-  writeFileSync(tokenFile, TOKEN);
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
   const config = tmp.path('browser.yaml');
   // Heartbeats that tolerate a loaded machine: chromium starting on two shared cores can stall both
   // nodes past the default 250 ms, and a false failover would take the pair this test watches away.
@@ -375,7 +375,7 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
   // Kept after the test: the screenshots are what it leaves for a person to look at.
   const shots = mkdtempSync(join(tmpdir(), 'tandem-dashboard-'));
   const tokenFile = tmp.path('layout-token');
-  writeFileSync(tokenFile, TOKEN);
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
   // 16 MiB of guest: its pre-copy through the relay paced at PACE takes seconds, long enough to watch.
   // Heartbeats as in the test above: a chromium start must not cause a false failover.
   const PACE = 2_000_000;
@@ -394,7 +394,8 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
   const relay = new PacedRelay({ host: '127.0.0.1', port: sec.port });
   const via = await relay.start();
   after(() => relay.stop());
-  const primary = spawnTandem(['primary', '--config', firstConfig, '--secondary', `127.0.0.1:${via.port}`, '--heartbeat', sec.heartbeat, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0', ...(await tlsArgs('primary'))]);
+  // The primary reads the secondary's monitor (--monitor-peer), so its pair panel has both columns.
+  const primary = spawnTandem(['primary', '--config', firstConfig, '--secondary', `127.0.0.1:${via.port}`, '--heartbeat', sec.heartbeat, '--service', '127.0.0.1:0', '--monitor', '127.0.0.1:0', '--monitor-peer', sec.url, ...(await tlsArgs('primary'))]);
   const priUrl = String((await primary.waitLine(monitorUrl, "the primary's monitor")).monitor);
   await primary.waitLine((l) => l.state === 'protected', 'protection');
   const priStart = await startedAt(priUrl);
@@ -426,6 +427,8 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
       await readsWell(pri, `primary-${width}px`);
       await chartsStartAfter(pri, `the primary at ${width} px`, priStart);
       await panelsFit(pri, `the primary at ${width} px`, await getJson(priUrl, '/api/status'));
+      // The pair as the primary reads it from the secondary's monitor.
+      await textIs(pri, '#pair-peer-state', 'standby');
       assert.match(String(await pri.textContent('#lag')), /^\d+(\.\d)? m?s$/, `the primary at ${width} px: a protected primary's lag is a time`);
       assert.ok(await pri.isHidden('#precopy'), `the primary at ${width} px: the pre-copy bar shows while protected`);
 

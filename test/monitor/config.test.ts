@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { configFromObject, defaultConfig } from '../../src/config/config.js';
-import { TOKEN_ENV, demoMonitorFlag, resolveToken } from '../../src/monitor/wire.js';
+import { TOKEN_ENV, demoMonitorFlag, demoMonitors, resolveToken } from '../../src/monitor/wire.js';
 import { tempDir } from '../helpers/cli.js';
 
 const tmp = tempDir();
@@ -50,7 +50,7 @@ test('the monitor section: listen, token or token_file, allow_remote_read, WebSo
 
 test('the token: token_file (trimmed), else token, else the environment', () => {
   const file = tmp.path('token');
-  writeFileSync(file, `  ${SECRET}\n`);
+  writeFileSync(file, `  ${SECRET}\n`, { mode: 0o600 });
   const base = defaultConfig().monitor;
   assert.equal(resolveToken({ ...base, tokenFile: file }, {}), SECRET);
   assert.equal(resolveToken({ ...base, token: 'inline-token-0123456789' }, { [TOKEN_ENV]: SECRET }), 'inline-token-0123456789');
@@ -62,9 +62,43 @@ test('the token: token_file (trimmed), else token, else the environment', () => 
   assert.throws(() => resolveToken({ ...base, tokenFile: tmp.path('absent') }, {}), (e: Error) => /cannot read/.test(e.message) && (e.cause as { code?: string }).code === 'ENOENT');
 });
 
-test("the demo's monitors: the primary's on the address, the secondary's on the next port", () => {
-  assert.deepEqual(demoMonitorFlag({ host: '127.0.0.1', port: 7790 }, 'primary'), ['--monitor', '127.0.0.1:7790']);
-  assert.deepEqual(demoMonitorFlag({ host: '127.0.0.1', port: 7790 }, 'secondary'), ['--monitor', '127.0.0.1:7791']);
-  assert.deepEqual(demoMonitorFlag({ host: '::1', port: 0 }, 'secondary'), ['--monitor', '[::1]:0']);
+test('a token file is read as the CLI reads one: owner-only, bounded, a regular file, never quoted', () => {
+  const base = defaultConfig().monitor;
+  const refused = (tokenFile: string, why: RegExp): void => {
+    assert.throws(
+      () => resolveToken({ ...base, tokenFile }, {}),
+      (e: Error & { code?: string }) => e.code === 'ERR_CONFIG_INVALID' && why.test(e.message) && !e.message.includes(SECRET),
+      why.source,
+    );
+  };
+  const open = tmp.path('open-token');
+  writeFileSync(open, `${SECRET}\n`, { mode: 0o644 });
+  refused(open, /^monitor\.token_file: .*open-token holds a secret that every user of this host can read \(mode 644\); chmod 600/);
+  const group = tmp.path('group-token');
+  writeFileSync(group, `${SECRET}\n`, { mode: 0o640 });
+  refused(group, /group-token holds a secret that its group can read \(mode 640\)/);
+  const big = tmp.path('big-token');
+  writeFileSync(big, SECRET.repeat(200), { mode: 0o600 });
+  refused(big, /big-token is 5800 bytes; a token file is at most 4096/);
+  const control = tmp.path('control-token');
+  writeFileSync(control, `${SECRET}\u0000\n`, { mode: 0o600 });
+  refused(control, /the token may hold only printable ASCII characters/);
+  refused(tmp.dir, /is not a regular file/);
+  // The inline token and the environment's follow the same rule.
+  assert.throws(() => configFromObject({ monitor: { token: `${SECRET}\u0007` } }, 't'), /monitor\.token: the token may hold only printable ASCII characters/);
+  assert.throws(() => resolveToken(base, { [TOKEN_ENV]: `${SECRET}\n` }), /TANDEM_MONITOR_TOKEN: the token may hold only printable ASCII characters/);
+});
+
+test("the demo's monitors: the primary's on the address, the secondary's on the next port, each the other's peer", async () => {
+  const never = (): Promise<number> => Promise.reject(new Error('a port was picked for a given one'));
+  const fixed = await demoMonitors({ host: '127.0.0.1', port: 7790 }, never);
+  assert.deepEqual(demoMonitorFlag(fixed, 'primary'), ['--monitor', '127.0.0.1:7790', '--monitor-peer', '127.0.0.1:7791']);
+  assert.deepEqual(demoMonitorFlag(fixed, 'secondary'), ['--monitor', '127.0.0.1:7791', '--monitor-peer', '127.0.0.1:7790']);
+  // Port 0: two ports picked on the monitor's host, never the same one twice.
+  const picks = [40001, 40001, 40002];
+  const hosts: string[] = [];
+  const any = await demoMonitors({ host: '::1', port: 0 }, (host) => (hosts.push(host), Promise.resolve(picks.shift()!)));
+  assert.deepEqual(demoMonitorFlag(any, 'secondary'), ['--monitor', '[::1]:40002', '--monitor-peer', '[::1]:40001']);
+  assert.deepEqual(hosts, ['::1', '::1', '::1']);
   assert.deepEqual(demoMonitorFlag(undefined, 'primary'), []);
 });

@@ -168,6 +168,7 @@ describe('metrics', () => {
     assert.equal(p.types.get('tandem_pause_seconds'), 'histogram');
     assert.equal(p.types.get('tandem_apply_seconds'), undefined);
     assert.equal(p.get('tandem_held_output_bytes'), undefined, 'this rig has no service front: no output held by Tandem');
+    assert.equal(p.get('tandem_peer_monitor_up'), undefined, 'no monitor.peer: no gauge for it');
 
     // The process, under the client libraries' usual names.
     const user = p.one('process_cpu_user_seconds_total');

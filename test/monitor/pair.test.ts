@@ -28,7 +28,7 @@ import { secondaryFor, silent, simBinding } from '../helpers/sim.js';
 import { until } from '../helpers/wait.js';
 import { nodeConfig } from '../node/helpers.js';
 import { TOKEN, TestClient, capturingLogger, primaryRig } from './helpers.js';
-import { http } from './scrape.js';
+import { http, parseProm } from './scrape.js';
 
 const stops: (() => Promise<void>)[] = [];
 after(async () => {
@@ -54,6 +54,13 @@ async function statusWhen(url: string, pred: (s: SnapshotEvent) => boolean, what
 }
 
 const wsOf = (url: string): string => `${url.replace(/^http/, 'ws')}ws`;
+
+/** tandem_peer_monitor_up in `url`'s /metrics, or undefined when it is not exported. */
+async function peerMonitorUp(url: string): Promise<number | undefined> {
+  const res = await http(url, '/metrics');
+  assert.equal(res.status, 200, res.body);
+  return parseProm(res.body).samples.find((x) => x.name === 'tandem_peer_monitor_up')?.value;
+}
 
 describe('the pair, as tandem primary and tandem secondary run it', () => {
   test("each node's snapshot shows both; after a failover the promoted secondary tells when and why, and its peer sees it", async () => {
@@ -189,6 +196,8 @@ describe("a peer's monitor going away and coming back", () => {
     await statusWhen(purl, (s) => s.peer?.reachable === true && s.peer.state === 'standby', 'the primary to read its peer');
     await statusWhen(surl, (s) => s.peer?.reachable === true && s.peer.node === 'primary', 'the secondary to read its peer');
 
+    assert.equal(await peerMonitorUp(purl), 1, 'the peer monitor answers: the gauge says so');
+
     const logged = log.lines.length;
     await first.stop();
     const lost = await c.waitFor<PeerEvent>((e) => e.type === 'peer' && !e.reachable, 'the peer lost');
@@ -200,6 +209,7 @@ describe("a peer's monitor going away and coming back", () => {
     assert.equal(down.peer!.error, lost.error);
     assert.ok(down.peer!.fetchedAt !== null && down.peer!.fetchedAt <= lost.ts, 'when it last answered');
     assert.match(statusText(down), /^pair: +peer monitor http:\/\/127\.0\.0\.1:\d+\/ UNREACHABLE: .*ECONNREFUSED/m);
+    assert.equal(await peerMonitorUp(purl), 0, 'the peer monitor is gone: the gauge says so');
     // Many polls later, still one line about it.
     await new Promise((resolve) => setTimeout(resolve, PEER_INTERVAL_MS * 10));
     const warned = log.lines.slice(logged).filter((l) => /cannot read the peer's monitor/.test(String(l.msg)));
@@ -215,6 +225,7 @@ describe("a peer's monitor going away and coming back", () => {
     assert.equal(back.peer.node, 'secondary');
     const answers = log.lines.slice(logged).filter((l) => /the peer's monitor at .* answers/.test(String(l.msg)));
     assert.equal(answers.length, 1, 'once back');
+    assert.equal(await peerMonitorUp(purl), 1);
     // The lost and the found are in the history, a refresh of numbers is not.
     const history = (await status(purl)).history.filter((e): e is PeerEvent => e.type === 'peer');
     assert.ok(history.every((e) => e.changed.length > 0));

@@ -190,7 +190,7 @@ describe('slots from the configuration, with real processes', () => {
 
   test("the primary's front evicts an idle client at primary.max_clients and /metrics counts it; monitor.max_clients bounds the viewers", async () => {
     const tokenFile = tmp.path('token');
-    writeFileSync(tokenFile, `${TOKEN}\n`);
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const config = tmp.path('slots.yaml');
     writeFileSync(
       config,

@@ -147,11 +147,11 @@ describe('TLS credentials', () => {
     const dir = await copyOf('modes');
     const key = tlsPaths(dir, 'primary').key;
     chmodSync(key, 0o644);
-    refused(() => load({ dir, name: 'primary' }), /^tls\.dir \(--tls\): .*primary\.key is a private key open to every user of this host \(mode 644\); chmod 600/);
+    refused(() => load({ dir, name: 'primary' }), /^tls\.dir \(--tls\): .*primary\.key holds a secret that every user of this host can read \(mode 644\); chmod 600/);
     chmodSync(key, 0o640);
     const warnings: string[] = [];
     assert.equal(load({ dir, name: 'primary' }, warnings).peer, 'secondary', 'the other of two certificates');
-    assert.ok(warnings.some((w) => /primary\.key is a private key its group can access \(mode 640\)/.test(w)), warnings.join('\n'));
+    assert.ok(warnings.some((w) => /primary\.key holds a secret that its group can read \(mode 640\); chmod 600 it unless that group is meant to/.test(w)), warnings.join('\n'));
     assert.ok(!warnings.some((w) => /ca\.key/.test(w)), 'no CA key here');
   });
 

@@ -10,7 +10,7 @@ import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/prima
 import { transportFor } from '../../transport/select.js';
 import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
 import { EXIT_FENCED, exitWith } from '../errors.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -61,17 +61,20 @@ export function primaryCommand(yargs: Argv): Argv {
       applyRoleChangeFlag(cfg, args);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
-      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', p.verifyDigest);
+      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', p.verifyDigest, cfg);
       const transport = transportFor(cfg, logger, { peerless: mode === 'none' });
       const node = new PrimaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
+      // Listening before the start: a SIGTERM while it runs stops the node in order once it has started, rather than killing it half-made.
+      const stop = listenForStop(logger);
       try {
         await node.start();
       } catch (err) {
         if (err instanceof TandemError && ANOTHER_SERVES.has(err.code as ErrorCode)) exitWith(err, EXIT_FENCED);
         throw err;
       }
+      stop.started();
       const why = await Promise.race([
-        untilSignal().then((signal): StopReason => ({ kind: 'signal', signal })),
+        stop.signalled.then((signal): StopReason => ({ kind: 'signal', signal })),
         node.whenFenced().then((f): StopReason => ({ kind: 'fenced', ...f })),
         node.whenSwitchoverAsked().then((): StopReason => ({ kind: 'switchover' })),
       ]);

@@ -9,7 +9,7 @@ import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
 import { EXIT_FENCED } from '../errors.js';
-import { applyTlsFlags, baseConfig, flagAddress, flagChoice, serviceLog, untilSignal, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { applyTlsFlags, baseConfig, flagAddress, flagChoice, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface SecondaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -39,12 +39,15 @@ export function secondaryCommand(yargs: Argv): Argv {
       if (args.service !== undefined) cfg.secondary.service = flagAddress(args.service, '--service', true);
       applyTlsFlags(cfg, args);
       applyRoleChangeFlag(cfg, args);
-      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary');
+      const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary', false, cfg);
       const transport = transportFor(cfg, logger);
       const node = new SecondaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });
+      // Listening before the start: a SIGTERM while it runs stops the node in order once it has started.
+      const stop = listenForStop(logger);
       await node.start();
+      stop.started();
       // Having failed over, a node another took the domain from (the arbiter says so) stops serving at once.
-      const why = await Promise.race([untilSignal(), node.whenSuperseded().then((h) => ({ superseded: h }))]);
+      const why = await Promise.race([stop.signalled, node.whenSuperseded().then((h) => ({ superseded: h }))]);
       if (typeof why === 'string') {
         await node.stop(why);
         return;
