@@ -131,7 +131,7 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
     const { node } = this.options;
     const started = this.clock.now();
     for (let attempt = 0; ; attempt++) {
-      const snap = await this.snapshot();
+      const snap = await this.readAtStart(started);
       if (snap.owner !== undefined) {
         const o = snap.owner.holder;
         // Our own previous run (a restart): its lease runs out by itself, soon.
@@ -156,6 +156,26 @@ export class EtcdArbiter extends EventEmitter<ArbiterEvents> implements Arbiter 
         return generation;
       }
       // Lost a race: read again and decide again.
+    }
+  }
+
+  /**
+   * The record, read for acquire(): an etcd that does not answer is asked
+   * again for up to one lease period, so a node that starts during a blip
+   * (an election, a slow disk, a loaded host) starts, rather than exiting.
+   * Only the read is retried: it changes nothing, and a node that never gets
+   * an answer still fails, with etcd's error, and serves nothing.
+   */
+  private async readAtStart(started: number): Promise<Snapshot> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.snapshot();
+      } catch (err) {
+        const waited = this.clock.now() - started;
+        if (!(err instanceof ArbiterError) || err.code !== C.ARBITER_UNREACHABLE || waited >= this.ttlS * 1000) throw err;
+        if (tries === 1) this.options.logger?.warn({ codes: [err.code] }, `arbiter: etcd does not answer (${err.message}); asking again for up to ${this.ttlS} s before giving up`);
+        await this.sleep(Math.min(250, this.ttlS * 100));
+      }
     }
   }
 

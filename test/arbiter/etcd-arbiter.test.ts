@@ -10,6 +10,7 @@ import { EtcdClient } from '../../src/arbiter/etcd.js';
 import { ErrorCodes } from '../../src/errors.js';
 import type { Address } from '../../src/util/address.js';
 import { CutProxy } from '../helpers/cut-proxy.js';
+import { capturingLogger } from '../monitor/helpers.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
 import { until } from '../helpers/wait.js';
 
@@ -142,6 +143,30 @@ describe('EtcdArbiter', () => {
     assert.equal((won[0]).value, 2);
     // The losers read the record again after their swap failed: the domain has moved past their replica.
     for (const c of claims) if (c.status === 'rejected') assert.equal((c.reason as { code: string }).code, ErrorCodes.ARBITER_STALE);
+  });
+
+  test('etcd silent when a node starts: the read is asked again for up to a lease period; an answer in time starts it, none fails it with etcd\'s error', T, async () => {
+    await viaCutProxy(async (proxy, domain, a) => {
+      const log = capturingLogger();
+      const logged = new EtcdArbiter({ client: new EtcdClient({ endpoints: [proxy.address], timeoutMs: 300 }), prefix: '/tandem-test', domain, node: 'alpha', leaseMs: LEASE_MS, logger: log.logger });
+      arbiters.push(logged);
+      proxy.cut();
+      const acquired = logged.acquire();
+      await new Promise((r) => setTimeout(r, 450));
+      proxy.heal();
+      assert.equal(await acquired, 1, 'the node started once etcd answered');
+      const warned = log.lines.filter((l) => /^arbiter: etcd does not answer .*asking again for up to 1 s/.test(String(l.msg)));
+      assert.equal(warned.length, 1, log.text());
+      await logged.stop();
+      // Never answered: the start fails after about a lease period, naming etcd, and nothing was taken.
+      proxy.cut();
+      const t0 = performance.now();
+      await rejects(a.acquire(), ErrorCodes.ARBITER_UNREACHABLE, /etcd unreachable/);
+      const took = performance.now() - t0;
+      assert.ok(took >= LEASE_MS - 50 && took < 4 * LEASE_MS, `gave up after ${took.toFixed(0)} ms`);
+      proxy.heal();
+      assert.equal(a.valid(), false);
+    });
   });
 
   test('a holder cut off from etcd loses its authority before the lease ends, so before anybody can take over', T, async () => {
