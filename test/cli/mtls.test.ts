@@ -54,7 +54,9 @@ describe('mutual TLS between real processes', () => {
   test('a real pair protects the guest over mutual TLS; wrong certificates, plain TCP and forged heartbeats are refused and change nothing', async () => {
     const { other } = await testCerts();
     const config = tmp.path('pair.yaml');
-    writeFileSync(config, 'domain:\n  memory_mib: 4\n  disk_mib: 1\nprimary:\n  retry_ms: 200\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n');
+    // A patient heartbeat: this test is about who may talk, not failure detection, and a loaded machine's stall
+    // past the default 250 ms would fail the secondary over and fence the real primary for no fault of TLS.
+    writeFileSync(config, 'domain:\n  memory_mib: 4\n  disk_mib: 1\nheartbeat:\n  timeout_ms: 3000\nprimary:\n  retry_ms: 200\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n');
     const plain = tmp.path('plain.yaml');
     writeFileSync(plain, 'domain:\n  memory_mib: 4\n  disk_mib: 1\nprimary:\n  retry_ms: 200\ntls:\n  insecure: true\n');
 
