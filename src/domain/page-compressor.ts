@@ -10,11 +10,9 @@
  * process (the saver awaits that before each checkpoint).
  */
 import { PAGE_SIZE } from '../stream/format.js';
-import type { LibxcRecord } from '../stream/records.js';
+import type { XbzrleRecord } from '../stream/xbzrle-pages.js';
 import { MAX_DELTA_BYTES, PageEncoding, encodeXbzrle, isZeroPage } from '../stream/xbzrle.js';
 import type { PageCache } from './page-cache.js';
-
-export type XbzrleRecord = Extract<LibxcRecord, { type: 'TANDEM_PAGE_XBZRLE' }>;
 
 /** How an epoch's pages went. */
 export interface CompressionStats {

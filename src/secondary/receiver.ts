@@ -22,7 +22,7 @@ import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
 import { ColoControl, DomainType, PAGE_SIZE, TandemFeature, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
-import { PageEncoding, ZERO_PAGE, applyXbzrle } from '../stream/xbzrle.js';
+import { decodeXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
 import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
 import { PageKeeper, type DeviceKeeper } from './undo.js';
 
@@ -106,7 +106,6 @@ export interface ReceiverOptions {
 }
 
 type PageDataRecord = Extract<LibxcRecord, { type: 'PAGE_DATA' }>;
-type XbzrleRecord = Extract<LibxcRecord, { type: 'TANDEM_PAGE_XBZRLE' }>;
 type RecordItem = Extract<StreamItem, { kind: 'record' }>;
 
 interface Held<T> {
@@ -575,35 +574,13 @@ export class EpochReceiver {
   }
 
   /**
-   * Decodes a compressed record against the replica as the records before
-   * it left it, then writes its pages. Its deltas were checked against the
-   * page bound when it arrived, so decoding cannot fail halfway: every
-   * entry yields exactly one page.
+   * Writes a compressed record's pages, decoded against the replica as the
+   * records before it left it (checked at decode: this cannot fail halfway).
    */
   private applyXbzrle(rec: XbzrleRecord): void {
     const n = rec.pfns.length;
     if (this.scratch.length < n * PAGE_SIZE) this.scratch = Buffer.allocUnsafe(n * PAGE_SIZE);
-    const readPage = this.replica.readPage!.bind(this.replica);
-    const pages = new Array<Buffer>(n);
-    for (let i = 0; i < n; i++) {
-      switch (rec.encodings[i]) {
-        case PageEncoding.RAW:
-          pages[i] = rec.payloads[i];
-          break;
-        case PageEncoding.ZERO:
-          pages[i] = ZERO_PAGE;
-          break;
-        default: {
-          // Decoded into a copy, not in place: the replica's page is written with the others, through writePages.
-          const page = this.scratch.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE);
-          readPage(rec.pfns[i]).copy(page);
-          const wrong = applyXbzrle(rec.payloads[i], page);
-          if (wrong !== undefined) throw new Error(`a delta checked at decode failed to apply: ${wrong}`);
-          pages[i] = page;
-        }
-      }
-    }
-    this.replica.writePages(rec.pfns, pages);
+    this.replica.writePages(rec.pfns, decodeXbzrlePages(rec, this.replica.readPage!.bind(this.replica), this.scratch));
   }
 
   /** Runs a replica call; a refusal becomes a StreamError on the record. */
