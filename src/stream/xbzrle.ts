@@ -59,21 +59,43 @@ function words(page: Buffer): Int32Array | undefined {
   return page.byteOffset % 4 === 0 ? new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4) : undefined;
 }
 
-/** First offset at or after `from` where the pages differ; PAGE_SIZE if none. */
-function firstDifference(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number): number {
+/**
+ * Pages are compared a block at a time with memcmp (Buffer#compare) first:
+ * a guest's write touches a few places in a page, and skipping the blocks
+ * it left alone natively costs a fraction of scanning them word by word.
+ */
+const BLOCK = 256;
+
+/** First offset in [from, end) where the pages differ; `end` if none. */
+function scan(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number, end: number): number {
   let i = from;
   if (pw !== undefined && bw !== undefined) {
     // Bytes up to the next word boundary, then whole words, then the differing word's bytes.
-    while (i < PAGE_SIZE && i % 4 !== 0) {
+    while (i < end && i % 4 !== 0) {
       if (page[i] !== base[i]) return i;
       i++;
     }
     let w = i >>> 2;
-    while (w < PAGE_SIZE / 4 && pw[w] === bw[w]) w++;
+    const wEnd = end >>> 2;
+    while (w < wEnd && pw[w] === bw[w]) w++;
     i = w << 2;
   }
-  while (i < PAGE_SIZE && page[i] === base[i]) i++;
+  while (i < end && page[i] === base[i]) i++;
   return i;
+}
+
+/** First offset at or after `from` where the pages differ; PAGE_SIZE if none. */
+function firstDifference(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number): number {
+  let i = from;
+  while (i < PAGE_SIZE) {
+    const blockEnd = (Math.floor(i / BLOCK) + 1) * BLOCK;
+    if (i % BLOCK !== 0 || page.compare(base, i, blockEnd, i, blockEnd) !== 0) {
+      const d = scan(page, base, pw, bw, i, blockEnd);
+      if (d < blockEnd) return d;
+    }
+    i = blockEnd;
+  }
+  return PAGE_SIZE;
 }
 
 /**
