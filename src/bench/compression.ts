@@ -39,6 +39,8 @@ export interface CompressionRun {
   cadenceEpochs: number;
   /** Back-to-back epochs per second. */
   epochsPerS: number;
+  /** Back to back: mean dirty pages, stream bytes, and ms from suspend to ack, per epoch. */
+  burst: { pagesPerEpoch: number; bytesPerEpoch: number; totalMs: number };
   /** Pages by encoding over the cadence phase (xbzrle only). */
   encodings?: { raw: number; zero: number; delta: number };
   /** 1-minute load average when the run started. */
@@ -130,13 +132,15 @@ async function oneRun(mode: CompressionMode, phaseMs: number): Promise<Compressi
     const t0 = performance.now();
     const burst = await phase(phaseMs, false);
     const epochsPerS = burst.length / ((performance.now() - t0) / 1000);
-    const sum = (f: (m: EpochMetrics) => number): number => paced.reduce((n, m) => n + f(m), 0);
+    const sum = (f: (m: EpochMetrics) => number, of = paced): number => of.reduce((n, m) => n + f(m), 0);
+    const burstMean = (f: (m: EpochMetrics) => number): number => sum(f, burst) / burst.length;
     const run: CompressionRun = {
       mode,
       bytesPerEpoch: sum((m) => m.bytes) / paced.length,
       pagesPerEpoch: sum((m) => m.dirtyPages) / paced.length,
       cadenceEpochs: paced.length,
       epochsPerS,
+      burst: { pagesPerEpoch: burstMean((m) => m.dirtyPages), bytesPerEpoch: burstMean((m) => m.bytes), totalMs: burstMean((m) => m.totalMs) },
       load1,
     };
     if (mode === 'xbzrle') run.encodings = { raw: sum((m) => m.compression?.raw ?? 0), zero: sum((m) => m.compression?.zero ?? 0), delta: sum((m) => m.compression?.delta ?? 0) };
@@ -180,7 +184,7 @@ export async function benchCompression(opts: CompressionBenchOptions): Promise<C
       all.push(run);
       const enc = run.encodings === undefined ? '' : ` (pages: ${run.encodings.delta} delta, ${run.encodings.zero} zero, ${run.encodings.raw} raw)`;
       opts.log(
-        `  run ${r + 1} ${mode.padEnd(6)}: ${Math.round(run.bytesPerEpoch)} bytes/epoch, ${run.pagesPerEpoch.toFixed(1)} dirty pages/epoch over ${run.cadenceEpochs} epochs${enc}; ${run.epochsPerS.toFixed(0)} epochs/s back to back; load ${run.load1.toFixed(2)}`,
+        `  run ${r + 1} ${mode.padEnd(6)}: ${Math.round(run.bytesPerEpoch)} bytes/epoch, ${run.pagesPerEpoch.toFixed(1)} dirty pages/epoch over ${run.cadenceEpochs} epochs${enc}; ${run.epochsPerS.toFixed(0)} epochs/s back to back (${run.burst.pagesPerEpoch.toFixed(1)} pages, ${Math.round(run.burst.bytesPerEpoch)} bytes, ${run.burst.totalMs.toFixed(2)} ms each); load ${run.load1.toFixed(2)}`,
       );
     }
   }
