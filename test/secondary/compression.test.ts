@@ -8,7 +8,8 @@
  * compressed pages it did not offer, and before a stream's first checkpoint.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
 import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { CheckpointSession, type CheckpointTarget } from '../../src/checkpoint/session.js';
 import { remusEpochs } from '../../src/checkpoint/strategies.js';
@@ -18,14 +19,16 @@ import { SecondaryServer } from '../../src/secondary/server.js';
 import { ReplicationSession } from '../../src/secondary/session.js';
 import { StreamDecoder } from '../../src/stream/decoder.js';
 import { StreamEncoder } from '../../src/stream/encoder.js';
-import { DomainType, TandemFeature } from '../../src/stream/format.js';
+import { DomainType, TandemFeature, TandemType } from '../../src/stream/format.js';
 import { BackChannelDecoder, encodeBackRecord } from '../../src/transport/backchannel.js';
 import { ReplicationLink } from '../../src/transport/link.js';
 import { runBeforeEachSuspend } from '../../src/checkpoint/save.js';
 import { SimProtectedDomain, type SimPrimaryGuest } from '../../src/domain/sim/binding.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
+import { tempDir } from '../helpers/cli.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
+import { verifyCheckpointed } from '../helpers/xen.js';
 import { silent, simBinding } from '../helpers/sim.js';
 import { hex, page } from '../stream/fixtures.js';
 
@@ -179,6 +182,32 @@ describe('with nothing offered, the stream is the plain one', () => {
     await run(offered, 8, { cachePages: 64 });
     assert.ok(compressedRecords(offered.bytes()) >= 7);
     assert.ok(offered.bytes().length < plain.bytes().length);
+  });
+});
+
+describe("Xen's verifier classes (xen-utils-4.17) on the stream", () => {
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  test('compressed: framed as the spec says, read past as optional records; plain: needs no leave for them', async () => {
+    const offered = recorder(TandemFeature.PAGE_XBZRLE);
+    await run(offered, 6, { cachePages: 64 });
+    const file = tmp.path('compressed.stream');
+    writeFileSync(file, offered.bytes());
+    const v = verifyCheckpointed(file, { optional: [TandemType.TANDEM_PRIMARY, TandemType.TANDEM_PAGE_XBZRLE] });
+    assert.equal(v.status, 0, v.stderr);
+    assert.equal(v.epochs, 6);
+    assert.equal(v.records?.filter(([layer, type]) => layer === 'libxc' && type === TandemType.TANDEM_PAGE_XBZRLE).length, compressedRecords(offered.bytes()));
+    // Negative control: without leave to read past it, Xen's verifier refuses the record (and Xen's restore would lose its pages).
+    assert.notEqual(verifyCheckpointed(file, { optional: [TandemType.TANDEM_PRIMARY] }).status, 0);
+
+    const plain = recorder();
+    await run(plain, 6, { cachePages: 64 });
+    const plainFile = tmp.path('plain.stream');
+    writeFileSync(plainFile, plain.bytes());
+    const p = verifyCheckpointed(plainFile, { optional: [TandemType.TANDEM_PRIMARY] });
+    assert.equal(p.status, 0, p.stderr);
+    assert.equal(p.epochs, 6);
   });
 });
 
