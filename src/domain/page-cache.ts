@@ -18,9 +18,15 @@
  */
 import { PAGE_SIZE } from '../stream/format.js';
 
+/**
+ * Slots live in chunks of this many pages, allocated as the cache first
+ * fills them: a large cache costs memory only as it fills, and growing it
+ * never copies what it holds.
+ */
+const CHUNK_PAGES = 256;
+
 export class PageCache {
-  /** Cache slots back to back; allocated as they are first used, up to capacity. */
-  private slab = Buffer.alloc(0);
+  private readonly chunks: Buffer[] = [];
   private readonly slotOf = new Map<number, number>();
   private readonly pfnAt: Float64Array;
   /** LRU list over slots: head is the most recently used. */
@@ -60,7 +66,7 @@ export class PageCache {
     const slot = this.slotOf.get(pfn);
     if (slot === undefined) return undefined;
     this.toFront(slot);
-    return this.slab.subarray(slot * PAGE_SIZE, (slot + 1) * PAGE_SIZE);
+    return this.slotPage(slot);
   }
 
   /** `content` is what this epoch sends for `pfn`. It must stay unchanged until commit() or discard(). */
@@ -74,7 +80,7 @@ export class PageCache {
     for (const [pfn, content] of this.staged) {
       let slot = this.slotOf.get(pfn);
       if (slot === undefined) slot = this.allocate(pfn);
-      content.copy(this.slab, slot * PAGE_SIZE);
+      content.copy(this.chunks[Math.floor(slot / CHUNK_PAGES)], (slot % CHUNK_PAGES) * PAGE_SIZE);
       this.toFront(slot);
     }
     this.staged.clear();
@@ -97,10 +103,11 @@ export class PageCache {
     this.staged.clear();
   }
 
-  /** Forgets everything (a new stream). */
+  /** Forgets everything, and gives its memory back. */
   clear(): void {
     this.staged.clear();
     this.slotOf.clear();
+    this.chunks.length = 0;
     this.head = this.tail = -1;
     this.used = 0;
     this.free = [];
@@ -127,13 +134,17 @@ export class PageCache {
     return slot;
   }
 
-  /** Grows the slab geometrically to hold `slots`: a large cache costs memory only as it fills. */
+  /** Makes room for `slots` slots: a new chunk when the last one is full. */
   private grow(slots: number): void {
-    if (this.slab.length >= slots * PAGE_SIZE) return;
-    const want = Math.min(this.capacityPages, Math.max(slots, Math.ceil((this.slab.length / PAGE_SIZE) * 2), 64));
-    const slab = Buffer.allocUnsafeSlow(want * PAGE_SIZE);
-    this.slab.copy(slab);
-    this.slab = slab;
+    while (this.chunks.length * CHUNK_PAGES < slots) {
+      const pages = Math.min(CHUNK_PAGES, this.capacityPages - this.chunks.length * CHUNK_PAGES);
+      this.chunks.push(Buffer.allocUnsafeSlow(pages * PAGE_SIZE));
+    }
+  }
+
+  private slotPage(slot: number): Buffer {
+    const at = (slot % CHUNK_PAGES) * PAGE_SIZE;
+    return this.chunks[Math.floor(slot / CHUNK_PAGES)].subarray(at, at + PAGE_SIZE);
   }
 
   private toFront(slot: number): void {

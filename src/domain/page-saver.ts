@@ -50,7 +50,7 @@ export class PageSaver implements LibxcSaver {
     // COLO's secondary runs its guest on the replica's RAM between checkpoints: no page there is a base both sides know.
     const compression = params.type === 'remus' ? params.compression : undefined;
     // One cache per stream: a new stream's secondary is synced afresh, and nothing this one learnt carries over.
-    const packer = compression === undefined ? undefined : { params: compression, compressor: new PageCompressor(new PageCache(compression.cachePages)) };
+    const packer: Packer | undefined = compression === undefined ? undefined : { params: compression, compressor: new PageCompressor(new PageCache(compression.cachePages)), checkpoints: 0 };
     this.domain.enableLogDirty();
     try {
       const carried = await this.live(out, enc, callbacks);
@@ -157,8 +157,15 @@ export class PageSaver implements LibxcSaver {
    */
   private packedRecords(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array, packer: Packer): LibxcEpochStats['compression'] {
     const { compressor } = packer;
-    if (!packer.params.enabled()) {
-      for (let i = 0; i < pfns.length; i++) compressor.cache.stage(pfns[i], this.staging.page(i));
+    packer.checkpoints++;
+    if (!packer.off && !packer.params.enabled() && packer.checkpoints > 1) {
+      // Epoch 1 is held and nothing was offered: nothing will be, on this stream. The cache goes.
+      packer.off = true;
+      compressor.cache.clear();
+    }
+    if (packer.off || !packer.params.enabled()) {
+      // Epoch 1 (as PAGE_DATA) is cached all the same: it is what the secondary holds when compression starts.
+      if (!packer.off) for (let i = 0; i < pfns.length; i++) compressor.cache.stage(pfns[i], this.staging.page(i));
       this.pageRecords(out, enc, pfns, (i) => this.staging.page(i));
       return undefined;
     }
@@ -208,6 +215,10 @@ export class PageSaver implements LibxcSaver {
 interface Packer {
   params: PageCompressionParameters;
   compressor: PageCompressor;
+  /** Checkpoints of this stream so far. */
+  checkpoints: number;
+  /** Not offered by the time epoch 1 was held: plain PAGE_DATA for the rest of the stream, and no cache. */
+  off?: boolean;
 }
 
 function allPfns(pages: number): Uint32Array {
