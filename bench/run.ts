@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import type { BenchResult, Benchmark } from '../src/bench/stats.js';
 import { arbiterBench } from './arbiter.js';
 import { colo } from './colo.js';
+import { compression } from './compression.js';
 import { diskSync } from './disk-sync.js';
 import { engine } from './engine.js';
 import { failover } from './failover.js';
@@ -32,7 +33,7 @@ import { tls } from './tls.js';
 import { xen } from './xen.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, tls, arbiterBench, diskSync, failover, proxy, colo, monitorBench, xen];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, compression, tls, arbiterBench, diskSync, failover, proxy, colo, monitorBench, xen];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 

@@ -31,6 +31,10 @@ export const ErrorCodes = {
   RECORD_NOT_IN_VERSION: 'ERR_RECORD_NOT_IN_VERSION',
   RECORD_DEPRECATED: 'ERR_RECORD_DEPRECATED',
   STREAM_NOT_CHECKPOINTED: 'ERR_STREAM_NOT_CHECKPOINTED',
+  /** A TANDEM_PAGE_XBZRLE entry whose encoding, length or delta runs are wrong. */
+  RECORD_BAD_DELTA: 'ERR_RECORD_BAD_DELTA',
+  /** A record of a feature the secondary did not offer on this connection (TANDEM_FEATURES). */
+  RECORD_NOT_NEGOTIATED: 'ERR_RECORD_NOT_NEGOTIATED',
   // xl save file header (src/stream/xl-header.ts); a header cut short is ERR_STREAM_TRUNCATED
   XL_BAD_MAGIC: 'ERR_XL_BAD_MAGIC',
   XL_BAD_BYTE_ORDER: 'ERR_XL_BAD_BYTE_ORDER',

@@ -57,6 +57,8 @@ export interface EngineOptions {
   generation?: number | (() => number);
   /** Pre-copy progress at most this often (default 1 s; 0: whenever it moves). */
   progressIntervalMs?: number;
+  /** Compress Remus checkpoint pages where the secondary offers it, with a cache of this many pages (CheckpointSessionOptions). */
+  compression?: { cachePages: number };
 }
 
 export interface EngineDeps {
@@ -228,6 +230,7 @@ export class PrimaryEngine {
       onStaged: o.onStaged,
       generation: typeof o.generation === 'function' ? o.generation() : o.generation,
       progressIntervalMs: o.progressIntervalMs,
+      compression: o.compression,
       onProgress: (p) => {
         this.precopy$.next(p);
         if (!p.done) logger.info(p, `pre-copy: ${describeProgress(p)}`);

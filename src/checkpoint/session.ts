@@ -18,10 +18,10 @@
  * while its state is captured (COLO: until the secondary holds it), and is
  * running again whatever fails.
  */
-import type { DeviceModelState, LibxcEpochStats, LibxcOutput, PrecopyDecision, PrecopyStats, ProtectedDomain, SaveCallbacks } from '../domain/types.js';
+import type { DeviceModelState, LibxcEpochStats, LibxcOutput, PrecopyDecision, PrecopyStats, ProtectedDomain, SaveCallbacks, SaveParameters } from '../domain/types.js';
 import { StreamEncoder } from '../stream/encoder.js';
 import type { Framing } from '../stream/layout.js';
-import { ColoControl, TandemType } from '../stream/format.js';
+import { ColoControl, TandemFeature, TandemType } from '../stream/format.js';
 import { encodeDomainConfigRecord } from '../stream/domain-config-record.js';
 import { encodePrimaryRecord } from '../stream/primary-record.js';
 import type { DeviceSet } from './devices.js';
@@ -38,6 +38,8 @@ export interface CheckpointTarget {
   flushed(): Promise<void>;
   /** Resolves once the target holds checkpoint `epoch`; rejects if it refused it or is gone. */
   held(epoch: number): Promise<void>;
+  /** TandemFeature bits the target offered (a secondary, on its back-channel); absent or 0: a plain Xen stream only. */
+  peerFeatures?(): number;
 }
 
 export interface EpochMetrics {
@@ -53,6 +55,8 @@ export interface EpochMetrics {
   totalMs: number;
   /** State digest at suspend (only when verification is on). */
   digest?: string;
+  /** How the pages went, when they went compressed (TANDEM_PAGE_XBZRLE). */
+  compression?: LibxcEpochStats['compression'];
 }
 
 export interface PrecopySummary {
@@ -85,6 +89,12 @@ export interface CheckpointSessionOptions {
   onProgress?: (p: PrecopyProgress) => void;
   /** Default 1 s; 0 reports whenever something moved. */
   progressIntervalMs?: number;
+  /**
+   * Compress checkpoint pages (TANDEM_PAGE_XBZRLE) when the target offers
+   * to decode them, with a cache of this many pages; Remus streams only.
+   * Absent: the stream is exactly the plain Xen stream.
+   */
+  compression?: { cachePages: number };
 }
 
 interface Deferred<T> {
@@ -290,8 +300,25 @@ export class CheckpointSession {
     flush: () => this.flush(),
   };
 
+  /**
+   * What the saver may compress: nothing unless configured, for a Remus
+   * stream framed by libxl (the replication stream). Each checkpoint asks;
+   * the answer is yes once the target offered it and holds epoch 1. The
+   * secondary offers before it acks anything, so by epoch 1's ack the offer
+   * has arrived if it ever will.
+   */
+  private compressionParameters(): SaveParameters['compression'] {
+    const c = this.options.compression;
+    if (c === undefined || this.options.strategy.kind !== 'remus' || !this.libxl) return undefined;
+    const { target } = this.options;
+    return { cachePages: c.cachePages, enabled: () => this.epochs >= 1 && ((target.peerFeatures?.() ?? 0) & TandemFeature.PAGE_XBZRLE) !== 0 };
+  }
+
   private runSaver(): void {
-    this.saving = this.options.domain.saver.save(this.output, { type: this.options.strategy.kind, version: this.options.version }, this.callbacks()).then(
+    const params: SaveParameters = { type: this.options.strategy.kind, version: this.options.version };
+    const compression = this.compressionParameters();
+    if (compression !== undefined) params.compression = compression;
+    this.saving = this.options.domain.saver.save(this.output, params, this.callbacks()).then(
       () => {
         if (this.current !== undefined) this.fail(new CheckpointError(CheckpointErrorCodes.SESSION_STATE, `the saver ended the stream in epoch ${this.current.epoch}`));
       },
@@ -413,6 +440,7 @@ export class CheckpointSession {
         totalMs: this.options.now() - e.t0,
       };
       if (e.digest !== undefined) metrics.digest = e.digest;
+      if (stats.compression !== undefined) metrics.compression = stats.compression;
       this.current = undefined;
       this.park = deferred();
       if (this.phase !== 'failed') this.phase = 'parked';

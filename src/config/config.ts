@@ -38,6 +38,9 @@ export const MAX_CONFIG_BYTES = 1024 * 1024;
 /** A pre-copy target above the guest's page count only means one round; this bounds the input (4 GiB of pages). */
 const MAX_TARGET_DIRTY_PAGES = (4 * 2 ** 30) / PAGE_SIZE;
 
+/** The compression cache holds copies of guest pages: more than a 64 GiB guest's worth is a typo. */
+export const MAX_COMPRESSION_CACHE_MIB = 65536;
+
 const localhost = (port: number): Address => ({ host: '127.0.0.1', port });
 
 /** A host name, a port and the scheme: anything longer is not a monitor's base URL. */
@@ -92,6 +95,11 @@ const primarySchema = section({
   on_stop: oneOf(['stand-down', 'switchover']).default('stand-down'),
   // This primary's generation; a promoted secondary takes a higher one and fences this one.
   generation: int(1, Number.MAX_SAFE_INTEGER).default(1),
+  // Remus checkpoint pages as deltas against what the secondary holds (TANDEM_PAGE_XBZRLE, docs/stream.md), where the
+  // secondary offers to decode them; none: a plain Xen stream, byte for byte.
+  compression: oneOf(['none', 'xbzrle']).default('none'),
+  // The primary's cache of the secondary's page contents, the deltas' bases (least recently used pages go first).
+  compression_cache_mib: int(1, MAX_COMPRESSION_CACHE_MIB).default(64),
 }).check(
   rule((p) => (p.minIntervalMs > p.intervalMs ? `primary.min_interval_ms (${p.minIntervalMs}) exceeds primary.interval_ms (${p.intervalMs})` : undefined)),
   rule((p) => (p.retryMaxMs < p.retryMs ? `primary.retry_max_ms (${p.retryMaxMs}) is below primary.retry_ms (${p.retryMs})` : undefined)),

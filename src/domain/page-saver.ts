@@ -17,8 +17,10 @@
 import { CheckpointError, CheckpointErrorCodes } from '../checkpoint/errors.js';
 import { StreamEncoder } from '../stream/encoder.js';
 import { PageType } from '../stream/format.js';
+import { PageCache } from './page-cache.js';
+import { PageCompressor } from './page-compressor.js';
 import { StagingBuffer } from './staging.js';
-import type { LibxcOutput, LibxcSaver, PageDomain, PlatformContext, SaveCallbacks, SaveParameters } from './types.js';
+import type { LibxcEpochStats, LibxcOutput, LibxcSaver, PageCompressionParameters, PageDomain, PlatformContext, SaveCallbacks, SaveParameters } from './types.js';
 
 export interface PageSaverOptions {
   /** Pages per PAGE_DATA record; Xen batches 1024. */
@@ -45,6 +47,10 @@ export class PageSaver implements LibxcSaver {
     const enc = new StreamEncoder('libxc');
     this.headers(out, enc, params.version);
     if (params.type === 'plain') return this.plain(out, enc, callbacks);
+    // COLO's secondary runs its guest on the replica's RAM between checkpoints: no page there is a base both sides know.
+    const compression = params.type === 'remus' ? params.compression : undefined;
+    // One cache per stream: a new stream's secondary is synced afresh, and nothing this one learnt carries over.
+    const packer: Packer | undefined = compression === undefined ? undefined : { params: compression, compressor: new PageCompressor(new PageCache(compression.cachePages)), checkpoints: 0 };
     this.domain.enableLogDirty();
     try {
       const carried = await this.live(out, enc, callbacks);
@@ -52,11 +58,11 @@ export class PageSaver implements LibxcSaver {
       // they must be out before the guest resumes after the checkpoint, or
       // writes after it would reach the secondary as part of epoch 1.
       await out.flushed();
-      let more = await this.checkpoint(out, enc, callbacks, carried);
+      let more = await this.checkpoint(out, enc, callbacks, carried, packer);
       while (more) {
         // The last checkpoint's records are views of the staging buffer the next one reuses.
         await out.flushed();
-        more = await this.checkpoint(out, enc, callbacks, undefined);
+        more = await this.checkpoint(out, enc, callbacks, undefined, packer);
       }
       // After a COLO checkpoint only libxl may speak (StreamLayout): the libxc layer ends without END.
       if (params.type !== 'colo') out.write(enc.record({ layer: 'libxc', type: 'END' }));
@@ -110,7 +116,7 @@ export class PageSaver implements LibxcSaver {
   }
 
   /** One checkpoint; the checkpoint callback's answer (another one?). */
-  private async checkpoint(out: LibxcOutput, enc: StreamEncoder, callbacks: SaveCallbacks, carried: Uint32Array | undefined): Promise<boolean> {
+  private async checkpoint(out: LibxcOutput, enc: StreamEncoder, callbacks: SaveCallbacks, carried: Uint32Array | undefined, packer: Packer | undefined): Promise<boolean> {
     let pfns: Uint32Array;
     let ctx: PlatformContext;
     await callbacks.suspend();
@@ -124,10 +130,58 @@ export class PageSaver implements LibxcSaver {
     } finally {
       await callbacks.postcopy();
     }
-    this.pageRecords(out, enc, pfns, (i) => this.staging.page(i));
+    const stats: LibxcEpochStats = { pages: pfns.length };
+    if (packer === undefined) this.pageRecords(out, enc, pfns, (i) => this.staging.page(i));
+    else stats.compression = this.packedRecords(out, enc, pfns, packer);
     this.endOfCheckpoint(out, enc, ctx);
     out.write(enc.record({ layer: 'libxc', type: 'CHECKPOINT' }));
-    return callbacks.checkpoint({ pages: pfns.length });
+    if (packer === undefined) return callbacks.checkpoint(stats);
+    const { cache } = packer.compressor;
+    let more: boolean;
+    try {
+      more = await callbacks.checkpoint(stats);
+    } catch (err) {
+      // Whether the secondary applied this epoch is unknown: none of its pages may be a base again.
+      cache.discard();
+      throw err;
+    }
+    // The secondary holds the epoch, and the staging buffer still holds its pages (the next epoch has not been staged).
+    cache.commit();
+    return more;
+  }
+
+  /**
+   * A checkpoint's pages where compression is configured: as
+   * TANDEM_PAGE_XBZRLE once enabled, else as PAGE_DATA; either way staged
+   * in the cache, which then holds what the secondary holds.
+   */
+  private packedRecords(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array, packer: Packer): LibxcEpochStats['compression'] {
+    const { compressor } = packer;
+    packer.checkpoints++;
+    if (!packer.off && !packer.params.enabled() && packer.checkpoints > 1) {
+      // Epoch 1 is held and nothing was offered: nothing will be, on this stream. The cache goes.
+      packer.off = true;
+      compressor.cache.clear();
+    }
+    if (packer.off || !packer.params.enabled()) {
+      // Epoch 1 (as PAGE_DATA) is cached all the same: it is what the secondary holds when compression starts.
+      if (!packer.off) for (let i = 0; i < pfns.length; i++) compressor.cache.stage(pfns[i], this.staging.page(i));
+      this.pageRecords(out, enc, pfns, (i) => this.staging.page(i));
+      return undefined;
+    }
+    compressor.beginEpoch(pfns.length);
+    const per = this.options.recordPages ?? DEFAULT_RECORD_PAGES;
+    for (let i = 0; i < pfns.length; i += per) {
+      const n = Math.min(per, pfns.length - i);
+      const slice = new Array<number>(n);
+      const pages = new Array<Buffer>(n);
+      for (let k = 0; k < n; k++) {
+        slice[k] = pfns[i + k];
+        pages[k] = this.staging.page(i + k);
+      }
+      out.write(enc.record(compressor.record(slice, pages)));
+    }
+    return compressor.stats;
   }
 
   /** PAGE_DATA records for `pfns`; `pageAt(i)` gives the data of `pfns[i]`. */
@@ -155,6 +209,16 @@ export class PageSaver implements LibxcSaver {
     out.write(enc.record({ layer: 'libxc', type: 'HVM_PARAMS', params: ctx.hvmParams }));
     out.write(enc.record({ layer: 'libxc', type: 'HVM_CONTEXT', data: ctx.hvmContext }));
   }
+}
+
+/** A stream's compression: what it was asked for, and its compressor (with the cache). */
+interface Packer {
+  params: PageCompressionParameters;
+  compressor: PageCompressor;
+  /** Checkpoints of this stream so far. */
+  checkpoints: number;
+  /** Not offered by the time epoch 1 was held: plain PAGE_DATA for the rest of the stream, and no cache. */
+  off?: boolean;
 }
 
 function allPfns(pages: number): Uint32Array {

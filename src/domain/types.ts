@@ -86,6 +86,23 @@ export interface SaveParameters {
   type: SaveStreamType;
   /** libxc stream version: 3 (Xen 4.14+) carries CPUID/MSR policy and STATIC_DATA_END. */
   version: 2 | 3;
+  /**
+   * Checkpoint pages as TANDEM_PAGE_XBZRLE where the secondary decodes them
+   * (docs/stream.md). A saver that cannot (Xen's libxc writes its own
+   * stream) ignores it; the stream is then a plain Xen stream.
+   */
+  compression?: PageCompressionParameters;
+}
+
+export interface PageCompressionParameters {
+  /** Most pages the cache of the secondary's page contents (the deltas' bases) may hold. */
+  cachePages: number;
+  /**
+   * Asked at each checkpoint: may its pages go compressed? True only once
+   * the secondary has offered to decode them and holds the stream's first
+   * checkpoint (a delta needs a base both sides agree on).
+   */
+  enabled(): boolean;
 }
 
 /** What a LibxcSaver writes the libxc layer into: the stream, as framed by libxl (Tandem). */
@@ -124,6 +141,8 @@ export interface PrecopyRoundProgress {
 export interface LibxcEpochStats {
   /** Pages in this checkpoint (dirty pages, and the secondary's in COLO). */
   pages: number;
+  /** How the pages went, when they went as TANDEM_PAGE_XBZRLE. */
+  compression?: { raw: number; zero: number; delta: number; deltaBytes: number };
 }
 
 /**

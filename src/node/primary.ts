@@ -22,6 +22,7 @@ import { ModeController } from '../checkpoint/mode.js';
 import { DEFAULT_PRECOPY } from '../checkpoint/precopy.js';
 import { ColoPrimaryService } from '../colo/primary-service.js';
 import { nextPort, type TandemConfig } from '../config/config.js';
+import { PAGE_SIZE } from '../stream/format.js';
 import type { DomainBinding, PrimaryGuest } from '../domain/binding.js';
 import { DiskMirror } from '../disk/mirror.js';
 import { ErrorCodes, TandemError } from '../errors.js';
@@ -382,6 +383,7 @@ export class PrimaryNode {
         // Logged before the epoch is sent, so a check can match whatever the secondary ends up holding.
         onStaged: (epoch, digest) => logger.debug({ epoch, digest }, 'epoch staged'),
         generation: () => this.arbiter!.generation,
+        compression: p.compression === 'xbzrle' ? { cachePages: (p.compressionCacheMib * 2 ** 20) / PAGE_SIZE } : undefined,
       },
     );
     this.engine = engine;

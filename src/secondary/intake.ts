@@ -31,6 +31,8 @@ export interface StreamOptions {
   maxRecordBytes: number;
   /** A COLO stream (CHECKPOINT_STATE announces each checkpoint after the first). */
   colo: boolean;
+  /** TandemFeature bits offered to this stream's primary; a subset of the intake's `features`. */
+  features?: number;
 }
 
 /** One stream from one primary: bytes in, actions out. */
@@ -53,6 +55,8 @@ export interface ReplicaIntake {
   readonly state: ReplicaState;
   /** The epoch (of the latest stream) the replica holds; 0 when it holds no complete checkpoint. */
   readonly lastEpoch: number;
+  /** TandemFeature bits its streams may use, when offered to their primary (TANDEM_FEATURES). */
+  readonly features: number;
   /** A new stream (a new connection). */
   open(options: StreamOptions): StreamIntake;
 }
@@ -74,6 +78,10 @@ export class PageIntake implements ReplicaIntake {
 
   get lastEpoch(): number {
     return this.receiver.lastEpoch;
+  }
+
+  get features(): number {
+    return this.receiver.features;
   }
 
   open(options: StreamOptions): StreamIntake {

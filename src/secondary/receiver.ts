@@ -20,8 +20,9 @@
 import type { PlatformContext, ReplicaDomain, TscInfo } from '../domain/types.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
-import { ColoControl, DomainType, pageTypeHasData, recordTypeName } from '../stream/format.js';
+import { ColoControl, DomainType, PAGE_SIZE, TandemFeature, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
+import { decodeXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
 import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
 import { PageKeeper, type DeviceKeeper } from './undo.js';
 
@@ -114,7 +115,8 @@ interface Held<T> {
 
 /** One epoch's records, held until its CHECKPOINT_END. */
 class EpochBuffer {
-  readonly pageRecords: PageDataRecord[] = [];
+  /** Page records in stream order: a delta's base is the page as the records before it leave it. */
+  readonly pageRecords: (PageDataRecord | XbzrleRecord)[] = [];
   pages = 0;
   bytes = 0;
   tsc: TscInfo | undefined;
@@ -138,7 +140,11 @@ class StreamProgress {
   /** Devices whose full sync this stream has delivered. */
   readonly synced = new Set<ReplicaDevice>();
 
-  constructor(readonly coverage: Uint32Array) {}
+  constructor(
+    readonly coverage: Uint32Array,
+    /** TandemFeature bits offered to this stream's primary. */
+    readonly features: number,
+  ) {}
 }
 
 /** An epoch waiting for its device model to load. */
@@ -160,6 +166,8 @@ export class EpochReceiver {
   private loading: Loading | undefined;
   /** While a new stream syncs over a replica holding a checkpoint: what that checkpoint had of what changed. */
   private keepers: { pages: PageKeeper; devices: DeviceKeeper[] } | undefined;
+  /** Where compressed pages are decoded, one record at a time (grows to the largest record). */
+  private scratch = Buffer.alloc(0);
 
   constructor(
     private readonly replica: ReplicaDomain,
@@ -194,13 +202,23 @@ export class EpochReceiver {
   }
 
   /**
+   * TandemFeature bits this receiver can decode: compressed pages need the
+   * replica's pages readable (their deltas' bases).
+   */
+  get features(): number {
+    return this.replica.readPage !== undefined ? TandemFeature.PAGE_XBZRLE : 0;
+  }
+
+  /**
    * A new stream begins (a new connection): it must sync the replica from
    * its pre-copy. A replica that holds a checkpoint keeps it, where it can,
-   * until this stream reaches its own first checkpoint.
+   * until this stream reaches its own first checkpoint. `features`: what
+   * was offered to its primary; records of any other feature are refused.
    */
-  begin(): void {
+  begin(features = 0): void {
     if (this.current !== undefined) throw new Error('a stream is already in progress; end or abort it first');
-    this.current = new StreamProgress(new Uint32Array(Math.ceil(this.replica.info.pages / 32)));
+    if ((features & ~this.features) !== 0) throw new Error(`features 0x${features.toString(16)} offered beyond what this replica decodes (0x${this.features.toString(16)})`);
+    this.current = new StreamProgress(new Uint32Array(Math.ceil(this.replica.info.pages / 32)), features);
     this.replicaState = 'syncing';
     const devices = [...this.devices.values()];
     const readPage = this.replica.readPage?.bind(this.replica);
@@ -329,6 +347,7 @@ export class EpochReceiver {
       return [];
     }
     if (rec.layer === 'libxc' && rec.type === 'PAGE_DATA' && s.epochs === 0) return this.applyDirect(s, rec);
+    if (rec.type === 'TANDEM_PAGE_XBZRLE') this.checkXbzrleAllowed(s, item);
     if (rec.layer === 'libxl' && rec.type === 'OPTIONAL' && s.epochs === 0) {
       const device = this.devices.get(rec.code);
       if (device !== undefined) return this.applyDeviceDirect(s, device, rec.data, item);
@@ -370,6 +389,7 @@ export class EpochReceiver {
     b.bytes += size;
     switch (rec.type) {
       case 'PAGE_DATA':
+      case 'TANDEM_PAGE_XBZRLE':
         b.pageRecords.push(rec);
         b.pages += rec.pfns.length;
         break;
@@ -427,6 +447,20 @@ export class EpochReceiver {
     const previousEpoch = this.committed;
     this.committed = 0;
     return [{ type: 'invalidated', previousEpoch, reason }];
+  }
+
+  /**
+   * Compressed pages only where this secondary offered them, and only once
+   * the stream holds a checkpoint: a delta applies to the page this stream
+   * left, and before its first checkpoint the replica may still hold another
+   * stream's. (Not in COLO either: the server offers nothing there.)
+   */
+  private checkXbzrleAllowed(s: StreamProgress, item: RecordItem): void {
+    const site = { offset: item.offset, record: 'libxc TANDEM_PAGE_XBZRLE' };
+    if ((s.features & TandemFeature.PAGE_XBZRLE) === 0) {
+      throw new StreamError(ErrorCodes.RECORD_NOT_NEGOTIATED, 'compressed pages, which this secondary did not offer on this connection', site);
+    }
+    if (s.epochs === 0) throw new StreamError(ErrorCodes.RECORD_OUT_OF_ORDER, "compressed pages before the stream's first checkpoint: there is no base to apply a delta to yet", site);
   }
 
   private applyDeviceDirect(s: StreamProgress, device: ReplicaDevice, body: Buffer, item: RecordItem): ReceiverAction[] {
@@ -525,7 +559,10 @@ export class EpochReceiver {
 
   private applyPages(b: EpochBuffer): void {
     try {
-      for (const rec of b.pageRecords) this.replica.writePages(dataPfns(rec), rec.pages);
+      for (const rec of b.pageRecords) {
+        if (rec.type === 'PAGE_DATA') this.replica.writePages(dataPfns(rec), rec.pages);
+        else this.applyXbzrle(rec);
+      }
       // Device updates were checked when they arrived: like pages, only a failing hypervisor refuses them now.
       for (const u of b.updates) u.apply();
     } catch (err) {
@@ -534,6 +571,16 @@ export class EpochReceiver {
       this.committed = 0;
       throw err;
     }
+  }
+
+  /**
+   * Writes a compressed record's pages, decoded against the replica as the
+   * records before it left it (checked at decode: this cannot fail halfway).
+   */
+  private applyXbzrle(rec: XbzrleRecord): void {
+    const n = rec.pfns.length;
+    if (this.scratch.length < n * PAGE_SIZE) this.scratch = Buffer.allocUnsafe(n * PAGE_SIZE);
+    this.replica.writePages(rec.pfns, decodeXbzrlePages(rec, this.replica.readPage!.bind(this.replica), this.scratch));
   }
 
   /** Runs a replica call; a refusal becomes a StreamError on the record. */

@@ -55,6 +55,9 @@ export class RestoreIntake implements ReplicaIntake {
     return this.held;
   }
 
+  /** Xen's restore reads the stream: it knows no Tandem page records, so nothing beyond Xen's stream is offered. */
+  readonly features = 0;
+
   open(options: StreamOptions): StreamIntake {
     const stream = new RestoreStream(this, options);
     this.current = stream;
@@ -91,6 +94,8 @@ class RestoreStream implements StreamIntake {
       limits: { maxRecordBytes: options.maxRecordBytes },
       strip: (item) => {
         const rec = item.record;
+        // Xen's libxc would skip it as an optional record it does not know, and the replica would miss its pages.
+        if (rec.type === 'TANDEM_PAGE_XBZRLE') throw new StreamError(ErrorCodes.RECORD_NOT_NEGOTIATED, "compressed pages, which Xen's restore cannot read and this secondary did not offer", { offset: item.offset, record: 'libxc TANDEM_PAGE_XBZRLE' });
         if (rec.layer !== 'libxl' || rec.type !== 'OPTIONAL' || !TANDEM_CODES.has(rec.code)) {
           // The config opens the stream (after TANDEM_PRIMARY): without it there is no domain to build.
           if (this.config === undefined) throw new StreamError(ErrorCodes.STREAM_BAD_DOMAIN_TYPE, `the stream carries no TANDEM_DOMAIN_CONFIG before its first record: its domain is not one this replica's hypervisor can build (is the primary's domain of the same type?)`, { offset: item.offset });

@@ -303,9 +303,13 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
 
   private activate(socket: Duplex, remote: string, chunks: Buffer[], generation: number | undefined): void {
     const log = this.options.logger;
+    const colo = this.options.colo !== undefined;
+    // What this stream's primary may send beyond Xen's stream. Not in COLO: the replica runs between checkpoints, so its pages are no delta's base.
+    const features = colo ? 0 : this.intake!.features;
     const session = this.intake!.open({
       maxRecordBytes: this.options.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES,
-      colo: this.options.colo !== undefined,
+      colo,
+      features,
     });
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -315,6 +319,8 @@ export class SecondaryServer extends EventEmitter<SecondaryEvents> {
     // COLO: a guest still running from an earlier stream's checkpoint must stop before this stream's pre-copy writes its RAM.
     this.options.colo?.pause();
     session.start();
+    // The offer goes first on the back-channel, ahead of any ack: a primary holding epoch 1 has seen it.
+    if (features !== 0) this.sendAck(link, encodeBackRecord({ type: 'FEATURES', features }));
     log.info({ remote, lastEpoch: this.lastEpoch }, `primary connected from ${remote}; replica syncing: not consistent with this stream until its first checkpoint`);
     this.syncState();
 

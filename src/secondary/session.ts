@@ -19,6 +19,8 @@ export interface StreamSessionOptions {
   maxRecordBytes: number;
   /** A COLO stream (CHECKPOINT_STATE announces each checkpoint after the first). */
   colo?: boolean;
+  /** TandemFeature bits offered to this stream's primary (TANDEM_FEATURES). */
+  features?: number;
 }
 
 export type ActionSink = (action: ReceiverAction) => void;
@@ -63,7 +65,7 @@ export class ReplicationSession {
       colo: this.options.colo,
       limits: { maxPfn: this.options.replicaPages - 1, maxRecordBytes: this.options.maxRecordBytes },
     });
-    this.receiver.begin();
+    this.receiver.begin(this.options.features ?? 0);
     this.open = true;
   }
 

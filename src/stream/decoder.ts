@@ -18,6 +18,7 @@ import {
   MAX_PFN,
   PAGE_SIZE,
   RECORD_HEADER_SIZE,
+  TandemType,
   alignUp,
   recordTypeName,
   type Layer,
@@ -33,7 +34,7 @@ import {
   type LibxlHeader,
 } from './headers.js';
 import { StreamLayout, type Framing } from './layout.js';
-import { parseRecord, type ParseLimits, type StreamRecord } from './records.js';
+import { XBZRLE_ENTRY_BYTES, XBZRLE_HEAD_BYTES, parseRecord, type ParseLimits, type StreamRecord } from './records.js';
 
 export interface DecoderLimits extends ParseLimits {
   /** Largest record body accepted, in bytes. */
@@ -285,6 +286,10 @@ export class StreamDecoder {
     if (layer === 'libxc' && code === LibxcType.PAGE_DATA) {
       // count/reserved, then a pfn word and at most one page per pfn.
       return Math.min(this.limits.maxRecordBytes, 8 + this.limits.maxPagesPerRecord * (8 + PAGE_SIZE));
+    }
+    if (layer === 'libxc' && code === TandemType.TANDEM_PAGE_XBZRLE) {
+      // Head, then an entry and at most one page of payload per pfn.
+      return Math.min(this.limits.maxRecordBytes, XBZRLE_HEAD_BYTES + this.limits.maxPagesPerRecord * (XBZRLE_ENTRY_BYTES + PAGE_SIZE));
     }
     return this.limits.maxRecordBytes;
   }

@@ -6,6 +6,7 @@
  * the stream ended if it ended at a checkpoint, and a closing summary. Pure:
  * items in, lines out.
  */
+import { PageEncoding } from './xbzrle.js';
 import type { StreamEnd } from './decoder.js';
 import { ColoControl, DomainType, EmulatorId, pageTypeHasData } from './format.js';
 import type { ImageItem } from './image-reader.js';
@@ -96,6 +97,10 @@ export class StreamDescriber {
   }
 
   private record(rec: StreamRecord, length: number, end: number, out: string[]): void {
+    if (rec.type === 'TANDEM_PAGE_XBZRLE') {
+      this.epochPages += rec.pfns.length;
+      this.totals.pages += rec.pfns.length;
+    }
     if (rec.type === 'PAGE_DATA') {
       const withData = rec.types.reduce((n, t) => n + (pageTypeHasData(t) ? 1 : 0), 0);
       this.run ??= { records: 0, pfns: 0, pages: 0 };
@@ -170,6 +175,10 @@ function detail(rec: StreamRecord): string {
     case 'X86_PV_VCPU_XSAVE':
     case 'X86_PV_VCPU_MSRS':
       return `: vcpu ${rec.vcpuId}, ${rec.context.length} bytes`;
+    case 'TANDEM_PAGE_XBZRLE': {
+      const count = (e: number): number => rec.encodings.reduce((n, x) => n + (x === e ? 1 : 0), 0);
+      return `: ${rec.pfns.length} pages (${count(PageEncoding.DELTA)} delta, ${count(PageEncoding.ZERO)} zero, ${count(PageEncoding.RAW)} raw)`;
+    }
     default:
       return '';
   }

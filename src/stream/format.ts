@@ -84,14 +84,28 @@ const LIBXL_NAMES = invert(LibxlType);
  * TANDEM_DISK_WRITES a checkpoint's libxl section, TANDEM_PRIMARY opens a
  * replication stream, TANDEM_DOMAIN_CONFIG follows it with the toolstack's
  * configuration of the domain where the secondary's hypervisor needs it to
- * build the domain (docs/stream.md).
+ * build the domain, TANDEM_PAGE_XBZRLE carries compressed pages in the libxc
+ * layer of a stream whose secondary offered to decode them, and
+ * TANDEM_FEATURES (back-channel) is that offer (docs/stream.md).
  */
 export const TandemType = {
   TANDEM_ACK: 0x80005401,
   TANDEM_DISK_WRITES: 0x80005402,
   TANDEM_PRIMARY: 0x80005403,
   TANDEM_DOMAIN_CONFIG: 0x80005404,
+  TANDEM_PAGE_XBZRLE: 0x80005405,
+  TANDEM_FEATURES: 0x80005406,
 } as const;
+
+/**
+ * Bits of TANDEM_FEATURES: what a secondary can decode beyond Xen's stream.
+ * A primary uses a feature only on a connection whose secondary offered it.
+ */
+export const TandemFeature = {
+  /** TANDEM_PAGE_XBZRLE records, after the stream's first checkpoint. */
+  PAGE_XBZRLE: 0x1,
+} as const;
+export const KNOWN_FEATURES = TandemFeature.PAGE_XBZRLE;
 const TANDEM_NAMES = invert(TandemType);
 
 export type Layer = 'libxc' | 'libxl';

@@ -15,12 +15,14 @@ import {
   PAGE_SIZE,
   PFN_BITS,
   TSC_INFO_SIZE,
+  TandemType,
   VCPU_HEADER_SIZE,
   X86_PV_INFO_SIZE,
   isValidPageType,
   pageTypeHasData,
   type Layer,
 } from './format.js';
+import { MAX_DELTA_BYTES, PageEncoding, checkXbzrle } from './xbzrle.js';
 
 export interface CpuidLeaf {
   leaf: number;
@@ -64,6 +66,16 @@ export type LibxcRecord =
   | { layer: 'libxc'; type: 'CHECKPOINT_DIRTY_PFN_LIST'; pfns: bigint[] }
   | { layer: 'libxc'; type: 'X86_CPUID_POLICY'; leaves: CpuidLeaf[] }
   | { layer: 'libxc'; type: 'X86_MSR_POLICY'; msrs: MsrEntry[] }
+  | {
+      layer: 'libxc';
+      type: 'TANDEM_PAGE_XBZRLE';
+      /** PFNs, strictly ascending. */
+      pfns: number[];
+      /** PageEncoding of each pfn. */
+      encodings: number[];
+      /** What each pfn carries: the raw page, nothing (zero), or its delta; views where possible. */
+      payloads: Buffer[];
+    }
   | { layer: 'libxc'; type: 'OPTIONAL'; code: number; data: Buffer };
 
 export type LibxlRecord =
@@ -78,6 +90,7 @@ export type StreamRecord = LibxcRecord | LibxlRecord;
 /** Numeric type code of a record. */
 export function recordCode(rec: StreamRecord): number {
   if (rec.type === 'OPTIONAL') return rec.code;
+  if (rec.type === 'TANDEM_PAGE_XBZRLE') return TandemType.TANDEM_PAGE_XBZRLE;
   return rec.layer === 'libxc' ? LibxcType[rec.type] : LibxlType[rec.type];
 }
 
@@ -123,6 +136,7 @@ export function parseRecord(
   site: RecordSite,
 ): StreamRecord {
   if (layer === 'libxc' && code === LibxcType.PAGE_DATA) return parsePageData(segments, length, limits, site);
+  if (layer === 'libxc' && code === TandemType.TANDEM_PAGE_XBZRLE) return parseXbzrlePages(segments, length, limits, site);
   const body = joinSegments(segments, length);
   return layer === 'libxc' ? parseLibxc(code, body, site) : parseLibxl(code, body, site);
 }
@@ -163,6 +177,87 @@ function parsePageData(segments: readonly Buffer[], length: number, limits: Pars
   const pages = new Array<Buffer>(withData);
   for (let i = 0; i < withData; i++) pages[i] = cur.read(PAGE_SIZE);
   return { layer: 'libxc', type: 'PAGE_DATA', pfns, types, pages };
+}
+
+/** TANDEM_PAGE_XBZRLE: count and reserved, then per page a u64 pfn, a u16 encoding and a u16 payload length. */
+export const XBZRLE_HEAD_BYTES = 8;
+export const XBZRLE_ENTRY_BYTES = 12;
+
+/**
+ * Every length is checked against the body before anything is read out of
+ * it, and every delta is walked against the page bound here, at the
+ * record: what reaches the replica can always be applied, one page per
+ * entry, never more.
+ */
+function parseXbzrlePages(segments: readonly Buffer[], length: number, limits: ParseLimits, site: RecordSite): LibxcRecord {
+  if (length < XBZRLE_HEAD_BYTES + XBZRLE_ENTRY_BYTES) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${length}, expected at least ${XBZRLE_HEAD_BYTES + XBZRLE_ENTRY_BYTES}`, site);
+  const cur = new SegmentCursor(segments);
+  const head = cur.read(XBZRLE_HEAD_BYTES);
+  const count = head.readUInt32LE(0);
+  if (head.readUInt32LE(4) !== 0) fail(ErrorCodes.RECORD_RESERVED_NONZERO, 'reserved field is not zero', site);
+  if (count === 0) fail(ErrorCodes.RECORD_BAD_FIELD, 'count is 0; the record describes at least one page', site);
+  if (count > limits.maxPagesPerRecord) fail(ErrorCodes.RECORD_TOO_LARGE, `count ${count} exceeds the limit of ${limits.maxPagesPerRecord} pages`, site);
+  const tableEnd = XBZRLE_HEAD_BYTES + count * XBZRLE_ENTRY_BYTES;
+  if (length < tableEnd) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${length} too short for ${count} page entries`, site);
+  const table = cur.read(count * XBZRLE_ENTRY_BYTES);
+  const pfns = new Array<number>(count);
+  const encodings = new Array<number>(count);
+  const lengths = new Array<number>(count);
+  let payloadBytes = 0;
+  for (let i = 0; i < count; i++) {
+    const at = i * XBZRLE_ENTRY_BYTES;
+    const lo = table.readUInt32LE(at);
+    const hi = table.readUInt32LE(at + 4);
+    if (hi >= 2 ** (PFN_BITS - 32)) fail(ErrorCodes.RECORD_RESERVED_NONZERO, `bits above the pfn set in entry[${i}]`, site);
+    const pfn = hi * 2 ** 32 + lo;
+    if (pfn > limits.maxPfn) fail(ErrorCodes.RECORD_BAD_FIELD, `entry[${i}] pfn 0x${pfn.toString(16)} exceeds the limit 0x${limits.maxPfn.toString(16)}`, site);
+    // Ascending, so a pfn comes once and the entries apply in any order to the same result.
+    if (i > 0 && pfn <= pfns[i - 1]) fail(ErrorCodes.RECORD_BAD_FIELD, `entry[${i}] pfn 0x${pfn.toString(16)} does not ascend (after 0x${pfns[i - 1].toString(16)})`, site);
+    const encoding = table.readUInt16LE(at + 8);
+    const len = table.readUInt16LE(at + 10);
+    const wrong =
+      encoding === PageEncoding.RAW
+        ? len !== PAGE_SIZE && `a raw page of ${len} bytes, expected ${PAGE_SIZE}`
+        : encoding === PageEncoding.ZERO
+          ? len !== 0 && `a zero page with ${len} payload bytes, expected 0`
+          : encoding === PageEncoding.DELTA
+            ? len > MAX_DELTA_BYTES && `a delta of ${len} bytes, not smaller than a page`
+            : `unknown encoding ${encoding}`;
+    if (wrong !== false) fail(ErrorCodes.RECORD_BAD_DELTA, `entry[${i}] (pfn 0x${pfn.toString(16)}): ${wrong}`, site);
+    pfns[i] = pfn;
+    encodings[i] = encoding;
+    lengths[i] = len;
+    payloadBytes += len;
+  }
+  if (length !== tableEnd + payloadBytes) {
+    fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${length}, expected ${tableEnd + payloadBytes} for ${count} entries with ${payloadBytes} payload bytes`, site);
+  }
+  const payloads = new Array<Buffer>(count);
+  for (let i = 0; i < count; i++) {
+    const payload = cur.read(lengths[i]);
+    if (encodings[i] === PageEncoding.DELTA) {
+      const wrong = checkXbzrle(payload);
+      if (wrong !== undefined) fail(ErrorCodes.RECORD_BAD_DELTA, `entry[${i}] (pfn 0x${pfns[i].toString(16)}): ${wrong}`, site);
+    }
+    payloads[i] = payload;
+  }
+  return { layer: 'libxc', type: 'TANDEM_PAGE_XBZRLE', pfns, encodings, payloads };
+}
+
+/** Encodes a TANDEM_PAGE_XBZRLE head and entry table; the payloads follow as given. */
+export function encodeXbzrleHead(pfns: ArrayLike<number>, encodings: ArrayLike<number>, payloads: readonly Buffer[]): Buffer {
+  const count = pfns.length;
+  const b = Buffer.allocUnsafe(XBZRLE_HEAD_BYTES + count * XBZRLE_ENTRY_BYTES);
+  b.writeUInt32LE(count, 0);
+  b.writeUInt32LE(0, 4);
+  for (let i = 0; i < count; i++) {
+    const at = XBZRLE_HEAD_BYTES + i * XBZRLE_ENTRY_BYTES;
+    b.writeUInt32LE(pfns[i] % 2 ** 32, at);
+    b.writeUInt32LE(Math.floor(pfns[i] / 2 ** 32), at + 4);
+    b.writeUInt16LE(encodings[i], at + 8);
+    b.writeUInt16LE(payloads[i].length, at + 10);
+  }
+  return b;
 }
 
 const VCPU_TYPES: Partial<Record<number, VcpuRecordType>> = {
@@ -402,6 +497,19 @@ export function encodeRecordBody(rec: StreamRecord): Buffer[] {
       }
       assertEncodable(withData === rec.pages.length && rec.pages.every((p) => p.length === PAGE_SIZE), 'one 4 KiB page per data-bearing pfn');
       return [encodePageDataHead(rec.pfns, rec.types), ...coalesceAdjacent(rec.pages)];
+    }
+    case 'TANDEM_PAGE_XBZRLE': {
+      const n = rec.pfns.length;
+      assertEncodable(n > 0 && n === rec.encodings.length && n === rec.payloads.length, 'pfns, encodings and payloads non-empty and equal in length');
+      for (let i = 0; i < n; i++) {
+        const pfn = rec.pfns[i];
+        assertEncodable(Number.isInteger(pfn) && pfn >= 0 && pfn < 2 ** PFN_BITS && (i === 0 || pfn > rec.pfns[i - 1]), `pfn at ${i} in range and ascending`);
+        const len = rec.payloads[i].length;
+        const e = rec.encodings[i];
+        const fits = e === PageEncoding.RAW ? len === PAGE_SIZE : e === PageEncoding.ZERO ? len === 0 : e === PageEncoding.DELTA && len <= MAX_DELTA_BYTES;
+        assertEncodable(fits, `payload of entry ${i} fits its encoding`);
+      }
+      return [encodeXbzrleHead(rec.pfns, rec.encodings, rec.payloads), ...coalesceAdjacent(rec.payloads.filter((p) => p.length > 0))];
     }
     case 'X86_PV_INFO': {
       assertEncodable((rec.guestWidth === 4 || rec.guestWidth === 8) && (rec.ptLevels === 3 || rec.ptLevels === 4), 'guest width 4 or 8, pt_levels 3 or 4');

@@ -7,6 +7,10 @@
  *
  * - TANDEM_ACK (0x80005401, in the optional range so no Xen reader chokes):
  *   the secondary applied (or refused) checkpoint `epoch`;
+ * - TANDEM_FEATURES (0x80005406), first on a stream the secondary took:
+ *   the stream records it decodes beyond Xen's (TandemFeature bits, u32,
+ *   then a u32 reserved), so a primary never sends one to a peer that
+ *   cannot read it. A secondary that sends none offers nothing;
  * - libxl CHECKPOINT_STATE (0x5) and libxc CHECKPOINT_DIRTY_PFN_LIST (0xf),
  *   the COLO handshake records, as Xen sends them. Their bodies are the
  *   stream's own (src/stream/records.ts), so both directions share one
@@ -15,14 +19,17 @@
 import { ErrorCodes, StreamError } from '../errors.js';
 import { ChunkQueue } from '../stream/chunks.js';
 import { frameRecord } from '../stream/encoder.js';
-import { LibxcType, LibxlType, RECORD_HEADER_SIZE, TandemType, alignUp, isOptionalType } from '../stream/format.js';
+import { KNOWN_FEATURES, LibxcType, LibxlType, RECORD_HEADER_SIZE, TandemType, alignUp, isOptionalType } from '../stream/format.js';
 import { encodeRecordBody, parseRecord, recordCode, type ParseLimits, type StreamRecord } from '../stream/records.js';
 
 export const BackType = {
   CHECKPOINT_STATE: LibxlType.CHECKPOINT_STATE,
   CHECKPOINT_DIRTY_PFN_LIST: LibxcType.CHECKPOINT_DIRTY_PFN_LIST,
   TANDEM_ACK: TandemType.TANDEM_ACK,
+  TANDEM_FEATURES: TandemType.TANDEM_FEATURES,
 } as const;
+
+export const FEATURES_BODY_BYTES = 8;
 
 export const AckStatus = {
   /** The checkpoint is applied: the replica is at this epoch. */
@@ -40,6 +47,8 @@ export const MAX_BACK_RECORD = 8 * 1024 * 1024;
 
 export type BackChannelRecord =
   | { type: 'ACK'; epoch: number; status: AckStatusCode; reason: string }
+  /** TandemFeature bits; bits this side does not know are dropped as it reads them (a newer secondary may offer more). */
+  | { type: 'FEATURES'; features: number }
   | { type: 'CHECKPOINT_STATE'; controlId: number }
   | { type: 'CHECKPOINT_DIRTY_PFN_LIST'; pfns: Uint32Array };
 
@@ -54,6 +63,11 @@ export function encodeBackRecord(rec: BackChannelRecord): Buffer {
       body.writeUInt32LE(reason.length, 12);
       reason.copy(body, 16);
       return Buffer.concat(frameRecord(BackType.TANDEM_ACK, [body]));
+    }
+    case 'FEATURES': {
+      const body = Buffer.alloc(FEATURES_BODY_BYTES);
+      body.writeUInt32LE(rec.features >>> 0, 0);
+      return Buffer.concat(frameRecord(BackType.TANDEM_FEATURES, [body]));
     }
     case 'CHECKPOINT_STATE':
       return encodeStreamRecord({ layer: 'libxl', type: 'CHECKPOINT_STATE', controlId: rec.controlId });
@@ -86,8 +100,8 @@ export class BackChannelDecoder {
         const head = this.queue.peek(RECORD_HEADER_SIZE);
         const type = head.readUInt32LE(0);
         const length = head.readUInt32LE(4);
-        const name = type === BackType.TANDEM_ACK ? 'TANDEM_ACK' : type === BackType.CHECKPOINT_STATE ? 'CHECKPOINT_STATE' : type === BackType.CHECKPOINT_DIRTY_PFN_LIST ? 'CHECKPOINT_DIRTY_PFN_LIST' : `type 0x${type.toString(16)}`;
-        const known = type === BackType.TANDEM_ACK || type === BackType.CHECKPOINT_STATE || type === BackType.CHECKPOINT_DIRTY_PFN_LIST;
+        const name = BACK_NAMES.get(type) ?? `type 0x${type.toString(16)}`;
+        const known = BACK_NAMES.has(type);
         if (!known && !isOptionalType(type)) fail(ErrorCodes.RECORD_UNKNOWN_MANDATORY, 'unknown mandatory record type', this.offset, name);
         if (length > MAX_BACK_RECORD) fail(ErrorCodes.RECORD_TOO_LARGE, `body length ${length} exceeds ${MAX_BACK_RECORD}`, this.offset, name);
         const total = RECORD_HEADER_SIZE + alignUp(length);
@@ -107,8 +121,15 @@ export class BackChannelDecoder {
   }
 }
 
+const BACK_NAMES = new Map<number, string>(Object.entries(BackType).map(([name, code]) => [code as number, name]));
+
 function parseBack(type: number, body: Buffer, at: number, name: string): BackChannelRecord {
   switch (type) {
+    case BackType.TANDEM_FEATURES: {
+      if (body.length !== FEATURES_BODY_BYTES) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected ${FEATURES_BODY_BYTES}`, at, name);
+      if (body.readUInt32LE(4) !== 0) fail(ErrorCodes.RECORD_RESERVED_NONZERO, 'reserved field is not zero', at, name);
+      return { type: 'FEATURES', features: body.readUInt32LE(0) & KNOWN_FEATURES };
+    }
     case BackType.TANDEM_ACK: {
       if (body.length < 16) fail(ErrorCodes.RECORD_BAD_LENGTH, `body length ${body.length}, expected at least 16`, at, name);
       const hi = body.readUInt32LE(4);

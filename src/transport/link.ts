@@ -26,7 +26,7 @@ export interface LinkOptions {
 }
 
 type AckRecord = Extract<BackChannelRecord, { type: 'ACK' }>;
-type HandshakeType = Exclude<BackChannelRecord['type'], 'ACK'>;
+type HandshakeType = Exclude<BackChannelRecord['type'], 'ACK' | 'FEATURES'>;
 type Handshake<T extends HandshakeType> = Extract<BackChannelRecord, { type: T }>;
 
 /** COLO handshake records waiting to be taken; a secondary that sends more is misbehaving. */
@@ -53,6 +53,8 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
   private lastSentAt = 0;
   /** An ack has come: from now on the secondary answers every epoch. */
   private acked = false;
+  /** What the secondary offered to decode (TANDEM_FEATURES; 0 until it says). */
+  private features = 0;
   /** The secondary's first bytes, kept to name a peer that is not Tandem. */
   private firstBytes = Buffer.alloc(0);
 
@@ -113,6 +115,14 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
       s.once('drain', onDrain);
       s.once('close', onClose);
     });
+  }
+
+  /**
+   * TandemFeature bits the secondary offered on this connection. It offers
+   * before its first ack, so once epoch 1 is held the answer is final.
+   */
+  peerFeatures(): number {
+    return this.features;
   }
 
   /** Resolves once the secondary acks that it applied `epoch`; anything else ends the session. */
@@ -206,6 +216,10 @@ export class ReplicationLink implements CheckpointTarget, ColoBackChannel {
       return;
     }
     for (const rec of records) {
+      if (rec.type === 'FEATURES') {
+        this.features = rec.features;
+        continue;
+      }
       if (rec.type !== 'ACK') {
         const w = this.recordWaiter;
         if (w !== undefined && w.type === rec.type) {

@@ -103,6 +103,14 @@ secondary:
     assert.deepEqual(c.heartbeat, { intervalMs: 50, timeoutMs: 250 });
   });
 
+  test('compression: off by default (a plain Xen stream); xbzrle with a cache size', () => {
+    assert.equal(defaultConfig().primary.compression, 'none');
+    assert.equal(defaultConfig().primary.compressionCacheMib, 64);
+    const c = configFromObject({ primary: { compression: 'xbzrle', compression_cache_mib: 256 } }, 'f.yaml');
+    assert.equal(c.primary.compression, 'xbzrle');
+    assert.equal(c.primary.compressionCacheMib, 256);
+  });
+
   test('an empty file is the defaults', () => {
     assert.deepEqual(loadConfig(write('empty.yaml', '')), defaultConfig());
   });
@@ -125,6 +133,9 @@ secondary:
       [{ primary: { secondary: 7 } }, /primary\.secondary: expected a HOST:PORT string, got 7/],
       [{ primary: { stream_version: 4 } }, /primary\.stream_version: expected one of 2, 3, got 4/],
       [{ primary: { verify_digest: 'yes' } }, /primary\.verify_digest: expected true or false/],
+      [{ primary: { compression: 'zstd' } }, /primary\.compression: expected one of "none", "xbzrle", got "zstd"/],
+      [{ primary: { compression_cache_mib: 0 } }, /primary\.compression_cache_mib: expected an integer in 1\.\.65536, got 0/],
+      [{ primary: { compression_cache_mib: 65537 } }, /primary\.compression_cache_mib: expected an integer in 1\.\.65536/],
       [{ primary: { interval_ms: 10, min_interval_ms: 20 } }, /min_interval_ms \(20\) exceeds primary\.interval_ms \(10\)/],
       [{ primary: { intervall_ms: 10 } }, /primary\.intervall_ms: unknown key/],
       [{ domain: { memory_mib: 5000 } }, /domain\.memory_mib: expected an integer in 1\.\.4096/],

@@ -31,6 +31,8 @@ const openSockets = new Set<Socket>();
 /** The primary's end of the connection: writes stream bytes, collects acks. */
 class FakePrimary {
   readonly acks: BackChannelRecord[] = [];
+  /** TANDEM_FEATURES offers, kept apart from the acks: a secondary sends one first on each stream it takes. */
+  readonly offers: BackChannelRecord[] = [];
   closed = false;
   readonly socket: Socket;
   /** As the secondary sees it; the socket forgets its port once closed. */
@@ -40,7 +42,9 @@ class FakePrimary {
   private constructor(socket: Socket, closeOnEnd: boolean) {
     this.socket = socket;
     this.localAddress = `127.0.0.1:${socket.localPort}`;
-    socket.on('data', (b: Buffer) => this.acks.push(...this.decoder.push(b)));
+    socket.on('data', (b: Buffer) => {
+      for (const r of this.decoder.push(b)) (r.type === 'FEATURES' ? this.offers : this.acks).push(r);
+    });
     // The secondary closed its side: a primary closes too (it was half-open only to read acks).
     if (closeOnEnd) socket.on('end', () => socket.end());
     socket.on('error', () => {});

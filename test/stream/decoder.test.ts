@@ -21,6 +21,7 @@ import {
   assertStreamError,
   bytewise,
   checkpointedStream,
+  compressedStream,
   decodeChunks,
   decodeError,
   goldenLibxlStream,
@@ -213,6 +214,7 @@ describe('split invariance', () => {
     ['checkpointed libxl v2, 2 epochs', () => checkpointedStream(2, 2)],
     ['plain libxl v3 HVM', () => hvmStream('libxl', 3)],
     ['PV libxc v2', () => pvStream(2)],
+    ['checkpointed libxl v3 with TANDEM_PAGE_XBZRLE, 2 epochs', () => compressedStream(2)],
   ];
 
   for (const [name, build] of SPLIT) {

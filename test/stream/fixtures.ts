@@ -413,6 +413,31 @@ export function checkpointedStream(version: 2 | 3, epochs: number): StreamBuilde
   return b;
 }
 
+/**
+ * A checkpointed stream whose epochs after the first carry their pages as
+ * TANDEM_PAGE_XBZRLE (a delta, a zero page, a raw page), as a primary with
+ * compression sends to a secondary that offered it. About 4.5 KiB per epoch.
+ */
+export function compressedStream(epochs: number): StreamBuilder {
+  const b = new StreamBuilder('libxl');
+  b.libxlHeader().record({ layer: 'libxl', type: 'LIBXC_CONTEXT' }).imageHeader(3).domainHeader(HVM_417);
+  staticData(b, 3);
+  for (let e = 0; e < epochs; e++) {
+    if (e === 0) {
+      b.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: [0, 1], types: [PageType.NOTAB, PageType.XTAB], pages: [page(0x60)] });
+    } else {
+      // Delta: skip e, 3 literal bytes; then a zero page; then a raw one.
+      const delta = Buffer.from([e, 3, 0xa0 + e, 0xb0 + e, 0xc0 + e]);
+      b.record({ layer: 'libxc', type: 'TANDEM_PAGE_XBZRLE', pfns: [0, 1, 0x2_0000_0000 + e], encodings: [2, 1, 0], payloads: [delta, Buffer.alloc(0), page(0x90 + e)] });
+    }
+    b.record(tsc(BigInt(e) * 1_000_000n), hvmParams, hvmContext(0x70 + e, 61 + e), { layer: 'libxc', type: 'CHECKPOINT' });
+    if (e === 0) b.record(xenstore);
+    b.record(emulatorContext(0x80 + e), { layer: 'libxl', type: 'CHECKPOINT_END' });
+  }
+  b.record({ layer: 'libxc', type: 'END' }, { layer: 'libxl', type: 'END' });
+  return b;
+}
+
 /** A PV-shaped libxc stream (about 8.5 KiB) with every PV record type. */
 export function pvStream(version: 2 | 3): StreamBuilder {
   const b = new StreamBuilder('libxc');

@@ -24,7 +24,10 @@ import { performance } from 'node:perf_hooks';
 import test from 'node:test';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
+import { DeviceSet } from '../../src/checkpoint/devices.js';
 import { runBeforeEachSuspend, saveDomain } from '../../src/checkpoint/save.js';
+import { CheckpointSession } from '../../src/checkpoint/session.js';
+import { remusEpochs } from '../../src/checkpoint/strategies.js';
 import { SimProtectedDomain } from '../../src/domain/sim/binding.js';
 import { SimWorkload } from '../../src/domain/sim/workload.js';
 import { SimDomain } from '../../src/domain/sim/domain.js';
@@ -47,6 +50,7 @@ import {
   PAGE_SIZE,
   PageType,
   RECORD_HEADER_SIZE,
+  TandemFeature,
   alignUp,
   pageTypeHasData,
   recordTypeName,
@@ -54,6 +58,7 @@ import {
 } from '../../src/stream/format.js';
 import type { Framing } from '../../src/stream/layout.js';
 import type { LibxcRecord, StreamRecord } from '../../src/stream/records.js';
+import { PageEncoding, applyXbzrle } from '../../src/stream/xbzrle.js';
 import { uniform } from '../../src/util/xorshift.js';
 
 // ---------------------------------------------------------------------------
@@ -225,6 +230,41 @@ async function simStream(o: SimStreamOptions): Promise<CorpusEntry> {
   return entry(name, Buffer.concat(parts));
 }
 
+/**
+ * A sim Remus stream as a primary with compression sends it to a secondary
+ * that offered it: epochs after the first carry TANDEM_PAGE_XBZRLE (deltas,
+ * zero and raw pages). The target holds every epoch at once.
+ */
+async function compressedSimStream(pages: number, checkpoints: number, batchPages: number, seed: number): Promise<CorpusEntry> {
+  const domain = new SimDomain({ pages, vcpus: 1, now: FIXED_NOW });
+  const guest = new SimWorkload(domain, seed);
+  guest.boot();
+  const parts: Buffer[] = [];
+  const session = new CheckpointSession({
+    domain: runBeforeEachSuspend(new SimProtectedDomain(domain, { recordPages: batchPages }), () => guest.run(5)),
+    devices: new DeviceSet(),
+    target: {
+      // Copied now: page data is lent by reference until the guest runs again.
+      write: (chunks) => (parts.push(Buffer.concat(chunks)), Promise.resolve()),
+      flushed: () => Promise.resolve(),
+      held: () => Promise.resolve(),
+      peerFeatures: () => TandemFeature.PAGE_XBZRLE,
+    },
+    strategy: remusEpochs,
+    version: 3,
+    precopyPolicy: () => 'stop-and-copy',
+    now: () => 0,
+    compression: { cachePages: pages },
+  });
+  await session.precopy();
+  for (let e = 1; e < checkpoints; e++) await session.checkpoint('operator');
+  await session.end();
+  const bytes = Buffer.concat(parts);
+  const { items } = decodeWhole(bytes);
+  assert.ok(items.some((i) => i.kind === 'record' && i.record.type === 'TANDEM_PAGE_XBZRLE'), 'the compressed corpus entry carries compressed pages');
+  return entry(`sim libxl v3 ${pages} pages, ${checkpoints} checkpoints, TANDEM_PAGE_XBZRLE`, bytes);
+}
+
 function patternPage(seed: number): Buffer {
   const b = Buffer.alloc(PAGE_SIZE);
   for (let i = 0; i < PAGE_SIZE; i += 4) b.writeUInt32LE(Math.imul(seed + 1, 0x01000193) ^ i, i);
@@ -335,6 +375,7 @@ async function buildCorpus(): Promise<CorpusEntry[]> {
     await simStream({ pages: 16, framing: 'libxl', version: 3, checkpoints: 3, batchPages: 4, seed: 14 }),
     await simStream({ pages: 16, framing: 'libxl', version: 2, checkpoints: 3, batchPages: 6, seed: 15 }),
     await simStream({ pages: 16, framing: 'libxc', version: 3, checkpoints: 3, batchPages: 3, seed: 16 }),
+    await compressedSimStream(16, 4, 5, 19),
     pvStream('libxc', 3, 0),
     pvStream('libxc', 2, 0),
     pvStream('libxl', 3, 2),
@@ -654,6 +695,22 @@ function checkItem(item: ImageItem, expectOffset: number, pushed: number, limits
         for (const pfn of rec.pfns) assert.ok(pfn <= limits.maxPfn, `${name}: pfn ${pfn} above maxPfn ${limits.maxPfn}`);
         for (const page of rec.pages) assert.equal(page.length, PAGE_SIZE, `${name}: page of ${page.length} bytes`);
         assert.equal(item.length, 8 + 8 * count + PAGE_SIZE * rec.pages.length, `${name}: body length vs pfns and pages`);
+      }
+      if (rec.layer === 'libxc' && rec.type === 'TANDEM_PAGE_XBZRLE') {
+        const count = rec.pfns.length;
+        assert.ok(count >= 1 && count <= limits.maxPagesPerRecord, `${name}: ${count} pfns, limit ${limits.maxPagesPerRecord}`);
+        assert.ok(rec.encodings.length === count && rec.payloads.length === count);
+        let payload = 0;
+        for (let i = 0; i < count; i++) {
+          assert.ok(rec.pfns[i] <= limits.maxPfn && (i === 0 || rec.pfns[i] > rec.pfns[i - 1]), `${name}: pfn ${rec.pfns[i]} out of bounds or order`);
+          payload += rec.payloads[i].length;
+          // Whatever passed the parser decodes to exactly one page, within it.
+          const target = Buffer.alloc(PAGE_SIZE);
+          if (rec.encodings[i] === PageEncoding.DELTA) assert.equal(applyXbzrle(rec.payloads[i], target), undefined, `${name}: entry ${i} accepted but does not apply`);
+          else assert.equal(rec.payloads[i].length, rec.encodings[i] === PageEncoding.RAW ? PAGE_SIZE : 0, `${name}: entry ${i} payload`);
+          assert.equal(target.length, PAGE_SIZE);
+        }
+        assert.equal(item.length, 8 + 12 * count + payload, `${name}: body length vs entries and payloads`);
       }
       break;
     }

@@ -11,6 +11,7 @@ import { transportFor } from '../../transport/select.js';
 import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
 import { EXIT_FENCED, exitWith } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
+import { MAX_COMPRESSION_CACHE_MIB } from '../../config/config.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -22,6 +23,8 @@ interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
   interval: number | undefined;
   'verify-digest': boolean | undefined;
   'colo-net': string | undefined;
+  compression: 'none' | 'xbzrle' | undefined;
+  'compression-cache-mib': number | undefined;
 }
 
 /** The exit status of a primary that stopped because it was fenced (a newer primary serves the guest); see ../errors.ts. */
@@ -44,6 +47,8 @@ export function primaryCommand(yargs: Argv): Argv {
           .option('service', { requiresArg: true, type: 'string', describe: "HOST:PORT where clients reach the guest's service" })
           .option('interval', { requiresArg: true, type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
           .option('colo-net', { requiresArg: true, type: 'string', describe: "COLO: HOST:PORT of the secondary's net link (default: its port + 2)" })
+          .option('compression', { requiresArg: true, choices: ['none', 'xbzrle'] as const, describe: 'Remus: send checkpoint pages as deltas where the secondary offers to decode them (primary.compression)' })
+          .option('compression-cache-mib', { requiresArg: true, type: 'number', describe: `cache of page contents the deltas are made against, MiB (1..${MAX_COMPRESSION_CACHE_MIB})` })
           .option('verify-digest', { type: 'boolean', describe: 'digest the guest state at every suspend and log it (costs pause time)' }),
       ),
     async (args) => {
@@ -54,6 +59,8 @@ export function primaryCommand(yargs: Argv): Argv {
       if (args.service !== undefined) p.service = flagAddress(args.service, '--service', true);
       if (args.interval !== undefined) p.intervalMs = flagInt(args.interval, '--interval', 1, 60_000);
       if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
+      if (args.compression !== undefined) p.compression = flagChoice(args.compression, '--compression');
+      if (args['compression-cache-mib'] !== undefined) p.compressionCacheMib = flagInt(args['compression-cache-mib'], '--compression-cache-mib', 1, MAX_COMPRESSION_CACHE_MIB);
       if (args['colo-net'] !== undefined) cfg.colo.net = flagAddress(args['colo-net'], '--colo-net');
       if (args.heartbeat !== undefined) p.heartbeat = flagAddress(args.heartbeat, '--heartbeat');
       if (args.generation !== undefined) p.generation = flagInt(args.generation, '--generation', 1, Number.MAX_SAFE_INTEGER);
