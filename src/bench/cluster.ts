@@ -14,29 +14,54 @@ import { certsInit } from '../transport/certs.js';
 export interface RedisFigures {
   rps: number;
   p50ms: number;
+  /** From redis-benchmark's CSV report. */
+  p99ms: number;
 }
 
-/** One redis-benchmark run (-c 20) of `test` against the service on `port`. */
-export async function redisBenchmark(port: number, test: 'set' | 'get', n: number): Promise<RedisFigures> {
+/** One redis-benchmark run (-c 20; `pipeline` requests per client in flight, -P) of `test` against the service on `port`. */
+export async function redisBenchmark(port: number, test: 'set' | 'get', n: number, pipeline = 1): Promise<RedisFigures> {
   const out = await new Promise<string>((resolve, reject) => {
-    const b = spawn('redis-benchmark', ['-p', String(port), '-t', test, '-n', String(n), '-c', '20', '-q'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const b = spawn('redis-benchmark', ['-p', String(port), '-t', test, '-n', String(n), '-c', '20', '-P', String(pipeline), '--csv'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let text = '';
     b.stdout.on('data', (d: Buffer) => (text += d.toString()));
     b.on('error', reject);
     b.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`redis-benchmark exited ${code}`))));
   });
-  const m = /([\d.]+) requests per second, p50=([\d.]+) msec/.exec(out.split('\r').at(-1) ?? out);
-  if (!m) throw new Error(`cannot read redis-benchmark output: ${out}`);
-  return { rps: Number(m[1]), p50ms: Number(m[2]) };
+  return readCsv(out);
+}
+
+/**
+ * redis-benchmark 7's --csv: a header line, then
+ * "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
+ */
+export function readCsv(out: string): RedisFigures {
+  const lines = out.split(/\r?\n/).filter((l) => l.startsWith('"'));
+  const header = lines[0]?.split(',').map((c) => c.replaceAll('"', ''));
+  const row = lines[1]?.split(',').map((c) => c.replaceAll('"', ''));
+  const at = (name: string): number => {
+    const i = header?.indexOf(name) ?? -1;
+    const v = i < 0 || row === undefined ? Number.NaN : Number(row[i]);
+    if (!Number.isFinite(v)) throw new Error(`cannot read ${name} from redis-benchmark's output: ${JSON.stringify(out.slice(0, 300))}`);
+    return v;
+  };
+  return { rps: at('rps'), p50ms: at('p50_latency_ms'), p99ms: at('p99_latency_ms') };
+}
+
+export interface ClusterOptions {
+  /** primary.policy (Remus): when epochs start. */
+  policy?: 'output' | 'timer';
+  /** primary.min_interval_ms (default 1). */
+  minIntervalMs?: number;
 }
 
 /** A secondary (unless `none`) and a primary as real processes, protected, serving on an ephemeral port. */
-export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number): Promise<{ port: number; primary: Node; stop: () => Promise<void> }> {
+export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number, options: ClusterOptions = {}): Promise<{ port: number; primary: Node; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   const config = join(dir, 'tandem.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: 1\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
+  writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: ${options.minIntervalMs ?? 1}\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
   const nodes: Node[] = [];
   const args = ['primary', '--config', config, '--mode', mode, '--service', '127.0.0.1:0'];
+  if (options.policy !== undefined) args.push('--policy', options.policy);
   if (mode !== 'none') {
     const certs = join(dir, 'tls');
     await certsInit(certs, { nodes: ['primary', 'secondary'], days: 60 });

@@ -70,6 +70,11 @@ export interface EngineDeps {
   transport: Transport;
   /** The comparator's checkpoint requests (COLO); they start an epoch only in colo mode. */
   divergence$?: Observable<Trigger>;
+  /**
+   * The output buffer's "output now waits for epoch N" (once per epoch);
+   * it starts that epoch only under the mode's output policy, in remus mode.
+   */
+  outputWaiting$?: Observable<number>;
   logger: Logger;
   scheduler?: SchedulerLike;
   now?: () => number;
@@ -267,10 +272,21 @@ export class PrimaryEngine {
         return;
       }
       const triggers$ = mergeTriggers(
-        { interval$: mode.interval$(), operator$: this.operator$, divergence$: mode.gate(this.deps.divergence$ ?? EMPTY) },
+        {
+          interval$: mode.interval$(),
+          operator$: this.operator$,
+          divergence$: mode.gate(this.deps.divergence$ ?? EMPTY),
+          output$: mode.outputGate(this.deps.outputWaiting$ ?? EMPTY),
+        },
         scheduler,
       ).pipe(takeUntil(this.stop$));
-      const epochs$ = paceEpochs(triggers$, (t) => from(session.checkpoint(t.reason)), { minIntervalMs: o.minIntervalMs, maxIntervalMs: o.maxIntervalMs }, scheduler);
+      const epochs$ = paceEpochs(
+        triggers$,
+        (t) => from(session.checkpoint(t.reason)),
+        // Output waiting for an epoch the session has already taken was released with it: no epoch for it.
+        { minIntervalMs: o.minIntervalMs, maxIntervalMs: o.maxIntervalMs, due: (t) => t.reason !== 'output' || t.epoch === undefined || t.epoch > session.epoch },
+        scheduler,
+      );
       // Subscribed before anyone hears of epoch 1, so a request made on hearing it is not lost.
       const done = lastValueFrom(merge(epochs$.pipe(tap((m) => this.metrics$.next(m))), linkLost$.pipe(takeUntil(this.stop$))), { defaultValue: undefined });
       this.metrics$.next(summary.first);

@@ -2,7 +2,8 @@
  * The one owner of the checkpoint mode: when the primary's engine takes a
  * checkpoint.
  *
- * - remus:  every interval (a timer);
+ * - remus:  every interval (a timer); under the output policy also as soon
+ *           as output is held (see triggers.ts, EpochPolicy);
  * - colo:   when the comparator asks (the replicas' output diverged), and at
  *           the maximum interval;
  * - manual: only when an operator asks.
@@ -23,7 +24,7 @@
 import { BehaviorSubject, distinctUntilChanged, filter, map, type Observable } from 'rxjs';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { ReplicationKind } from './strategies.js';
-import type { Trigger } from './triggers.js';
+import { outputTrigger, type EpochPolicy, type Trigger } from './triggers.js';
 
 export type CheckpointMode = 'remus' | 'colo' | 'manual';
 
@@ -44,12 +45,16 @@ export const MODES_FOR: Readonly<Record<ReplicationKind, readonly CheckpointMode
 
 export class ModeController {
   private readonly state$: BehaviorSubject<ModeState>;
+  /** When Remus epochs start: the timer alone, or held output too (fixed for the run). */
+  readonly policy: EpochPolicy;
 
   constructor(
     readonly kind: ReplicationKind,
-    initial: { mode: CheckpointMode; intervalMs: number; reason: string },
+    initial: { mode: CheckpointMode; intervalMs: number; reason: string; policy?: EpochPolicy },
   ) {
-    this.state$ = new BehaviorSubject<ModeState>({ ...initial, pinned: false });
+    const { policy = 'timer', ...state } = initial;
+    this.policy = policy;
+    this.state$ = new BehaviorSubject<ModeState>({ ...state, pinned: false });
     this.check(initial.mode);
   }
 
@@ -97,6 +102,18 @@ export class ModeController {
   /** Divergence requests that start a checkpoint: only in colo mode (in remus mode mismatched output waits for the timer). */
   gate(divergence$: Observable<Trigger>): Observable<Trigger> {
     return divergence$.pipe(filter(() => this.current.mode === 'colo'));
+  }
+
+  /**
+   * Epochs for held output (the output buffer's "output waits for epoch N"):
+   * only under the output policy and in remus mode (colo releases output
+   * through the comparator, manual waits for the operator).
+   */
+  outputGate(waiting$: Observable<number>): Observable<Trigger> {
+    return waiting$.pipe(
+      filter(() => this.policy === 'output' && this.current.mode === 'remus'),
+      map((epoch) => outputTrigger(epoch)),
+    );
   }
 
   private next(change: Partial<ModeState>): void {

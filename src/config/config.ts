@@ -18,6 +18,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { LineCounter, parse, YAMLError } from 'yaml';
 import { z } from 'zod';
+import { EPOCH_POLICIES } from '../checkpoint/triggers.js';
 import { domainSchema } from '../domain/config.js';
 import { ConfigError } from '../errors.js';
 import { PAGE_SIZE } from '../stream/format.js';
@@ -64,6 +65,9 @@ const primarySchema = section({
   secondary: address().optional(),
   service: address({ zero: true }).default(localhost(6379)),
   interval_ms: int(1, 60_000).default(50),
+  // When Remus epochs start: timer (every interval_ms) or output (as soon as a reply is held and the
+  // previous epoch is acked, at most every min_interval_ms; the timer while nothing is held).
+  policy: oneOf(EPOCH_POLICIES).default('timer'),
   min_interval_ms: int(0, 60_000).default(1),
   max_interval_ms: int(0, 3_600_000).default(0),
   ack_timeout_ms: int(1, 600_000).default(5000),

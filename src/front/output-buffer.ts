@@ -63,6 +63,13 @@
  * releases bring the total down to resumeHeldBytes (default half the bound),
  * so a pause/resume does not flap on every chunk.
  *
+ * Waiting. The first chunk held for an epoch (per tag) is told to
+ * `onWaiting(tag)`: output now waits for that epoch, which has not begun
+ * (its postsuspend closes the tag). The engine's output policy starts that
+ * epoch at once instead of at the next tick of the timer. Once per tag, not
+ * per chunk: a busy guest writes thousands of chunks an epoch, and one
+ * signal is all the trigger pipeline needs (further ones would coalesce).
+ *
  * Mode 'none' (no output commit: COLO releases through its comparator, or
  * operator choice) passes output through; switching to it releases
  * everything held first, so order is kept.
@@ -119,6 +126,8 @@ export interface OutputBufferOptions {
   logger?: Logger;
   /** Told of every chunk delivered, when it is delivered. */
   onRelease?: (released: ReleasedOutput) => void;
+  /** Output began waiting for epoch `tag` (once per tag; see "Waiting" above). */
+  onWaiting?: (tag: number) => void;
   /** May output no replica holds be released now? Asked at each such release (default: always). */
   authority?: { valid(): boolean };
 }
@@ -208,6 +217,8 @@ export class OutputBuffer implements CheckpointDevice {
   private readonly counters = { stalls: 0, releasedBytes: 0, droppedBytes: 0 };
   /** Pass-through output is held until the authority returns (everything held is ORPHAN_TAG). */
   private awaitingAuthority = false;
+  /** The last tag told to onWaiting (0: none this session). */
+  private signalledTag = 0;
 
   constructor(options: OutputBufferOptions = {}) {
     this.options = options;
@@ -292,6 +303,7 @@ export class OutputBuffer implements CheckpointDevice {
       this.options.logger?.warn({ epoch, open: this.openTag }, 'epoch numbering restarted without teardown: held output waits for the new epoch');
       this.retagHeld(epoch);
       this.committed = Math.min(this.committed, epoch - 1);
+      this.signalledTag = 0;
     }
     this.openTag = epoch + 1;
   }
@@ -340,6 +352,10 @@ export class OutputBuffer implements CheckpointDevice {
     }
     const tag = this.phase === 'protecting' ? this.openTag : ORPHAN_TAG;
     this.queue.push({ conn, tag, bytes, at: this.now() });
+    if (tag !== ORPHAN_TAG && tag !== this.signalledTag) {
+      this.signalledTag = tag;
+      this.options.onWaiting?.(tag);
+    }
     conn.heldChunks++;
     conn.heldBytes += bytes.length;
     this.held += bytes.length;
@@ -402,6 +418,8 @@ export class OutputBuffer implements CheckpointDevice {
     // A session's first commit covers whatever waited for the authority: the secondary holds it then.
     this.awaitingAuthority = false;
     this.phase = 'protecting';
+    // A new session numbers its epochs from its own start: a tag told in the last one says nothing now.
+    this.signalledTag = 0;
     this.openTag = epoch;
     this.committed = epoch - 1;
     // Anything still held (after a 'hold' teardown) was produced before this session's first suspend.

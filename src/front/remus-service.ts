@@ -6,6 +6,7 @@
  * checkpoint device.
  */
 import type { AddressInfo } from 'node:net';
+import { Subject, type Observable } from 'rxjs';
 import type { Authority } from '../arbiter/arbiter.js';
 import type { CheckpointDevice } from '../checkpoint/devices.js';
 import type { PrimaryGuest } from '../domain/binding.js';
@@ -34,10 +35,24 @@ export class RemusService {
   readonly device: CheckpointDevice;
   private readonly output: OutputBuffer;
   private front: ServiceFront | undefined = undefined;
+  private readonly waiting$ = new Subject<number>();
 
   constructor(private readonly options: RemusServiceOptions) {
-    this.output = new OutputBuffer({ mode: options.mode, teardownPolicy: options.onUnprotected, maxHeldBytes: options.maxHeldBytes, logger: options.logger, authority: options.authority });
+    const waiting$ = this.waiting$;
+    this.output = new OutputBuffer({
+      mode: options.mode,
+      teardownPolicy: options.onUnprotected,
+      maxHeldBytes: options.maxHeldBytes,
+      logger: options.logger,
+      authority: options.authority,
+      onWaiting: (tag) => waiting$.next(tag),
+    });
     this.device = this.output;
+  }
+
+  /** Output began waiting for epoch N (once per epoch): the engine's output policy starts N at once. */
+  get outputWaiting$(): Observable<number> {
+    return this.waiting$;
   }
 
   /** The authority came back: what waited for it goes. */
@@ -71,6 +86,7 @@ export class RemusService {
 
   async stop(): Promise<void> {
     this.options.authority?.off('authority', this.onAuthority);
+    this.waiting$.complete();
     await this.front?.stop();
     await this.options.guest.stop();
   }

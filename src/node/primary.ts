@@ -359,15 +359,26 @@ export class PrimaryNode {
     const { cfg, mode: kind, transport, logger } = this.options;
     const p = cfg.primary;
     const colo = kind === 'colo';
+    // Only the Remus front holds output in Tandem and can say when a reply waits (a Xen guest's is held in its own qdisc).
+    const outputWaiting$ = service instanceof RemusService ? service.outputWaiting$ : undefined;
+    const outputDriven = p.policy === 'output' && outputWaiting$ !== undefined;
     const mode = new ModeController(colo ? 'colo' : 'remus', {
       mode: colo ? 'colo' : 'remus',
       intervalMs: p.intervalMs,
-      reason: colo ? 'checkpoints when the replicas diverge' : `checkpoints every ${p.intervalMs} ms`,
+      policy: p.policy,
+      reason: colo
+        ? 'checkpoints when the replicas diverge'
+        : outputDriven
+          ? `checkpoints as soon as output is held (at most every ${Math.min(p.minIntervalMs, p.intervalMs)} ms), every ${p.intervalMs} ms while none is`
+          : `checkpoints every ${p.intervalMs} ms`,
     });
+    if (!colo && p.policy === 'output' && outputWaiting$ === undefined) {
+      logger.warn({ policy: p.policy }, 'primary.policy output: this guest\'s output is not held by Tandem\'s front, so epochs follow the timer');
+    }
     const requests$ = service instanceof ColoPrimaryService ? service.checkpointRequests$ : undefined;
     const devices = new DeviceSet([service.device, ...guest.disks.map((disk, index) => new DiskMirror({ disk, index })), new ArbiterDevice(this.arbiter!)]);
     const engine = new PrimaryEngine(
-      { domain: guest.domain, devices, mode, transport, divergence$: requests$, logger },
+      { domain: guest.domain, devices, mode, transport, divergence$: requests$, outputWaiting$, logger },
       {
         secondary,
         minIntervalMs: Math.min(p.minIntervalMs, p.intervalMs),

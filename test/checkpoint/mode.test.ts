@@ -1,10 +1,11 @@
 /** The mode controller: which modes a run allows, who may change them, and what the trigger pipeline sees (marbles). */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Subject } from 'rxjs';
 import { TestScheduler } from 'rxjs/testing';
 import { CheckpointError } from '../../src/checkpoint/errors.js';
 import { ModeController } from '../../src/checkpoint/mode.js';
-import { mergeTriggers, type Trigger } from '../../src/checkpoint/triggers.js';
+import { mergeTriggers, outputTrigger, type Trigger } from '../../src/checkpoint/triggers.js';
 
 const scheduler = (): TestScheduler => new TestScheduler((actual, expected) => assert.deepEqual(actual, expected));
 const unavailable = (e: unknown): boolean => e instanceof CheckpointError && e.code === 'ERR_MODE_UNAVAILABLE';
@@ -48,5 +49,29 @@ describe('ModeController', () => {
         t: { reason: 'timer' },
       });
     });
+  });
+
+  test('held output starts epochs only under the output policy and in remus mode (marbles)', () => {
+    scheduler().run(({ cold, hot, expectObservable }) => {
+      const waiting$ = hot('2-3-4-5-6', { 2: 2, 3: 3, 4: 4, 5: 5, 6: 6 });
+      const timerOnly = new ModeController('remus', { mode: 'remus', intervalMs: 50, reason: 'start' });
+      assert.equal(timerOnly.policy, 'timer', 'the timer is the default policy');
+      expectObservable(timerOnly.outputGate(waiting$)).toBe('');
+      const m = new ModeController('remus', { mode: 'remus', intervalMs: 50, reason: 'start', policy: 'output' });
+      // Manual from 3 to 6 (the operator's), remus again from 7: the outputs at 4 and 6 start nothing.
+      cold('---a---b').subscribe((x) => (x === 'a' ? m.choose('manual', 'op') : m.choose('remus', 'op')));
+      expectObservable(m.outputGate(waiting$)).toBe('2-3-----6', { 2: outputTrigger(2), 3: outputTrigger(3), 6: outputTrigger(6) });
+    });
+  });
+
+  test('in a colo run held output starts nothing while the mode is colo, and does in its remus fallback', () => {
+    const m = new ModeController('colo', { mode: 'colo', intervalMs: 20, reason: 'start', policy: 'output' });
+    const seen: Trigger[] = [];
+    const waiting$ = new Subject<number>();
+    m.outputGate(waiting$).subscribe((t) => seen.push(t));
+    waiting$.next(2);
+    m.switchTo('remus', 'busy');
+    waiting$.next(3);
+    assert.deepEqual(seen, [outputTrigger(3)]);
   });
 });

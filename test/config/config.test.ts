@@ -79,6 +79,7 @@ primary:
   secondary: 127.0.0.1:7701
   service: "[::1]:6380"
   interval_ms: 25
+  policy: output
   precopy:
     max_iterations: 3
 secondary:
@@ -94,6 +95,8 @@ secondary:
     assert.deepEqual(c.primary.secondary, { host: '127.0.0.1', port: 7701 });
     assert.deepEqual(c.primary.service, { host: '::1', port: 6380 });
     assert.equal(c.primary.intervalMs, 25);
+    assert.equal(c.primary.policy, 'output');
+    assert.equal(defaultConfig().primary.policy, 'timer');
     assert.equal(c.primary.precopy.maxIterations, 3);
     assert.equal(c.primary.precopy.targetDirtyPages, defaultConfig().primary.precopy.targetDirtyPages);
     assert.equal(c.primary.ackTimeoutMs, defaultConfig().primary.ackTimeoutMs);
@@ -132,6 +135,8 @@ secondary:
       [{ primary: { secondary: '10.0.0.1:70000' } }, /port 70000 is outside 1\.\.65535/],
       [{ primary: { secondary: 7 } }, /primary\.secondary: expected a HOST:PORT string, got 7/],
       [{ primary: { stream_version: 4 } }, /primary\.stream_version: expected one of 2, 3, got 4/],
+      [{ primary: { policy: 'eager' } }, /^f\.yaml: primary\.policy: expected one of "output", "timer", got "eager"$/],
+      [{ primary: { policy: 1 } }, /primary\.policy: expected one of "output", "timer", got 1/],
       [{ primary: { verify_digest: 'yes' } }, /primary\.verify_digest: expected true or false/],
       [{ primary: { compression: 'zstd' } }, /primary\.compression: expected one of "none", "xbzrle", got "zstd"/],
       [{ primary: { compression_cache_mib: 0 } }, /primary\.compression_cache_mib: expected an integer in 1\.\.65536, got 0/],

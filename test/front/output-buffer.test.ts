@@ -446,3 +446,43 @@ describe('OutputBuffer authority (the arbiter\'s lease)', () => {
     assert.deepEqual(sink.got, []);
   });
 });
+
+describe('OutputBuffer: output waiting for an epoch (onWaiting)', () => {
+  test('the first chunk held for each epoch is told once; pass-through output never is', () => {
+    const told: number[] = [];
+    const { buffer, open } = fixture({ onWaiting: (tag) => told.push(tag) });
+    const { conn } = open();
+    const other = open().conn;
+    put(conn, 'unprotected');
+    assert.deepEqual(told, [], 'output before the first suspend passes through: nothing waits');
+    sessionAtEpoch1(buffer);
+    put(conn, 'a');
+    put(other, 'b');
+    put(conn, 'c');
+    assert.deepEqual(told, [1], 'three chunks waiting for epoch 1: one signal');
+    buffer.postsuspend(1);
+    assert.deepEqual(told, [1], 'a suspend alone makes nothing wait');
+    put(other, 'd');
+    buffer.commit(1);
+    put(conn, 'e');
+    assert.deepEqual(told, [1, 2], 'output after suspend 1 waits for epoch 2, told once');
+    buffer.setMode('none');
+    put(conn, 'f');
+    assert.deepEqual(told, [1, 2], 'mode none: output passes, nothing waits');
+  });
+
+  test('a new session numbers its epochs afresh, and its first waiting output is told though the number was told before', () => {
+    const told: number[] = [];
+    const { buffer, open } = fixture({ onWaiting: (tag) => told.push(tag), teardownPolicy: 'hold' });
+    const { conn } = open();
+    sessionAtEpoch1(buffer);
+    put(conn, 'a');
+    buffer.teardown();
+    put(conn, 'orphaned');
+    assert.deepEqual(told, [1], 'output held with no session waits for no epoch yet');
+    // The next session's first suspend (numbered 0 here, as sessionAtEpoch1 does) covers what was held.
+    sessionAtEpoch1(buffer);
+    put(conn, 'b');
+    assert.deepEqual(told, [1, 1]);
+  });
+});

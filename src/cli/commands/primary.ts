@@ -1,10 +1,11 @@
 /**
- * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS]
+ * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS] [--policy output|timer]
  * [--tls DIR --name NAME] [--config FILE]`: runs the guest (its service on the service address) and
  * protects it by checkpointing to the secondary. Parses flags, builds the
  * node (src/node/primary.ts), runs it until a signal or fencing.
  */
 import type { Argv } from 'yargs';
+import { EPOCH_POLICIES, type EpochPolicy } from '../../checkpoint/triggers.js';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
@@ -21,6 +22,7 @@ interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
   generation: number | undefined;
   service: string | undefined;
   interval: number | undefined;
+  policy: EpochPolicy | undefined;
   'verify-digest': boolean | undefined;
   'colo-net': string | undefined;
   compression: 'none' | 'xbzrle' | undefined;
@@ -46,6 +48,7 @@ export function primaryCommand(yargs: Argv): Argv {
           .option('generation', { requiresArg: true, type: 'number', describe: 'this primary\'s generation (fencing); a promoted secondary runs with a higher one' })
           .option('service', { requiresArg: true, type: 'string', describe: "HOST:PORT where clients reach the guest's service" })
           .option('interval', { requiresArg: true, type: 'number', describe: 'Remus checkpoint interval, ms (1..60000)' })
+          .option('policy', { requiresArg: true, choices: EPOCH_POLICIES, describe: 'Remus: when epochs start. output: as soon as a reply is held and the last epoch is acked (the timer while none is); timer: every interval' })
           .option('colo-net', { requiresArg: true, type: 'string', describe: "COLO: HOST:PORT of the secondary's net link (default: its port + 2)" })
           .option('compression', { requiresArg: true, choices: ['none', 'xbzrle'] as const, describe: 'Remus: send checkpoint pages as deltas where the secondary offers to decode them (primary.compression)' })
           .option('compression-cache-mib', { requiresArg: true, type: 'number', describe: `cache of page contents the deltas are made against, MiB (1..${MAX_COMPRESSION_CACHE_MIB})` })
@@ -58,6 +61,7 @@ export function primaryCommand(yargs: Argv): Argv {
       if (args.secondary !== undefined) p.secondary = flagAddress(args.secondary, '--secondary');
       if (args.service !== undefined) p.service = flagAddress(args.service, '--service', true);
       if (args.interval !== undefined) p.intervalMs = flagInt(args.interval, '--interval', 1, 60_000);
+      if (args.policy !== undefined) p.policy = flagChoice(args.policy, '--policy');
       if (args['verify-digest'] !== undefined) p.verifyDigest = args['verify-digest'];
       if (args.compression !== undefined) p.compression = flagChoice(args.compression, '--compression');
       if (args['compression-cache-mib'] !== undefined) p.compressionCacheMib = flagInt(args['compression-cache-mib'], '--compression-cache-mib', 1, MAX_COMPRESSION_CACHE_MIB);
