@@ -132,6 +132,11 @@ export class Ledger {
     return this.firstAfter.size === this.counters;
   }
 
+  /** Writes acknowledged so far, by either node. */
+  get writesAcked(): number {
+    return this.writes;
+  }
+
   /** Resolves with the time of the first write the survivor acknowledges. */
   firstSurvivorAck(): Promise<number> {
     return new Promise((resolve) => this.watchers.push({ resolve }));
