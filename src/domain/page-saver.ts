@@ -170,22 +170,19 @@ export class PageSaver implements LibxcSaver {
       return undefined;
     }
     compressor.beginEpoch(pfns.length);
-    const per = this.options.recordPages ?? DEFAULT_RECORD_PAGES;
-    for (let i = 0; i < pfns.length; i += per) {
-      const n = Math.min(per, pfns.length - i);
-      const slice = new Array<number>(n);
-      const pages = new Array<Buffer>(n);
-      for (let k = 0; k < n; k++) {
-        slice[k] = pfns[i + k];
-        pages[k] = this.staging.page(i + k);
-      }
-      out.write(enc.record(compressor.record(slice, pages)));
-    }
+    for (const { slice, pages } of this.batches(pfns, (i) => this.staging.page(i))) out.write(enc.record(compressor.record(slice, pages)));
     return compressor.stats;
   }
 
   /** PAGE_DATA records for `pfns`; `pageAt(i)` gives the data of `pfns[i]`. */
   private pageRecords(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array, pageAt: (i: number) => Buffer): void {
+    for (const { slice, pages } of this.batches(pfns, pageAt)) {
+      out.write(enc.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: slice, types: new Array<number>(slice.length).fill(PageType.NOTAB), pages }));
+    }
+  }
+
+  /** `pfns` and their data in record-sized batches (recordPages each, the last one shorter). */
+  private *batches(pfns: Uint32Array, pageAt: (i: number) => Buffer): Generator<{ slice: number[]; pages: Buffer[] }> {
     const per = this.options.recordPages ?? DEFAULT_RECORD_PAGES;
     for (let i = 0; i < pfns.length; i += per) {
       const n = Math.min(per, pfns.length - i);
@@ -195,7 +192,7 @@ export class PageSaver implements LibxcSaver {
         slice[k] = pfns[i + k];
         pages[k] = pageAt(i + k);
       }
-      out.write(enc.record({ layer: 'libxc', type: 'PAGE_DATA', pfns: slice, types: new Array<number>(n).fill(PageType.NOTAB), pages }));
+      yield { slice, pages };
     }
   }
 
