@@ -52,13 +52,16 @@ export interface ClusterOptions {
   policy?: 'output' | 'timer';
   /** primary.min_interval_ms (default 1). */
   minIntervalMs?: number;
+  /** Guest RAM, MiB (default 64); `default`: the configuration's default, what a user runs without a domain section. */
+  memoryMib?: number | 'default';
 }
 
 /** A secondary (unless `none`) and a primary as real processes, protected, serving on an ephemeral port. */
 export async function cluster(mode: 'remus' | 'colo' | 'none', intervalMs: number, options: ClusterOptions = {}): Promise<{ port: number; primary: Node; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-bench-'));
   const config = join(dir, 'tandem.yaml');
-  writeFileSync(config, `domain:\n  memory_mib: 64\nprimary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: ${options.minIntervalMs ?? 1}\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
+  const memory = options.memoryMib ?? 64;
+  writeFileSync(config, `${memory === 'default' ? '' : `domain:\n  memory_mib: ${memory}\n`}primary:\n  interval_ms: ${intervalMs}\n  min_interval_ms: ${options.minIntervalMs ?? 1}\nsecondary:\n  listen: 127.0.0.1:0\n  service: 127.0.0.1:0\n`);
   const nodes: Node[] = [];
   const args = ['primary', '--config', config, '--mode', mode, '--service', '127.0.0.1:0'];
   if (options.policy !== undefined) args.push('--policy', options.policy);
