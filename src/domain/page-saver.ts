@@ -158,12 +158,13 @@ export class PageSaver implements LibxcSaver {
   private packedRecords(out: LibxcOutput, enc: StreamEncoder, pfns: Uint32Array, packer: Packer): LibxcEpochStats['compression'] {
     const { compressor } = packer;
     packer.checkpoints++;
-    if (!packer.off && !packer.params.enabled() && packer.checkpoints > 1) {
+    const enabled = !packer.off && packer.params.enabled();
+    if (!enabled && !packer.off && packer.checkpoints > 1) {
       // Epoch 1 is held and nothing was offered: nothing will be, on this stream. The cache goes.
       packer.off = true;
       compressor.cache.clear();
     }
-    if (packer.off || !packer.params.enabled()) {
+    if (!enabled) {
       // Epoch 1 (as PAGE_DATA) is cached all the same: it is what the secondary holds when compression starts.
       if (!packer.off) for (let i = 0; i < pfns.length; i++) compressor.cache.stage(pfns[i], this.staging.page(i));
       this.pageRecords(out, enc, pfns, (i) => this.staging.page(i));
