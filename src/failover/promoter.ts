@@ -18,6 +18,9 @@ export interface ReplicaHolder {
   stop(): Promise<void>;
 }
 
+/** How often a takeover still under way says so. */
+const PROGRESS_EVERY_MS = 10_000;
+
 export interface PromoterOptions {
   secondary: ReplicaHolder;
   /**
@@ -40,6 +43,8 @@ export interface PromoterOptions {
   serve?: (options: PromoteOptions) => Promise<PromotedGuest & { standby?: string }>;
   logger: Logger;
   now?: () => number;
+  /** How often a takeover still under way says which step it is at (default 10 s). */
+  progressEveryMs?: number;
 }
 
 export interface Promotion {
@@ -92,7 +97,7 @@ export class Promoter extends EventEmitter<PromoterEvents> {
   }
 
   private async doPromote(reason: string): Promise<Promotion> {
-    const { secondary, replica, logger } = this.options;
+    const { secondary, logger } = this.options;
     const now = this.options.now ?? (() => performance.now());
     const t0 = now();
     // lastEpoch is 0 whenever the replica holds no checkpoint to go back to (never synced, or a new stream's pre-copy gave it up).
@@ -113,6 +118,28 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     }
     const why = generation === undefined ? reason : `${reason}; taking over as generation ${generation}`;
     this.emit('promoting', { reason: why, epoch: secondary.lastEpoch });
+    // A takeover can wait long on the hypervisor (Xen builds the domain from the last checkpoint):
+    // while it does, the log says which step it is at, so a stuck one is not silence.
+    const progress = { step: 'stopping the replication listener' };
+    const started = now();
+    const watch = setInterval(() => logger.warn({ step: progress.step, ms: Math.round(now() - started) }, `failover still under way after ${Math.round((now() - started) / 1000)} s: ${progress.step}`), this.options.progressEveryMs ?? PROGRESS_EVERY_MS);
+    watch.unref();
+    try {
+      return await this.takeOver(reason, why, generation, now, t0, progress);
+    } catch (err) {
+      // Said already, and fatally: the replica lost its checkpoint while its stream stopped.
+      if (err instanceof TandemError && err.code === ErrorCodes.NOTHING_TO_FAIL_OVER) throw err;
+      // Past the claim the domain is this node's, and it is not served: the loudest thing a node says.
+      const failed = new TandemError(ErrorCodes.FAILOVER_FAILED, `FAILOVER FAILED (${why}): ${err instanceof Error ? err.message : String(err)}; the guest is served nowhere`, { cause: err });
+      logger.fatal({ err: failed, reason, generation, step: progress.step }, failed.message);
+      throw failed;
+    } finally {
+      clearInterval(watch);
+    }
+  }
+
+  private async takeOver(reason: string, why: string, generation: number | undefined, now: () => number, t0: number, progress: { step: string }): Promise<Promotion> {
+    const { secondary, replica, logger } = this.options;
     // No more checkpoints: whatever epoch was arriving is discarded, and a
     // late primary cannot overwrite the guest we are about to run. An epoch
     // already whole and loading commits first, so the epoch is read after.
@@ -124,6 +151,7 @@ export class Promoter extends EventEmitter<PromoterEvents> {
       throw err;
     }
     const serve = this.options.serve ?? ((o: PromoteOptions): Promise<PromotedGuest & { standby?: string }> => replica.promote(o));
+    progress.step = `resuming the guest from epoch ${epoch} and waiting for its service`;
     const guest = await serve({ service: this.options.service, verifyPersistence: this.options.verifyPersistence });
     const persistence = guest.persistence;
     if (persistence !== undefined) logger.info({ epoch, ...persistence }, `the guest's persistent state ${persistence.consistent ? 'matches' : 'DIFFERS from'} its memory`);

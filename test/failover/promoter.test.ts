@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
+import { pino } from 'pino';
 import { DiskReplica } from '../../src/disk/replica.js';
 import { TandemError } from '../../src/errors.js';
 import { Promoter } from '../../src/failover/promoter.js';
@@ -135,5 +136,37 @@ describe('Promoter', () => {
     assert.equal(replica.promoted, undefined);
     assert.equal(promoter.engaged, false, 'a later failover may still happen');
   });
-});
 
+  test('a takeover that fails after the claim is said fatally (ERR_FAILOVER_FAILED, the step and the cause), and one that takes long says where it waits', async () => {
+    const lines: { level: number; msg: string; step?: string; err?: { code?: string } }[] = [];
+    const seen = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as (typeof lines)[number]) });
+    const holder = { lastEpoch: 4, state: 'protected', stop: () => Promise.resolve() };
+    const refused: string[] = [];
+    const promoter = new Promoter({
+      secondary: holder,
+      replica: new FakeReplica(4),
+      service: { host: '127.0.0.1', port: 6392 },
+      logger: seen,
+      claim: () => 3,
+      progressEveryMs: 20,
+      serve: async () => {
+        await new Promise((r) => setTimeout(r, 150));
+        throw new Error("Xen's restore failed the failover (exit 1)");
+      },
+    });
+    promoter.on('refused', (e) => refused.push(e.error.message));
+    await assert.rejects(promoter.promote('detector'), (e: unknown) => e instanceof TandemError && e.code === 'ERR_FAILOVER_FAILED' && /exit 1/.test(e.message) && e.cause instanceof Error);
+    const waiting = lines.filter((l) => /failover still under way/.test(l.msg));
+    assert.ok(waiting.length >= 1, 'a long takeover said nothing while it waited');
+    assert.match(waiting[0].msg, /resuming the guest from epoch 4/);
+    const fatal = lines.filter((l) => l.level === 60);
+    assert.equal(fatal.length, 1, JSON.stringify(lines));
+    assert.match(fatal[0].msg, /FAILOVER FAILED .*taking over as generation 3.*exit 1.*served nowhere/);
+    assert.equal(fatal[0].err?.code, 'ERR_FAILOVER_FAILED');
+    assert.equal(refused.length, 1);
+    // Once failed, nothing more is said about it.
+    const count = lines.length;
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(lines.length, count, 'the progress timer outlived the takeover');
+  });
+});
