@@ -41,6 +41,9 @@ export interface XenBindingOptions {
   suspendTimeoutMs: number;
 }
 
+/** How often a failover waiting for a same-named domain to go asks again. */
+const NAME_POLL_MS = 200;
+
 /** Largest domid of a domain (DOMID_FIRST_RESERVED - 1). */
 const MAX_DOMID = 0x7fef;
 
@@ -142,19 +145,37 @@ export class XenReplicaGuest implements RestoreReplicaGuest {
     const r = this.restoring;
     if (r === undefined) throw new XenError(C.XEN_RESTORE_FAILED, 'nothing to fail over to: no restore is open');
     const xl = this.options.xl ?? DEFAULT_XL;
-    // Xen renames NAME--incoming to NAME at the end of the failover: a domain of that name here would be the primary's own.
-    const running = await runTool(xl, ['domid', r.name], C.XEN_RESTORE_FAILED).then(
-      () => true,
-      () => false,
-    );
-    if (running) throw new XenError(C.XEN_RESTORE_FAILED, `a domain named ${r.name} runs on this host: not failing over beside it`);
-    this.promoted = true;
-    const started = performance.now();
-    await r.xen.failover();
     const { service, failoverTimeoutMs } = this.options;
+    const started = performance.now();
+    await this.waitForNameFree(xl, r.name, started + failoverTimeoutMs);
+    this.promoted = true;
+    await r.xen.failover();
     await waitForService(service, failoverTimeoutMs - (performance.now() - started));
     this.logger.warn(`Xen built ${r.name} from the last checkpoint and runs it; its service answers at ${formatAddress(service)}`);
     return { service: { address: service.host, port: service.port, family: isIPv6(service.host) ? 'IPv6' : 'IPv4' } };
+  }
+
+  /**
+   * Xen renames NAME--incoming to NAME at the end of the failover, so a
+   * domain of that name here is the primary's own (one host, as `xl remus
+   * localhost` runs): never run beside it. One being destroyed (the primary
+   * died with its domain, and `xl destroy` has not finished, which on a
+   * busy host outlasts the heartbeat timeout) is waited for, within the
+   * failover's bound; one still there then refuses the failover.
+   */
+  private async waitForNameFree(xl: string, name: string, deadline: number): Promise<void> {
+    let said = false;
+    for (;;) {
+      const domid = await runTool(xl, ['domid', name], C.XEN_RESTORE_FAILED).then(
+        (out) => out.trim(),
+        () => undefined,
+      );
+      if (domid === undefined) return;
+      if (performance.now() >= deadline) throw new XenError(C.XEN_RESTORE_FAILED, `a domain named ${name} (domid ${domid}) is still on this host after ${this.options.failoverTimeoutMs} ms: not failing over beside it`);
+      if (!said) this.logger.warn({ domain: name, domid }, `a domain named ${name} (domid ${domid}) is still on this host: waiting for it to go (being destroyed?) before failing over, up to ${this.options.failoverTimeoutMs} ms`);
+      said = true;
+      await new Promise((r) => setTimeout(r, NAME_POLL_MS));
+    }
   }
 
   async stop(): Promise<void> {
