@@ -97,9 +97,16 @@ node -e '
   }, (e) => console.log(`LAB monitor_error ${e.message}`));
 '
 
-# The primary dies without a word, and its domain with it.
+# The primary dies without a word, and its domain after it: the domain is
+# destroyed only once the secondary has taken over and found it still here
+# (as when its host's teardown is slow). It must wait for the domain to go,
+# never run a second copy beside it.
 kill -9 $ppid
 t=$(now_ms)
+deadline=$((SECONDS + 60))
+until grep -q 'is still on this host: waiting' "$LAB_SCRATCH/secondary.log" || [ $SECONDS -ge $deadline ]; do sleep 0.2; done
+say waited_for_name "$(grep -c 'is still on this host: waiting' "$LAB_SCRATCH/secondary.log")"
+say listed_while_waiting "$(xl list | awk 'NR > 1 { print $1 }' | tr '\n' ' ')"
 xl destroy "$LAB_GUEST_NAME"
 say destroy_rc $?
 kill -USR1 $lpid

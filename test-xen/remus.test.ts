@@ -32,12 +32,15 @@ describe('Tandem protects a Xen guest on one host', { timeout: 30 * 60_000 }, ()
   it('SIGKILL of tandem primary and xl destroy of its domain: the secondary fails over, and the guest answers with its state, from the same redis process', async (t) => {
     await lab.booted();
     assert.equal(lab.get('destroy_rc'), '0', ctx());
+    // Taking over while the dead primary's domain was still here, it waited for it to go: one copy at a time.
+    assert.equal(lab.get('waited_for_name'), '1', `the secondary never said it waited for the primary's domain to go\n${ctx()}`);
+    assert.match(lab.get('listed_while_waiting'), /^Domain-0 lab-guest lab-guest--incoming $/, `while it waited, the replica ran or the primary's domain was gone\n${ctx()}`);
     assert.match(lab.get('promoted'), /FAILED OVER .*the guest runs here from epoch \d+/, `the secondary did not fail over\n${ctx()}`);
     assert.notEqual(lab.get('failover_service_ms'), 'timeout', `the promoted guest never answered\n${ctx()}`);
     assert.equal(lab.get('note_after'), 'written-before-protection', ctx());
     assert.equal(lab.get('run_id_after'), lab.get('run_id_before'), `redis-server restarted: the guest did not go on from a checkpoint\n${ctx()}`);
     assert.equal(lab.get('ping_after_secondary_exit'), 'PONG', `the promoted guest did not outlive tandem secondary\n${ctx()}`);
-    t.diagnostic(`failover (SIGKILL + xl destroy to the guest's service answering): ${lab.num('failover_ms')} ms (heartbeat timeout 3000 ms included); ${lab.get('promoted')}`);
+    t.diagnostic(`failover (SIGKILL, the secondary's takeover waiting for the dead primary's domain, xl destroy, to the guest's service answering): ${lab.num('failover_ms')} ms (heartbeat timeout 3000 ms included); ${lab.get('promoted')}`);
   });
 
   it('the client ledger: no acknowledged write lost across the failover', async (t) => {
