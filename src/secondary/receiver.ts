@@ -480,8 +480,12 @@ export class EpochReceiver {
   private applyDirect(s: StreamProgress, rec: PageDataRecord): ReceiverAction[] {
     // Types without data (XTAB, XALLOC, BROKEN) name a pfn with nothing to copy; they still count as sent.
     const pfns = dataPfns(rec);
-    this.keepers?.pages.beforeWrite(pfns, rec.pages);
-    this.replica.writePages(pfns, rec.pages);
+    const keeper = this.keepers?.pages;
+    if (keeper === undefined) this.replica.writePages(pfns, rec.pages);
+    else {
+      const changed = keeper.changes(pfns, rec.pages);
+      if (changed.pfns.length > 0) this.replica.writePages(changed.pfns, changed.pages);
+    }
     const actions = this.invalidate();
     for (let i = 0; i < rec.pfns.length; i++) {
       const pfn = rec.pfns[i];
