@@ -180,7 +180,7 @@ export async function precopyOnce(guest: PrimaryGuest, port: number, transport: 
   return { bytes, ms };
 }
 
-export async function measureStream(mib: number, rounds: number, log: (l: string) => void): Promise<EngineBenchResult['stream']> {
+async function measureStream(mib: number, rounds: number, log: (l: string) => void): Promise<EngineBenchResult['stream']> {
   const guest = simGuest(mib);
   const secondary = await startPeer({ role: 'secondary', mib });
   const sink = await startPeer({ role: 'sink', mib: 0 });

@@ -121,8 +121,7 @@ export class Promoter extends EventEmitter<PromoterEvents> {
     // A takeover can wait long on the hypervisor (Xen builds the domain from the last checkpoint):
     // while it does, the log says which step it is at, so a stuck one is not silence.
     const progress = { step: 'stopping the replication listener' };
-    const started = now();
-    const watch = setInterval(() => logger.warn({ step: progress.step, ms: Math.round(now() - started) }, `failover still under way after ${Math.round((now() - started) / 1000)} s: ${progress.step}`), this.options.progressEveryMs ?? PROGRESS_EVERY_MS);
+    const watch = setInterval(() => logger.warn({ step: progress.step, ms: Math.round(now() - t0) }, `failover still under way after ${Math.round((now() - t0) / 1000)} s: ${progress.step}`), this.options.progressEveryMs ?? PROGRESS_EVERY_MS);
     watch.unref();
     try {
       return await this.takeOver(reason, why, generation, now, t0, progress);

@@ -59,8 +59,9 @@ export class PageKeeper {
     for (let i = 0; i < pfns.length; ) {
       // A run of consecutive pages lying back to back on both sides (a received chunk holds
       // up to 16) is compared in one call: per-call cost dominates 4 KiB compares.
-      const end = runEnd(pfns, pages, i, this.replica);
-      if (end > i + 1 && sameSpan(this.replica.readPage(pfns[i]), pages[i], (end - i) * PAGE_SIZE)) {
+      const here = this.replica.readPage(pfns[i]);
+      const end = runEnd(pfns, pages, i, here, this.replica);
+      if (end > i + 1 && sameSpan(here, pages[i], (end - i) * PAGE_SIZE)) {
         i = end;
         continue;
       }
@@ -88,10 +89,9 @@ export class PageKeeper {
   }
 }
 
-/** End (exclusive) of the run from `i` of consecutive pfns whose new pages, and whose replica pages, lie back to back. */
-function runEnd(pfns: ArrayLike<number>, pages: readonly Buffer[], i: number, replica: KeptPages): number {
+/** End (exclusive) of the run from `i` of consecutive pfns whose new pages, and whose replica pages (from `here`, pfns[i]'s), lie back to back. */
+function runEnd(pfns: ArrayLike<number>, pages: readonly Buffer[], i: number, here: Buffer, replica: KeptPages): number {
   const first = pages[i];
-  const here = replica.readPage(pfns[i]);
   let j = i + 1;
   for (; j < pfns.length && j - i < MAX_RUN; j++) {
     const p = pages[j];
