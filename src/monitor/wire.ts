@@ -9,6 +9,7 @@ import { formatAddress, type Address } from '../util/address.js';
 import type { Logger } from '../util/logger.js';
 import { MonitorServer } from './http.js';
 import type { MonitorSource } from './source.js';
+import type { Detach, MonitorAttach } from './attach.js';
 import { envToken, readTokenFile } from './token.js';
 
 export { TOKEN_ENV } from './token.js';
@@ -47,6 +48,18 @@ export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: M
   await monitor.start();
   if (token === undefined) logger.info('monitor: no control token configured; control actions are refused (reading is open on loopback)');
   return monitor;
+}
+
+/** A node's own monitor, when it runs alone: started at its attach (if cfg asks for one), stopped at the detach. */
+export function ownMonitor(cfg: MonitorConfig, logger: Logger): MonitorAttach {
+  return {
+    async attach(_domain: string, source: MonitorSource): Promise<Detach> {
+      const monitor = await startMonitor(cfg, logger, source);
+      return async () => {
+        await monitor?.stop();
+      };
+    },
+  };
 }
 
 /** Where the demo's two monitors listen. */

@@ -35,8 +35,8 @@ import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { startUnlessFenced, whenFenced, type FenceNotice } from '../heartbeat/fencing.js';
 import { MonitorError, MonitorErrorCodes } from '../monitor/errors.js';
 import { PrimarySource } from '../monitor/source.js';
-import { startMonitor } from '../monitor/wire.js';
-import type { MonitorServer } from '../monitor/http.js';
+import { ownMonitor } from '../monitor/wire.js';
+import type { Detach, MonitorAttach } from '../monitor/attach.js';
 import { floatingAddressFor, type FloatingAddress } from '../net/floating-address.js';
 import { roleHooksFor, type RoleEvent, type RoleHooks } from './role-hooks.js';
 import type { Transport } from '../transport/transport.js';
@@ -69,6 +69,8 @@ export interface PrimaryNodeOptions {
    * configuration's, started and stopped by this node.
    */
   outside?: { hooks: RoleHooks | undefined; floating: FloatingAddress | undefined };
+  /** The process's monitor, shared by every domain it runs (src/monitor/attach.ts); default: the node's own, from cfg.monitor. */
+  monitor?: MonitorAttach;
 }
 
 /** Why a node stopped serving. */
@@ -87,7 +89,7 @@ export class PrimaryNode {
   private service: Service | undefined;
   private heartbeat: HeartbeatChannel | undefined;
   private engine: PrimaryEngine | undefined;
-  private monitor: MonitorServer | undefined;
+  private detachMonitor: Detach | undefined;
   private readonly subscriptions: Subscription[] = [];
   private silentStandby: SilentStandbyWatch | undefined;
   private stranded: StrandedSignal | undefined;
@@ -221,7 +223,7 @@ export class PrimaryNode {
     this.silentStandby?.stop();
     this.stranded?.stop();
     await this.engine?.stop();
-    await this.monitor?.stop();
+    await this.detachMonitor?.();
     await this.service?.stop();
     if (reason.kind !== 'fenced' && this.heartbeat !== undefined) {
       // Heartbeats carry the intent until the secondary has surely heard it (a frame is sent every interval).
@@ -464,7 +466,7 @@ export class PrimaryNode {
         return Promise.resolve({ switchover: 'started: a last checkpoint, then the secondary takes over and this node stops' });
       },
     });
-    this.monitor = await startMonitor(cfg.monitor, logger, source);
+    this.detachMonitor = await (this.options.monitor ?? ownMonitor(cfg.monitor, logger)).attach(cfg.arbiter.domain, source);
     engine.start();
   }
 }

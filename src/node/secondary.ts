@@ -26,9 +26,9 @@ import { FailoverRule } from '../failover/rule.js';
 import { Promoter } from '../failover/promoter.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { PrimaryNode } from './primary.js';
-import type { MonitorServer } from '../monitor/http.js';
+import type { Detach, MonitorAttach } from '../monitor/attach.js';
 import { SecondarySource } from '../monitor/source.js';
-import { startMonitor } from '../monitor/wire.js';
+import { ownMonitor } from '../monitor/wire.js';
 import { floatingAddressFor, type FloatingAddress } from '../net/floating-address.js';
 import { roleHooksFor, type RoleHooks } from './role-hooks.js';
 import { SecondaryServer } from '../secondary/server.js';
@@ -47,6 +47,8 @@ export interface SecondaryNodeOptions {
   verifyPersistence?: boolean;
   /** Who may serve the domain: a failover takes it there first (default: none, with the warning it deserves). */
   arbiter?: Arbiter;
+  /** The process's monitor, shared by every domain it runs (src/monitor/attach.ts); default: the node's own, from cfg.monitor. */
+  monitor?: MonitorAttach;
 }
 
 export interface SecondaryAddresses {
@@ -66,7 +68,7 @@ export class SecondaryNode {
   private heartbeat: HeartbeatChannel | undefined;
   private promoter: Promoter | undefined;
   private rule: FailoverRule | undefined;
-  private monitor: MonitorServer | undefined;
+  private detachMonitor: Detach | undefined;
   private arbiter: Arbiter | undefined;
   private holderPoll: NodeJS.Timeout | undefined;
   private superseded: Promise<Holder> | undefined;
@@ -201,7 +203,8 @@ export class SecondaryNode {
       arbiter.kind !== 'none',
     );
     this.rule.start();
-    this.monitor = await startMonitor(cfg.monitor, logger, new SecondarySource({ server, promoter, arbiter, serving: () => this.serving?.protection, servingHeldBytes: () => this.serving?.heldOutputBytes(), heartbeat: () => heartbeat.peerState, generation: () => heartbeat.generation }));
+    const source = new SecondarySource({ server, promoter, arbiter, serving: () => this.serving?.protection, servingHeldBytes: () => this.serving?.heldOutputBytes(), heartbeat: () => heartbeat.peerState, generation: () => heartbeat.generation });
+    this.detachMonitor = await (this.options.monitor ?? ownMonitor(cfg.monitor, logger)).attach(cfg.arbiter.domain, source);
     await heartbeat.start();
     const hb = heartbeat.address()!;
     logger.info({ heartbeat: `${hb.host}:${hb.port}` }, 'heartbeat channel listening');
@@ -257,7 +260,7 @@ export class SecondaryNode {
     await this.promoter?.stop();
     await this.server?.stop();
     await this.colo?.stop();
-    await this.monitor?.stop();
+    await this.detachMonitor?.();
     // A promoted node no longer serves: the domain goes back at once.
     await this.arbiter?.stop({ release: true });
     await this.floating?.stop();
