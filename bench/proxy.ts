@@ -358,7 +358,12 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
       cases.push(t, q);
       comparisons.push(compare(t, q, { [t.id]: samples.tandem, [q.id]: samples.qemu }, `pairs/s Tandem / colo-compare, ${shape.flows} flow(s), ${shape.bytes} B`, TARGET_RATIO));
       const pps = (c: CaseResult): string => `${Math.round(pairs / (c.ms.p50 / 1e3)).toLocaleString('en-US')}`;
-      notes.push(`${shape.flows} flow(s), ${shape.bytes} B: Tandem ${pps(t)} pairs/s vs colo-compare ${pps(q)} pairs/s (medians)`);
+      const ts = swing(pairs, samples.tandem);
+      const qs = swing(pairs, samples.qemu);
+      notes.push(
+        `${shape.flows} flow(s), ${shape.bytes} B: Tandem ${pps(t)} pairs/s (rounds ${ts.text}) vs colo-compare ${pps(q)} pairs/s (rounds ${qs.text}); ` +
+          `${ts.spread > qs.spread ? 'Tandem' : 'colo-compare'} swings more (max/min over rounds ${ts.spread.toFixed(2)} vs ${qs.spread.toFixed(2)})`,
+      );
     }
     const ms = (xs: number[], p: 'p50' | 'p99'): string => (p === 'p50' ? median(xs) / 1e6 : [...xs].sort((a, b) => a - b)[Math.floor(0.99 * (xs.length - 1))] / 1e6).toFixed(3);
     notes.push(`added latency, matched pair: Tandem p50 ${ms(lat.tandem, 'p50')} / p99 ${ms(lat.tandem, 'p99')} ms vs colo-compare p50 ${ms(lat.qemu, 'p50')} / p99 ${ms(lat.qemu, 'p99')} ms (loopback round trip included in both)`);
@@ -377,6 +382,19 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
     notes,
     elapsedMs: Number(nowNs() - started) / 1e6,
   };
+}
+
+/**
+ * How much one side's rate moved between the rounds of a shape: a ratio
+ * that swings between runs is read against it (is it this side, or the
+ * other, that moved?).
+ */
+function swing(pairs: number, samplesNs: readonly number[]): { spread: number; text: string } {
+  const rates = samplesNs.map((ns) => pairs / (ns / 1e9)).sort((a, b) => a - b);
+  const k = (x: number): string => `${Math.round(x / 1000)}k`;
+  const lo = rates[0];
+  const hi = rates[rates.length - 1];
+  return { spread: hi / lo, text: `${k(lo)}..${k(hi)}` };
 }
 
 export const proxy: Benchmark = {
