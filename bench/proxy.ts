@@ -24,6 +24,10 @@
  *
  * The machine is shared and noisy: rounds alternate between the two
  * comparators and the figures are medians, with the paired ratio next to them.
+ * Each shape starts with warm-up rounds for both (their rates are printed,
+ * not counted), and each side's range over the counted rounds is printed
+ * with which side swung more: a ratio that moves between runs says there
+ * which comparator moved.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -270,6 +274,9 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
   // Until V8 has compiled the hot paths of a Node peer (and of this driver), its samples measure the compiler.
   const nodeWarmup = ctx.quick ? 1500 : 3000;
   const warmup = (peer: Peer): number => (peer.name === 'qemu' ? QEMU_WARMUP : nodeWarmup);
+  // A Node comparator reaches its steady rate only after some 50,000 pairs of a shape (V8 compiles its paths for
+  // that shape's frames); a proxy that runs for months is measured there. Both sides get the same rounds first.
+  const warmupRounds = ctx.quick ? 2 : 4;
 
   const loadBefore = os.loadavg()[0];
   ctx.log('proxy: starting tandem proxy and QEMU colo-compare...');
@@ -342,14 +349,15 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
       const samples: Record<string, number[]> = { tandem: [], qemu: [] };
       // Each shape has flows of its own; rounds continue them, and both comparators get the same trace.
       const seq = new Array<number>(shape.flows).fill(1000);
-      for (let r = 0; r < rounds + 1; r++) {
+      const warm: Record<string, number[]> = { tandem: [], qemu: [] };
+      for (let r = 0; r < warmupRounds + rounds; r++) {
         const order = r % 2 === 0 ? peers : [...peers].reverse();
         const trace = buildTrace(pairs, shape.flows, shape.bytes, seq, 1000 + shapes.indexOf(shape));
         for (const peer of order) {
           const ns = await throughputRound(peer, trace);
-          if (r > 0) samples[peer.name].push(ns); // round 0 warms up
+          (r < warmupRounds ? warm : samples)[peer.name].push(ns);
         }
-        ctx.log(`proxy: ${shape.flows} flow(s), ${shape.bytes}-byte frames: round ${r}/${rounds}`);
+        ctx.log(`proxy: ${shape.flows} flow(s), ${shape.bytes}-byte frames: ${r < warmupRounds ? `warm-up ${r + 1}/${warmupRounds}` : `round ${r + 1 - warmupRounds}/${rounds}`}`);
       }
       const bytes = pairs * shape.bytes;
       const tag = `${shape.flows}f-${shape.bytes}B`;
@@ -362,14 +370,15 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
       const qs = swing(pairs, samples.qemu);
       notes.push(
         `${shape.flows} flow(s), ${shape.bytes} B: Tandem ${pps(t)} pairs/s (rounds ${ts.text}) vs colo-compare ${pps(q)} pairs/s (rounds ${qs.text}); ` +
-          `${ts.spread > qs.spread ? 'Tandem' : 'colo-compare'} swings more (max/min over rounds ${ts.spread.toFixed(2)} vs ${qs.spread.toFixed(2)})`,
+          `${ts.spread > qs.spread ? 'Tandem' : 'colo-compare'} swings more (max/min over rounds ${ts.spread.toFixed(2)} vs ${qs.spread.toFixed(2)}); ` +
+          `warm-up rounds, not counted: Tandem ${rates(pairs, warm.tandem)}, colo-compare ${rates(pairs, warm.qemu)} k pairs/s`,
       );
     }
     const ms = (xs: number[], p: 'p50' | 'p99'): string => (p === 'p50' ? median(xs) / 1e6 : [...xs].sort((a, b) => a - b)[Math.floor(0.99 * (xs.length - 1))] / 1e6).toFixed(3);
     notes.push(`added latency, matched pair: Tandem p50 ${ms(lat.tandem, 'p50')} / p99 ${ms(lat.tandem, 'p99')} ms vs colo-compare p50 ${ms(lat.qemu, 'p50')} / p99 ${ms(lat.qemu, 'p99')} ms (loopback round trip included in both)`);
     notes.push(`mismatch -> DO_CHECKPOINT: Tandem p50 ${ms(mis.tandem, 'p50')} / p99 ${ms(mis.tandem, 'p99')} ms vs colo-compare p50 ${ms(mis.qemu, 'p50')} / p99 ${ms(mis.qemu, 'p99')} ms; floor (a Node process that answers every frame with DO_CHECKPOINT, comparing nothing) p50 ${ms(mis.floor, 'p50')} / p99 ${ms(mis.floor, 'p99')} ms on this host in this run`);
     notes.push(`host load average (1 min) ${loadBefore.toFixed(2)} before, ${os.loadavg()[0].toFixed(2)} after, on ${os.cpus().length} CPUs: tail latencies on a busy host measure its scheduler as much as the comparator.`);
-    notes.push(`throughput rows: MB/s counts one frame per pair; a window of ${WINDOW} pairs in flight, ${BATCH} pairs per write; the first round of each shape is a warm-up.`);
+    notes.push(`throughput rows: MB/s counts one frame per pair; a window of ${WINDOW} pairs in flight, ${BATCH} pairs per write; the first ${warmupRounds} rounds of each shape warm up (their rates are in the notes above).`);
   } finally {
     for (const p of running) await p.stop();
   }
@@ -389,6 +398,9 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
  * that swings between runs is read against it (is it this side, or the
  * other, that moved?).
  */
+/** Each round's rate, in thousands of pairs a second, in the order run. */
+const rates = (pairs: number, samplesNs: readonly number[]): string => samplesNs.map((ns) => Math.round(pairs / (ns / 1e9) / 1000)).join('/');
+
 function swing(pairs: number, samplesNs: readonly number[]): { spread: number; text: string } {
   const rates = samplesNs.map((ns) => pairs / (ns / 1e9)).sort((a, b) => a - b);
   const k = (x: number): string => `${Math.round(x / 1000)}k`;
