@@ -209,7 +209,7 @@ export class MonitorControl {
     if (typeof target[METHOD[action]] !== 'function') {
       logger.warn({ by: who.remote, action, ...on }, `control refused: ${action} from ${who.remote}: not offered by this node`);
       record(false, C.MONITOR_UNSUPPORTED);
-      throw new MonitorError(C.MONITOR_UNSUPPORTED, `${action} is not offered by this node${route.domain === undefined ? '' : ` for domain ${route.domain}`} (offered: ${offeredActions(target).join(', ') || 'none'})`);
+      throw new MonitorError(C.MONITOR_UNSUPPORTED, `${action} is not offered by this node (offered: ${offeredActions(target).join(', ') || 'none'})`);
     }
     logger.warn({ by: who.remote, action, ...on, ...args }, `control: ${action} requested by ${who.remote}${route.domain === undefined ? '' : ` for domain ${route.domain}`}`);
     try {
