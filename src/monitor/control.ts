@@ -56,7 +56,7 @@ function allowOnly(msg: Record<string, unknown>, keys: string[]): void {
  */
 export function parseDomain(value: unknown): string | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'string') throw bad(`domain: expected a string, got ${(JSON.stringify(value) ?? String(value)).slice(0, 40)}`);
+  if (typeof value !== 'string') throw bad(`domain: expected a string, got ${value === null ? 'null' : typeof value}`);
   if (value.length > MAX_DOMAIN_CHARS) throw bad(`domain: at most ${MAX_DOMAIN_CHARS} characters, got ${value.length}`);
   if (!DOMAIN_NAME.test(value)) throw bad(`domain: expected a name of letters, digits, ".", "_", "-", got ${JSON.stringify(value)}`);
   return value;
