@@ -7,72 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { Subject } from 'rxjs';
 import { defaultConfig } from '../../src/config/config.js';
-import type { ControlTarget } from '../../src/monitor/control.js';
 import { MonitorError } from '../../src/monitor/errors.js';
-import { validateEvent, type DomainsEvent, type EventBody, type MonitorState, type NodeRole, type SnapshotEvent } from '../../src/monitor/events.js';
+import { validateEvent, type DomainsEvent, type NodeRole, type SnapshotEvent } from '../../src/monitor/events.js';
 import { MonitorServer, type DomainReadiness } from '../../src/monitor/http.js';
-import type { MonitorSource, SourceReadings, SourceStatus } from '../../src/monitor/source.js';
+import type { MonitorSource } from '../../src/monitor/source.js';
 import { startSharedMonitor } from '../../src/monitor/wire.js';
-import { TOKEN, TestClient, silent } from './helpers.js';
+import { FakeSource, TOKEN, TestClient, silent } from './helpers.js';
 import { http, parseProm } from './scrape.js';
-
-/** A node as the monitor sees it: a state to report, events to publish, and the control calls it got. */
-class FakeSource implements MonitorSource {
-  readonly events$ = new Subject<EventBody>();
-  readonly calls: string[] = [];
-  readonly control: ControlTarget;
-  started = 0;
-  stopped = 0;
-  state: MonitorState;
-
-  constructor(
-    readonly role: NodeRole = 'primary',
-    state: MonitorState = 'protected',
-  ) {
-    this.state = state;
-    this.control = { checkpoint: () => void this.calls.push('checkpoint'), setInterval: (ms) => void this.calls.push(`interval ${ms}`) };
-  }
-
-  status(): SourceStatus {
-    return {
-      state: this.state,
-      reason: `fake ${this.state}`,
-      mode: 'remus',
-      intervalMs: 50,
-      lastEpoch: 7,
-      lagMs: 12,
-      recent: [],
-      arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true },
-      precopy: null,
-      generation: 3,
-      heartbeat: null,
-      heldBytes: null,
-      lastFailover: null,
-      guestProtected: this.state === 'protected',
-    };
-  }
-
-  readings(): SourceReadings {
-    return { peerUp: true, generation: 3, heldOutputBytes: undefined, unprotectedMs: 0, streamBytes: 100 };
-  }
-
-  start(): void {
-    this.started++;
-  }
-
-  stop(): void {
-    this.stopped++;
-  }
-
-  /** A state change, as an engine would tell it. */
-  become(state: MonitorState): void {
-    const previous = this.state;
-    this.state = state;
-    this.events$.next({ type: 'state', state, previous, reason: `now ${state}` });
-  }
-}
 
 const servers: MonitorServer[] = [];
 after(async () => {
