@@ -12,7 +12,7 @@
  */
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, fetchStatuses } from '../../monitor/client.js';
-import { parseDomain } from '../../monitor/control.js';
+import { flagDomain } from './control.js';
 import type { EpochFields, FailoverFields, NodeRole, PeerFields, SnapshotEvent } from '../../monitor/events.js';
 import { arbiterLine, eventLine, failoverLine, precopyLine } from '../../monitor/view.js';
 import { flagPath, operandMonitorUrls } from '../config-args.js';
@@ -161,7 +161,7 @@ export function statusCommand(yargs: Argv): Argv {
     async (args) => {
       const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
       const token = resolveCliToken(args['token-file'] === undefined ? undefined : flagPath(args['token-file'], '--token-file'));
-      const domain = args.domain === undefined ? undefined : parseDomain(args.domain);
+      const domain = flagDomain(args.domain);
       const all = await fetchStatuses(urls, token, domain === undefined ? {} : { domain });
       process.stdout.write(args.json ? all.map((s) => jsonLine(s)).join('') : domainsText(all));
       if (all.length === 0 || !all.every((s) => health(s).healthy)) process.exitCode = EXIT_UNHEALTHY;
