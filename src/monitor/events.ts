@@ -235,6 +235,11 @@ export interface SnapshotEvent extends Broadcast {
   guestProtected: boolean | null;
 }
 
+/** The domain in the envelope is no longer shown by this monitor (its node stopped): a client forgets it. */
+export interface DetachedEvent extends Broadcast {
+  type: 'detached';
+}
+
 /**
  * The answer to /api/status (or a `status` request) that names no domain on
  * a monitor showing none or several: one snapshot per domain, by name.
@@ -272,13 +277,13 @@ export interface ErrorEvent extends Envelope {
   message: string;
 }
 
-export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | SnapshotEvent;
+export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | SnapshotEvent | DetachedEvent;
 export type MonitorEvent = BroadcastEvent | DroppedEvent | ReplyEvent | ErrorEvent | DomainsEvent;
 export type EventType = MonitorEvent['type'];
 
 /** What a source publishes: an event without its envelope; the hub stamps it. */
 type Body<E> = E extends Broadcast ? Omit<E, 'v' | 'ts' | 'node' | 'seq'> : never;
-export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent>;
+export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | DetachedEvent>;
 
 /**
  * Events a slow client may miss without losing track of where things stand.
@@ -287,7 +292,7 @@ export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | State
 export const SAMPLEABLE: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'divergence', 'control']);
 
 /** Events the history does not keep: they come many a second, and the snapshot has their own summary (recent, precopy). */
-const NOT_HISTORY: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'snapshot']);
+const NOT_HISTORY: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'snapshot', 'detached']);
 
 /** Whether the history keeps this broadcast: a peer event only when something other than its numbers changed. */
 export function isHistoryEvent(e: BroadcastEvent): e is HistoryEvent {
@@ -402,6 +407,7 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },
   error: { ...envelope, id: 'id', code: 'str', message: 'str' },
   domains: { ...envelope, domains: { arrayOf: 'snapshot-event' } },
+  detached: { ...broadcast, domain: 'str' },
 };
 
 export const EVENT_TYPES = Object.keys(SCHEMA) as EventType[];
@@ -409,7 +415,7 @@ export const EVENT_TYPES = Object.keys(SCHEMA) as EventType[];
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** What a history may hold: broadcasts, not snapshots (no snapshot inside a snapshot). */
-const HISTORY_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES.filter((t) => t !== 'snapshot' && 'seq' in SCHEMA[t]));
+const HISTORY_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES.filter((t) => t !== 'snapshot' && t !== 'detached' && 'seq' in SCHEMA[t]));
 
 /** Checks the fields of `object` in place; an absent field that reads as something else (null, []) is set to it. */
 function checkFields(object: Record<string, unknown>, fields: Record<string, Kind>, path: string): void {

@@ -305,6 +305,8 @@ export class MonitorServer implements MonitorAttach {
     shown.source.stop();
     shown.metrics.stop();
     this.shown.delete(shown.name);
+    // Clients keep a view per domain: told it is gone, they drop it (a new client never hears of it).
+    this.hub.publish({ type: 'detached' }, shown.name);
     this.hub.forget(shown.name);
   }
 

@@ -89,6 +89,8 @@ export function eventLine(e: MonitorEvent, withDomain = false): string {
       return `${head} reply ${String(e.id)}: ${e.action} done`;
     case 'error':
       return `${head} error ${String(e.id)}: ${e.message} [${e.code}]`;
+    case 'detached':
+      return `${head} domain ${e.domain ?? '?'} is no longer shown here`;
     case 'domains':
       return `${head} status of ${e.domains.length} domains: ${e.domains.map((d) => `${d.domain ?? '?'} ${d.state}`).join(', ') || 'none'}`;
   }
@@ -115,6 +117,10 @@ export class DomainsWatchView {
       if (this.views.size > 0) return;
     }
     const key = domain ?? '';
+    if (e.type === 'detached') {
+      this.views.delete(key);
+      return;
+    }
     let view = this.views.get(key);
     if (view === undefined) this.views.set(key, (view = new WatchView()));
     view.apply(e);

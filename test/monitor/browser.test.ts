@@ -555,7 +555,7 @@ test('a monitor of two domains: a picker and an overview; the page follows the d
   const beta = new FakeSource('primary', 'degraded');
   let browser: Browser | undefined;
   try {
-    await monitor.attach('alpha', alpha);
+    const detachAlpha = await monitor.attach('alpha', alpha);
     browser = await launch();
     const page = await browser.newPage({ viewport: { width: 1000, height: 1100 } });
     page.setDefaultTimeout(60_000);
@@ -602,6 +602,11 @@ test('a monitor of two domains: a picker and an overview; the page follows the d
     await textIs(page, '#state', 'connecting');
     await page.click('#domains-rows tr[data-domain="alpha"]');
     await textIs(page, '#state', 'degraded');
+
+    // The domain shown is taken off: the page shows the one left, alone again.
+    await detachAlpha();
+    await textIs(page, '#state', 'connecting');
+    await waitPage(page, 'the overview gone with the second domain', page.waitForFunction(() => document.querySelector('#domains')?.hidden === true));
     assert.deepEqual(errors, [], 'no script or CSP errors');
   } finally {
     await browser?.close();

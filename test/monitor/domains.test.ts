@@ -100,8 +100,13 @@ describe('a monitor of several domains', () => {
       assert.ok(labels.every((l) => l.domain === undefined), `${name}: a process series, unlabelled by domain`);
     }
 
+    const watching = await TestClient.connect(wsOf(server.url));
+    await watching.waitFor((e) => e.type === 'snapshot' && e.domain === 'beta', "beta's snapshot");
     await detachBeta();
     await detachBeta();
+    const gone = await watching.waitFor((e) => e.type === 'detached', 'beta taken off');
+    assert.equal(gone.type === 'detached' && gone.domain, 'beta');
+    await watching.close();
     assert.equal(beta.stopped, 1, 'the source is stopped once');
     const after = parseProm((await http(server.url, '/metrics', { headers: auth })).body).samples;
     assert.ok(after.some((s) => s.labels.domain === 'alpha'));
@@ -111,9 +116,9 @@ describe('a monitor of several domains', () => {
     const c = await TestClient.connect(wsOf(server.url));
     await c.waitFor((e) => e.type === 'snapshot', 'the snapshot');
     assert.deepEqual(c.events.filter((e) => e.type === 'snapshot').map((e) => e.type === 'snapshot' && e.domain), ['alpha']);
-    const gone = await post(server.url, { action: 'checkpoint', domain: 'beta' });
-    assert.equal(gone.status, 404);
-    assert.equal(json(gone.body).code, 'ERR_MONITOR_UNKNOWN_DOMAIN');
+    const refused = await post(server.url, { action: 'checkpoint', domain: 'beta' });
+    assert.equal(refused.status, 404);
+    assert.equal(json(refused.body).code, 'ERR_MONITOR_UNKNOWN_DOMAIN');
     assert.deepEqual(beta.calls, []);
     await c.close();
   });

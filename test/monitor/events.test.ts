@@ -69,6 +69,7 @@ const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
   reply: { ...env, type: 'reply', id: 'a', action: 'status', result: null },
   error: { ...env, type: 'error', id: null, code: 'ERR_MONITOR_BAD_MESSAGE', message: 'm' },
   domains: { ...env, type: 'domains', domains: [] },
+  detached: { ...env, seq: 18, type: 'detached', domain: 'web' },
 };
 
 describe('validateEvent', () => {

@@ -76,4 +76,8 @@ test('several domains: lines name theirs when asked, and the screen shows one vi
   assert.match(screen, /== domain db ==\ntandem primary +state PROTECTED/);
   assert.equal((screen.match(/missed 2 events/g) ?? []).length, 2, 'a message to this client shows in every view');
   assert.equal(v.size, 2);
+  v.apply({ ...env, ts: T, seq: 3, domain: 'db', type: 'detached' });
+  assert.equal(eventLine({ ...env, ts: T, seq: 3, domain: 'db', type: 'detached' }), '12:00:00.000 primary domain db is no longer shown here');
+  assert.equal(v.size, 1);
+  assert.doesNotMatch(v.render(T), /== domain/, 'one domain left: the screen as it always was');
 });

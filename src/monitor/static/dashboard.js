@@ -661,6 +661,18 @@
   function trackDomain(e) {
     const name = typeof e.domain === 'string' ? e.domain : null;
     if (name === null) return true;
+    if (e.type === 'detached') {
+      // Its node stopped: off the overview; if it was the one shown, the page shows another.
+      domains.delete(name);
+      fillDomains();
+      if (name === picked) {
+        note(e.ts, `domain ${name} is no longer shown by this monitor`);
+        picked = null;
+        const next = domains.keys().next();
+        if (!next.done) pick(next.value);
+      }
+      return false;
+    }
     let d = domains.get(name);
     if (d === undefined) {
       if (e.type !== 'snapshot') return name === picked;
