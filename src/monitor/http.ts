@@ -243,9 +243,12 @@ export class MonitorServer implements MonitorAttach {
    * of the other role. The returned function takes it off again (its
    * snapshot, series, control target and peer view) and stops the source.
    */
-  async attach(domain: string, source: MonitorSource): Promise<Detach> {
-    await Promise.resolve();
-    return this.attachNow(domain, source);
+  attach(domain: string, source: MonitorSource): Promise<Detach> {
+    try {
+      return Promise.resolve(this.attachNow(domain, source));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   private attachNow(domain: string, source: MonitorSource): Detach {
@@ -290,12 +293,16 @@ export class MonitorServer implements MonitorAttach {
     this.hub.announce(domain);
     logger.debug({ domain }, `monitor: showing domain ${domain}`);
     let attached = true;
-    return async () => {
-      await Promise.resolve();
-      if (!attached) return;
+    return () => {
+      if (!attached) return Promise.resolve();
       attached = false;
-      // Not another source attached since under the same name.
-      if (this.shown.get(domain) === shown) this.takeOff(shown);
+      try {
+        // Not another source attached since under the same name.
+        if (this.shown.get(domain) === shown) this.takeOff(shown);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
     };
   }
 

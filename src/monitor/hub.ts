@@ -162,7 +162,8 @@ export class MonitorHub {
 
   /** Stamps and queues an event of `domain` (undefined: a hub without domains); returns at once whatever the clients are doing. */
   publish(body: EventBody, domain?: string): BroadcastEvent {
-    const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...(domain === undefined ? {} : { domain }), ...body } as BroadcastEvent;
+    // The hub's stamp last: a body cannot pass for another domain's.
+    const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...body, ...(domain === undefined ? {} : { domain }) } as BroadcastEvent;
     this.stats.published++;
     // Kept whether or not anyone listens: a client that connects later reads it in the snapshot.
     if (isHistoryEvent(event)) {
