@@ -234,6 +234,34 @@ describe('a monitor of several domains', () => {
   });
 });
 
+describe('the pair over several domains', () => {
+  test("each domain reads its peer under its own name on the other process's monitor", async () => {
+    const secondaries = await shared('secondary');
+    await secondaries.attach('x', new FakeSource('secondary', 'standby'));
+    await secondaries.attach('y', new FakeSource('secondary', 'syncing'));
+    const primaries = new MonitorServer({ host: '127.0.0.1', port: 0, role: 'primary', logger: silent, auth: { token: TOKEN, allowRemoteRead: false }, peer: { url: secondaries.url, token: TOKEN, intervalMs: 50 } });
+    servers.push(primaries);
+    await primaries.start();
+    await primaries.attach('x', new FakeSource());
+    await primaries.attach('y', new FakeSource());
+    await primaries.attach('z', new FakeSource());
+    const c = await TestClient.connect(wsOf(primaries.url));
+    const peerOf = (d: string) => c.waitFor((e) => e.type === 'peer' && e.domain === d, `${d}'s peer`);
+    const [x, y, z] = await Promise.all([peerOf('x'), peerOf('y'), peerOf('z')]);
+    assert.deepEqual(
+      [x, y].map((e) => e.type === 'peer' && [e.domain, e.reachable, e.peer.node, e.peer.state]),
+      [
+        ['x', true, 'secondary', 'standby'],
+        ['y', true, 'secondary', 'syncing'],
+      ],
+    );
+    // A domain the other process does not run: its peer is unreachable, and says why.
+    assert.ok(z.type === 'peer' && !z.reachable);
+    assert.match(z.type === 'peer' ? (z.error ?? '') : '', /no domain z \(it shows: x, y\)/);
+    await c.close();
+  });
+});
+
 describe('startSharedMonitor', () => {
   test('none without monitor.listen; else a monitor listening with no domain, that nodes attach to and detach from', async () => {
     const cfg = defaultConfig().monitor;
