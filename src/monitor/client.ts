@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import WebSocket from 'ws';
 import { parseAddress } from '../util/address.js';
 import type { ControlCommand } from './control.js';
-import { isUnknownType, parseEvent, validateEvent, type MonitorEvent, type NodeRole, type SnapshotEvent } from './events.js';
+import { isUnknownType, parseEvent, validateEvent, type DomainsEvent, type MonitorEvent, type NodeRole, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C, type MonitorErrorCode } from './errors.js';
 
 /** Where `tandem watch` and `status` look when given no URL. */
@@ -60,6 +60,28 @@ export interface FetchStatusOptions {
   signal?: AbortSignal;
   /** Without the recent epochs and the history (`?brief=1`; a monitor older than it sends them all the same). */
   brief?: boolean;
+  /** The domain to ask about (`?domain=NAME`); absent: the only one, or (several shown) all of them. A monitor older than domains ignores it. */
+  domain?: string;
+}
+
+/** The codes a monitor's error answer may carry that mean the same to the caller as to the monitor. */
+const PASSED_ON: ReadonlySet<string> = new Set([C.MONITOR_UNKNOWN_DOMAIN, C.MONITOR_DOMAIN_REQUIRED, C.MONITOR_BAD_MESSAGE]);
+
+/**
+ * GET /api/status as a snapshot: rejects MONITOR_BAD_EVENT when the monitor
+ * shows several domains and none was asked for (see fetchStatuses).
+ */
+export async function fetchStatus(urls: MonitorUrls, token: string | undefined, options: FetchStatusOptions = {}): Promise<SnapshotEvent> {
+  const answer = await fetchStatusAnswer(urls, token, options);
+  if (answer.type === 'snapshot') return answer;
+  const names = answer.domains.map((d) => d.domain).join(', ');
+  throw new MonitorError(C.MONITOR_BAD_EVENT, `${urls.http.href}: the monitor shows ${answer.domains.length} domains (${names || 'none'}), not one: name one`);
+}
+
+/** Every domain's snapshot (one from a monitor of one domain, or one older than domains). */
+export async function fetchStatuses(urls: MonitorUrls, token: string | undefined, options: FetchStatusOptions = {}): Promise<SnapshotEvent[]> {
+  const answer = await fetchStatusAnswer(urls, token, options);
+  return answer.type === 'snapshot' ? [answer] : answer.domains;
 }
 
 /**
@@ -68,13 +90,15 @@ export interface FetchStatusOptions {
  * (401), MONITOR_RATE_LIMITED (429) or MONITOR_BAD_EVENT (an answer that is
  * not a snapshot, or too large).
  */
-export function fetchStatus(urls: MonitorUrls, token: string | undefined, options: FetchStatusOptions = {}): Promise<SnapshotEvent> {
+export function fetchStatusAnswer(urls: MonitorUrls, token: string | undefined, options: FetchStatusOptions = {}): Promise<SnapshotEvent | DomainsEvent> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const maxBytes = options.maxBytes ?? MAX_STATUS_BYTES;
   return new Promise((resolve, reject) => {
-    const url = new URL(options.brief === true ? '/api/status?brief=1' : '/api/status', urls.http);
+    const url = new URL('/api/status', urls.http);
+    if (options.brief === true) url.searchParams.set('brief', '1');
+    if (options.domain !== undefined) url.searchParams.set('domain', options.domain);
     let settled = false;
-    const settle = (err: Error | undefined, event?: SnapshotEvent): void => {
+    const settle = (err: Error | undefined, event?: SnapshotEvent | DomainsEvent): void => {
       if (settled) return;
       settled = true;
       clearTimeout(deadline);
@@ -97,13 +121,14 @@ export function fetchStatus(urls: MonitorUrls, token: string | undefined, option
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
         if (res.statusCode !== 200) {
-          const code = res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : res.statusCode === 429 ? C.MONITOR_RATE_LIMITED : C.MONITOR_UNREACHABLE;
           const said = text.trim().slice(0, 200);
+          const told = errorCodeOf(text);
+          const code = res.statusCode === 401 ? C.MONITOR_UNAUTHORIZED : res.statusCode === 429 ? C.MONITOR_RATE_LIMITED : told !== undefined && PASSED_ON.has(told) ? (told as MonitorErrorCode) : C.MONITOR_UNREACHABLE;
           return settle(new MonitorError(code, `${url.href}: HTTP ${res.statusCode}${said === '' ? '' : `: ${said}`}`));
         }
         try {
           const event = parseEvent(text);
-          if (event.type !== 'snapshot') throw new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a snapshot, got a ${event.type} event`);
+          if (event.type !== 'snapshot' && event.type !== 'domains') throw new MonitorError(C.MONITOR_BAD_EVENT, `${url.href}: expected a snapshot, got a ${event.type} event`);
           settle(undefined, event);
         } catch (err) {
           settle(err instanceof Error ? err : new Error(String(err)));
@@ -113,6 +138,17 @@ export function fetchStatus(urls: MonitorUrls, token: string | undefined, option
     req.on('error', (err) => settle(new MonitorError(C.MONITOR_UNREACHABLE, `cannot reach the monitor at ${url.href}: ${err.message}`, { cause: err })));
     req.end();
   });
+}
+
+/** The code of a monitor's error answer ({"type":"error","code":...}), if the text is one. */
+function errorCodeOf(text: string): string | undefined {
+  try {
+    const body: unknown = JSON.parse(text);
+    if (typeof body === 'object' && body !== null && typeof (body as { code?: unknown }).code === 'string') return (body as { code: string }).code;
+  } catch {
+    // not JSON: an older monitor's plain text
+  }
+  return undefined;
 }
 
 /** A control action's answer: which node did it, and what it says came of it. */
@@ -125,12 +161,12 @@ export interface ControlReply {
  * POST /api/control with the token: resolves with the reply, rejects with
  * the monitor's error (its code and message).
  */
-export function sendControl(urls: MonitorUrls, command: ControlCommand, token: string, timeoutMs = 30_000): Promise<ControlReply> {
+export function sendControl(urls: MonitorUrls, command: ControlCommand, token: string, timeoutMs = 30_000, domain?: string): Promise<ControlReply> {
   const { action } = command;
   return new Promise((resolve, reject) => {
     const url = new URL('/api/control', urls.http);
     // The command's own fields (intervalMs, mode) are the request's, as the monitor parses them (control.ts).
-    const body = JSON.stringify({ ...command, id: 1 });
+    const body = JSON.stringify({ ...command, id: 1, ...(domain === undefined ? {} : { domain }) });
     const req = request(url, { method: 'POST', headers: { ...authHeaders(token), 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;

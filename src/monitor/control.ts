@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../util/logger.js';
 import type { MonitorAuth } from './auth.js';
-import { CONTROL_ACTIONS, type ControlAction, type EventBody } from './events.js';
+import { CONTROL_ACTIONS, DOMAIN_NAME, MAX_DOMAIN_CHARS, type ControlAction, type EventBody } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
 import { MAX_TOKEN_CHARS } from './token.js';
 
@@ -25,9 +25,10 @@ export type ControlCommand =
   | { action: 'stop-protection' }
   | { action: 'start-protection' };
 
+/** `domain`: the domain the request is for; undefined: the only one shown (see MonitorServer). */
 export type ClientMessage =
-  | { type: 'status'; id: string | number | null }
-  | { type: 'control'; id: string | number | null; token: string | undefined; command: ControlCommand };
+  | { type: 'status'; id: string | number | null; domain?: string }
+  | { type: 'control'; id: string | number | null; token: string | undefined; domain?: string; command: ControlCommand };
 
 /** What a node can be told to do; a missing method is an action it does not offer. */
 export interface ControlTarget {
@@ -46,6 +47,19 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 
 function allowOnly(msg: Record<string, unknown>, keys: string[]): void {
   for (const k of Object.keys(msg)) if (!keys.includes(k)) throw bad(`unknown field ${JSON.stringify(k.slice(0, 40))} (known: ${keys.join(', ')})`);
+}
+
+/**
+ * A domain name from a client (a request's `domain`, /api/status?domain=):
+ * undefined stays undefined; anything else must be a name the arbiter would
+ * take, else MONITOR_BAD_MESSAGE. Whether it is shown here is the server's question.
+ */
+export function parseDomain(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string') throw bad(`domain: expected a string, got ${value === null ? 'null' : typeof value}`);
+  if (value.length > MAX_DOMAIN_CHARS) throw bad(`domain: at most ${MAX_DOMAIN_CHARS} characters, got ${value.length}`);
+  if (!DOMAIN_NAME.test(value)) throw bad(`domain: expected a name of letters, digits, ".", "_", "-", got ${JSON.stringify(value)}`);
+  return value;
 }
 
 /** The request id, if it is usable; replies echo it. */
@@ -74,8 +88,9 @@ export function parseClientMessage(text: string, implicitControl = false): Clien
   if (msg.id !== undefined && requestId(msg) === null) throw bad(`id: expected a string of at most ${MAX_ID_CHARS} characters or an integer`);
   const id = requestId(msg);
   if (msg.type === 'status') {
-    allowOnly(msg, ['type', 'id']);
-    return { type: 'status', id };
+    allowOnly(msg, ['type', 'id', 'domain']);
+    const domain = parseDomain(msg.domain);
+    return domain === undefined ? { type: 'status', id } : { type: 'status', id, domain };
   }
   if (msg.type !== 'control') throw bad(`type: expected "control" or "status", got ${JSON.stringify(msg.type)?.slice(0, 40)}`);
   const action = msg.action;
@@ -84,7 +99,8 @@ export function parseClientMessage(text: string, implicitControl = false): Clien
   }
   const token = msg.token;
   if (token !== undefined && (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS)) throw bad(`token: expected a string of at most ${MAX_TOKEN_CHARS} characters`);
-  const common = ['type', 'id', 'token', 'action'];
+  const domain = parseDomain(msg.domain);
+  const common = ['type', 'id', 'token', 'action', 'domain'];
   let command: ControlCommand;
   switch (action as ControlAction) {
     case 'set-interval': {
@@ -104,15 +120,30 @@ export function parseClientMessage(text: string, implicitControl = false): Clien
       allowOnly(msg, common);
       command = { action } as ControlCommand;
   }
-  return { type: 'control', id, token: token, command };
+  return domain === undefined ? { type: 'control', id, token, command } : { type: 'control', id, token, domain, command };
+}
+
+/** Where a request for `domain` goes: its node's actions, under the domain's name. */
+export interface ControlRoute {
+  target: ControlTarget;
+  domain: string | undefined;
 }
 
 export interface ControlOptions {
-  target: ControlTarget;
+  /** The one node's actions (a monitor without domains); or `route`. */
+  target?: ControlTarget;
+  /**
+   * Finds the node a request is for (a monitor of domains): throws
+   * MONITOR_UNKNOWN_DOMAIN or MONITOR_DOMAIN_REQUIRED. Asked before the
+   * token is checked (a refused request is audited under its domain), but
+   * its error is told only to a client with the token: the domains' names
+   * are not for anyone who can reach the port.
+   */
+  route?: (domain: string | undefined) => ControlRoute;
   auth: MonitorAuth;
   logger: Logger;
-  /** Publishes the audit event every client sees. */
-  audit: (event: EventBody) => void;
+  /** Publishes the audit event every client sees, under the domain it was for (undefined: none, or not known). */
+  audit: (event: EventBody, domain?: string) => void;
 }
 
 const METHOD: Record<ControlAction, keyof ControlTarget> = {
@@ -125,21 +156,36 @@ const METHOD: Record<ControlAction, keyof ControlTarget> = {
   'start-protection': 'startProtection',
 };
 
-export class MonitorControl {
-  constructor(private readonly options: ControlOptions) {}
+/** The actions a node offers: the methods its target has. */
+export function offeredActions(target: ControlTarget): ControlAction[] {
+  return CONTROL_ACTIONS.filter((a) => typeof target[METHOD[a]] === 'function');
+}
 
-  /** The actions this node offers. */
+export class MonitorControl {
+  constructor(private readonly options: ControlOptions) {
+    if ((options.target === undefined) === (options.route === undefined)) throw new MonitorError(C.MONITOR_BAD_OPTIONS, 'control: give either a target or a route');
+  }
+
+  /** The actions this node offers (a monitor without domains; with domains, each has its own). */
   get actions(): ControlAction[] {
-    return CONTROL_ACTIONS.filter((a) => typeof this.options.target[METHOD[a]] === 'function');
+    return this.options.target === undefined ? [] : offeredActions(this.options.target);
   }
 
   /** Authorizes, audits and runs one command; throws a MonitorError when refused or failed. */
-  /** `who.address`: the peer's IP, the key wrong tokens are counted under; `who.remote`: how logs name it. */
-  async perform(command: ControlCommand, who: { remote: string; address?: string; token: string | undefined }): Promise<Record<string, unknown> | null> {
-    const { target, auth, logger } = this.options;
+  /** `who.address`: the peer's IP, the key wrong tokens are counted under; `who.remote`: how logs name it. `domain`: the request's, if it named one. */
+  async perform(command: ControlCommand, who: { remote: string; address?: string; token: string | undefined }, domain?: string): Promise<Record<string, unknown> | null> {
+    const { auth, logger } = this.options;
     const { action } = command;
+    let route: ControlRoute | undefined;
+    let unrouted: MonitorError | undefined;
+    try {
+      route = this.options.route === undefined ? { target: this.options.target!, domain: undefined } : this.options.route(domain);
+    } catch (err) {
+      if (!(err instanceof MonitorError)) throw err;
+      unrouted = err;
+    }
     const args = command.action === 'set-interval' ? { intervalMs: command.intervalMs } : command.action === 'set-mode' ? { mode: command.mode } : {};
-    const record = (ok: boolean, code: string | null): void => this.options.audit({ type: 'control', action, by: who.remote, ok, code });
+    const record = (ok: boolean, code: string | null): void => this.options.audit({ type: 'control', action, by: who.remote, ok, code }, route?.domain);
     const verdict = auth.verify(who.token, who.address);
     if (verdict === 'locked') {
       const s = Math.ceil(auth.lockedFor(who.address) / 1000);
@@ -153,14 +199,21 @@ export class MonitorControl {
       record(false, C.MONITOR_UNAUTHORIZED);
       throw new MonitorError(C.MONITOR_UNAUTHORIZED, `control refused: ${why}`);
     }
-    if (typeof target[METHOD[action]] !== 'function') {
-      logger.warn({ by: who.remote, action }, `control refused: ${action} from ${who.remote}: not offered by this node`);
-      record(false, C.MONITOR_UNSUPPORTED);
-      throw new MonitorError(C.MONITOR_UNSUPPORTED, `${action} is not offered by this node (offered: ${this.actions.join(', ') || 'none'})`);
+    if (route === undefined) {
+      logger.warn({ by: who.remote, action, domain }, `control refused: ${action} from ${who.remote}: ${unrouted!.message}`);
+      record(false, unrouted!.code);
+      throw unrouted!;
     }
-    logger.warn({ by: who.remote, action, ...args }, `control: ${action} requested by ${who.remote}`);
+    const { target } = route;
+    const on = route.domain === undefined ? {} : { domain: route.domain };
+    if (typeof target[METHOD[action]] !== 'function') {
+      logger.warn({ by: who.remote, action, ...on }, `control refused: ${action} from ${who.remote}: not offered by this node`);
+      record(false, C.MONITOR_UNSUPPORTED);
+      throw new MonitorError(C.MONITOR_UNSUPPORTED, `${action} is not offered by this node (offered: ${offeredActions(target).join(', ') || 'none'})`);
+    }
+    logger.warn({ by: who.remote, action, ...on, ...args }, `control: ${action} requested by ${who.remote}${route.domain === undefined ? '' : ` for domain ${route.domain}`}`);
     try {
-      const result = await this.run(command);
+      const result = await this.run(target, command);
       record(true, null);
       return result;
     } catch (err) {
@@ -176,8 +229,7 @@ export class MonitorControl {
     }
   }
 
-  private async run(command: ControlCommand): Promise<Record<string, unknown> | null> {
-    const t = this.options.target;
+  private async run(t: ControlTarget, command: ControlCommand): Promise<Record<string, unknown> | null> {
     switch (command.action) {
       case 'checkpoint':
         t.checkpoint!();

@@ -26,6 +26,12 @@ export const MonitorErrorCodes = {
   MONITOR_BAD_EVENT: ErrorCodes.MONITOR_BAD_EVENT,
   /** `tandem watch` / `status` could not reach a monitor. */
   MONITOR_UNREACHABLE: ErrorCodes.MONITOR_UNREACHABLE,
+  /** A request names a domain this monitor does not show (the message lists those it does). */
+  MONITOR_UNKNOWN_DOMAIN: ErrorCodes.MONITOR_UNKNOWN_DOMAIN,
+  /** A request without `domain` to a monitor showing several: which one is meant cannot be guessed. */
+  MONITOR_DOMAIN_REQUIRED: ErrorCodes.MONITOR_DOMAIN_REQUIRED,
+  /** A source attached under a domain name another source already has. */
+  MONITOR_DOMAIN_ATTACHED: ErrorCodes.MONITOR_DOMAIN_ATTACHED,
 } as const;
 
 export type MonitorErrorCode = (typeof MonitorErrorCodes)[keyof typeof MonitorErrorCodes];

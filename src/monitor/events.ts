@@ -61,7 +61,17 @@ interface Envelope {
 /** Broadcast events carry a sequence number; a gap means this client missed events (see `dropped`). */
 interface Broadcast extends Envelope {
   seq: number;
+  /**
+   * The domain the event is about (the arbiter's domain name): one monitor
+   * may show several, and every broadcast says which. One sequence runs over
+   * all of them. null from a node older than the field.
+   */
+  domain?: string | null;
 }
+
+/** A domain name as the arbiter takes it (src/config/config.ts, arbiterName): what `domain` fields and requests may hold. */
+export const DOMAIN_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+export const MAX_DOMAIN_CHARS = 63;
 
 /** One epoch's numbers. Fields a role cannot know are null (the secondary does not see pause time). */
 export interface EpochFields {
@@ -225,6 +235,20 @@ export interface SnapshotEvent extends Broadcast {
   guestProtected: boolean | null;
 }
 
+/** The domain in the envelope is no longer shown by this monitor (its node stopped): a client forgets it. */
+export interface DetachedEvent extends Broadcast {
+  type: 'detached';
+}
+
+/**
+ * The answer to /api/status (or a `status` request) that names no domain on
+ * a monitor showing none or several: one snapshot per domain, by name.
+ */
+export interface DomainsEvent extends Envelope {
+  type: 'domains';
+  domains: SnapshotEvent[];
+}
+
 /** What the history keeps: every broadcast but the high-rate ones (epochs, pre-copy reports) and snapshots. */
 export type HistoryEvent = DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent;
 
@@ -253,13 +277,13 @@ export interface ErrorEvent extends Envelope {
   message: string;
 }
 
-export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | SnapshotEvent;
-export type MonitorEvent = BroadcastEvent | DroppedEvent | ReplyEvent | ErrorEvent;
+export type BroadcastEvent = EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | SnapshotEvent | DetachedEvent;
+export type MonitorEvent = BroadcastEvent | DroppedEvent | ReplyEvent | ErrorEvent | DomainsEvent;
 export type EventType = MonitorEvent['type'];
 
 /** What a source publishes: an event without its envelope; the hub stamps it. */
 type Body<E> = E extends Broadcast ? Omit<E, 'v' | 'ts' | 'node' | 'seq'> : never;
-export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent>;
+export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | StateEvent | ModeEvent | ControlEvent | PeerEvent | FailoverEvent | DetachedEvent>;
 
 /**
  * Events a slow client may miss without losing track of where things stand.
@@ -268,7 +292,7 @@ export type EventBody = Body<EpochEvent | PrecopyEvent | DivergenceEvent | State
 export const SAMPLEABLE: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'divergence', 'control']);
 
 /** Events the history does not keep: they come many a second, and the snapshot has their own summary (recent, precopy). */
-const NOT_HISTORY: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'snapshot']);
+const NOT_HISTORY: ReadonlySet<EventType> = new Set<EventType>(['epoch', 'precopy', 'snapshot', 'detached']);
 
 /** Whether the history keeps this broadcast: a peer event only when something other than its numbers changed. */
 export function isHistoryEvent(e: BroadcastEvent): e is HistoryEvent {
@@ -292,6 +316,8 @@ type Kind =
   | 'object|null'
   /** A broadcast event of a type this client knows, other than a snapshot; unknown types are left out of the array. */
   | 'history-event'
+  /** A snapshot event, whole (in a `domains` answer). */
+  | 'snapshot-event'
   | { oneOf: readonly string[]; orNull?: true }
   | { arrayOf: Kind }
   | { fields: Record<string, Kind>; orNull?: true }
@@ -301,7 +327,7 @@ type Kind =
 const newer = (kind: Kind, absent: null | readonly [] = null): Kind => ({ newer: kind, absent });
 
 const envelope: Record<string, Kind> = { v: 'int', type: 'str', ts: 'num', node: { oneOf: NODE_ROLES } };
-const broadcast: Record<string, Kind> = { ...envelope, seq: 'int' };
+const broadcast: Record<string, Kind> = { ...envelope, seq: 'int', domain: newer('str|null') };
 const epochFields: Record<string, Kind> = {
   epoch: 'int',
   trigger: 'str',
@@ -380,6 +406,8 @@ const SCHEMA: Record<EventType, Record<string, Kind>> = {
   dropped: { ...envelope, count: 'int' },
   reply: { ...envelope, id: 'id', action: { oneOf: [...CONTROL_ACTIONS, 'status'] }, result: 'object|null' },
   error: { ...envelope, id: 'id', code: 'str', message: 'str' },
+  domains: { ...envelope, domains: { arrayOf: 'snapshot-event' } },
+  detached: { ...broadcast, domain: 'str' },
 };
 
 export const EVENT_TYPES = Object.keys(SCHEMA) as EventType[];
@@ -387,7 +415,7 @@ export const EVENT_TYPES = Object.keys(SCHEMA) as EventType[];
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** What a history may hold: broadcasts, not snapshots (no snapshot inside a snapshot). */
-const HISTORY_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES.filter((t) => t !== 'snapshot' && 'seq' in SCHEMA[t]));
+const HISTORY_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES.filter((t) => t !== 'snapshot' && t !== 'detached' && 'seq' in SCHEMA[t]));
 
 /** Checks the fields of `object` in place; an absent field that reads as something else (null, []) is set to it. */
 function checkFields(object: Record<string, unknown>, fields: Record<string, Kind>, path: string): void {
@@ -449,6 +477,10 @@ function check(value: unknown, kind: Kind, path: string): unknown {
       // A newer node's event type: the compatibility rule says skip it.
       if (isUnknownType(value)) return SKIPPED;
       if (!isObj(value) || typeof value.type !== 'string' || !HISTORY_TYPES.has(value.type)) bad(`a broadcast event of one of ${[...HISTORY_TYPES].join(', ')}`);
+      checkEvent(value as Record<string, unknown>, `${path}.`);
+      break;
+    case 'snapshot-event':
+      if (!isObj(value) || value.type !== 'snapshot') bad('a snapshot event');
       checkEvent(value as Record<string, unknown>, `${path}.`);
       break;
   }

@@ -6,6 +6,12 @@
  * Static files are read into memory at start from a fixed list, so a request
  * path is only ever a key into a map: no path from a client reaches the file
  * system. Loopback by default; a non-loopback bind needs a token.
+ *
+ * One server shows every domain of its process: a node attaches its source
+ * under its domain's name (attach(), src/monitor/attach.ts) and detaches it
+ * when it stops. Each domain has its own snapshot, series (labelled
+ * domain="NAME"), control target and peer view; the hub, the admission, the
+ * token and the process's own series are shared.
  */
 import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -18,12 +24,13 @@ import type { Logger } from '../util/logger.js';
 import { formatAddress, isLoopbackHost } from '../util/address.js';
 import { listen } from '../util/net.js';
 import { EVENTS_PROTOCOL, MonitorAuth, bearer, tokenFromProtocols, type AuthPolicy } from './auth.js';
-import { MAX_MESSAGE_BYTES, MonitorControl, parseClientMessage, requestId, type ClientMessage } from './control.js';
-import { SCHEMA_VERSION, type BroadcastEvent, type ControlAction, type NodeRole, type SnapshotEvent } from './events.js';
+import { MAX_MESSAGE_BYTES, MonitorControl, offeredActions, parseClientMessage, parseDomain, requestId, type ClientMessage, type ControlRoute } from './control.js';
+import { DOMAIN_NAME, SCHEMA_VERSION, type BroadcastEvent, type ControlAction, type DomainsEvent, type EventBody, type NodeRole, type SnapshotEvent } from './events.js';
 import { MonitorError, MonitorErrorCodes as C } from './errors.js';
-import { readiness } from './health.js';
+import { readiness, type Readiness } from './health.js';
 import { MonitorHub, type HubClient, type HubOptions } from './hub.js';
-import { MonitorMetrics } from './metrics.js';
+import { MonitorMetrics, mergeExposition } from './metrics.js';
+import type { Detach, MonitorAttach } from './attach.js';
 import type { MonitorSource } from './source.js';
 import { PeerWatch, type PeerWatchOptions } from './peer.js';
 import { MonitorAdmission, admissionLimits, type AdmissionLimits, type ClientRole } from './admission.js';
@@ -39,7 +46,12 @@ export interface MonitorServerOptions {
   host: string;
   /** 0 picks a free port; start() returns it. */
   port: number;
-  source: MonitorSource;
+  /** A monitor of one node: its source, attached under `domain` at start and detached at stop. Others attach with attach(). */
+  source?: MonitorSource;
+  /** The name `source` shows under (default DEFAULT_DOMAIN, the arbiter's default). */
+  domain?: string;
+  /** The role of every node shown; default: `source`'s. One of the two is needed. */
+  role?: NodeRole;
   auth: AuthPolicy;
   logger: Logger;
   pingIntervalMs?: number;
@@ -53,9 +65,25 @@ export interface MonitorServerOptions {
   limits?: Pick<HubOptions, 'sampleAboveBytes' | 'disconnectAboveBytes' | 'maxPending'>;
   /** Wall clock for event timestamps. */
   now?: () => number;
-  /** The other node's monitor, read for the pair view (`monitor.peer`); absent: the snapshot's peer is null. */
-  peer?: Omit<PeerWatchOptions, 'logger' | 'now' | 'onEvent'>;
+  /** The other node's monitor, read for the pair view (`monitor.peer`), each domain's under its name; absent: the snapshot's peer is null. */
+  peer?: Omit<PeerWatchOptions, 'logger' | 'now' | 'onEvent' | 'domain'>;
 }
+
+/** What a source shows under when no name is given: the arbiter's default domain (src/config/config.ts). */
+export const DEFAULT_DOMAIN = 'guest';
+
+/** One domain shown. */
+interface Shown {
+  name: string;
+  source: MonitorSource;
+  /** Its series, labelled with its name. */
+  metrics: MonitorMetrics;
+  peer: PeerWatch | undefined;
+  subscription: Subscription;
+}
+
+/** A domain's readiness, in /readyz's list. */
+export type DomainReadiness = Readiness & { domain: string };
 
 interface Asset {
   body: Buffer;
@@ -124,35 +152,46 @@ const HTTP_STATUS: Record<string, number> = {
   [C.MONITOR_RATE_LIMITED]: 429,
   [C.MONITOR_UNSUPPORTED]: 501,
   [C.MONITOR_ACTION_FAILED]: 500,
+  [C.MONITOR_UNKNOWN_DOMAIN]: 404,
+  [C.MONITOR_DOMAIN_REQUIRED]: 400,
 };
 
-export class MonitorServer {
+export class MonitorServer implements MonitorAttach {
   readonly hub: MonitorHub;
+  /** The process's own series (the domains' are each in their own registry). */
   readonly metrics: MonitorMetrics;
   readonly control: MonitorControl;
+  readonly role: NodeRole;
   private readonly auth: MonitorAuth;
+  private readonly shown = new Map<string, Shown>();
+  /** Takes off the source given in the options (see start). */
+  private detachOwn: Detach | undefined;
   private server: Server | undefined;
   private wss: WebSocketServer | undefined;
   private assets = new Map<string, Asset>();
-  private subscription: Subscription | undefined;
   private pinger: NodeJS.Timeout | undefined;
   private readonly sockets = new Set<Socket>();
   private address: AddressInfo | undefined;
   private admission: MonitorAdmission<WsClient> | undefined;
   private admissionLog: BurstLog<AdmissionEvent> | undefined;
-  private readonly peer: PeerWatch | undefined;
 
   constructor(private readonly options: MonitorServerOptions) {
     const { source, logger } = options;
-    // Its events take the path the node's own do (the hub, the metrics, the history).
-    this.peer = options.peer === undefined ? undefined : new PeerWatch({ ...options.peer, logger, now: options.now, onEvent: (e) => source.events$.next(e) });
+    const role = options.role ?? source?.role;
+    if (role === undefined) throw new MonitorError(C.MONITOR_BAD_OPTIONS, 'monitor: give the role of the nodes it shows, or a source');
+    if (source !== undefined && source.role !== role) throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: a ${role}s' monitor given a ${source.role}'s source`);
+    this.role = role;
     this.auth = new MonitorAuth({ ...options.auth, throttle: { now: options.now ?? Date.now, ...options.auth.throttle } });
     this.hub = new MonitorHub({
-      node: source.role,
+      node: role,
       now: options.now,
       ...options.limits,
-      snapshot: () => {
-        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, generation, heartbeat, heldBytes, lastFailover, guestProtected } = source.status();
+      domains: () => [...this.shown.keys()],
+      snapshot: (domain) => {
+        const shown = this.shown.get(domain ?? '');
+        if (shown === undefined) throw new MonitorError(C.MONITOR_UNKNOWN_DOMAIN, `monitor: no domain ${domain} is shown`);
+        const { source: s, peer } = shown;
+        const { state, reason, mode, intervalMs, lastEpoch, lagMs, recent, arbiter, precopy, generation, heartbeat, heldBytes, lastFailover, guestProtected } = s.status();
         return {
           state,
           reason,
@@ -163,32 +202,169 @@ export class MonitorServer {
           recent,
           arbiter,
           precopy,
-          actions: this.control.actions,
+          actions: offeredActions(s.control),
           generation,
           heartbeat,
           heldBytes,
-          peer: this.peer?.view() ?? null,
+          peer: peer?.view() ?? null,
           lastFailover,
           guestProtected,
         };
       },
       // The guest's clients, what an operator asks about; the monitor's own are in /metrics (tandem_monitor_clients).
-      clients: () => source.clients?.()?.connections ?? 0,
+      clients: (domain) => this.shown.get(domain ?? '')?.source.clients?.()?.connections ?? 0,
       onCut: (_client, why) => logger.warn({ why }, `monitor client cut: ${why === 'slow' ? 'it fell too far behind' : 'it stopped answering pings'}`),
     });
-    this.metrics = new MonitorMetrics({
-      node: source.role,
+    this.metrics = new MonitorMetrics({ node: role, scope: 'process', clients: () => this.hub.size, admission: () => this.admission?.stats() });
+    this.control = new MonitorControl({
+      route: (domain) => this.route(domain),
+      auth: this.auth,
+      logger,
+      // A refused request for a domain not shown is told to every client, under no domain.
+      audit: (e, domain) => {
+        const shown = domain === undefined ? undefined : this.shown.get(domain);
+        if (shown !== undefined) shown.source.events$.next(e);
+        else this.publish(e, undefined);
+      },
+    });
+  }
+
+  /** The names of the domains shown, in the order they were attached. */
+  get domains(): string[] {
+    return [...this.shown.keys()];
+  }
+
+  /**
+   * Shows `source` under `domain` from now on: its events go out stamped
+   * with the name, its series are labelled with it, control requests naming
+   * it reach its node, and clients already connected get its snapshot.
+   * Refused (MONITOR_DOMAIN_ATTACHED) when the name is taken, and
+   * (MONITOR_BAD_OPTIONS) for a name the arbiter would not take or a source
+   * of the other role. The returned function takes it off again (its
+   * snapshot, series, control target and peer view) and stops the source.
+   */
+  attach(domain: string, source: MonitorSource): Promise<Detach> {
+    try {
+      return Promise.resolve(this.attachNow(domain, source));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private attachNow(domain: string, source: MonitorSource): Detach {
+    const { logger } = this.options;
+    if (typeof domain !== 'string' || !DOMAIN_NAME.test(domain)) throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: ${JSON.stringify(domain)?.slice(0, 80)} is not a domain name (letters, digits, ".", "_", "-", at most 63)`);
+    if (this.shown.has(domain)) throw new MonitorError(C.MONITOR_DOMAIN_ATTACHED, `monitor: domain ${domain} is already shown by this monitor (one node per domain)`);
+    if (source.role !== this.role) throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: domain ${domain}: a ${source.role} attached to a monitor of ${this.role}s`);
+    const peerOptions = this.options.peer;
+    // The peer's events take the path the node's own do (the hub, the metrics, the history).
+    const peer = peerOptions === undefined ? undefined : new PeerWatch({ ...peerOptions, domain, logger, now: this.options.now, onEvent: (e) => source.events$.next(e) });
+    const metrics = new MonitorMetrics({
+      node: this.role,
+      scope: 'domain',
+      domain,
       state: () => source.status().state,
       lagMs: () => source.status().lagMs,
-      clients: () => this.hub.size,
-      admission: () => this.admission?.stats(),
       serviceClients: source.clients,
       lastEpoch: () => source.status().lastEpoch,
       precopy: () => source.status().precopy,
       readings: () => source.readings(),
-      peerMonitorUp: this.peer === undefined ? undefined : () => this.peer!.view().reachable,
+      peerMonitorUp: peer === undefined ? undefined : () => peer.view().reachable,
     });
-    this.control = new MonitorControl({ target: source.control, auth: this.auth, logger, audit: (e) => source.events$.next(e) });
+    const subscription = source.events$.subscribe((body) => {
+      // This runs inside the engine's callbacks: RxJS would rethrow an error here as an
+      // uncaught exception, taking the node down for the sake of a monitor.
+      try {
+        const event = this.publish(body, domain);
+        metrics.observe(event);
+      } catch (err) {
+        logger.error({ err, type: body.type, domain }, 'monitor: could not publish an event');
+      }
+    });
+    const shown: Shown = { name: domain, source, metrics, peer, subscription };
+    this.shown.set(domain, shown);
+    try {
+      source.start();
+      peer?.start();
+    } catch (err) {
+      this.takeOff(shown);
+      throw err;
+    }
+    this.hub.announce(domain);
+    logger.debug({ domain }, `monitor: showing domain ${domain}`);
+    let attached = true;
+    return () => {
+      if (!attached) return Promise.resolve();
+      attached = false;
+      try {
+        // Not another source attached since under the same name.
+        if (this.shown.get(domain) === shown) this.takeOff(shown);
+        return Promise.resolve();
+      } catch (err) {
+        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+  }
+
+  private takeOff(shown: Shown): void {
+    shown.peer?.stop();
+    shown.subscription.unsubscribe();
+    shown.source.stop();
+    shown.metrics.stop();
+    this.shown.delete(shown.name);
+    // Clients keep a view per domain: told it is gone, they drop it (a new client never hears of it).
+    this.hub.publish({ type: 'detached' }, shown.name);
+    this.hub.forget(shown.name);
+  }
+
+  private publish(body: EventBody, domain: string | undefined): BroadcastEvent {
+    return this.hub.publish(body, domain);
+  }
+
+  /** The domain a request is for: the one named, or the only one shown. */
+  private route(domain: string | undefined): ControlRoute {
+    const shown = this.find(domain);
+    return { target: shown.source.control, domain: shown.name };
+  }
+
+  private find(domain: string | undefined): Shown {
+    const names = (): string => [...this.shown.keys()].join(', ') || 'none yet';
+    if (domain === undefined) {
+      if (this.shown.size === 1) return this.shown.values().next().value!;
+      if (this.shown.size === 0) throw new MonitorError(C.MONITOR_UNKNOWN_DOMAIN, 'this monitor shows no domain yet');
+      throw new MonitorError(C.MONITOR_DOMAIN_REQUIRED, `this monitor shows ${this.shown.size} domains (${names()}): name one with "domain"`);
+    }
+    const shown = this.shown.get(domain);
+    if (shown === undefined) throw new MonitorError(C.MONITOR_UNKNOWN_DOMAIN, `this monitor shows no domain ${domain} (it shows: ${names()})`);
+    return shown;
+  }
+
+  /**
+   * The answer to a status request: the named domain's snapshot, or the only
+   * one's (as a monitor of one node always answered); with none or several
+   * shown and none named, every domain's, in a `domains` answer.
+   */
+  statusAnswer(domain: string | undefined, brief = false): SnapshotEvent | DomainsEvent {
+    const snapshot = (name: string): SnapshotEvent => {
+      const s = this.hub.snapshotEvent(name);
+      return brief ? { ...s, recent: [], history: [] } : s;
+    };
+    if (domain !== undefined || this.shown.size === 1) return snapshot(this.find(domain).name);
+    return { ...this.envelope(), type: 'domains', domains: [...this.shown.keys()].map(snapshot) };
+  }
+
+  /** Each domain's readiness, in the order they were attached. */
+  readiness(): DomainReadiness[] {
+    return [...this.shown.values()].map(({ name, source }) => {
+      const { state, reason } = source.status();
+      return { ...readiness(this.role, state, reason), domain: name };
+    });
+  }
+
+  /** The exposition: the process's series, then every domain's, each family once. */
+  async metricsText(): Promise<string> {
+    const texts = await Promise.all([this.metrics.text(), ...[...this.shown.values()].map((s) => s.metrics.text())]);
+    return mergeExposition(texts);
   }
 
   /** http://HOST:PORT/ of the running server. */
@@ -219,27 +395,9 @@ export class MonitorServer {
         throw new MonitorError(C.MONITOR_BAD_OPTIONS, `monitor: cannot read the dashboard asset ${file}: ${(err as Error).message}`, { cause: err });
       }
     }
-    this.subscription = source.events$.subscribe((body) => {
-      // This runs inside the engine's callbacks: RxJS would rethrow an error here as an
-      // uncaught exception, taking the node down for the sake of a monitor.
-      try {
-        const event: BroadcastEvent = this.hub.publish(body);
-        this.metrics.observe(event);
-      } catch (err) {
-        logger.error({ err, type: body.type }, 'monitor: could not publish an event');
-      }
-    });
-    source.start();
+    // The node's source is followed before the port opens, as a monitor of one node always did.
+    if (source !== undefined) this.detachOwn = this.attachNow(this.options.domain ?? DEFAULT_DOMAIN, source);
     this.metrics.start();
-    try {
-      this.peer?.start();
-    } catch (err) {
-      this.subscription.unsubscribe();
-      this.subscription = undefined;
-      source.stop();
-      this.metrics.stop();
-      throw err;
-    }
     // Never echo the token-carrying subprotocol back: select the plain one, or none.
     const wss = new WebSocketServer({
       noServer: true,
@@ -264,11 +422,9 @@ export class MonitorServer {
     try {
       await listen(server, port, host);
     } catch (err) {
-      this.subscription.unsubscribe();
-      this.subscription = undefined;
-      source.stop();
+      await this.detachOwn?.();
+      this.detachOwn = undefined;
       this.metrics.stop();
-      this.peer?.stop();
       throw new MonitorError(C.MONITOR_LISTEN_FAILED, `monitor: cannot listen on ${formatAddress({ host, port })}: ${(err as Error).message}`, { cause: err });
     }
     server.on('error', (err) => logger.error({ err }, 'monitor listener error'));
@@ -281,12 +437,11 @@ export class MonitorServer {
     return this.address;
   }
 
+  /** Stops listening, and takes off every domain shown (their sources stop; a node's own detach is then a no-op). */
   async stop(): Promise<void> {
     clearInterval(this.pinger);
-    this.peer?.stop();
-    this.subscription?.unsubscribe();
-    this.subscription = undefined;
-    this.options.source.stop();
+    this.detachOwn = undefined;
+    for (const shown of [...this.shown.values()]) this.takeOff(shown);
     this.metrics.stop();
     const server = this.server;
     this.server = undefined;
@@ -299,10 +454,6 @@ export class MonitorServer {
     await closed;
     this.wss?.close();
     this.wss = undefined;
-  }
-
-  private snapshot(): SnapshotEvent {
-    return this.hub.snapshotEvent();
   }
 
   /**
@@ -338,7 +489,7 @@ export class MonitorServer {
     if (access === 'locked') return this.respond(res, 429, 'text/plain', 'too many wrong tokens from this address; try again later\n', { 'retry-after': this.retryAfter(remote) });
     if (access !== 'ok') return this.respond(res, 401, 'text/plain', 'reading this monitor needs the token\n', { 'www-authenticate': 'Bearer' });
     if (path === '/metrics') {
-      this.metrics.text().then(
+      this.metricsText().then(
         (text) => this.respond(res, 200, this.metrics.contentType, text),
         (err: unknown) => {
           this.options.logger.error({ err }, 'metrics collection failed');
@@ -348,24 +499,31 @@ export class MonitorServer {
       return;
     }
     if (path === '/api/status') {
-      // ?brief=1: without the recent epochs and the history, what a peer reads every second.
-      const snapshot = /(^|&)brief=1(&|$)/.test((req.url ?? '').split('?')[1] ?? '') ? { ...this.snapshot(), recent: [], history: [] } : this.snapshot();
-      return this.respond(res, 200, 'application/json', `${JSON.stringify(snapshot)}\n`, { 'cache-control': 'no-store' });
+      const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+      let answer: SnapshotEvent | DomainsEvent;
+      try {
+        const named = query.getAll('domain');
+        if (named.length > 1) throw new MonitorError(C.MONITOR_BAD_MESSAGE, 'domain: name one domain at most');
+        // ?brief=1: without the recent epochs and the history, what a peer reads every second.
+        answer = this.statusAnswer(parseDomain(named[0]), query.get('brief') === '1');
+      } catch (err) {
+        const e = err instanceof MonitorError ? err : new MonitorError(C.MONITOR_BAD_MESSAGE, String(err), { cause: err });
+        return this.respond(res, HTTP_STATUS[e.code] ?? 500, 'application/json', `${JSON.stringify({ ...this.envelope(), type: 'error', id: null, code: e.code, message: e.message })}\n`, { 'cache-control': 'no-store' });
+      }
+      return this.respond(res, 200, 'application/json', `${JSON.stringify(answer)}\n`, { 'cache-control': 'no-store' });
     }
     if (path === '/healthz') return this.health(res);
     if (path === '/readyz') {
-      const { state, reason } = this.options.source.status();
-      const r = readiness(this.options.source.role, state, reason);
-      return this.respond(res, r.ready ? 200 : 503, 'application/json', `${JSON.stringify(r)}\n`, { 'cache-control': 'no-store' });
+      const body = readyzBody(this.role, this.readiness());
+      return this.respond(res, body.ready ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`, { 'cache-control': 'no-store' });
     }
     this.respond(res, 404, 'text/plain', 'not found\n');
   }
 
-  /** Alive: this answer itself shows the process and its event loop run; the source must still be attached. */
+  /** Alive: this answer itself shows the process and its event loop run (whatever its domains do: readiness tells that). */
   private health(res: ServerResponse): void {
-    const { role } = this.options.source;
-    const ok = this.subscription !== undefined;
-    const body = { ok, node: role, uptimeSeconds: Math.round(process.uptime()), reason: ok ? 'the monitor answers and follows its node' : 'the monitor is stopping' };
+    const ok = this.server !== undefined;
+    const body = { ok, node: this.role, uptimeSeconds: Math.round(process.uptime()), reason: ok ? 'the monitor answers and follows its nodes' : 'the monitor is stopping' };
     this.respond(res, ok ? 200 : 503, 'application/json', `${JSON.stringify(body)}\n`, { 'cache-control': 'no-store' });
   }
 
@@ -398,9 +556,17 @@ export class MonitorServer {
       } catch (err) {
         return fail(err as MonitorError, null);
       }
-      if (msg.type === 'status') return reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: 'status', result: this.snapshot() });
+      if (msg.type === 'status') {
+        let result: SnapshotEvent | DomainsEvent;
+        try {
+          result = this.statusAnswer(msg.domain);
+        } catch (err) {
+          return fail(err as MonitorError, msg.id);
+        }
+        return reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: 'status', result });
+      }
       const who = { remote: describeRemote(req.socket), address: req.socket.remoteAddress, token: msg.token ?? bearer(req.headers.authorization) };
-      this.control.perform(msg.command, who).then(
+      this.control.perform(msg.command, who, msg.domain).then(
         (result) => reply(200, { ...this.envelope(), type: 'reply', id: msg.id, action: msg.command.action, result }),
         (err: unknown) => fail(err instanceof MonitorError ? err : new MonitorError(C.MONITOR_ACTION_FAILED, String(err), { cause: err }), msg.id),
       );
@@ -414,7 +580,7 @@ export class MonitorServer {
   }
 
   private envelope(): { v: typeof SCHEMA_VERSION; ts: number; node: NodeRole } {
-    return { v: SCHEMA_VERSION, ts: (this.options.now ?? Date.now)(), node: this.options.source.role };
+    return { v: SCHEMA_VERSION, ts: (this.options.now ?? Date.now)(), node: this.role };
   }
 
   private onUpgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -513,15 +679,39 @@ export class MonitorServer {
       return error(err, id);
     }
     if (msg.type === 'status') {
-      this.hub.sendTo(client, { type: 'reply', id: msg.id, action: 'status', result: this.snapshot() as unknown as Record<string, unknown> });
+      let result: SnapshotEvent | DomainsEvent;
+      try {
+        result = this.statusAnswer(msg.domain);
+      } catch (err) {
+        return error(err, msg.id);
+      }
+      this.hub.sendTo(client, { type: 'reply', id: msg.id, action: 'status', result: result as unknown as Record<string, unknown> });
       return;
     }
     const action: ControlAction = msg.command.action;
-    this.control.perform(msg.command, { ...peer, token: msg.token ?? connectionToken }).then(
+    this.control.perform(msg.command, { ...peer, token: msg.token ?? connectionToken }, msg.domain).then(
       (result) => this.hub.sendTo(client, { type: 'reply', id: msg.id, action, result }),
       (err: unknown) => error(err, msg.id),
     );
   }
+}
+
+/**
+ * /readyz's answer: ready when every domain shown is (none shown: not
+ * ready: nothing is protected yet). With one domain, its own readiness at
+ * the top, as a monitor of one node always answered; always the list.
+ */
+export function readyzBody(node: NodeRole, domains: DomainReadiness[]): { ready: boolean; node: NodeRole; reason: string; state?: string; domain?: string; domains: DomainReadiness[] } {
+  if (domains.length === 1) return { ...domains[0], domains };
+  const notReady = domains.filter((d) => !d.ready);
+  const ready = domains.length > 0 && notReady.length === 0;
+  const reason =
+    domains.length === 0
+      ? 'no domain is shown by this monitor yet'
+      : ready
+        ? `all ${domains.length} domains are ready`
+        : `${notReady.length} of ${domains.length} domains not ready: ${notReady.map((d) => `${d.domain} (${d.state})`).join(', ')}`;
+  return { ready, node, reason, domains };
 }
 
 function summarizeAdmission(limits: AdmissionLimits): (counts: Partial<Record<AdmissionEvent, number>>, windowMs: number) => string {

@@ -14,6 +14,11 @@
  * control, divergence, peer, failover): the snapshot's `history`, so a page
  * loaded now shows what happened before it.
  *
+ * One hub serves every domain of the process: events are stamped with the
+ * domain they come from, one sequence runs over all of them (a gap still
+ * means this client missed something), and a client gets one snapshot per
+ * domain, each with its own history.
+ *
  * No sockets here: a client is anything with bufferedAmount/send/ping/close,
  * so the policy is tested with plain objects and served with `ws`.
  */
@@ -41,14 +46,16 @@ export interface HubClient {
   terminate(): void;
 }
 
-export type SnapshotBody = Omit<SnapshotEvent, 'v' | 'ts' | 'node' | 'seq' | 'type' | 'clients' | 'history'>;
+export type SnapshotBody = Omit<SnapshotEvent, 'v' | 'ts' | 'node' | 'seq' | 'type' | 'clients' | 'history' | 'domain'>;
 
 export interface HubOptions {
   node: NodeRole;
-  /** Where things stand, for a client that just connected. */
-  snapshot: () => SnapshotBody;
-  /** The snapshot's `clients`: the node's service clients (none when not given). */
-  clients?: () => number;
+  /** Where things stand in `domain` (undefined: a hub without domains), for a client that just connected. */
+  snapshot: (domain: string | undefined) => SnapshotBody;
+  /** The domains shown, in the order their snapshots go out; absent: one snapshot, without a domain (a hub without domains). */
+  domains?: () => readonly string[];
+  /** The snapshot's `clients` in `domain`: the node's service clients (none when not given). */
+  clients?: (domain: string | undefined) => number;
   /** Wall clock, ms since the Unix epoch. */
   now?: () => number;
   /** Runs the fan-out later; tests pass a synchronous one. */
@@ -89,7 +96,8 @@ export interface HubStats {
 export class MonitorHub {
   private readonly clients = new Map<HubClient, ClientState>();
   private pending: BroadcastEvent[] = [];
-  private readonly history: HistoryEvent[] = [];
+  /** Per domain ('' for events without one). */
+  private readonly histories = new Map<string, HistoryEvent[]>();
   private scheduled = false;
   private seq = 0;
   readonly stats: HubStats = { published: 0, sampled: 0, overflowed: 0, cutSlow: 0, cutUnresponsive: 0 };
@@ -105,38 +113,65 @@ export class MonitorHub {
     return this.seq;
   }
 
-  /** Registers a client and sends it the snapshot first. */
+  /** Registers a client and sends it the snapshots first, one per domain. */
   add(client: HubClient): void {
-    const snapshot = this.snapshotEvent();
-    this.clients.set(client, { missed: 0, alive: true, afterSeq: snapshot.seq });
-    this.deliver(client, JSON.stringify(snapshot), false);
+    const snapshots = this.snapshotEvents();
+    this.clients.set(client, { missed: 0, alive: true, afterSeq: this.seq });
+    for (const snapshot of snapshots) this.deliver(client, JSON.stringify(snapshot), false);
   }
 
   remove(client: HubClient): void {
     this.clients.delete(client);
   }
 
-  snapshotEvent(): SnapshotEvent {
+  /** One snapshot per domain shown (none when none is), or the one snapshot of a hub without domains. */
+  snapshotEvents(): SnapshotEvent[] {
+    const domains = this.options.domains;
+    return domains === undefined ? [this.snapshotEvent(undefined)] : domains().map((d) => this.snapshotEvent(d));
+  }
+
+  snapshotEvent(domain?: string): SnapshotEvent {
     return {
       v: SCHEMA_VERSION,
       type: 'snapshot',
       ts: this.now(),
       node: this.options.node,
       seq: this.seq,
-      ...this.options.snapshot(),
-      clients: this.options.clients?.() ?? 0,
-      history: [...this.history],
+      ...(domain === undefined ? {} : { domain }),
+      ...this.options.snapshot(domain),
+      clients: this.options.clients?.(domain) ?? 0,
+      history: [...(this.histories.get(domain ?? '') ?? [])],
     };
   }
 
-  /** Stamps and queues an event; returns at once whatever the clients are doing. */
-  publish(body: EventBody): BroadcastEvent {
-    const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...body } as BroadcastEvent;
+  /**
+   * A domain shown from now on: clients already connected get its snapshot
+   * (their first word of it), after what was queued before it came.
+   */
+  announce(domain: string): void {
+    if (this.clients.size === 0) return;
+    this.flush();
+    const data = JSON.stringify(this.snapshotEvent(domain));
+    for (const client of [...this.clients.keys()]) this.deliver(client, data, false);
+  }
+
+  /** A domain no longer shown: its history goes with it. */
+  forget(domain: string): void {
+    this.histories.delete(domain);
+  }
+
+  /** Stamps and queues an event of `domain` (undefined: a hub without domains); returns at once whatever the clients are doing. */
+  publish(body: EventBody, domain?: string): BroadcastEvent {
+    // The hub's stamp last: a body cannot pass for another domain's.
+    const event = { v: SCHEMA_VERSION, ts: this.now(), node: this.options.node, seq: ++this.seq, ...body, ...(domain === undefined ? {} : { domain }) } as BroadcastEvent;
     this.stats.published++;
     // Kept whether or not anyone listens: a client that connects later reads it in the snapshot.
     if (isHistoryEvent(event)) {
-      this.history.push(event);
-      if (this.history.length > (this.options.historySize ?? HISTORY_EVENTS)) this.history.shift();
+      const key = domain ?? '';
+      let history = this.histories.get(key);
+      if (history === undefined) this.histories.set(key, (history = []));
+      history.push(event);
+      if (history.length > (this.options.historySize ?? HISTORY_EVENTS)) history.shift();
     }
     if (this.clients.size === 0) return event;
     this.pending.push(event);

@@ -7,6 +7,13 @@
  * One meaning per name: what only one role measures is exported only by
  * that role (the primary's epoch time and the secondary's apply time are two
  * names), and tandem_state lists only the role's own states.
+ *
+ * A monitor showing several domains keeps one registry for the process
+ * (scope 'process': the process's own series, build info, the monitor's
+ * clients) and one per domain (scope 'domain': every series of a node,
+ * labelled domain="NAME"), and merges their texts at scrape time
+ * (mergeExposition): a domain detached takes its registry, so its series,
+ * with it.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AdmissionStats } from './admission.js';
@@ -24,13 +31,21 @@ export interface ServiceClientStats {
   timedOut: number;
 }
 
+/** Which series a registry holds: all of them (a monitor of one node, unlabelled), a node's, or the process's. */
+export type MetricsScope = 'all' | 'domain' | 'process';
+
 export interface MetricsOptions {
   node: NodeRole;
-  /** Current state, read at scrape time. */
-  state: () => MonitorState;
-  /** Replication lag in ms at scrape time (null: no epoch yet). */
-  lagMs: () => number | null;
-  clients: () => number;
+  /** Default 'all'. */
+  scope?: MetricsScope;
+  /** The domain label of every series (scope 'domain'). */
+  domain?: string;
+  /** Current state, read at scrape time (scopes 'all', 'domain'). */
+  state?: () => MonitorState;
+  /** Replication lag in ms at scrape time (null: no epoch yet; scopes 'all', 'domain'). */
+  lagMs?: () => number | null;
+  /** The monitor's WebSocket clients (scopes 'all', 'process'). */
+  clients?: () => number;
   /** The monitor's own WebSocket slots (undefined before start). */
   admission?: () => AdmissionStats | undefined;
   /** The service front's clients, on a node that has one (undefined while it is not running). */
@@ -74,31 +89,61 @@ function mirror(read: () => number | undefined): (into: { inc(by: number): void 
 
 export class MonitorMetrics {
   readonly registry = new Registry();
-  private readonly process: ProcessMetrics;
+  private readonly process: ProcessMetrics | undefined;
   private readonly pause: Histogram | undefined;
   private readonly epochTime: Histogram | undefined;
   private readonly applyTime: Histogram | undefined;
   /** Counted from the epochs' bytes (the secondary); undefined where the source counts the stream itself (the primary). */
   private readonly epochBytes: Counter | undefined;
-  private readonly epochs: Counter;
-  private readonly divergences: Counter;
-  private readonly failovers: Counter;
-  private readonly controls: Counter<'action' | 'ok'>;
+  private readonly epochs: Counter | undefined;
+  private readonly divergences: Counter | undefined;
+  private readonly failovers: Counter | undefined;
+  private readonly controls: Counter<'action' | 'ok'> | undefined;
 
   constructor(options: MetricsOptions) {
+    const scope = options.scope ?? 'all';
+    this.registry.setDefaultLabels(options.domain === undefined ? { node: options.node } : { node: options.node, domain: options.domain });
+    if (scope !== 'domain') {
+      const registers = [this.registry];
+      this.process = new ProcessMetrics(this.registry);
+      new Gauge({ name: 'tandem_build_info', help: 'This build: 1, labelled with its version and the Node.js it runs on', labelNames: ['version', 'nodejs'], registers }).set({ version: tandemVersion(), nodejs: process.versions.node }, 1);
+    }
+    if (scope !== 'process') {
+      const nodeSeries = this.nodeSeries(options);
+      this.pause = nodeSeries.pause;
+      this.epochTime = nodeSeries.epochTime;
+      this.applyTime = nodeSeries.applyTime;
+      this.epochBytes = nodeSeries.epochBytes;
+      this.epochs = nodeSeries.epochs;
+      this.divergences = nodeSeries.divergences;
+      this.failovers = nodeSeries.failovers;
+      this.controls = nodeSeries.controls;
+    }
+    if (scope !== 'domain') this.monitorSeries(options);
+  }
+
+  /** A node's own series. */
+  private nodeSeries(options: MetricsOptions): {
+    pause?: Histogram;
+    epochTime?: Histogram;
+    applyTime?: Histogram;
+    epochBytes?: Counter;
+    epochs: Counter;
+    divergences: Counter;
+    failovers: Counter;
+    controls: Counter<'action' | 'ok'>;
+  } {
     const registers = [this.registry];
     const primary = options.node === 'primary';
-    this.registry.setDefaultLabels({ node: options.node });
-    this.process = new ProcessMetrics(this.registry);
-    new Gauge({ name: 'tandem_build_info', help: 'This build: 1, labelled with its version and the Node.js it runs on', labelNames: ['version', 'nodejs'], registers }).set({ version: tandemVersion(), nodejs: process.versions.node }, 1);
+    const out: Partial<ReturnType<MonitorMetrics['nodeSeries']>> = {};
     // Epochs up to seconds on a big dirty set.
     const epochBuckets = [1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5];
     if (primary) {
       // Pauses are tens of µs to tens of ms.
-      this.pause = new Histogram({ name: 'tandem_pause_seconds', help: 'Guest pause per epoch (suspend to resume)', buckets: [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3], registers });
-      this.epochTime = new Histogram({ name: 'tandem_epoch_seconds', help: 'Epoch time on the primary, from its suspend to the secondary\'s ack', buckets: epochBuckets, registers });
+      out.pause = new Histogram({ name: 'tandem_pause_seconds', help: 'Guest pause per epoch (suspend to resume)', buckets: [50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3], registers });
+      out.epochTime = new Histogram({ name: 'tandem_epoch_seconds', help: 'Epoch time on the primary, from its suspend to the secondary\'s ack', buckets: epochBuckets, registers });
     } else {
-      this.applyTime = new Histogram({ name: 'tandem_apply_seconds', help: 'Time the secondary took to apply a checkpoint to its replica', buckets: epochBuckets, registers });
+      out.applyTime = new Histogram({ name: 'tandem_apply_seconds', help: 'Time the secondary took to apply a checkpoint to its replica', buckets: epochBuckets, registers });
     }
     const readings = options.readings;
     if (primary) {
@@ -106,12 +151,12 @@ export class MonitorMetrics {
       const sent = mirror(() => readings?.().streamBytes);
       new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes: sent (primary, pre-copies included) or applied (secondary)', registers, collect() { sent(this); } });
     } else {
-      this.epochBytes = new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes: sent (primary, pre-copies included) or applied (secondary)', registers });
+      out.epochBytes = new Counter({ name: 'tandem_replicated_bytes_total', help: 'Checkpoint stream bytes: sent (primary, pre-copies included) or applied (secondary)', registers });
     }
-    this.epochs = new Counter({ name: 'tandem_epochs_total', help: 'Checkpoints the replica holds: acked (primary) or applied (secondary)', registers });
-    this.divergences = new Counter({ name: 'tandem_divergences_total', help: 'Output divergences reported by the comparator', registers });
-    this.failovers = new Counter({ name: 'tandem_failovers_total', help: 'Failovers completed on this node', registers });
-    this.controls = new Counter({ name: 'tandem_control_actions_total', help: 'Control actions tried, by action and outcome', labelNames: ['action', 'ok'], registers });
+    out.epochs = new Counter({ name: 'tandem_epochs_total', help: 'Checkpoints the replica holds: acked (primary) or applied (secondary)', registers });
+    out.divergences = new Counter({ name: 'tandem_divergences_total', help: 'Output divergences reported by the comparator', registers });
+    out.failovers = new Counter({ name: 'tandem_failovers_total', help: 'Failovers completed on this node', registers });
+    out.controls = new Counter({ name: 'tandem_control_actions_total', help: 'Control actions tried, by action and outcome', labelNames: ['action', 'ok'], registers });
     const states: readonly MonitorState[] = primary ? PRIMARY_STATES : SECONDARY_STATES;
     new Gauge({
       name: 'tandem_state',
@@ -119,7 +164,7 @@ export class MonitorMetrics {
       labelNames: ['state'],
       registers,
       collect() {
-        const now = options.state();
+        const now = options.state!();
         for (const s of states) this.set({ state: s }, s === now ? 1 : 0);
       },
     });
@@ -167,11 +212,29 @@ export class MonitorMetrics {
       help: 'Time since the last acked (primary) or applied (secondary) epoch; absent before the first',
       registers,
       collect() {
-        const lag = options.lagMs();
+        const lag = options.lagMs!();
         setOrReset(this, lag === null ? undefined : lag / 1000);
       },
     });
-    new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(options.clients()); } });
+    const service = options.serviceClients;
+    if (service !== undefined) {
+      const refused = mirror(() => service()?.refused);
+      const evicted = mirror(() => service()?.evicted);
+      const timedOut = mirror(() => service()?.timedOut);
+      new Gauge({ name: 'tandem_service_clients', help: "Clients connected to the guest's service through the front", registers, collect() { this.set(service()?.connections ?? 0); } });
+      new Gauge({ name: 'tandem_service_clients_max', help: "The front's max_clients", registers, collect() { this.set(service()?.maxConnections ?? 0); } });
+      new Counter({ name: 'tandem_service_clients_refused_total', help: 'Clients refused at max_clients, none idle long enough to give up its slot', registers, collect() { refused(this); } });
+      new Counter({ name: 'tandem_service_clients_evicted_total', help: 'Idle clients closed to admit a new one at max_clients', registers, collect() { evicted(this); } });
+      new Counter({ name: 'tandem_service_clients_timed_out_total', help: 'Clients closed by the idle timeout', registers, collect() { timedOut(this); } });
+    }
+    return out as ReturnType<MonitorMetrics['nodeSeries']>;
+  }
+
+  /** The monitor's own series: its WebSocket clients and slots. */
+  private monitorSeries(options: MetricsOptions): void {
+    const registers = [this.registry];
+    const clients = options.clients ?? (() => 0);
+    new Gauge({ name: 'tandem_monitor_clients', help: 'Connected monitor WebSocket clients', registers, collect() { this.set(clients()); } });
     const admission = options.admission ?? (() => undefined);
     new Gauge({ name: 'tandem_monitor_operator_clients', help: 'Connected monitor WebSocket clients that presented the control token', registers, collect() { this.set(admission()?.operators ?? 0); } });
     const evictedViewers = mirror(() => admission()?.evictedViewers);
@@ -188,37 +251,26 @@ export class MonitorMetrics {
         refusedOperators(this.labels({ role: 'operator' }));
       },
     });
-    const service = options.serviceClients;
-    if (service !== undefined) {
-      const refused = mirror(() => service()?.refused);
-      const evicted = mirror(() => service()?.evicted);
-      const timedOut = mirror(() => service()?.timedOut);
-      new Gauge({ name: 'tandem_service_clients', help: "Clients connected to the guest's service through the front", registers, collect() { this.set(service()?.connections ?? 0); } });
-      new Gauge({ name: 'tandem_service_clients_max', help: "The front's max_clients", registers, collect() { this.set(service()?.maxConnections ?? 0); } });
-      new Counter({ name: 'tandem_service_clients_refused_total', help: 'Clients refused at max_clients, none idle long enough to give up its slot', registers, collect() { refused(this); } });
-      new Counter({ name: 'tandem_service_clients_evicted_total', help: 'Idle clients closed to admit a new one at max_clients', registers, collect() { evicted(this); } });
-      new Counter({ name: 'tandem_service_clients_timed_out_total', help: 'Clients closed by the idle timeout', registers, collect() { timedOut(this); } });
-    }
   }
 
   observe(event: BroadcastEvent): void {
     switch (event.type) {
       case 'epoch':
-        this.epochs.inc();
+        this.epochs?.inc();
         this.epochBytes?.inc(event.bytes);
         if (event.pauseUs !== null) this.pause?.observe(event.pauseUs / 1e6);
         if (event.totalMs !== null) this.epochTime?.observe(event.totalMs / 1000);
         if (event.applyMs !== null) this.applyTime?.observe(event.applyMs / 1000);
         return;
       case 'divergence':
-        this.divergences.inc();
+        this.divergences?.inc();
         return;
       case 'state':
         // Once per takeover: a node that took over says 'failed-over' again at each change of its protection (lost, re-protecting, protected again).
-        if (event.state === 'failed-over' && event.previous !== 'failed-over') this.failovers.inc();
+        if (event.state === 'failed-over' && event.previous !== 'failed-over') this.failovers?.inc();
         return;
       case 'control':
-        this.controls.inc({ action: event.action, ok: String(event.ok) });
+        this.controls?.inc({ action: event.action, ok: String(event.ok) });
         return;
       default:
         return;
@@ -227,11 +279,11 @@ export class MonitorMetrics {
 
   /** Starts sampling what is measured between scrapes (the event loop's delay). */
   start(): void {
-    this.process.start();
+    this.process?.start();
   }
 
   stop(): void {
-    this.process.stop();
+    this.process?.stop();
   }
 
   text(): Promise<string> {
@@ -241,4 +293,38 @@ export class MonitorMetrics {
   get contentType(): string {
     return this.registry.contentType;
   }
+}
+
+/**
+ * Merges the texts of several registries into one exposition: the
+ * Prometheus text format wants each family once (one HELP, one TYPE, then
+ * all its samples), and each domain's registry has the same families.
+ * prom-client writes each family as its HELP and TYPE lines, then its
+ * samples, then a blank line.
+ */
+export function mergeExposition(texts: readonly string[]): string {
+  const families = new Map<string, { head: string[]; samples: string[] }>();
+  for (const text of texts) {
+    let current: { head: string[]; samples: string[] } | undefined;
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      const help = /^# HELP (\S+) /.exec(line);
+      if (help !== null) {
+        const name = help[1];
+        current = families.get(name);
+        if (current === undefined) families.set(name, (current = { head: [line], samples: [] }));
+        else current = { head: [], samples: current.samples };
+        continue;
+      }
+      if (current === undefined) continue;
+      if (line.startsWith('# ')) {
+        if (current.head.length > 0 && current.head.length < 2) current.head.push(line);
+        continue;
+      }
+      current.samples.push(line);
+    }
+  }
+  let out = '';
+  for (const { head, samples } of families.values()) out += `${[...head, ...samples].join('\n')}\n\n`;
+  return out;
 }

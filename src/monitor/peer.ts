@@ -37,6 +37,12 @@ export type PeerEventBody = Omit<PeerEvent, 'v' | 'ts' | 'node' | 'seq'>;
 export interface PeerWatchOptions {
   /** The peer's monitor: http://HOST:PORT/ or HOST:PORT. */
   url: string;
+  /**
+   * The domain to read there: the pair's two nodes show a domain under the
+   * same (arbiter) name, so a monitor of several domains reads each one's
+   * peer by its name. A peer monitor older than domains ignores it.
+   */
+  domain?: string;
   /** This node's monitor token, sent to a peer that asks for one. */
   token?: string | undefined;
   intervalMs?: number;
@@ -119,6 +125,7 @@ export class PeerWatch {
         maxBytes: this.options.maxBytes ?? DEFAULT_PEER_MAX_BYTES,
         signal: abort.signal,
         brief: true,
+        ...(this.options.domain === undefined ? {} : { domain: this.options.domain }),
       });
       if (!this.running) return;
       this.update(this.fromSnapshot(s));

@@ -55,9 +55,15 @@ export function failoverLine(f: FailoverFields): string {
   return `${new Date(f.ts).toISOString()}${f.generation === null ? '' : ` (generation ${f.generation})`}: ${f.reason}`;
 }
 
-/** One line describing an event. */
-export function eventLine(e: MonitorEvent): string {
-  const head = `${time(e.ts)} ${e.node}`;
+/** The domain a message is about, if it says (broadcasts of a monitor that shows domains do). */
+export function domainOf(e: MonitorEvent): string | undefined {
+  return 'domain' in e && typeof e.domain === 'string' ? e.domain : undefined;
+}
+
+/** One line describing an event; `withDomain`: the line names its domain (a monitor showing several). */
+export function eventLine(e: MonitorEvent, withDomain = false): string {
+  const domain = withDomain ? domainOf(e) : undefined;
+  const head = `${time(e.ts)} ${e.node}${domain === undefined ? '' : ` [${domain}]`}`;
   switch (e.type) {
     case 'snapshot':
       return `${head} snapshot: ${e.state} (${e.reason}); mode ${e.mode ?? 'n/a'}${e.intervalMs === null ? '' : ` ${e.intervalMs} ms`}; epoch ${e.lastEpoch}; lag ${e.lagMs === null ? '-' : `${ms(e.lagMs)} ms`}; clients ${e.clients}; arbiter: ${arbiterLine(e.arbiter)}`;
@@ -83,6 +89,46 @@ export function eventLine(e: MonitorEvent): string {
       return `${head} reply ${String(e.id)}: ${e.action} done`;
     case 'error':
       return `${head} error ${String(e.id)}: ${e.message} [${e.code}]`;
+    case 'detached':
+      return `${head} domain ${e.domain ?? '?'} is no longer shown here`;
+    case 'domains':
+      return `${head} status of ${e.domains.length} domains: ${e.domains.map((d) => `${d.domain ?? '?'} ${d.state}`).join(', ') || 'none'}`;
+  }
+}
+
+/**
+ * The full-screen view of a monitor that may show several domains: one
+ * WatchView per domain, fed the events stamped with its name; one domain
+ * shows as a monitor of one node always did.
+ */
+export class DomainsWatchView {
+  private readonly views = new Map<string, WatchView>();
+
+  /** Domains seen so far: lines name theirs once there are several. */
+  get size(): number {
+    return this.views.size;
+  }
+
+  apply(e: MonitorEvent): void {
+    const domain = domainOf(e);
+    if (domain === undefined && !('seq' in e)) {
+      // A message to this client alone (dropped, an error): every domain's log tells it.
+      for (const v of this.views.values()) v.apply(e);
+      if (this.views.size > 0) return;
+    }
+    const key = domain ?? '';
+    if (e.type === 'detached') {
+      this.views.delete(key);
+      return;
+    }
+    let view = this.views.get(key);
+    if (view === undefined) this.views.set(key, (view = new WatchView()));
+    view.apply(e);
+  }
+
+  render(now: number, columns = 100): string {
+    if (this.views.size <= 1) return (this.views.values().next().value ?? new WatchView()).render(now, columns);
+    return [...this.views].map(([name, v]) => `== domain ${name} ==\n${v.render(now, columns)}`).join('\n\n');
   }
 }
 

@@ -10,6 +10,7 @@ import type { Logger } from '../util/logger.js';
 import { MonitorServer } from './http.js';
 import type { MonitorSource } from './source.js';
 import type { Detach, MonitorAttach } from './attach.js';
+import type { NodeRole } from './events.js';
 import { envToken, readTokenFile } from './token.js';
 
 export { TOKEN_ENV } from './token.js';
@@ -27,15 +28,35 @@ export function resolveToken(cfg: MonitorConfig, env: NodeJS.ProcessEnv = proces
   return envToken(env, configError);
 }
 
-/** Starts the monitor if --monitor or monitor.listen asks for one; the caller stops it. */
-export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: MonitorSource): Promise<MonitorServer | undefined> {
+/** The process's monitor, as the nodes and the command that started it see it. */
+export interface SharedMonitor extends MonitorAttach {
+  /** http://HOST:PORT/ it listens on. */
+  readonly url: string;
+  /** The domains shown, in the order they were attached. */
+  readonly domains: string[];
+  /** Stops listening and takes every domain off (their sources stop; the nodes' own detaches are then no-ops). */
+  stop(): Promise<void>;
+}
+
+/**
+ * The monitor of a process that runs several domains, if --monitor or
+ * monitor.listen asks for one: started (listening) with no domain shown, a
+ * MonitorAttach to hand to every node, whose sources must all be of `role`.
+ * The caller stops it, after its nodes.
+ */
+export async function startSharedMonitor(cfg: MonitorConfig, logger: Logger, role: NodeRole): Promise<SharedMonitor | undefined> {
+  return startMonitor(cfg, logger, { role });
+}
+
+/** Starts the monitor if --monitor or monitor.listen asks for one, with `shown.source` (if given) shown from the start; the caller stops it. */
+export async function startMonitor(cfg: MonitorConfig, logger: Logger, shown: { role: NodeRole; source?: MonitorSource; domain?: string }): Promise<MonitorServer | undefined> {
   const at = cfg.listen;
   if (at === undefined) return undefined;
   const token = resolveToken(cfg);
   const monitor = new MonitorServer({
     host: at.host,
     port: at.port,
-    source,
+    ...shown,
     logger,
     auth: { token, allowRemoteRead: cfg.allowRemoteRead, loopbackRead: cfg.loopbackRead },
     maxClients: cfg.maxClients,
@@ -50,11 +71,15 @@ export async function startMonitor(cfg: MonitorConfig, logger: Logger, source: M
   return monitor;
 }
 
-/** A node's own monitor, when it runs alone: started at its attach (if cfg asks for one), stopped at the detach. */
+/**
+ * A node's own monitor, when it runs alone: started at its attach (if cfg
+ * asks for one) showing that one domain, stopped at the detach. The source
+ * is followed before the port opens, so no client ever sees it without its domain.
+ */
 export function ownMonitor(cfg: MonitorConfig, logger: Logger): MonitorAttach {
   return {
-    async attach(_domain: string, source: MonitorSource): Promise<Detach> {
-      const monitor = await startMonitor(cfg, logger, source);
+    async attach(domain: string, source: MonitorSource): Promise<Detach> {
+      const monitor = await startMonitor(cfg, logger, { role: source.role, source, domain });
       return async () => {
         await monitor?.stop();
       };

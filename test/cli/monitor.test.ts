@@ -60,7 +60,7 @@ describe('tandem status / watch against real processes', () => {
     const after = JSON.parse(runTandem(['status', secUrl, '--json']).stdout) as MonitorEvent;
     assert.equal(after.type === 'snapshot' && after.state, 'failed-over');
     const metrics = await fetch(new URL('/metrics', secUrl)).then((r) => r.text());
-    assert.match(metrics, /^tandem_failovers_total\{node="secondary"\} 1$/m);
+    assert.match(metrics, /^tandem_failovers_total\{node="secondary",domain="guest"\} 1$/m);
     watch.child.kill('SIGTERM');
     secondary.child.kill('SIGTERM');
   });

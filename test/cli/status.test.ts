@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { freePort } from '../../src/arbiter/local-etcd.js';
-import { epochText, health, statusText } from '../../src/cli/commands/status.js';
+import { domainsText, epochText, health, statusText } from '../../src/cli/commands/status.js';
 import { jsonLine, tidyNumbers } from '../../src/cli/json-out.js';
 import { MONITOR_STATES, validateEvent, type MonitorState, type NodeRole, type SnapshotEvent } from '../../src/monitor/events.js';
 import { runTandem, tempDir, type RunResult } from '../helpers/cli.js';
@@ -53,6 +53,18 @@ function snap(node: NodeRole, state: MonitorState): SnapshotEvent {
 }
 
 describe('tandem status', () => {
+  test('several domains: each one in turn, and how many are healthy; one domain as it always was', () => {
+    const web = { ...snap('primary', 'protected'), domain: 'web' };
+    const db = { ...snap('primary', 'degraded'), domain: 'db' };
+    assert.equal(domainsText([web]), statusText(web));
+    const text = domainsText([web, db]);
+    assert.match(text, /^domains: {3}2 \(web, db\); 1 NOT HEALTHY\n/);
+    assert.match(text, /== domain web ==\nnode: {6}primary\nstate: {5}protected/);
+    assert.match(text, /== domain db ==\nnode: {6}primary\nstate: {5}degraded \(r\)\nhealth: {4}NOT HEALTHY/);
+    assert.match(domainsText([web, { ...web, domain: 'mail' }]), /; all healthy\n/);
+    assert.match(domainsText([]), /^domains: {3}none shown by this monitor yet\nhealth: {4}NOT HEALTHY/);
+  });
+
   test('healthy: a protected primary; a secondary standing by or serving after a failover; nothing else', () => {
     for (const state of MONITOR_STATES) {
       const node: NodeRole = PRIMARY_STATES.includes(state) ? 'primary' : 'secondary';

@@ -174,6 +174,11 @@ describe('the control token', () => {
     assert.equal(r.stdout, '');
   }
 
+  test('a --domain the monitor could not take is bad usage, for control and status alike', () => {
+    refusedWith(['checkpoint', '127.0.0.1:1', '--domain', 'a b'], noToken, 2, /^tandem: error: --domain: expected a name of letters, digits.*\[ERR_CLI_USAGE\]$/);
+    refusedWith(['status', '127.0.0.1:1', '--domain', 'x'.repeat(64)], noToken, 2, /^tandem: error: --domain: at most 63 characters, got 64 \[ERR_CLI_USAGE\]$/);
+  });
+
   test('a control command without a token is bad usage, refused before anything is sent', () => {
     for (const args of [['checkpoint'], ['failover', '127.0.0.1:1'], ['switchover'], ['stop'], ['start'], ['set-interval', '20'], ['set-mode', 'manual']]) {
       refusedWith(args, noToken, 2, /control needs the monitor's token: set TANDEM_MONITOR_TOKEN or give --token-file FILE.*\[ERR_CLI_USAGE\]$/);

@@ -22,6 +22,8 @@ import { tempDir } from '../helpers/cli.js';
 import { PacedRelay } from '../helpers/paced-relay.js';
 import { monitorUrl, monitoredPair, spawnTandem, type TandemProcess } from '../helpers/proc.js';
 import { tlsArgs } from '../helpers/tls.js';
+import { MonitorServer } from '../../src/monitor/http.js';
+import { FakeSource, silent } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'browser-test-token-0123456789';
@@ -542,5 +544,72 @@ test('the dashboard reads well at 1000 and 1600 px, counts time unprotected, sho
     await browser?.close();
     sec.proc.child.kill('SIGTERM');
     primary.child.kill('SIGTERM');
+  }
+});
+
+test('a monitor of two domains: a picker and an overview; the page follows the domain picked, and its controls reach that one alone', { timeout: 180_000 }, async () => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (npm run test-deps does it as root)`);
+  const monitor = new MonitorServer({ host: '127.0.0.1', port: 0, role: 'primary', logger: silent, auth: { token: TOKEN, allowRemoteRead: false } });
+  await monitor.start();
+  const alpha = new FakeSource('primary', 'protected');
+  const beta = new FakeSource('primary', 'degraded');
+  let browser: Browser | undefined;
+  try {
+    const detachAlpha = await monitor.attach('alpha', alpha);
+    browser = await launch();
+    const page = await browser.newPage({ viewport: { width: 1000, height: 1100 } });
+    page.setDefaultTimeout(60_000);
+    const errors = consoleErrors(page);
+    await page.goto(monitor.url);
+    await textIs(page, '#state', 'protected');
+    assert.equal(await page.isHidden('#domains'), true, 'one domain: no overview');
+    assert.equal(await page.isHidden('#domain-picker'), true, 'one domain: no picker');
+
+    // A second domain attached while the page is open: it is told at once.
+    await monitor.attach('beta', beta);
+    await waitPage(page, 'the overview of two domains', page.waitForFunction(() => [...document.querySelectorAll('#domains-rows tr')].length === 2));
+    assert.equal(await page.isHidden('#domains'), false);
+    assert.deepEqual(await page.$$eval('#domain option', (os) => os.map((o) => (o as unknown as { value: string }).value)), ['alpha', 'beta']);
+    assert.equal(await page.inputValue('#domain'), 'alpha');
+    assert.equal(await page.textContent('#state'), 'protected', 'still the domain first shown');
+
+    // Beta's news: its line in the overview, not the page.
+    beta.become('connecting');
+    await textIs(page, '#domains-rows tr[data-domain="beta"] .state', 'connecting');
+    assert.equal(await page.textContent('#state'), 'protected');
+
+    // The control goes to the domain shown.
+    await page.fill('#token', TOKEN);
+    await page.click('button[data-action="checkpoint"]');
+    await dataIs(page, '#control-result', 'outcome', 'ok');
+    assert.deepEqual([alpha.calls, beta.calls], [['checkpoint'], []]);
+
+    // Picking beta: the page is beta's, the address says so, and a control reaches beta.
+    await page.selectOption('#domain', 'beta');
+    await textIs(page, '#state', 'connecting');
+    assert.match(page.url(), /#domain=beta$/);
+    await dataIs(page, '#domains-rows tr[data-domain="beta"]', 'domain', 'beta');
+    assert.equal(await page.getAttribute('#domains-rows tr[data-domain="beta"]', 'aria-selected'), 'true');
+    alpha.become('degraded');
+    await textIs(page, '#domains-rows tr[data-domain="alpha"] .state', 'degraded');
+    assert.equal(await page.textContent('#state'), 'connecting', "alpha's state is not beta's page");
+    await page.click('button[data-action="checkpoint"]');
+    for (let i = 0; i < 600 && beta.calls.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual([alpha.calls, beta.calls], [['checkpoint'], ['checkpoint']]);
+
+    // A reload keeps the domain picked; clicking a row picks it too.
+    await page.reload();
+    await textIs(page, '#state', 'connecting');
+    await page.click('#domains-rows tr[data-domain="alpha"]');
+    await textIs(page, '#state', 'degraded');
+
+    // The domain shown is taken off: the page shows the one left, alone again.
+    await detachAlpha();
+    await textIs(page, '#state', 'connecting');
+    await waitPage(page, 'the overview gone with the second domain', page.waitForFunction(() => document.querySelector('#domains')?.hidden === true));
+    assert.deepEqual(errors, [], 'no script or CSP errors');
+  } finally {
+    await browser?.close();
+    await monitor.stop();
   }
 });

@@ -68,6 +68,8 @@ const examples: Record<MonitorEvent['type'], Record<string, unknown>> = {
   dropped: { ...env, type: 'dropped', count: 4 },
   reply: { ...env, type: 'reply', id: 'a', action: 'status', result: null },
   error: { ...env, type: 'error', id: null, code: 'ERR_MONITOR_BAD_MESSAGE', message: 'm' },
+  domains: { ...env, type: 'domains', domains: [] },
+  detached: { ...env, seq: 18, type: 'detached', domain: 'web' },
 };
 
 describe('validateEvent', () => {

@@ -20,7 +20,9 @@ import { Promoter } from '../../src/failover/promoter.js';
 import { installGuest } from '../../src/guest/machine.js';
 import { MonitorServer, type MonitorServerOptions } from '../../src/monitor/http.js';
 import { validateEvent, type MonitorEvent } from '../../src/monitor/events.js';
-import { PrimarySource, SecondarySource } from '../../src/monitor/source.js';
+import { PrimarySource, SecondarySource, type MonitorSource, type SourceReadings, type SourceStatus } from '../../src/monitor/source.js';
+import type { ControlTarget } from '../../src/monitor/control.js';
+import type { EventBody, MonitorState, NodeRole } from '../../src/monitor/events.js';
 import type { SecondaryServer } from '../../src/secondary/server.js';
 import { testEngine, testMode } from '../checkpoint/helpers.js';
 import { secondaryFor, simBinding } from '../helpers/sim.js';
@@ -236,3 +238,60 @@ export class TestClient {
     return this.closed;
   }
 }
+
+/** A node as the monitor sees it: a state to report, events to publish, and the control calls it got. */
+export class FakeSource implements MonitorSource {
+  readonly events$ = new Subject<EventBody>();
+  readonly calls: string[] = [];
+  readonly control: ControlTarget;
+  started = 0;
+  stopped = 0;
+  state: MonitorState;
+
+  constructor(
+    readonly role: NodeRole = 'primary',
+    state: MonitorState = 'protected',
+  ) {
+    this.state = state;
+    this.control = { checkpoint: () => void this.calls.push('checkpoint'), setInterval: (ms) => void this.calls.push(`interval ${ms}`) };
+  }
+
+  status(): SourceStatus {
+    return {
+      state: this.state,
+      reason: `fake ${this.state}`,
+      mode: 'remus',
+      intervalMs: 50,
+      lastEpoch: 7,
+      lagMs: 12,
+      recent: [],
+      arbiter: { kind: 'none', holder: null, generation: null, protected: false, authority: true },
+      precopy: null,
+      generation: 3,
+      heartbeat: null,
+      heldBytes: null,
+      lastFailover: null,
+      guestProtected: this.state === 'protected',
+    };
+  }
+
+  readings(): SourceReadings {
+    return { peerUp: true, generation: 3, heldOutputBytes: undefined, unprotectedMs: 0, streamBytes: 100 };
+  }
+
+  start(): void {
+    this.started++;
+  }
+
+  stop(): void {
+    this.stopped++;
+  }
+
+  /** A state change, as an engine would tell it. */
+  become(state: MonitorState): void {
+    const previous = this.state;
+    this.state = state;
+    this.events$.next({ type: 'state', state, previous, reason: `now ${state}` });
+  }
+}
+

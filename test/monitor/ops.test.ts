@@ -13,6 +13,9 @@ import { filter, firstValueFrom } from 'rxjs';
 import { createBinding } from '../../src/domain/bindings.js';
 import { PRIMARY_STATES, SECONDARY_STATES, type PrecopyEvent, type SnapshotEvent, type StateEvent } from '../../src/monitor/events.js';
 import type { Readiness } from '../../src/monitor/health.js';
+import type { DomainReadiness } from '../../src/monitor/http.js';
+
+type ReadyzBody = Readiness & { domain?: string; domains?: DomainReadiness[] };
 import { monitorUrlOf } from '../../src/monitor/wire.js';
 import { PrimaryNode } from '../../src/node/primary.js';
 import { SecondaryNode } from '../../src/node/secondary.js';
@@ -34,11 +37,11 @@ async function rig(opts: Parameters<typeof primaryRig>[0] = {}): Promise<Primary
   return r;
 }
 
-const readyz = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Readiness }> => {
+const readyz = async (url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: ReadyzBody }> => {
   const res = await http(url, '/readyz', { headers });
   assert.equal(res.headers['content-type'], 'application/json');
   assert.equal(res.headers['cache-control'], 'no-store');
-  return { status: res.status, body: JSON.parse(res.body) as Readiness };
+  return { status: res.status, body: JSON.parse(res.body) as ReadyzBody };
 };
 
 interface Scrape {
@@ -83,7 +86,11 @@ describe('health and readiness', () => {
     // Not started: the primary is not protecting anything, the secondary has no replica.
     const stopped = await readyz(r.url);
     assert.equal(stopped.status, 503);
-    assert.deepEqual({ ...stopped.body, reason: undefined }, { ready: false, node: 'primary', state: 'stopped', reason: undefined });
+    assert.deepEqual(
+      { ...stopped.body, reason: undefined, domains: undefined },
+      { ready: false, node: 'primary', state: 'stopped', domain: 'guest', reason: undefined, domains: undefined },
+    );
+    assert.deepEqual(stopped.body.domains, [{ ready: false, node: 'primary', state: 'stopped', domain: 'guest', reason: stopped.body.reason }], 'one domain: the list holds it alone');
     assert.match(stopped.body.reason, /^protection is stopped \(not started\)$/);
     const waiting = await readyz(r.secondaryMonitor.url);
     assert.equal(waiting.status, 503);
@@ -255,7 +262,7 @@ describe('metrics', () => {
     assert.ok(reports.filter((e) => !e.done && e.iteration === 1).length >= 4, `${reports.length} reports`);
     assert.ok(reports.some((e) => e.iteration === 1 && e.pagesSent === 1024 && e.pagesTotal === 1024 && e.percent === 100));
     assert.ok(reports.every((e) => e.seq < protectedAt.seq), 'all of them before protection');
-    assert.deepEqual({ ...reports.at(-1), ts: 0, seq: 0 }, { ...final, v: 1, type: 'precopy', node: 'primary', ts: 0, seq: 0 }, 'the snapshot had the last one');
+    assert.deepEqual({ ...reports.at(-1), ts: 0, seq: 0 }, { ...final, v: 1, type: 'precopy', node: 'primary', domain: 'guest', ts: 0, seq: 0 }, 'the snapshot had the last one');
 
     // Epochs told before the scrape were written before it: the count covers them and the pre-copy.
     const epochBytes = c.events.reduce((n, e) => n + (e.type === 'epoch' ? e.bytes : 0), 0);

@@ -325,7 +325,7 @@ describe('a peer that is not a good monitor', () => {
     await unreachable(m, /refused this node's token \(HTTP 401\): both nodes need the same monitor token/);
     assert.equal(authorizations[0], undefined, 'the first request goes without the token');
     assert.equal(authorizations[1], `Bearer ${TOKEN}`, 'the second, asked for it, with it');
-    assert.deepEqual([...paths], ['/api/status?brief=1'], 'the brief snapshot: no epochs, no history');
+    assert.deepEqual([...paths], ['/api/status?brief=1&domain=guest'], 'the brief snapshot: no epochs, no history');
 
     // A real monitor that wants the token to be read: with the same token, the pair is read.
     const locked = await primaryRig({ startEngine: false, monitor: { auth: { token: TOKEN, allowRemoteRead: false, loopbackRead: false } } });

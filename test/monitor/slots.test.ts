@@ -219,10 +219,10 @@ describe('slots from the configuration, with real processes', () => {
       await first.replies.closed(5000);
       await primary.waitLine((l) => l.event === 'evicted', 'the eviction logged');
       const text = await scrape(primaryMonitor);
-      assert.equal(sample(text, 'tandem_service_clients{node="primary"}'), 2);
-      assert.equal(sample(text, 'tandem_service_clients_max{node="primary"}'), 2);
-      assert.equal(sample(text, 'tandem_service_clients_evicted_total{node="primary"}'), 1);
-      assert.equal(sample(text, 'tandem_service_clients_refused_total{node="primary"}'), 0);
+      assert.equal(sample(text, 'tandem_service_clients{node="primary",domain="guest"}'), 2);
+      assert.equal(sample(text, 'tandem_service_clients_max{node="primary",domain="guest"}'), 2);
+      assert.equal(sample(text, 'tandem_service_clients_evicted_total{node="primary",domain="guest"}'), 1);
+      assert.equal(sample(text, 'tandem_service_clients_refused_total{node="primary",domain="guest"}'), 0);
 
       const wsUrl = `${primaryMonitor.replace(/^http/, 'ws')}ws`;
       const viewer = await idleSocket(wsUrl);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MonitorEvent } from '../../src/monitor/events.js';
-import { WatchView, eventLine } from '../../src/monitor/view.js';
+import { DomainsWatchView, WatchView, eventLine } from '../../src/monitor/view.js';
 
 const T = Date.UTC(2026, 0, 1, 12, 0, 0);
 const env = { v: 1 as const, node: 'primary' as const };
@@ -57,4 +57,27 @@ test('the full-screen view shows the peer, the last failover, and the history fr
   assert.match(screen, /^last failover 2026-01-01T12:00:02\.000Z \(generation 4\): fenced: generation 4 serves the guest now$/m);
   assert.match(screen, /primary peer: http:\/\/127\.0\.0\.1:7791\/ UNREACHABLE/);
   assert.match(screen, /primary FAILOVER \(generation 4\): fenced/);
+});
+
+test('several domains: lines name theirs when asked, and the screen shows one view per domain', () => {
+  const state = (domain: string, to: 'protected' | 'degraded', seq: number): MonitorEvent => ({ ...env, ts: T, seq, domain, type: 'state', state: to, previous: 'precopy', reason: 'r' });
+  assert.equal(eventLine(state('web', 'degraded', 1), true), '12:00:00.000 primary [web] state precopy -> degraded: r');
+  assert.equal(eventLine(state('web', 'degraded', 1)), '12:00:00.000 primary state precopy -> degraded: r', 'one domain: lines as they always were');
+  const base = { ...env, ts: T, seq: 0, type: 'snapshot' as const, reason: 'r', mode: 'remus' as const, intervalMs: 50, lastEpoch: 0, lagMs: null, actions: [], recent: [], clients: 0, arbiter: { kind: 'none' as const, holder: null, generation: null, protected: false, authority: true }, precopy: null, generation: null, heartbeat: null, heldBytes: null, peer: null, history: [], lastFailover: null, guestProtected: false };
+  const v = new DomainsWatchView();
+  v.apply({ ...base, domain: 'web', state: 'precopy' });
+  assert.doesNotMatch(v.render(T), /== domain/, 'one domain: the screen as it always was');
+  v.apply({ ...base, domain: 'db', state: 'precopy' });
+  v.apply(state('db', 'protected', 1));
+  v.apply(state('web', 'degraded', 2));
+  v.apply({ ...env, ts: T, type: 'dropped', count: 2 });
+  const screen = v.render(T);
+  assert.match(screen, /== domain web ==\ntandem primary +state DEGRADED/);
+  assert.match(screen, /== domain db ==\ntandem primary +state PROTECTED/);
+  assert.equal((screen.match(/missed 2 events/g) ?? []).length, 2, 'a message to this client shows in every view');
+  assert.equal(v.size, 2);
+  v.apply({ ...env, ts: T, seq: 3, domain: 'db', type: 'detached' });
+  assert.equal(eventLine({ ...env, ts: T, seq: 3, domain: 'db', type: 'detached' }), '12:00:00.000 primary domain db is no longer shown here');
+  assert.equal(v.size, 1);
+  assert.doesNotMatch(v.render(T), /== domain/, 'one domain left: the screen as it always was');
 });

@@ -8,7 +8,9 @@
  * $TANDEM_MONITOR_TOKEN (./token.ts), never from a flag holding it.
  */
 import type { Argv } from 'yargs';
-import type { ControlCommand, SettableMode } from '../../monitor/control.js';
+import { parseDomain, type ControlCommand, type SettableMode } from '../../monitor/control.js';
+import { TandemError } from '../../errors.js';
+import { UsageError } from '../errors.js';
 import { DEFAULT_MONITOR_URL, sendControl, type ControlReply } from '../../monitor/client.js';
 import { flagChoice, flagInt, flagPath, operandMonitorUrls } from '../config-args.js';
 import { requireCliToken } from '../token.js';
@@ -21,20 +23,35 @@ const SETTABLE_MODES = ['remus', 'manual', 'colo'] as const satisfies readonly S
 interface ControlArgs {
   url: string | undefined;
   'token-file': string | undefined;
+  domain: string | undefined;
+}
+
+/** --domain NAME: the domain meant, on a monitor showing several; a name the monitor could not take is a usage error. */
+export function flagDomain(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) throw new UsageError(`--domain given ${value.length} times; give it once`);
+  try {
+    return parseDomain(value);
+  } catch (err) {
+    if (err instanceof TandemError) throw new UsageError(`--${err.message}`, { cause: err });
+    throw err;
+  }
 }
 
 /** [URL] and --token-file, which every control command takes. */
 function withTarget<T>(y: Argv<T>, whose: string): Argv<T & ControlArgs> {
   return y
     .positional('url', { type: 'string', describe: `${whose} monitor URL or HOST:PORT (default ${DEFAULT_MONITOR_URL})` })
-    .option('token-file', { requiresArg: true, type: 'string', describe: 'file holding the control token, readable by its owner only (default: $TANDEM_MONITOR_TOKEN)' });
+    .option('token-file', { requiresArg: true, type: 'string', describe: 'file holding the control token, readable by its owner only (default: $TANDEM_MONITOR_TOKEN)' })
+    .option('domain', { requiresArg: true, type: 'string', describe: 'the domain to act on, on a monitor showing several' });
 }
 
 /** Checks the operands, then sends: a bad operand is refused before anything is asked of the node. */
 async function perform(args: ControlArgs, command: ControlCommand, say: (reply: ControlReply) => string): Promise<void> {
   const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
+  const domain = flagDomain(args.domain);
   const token = requireCliToken(args['token-file'] === undefined ? undefined : flagPath(args['token-file'], '--token-file'));
-  const reply = await sendControl(urls, command, token);
+  const reply = await sendControl(urls, command, token, undefined, domain);
   process.stdout.write(`${reply.node} at ${urls.http.host}: ${say(reply)}\n`);
 }
 

@@ -6,9 +6,13 @@
  * command: exit status 0 when the node is healthy, EXIT_UNHEALTHY (4) when
  * it answered and is not, 1 when it could not be asked. Only this node's
  * health counts: its peer has its own check.
+ *
+ * A monitor showing several domains: every domain, one after the other,
+ * and healthy only if every one is (--domain NAME: that one alone).
  */
 import type { Argv } from 'yargs';
-import { DEFAULT_MONITOR_URL, fetchStatus } from '../../monitor/client.js';
+import { DEFAULT_MONITOR_URL, fetchStatuses } from '../../monitor/client.js';
+import { flagDomain } from './control.js';
 import type { EpochFields, FailoverFields, NodeRole, PeerFields, SnapshotEvent } from '../../monitor/events.js';
 import { arbiterLine, eventLine, failoverLine, precopyLine } from '../../monitor/view.js';
 import { flagPath, operandMonitorUrls } from '../config-args.js';
@@ -20,6 +24,7 @@ interface StatusArgs {
   url: string | undefined;
   json: boolean;
   'token-file': string | undefined;
+  domain: string | undefined;
 }
 
 export interface Health {
@@ -134,6 +139,15 @@ export function statusText(s: SnapshotEvent): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Every domain's status; one domain as a monitor of one node always printed it. */
+export function domainsText(all: SnapshotEvent[]): string {
+  if (all.length === 0) return 'domains:   none shown by this monitor yet\nhealth:    NOT HEALTHY: nothing is protected here\n';
+  if (all.length === 1) return statusText(all[0]);
+  const healthy = all.filter((s) => health(s).healthy).length;
+  const head = `domains:   ${all.length} (${all.map((s) => s.domain ?? '?').join(', ')}); ${healthy === all.length ? 'all healthy' : `${all.length - healthy} NOT HEALTHY`}\n`;
+  return [head, ...all.map((s) => `== domain ${s.domain ?? '?'} ==\n${statusText(s)}`)].join('\n');
+}
+
 export function statusCommand(yargs: Argv): Argv {
   return yargs.command<StatusArgs>(
     'status [url]',
@@ -142,13 +156,15 @@ export function statusCommand(yargs: Argv): Argv {
       y
         .positional('url', { type: 'string', describe: `monitor URL or HOST:PORT (default ${DEFAULT_MONITOR_URL})` })
         .option('json', { type: 'boolean', default: false, describe: 'print the snapshot event as JSON' })
+        .option('domain', { requiresArg: true, type: 'string', describe: 'the domain to report, on a monitor showing several (default: every one)' })
         .option('token-file', { requiresArg: true, type: 'string', describe: 'file holding the token, for a monitor that wants it to be read (default: $TANDEM_MONITOR_TOKEN)' }),
     async (args) => {
       const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
       const token = resolveCliToken(args['token-file'] === undefined ? undefined : flagPath(args['token-file'], '--token-file'));
-      const s = await fetchStatus(urls, token);
-      process.stdout.write(args.json ? jsonLine(s) : statusText(s));
-      if (!health(s).healthy) process.exitCode = EXIT_UNHEALTHY;
+      const domain = flagDomain(args.domain);
+      const all = await fetchStatuses(urls, token, domain === undefined ? {} : { domain });
+      process.stdout.write(args.json ? all.map((s) => jsonLine(s)).join('') : domainsText(all));
+      if (all.length === 0 || !all.every((s) => health(s).healthy)) process.exitCode = EXIT_UNHEALTHY;
     },
   );
 }

@@ -8,7 +8,7 @@
  */
 import type { Argv } from 'yargs';
 import { DEFAULT_MONITOR_URL, streamEvents } from '../../monitor/client.js';
-import { WatchView, eventLine } from '../../monitor/view.js';
+import { DomainsWatchView, domainOf, eventLine } from '../../monitor/view.js';
 import { flagInt, flagPath, operandMonitorUrls } from '../config-args.js';
 import { jsonLine } from '../json-out.js';
 import { resolveCliToken } from '../token.js';
@@ -41,7 +41,9 @@ export function watchCommand(yargs: Argv): Argv {
       const urls = operandMonitorUrls(args.url ?? DEFAULT_MONITOR_URL);
       const token = resolveCliToken(args['token-file'] === undefined ? undefined : flagPath(args['token-file'], '--token-file'));
       const screen = process.stdout.isTTY && !args.json && !args.lines;
-      const view = new WatchView();
+      const view = new DomainsWatchView();
+      // Lines name their domain once the monitor has shown more than one.
+      const domains = new Set<string>();
       const abort = new AbortController();
       const onSignal = (): void => abort.abort();
       process.once('SIGINT', onSignal);
@@ -66,7 +68,11 @@ export function watchCommand(yargs: Argv): Argv {
             else if (screen) {
               view.apply(e);
               changed = true;
-            } else process.stdout.write(`${eventLine(e)}\n`);
+            } else {
+              const d = domainOf(e);
+              if (d !== undefined && domains.size < 1024) domains.add(d);
+              process.stdout.write(`${eventLine(e, domains.size > 1)}\n`);
+            }
             return count === undefined || seen < count;
           },
           { signal: abort.signal, token },

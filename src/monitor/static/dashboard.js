@@ -125,6 +125,17 @@
   let lastFailover;
   let lastPeerKey = null;
 
+  /**
+   * A monitor may show several domains (docs/monitoring.md, "Several
+   * domains"): the page follows one, `picked`, and keeps a line on each for
+   * the overview. name -> { state, lastEpoch, lastEpochAt, lagAtSnapshot, snapshotAt }.
+   */
+  const domains = new Map();
+  /** The domain the page shows; null until the first snapshot (or an older monitor, without domains). */
+  let picked = null;
+  /** Asked for in the address (#domain=NAME) or last picked here. */
+  let wanted = null;
+
   let dirty = false;
   let drawnSecond = 0;
   let requestSeq = 0;
@@ -643,11 +654,121 @@
     redraw();
   }
 
+  // ---------------------------------------------------------------------------
+  // Domains: the picker and the overview.
+
+  /** Keeps the overview's line of the event's domain; true when the event is about the domain picked (or names none). */
+  function trackDomain(e) {
+    const name = typeof e.domain === 'string' ? e.domain : null;
+    if (name === null) return true;
+    if (e.type === 'detached') {
+      // Its node stopped: off the overview; if it was the one shown, the page shows another.
+      domains.delete(name);
+      fillDomains();
+      if (name === picked) {
+        note(e.ts, `domain ${name} is no longer shown by this monitor`);
+        picked = null;
+        const next = domains.keys().next();
+        if (!next.done) pick(next.value);
+      }
+      return false;
+    }
+    let d = domains.get(name);
+    if (d === undefined) {
+      if (e.type !== 'snapshot') return name === picked;
+      d = { state: null, lastEpoch: 0, lastEpochAt: null, lagAtSnapshot: null, snapshotAt: 0, snapshot: null };
+      domains.set(name, d);
+      fillDomains();
+    }
+    if (e.type === 'snapshot') {
+      Object.assign(d, { state: e.state, lastEpoch: e.lastEpoch, lastEpochAt: null, lagAtSnapshot: e.lagMs, snapshotAt: performance.now(), snapshot: e });
+      if (picked === null) {
+        if (wanted === null || wanted === name) picked = name;
+        // The domain asked for may come next (a connection's snapshots come back to back); if not, the first one.
+        else if (pickTimer === null) pickTimer = setTimeout(pickFirst, 300);
+      }
+    } else if (e.type === 'state') d.state = e.state;
+    else if (e.type === 'epoch') Object.assign(d, { lastEpoch: e.epoch, lastEpochAt: performance.now() });
+    if (e.type === 'snapshot' || e.type === 'state') fillDomains();
+    return name === picked;
+  }
+
+  let pickTimer = null;
+  /** The domain asked for is not shown here: the first one is, from its snapshot. */
+  function pickFirst() {
+    pickTimer = null;
+    if (picked !== null || domains.size === 0) return;
+    const [name, d] = domains.entries().next().value;
+    picked = name;
+    fillDomains();
+    onSnapshot(d.snapshot);
+  }
+
+  function domainLag(d) {
+    if (d.lastEpochAt !== null) return lagText(performance.now() - d.lastEpochAt);
+    if (d.lagAtSnapshot !== null) return lagText(d.lagAtSnapshot + (performance.now() - d.snapshotAt));
+    return '–';
+  }
+
+  /** The picker and the overview table, shown once there is more than one domain. */
+  function fillDomains() {
+    const several = domains.size > 1;
+    $('domains').hidden = !several;
+    $('domain-picker').hidden = !several;
+    const select = $('domain');
+    const names = [...domains.keys()];
+    if ([...select.options].map((o) => o.value).join('\n') !== names.join('\n')) {
+      select.replaceChildren(...names.map((n) => new Option(n, n)));
+    }
+    if (picked !== null) select.value = picked;
+    const rows = names.map((n) => {
+      const d = domains.get(n);
+      const tr = document.createElement('tr');
+      tr.dataset.domain = n;
+      tr.setAttribute('aria-selected', String(n === picked));
+      const cell = (text) => {
+        const td = document.createElement('td');
+        td.textContent = text;
+        return td;
+      };
+      const state = document.createElement('span');
+      state.className = 'state';
+      state.dataset.state = d.state ?? 'unknown';
+      state.textContent = d.state ?? '?';
+      const stateCell = document.createElement('td');
+      stateCell.append(state);
+      const lag = cell(domainLag(d));
+      lag.className = 'domain-lag';
+      tr.append(cell(n), stateCell, cell(String(d.lastEpoch)), lag);
+      tr.addEventListener('click', () => pick(n));
+      return tr;
+    });
+    $('domains-rows').replaceChildren(...rows);
+  }
+
+  function updateDomainLags() {
+    if (domains.size < 2) return;
+    for (const tr of $('domains-rows').children) {
+      const d = domains.get(tr.dataset.domain);
+      if (d !== undefined) tr.querySelector('.domain-lag').textContent = domainLag(d);
+    }
+  }
+
+  /** Shows another domain: a fresh stream brings its snapshot (its recent epochs, its history) for the charts. */
+  function pick(name) {
+    if (name === picked || !domains.has(name)) return;
+    wanted = name;
+    window.history.replaceState(null, '', `#domain=${encodeURIComponent(name)}`);
+    connect();
+  }
+
   function onEvent(e) {
     if (e.v !== SCHEMA_VERSION) {
       note(serverNow(), `schema version ${e.v} not understood (this page reads ${SCHEMA_VERSION})`);
       return;
     }
+    // Another domain's broadcast: only its line in the overview.
+    if (typeof e.seq === 'number' && !trackDomain(e)) return;
     switch (e.type) {
       case 'snapshot':
         onSnapshot(e);
@@ -719,7 +840,7 @@
     if (document.hidden || !socket || socket.readyState !== WebSocket.OPEN) return;
     const id = `status-${++requestSeq}`;
     statusRequests.add(id);
-    socket.send(JSON.stringify({ type: 'status', id }));
+    socket.send(JSON.stringify(picked === null ? { type: 'status', id } : { type: 'status', id, domain: picked }));
   }
 
   function send(action) {
@@ -728,6 +849,7 @@
       return;
     }
     const msg = { type: 'control', id: ++requestSeq, action };
+    if (picked !== null) msg.domain = picked;
     const token = $('token').value;
     // Sent even without a token: the monitor decides, and says why it refuses.
     if (token !== '') msg.token = token;
@@ -766,6 +888,9 @@
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
     opened = false;
     statusRequests.clear();
+    // Each connection starts with one snapshot per domain: the overview is rebuilt from them.
+    picked = null;
+    domains.clear();
     socket = new WebSocket(url, protocols());
     $('link').textContent = lostSince ? `lost since ${lostSince}; reconnecting` : 'connecting';
     socket.onopen = () => {
@@ -809,6 +934,9 @@
       localStorage.setItem('tandem.window', select.value);
       chooseWindow(Number(select.value));
     });
+    const asked = /^#domain=(.+)$/.exec(location.hash);
+    if (asked !== null) wanted = decodeURIComponent(asked[1]);
+    $('domain').addEventListener('change', (ev) => pick(ev.target.value));
     makeCharts();
     applyPanels();
     fillSelf();
@@ -822,6 +950,7 @@
     });
     setInterval(redraw, 500);
     setInterval(updateLag, 250);
+    setInterval(updateDomainLags, 1000);
     setInterval(pollStatus, STATUS_POLL_MS);
     connect();
   });
