@@ -132,6 +132,8 @@ export const ErrorCodes = {
   MONITOR_BAD_EVENT: 'ERR_MONITOR_BAD_EVENT',
   MONITOR_UNREACHABLE: 'ERR_MONITOR_UNREACHABLE',
   MONITOR_RATE_LIMITED: 'ERR_MONITOR_RATE_LIMITED',
+  // Many domains in one process (src/node/domains.ts): not one of them started.
+  DOMAINS_NONE_STARTED: 'ERR_DOMAINS_NONE_STARTED',
   // Xen binding's wire protocols (src/domain/xen)
   XENSTORE_BAD_MESSAGE: 'ERR_XENSTORE_BAD_MESSAGE',
   XENSTORE_TOO_LARGE: 'ERR_XENSTORE_TOO_LARGE',
