@@ -257,8 +257,6 @@ const PRIMARY_DOMAIN_KEYS = [
   'on_unprotected',
   'on_stop',
   'generation',
-  'compression',
-  'verify_digest',
 ] as const;
 
 /**
