@@ -14,6 +14,7 @@ import { after, describe, test } from 'node:test';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { freePort } from '../../src/arbiter/local-etcd.js';
 import type { TandemConfig } from '../../src/config/config.js';
+import { domainsExitStatus } from '../../src/cli/domains.js';
 import { domainConfigs } from '../../src/config/domains.js';
 import { ErrorCodes } from '../../src/errors.js';
 import { PrimaryDomains, SecondaryDomains } from '../../src/node/domains.js';
@@ -220,6 +221,31 @@ describe('PrimaryDomains and SecondaryDomains: many domains over one process eac
     await pair.primaries.stop('test');
     await pair.secondaries.stop('test');
     assert.equal(pair.primaries.endings.get('beta'), 'stopped');
+  });
+
+  test('every domain fenced, each alone: the runner ends once the last one has, and the process would exit 3', async () => {
+    const pair = await startPair(2);
+    let allEnded = false;
+    void pair.primaries.whenAllEnded().then(() => (allEnded = true));
+    for (const [i, name] of ['alpha', 'beta'].entries()) {
+      const entry = pair.cfg.domains![i];
+      pair.net.cut([entry.secondary!.listen!, entry.secondary!.heartbeat!]);
+      await until(() => pair.secondaries.nodes.get(name)!.parts.promoter.promotion !== undefined, `${name}'s takeover`, 10_000);
+      pair.net.heal();
+      await until(() => pair.primaries.endings.get(name) === 'fenced', `${name}'s old primary fenced`, 10_000);
+      // The runner ends only with its last domain.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(allEnded, i === 1, `after ${name}: the runner ${allEnded ? 'ended' : 'runs'}`);
+    }
+    await pair.primaries.whenAllEnded();
+    assert.deepEqual(pair.primaries.runningDomains, []);
+    assert.equal(domainsExitStatus(pair.primaries.endings.values()), 3);
+    // The secondary serves both, each promoted from its own replica, and runs on.
+    assert.deepEqual([...pair.secondaries.runningDomains].sort(), ['alpha', 'beta']);
+    for (const name of ['alpha', 'beta']) {
+      assert.deepEqual((await ask(pair.servicePort(name, 'secondary'), [['SET', 'x', name], ['GET', 'x']])).map(text), ['OK', name]);
+    }
+    await pair.secondaries.stop('test');
   });
 
   test('a domain that cannot start is left out and the others run; none starting is an error', async () => {
