@@ -61,6 +61,8 @@ abstract class Domains<Node> {
   private allEnded: () => void = () => {};
   private readonly ended = new Promise<void>((resolve) => (this.allEnded = resolve));
   private stopping = false;
+  /** While domains start, one that ends at once does not end the runner: others may still be starting. */
+  private starting = true;
   /** Stops of domains that ended on their own, still going: a signal's stop waits for them too. */
   private readonly endingAlone = new Set<Promise<void>>();
 
@@ -116,8 +118,11 @@ abstract class Domains<Node> {
         });
       }),
     );
-    if (this.running.size > 0) {
+    this.starting = false;
+    if (this.lives.size > 0) {
       logger.info({ domains: [...this.running], failed: [...this.ends.keys()] }, `${this.running.size} of ${plans.length} domains running`);
+      // Every one that started has ended already (fenced at once).
+      if (this.running.size === 0) this.allEnded();
       return;
     }
     this.allEnded();
@@ -137,12 +142,14 @@ abstract class Domains<Node> {
       log.error({ err }, `domain ${name}: its stop failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     log.info({ end, running: this.running.size }, `domain ${name} ended (${end}); ${this.running.size} domains still running`);
-    if (this.running.size === 0) this.allEnded();
+    if (this.running.size === 0 && !this.starting) this.allEnded();
   }
 
-  /** Resolves once no domain runs any more (each ended on its own), or after stop(). */
-  whenAllEnded(): Promise<void> {
-    return this.ended;
+  /** Resolves once no domain runs any more (each ended on its own, its stop done), or after stop(). */
+  async whenAllEnded(): Promise<void> {
+    await this.ended;
+    // Two domains ending together: the last to leave the running set may finish its stop before the other.
+    await Promise.all(this.endingAlone);
   }
 
   /** Stops every domain still running, all at once, each in order; one whose stop fails does not hold the others. */
