@@ -23,6 +23,8 @@ import { TransportError, TransportErrorCodes } from '../../src/transport/errors.
 import type { ConnectOptions, ListenOptions, OnConnection, Transport, TransportListener } from '../../src/transport/transport.js';
 import { formatAddress, type Address } from '../../src/util/address.js';
 import { ask } from '../guest/helpers.js';
+import { tempDir } from '../helpers/cli.js';
+import { hookCalls, writeRecordingHook } from '../helpers/hook-recorder.js';
 import { MemoryTransport } from '../helpers/memory-transport.js';
 import { silent } from '../helpers/sim.js';
 import { SplitLedger } from '../helpers/split-ledger.js';
@@ -30,8 +32,10 @@ import { until } from '../helpers/wait.js';
 import { nodeConfig } from './helpers.js';
 
 const stops: (() => Promise<void>)[] = [];
+const tmp = tempDir();
 after(async () => {
   for (const s of stops.reverse()) await s();
+  tmp.cleanup();
 });
 
 /** The primary host's view of the network, where the test can cut the connections to some addresses alone (one domain's secondary). */
@@ -133,8 +137,10 @@ async function moreAcked(pair: Pair, name: string, more: number): Promise<void> 
 }
 
 describe('PrimaryDomains and SecondaryDomains: many domains over one process each', () => {
-  test('three domains reach protected, each serving its own keys on its own service', async () => {
-    const pair = await startPair(3);
+  test('three domains reach protected, each serving its own keys on its own service; hooks are told the domain', async () => {
+    const hookOut = tmp.path('hook.jsonl');
+    const hook = writeRecordingHook(tmp.path('hook'), hookOut);
+    const pair = await startPair(3, (cfg) => (cfg.hooks.roleChange = hook));
     assert.deepEqual([...pair.primaries.runningDomains].sort(), ['alpha', 'beta', 'gamma']);
     assert.deepEqual([...pair.secondaries.runningDomains].sort(), ['alpha', 'beta', 'gamma']);
     const [alpha, beta, gamma] = NAMES.map((n) => pair.servicePort(n, 'primary'));
@@ -151,6 +157,12 @@ describe('PrimaryDomains and SecondaryDomains: many domains over one process eac
     await pair.primaries.stop('test');
     await pair.secondaries.stop('test');
     assert.deepEqual([...pair.primaries.endings.values()], ['stopped', 'stopped', 'stopped']);
+    // One hook for the process; each run names its domain (argument and TANDEM_DOMAIN), and each domain had its own.
+    const calls = hookCalls(hookOut);
+    for (const c of calls) assert.equal(c.argv![1], c.env!.TANDEM_DOMAIN);
+    const domainsOf = (event: string): string[] => [...new Set(calls.filter((c) => c.argv![0] === event).map((c) => c.env!.TANDEM_DOMAIN))].sort();
+    assert.deepEqual(domainsOf('standby'), NAMES);
+    assert.deepEqual(domainsOf('protected'), NAMES);
   });
 
   test("garbage on one domain's replication listener leaves both domains protected and answering", async () => {
