@@ -2,19 +2,19 @@
  * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS] [--policy output|timer]
  * [--tls DIR --name NAME] [--config FILE]`: runs the guest (its service on the service address) and
  * protects it by checkpointing to the secondary. Parses flags, builds the
- * node (src/node/primary.ts), runs it until a signal or fencing.
+ * node (src/node/primary.ts), runs it until a signal or fencing. With
+ * `domains:` in the file, a node for each domain (../domains.ts).
  */
 import type { Argv } from 'yargs';
 import { EPOCH_POLICIES, type EpochPolicy } from '../../checkpoint/triggers.js';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
-import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
+import { ConfigError, ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
 import { EXIT_FENCED, exitWith } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { MAX_COMPRESSION_CACHE_MIB, type TandemConfig } from '../../config/config.js';
 import { domainConfigs, domainsProblem } from '../../config/domains.js';
-import { ConfigError } from '../../errors.js';
 import type { MonitorAttach } from '../../monitor/attach.js';
 import { PrimaryDomains } from '../../node/domains.js';
 import { refusePerDomainFlags, runDomains } from '../domains.js';

@@ -2,7 +2,8 @@
  * `tandem secondary --listen HOST:PORT [--service HOST:PORT] [--tls DIR
  * --name NAME] [--config FILE]`: keeps the replica of the guest, applies the primary's
  * checkpoints, and takes over when the primary is gone. Parses flags,
- * builds the node (src/node/secondary.ts), runs it until a signal.
+ * builds the node (src/node/secondary.ts), runs it until a signal. With
+ * `domains:` in the file, a node for each domain (../domains.ts).
  */
 import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
