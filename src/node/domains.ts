@@ -120,7 +120,8 @@ abstract class Domains<Node> {
     );
     this.starting = false;
     if (this.lives.size > 0) {
-      logger.info({ domains: [...this.running], failed: [...this.ends.keys()] }, `${this.running.size} of ${plans.length} domains running`);
+      const notStarted = [...this.ends].filter(([, e]) => e === 'failed' || e === 'refused').map(([name]) => name);
+      logger.info({ domains: [...this.running], notStarted }, `${this.running.size} of ${plans.length} domains running`);
       // Every one that started has ended already (fenced at once).
       if (this.running.size === 0) this.allEnded();
       return;
