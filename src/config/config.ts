@@ -313,32 +313,32 @@ export type NodeRole = (typeof NODE_ROLES)[number];
 
 const tandemSchema = defaulted(
   z.preprocess(
-  mergeDomainSections,
-  section({
-    // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
-    role: oneOf(NODE_ROLES).optional(),
-    log_level: oneOf(LOG_LEVELS).default('info'),
-    // json: one object a line (journald, log shippers); pretty: for a person at a terminal. --log-format wins.
-    log_format: oneOf(LOG_FORMATS).default('json'),
-    // Append the log here instead of stderr; SIGHUP reopens it (log rotation). --log-file wins.
-    log_file: path().optional(),
-    heartbeat: defaulted(heartbeatSchema),
-    domain: defaulted(domainSchema),
-    primary: defaulted(primarySchema),
-    secondary: defaulted(secondarySchema),
-    monitor: defaulted(monitorSchema),
-    colo: defaulted(coloSchema),
-    arbiter: defaulted(arbiterSchema),
-    tls: defaulted(tlsSchema),
-    // What a change of role does outside the node (./role-change.ts).
-    hooks: defaulted(hooksSchema),
-    floating_address: optional(floatingAddressSchema),
-    // Many domains in one process (./domains.ts): each entry's own keys over the ones above. Left out: one domain.
-    domains: optional(domainsSchema),
-  }).check(
-    rule((c: InterHostAddresses) => insecureExposure(c)),
-    rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),
-  ),
+    mergeDomainSections,
+    section({
+      // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
+      role: oneOf(NODE_ROLES).optional(),
+      log_level: oneOf(LOG_LEVELS).default('info'),
+      // json: one object a line (journald, log shippers); pretty: for a person at a terminal. --log-format wins.
+      log_format: oneOf(LOG_FORMATS).default('json'),
+      // Append the log here instead of stderr; SIGHUP reopens it (log rotation). --log-file wins.
+      log_file: path().optional(),
+      heartbeat: defaulted(heartbeatSchema),
+      domain: defaulted(domainSchema),
+      primary: defaulted(primarySchema),
+      secondary: defaulted(secondarySchema),
+      monitor: defaulted(monitorSchema),
+      colo: defaulted(coloSchema),
+      arbiter: defaulted(arbiterSchema),
+      tls: defaulted(tlsSchema),
+      // What a change of role does outside the node (./role-change.ts).
+      hooks: defaulted(hooksSchema),
+      floating_address: optional(floatingAddressSchema),
+      // Many domains in one process (./domains.ts): each entry's own keys over the ones above. Left out: one domain.
+      domains: optional(domainsSchema),
+    }).check(
+      rule((c: InterHostAddresses) => insecureExposure(c)),
+      rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),
+    ),
   ),
 );
 
