@@ -115,6 +115,15 @@ export function domainsProblem(base: TandemConfig, role: NodeRole | undefined = 
     seen.set(entry.name, i);
   }
   const plans = domainConfigs(base);
+  // Two entries naming one Xen domain would checkpoint one guest twice (a name merged from the top level counts).
+  const xenNames = new Map<string, number>();
+  for (const [i, plan] of plans.entries()) {
+    const d = plan.cfg.domain;
+    if (d.type !== 'xen' || d.name === undefined) continue;
+    const first = xenNames.get(d.name);
+    if (first !== undefined) return `domains[${i}].domain.name ("${d.name}") is also domains[${first}]'s: each entry protects its own Xen domain`;
+    xenNames.set(d.name, i);
+  }
   for (const [i, plan] of plans.entries()) {
     const intervals = primaryIntervalProblem(plan.cfg.primary, `domains[${i}].primary`);
     if (intervals !== undefined) return intervals;

@@ -407,6 +407,14 @@ describe('configuration: domains (many domains in one process)', () => {
       [(d) => (entry(d, 1).primary = { ...(entry(d, 1).primary as Mapping), min_interval_ms: 20 }), /domains\[1\]\.primary\.min_interval_ms \(20\) exceeds domains\[1\]\.primary\.interval_ms \(10\)/],
       [(d) => (entry(d, 0).primary = { secondary: '10.0.0.2:7700', service: '127.0.0.1:6379' }), /domains\[0\] \(alpha\): tls\.insecure: true .* primary\.secondary \(10\.0\.0\.2:7700\)/],
       [(d) => (d.floating_address = { address: '10.0.0.100/24', interface: 'eth0' }), /floating_address: not with domains:/],
+      [
+        (d) => {
+          // The Xen domain's name from the top level, merged into both entries.
+          d.domain = { type: 'xen', name: 'web', service: '10.0.0.5:80' };
+          entry(d, 1).domain = { service: '10.0.0.6:80' };
+        },
+        /domains\[1\]\.domain\.name \("web"\) is also domains\[0\]'s: each entry protects its own Xen domain/,
+      ],
     ];
     for (const [change, pattern] of cases) refused(() => configFromObject(twoDomains(change), 'd.yaml'), pattern);
     // 64 is allowed.
