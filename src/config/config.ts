@@ -27,7 +27,8 @@ import { formatAddress, isLoopbackHost, type Address } from '../util/address.js'
 import { LOG_FORMATS, LOG_LEVELS } from '../util/logger.js';
 import { MAX_TOKEN_CHARS, MIN_TOKEN_CHARS, tokenProblem } from '../monitor/token.js';
 import { floatingAddressSchema, hooksSchema } from './role-change.js';
-import { address, bool, checked, configError, defaulted, int, oneOf, optional, path, rule, secret, section } from './schema.js';
+import { address, bool, checked, configError, defaulted, int, oneOf, optional, overlay, path, rule, secret, section } from './schema.js';
+import { domainsProblem } from './domains.js';
 
 export type { DomainConfig } from '../domain/config.js';
 export type { TlsConfig } from '../transport/tls-config.js';
@@ -61,7 +62,7 @@ export function peerUrlProblem(text: string): string | undefined {
   return undefined;
 }
 
-const primarySchema = section({
+const primaryShape = {
   secondary: address().optional(),
   service: address({ zero: true }).default(localhost(6379)),
   interval_ms: int(1, 60_000).default(50),
@@ -104,19 +105,27 @@ const primarySchema = section({
   compression: oneOf(['none', 'xbzrle']).default('none'),
   // The primary's cache of the secondary's page contents, the deltas' bases (least recently used pages go first).
   compression_cache_mib: int(1, MAX_COMPRESSION_CACHE_MIB).default(64),
-}).check(
-  rule((p) => (p.minIntervalMs > p.intervalMs ? `primary.min_interval_ms (${p.minIntervalMs}) exceeds primary.interval_ms (${p.intervalMs})` : undefined)),
+};
+
+/** Checked on the primary section, and again on each domain's once its overlay is applied (./domains.ts). */
+export const primaryIntervalProblem = (p: { minIntervalMs: number; intervalMs: number }, at = 'primary'): string | undefined =>
+  p.minIntervalMs > p.intervalMs ? `${at}.min_interval_ms (${p.minIntervalMs}) exceeds ${at}.interval_ms (${p.intervalMs})` : undefined;
+
+const primarySchema = section(primaryShape).check(
+  rule((p) => primaryIntervalProblem(p)),
   rule((p) => (p.retryMaxMs < p.retryMs ? `primary.retry_max_ms (${p.retryMaxMs}) is below primary.retry_ms (${p.retryMs})` : undefined)),
 );
 
-const secondarySchema = section({
+const secondaryShape = {
   listen: address({ zero: true }).default(localhost(7700)),
   max_epoch_mib: int(1, 65536).default(256),
   // Where the promoted secondary serves the guest after a failover.
   service: address({ zero: true }).default(localhost(6379)),
   // Heartbeat channel: the secondary listens here, the primary connects (default: listen port + 1; 0 if that is 0).
   heartbeat: address({ zero: true }).optional(),
-});
+};
+
+const secondarySchema = section(secondaryShape);
 
 const heartbeatSchema = section({
   interval_ms: int(1, 60_000).default(50),
@@ -154,7 +163,7 @@ const monitorSchema = section({
 );
 
 /** COLO mode (docs/colo.md): the net link between the hosts and the comparator's settings. */
-const coloSchema = section({
+const coloShape = {
   // The secondary's net-link address: it listens there, the primary connects (default: the secondary's listen port + 2).
   net: address({ zero: true }).optional(),
   // A checkpoint at least this often even while the replicas agree.
@@ -172,7 +181,9 @@ const coloSchema = section({
       notify: address(),
     }),
   ),
-});
+};
+
+const coloSchema = section(coloShape);
 
 /** A name at the arbiter (a domain, a node): what etcd keys and certificate names may hold. */
 const arbiterName = () =>
@@ -229,32 +240,105 @@ export function arbiterExposure(c: {
   return `arbiter: etcd at ${open.map(formatAddress).join(', ')} is not on loopback, so it needs mutual TLS: set up tls (its CA and this node's certificate are used) or arbiter.ca (etcd's CA), arbiter.cert and arbiter.key (a client certificate etcd accepts)`;
 }
 
+/** The most domains one process runs: each holds its guest (or replica), a stream and a heartbeat channel. */
+export const MAX_DOMAINS = 64;
+
+/** The primary's keys a domain may set for itself (the rest are the process's, from the top level). */
+const PRIMARY_DOMAIN_KEYS = [
+  'secondary',
+  'service',
+  'heartbeat',
+  'interval_ms',
+  'policy',
+  'min_interval_ms',
+  'max_interval_ms',
+  'ack_timeout_ms',
+  'max_held_mib',
+  'on_unprotected',
+  'on_stop',
+  'generation',
+] as const;
+
+/**
+ * One entry of `domains:`: a domain this process protects (tandem primary)
+ * or holds the replica of (tandem secondary), named as at the arbiter. Its
+ * sections are laid over the file's top-level ones (./domains.ts); `domain:`
+ * was merged with the top-level one before it is read here (mergeDomainSections).
+ */
+const domainEntrySchema = section({
+  name: arbiterName(),
+  // Left out: the command's --mode.
+  mode: oneOf(['remus', 'colo']).optional(),
+  domain: optional(domainSchema),
+  primary: optional(overlay(primaryShape, PRIMARY_DOMAIN_KEYS)),
+  secondary: optional(overlay(secondaryShape, ['listen', 'heartbeat', 'service', 'max_epoch_mib'])),
+  colo: optional(overlay(coloShape, ['net', 'max_interval_ms'])),
+});
+
+export type DomainEntry = z.output<typeof domainEntrySchema>;
+
+const domainsSchema = z
+  .array(domainEntrySchema, { error: expectedDomains })
+  .min(1, { error: 'expected at least one domain (or no domains: key, for one domain)' })
+  .max(MAX_DOMAINS, { error: `expected at most ${MAX_DOMAINS} domains` });
+
+function expectedDomains(issue: { input?: unknown }): string {
+  return `expected a list of domains (each with a name), got ${Array.isArray(issue.input) ? 'a list' : typeof issue.input}`;
+}
+
+type Mapping = Record<string, unknown>;
+const isMapping = (v: unknown): v is Mapping => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * A domain's `domain:` over the top-level one, as the YAML says it: without
+ * `type`, or of the same type, its keys are laid over the top level's (two
+ * sim guests differ only in size); of another type it stands alone (a sim
+ * top level says nothing about a Xen domain). Any other shape is left for
+ * the schema to refuse.
+ */
+function mergeDomainSections(doc: unknown): unknown {
+  if (!isMapping(doc) || !Array.isArray(doc.domains)) return doc;
+  const top = isMapping(doc.domain) ? doc.domain : {};
+  const domains = doc.domains.map((entry: unknown) => {
+    if (!isMapping(entry) || !isMapping(entry.domain)) return entry;
+    const own = entry.domain;
+    const sameType = own.type === undefined || own.type === (top.type ?? 'sim');
+    return { ...entry, domain: sameType ? { ...top, ...own } : own };
+  });
+  return { ...doc, domains };
+}
+
 export const NODE_ROLES = ['primary', 'secondary'] as const;
 export type NodeRole = (typeof NODE_ROLES)[number];
 
 const tandemSchema = defaulted(
-  section({
-    // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
-    role: oneOf(NODE_ROLES).optional(),
-    log_level: oneOf(LOG_LEVELS).default('info'),
-    // json: one object a line (journald, log shippers); pretty: for a person at a terminal. --log-format wins.
-    log_format: oneOf(LOG_FORMATS).default('json'),
-    // Append the log here instead of stderr; SIGHUP reopens it (log rotation). --log-file wins.
-    log_file: path().optional(),
-    heartbeat: defaulted(heartbeatSchema),
-    domain: defaulted(domainSchema),
-    primary: defaulted(primarySchema),
-    secondary: defaulted(secondarySchema),
-    monitor: defaulted(monitorSchema),
-    colo: defaulted(coloSchema),
-    arbiter: defaulted(arbiterSchema),
-    tls: defaulted(tlsSchema),
-    // What a change of role does outside the node (./role-change.ts).
-    hooks: defaulted(hooksSchema),
-    floating_address: optional(floatingAddressSchema),
-  }).check(
-    rule((c: InterHostAddresses) => insecureExposure(c)),
-    rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),
+  z.preprocess(
+    mergeDomainSections,
+    section({
+      // Which command the file is for (`tandem primary` or `tandem secondary`); left out: either (a pair's shared file).
+      role: oneOf(NODE_ROLES).optional(),
+      log_level: oneOf(LOG_LEVELS).default('info'),
+      // json: one object a line (journald, log shippers); pretty: for a person at a terminal. --log-format wins.
+      log_format: oneOf(LOG_FORMATS).default('json'),
+      // Append the log here instead of stderr; SIGHUP reopens it (log rotation). --log-file wins.
+      log_file: path().optional(),
+      heartbeat: defaulted(heartbeatSchema),
+      domain: defaulted(domainSchema),
+      primary: defaulted(primarySchema),
+      secondary: defaulted(secondarySchema),
+      monitor: defaulted(monitorSchema),
+      colo: defaulted(coloSchema),
+      arbiter: defaulted(arbiterSchema),
+      tls: defaulted(tlsSchema),
+      // What a change of role does outside the node (./role-change.ts).
+      hooks: defaulted(hooksSchema),
+      floating_address: optional(floatingAddressSchema),
+      // Many domains in one process (./domains.ts): each entry's own keys over the ones above. Left out: one domain.
+      domains: optional(domainsSchema),
+    }).check(
+      rule((c: InterHostAddresses) => insecureExposure(c)),
+      rule((c: Parameters<typeof arbiterExposure>[0]) => arbiterExposure(c)),
+    ),
   ),
 );
 
@@ -272,6 +356,9 @@ export function defaultConfig(): TandemConfig {
 export function configFromObject(doc: unknown, source: string): TandemConfig {
   const result = tandemSchema.safeParse(doc);
   if (!result.success) throw configError(source, result.error);
+  // Many domains: their derived configurations as a whole (names, addresses two would share, rules across keys).
+  const many = result.data.domains === undefined ? undefined : domainsProblem(result.data);
+  if (many !== undefined) throw new ConfigError(`${source}: ${many}`);
   return result.data;
 }
 

@@ -119,6 +119,23 @@ export function section<Shape extends z.ZodRawShape>(shape: Shape) {
     });
 }
 
+/** A key's schema without its default or optional: what a value given for it must be. */
+function given(schema: z.ZodType): z.ZodType {
+  if (schema instanceof z.ZodDefault || schema instanceof z.ZodOptional) return given(schema.unwrap() as z.ZodType);
+  return schema;
+}
+
+/**
+ * Some of a section's keys (`keys` of `shape`), each checked as in the
+ * section but with no default: a key left out comes out undefined, for
+ * whoever lays the values given over a whole section (a domain's overlay).
+ */
+export function overlay<Shape extends z.ZodRawShape, K extends keyof Shape & string>(shape: Shape, keys: readonly K[]) {
+  const picked: Record<string, z.ZodType> = {};
+  for (const key of keys) picked[key] = given(shape[key] as unknown as z.ZodType).optional();
+  return section(picked).transform((value) => value as Partial<CamelCased<z.output<z.ZodObject<Pick<Shape, K>>>>>);
+}
+
 /** A section that may be left out or left empty (YAML's `key:` is null): then all its defaults. */
 export const defaulted = <T extends z.ZodType>(schema: T) => z.preprocess((value) => value ?? {}, schema);
 
@@ -156,7 +173,8 @@ export const rule =
   };
 
 /** The key path as the YAML spells it (`primary.precopy.max_iterations`). */
-const keyPath = (path: readonly PropertyKey[]): string => (path.length === 0 ? '(top level)' : path.map((k) => clip(String(k))).join('.'));
+const keyPath = (path: readonly PropertyKey[]): string =>
+  path.length === 0 ? '(top level)' : path.map((k, i) => (typeof k === 'number' ? `[${k}]` : `${i === 0 ? '' : '.'}${clip(String(k))}`)).join('');
 
 /** Where an issue is: its key path, or the paths of the unknown keys it is about. */
 function where(issue: z.core.$ZodIssue): string {

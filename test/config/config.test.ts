@@ -5,6 +5,7 @@ import { inspect } from 'node:util';
 import { stringify } from 'yaml';
 import { configFromObject, defaultConfig, loadConfig, MAX_CONFIG_BYTES, requireRole, type TandemConfig } from '../../src/config/config.js';
 import { createArbiter, parseArbiterUrl } from '../../src/arbiter/select.js';
+import { domainConfigs, domainsProblem } from '../../src/config/domains.js';
 import { ConfigError } from '../../src/errors.js';
 import { silent } from '../helpers/sim.js';
 import { formatAddress, type Address } from '../../src/util/address.js';
@@ -181,7 +182,8 @@ secondary:
     const full = everyKeySet();
     const written = keyPaths(asYaml(full));
     const unwritten = keyPaths(defaultConfig()).map((path) => path.split('.').map(snakeCase).join('.')).filter((path) => !written.includes(path));
-    assert.deepEqual(unwritten, ['monitor.token', 'tls.dir'], 'the file sets every key but the token and the certificate directory');
+    // domains: is a list of entries, each its own file's worth (tested below), not a key with a value of its own.
+    assert.deepEqual(unwritten, ['monitor.token', 'tls.dir', 'domains'], 'the file sets every key but the token, the certificate directory and the domains');
     assert.deepEqual(loadConfig(write('every-key.yaml', stringify(asYaml(full)))), full);
     const token = defaultConfig();
     token.monitor.token = 'a-token-of-enough-characters';
@@ -312,5 +314,161 @@ secondary:
   test('a number the YAML spells .inf is shown as Infinity, a value that contains itself as such', () => {
     refused(() => loadConfig(write('inf.yaml', 'primary:\n  interval_ms: .inf\n')), /primary\.interval_ms: expected an integer in 1\.\.60000, got Infinity$/);
     refused(() => loadConfig(write('cycle.yaml', 'monitor: &m\n  - *m\n')), /monitor: expected a mapping, got a list that contains itself$/);
+  });
+});
+
+describe('configuration: domains (many domains in one process)', () => {
+  /** A two-domain file as a parsed YAML document; `change` edits it before it is read. */
+  const twoDomains = (change: (doc: Mapping) => void = () => {}): Mapping => {
+    const doc: Mapping = {
+      tls: { insecure: true },
+      heartbeat: { interval_ms: 40, timeout_ms: 400 },
+      domain: { type: 'sim', memory_mib: 8, disk_mib: 2 },
+      primary: { interval_ms: 30, on_stop: 'switchover' },
+      monitor: { listen: '127.0.0.1:7790' },
+      domains: [
+        { name: 'alpha', primary: { secondary: '127.0.0.1:7700', service: '127.0.0.1:6379' }, secondary: { listen: '127.0.0.1:7700', service: '127.0.0.1:6380' } },
+        {
+          name: 'beta',
+          mode: 'colo',
+          domain: { memory_mib: 16 },
+          primary: { secondary: '127.0.0.1:7710', service: '127.0.0.1:6381', interval_ms: 10, policy: 'output', min_interval_ms: 0, generation: 4 },
+          secondary: { listen: '127.0.0.1:7710', heartbeat: '127.0.0.1:7715', service: '127.0.0.1:6382' },
+          colo: { net: '127.0.0.1:7712' },
+        },
+      ],
+    };
+    change(doc);
+    return doc;
+  };
+  const entry = (doc: Mapping, i: number): Mapping => (doc.domains as Mapping[])[i];
+  const at = (host: string, port: number): Address => ({ host, port });
+
+  test('each entry becomes a whole configuration: its keys over the top level, named at the arbiter, without a monitor of its own', () => {
+    const base = configFromObject(twoDomains(), 'd.yaml');
+    const before = structuredClone(base);
+    const plans = domainConfigs(base);
+    assert.deepEqual(base, before, 'the base is not changed');
+    assert.deepEqual(domainConfigs(base), plans, 'the same base gives the same plans');
+    assert.deepEqual(plans.map((p) => [p.name, p.mode, p.cfg.arbiter.domain]), [['alpha', undefined, 'alpha'], ['beta', 'colo', 'beta']]);
+    const [a, b] = plans.map((p) => p.cfg);
+    for (const c of [a, b]) {
+      assert.equal(c.domains, undefined);
+      assert.equal(c.monitor.listen, undefined, 'the process has one monitor');
+      assert.deepEqual(c.heartbeat, { intervalMs: 40, timeoutMs: 400 });
+      assert.equal(c.tls.insecure, true);
+      assert.equal(c.primary.onStop, 'switchover', 'a top-level key no entry sets is every domain\'s');
+    }
+    assert.deepEqual(a.domain, { type: 'sim', memoryMib: 8, vcpus: 1, diskMib: 2 });
+    assert.deepEqual(b.domain, { type: 'sim', memoryMib: 16, vcpus: 1, diskMib: 2 }, 'the entry\'s domain keys over the top level\'s');
+    assert.deepEqual([a.primary.secondary, a.primary.service, a.primary.intervalMs, a.primary.policy, a.primary.generation], [at('127.0.0.1', 7700), at('127.0.0.1', 6379), 30, 'timer', 1]);
+    assert.deepEqual([b.primary.secondary, b.primary.service, b.primary.intervalMs, b.primary.policy, b.primary.minIntervalMs, b.primary.generation], [at('127.0.0.1', 7710), at('127.0.0.1', 6381), 10, 'output', 0, 4]);
+    assert.deepEqual([a.secondary.listen, a.secondary.heartbeat, a.secondary.service], [at('127.0.0.1', 7700), undefined, at('127.0.0.1', 6380)]);
+    assert.deepEqual([b.secondary.listen, b.secondary.heartbeat, b.secondary.service, b.colo.net], [at('127.0.0.1', 7710), at('127.0.0.1', 7715), at('127.0.0.1', 6382), at('127.0.0.1', 7712)]);
+    // The base keeps the monitor for the process, and the entries as read.
+    assert.deepEqual(base.monitor.listen, at('127.0.0.1', 7790));
+    assert.deepEqual(base.domains!.map((d) => d.name), ['alpha', 'beta']);
+    // Without domains: nothing to derive.
+    assert.equal(defaultConfig().domains, undefined);
+    assert.deepEqual(domainConfigs(defaultConfig()), []);
+  });
+
+  test('a domain of another type than the top level stands alone; a file read from disk; the example is valid', () => {
+    const xen = configFromObject(
+      twoDomains((d) => (entry(d, 1).domain = { type: 'xen', name: 'web', service: '10.0.0.5:80' })),
+      'd.yaml',
+    );
+    assert.deepEqual(domainConfigs(xen)[1].cfg.domain, { type: 'xen', name: 'web', service: at('10.0.0.5', 80), vif: undefined, ifb: undefined, xl: undefined, failoverTimeoutMs: 120_000, suspendTimeoutMs: 60_000 });
+    const file = loadConfig(write('domains.yaml', stringify(twoDomains())));
+    assert.deepEqual(domainConfigs(file).map((p) => p.name), ['alpha', 'beta']);
+    const example = loadConfig(new URL('../../../examples/domains.yaml', import.meta.url).pathname);
+    const plans = domainConfigs(example);
+    assert.deepEqual(plans.map((p) => [p.name, p.mode ?? 'the command\'s']), [['alpha', 'the command\'s'], ['beta', 'the command\'s'], ['gamma', 'colo']]);
+    assert.equal(example.role, undefined, 'one file for both processes');
+    assert.equal(new Set(plans.map((p) => formatAddress(p.cfg.primary.service))).size, 3);
+  });
+
+  test('the entries are checked: names, keys, values, the list\'s size, each naming domains[i] and the key', () => {
+    const cases: [(d: Mapping) => void, RegExp][] = [
+      [(d) => (entry(d, 1).name = 'alpha'), /d\.yaml: domains\[1\]\.name: "alpha" is domains\[0\]'s name too; each domain needs its own/],
+      [(d) => (entry(d, 0).name = 'no/slash'), /domains\[0\]\.name: expected a name: letters, digits/],
+      [(d) => delete entry(d, 0).name, /domains\[0\]\.name: expected a name/],
+      [(d) => (entry(d, 1).mode = 'none'), /domains\[1\]\.mode: expected one of "remus", "colo", got "none"/],
+      [(d) => (entry(d, 1).primary = { ...(entry(d, 1).primary as Mapping), service: 'nowhere' }), /domains\[1\]\.primary\.service: expected HOST:PORT/],
+      [(d) => (entry(d, 0).primary = { ...(entry(d, 0).primary as Mapping), max_clients: 5 }), /domains\[0\]\.primary\.max_clients: unknown key \(known: secondary, service, heartbeat, interval_ms/],
+      [(d) => (entry(d, 0).monitor = { listen: '127.0.0.1:1' }), /domains\[0\]\.monitor.*known: name, mode, domain, primary, secondary, colo/],
+      [(d) => (entry(d, 1).domain = { memory_mib: 0 }), /domains\[1\]\.domain\.memory_mib: expected an integer in 1\.\./],
+      [(d) => (entry(d, 1).domain = { type: 'xen' }), /domains\[1\]\.domain\.service: expected HOST:PORT, got nothing/],
+      [(d) => (entry(d, 0).secondary = { listen: '127.0.0.1:7700', max_epoch_mib: -1 }), /domains\[0\]\.secondary\.max_epoch_mib: expected an integer/],
+      [(d) => (d.domains = []), /domains: expected at least one domain/],
+      [(d) => (d.domains = Array.from({ length: 65 }, (_, i) => ({ name: `d${i}`, primary: { service: `127.0.0.1:${6000 + i}`, secondary: `127.0.0.1:${7000 + 10 * i}` }, secondary: { listen: `127.0.0.1:${7000 + 10 * i}`, service: `127.0.0.1:${5000 + i}` } }))), /domains: expected at most 64 domains/],
+      [(d) => (d.domains = { name: 'a' }), /domains: expected a list of domains \(each with a name\), got object/],
+      [(d) => (d.domains = ['alpha']), /domains\[0\]: expected a mapping, got "alpha"/],
+      [(d) => (entry(d, 1).primary = { ...(entry(d, 1).primary as Mapping), min_interval_ms: 20 }), /domains\[1\]\.primary\.min_interval_ms \(20\) exceeds domains\[1\]\.primary\.interval_ms \(10\)/],
+      [(d) => (entry(d, 0).primary = { secondary: '10.0.0.2:7700', service: '127.0.0.1:6379' }), /domains\[0\] \(alpha\): tls\.insecure: true .* primary\.secondary \(10\.0\.0\.2:7700\)/],
+      [(d) => (d.floating_address = { address: '10.0.0.100/24', interface: 'eth0' }), /floating_address: not with domains:/],
+      [
+        (d) => {
+          // The Xen domain's name from the top level, merged into both entries.
+          d.domain = { type: 'xen', name: 'web', service: '10.0.0.5:80' };
+          entry(d, 1).domain = { service: '10.0.0.6:80' };
+        },
+        /domains\[1\]\.domain\.name \("web"\) is also domains\[0\]'s: each entry protects its own Xen domain/,
+      ],
+    ];
+    for (const [change, pattern] of cases) refused(() => configFromObject(twoDomains(change), 'd.yaml'), pattern);
+    // 64 is allowed.
+    const many = twoDomains((d) => (d.domains = Array.from({ length: 64 }, (_, i) => ({ name: `d${i}`, primary: { service: `127.0.0.1:${6000 + i}`, secondary: `127.0.0.1:${7000 + 10 * i}` }, secondary: { listen: `127.0.0.1:${7000 + 10 * i}`, service: `127.0.0.1:${5000 + i}` } }))));
+    assert.equal(domainConfigs(configFromObject(many, 'd.yaml')).length, 64);
+  });
+
+  test('two domains never share an address either process binds or connects to (port 0 excepted); a file with role: is checked for its role', () => {
+    const set = (i: number, section: string, key: string, value: string) => (d: Mapping) => {
+      const e = entry(d, i);
+      e[section] = { ...(e[section] as Mapping | undefined), [key]: value };
+    };
+    const cases: [(d: Mapping) => void, RegExp][] = [
+      [set(1, 'primary', 'service', '127.0.0.1:6379'), /d\.yaml: domains\[1\]\.primary\.service \(127\.0\.0\.1:6379\) is also domains\[0\]\.primary\.service \(127\.0\.0\.1:6379\): each domain needs its own address/],
+      [set(1, 'primary', 'secondary', '127.0.0.1:7700'), /domains\[1\]\.primary\.secondary \(127\.0\.0\.1:7700\) is also domains\[0\]\.primary\.secondary/],
+      [set(1, 'primary', 'heartbeat', '127.0.0.1:7701'), /domains\[1\]\.primary\.heartbeat \(127\.0\.0\.1:7701\) is also domains\[0\]\.primary\.heartbeat \(by default primary\.secondary \+ 1\)/],
+      [set(1, 'secondary', 'listen', '127.0.0.1:7701'), /domains\[1\]\.secondary\.listen \(127\.0\.0\.1:7701\) is also domains\[0\]\.secondary\.heartbeat \(by default secondary\.listen \+ 1\)/],
+      [set(1, 'secondary', 'service', '127.0.0.1:6380'), /domains\[1\]\.secondary\.service \(127\.0\.0\.1:6380\) is also domains\[0\]\.secondary\.service/],
+      [(d) => {
+        // Off loopback needs TLS (whose files are read when the node starts, not here).
+        d.tls = { dir: '/etc/tandem/tls', name: 'secondary' };
+        set(1, 'secondary', 'heartbeat', '0.0.0.0:7700')(d);
+      }, /domains\[1\]\.secondary\.heartbeat \(0\.0\.0\.0:7700\) is also domains\[0\]\.secondary\.listen \(127\.0\.0\.1:7700\)/],
+      [set(0, 'colo', 'net', '127.0.0.1:7712'), /domains\[1\]\.colo\.net \(127\.0\.0\.1:7712\) is also domains\[0\]\.colo\.net/],
+      // Beta runs COLO: its net link's default (listen + 2) is a listener of its own.
+      [
+        (d) => {
+          const e = entry(d, 1);
+          delete e.colo;
+          e.secondary = { listen: '127.0.0.1:7698', heartbeat: '127.0.0.1:7699', service: '127.0.0.1:6382' };
+        },
+        /domains\[1\]\.colo\.net \(by default secondary\.listen \+ 2\) \(127\.0\.0\.1:7700\) is also domains\[0\]\.secondary\.listen \(127\.0\.0\.1:7700\)/,
+      ],
+    ];
+    for (const [change, pattern] of cases) refused(() => configFromObject(twoDomains(change), 'd.yaml'), pattern);
+    // Port 0 is any free port: never shared.
+    const anyPort = twoDomains((d) => {
+      set(0, 'primary', 'service', '127.0.0.1:0')(d);
+      set(1, 'primary', 'service', '127.0.0.1:0')(d);
+    });
+    assert.equal(domainConfigs(configFromObject(anyPort, 'd.yaml')).length, 2);
+    // A primary's file says nothing of the secondary's addresses: both domains left at the default listener are its own business.
+    const primaryOnly = (role: string | undefined) =>
+      twoDomains((d) => {
+        if (role !== undefined) d.role = role;
+        for (const e of d.domains as Mapping[]) delete e.secondary;
+        delete entry(d, 1).colo;
+      });
+    assert.equal(domainConfigs(configFromObject(primaryOnly('primary'), 'd.yaml')).length, 2);
+    refused(() => configFromObject(primaryOnly(undefined), 'd.yaml'), /domains\[1\]\.secondary\.listen \(127\.0\.0\.1:7700\) is also domains\[0\]\.secondary\.listen/);
+    refused(() => configFromObject(primaryOnly('secondary'), 'd.yaml'), /domains\[1\]\.secondary\.listen/);
+    // The check is the same function the commands run with their role.
+    const shared = configFromObject(twoDomains(), 'd.yaml');
+    assert.equal(domainsProblem(shared, 'primary'), undefined);
+    assert.equal(domainsProblem(shared, 'secondary'), undefined);
   });
 });

@@ -74,6 +74,7 @@ export function configCommand(yargs: Argv): Argv {
             const cfg = loadConfig(file);
             if (role !== undefined) requireRole(cfg, file, role);
             line = summary(file, cfg, role ?? cfg.role, (m) => warnings.push(m));
+            if (cfg.domains !== undefined) line += `; ${cfg.domains.length} domains, each with its own addresses (domains:): ${cfg.domains.map((d) => d.name).join(', ')}`;
           } catch (err) {
             // An invalid file is this command's "no", given as bad input is: exit status 2.
             if (err instanceof ConfigError) exitWith(err, EXIT_USAGE);

@@ -2,17 +2,22 @@
  * `tandem primary --secondary HOST:PORT --service HOST:PORT [--interval MS] [--policy output|timer]
  * [--tls DIR --name NAME] [--config FILE]`: runs the guest (its service on the service address) and
  * protects it by checkpointing to the secondary. Parses flags, builds the
- * node (src/node/primary.ts), runs it until a signal or fencing.
+ * node (src/node/primary.ts), runs it until a signal or fencing. With
+ * `domains:` in the file, a node for each domain (../domains.ts).
  */
 import type { Argv } from 'yargs';
 import { EPOCH_POLICIES, type EpochPolicy } from '../../checkpoint/triggers.js';
 import { createBinding } from '../../domain/bindings.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
-import { ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
+import { ConfigError, ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
 import { EXIT_FENCED, exitWith } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
-import { MAX_COMPRESSION_CACHE_MIB } from '../../config/config.js';
+import { MAX_COMPRESSION_CACHE_MIB, type TandemConfig } from '../../config/config.js';
+import { domainConfigs, domainsProblem } from '../../config/domains.js';
+import type { MonitorAttach } from '../../monitor/attach.js';
+import { PrimaryDomains } from '../../node/domains.js';
+import { refusePerDomainFlags, runDomains } from '../domains.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
 interface PrimaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
@@ -34,6 +39,29 @@ export { EXIT_FENCED };
 
 /** Refusals at start that mean another node serves the guest, or did last. */
 const ANOTHER_SERVES = new Set<ErrorCode>([ErrorCodes.FENCED, ErrorCodes.ARBITER_STALE, ErrorCodes.ARBITER_HELD]);
+
+/** The flags that name one domain's address or setting, and the key each entry of domains: sets instead. */
+const PER_DOMAIN_FLAGS = {
+  secondary: 'primary.secondary',
+  service: 'primary.service',
+  heartbeat: 'primary.heartbeat',
+  interval: 'primary.interval_ms',
+  policy: 'primary.policy',
+  generation: 'primary.generation',
+  'colo-net': 'colo.net',
+} as const;
+
+/** `tandem primary` over the configuration's domains: a node for each (src/node/domains.ts), until they have all ended or a signal. */
+async function primaryDomains(args: PrimaryArgs, cfg: TandemConfig, mode: PrimaryMode): Promise<void> {
+  const problem = domainsProblem(cfg, 'primary');
+  if (problem !== undefined) throw new ConfigError(`${args.config}: ${problem}`);
+  const plans = domainConfigs(cfg);
+  const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', cfg.primary.verifyDigest, cfg);
+  const transport = transportFor(cfg, logger, { peerless: plans.every((d) => (d.mode ?? mode) === 'none') });
+  // SHARED MONITOR (wired at merge): monitor = await startSharedMonitor(cfg.monitor, logger), stopped after runDomains. Until then no monitor runs with domains:.
+  const monitor: MonitorAttach | undefined = undefined;
+  await runDomains(new PrimaryDomains({ plans, mode, transport, logger, monitor }), logger);
+}
 
 export function primaryCommand(yargs: Argv): Argv {
   return yargs.command<PrimaryArgs>(
@@ -57,6 +85,8 @@ export function primaryCommand(yargs: Argv): Argv {
     async (args) => {
       const mode = flagChoice(args.mode, '--mode');
       const cfg = baseConfig(args, 'primary');
+      // Many domains: each sets these in its entry; the other flags stand for all of them.
+      if (cfg.domains !== undefined) refusePerDomainFlags({ ...args }, PER_DOMAIN_FLAGS, args.config!);
       const p = cfg.primary;
       if (args.secondary !== undefined) p.secondary = flagAddress(args.secondary, '--secondary');
       if (args.service !== undefined) p.service = flagAddress(args.service, '--service', true);
@@ -70,6 +100,7 @@ export function primaryCommand(yargs: Argv): Argv {
       if (args.generation !== undefined) p.generation = flagInt(args.generation, '--generation', 1, Number.MAX_SAFE_INTEGER);
       applyTlsFlags(cfg, args);
       applyRoleChangeFlag(cfg, args);
+      if (cfg.domains !== undefined) return primaryDomains(args, cfg, mode);
 
       // Verification lines (staged digests) must survive a kill: write them synchronously.
       const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', p.verifyDigest, cfg);

@@ -2,13 +2,20 @@
  * `tandem secondary --listen HOST:PORT [--service HOST:PORT] [--tls DIR
  * --name NAME] [--config FILE]`: keeps the replica of the guest, applies the primary's
  * checkpoints, and takes over when the primary is gone. Parses flags,
- * builds the node (src/node/secondary.ts), runs it until a signal.
+ * builds the node (src/node/secondary.ts), runs it until a signal. With
+ * `domains:` in the file, a node for each domain (../domains.ts).
  */
 import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
 import { EXIT_FENCED } from '../errors.js';
+import type { TandemConfig } from '../../config/config.js';
+import { domainConfigs, domainsProblem } from '../../config/domains.js';
+import { ConfigError } from '../../errors.js';
+import type { MonitorAttach } from '../../monitor/attach.js';
+import { SecondaryDomains } from '../../node/domains.js';
+import { refusePerDomainFlags, runDomains } from '../domains.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
 
@@ -17,6 +24,25 @@ interface SecondaryArgs extends CommonArgs, TlsArgs, RoleChangeArgs {
   listen: string | undefined;
   heartbeat: string | undefined;
   service: string | undefined;
+}
+
+/** The flags that name one domain's address, and the key each entry of domains: sets instead. */
+const PER_DOMAIN_FLAGS = {
+  listen: 'secondary.listen',
+  heartbeat: 'secondary.heartbeat',
+  service: 'secondary.service',
+} as const;
+
+/** `tandem secondary` over the configuration's domains: a node for each (src/node/domains.ts), each promoted on its own. */
+async function secondaryDomains(args: SecondaryArgs, cfg: TandemConfig, mode: 'remus' | 'colo'): Promise<void> {
+  const problem = domainsProblem(cfg, 'secondary');
+  if (problem !== undefined) throw new ConfigError(`${args.config}: ${problem}`);
+  const plans = domainConfigs(cfg);
+  const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary', false, cfg);
+  const transport = transportFor(cfg, logger);
+  // SHARED MONITOR (wired at merge): monitor = await startSharedMonitor(cfg.monitor, logger), stopped after runDomains. Until then no monitor runs with domains:.
+  const monitor: MonitorAttach | undefined = undefined;
+  await runDomains(new SecondaryDomains({ plans, mode, transport, logger, monitor }), logger);
 }
 
 export function secondaryCommand(yargs: Argv): Argv {
@@ -34,11 +60,14 @@ export function secondaryCommand(yargs: Argv): Argv {
     async (args) => {
       const mode = flagChoice(args.mode, '--mode');
       const cfg = baseConfig(args, 'secondary');
+      // Many domains: each sets these in its entry; the other flags stand for all of them.
+      if (cfg.domains !== undefined) refusePerDomainFlags({ ...args }, PER_DOMAIN_FLAGS, args.config!);
       if (args.listen !== undefined) cfg.secondary.listen = flagAddress(args.listen, '--listen', true);
       if (args.heartbeat !== undefined) cfg.secondary.heartbeat = flagAddress(args.heartbeat, '--heartbeat', true);
       if (args.service !== undefined) cfg.secondary.service = flagAddress(args.service, '--service', true);
       applyTlsFlags(cfg, args);
       applyRoleChangeFlag(cfg, args);
+      if (cfg.domains !== undefined) return secondaryDomains(args, cfg, mode);
       const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary', false, cfg);
       const transport = transportFor(cfg, logger);
       const node = new SecondaryNode({ cfg, mode, binding: createBinding(cfg.domain), transport, logger });

@@ -127,7 +127,7 @@ export class XenReplicaGuest implements RestoreReplicaGuest {
       () => undefined,
     );
     this.restoring = { xen: new XenRestore({ xl, configJson: config.json, failoverTimeoutMs: this.options.failoverTimeoutMs }), name: config.name };
-    this.logger.info({ domain: config.name }, `Xen's restore of ${config.name} started (xl migrate-receive -r -e): the domain is built paused as ${config.name}--incoming`);
+    this.logger.info({ xenDomain: config.name }, `Xen's restore of ${config.name} started (xl migrate-receive -r -e): the domain is built paused as ${config.name}--incoming`);
   }
 
   private current(): XenRestore {
@@ -172,7 +172,7 @@ export class XenReplicaGuest implements RestoreReplicaGuest {
       );
       if (domid === undefined) return;
       if (performance.now() >= deadline) throw new XenError(C.XEN_RESTORE_FAILED, `a domain named ${name} (domid ${domid}) is still on this host after ${this.options.failoverTimeoutMs} ms: not failing over beside it`);
-      if (!said) this.logger.warn({ domain: name, domid }, `a domain named ${name} (domid ${domid}) is still on this host: waiting for it to go (being destroyed?) before failing over, up to ${this.options.failoverTimeoutMs} ms`);
+      if (!said) this.logger.warn({ xenDomain: name, domid }, `a domain named ${name} (domid ${domid}) is still on this host: waiting for it to go (being destroyed?) before failing over, up to ${this.options.failoverTimeoutMs} ms`);
       said = true;
       await new Promise((r) => setTimeout(r, NAME_POLL_MS));
     }
