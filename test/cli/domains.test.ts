@@ -13,6 +13,7 @@ import { after, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { freePort } from '../../src/arbiter/local-etcd.js';
 import { domainsExitStatus } from '../../src/cli/domains.js';
+import { monitorUrlOf } from '../../src/monitor/wire.js';
 import { runTandem, tempDir } from '../helpers/cli.js';
 import { spawnTandem } from '../helpers/proc.js';
 import { SplitLedger } from '../helpers/split-ledger.js';
@@ -90,10 +91,22 @@ const ledgerFor = (p: DomainPorts): SplitLedger =>
 describe('tandem primary / secondary with domains:', () => {
   test('two domains as processes: both protected; the primary killed, each domain fails over on its own with every acknowledged write', async () => {
     const { file, ports } = await domainsFile();
-    const secondary = spawnTandem(['secondary', '--config', file, ...(await tlsArgs('secondary'))]);
+    const secondary = spawnTandem(['secondary', '--config', file, '--monitor', '127.0.0.1:0', ...(await tlsArgs('secondary'))]);
     await secondary.waitLine((l) => /2 of 2 domains running/.test(String(l.msg)), 'both secondary domains');
-    const primary = spawnTandem(['primary', '--config', file, ...(await tlsArgs('primary'))]);
+    const primary = spawnTandem(['primary', '--config', file, '--monitor', '127.0.0.1:0', ...(await tlsArgs('primary'))]);
     for (const name of NAMES) await primary.waitLine((l) => l.domain === name && l.state === 'protected', `${name} protected`);
+    // One monitor per process lists every domain: its status, its series labelled by domain.
+    const primaryMonitor = monitorUrlOf(await primary.waitLine((l) => monitorUrlOf(l) !== undefined, "the primary's monitor"))!;
+    const secondaryMonitor = monitorUrlOf(secondary.lines.find((l) => monitorUrlOf(l) !== undefined)!)!;
+    const shown = async (url: string): Promise<Map<string, string>> => {
+      const body = (await (await fetch(new URL('api/status', url))).json()) as { type: string; domains: { domain: string; state: string }[] };
+      assert.equal(body.type, 'domains');
+      return new Map(body.domains.map((d) => [d.domain, d.state]));
+    };
+    await until(async () => [...(await shown(primaryMonitor)).values()].filter((s) => s === 'protected').length === 2, "both domains protected on the primary's monitor", 30_000, 100);
+    assert.deepEqual([...(await shown(primaryMonitor)).keys()].sort(), [...NAMES]);
+    const metrics = await (await fetch(new URL('metrics', primaryMonitor))).text();
+    for (const name of NAMES) assert.match(metrics, new RegExp(`^tandem_state\\{(?=[^}]*domain="${name}")(?=[^}]*state="protected")[^}]*\\} 1$`, 'm'), name);
 
     const ledgers = ports.map(ledgerFor);
     for (const l of ledgers) l.start();
@@ -117,6 +130,8 @@ describe('tandem primary / secondary with domains:', () => {
     // Each domain was promoted by its own node: one takeover line each, from its own replica.
     const takeovers = secondary.lines.filter((l) => /FAILED OVER/.test(String(l.msg)));
     assert.deepEqual(takeovers.map((l) => l.domain).sort(), [...NAMES]);
+    // And the secondary's one monitor says so of each.
+    assert.deepEqual(await shown(secondaryMonitor), new Map(NAMES.map((n) => [n, 'failed-over'])));
     secondary.child.kill('SIGTERM');
     assert.equal(await secondary.closed, 0, 'stopped in order on SIGTERM');
   });

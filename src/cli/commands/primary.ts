@@ -8,6 +8,7 @@
 import type { Argv } from 'yargs';
 import { EPOCH_POLICIES, type EpochPolicy } from '../../checkpoint/triggers.js';
 import { createBinding } from '../../domain/bindings.js';
+import { startSharedMonitor } from '../../monitor/wire.js';
 import { PrimaryNode, type PrimaryMode, type StopReason } from '../../node/primary.js';
 import { transportFor } from '../../transport/select.js';
 import { ConfigError, ErrorCodes, TandemError, type ErrorCode } from '../../errors.js';
@@ -15,7 +16,6 @@ import { EXIT_FENCED, exitWith } from '../errors.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, flagInt, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
 import { MAX_COMPRESSION_CACHE_MIB, type TandemConfig } from '../../config/config.js';
 import { domainConfigs, domainsProblem } from '../../config/domains.js';
-import type { MonitorAttach } from '../../monitor/attach.js';
 import { PrimaryDomains } from '../../node/domains.js';
 import { refusePerDomainFlags, runDomains } from '../domains.js';
 import { applyRoleChangeFlag, withRoleChangeOption, type RoleChangeArgs } from '../role-change-args.js';
@@ -58,9 +58,13 @@ async function primaryDomains(args: PrimaryArgs, cfg: TandemConfig, mode: Primar
   const plans = domainConfigs(cfg);
   const { logger } = serviceLog(args, cfg.logLevel, 'tandem-primary', cfg.primary.verifyDigest, cfg);
   const transport = transportFor(cfg, logger, { peerless: plans.every((d) => (d.mode ?? mode) === 'none') });
-  // SHARED MONITOR (wired at merge): monitor = await startSharedMonitor(cfg.monitor, logger), stopped after runDomains. Until then no monitor runs with domains:.
-  const monitor: MonitorAttach | undefined = undefined;
-  await runDomains(new PrimaryDomains({ plans, mode, transport, logger, monitor }), logger);
+  // One monitor for every domain, listening before they start: each node attaches its source under its domain's name.
+  const monitor = await startSharedMonitor(cfg.monitor, logger, 'primary');
+  try {
+    await runDomains(new PrimaryDomains({ plans, mode, transport, logger, monitor }), logger);
+  } finally {
+    await monitor?.stop();
+  }
 }
 
 export function primaryCommand(yargs: Argv): Argv {

@@ -7,13 +7,13 @@
  */
 import type { Argv } from 'yargs';
 import { createBinding } from '../../domain/bindings.js';
+import { startSharedMonitor } from '../../monitor/wire.js';
 import { SecondaryNode } from '../../node/secondary.js';
 import { transportFor } from '../../transport/select.js';
 import { EXIT_FENCED } from '../errors.js';
 import type { TandemConfig } from '../../config/config.js';
 import { domainConfigs, domainsProblem } from '../../config/domains.js';
 import { ConfigError } from '../../errors.js';
-import type { MonitorAttach } from '../../monitor/attach.js';
 import { SecondaryDomains } from '../../node/domains.js';
 import { refusePerDomainFlags, runDomains } from '../domains.js';
 import { applyTlsFlags, baseConfig, flagAddress, flagChoice, serviceLog, listenForStop, withCommonOptions, withTlsOptions, type CommonArgs, type TlsArgs } from '../config-args.js';
@@ -40,9 +40,13 @@ async function secondaryDomains(args: SecondaryArgs, cfg: TandemConfig, mode: 'r
   const plans = domainConfigs(cfg);
   const { logger } = serviceLog(args, cfg.logLevel, 'tandem-secondary', false, cfg);
   const transport = transportFor(cfg, logger);
-  // SHARED MONITOR (wired at merge): monitor = await startSharedMonitor(cfg.monitor, logger), stopped after runDomains. Until then no monitor runs with domains:.
-  const monitor: MonitorAttach | undefined = undefined;
-  await runDomains(new SecondaryDomains({ plans, mode, transport, logger, monitor }), logger);
+  // One monitor for every domain, listening before they start: each node attaches its source under its domain's name.
+  const monitor = await startSharedMonitor(cfg.monitor, logger, 'secondary');
+  try {
+    await runDomains(new SecondaryDomains({ plans, mode, transport, logger, monitor }), logger);
+  } finally {
+    await monitor?.stop();
+  }
 }
 
 export function secondaryCommand(yargs: Argv): Argv {
