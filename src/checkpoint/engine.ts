@@ -20,12 +20,15 @@ import type { DeviceSet } from './devices.js';
 import { CheckpointError, CheckpointErrorCodes } from './errors.js';
 import type { ModeController } from './mode.js';
 import { precopyPolicy, type PrecopyOptions } from './precopy.js';
+import type { PrecopyTurns } from './precopy-gate.js';
 import type { PrecopyProgress } from './precopy-progress.js';
 import { CheckpointSession, type EpochMetrics } from './session.js';
 import { ColoEpochs, remusEpochs, type EpochStrategy } from './strategies.js';
 import { mergeTriggers, paceEpochs, type Trigger } from './triggers.js';
 
 export type ProtectionState = 'stopped' | 'connecting' | 'precopy' | 'protected' | 'degraded' | 'stopping';
+
+const SYNCING = 'syncing the standby: devices and guest memory, live (pre-copy)';
 
 export interface StateChange {
   state: ProtectionState;
@@ -76,6 +79,8 @@ export interface EngineDeps {
    */
   outputWaiting$?: Observable<number>;
   logger: Logger;
+  /** Where the process's pre-copies take turns (src/checkpoint/precopy-gate.ts); undefined: this one never waits. */
+  precopyTurns?: PrecopyTurns;
   scheduler?: SchedulerLike;
   now?: () => number;
 }
@@ -251,6 +256,25 @@ export class PrimaryEngine {
     }
   }
 
+  /** The session's pre-copy, once it is this domain's turn among the process's (a stop ends the wait). */
+  private async precopyInTurn(session: CheckpointSession): Promise<Awaited<ReturnType<CheckpointSession['precopy']>>> {
+    const turns = this.deps.precopyTurns;
+    if (turns === undefined) return session.precopy();
+    const stopped = new AbortController();
+    const sub = this.stop$.subscribe(() => stopped.abort(new CheckpointError(CheckpointErrorCodes.PRECOPY_ABORTED, 'stopped while waiting for a turn to pre-copy')));
+    try {
+      return await turns.run(
+        () => {
+          this.setState('precopy', SYNCING);
+          return session.precopy();
+        },
+        { signal: stopped.signal, onWait: () => this.setState('precopy', 'waiting for another domain\'s pre-copy to end (one at a time in this process), then syncing the standby') },
+      );
+    } finally {
+      sub.unsubscribe();
+    }
+  }
+
   private async protectWith(session: CheckpointSession, link: ReplicationLink): Promise<void> {
     const { devices, mode, logger } = this.deps;
     const o = this.options;
@@ -258,13 +282,13 @@ export class PrimaryEngine {
     // Who sends the stream, before the devices' setup (an output buffer's takes seconds on a loaded dom0).
     await session.announce();
     await devices.run('setup');
-    this.setState('precopy', 'syncing the standby: devices and guest memory, live (pre-copy)');
+    this.setState('precopy', SYNCING);
     // A link that fails is noticed at once, not at the next epoch's write.
     const linkLost$ = new Observable<never>((sub) => {
       link.onClose = (err) => sub.error(err);
     });
     try {
-      const summary = await session.precopy();
+      const summary = await this.precopyInTurn(session);
       if (this.stopping) {
         this.metrics$.next(summary.first);
         await session.end();

@@ -11,6 +11,7 @@
  * How each domain ended (endings) makes the process's exit status
  * (src/cli/domains.ts).
  */
+import { PrecopyGate } from '../checkpoint/precopy-gate.js';
 import type { DomainPlan } from '../config/domains.js';
 import { createBinding } from '../domain/bindings.js';
 import { ErrorCodes, TandemError, type ErrorCode } from '../errors.js';
@@ -180,13 +181,16 @@ export interface PrimaryDomainsOptions extends DomainsOptions {
 
 /** `tandem primary` with domains: a PrimaryNode per domain. */
 export class PrimaryDomains extends Domains<PrimaryNode> {
+  /** The domains' pre-copies take turns: all at once, they would starve each other and every domain's heartbeats. */
+  private readonly precopyTurns = new PrecopyGate();
+
   constructor(private readonly primaryOptions: PrimaryDomainsOptions) {
     super(primaryOptions);
   }
 
   protected life(plan: DomainPlan, logger: Logger): DomainLife<PrimaryNode> {
     const { transport, monitor } = this.options;
-    const node = new PrimaryNode({ cfg: plan.cfg, mode: plan.mode ?? this.primaryOptions.mode, binding: createBinding(plan.cfg.domain), transport, logger, monitor });
+    const node = new PrimaryNode({ cfg: plan.cfg, mode: plan.mode ?? this.primaryOptions.mode, binding: createBinding(plan.cfg.domain), transport, logger, monitor, precopyTurns: this.precopyTurns });
     return {
       node,
       start: async () => void (await node.start()),
@@ -207,13 +211,16 @@ export interface SecondaryDomainsOptions extends DomainsOptions {
 
 /** `tandem secondary` with domains: a SecondaryNode per domain, each promoted on its own. */
 export class SecondaryDomains extends Domains<SecondaryNode> {
+  /** After a failover with failback, the promoted domains' pre-copies to their new standby take turns too. */
+  private readonly precopyTurns = new PrecopyGate();
+
   constructor(private readonly secondaryOptions: SecondaryDomainsOptions) {
     super(secondaryOptions);
   }
 
   protected life(plan: DomainPlan, logger: Logger): DomainLife<SecondaryNode> {
     const { transport, monitor } = this.options;
-    const node = new SecondaryNode({ cfg: plan.cfg, mode: plan.mode ?? this.secondaryOptions.mode, binding: createBinding(plan.cfg.domain), transport, logger, monitor });
+    const node = new SecondaryNode({ cfg: plan.cfg, mode: plan.mode ?? this.secondaryOptions.mode, binding: createBinding(plan.cfg.domain), transport, logger, monitor, precopyTurns: this.precopyTurns });
     return {
       node,
       start: async () => void (await node.start()),

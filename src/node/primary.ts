@@ -16,6 +16,7 @@ import { createArbiter } from '../arbiter/select.js';
 import type { Trigger } from '../checkpoint/triggers.js';
 import { DeviceSet, type CheckpointDevice } from '../checkpoint/devices.js';
 import { PrimaryEngine } from '../checkpoint/engine.js';
+import type { PrecopyTurns } from '../checkpoint/precopy-gate.js';
 import { CheckpointError, CheckpointErrorCodes } from '../checkpoint/errors.js';
 import { DEFAULT_HYBRID, hybridPolicy, type HybridOptions } from '../checkpoint/hybrid.js';
 import { ModeController } from '../checkpoint/mode.js';
@@ -71,6 +72,8 @@ export interface PrimaryNodeOptions {
   outside?: { hooks: RoleHooks | undefined; floating: FloatingAddress | undefined };
   /** The process's monitor, shared by every domain it runs (src/monitor/attach.ts); default: the node's own, from cfg.monitor. */
   monitor?: MonitorAttach;
+  /** Where the pre-copies of every domain the process runs take turns (src/checkpoint/precopy-gate.ts); default: this node's never wait. */
+  precopyTurns?: PrecopyTurns;
 }
 
 /** Why a node stopped serving. */
@@ -380,7 +383,7 @@ export class PrimaryNode {
     const requests$ = service instanceof ColoPrimaryService ? service.checkpointRequests$ : undefined;
     const devices = new DeviceSet([service.device, ...guest.disks.map((disk, index) => new DiskMirror({ disk, index })), new ArbiterDevice(this.arbiter!)]);
     const engine = new PrimaryEngine(
-      { domain: guest.domain, devices, mode, transport, divergence$: requests$, outputWaiting$, logger },
+      { domain: guest.domain, devices, mode, transport, divergence$: requests$, outputWaiting$, logger, precopyTurns: this.options.precopyTurns },
       {
         secondary,
         minIntervalMs: Math.min(p.minIntervalMs, p.intervalMs),

@@ -26,6 +26,7 @@ import { FailoverRule } from '../failover/rule.js';
 import { Promoter } from '../failover/promoter.js';
 import { HeartbeatChannel } from '../heartbeat/channel.js';
 import { PrimaryNode } from './primary.js';
+import type { PrecopyTurns } from '../checkpoint/precopy-gate.js';
 import type { Detach, MonitorAttach } from '../monitor/attach.js';
 import { SecondarySource } from '../monitor/source.js';
 import { ownMonitor } from '../monitor/wire.js';
@@ -49,6 +50,8 @@ export interface SecondaryNodeOptions {
   arbiter?: Arbiter;
   /** The process's monitor, shared by every domain it runs (src/monitor/attach.ts); default: the node's own, from cfg.monitor. */
   monitor?: MonitorAttach;
+  /** Where the pre-copies of the domains the process serves after a failover take turns (src/checkpoint/precopy-gate.ts). */
+  precopyTurns?: PrecopyTurns;
 }
 
 export interface SecondaryAddresses {
@@ -166,7 +169,7 @@ export class SecondaryNode {
       : async (o: PromoteOptions): Promise<PromotedGuest & { standby: string }> => {
           // Serves where the promoted guest is served, protects to the configured peer; the monitor stays this node's.
           const pcfg: TandemConfig = { ...cfg, primary: { ...cfg.primary, service: o.service }, monitor: { ...cfg.monitor, listen: undefined } };
-          const node = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding, transport, logger, arbiter, promoted: { guest: replica.resumeAsPrimary!(logger) }, outside: { hooks, floating } });
+          const node = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding, transport, logger, arbiter, promoted: { guest: replica.resumeAsPrimary!(logger) }, outside: { hooks, floating }, precopyTurns: this.options.precopyTurns });
           this.serving = node;
           const service = await node.start();
           return { service, standby: `the secondary at ${formatAddress(cfg.primary.secondary!)}` };
