@@ -127,7 +127,15 @@ export class SimDisk implements BlockDevice {
 
   /** Restore side: the whole disk reads as zeros (a fresh sync describes every block it does not send as zero). */
   zero(): void {
-    this.data.fill(0);
+    // Only blocks ever made non-zero need it (every write, install and merge marks `written`). Filling the whole
+    // disk held the event loop, and with it every domain's heartbeats, for a 64 MiB fill at each fresh sync.
+    const blocks = this.written.sorted();
+    for (let i = 0; i < blocks.length; ) {
+      let j = i + 1;
+      while (j < blocks.length && blocks[j] === blocks[j - 1] + 1) j++;
+      this.data.fill(0, blocks[i] * DISK_BLOCK_SIZE, (blocks[j - 1] + 1) * DISK_BLOCK_SIZE);
+      i = j;
+    }
     this.written.clear();
   }
 

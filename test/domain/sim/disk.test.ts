@@ -67,6 +67,38 @@ describe('SimDisk', () => {
     assert.deepEqual([...disk.writtenBlocks()], []);
   });
 
+  test('zero() leaves no byte set, whatever wrote it: guest writes across blocks, installs, a merged overlay', () => {
+    const domain = { paused: false };
+    const blocks = 64;
+    let seed = 0x9e3779b9;
+    const rand = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    const empty = new SimDisk({ capacityBytes: blocks * DISK_BLOCK_SIZE, domain }).digest();
+    for (let round = 0; round < 20; round++) {
+      const disk = new SimDisk({ capacityBytes: blocks * DISK_BLOCK_SIZE, domain });
+      for (let k = 0; k < 1 + rand(12); k++) {
+        const at = rand(blocks * DISK_BLOCK_SIZE - 1);
+        disk.write(at, Buffer.alloc(1 + rand(Math.min(3 * DISK_BLOCK_SIZE, blocks * DISK_BLOCK_SIZE - at - 1)), 1 + rand(255)));
+      }
+      domain.paused = true;
+      disk.installBlocks(rand(blocks), Buffer.alloc(DISK_BLOCK_SIZE, 0xaa));
+      domain.paused = false;
+      disk.startOverlay();
+      disk.write(rand(blocks) * DISK_BLOCK_SIZE, Buffer.from('overlay'));
+      disk.mergeOverlay();
+      assert.notEqual(disk.digest(), empty, `round ${round}: something was written`);
+      domain.paused = true;
+      disk.zero();
+      domain.paused = false;
+      assert.equal(disk.digest(), empty, `round ${round}`);
+      assert.deepEqual([...disk.writtenBlocks()], []);
+    }
+  });
+
   test('copyBlocks gathers blocks back to back and checks every index', () => {
     const disk = new SimDisk({ capacityBytes: 8 * DISK_BLOCK_SIZE, domain: gate() });
     for (let b = 0; b < 8; b++) disk.write(b * DISK_BLOCK_SIZE, Buffer.from([b + 1]));
