@@ -370,7 +370,7 @@ async function run(ctx: BenchContext): Promise<BenchResult> {
       const qs = swing(pairs, samples.qemu);
       notes.push(
         `${shape.flows} flow(s), ${shape.bytes} B: Tandem ${pps(t)} pairs/s (rounds ${ts.text}) vs colo-compare ${pps(q)} pairs/s (rounds ${qs.text}); ` +
-          `${ts.spread > qs.spread ? 'Tandem' : 'colo-compare'} swings more (max/min over rounds ${ts.spread.toFixed(2)} vs ${qs.spread.toFixed(2)}); ` +
+          `${ts.spread > qs.spread ? 'Tandem' : 'colo-compare'} swings more (max/min over rounds: Tandem ${ts.spread.toFixed(2)}, colo-compare ${qs.spread.toFixed(2)}); ` +
           `warm-up rounds, not counted: Tandem ${rates(pairs, warm.tandem)}, colo-compare ${rates(pairs, warm.qemu)} k pairs/s`,
       );
     }

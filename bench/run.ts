@@ -29,12 +29,13 @@ import { failover } from './failover.js';
 import { monitorBench } from './monitor.js';
 import { proxy } from './proxy.js';
 import { remusPolicy } from './remus-policy.js';
+import { domains } from './domains.js';
 import { streamDecode } from './stream-decode.js';
 import { tls } from './tls.js';
 import { xen } from './xen.js';
 
 /** Every benchmark, in the order `npm run bench` runs them. */
-const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, compression, tls, arbiterBench, diskSync, failover, proxy, colo, remusPolicy, monitorBench, xen];
+const BENCHMARKS: readonly Benchmark[] = [streamDecode, engine, compression, tls, arbiterBench, diskSync, failover, proxy, colo, remusPolicy, domains, monitorBench, xen];
 
 const USAGE = `usage: node dist/bench/run.js [name...] [--quick] [--json] [--rounds N] [--list]
 
