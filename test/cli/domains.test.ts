@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { freePort } from '../../src/arbiter/local-etcd.js';
 import { domainsExitStatus } from '../../src/cli/domains.js';
 import { monitorUrlOf } from '../../src/monitor/wire.js';
-import { runTandem, tempDir } from '../helpers/cli.js';
+import { expectOneErrorLine, runTandem, tempDir } from '../helpers/cli.js';
 import { spawnTandem } from '../helpers/proc.js';
 import { SplitLedger } from '../helpers/split-ledger.js';
 import { tlsArgs } from '../helpers/tls.js';
@@ -146,15 +146,7 @@ describe('tandem primary / secondary with domains:', () => {
       [['secondary', '--config', file, '--listen', '127.0.0.1:7700'], /--listen names one domain's secondary\.listen/],
       [['secondary', '--config', file, '--service', '127.0.0.1:6380'], /--service names one domain's secondary\.service/],
     ];
-    for (const [args, pattern] of cases) {
-      const r = runTandem(args);
-      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split('\n');
-      assert.equal(lines.length, 1, r.stderr);
-      assert.match(lines[0], /^tandem: error: /);
-      assert.match(lines[0], pattern);
-      assert.match(lines[0], /\[ERR_CLI_USAGE\]$/);
-    }
+    for (const [args, pattern] of cases) assert.match(expectOneErrorLine(args, 2, pattern), /\[ERR_CLI_USAGE\]$/);
     const check = runTandem(['config', 'check', file]);
     assert.equal(check.status, 0, check.stderr);
     assert.match(check.stdout, /2 domains, each with its own addresses \(domains:\): alpha, beta/);

@@ -13,7 +13,7 @@ import { ComparatorClient, READY_PROBE } from '../../proxy/client.js';
 import { udp } from '../../proxy/craft.js';
 import type { Frame } from '../../proxy/framing.js';
 import { NotifyWords, type NotifyWord } from '../../proxy/notify.js';
-import { CLI, runTandem } from '../helpers/cli.js';
+import { CLI, expectOneErrorLine } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
 
 /** The first line the process prints on stdout (the listening line); rejects if it exits first. */
@@ -43,14 +43,7 @@ describe('tandem proxy: refusals', () => {
       [['proxy', ...ADDR, '--notify', '127.0.0.1:1'], /--notify given 2 times; give it once/],
       [['proxy', ...ADDR, '--metrics', 'nowhere'], /--metrics: expected HOST:PORT/],
     ];
-    for (const [args, pattern] of cases) {
-      const r = runTandem(args);
-      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-      const lines = r.stderr.trimEnd().split('\n');
-      assert.equal(lines.length, 1, r.stderr);
-      assert.match(lines[0], /^tandem: error: /);
-      assert.match(lines[0], pattern);
-    }
+    for (const [args, pattern] of cases) expectOneErrorLine(args, 2, pattern);
   });
 });
 

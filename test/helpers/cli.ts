@@ -20,6 +20,20 @@ export function runTandem(args: string[], options: { input?: Buffer; env?: NodeJ
   return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
 }
 
+/**
+ * Runs `tandem args` and asserts it exits with `status` having said exactly
+ * one line, `tandem: error: ...` matching `pattern`; returns that line.
+ */
+export function expectOneErrorLine(args: string[], status: number, pattern: RegExp): string {
+  const r = runTandem(args);
+  assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /^tandem: error: /);
+  assert.match(lines[0], pattern);
+  return lines[0];
+}
+
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(prefix = 'tandem-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
