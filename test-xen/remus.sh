@@ -93,7 +93,7 @@ node -e '
     console.log(`LAB monitor_role ${s.node}`);
     console.log(`LAB monitor_state ${s.state}`);
     console.log(`LAB monitor_last_epoch ${s.lastEpoch}`);
-    console.log(`LAB monitor_epochs ${(metrics.match(/^tandem_epochs_total\{node="primary"\} (\d+)/m) ?? [])[1] ?? "none"}`);
+    console.log(`LAB monitor_epochs ${(metrics.match(/^tandem_epochs_total\{(?=[^}]*node="primary")(?=[^}]*domain="[^"]+")[^}]*\} (\d+)/m) ?? [])[1] ?? "none"}`);
   }, (e) => console.log(`LAB monitor_error ${e.message}`));
 '
 
