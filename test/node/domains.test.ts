@@ -242,9 +242,9 @@ describe('PrimaryDomains and SecondaryDomains: many domains over one process eac
     for (const [i, name] of ['alpha', 'beta'].entries()) {
       const entry = pair.cfg.domains![i];
       pair.net.cut([entry.secondary!.listen!, entry.secondary!.heartbeat!]);
-      await until(() => pair.secondaries.nodes.get(name)!.parts.promoter.promotion !== undefined, `${name}'s takeover`, 10_000);
+      await until(() => pair.secondaries.nodes.get(name)!.parts.promoter.promotion !== undefined, `${name}'s takeover`, 30_000);
       pair.net.heal();
-      await until(() => pair.primaries.endings.get(name) === 'fenced', `${name}'s old primary fenced`, 10_000);
+      await until(() => pair.primaries.endings.get(name) === 'fenced', `${name}'s old primary fenced`, 30_000);
       // The runner ends only with its last domain.
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(allEnded, i === 1, `after ${name}: the runner ${allEnded ? 'ended' : 'runs'}`);
