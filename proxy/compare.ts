@@ -34,6 +34,7 @@
  */
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
 import { ownFrame, type Frame } from './framing.js';
+import { FlowTable, type FlowId } from './flows.js';
 import { decodePacket, TcpFlag, type Packet, type PacketKind } from './packet.js';
 
 export type Side = 'primary' | 'secondary';
@@ -161,7 +162,7 @@ class Queue {
 }
 
 interface Connection {
-  key: string;
+  id: FlowId;
   kind: PacketKind;
   flow: string;
   primary: Queue;
@@ -192,7 +193,7 @@ export class Comparator {
   private readonly compareTimeoutMs: number;
   private readonly maxQueueSize: number;
   private readonly maxConnections: number;
-  private readonly conns = new Map<string, Connection>();
+  private readonly conns = new FlowTable<Connection>();
   /**
    * Connections that took a frame since the last checkpoint: the only ones
    * that can hold frames or have anything for checkpointDone() and scan() to
@@ -358,7 +359,8 @@ export class Comparator {
 
   /** Finds or creates the packet's connection; undefined when the table is full of busy ones (frame dropped). */
   private connection(pkt: Packet, side: Side, frame: Frame, out: Decision[]): Connection | undefined {
-    let conn = this.conns.get(pkt.key);
+    const hash = this.conns.hash(pkt);
+    let conn = this.conns.get(pkt, hash);
     if (conn !== undefined) {
       conn.active = this.order;
       return conn;
@@ -369,7 +371,7 @@ export class Comparator {
       return undefined;
     }
     conn = {
-      key: pkt.key,
+      id: this.conns.identify(pkt, hash),
       kind: pkt.kind,
       flow: pkt.flow(),
       primary: new Queue(),
@@ -381,7 +383,7 @@ export class Comparator {
       primaryAck: undefined,
       secondaryAck: undefined,
     };
-    this.conns.set(pkt.key, conn);
+    this.conns.add(conn.id, conn);
     return conn;
   }
 
@@ -395,7 +397,7 @@ export class Comparator {
       if (c.primary.length === 0 && c.secondary.length === 0 && (victim === undefined || c.active < victim.active)) victim = c;
     }
     if (victim === undefined) return false;
-    this.conns.delete(victim.key);
+    this.conns.delete(victim.id);
     this.touched.delete(victim);
     return true;
   }

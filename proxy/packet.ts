@@ -2,7 +2,7 @@
  * Pure decoding of the Ethernet frames the guests send: Ethernet II with at
  * most one 802.1Q/802.1ad tag, then IPv4, IPv6 or ARP, then TCP, UDP or
  * ICMP/ICMPv6. Only what the comparator needs is extracted (a connection
- * key, where the compared bytes are, TCP sequence fields), and every length
+ * flow (see flows.ts), where the compared bytes are, TCP sequence fields), and every length
  * is checked against the bytes actually present before it is used: a frame
  * whose headers contradict themselves gets a typed error naming the field.
  */
@@ -35,8 +35,6 @@ export type PacketKind = 'tcp' | 'udp' | 'icmp' | 'ip' | 'arp' | 'l2';
  * so all packets share one shape (this runs once per frame on the hot path).
  */
 export class Packet {
-  /** Connection key (directional): equal for packets of one flow, different otherwise. '' for arp/l2. */
-  key = '';
   /** 4 or 6 for IP kinds, 0 otherwise. */
   family: 0 | 4 | 6 = 0;
   /** IP protocol (IPv6: the final next-header value), 0 when not IP. */
@@ -144,8 +142,7 @@ function decodeIpv4(p: Packet, at: number, end: number): Packet {
   p.family = 4;
   p.proto = d[at + 9];
   p.addrAt = at + 12;
-  const addrs = `${p.vlan}/4/${p.proto}/${d.readUInt32BE(at + 12)}/${d.readUInt32BE(at + 16)}`;
-  return transport(p, at + ihl, at + total, fragmented, addrs);
+  return transport(p, at + ihl, at + total, fragmented);
 }
 
 function decodeIpv6(p: Packet, at: number, end: number): Packet {
@@ -180,16 +177,15 @@ function decodeIpv6(p: Packet, at: number, end: number): Packet {
   p.family = 6;
   p.proto = next;
   p.addrAt = at + 8;
-  return transport(p, l4Start, l4End, fragmented, `${p.vlan}/6/${next}/${d.toString('hex', at + 8, at + 40)}`);
+  return transport(p, l4Start, l4End, fragmented);
 }
 
-function transport(p: Packet, l4Start: number, l4End: number, fragmented: boolean, addrs: string): Packet {
+function transport(p: Packet, l4Start: number, l4End: number, fragmented: boolean): Packet {
   const d = p.data;
   const len = l4End - l4Start;
   const proto = p.proto;
   p.l4Start = l4Start;
   p.l4End = l4End;
-  p.key = addrs;
   if (fragmented) {
     p.fragment = true;
     return p; // kind 'ip'
@@ -202,7 +198,6 @@ function transport(p: Packet, l4Start: number, l4End: number, fragmented: boolea
     p.kind = 'tcp';
     p.sport = d.readUInt16BE(l4Start);
     p.dport = d.readUInt16BE(l4Start + 2);
-    p.key = `${addrs}/${p.sport}/${p.dport}`;
     p.seq = d.readUInt32BE(l4Start + 4);
     p.ack = d.readUInt32BE(l4Start + 8);
     p.flags = d[l4Start + 13];
@@ -217,7 +212,6 @@ function transport(p: Packet, l4Start: number, l4End: number, fragmented: boolea
     p.kind = 'udp';
     p.sport = d.readUInt16BE(l4Start);
     p.dport = d.readUInt16BE(l4Start + 2);
-    p.key = `${addrs}/${p.sport}/${p.dport}`;
     return p;
   }
   if (proto === IpProto.ICMP || proto === IpProto.ICMPV6) {
