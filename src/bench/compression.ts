@@ -39,8 +39,8 @@ export interface CompressionRun {
   cadenceEpochs: number;
   /** Back-to-back epochs per second. */
   epochsPerS: number;
-  /** Back to back: mean dirty pages, stream bytes, and ms from suspend to ack, per epoch. */
-  burst: { pagesPerEpoch: number; bytesPerEpoch: number; totalMs: number };
+  /** Back to back: mean dirty pages, stream bytes, and ms from suspend to ack per epoch, with its parts (paused, sending, waiting for the ack). */
+  burst: { pagesPerEpoch: number; bytesPerEpoch: number; totalMs: number; pauseMs: number; sendMs: number; ackMs: number };
   /** Pages by encoding over the cadence phase (xbzrle only). */
   encodings?: { raw: number; zero: number; delta: number };
   /** 1-minute load average when the run started. */
@@ -140,7 +140,7 @@ async function oneRun(mode: CompressionMode, phaseMs: number): Promise<Compressi
       pagesPerEpoch: sum((m) => m.dirtyPages) / paced.length,
       cadenceEpochs: paced.length,
       epochsPerS,
-      burst: { pagesPerEpoch: burstMean((m) => m.dirtyPages), bytesPerEpoch: burstMean((m) => m.bytes), totalMs: burstMean((m) => m.totalMs) },
+      burst: { pagesPerEpoch: burstMean((m) => m.dirtyPages), bytesPerEpoch: burstMean((m) => m.bytes), totalMs: burstMean((m) => m.totalMs), pauseMs: burstMean((m) => m.pauseUs / 1000), sendMs: burstMean((m) => m.sendMs), ackMs: burstMean((m) => m.ackMs) },
       load1,
     };
     if (mode === 'xbzrle') run.encodings = { raw: sum((m) => m.compression?.raw ?? 0), zero: sum((m) => m.compression?.zero ?? 0), delta: sum((m) => m.compression?.delta ?? 0) };
@@ -184,7 +184,7 @@ export async function benchCompression(opts: CompressionBenchOptions): Promise<C
       all.push(run);
       const enc = run.encodings === undefined ? '' : ` (pages: ${run.encodings.delta} delta, ${run.encodings.zero} zero, ${run.encodings.raw} raw)`;
       opts.log(
-        `  run ${r + 1} ${mode.padEnd(6)}: ${Math.round(run.bytesPerEpoch)} bytes/epoch, ${run.pagesPerEpoch.toFixed(1)} dirty pages/epoch over ${run.cadenceEpochs} epochs${enc}; ${run.epochsPerS.toFixed(0)} epochs/s back to back (${run.burst.pagesPerEpoch.toFixed(1)} pages, ${Math.round(run.burst.bytesPerEpoch)} bytes, ${run.burst.totalMs.toFixed(2)} ms each); load ${run.load1.toFixed(2)}`,
+        `  run ${r + 1} ${mode.padEnd(6)}: ${Math.round(run.bytesPerEpoch)} bytes/epoch, ${run.pagesPerEpoch.toFixed(1)} dirty pages/epoch over ${run.cadenceEpochs} epochs${enc}; ${run.epochsPerS.toFixed(0)} epochs/s back to back (${run.burst.pagesPerEpoch.toFixed(1)} pages, ${Math.round(run.burst.bytesPerEpoch)} bytes, ${run.burst.totalMs.toFixed(2)} ms each: paused ${run.burst.pauseMs.toFixed(2)}, waiting for the suspend and sending pages after the resume ${(run.burst.totalMs - run.burst.pauseMs - run.burst.sendMs - run.burst.ackMs).toFixed(2)}, end records ${run.burst.sendMs.toFixed(2)}, ack ${run.burst.ackMs.toFixed(2)}); load ${run.load1.toFixed(2)}`,
       );
     }
   }

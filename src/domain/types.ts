@@ -224,6 +224,13 @@ export interface ReplicaDomain extends Pick<PageDomain, 'info' | 'writePages' | 
    */
   readPage?(pfn: number): Buffer;
   /**
+   * A view of one page of the replica that may be written in place: a
+   * compressed page's delta is then applied where the page lies, not to a
+   * copy written back with writePages (two page copies fewer per page).
+   * Like writePages, not a guest write. Absent: the copy is made.
+   */
+  writablePage?(pfn: number): Buffer;
+  /**
    * Installs a checkpoint's device-model state. Asynchronous: a real device
    * model answers over QMP (or the state is kept for the device model that
    * starts at failover). Refusing it must leave the previous state in place.

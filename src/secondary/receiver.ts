@@ -22,7 +22,7 @@ import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
 import { ColoControl, DomainType, PAGE_SIZE, TandemFeature, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
-import { decodeXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
+import { applyXbzrlePages, decodeXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
 import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
 import { PageKeeper, type DeviceKeeper } from './undo.js';
 
@@ -582,6 +582,10 @@ export class EpochReceiver {
    * records before it left it (checked at decode: this cannot fail halfway).
    */
   private applyXbzrle(rec: XbzrleRecord): void {
+    if (this.replica.writablePage !== undefined) {
+      applyXbzrlePages(rec, this.replica.writablePage.bind(this.replica), (pfns, pages) => this.replica.writePages(pfns, pages));
+      return;
+    }
     const n = rec.pfns.length;
     if (this.scratch.length < n * PAGE_SIZE) this.scratch = Buffer.allocUnsafe(n * PAGE_SIZE);
     this.replica.writePages(rec.pfns, decodeXbzrlePages(rec, this.replica.readPage!.bind(this.replica), this.scratch));

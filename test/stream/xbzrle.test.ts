@@ -11,7 +11,7 @@ import { frameRecord } from '../../src/stream/encoder.js';
 import { MAX_PFN, PAGE_SIZE, TandemType } from '../../src/stream/format.js';
 import { encodeRecordBody, parseRecord, recordCode, type ParseLimits, type StreamRecord } from '../../src/stream/records.js';
 import { MAX_DELTA_BYTES, PageEncoding, ZERO_PAGE, applyXbzrle, checkXbzrle, encodeXbzrle } from '../../src/stream/xbzrle.js';
-import { decodeXbzrlePages, type XbzrleRecord } from '../../src/stream/xbzrle-pages.js';
+import { applyXbzrlePages, decodeXbzrlePages, type XbzrleRecord } from '../../src/stream/xbzrle-pages.js';
 import { xorshift32 } from '../../src/util/xorshift.js';
 import { assertStreamError, decodeChunks, hex, page, rep, splitAt, StreamBuilder, HVM_417 } from './fixtures.js';
 
@@ -243,6 +243,26 @@ describe('decodeXbzrlePages', () => {
     assert.ok(pages[1].equals(ZERO_PAGE));
     assert.ok(pages[2].equals(page(0x11)));
     assert.ok(current.get(5)!.equals(before), 'the current page is left as it was');
+  });
+});
+
+describe('applyXbzrlePages', () => {
+  test('the delta applied in the page itself; zero and raw pages written together, in order', () => {
+    const target = page(0x33);
+    const writes: [number[], Buffer[]][] = [];
+    applyXbzrlePages(GOLDEN, (pfn) => (pfn === 5 ? target : assert.fail(`no writable page ${pfn} asked for`)), (pfns, pages) => writes.push([pfns, pages]));
+    assert.ok(target.equals(edited(page(0x33), [[5, [0xaa, 0xbb]]])));
+    assert.equal(writes.length, 1, 'the zero and the raw page in one write');
+    assert.deepEqual(writes[0][0], [6, 0x1_0000_0007]);
+    assert.ok(writes[0][1][0].equals(ZERO_PAGE));
+    assert.ok(writes[0][1][1].equals(page(0x11)));
+  });
+
+  test('a whole page written earlier in the record is in place before a delta on it', () => {
+    const ram = new Map<number, Buffer>([[9, page(0x00)]]);
+    const rec: XbzrleRecord = { layer: 'libxc', type: 'TANDEM_PAGE_XBZRLE', pfns: [9, 9], encodings: [PageEncoding.RAW, PageEncoding.DELTA], payloads: [page(0x44), DELTA] };
+    applyXbzrlePages(rec, (pfn) => ram.get(pfn)!, (pfns, pages) => pfns.forEach((pfn, i) => pages[i].copy(ram.get(pfn)!)));
+    assert.ok(ram.get(9)!.equals(edited(page(0x44), [[5, [0xaa, 0xbb]]])));
   });
 });
 

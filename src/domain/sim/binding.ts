@@ -136,6 +136,8 @@ export class SimReplicaGuest extends SimMachine implements PageReplicaGuest {
       info: sim.info,
       writePages: (pfns, pages) => sim.writePages(pfns, pages),
       readPage: (pfn) => sim.readPage(pfn),
+      // The replica never runs while it is one: its RAM is written only by the stream.
+      writablePage: (pfn) => sim.readPage(pfn),
       platformContext: () => sim.platformContext(),
       setPlatformContext: (ctx) => sim.setPlatformContext(ctx),
       loadDeviceModel: (state) => {
