@@ -38,6 +38,9 @@ export const MAX_DELTA_BYTES = PAGE_SIZE - 1;
  */
 const MAX_MERGED_GAP = 2;
 
+/** Literals up to this long are copied byte by byte. */
+const SHORT_LITERAL = 16;
+
 export const ZERO_PAGE: Buffer = Buffer.alloc(PAGE_SIZE);
 
 export const isZeroPage = (page: Buffer): boolean => page.equals(ZERO_PAGE);
@@ -59,43 +62,23 @@ function words(page: Buffer): Int32Array | undefined {
   return page.byteOffset % 4 === 0 ? new Int32Array(page.buffer, page.byteOffset, PAGE_SIZE / 4) : undefined;
 }
 
-/**
- * Pages are compared a block at a time with memcmp (Buffer#compare) first:
- * a guest's write touches a few places in a page, and skipping the blocks
- * it left alone natively costs a fraction of scanning them word by word.
- */
-const BLOCK = 256;
-
-/** First offset in [from, end) where the pages differ; `end` if none. */
-function scan(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number, end: number): number {
+/** First offset in [from, PAGE_SIZE) where the pages differ; PAGE_SIZE if none. */
+function firstDifference(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number): number {
   let i = from;
   if (pw !== undefined && bw !== undefined) {
-    // Bytes up to the next word boundary, then whole words, then the differing word's bytes.
-    while (i < end && i % 4 !== 0) {
+    // Bytes up to the next word boundary, then whole words in a compiled loop: a guest's
+    // write touches a few places in a page, and a native compare per block costs more in
+    // calls than this loop does in words.
+    while (i < PAGE_SIZE && i % 4 !== 0) {
       if (page[i] !== base[i]) return i;
       i++;
     }
     let w = i >>> 2;
-    const wEnd = end >>> 2;
-    while (w < wEnd && pw[w] === bw[w]) w++;
+    while (w < PAGE_SIZE / 4 && pw[w] === bw[w]) w++;
     i = w << 2;
   }
-  while (i < end && page[i] === base[i]) i++;
+  while (i < PAGE_SIZE && page[i] === base[i]) i++;
   return i;
-}
-
-/** First offset at or after `from` where the pages differ; PAGE_SIZE if none. */
-function firstDifference(page: Buffer, base: Buffer, pw: Int32Array | undefined, bw: Int32Array | undefined, from: number): number {
-  let i = from;
-  while (i < PAGE_SIZE) {
-    const blockEnd = (Math.floor(i / BLOCK) + 1) * BLOCK;
-    if (i % BLOCK !== 0 || page.compare(base, i, blockEnd, i, blockEnd) !== 0) {
-      const d = scan(page, base, pw, bw, i, blockEnd);
-      if (d < blockEnd) return d;
-    }
-    i = blockEnd;
-  }
-  return PAGE_SIZE;
 }
 
 /**
@@ -129,8 +112,12 @@ export function encodeXbzrle(page: Buffer, base: Buffer, out: Buffer, at: number
     if (w + varintBytes(skip) + varintBytes(len) + len > limit) return -1;
     w = writeVarint(out, w, skip);
     w = writeVarint(out, w, len);
-    page.copy(out, w, start, end);
-    w += len;
+    // Most literals are a few bytes: a native copy costs more to call than they take to move.
+    if (len <= SHORT_LITERAL) for (let k = start; k < end; k++) out[w++] = page[k];
+    else {
+      page.copy(out, w, start, end);
+      w += len;
+    }
     pos = end;
   }
   return w - at;
