@@ -181,6 +181,9 @@ export class PrimaryNode {
       await this.protect(guest, service, p.secondary!);
       return bound;
     } catch (err) {
+      // The secondary heard this run start: it is told this run stands down, or the silence that
+      // follows reads as a dead primary, and a replica of an earlier run could take over.
+      await this.standDownUnstarted(err);
       // Not serving after all: the domain goes back (a fenced start never held what it lost), and so does the address.
       if (promoted === undefined) await this.releaseFloating('this node failed to start serving');
       await arbiter.stop({ release: true }).catch(() => {});
@@ -333,6 +336,18 @@ export class PrimaryNode {
   }
 
   private acked = 0;
+
+  /** A start that failed after the heartbeat channel was up: say stand-down, give the secondary time to hear it, close the channel. */
+  private async standDownUnstarted(err: unknown): Promise<void> {
+    const heartbeat = this.heartbeat;
+    if (heartbeat === undefined) return;
+    this.heartbeat = undefined;
+    this.options.logger.warn({ err }, 'the start failed after the secondary heard this node: standing it down (it keeps its replica and does not take over)');
+    heartbeat.leave('stand-down');
+    // Heartbeats carry the intent (a frame every interval), as at an orderly stop.
+    await new Promise((r) => setTimeout(r, 2 * this.options.cfg.heartbeat.intervalMs));
+    await heartbeat.stop();
+  }
 
   private remusService(guest: PrimaryGuest, protect: boolean): Service {
     const { cfg, logger } = this.options;

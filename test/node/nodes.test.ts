@@ -6,6 +6,8 @@
  * when it comes back. Clients reach the guest over real loopback TCP.
  */
 import assert from 'node:assert/strict';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { filter, firstValueFrom } from 'rxjs';
 import type { TandemConfig } from '../../src/config/config.js';
@@ -62,6 +64,38 @@ describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
     assert.deepEqual(await fenced, { ownGeneration: 1, peerGeneration: 2 });
     await primary.stop({ kind: 'fenced', ownGeneration: 1, peerGeneration: 2 });
     await assert.rejects(ask(service.port, [['PING']]), 'the fenced primary no longer accepts clients');
+  });
+
+  test('a primary whose start fails after its secondary heard it stands the secondary down: the replica of an earlier run is not promoted by the silence', async () => {
+    const secondaryHost = new MemoryTransport();
+    const scfg = config();
+    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
+    await secondary.start();
+    stops.push(() => secondary.stop('test'));
+    // An earlier run protected the domain and stood down: the secondary holds its replica.
+    const first = new PrimaryNode({ cfg: config(), mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost.peer(), logger: silent });
+    await first.start();
+    await firstValueFrom(first.protection!.state$.pipe(filter((s) => s.state === 'protected')));
+    await first.stop({ kind: 'signal', signal: 'SIGTERM' });
+    const { server, promoter, heartbeat } = secondary.parts;
+    const held = server.lastEpoch;
+    assert.ok(held >= 1);
+    // The next run hears the secondary, then cannot bind its service address.
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise<void>((r) => busy.close(() => r())));
+    const pcfg = config();
+    pcfg.primary.service = { host: '127.0.0.1', port: (busy.address() as AddressInfo).port };
+    const second = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: secondaryHost.peer(), logger: silent });
+    await assert.rejects(second.start(), /EADDRINUSE|address already in use/);
+    // What it started goes, as the runners do after a failed start.
+    stops.push(() => second.stop({ kind: 'signal', signal: 'test' }));
+    // The failed run's own word, not the earlier run's (a new incarnation voids it).
+    await until(() => heartbeat.peerIntent === 'stand-down', 'the failed run to stand the secondary down', 5000);
+    await until(() => heartbeat.peerState === 'dead', 'the failed run to go silent', 5000);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(promoter.promotion, undefined, 'no takeover by the replica of the earlier run');
+    assert.equal(server.lastEpoch, held, 'the replica is kept as it was');
   });
 
   test('a primary whose peer already runs a newer generation refuses to start: nothing is served', async () => {
