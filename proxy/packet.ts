@@ -1,9 +1,10 @@
 /**
  * Pure decoding of the Ethernet frames the guests send: Ethernet II with at
  * most one 802.1Q/802.1ad tag, then IPv4, IPv6 or ARP, then TCP, UDP or
- * ICMP/ICMPv6. Only what the comparator needs is extracted (a connection
- * flow (see flows.ts), where the compared bytes are, TCP sequence fields), and every length
- * is checked against the bytes actually present before it is used: a frame
+ * ICMP/ICMPv6. Only what the comparator needs is extracted (the fields that
+ * name the connection, looked up in flows.ts; where the compared bytes are;
+ * TCP sequence fields), and every length is checked against the bytes
+ * actually present before it is used: a frame
  * whose headers contradict themselves gets a typed error naming the field.
  */
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';

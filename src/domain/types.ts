@@ -226,8 +226,8 @@ export interface ReplicaDomain extends Pick<PageDomain, 'info' | 'writePages' | 
   /**
    * A view of one page of the replica that may be written in place: a
    * compressed page's delta is then applied where the page lies, not to a
-   * copy written back with writePages (two page copies fewer per page).
-   * Like writePages, not a guest write. Absent: the copy is made.
+   * copy written back with writePages. Like writePages, not a guest write.
+   * Absent: the replica is not offered compressed pages (TANDEM_PAGE_XBZRLE).
    */
   writablePage?(pfn: number): Buffer;
   /**

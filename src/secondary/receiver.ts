@@ -20,9 +20,9 @@
 import type { PlatformContext, ReplicaDomain, TscInfo } from '../domain/types.js';
 import { ErrorCodes, StreamError } from '../errors.js';
 import type { StreamItem } from '../stream/decoder.js';
-import { ColoControl, DomainType, PAGE_SIZE, TandemFeature, pageTypeHasData, recordTypeName } from '../stream/format.js';
+import { ColoControl, DomainType, TandemFeature, pageTypeHasData, recordTypeName } from '../stream/format.js';
 import type { HvmParam, LibxcRecord } from '../stream/records.js';
-import { applyXbzrlePages, decodeXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
+import { applyXbzrlePages, type XbzrleRecord } from '../stream/xbzrle-pages.js';
 import { AckStatus, type BackChannelRecord } from '../transport/backchannel.js';
 import { PageKeeper, type DeviceKeeper } from './undo.js';
 
@@ -166,8 +166,6 @@ export class EpochReceiver {
   private loading: Loading | undefined;
   /** While a new stream syncs over a replica holding a checkpoint: what that checkpoint had of what changed. */
   private keepers: { pages: PageKeeper; devices: DeviceKeeper[] } | undefined;
-  /** Where compressed pages are decoded, one record at a time (grows to the largest record). */
-  private scratch = Buffer.alloc(0);
 
   constructor(
     private readonly replica: ReplicaDomain,
@@ -202,11 +200,12 @@ export class EpochReceiver {
   }
 
   /**
-   * TandemFeature bits this receiver can decode: compressed pages need the
-   * replica's pages readable (their deltas' bases).
+   * TandemFeature bits this receiver can decode: a compressed page is a
+   * delta applied in the replica's own page, so only a replica that lends
+   * its pages out writable is offered them.
    */
   get features(): number {
-    return this.replica.readPage !== undefined ? TandemFeature.PAGE_XBZRLE : 0;
+    return this.replica.writablePage !== undefined ? TandemFeature.PAGE_XBZRLE : 0;
   }
 
   /**
@@ -578,17 +577,13 @@ export class EpochReceiver {
   }
 
   /**
-   * Writes a compressed record's pages, decoded against the replica as the
-   * records before it left it (checked at decode: this cannot fail halfway).
+   * Writes a compressed record's pages, each delta applied to the replica's
+   * page as the records before it left it (checked at decode: this cannot
+   * fail halfway). Only offered to a replica with writablePage (features).
    */
   private applyXbzrle(rec: XbzrleRecord): void {
-    if (this.replica.writablePage !== undefined) {
-      applyXbzrlePages(rec, this.replica.writablePage.bind(this.replica), (pfns, pages) => this.replica.writePages(pfns, pages));
-      return;
-    }
-    const n = rec.pfns.length;
-    if (this.scratch.length < n * PAGE_SIZE) this.scratch = Buffer.allocUnsafe(n * PAGE_SIZE);
-    this.replica.writePages(rec.pfns, decodeXbzrlePages(rec, this.replica.readPage!.bind(this.replica), this.scratch));
+    const replica = this.replica;
+    applyXbzrlePages(rec, replica.writablePage!.bind(replica), (pfns, pages) => replica.writePages(pfns, pages));
   }
 
   /** Runs a replica call; a refusal becomes a StreamError on the record. */

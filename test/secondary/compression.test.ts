@@ -120,9 +120,10 @@ describe('negotiation', () => {
     }
   });
 
-  async function firstBackBytes(colo: boolean, readable: boolean): Promise<Buffer> {
+  async function firstBackBytes(colo: boolean, writable: boolean): Promise<Buffer> {
     const replica = simBinding(PAGES).replica(silent);
-    const domain = readable ? replica.domain : { ...replica.domain, readPage: undefined };
+    // Still readable (it keeps the last checkpoint), but lends no page out to write in place.
+    const domain = writable ? replica.domain : { ...replica.domain, writablePage: undefined };
     const transport = new MemoryTransport();
     const server = new SecondaryServer({
       replica: { domain, digest: () => replica.digest() },
@@ -147,7 +148,7 @@ describe('negotiation', () => {
     assert.deepEqual(new BackChannelDecoder().push(bytes), [{ type: 'FEATURES', features: TandemFeature.PAGE_XBZRLE }]);
   });
 
-  test('no offer in COLO (its replica runs between checkpoints), nor from a replica whose pages cannot be read', async () => {
+  test('no offer in COLO (its replica runs between checkpoints), nor from a replica that cannot lend its pages out to write in place', async () => {
     assert.equal((await firstBackBytes(true, true)).length, 0);
     assert.equal((await firstBackBytes(false, false)).length, 0);
   });
@@ -258,7 +259,7 @@ describe('the receiver refuses compressed pages it cannot take', () => {
 
   test('features beyond what the replica decodes cannot be offered', () => {
     const replica = simBinding(PAGES).replica(silent);
-    const receiver = new EpochReceiver({ ...replica.domain, readPage: undefined }, { maxEpochBytes: 1 << 20 });
+    const receiver = new EpochReceiver({ ...replica.domain, writablePage: undefined }, { maxEpochBytes: 1 << 20 });
     assert.equal(receiver.features, 0);
     assert.throws(() => receiver.begin(TandemFeature.PAGE_XBZRLE), /beyond what this replica decodes/);
   });
