@@ -5,7 +5,7 @@
  * refusals, and `tandem demo --monitor`.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { validateEvent, type MonitorEvent, type SnapshotEvent } from '../../src/monitor/events.js';
 import { runTandem, tempDir } from '../helpers/cli.js';
@@ -117,6 +117,10 @@ describe('tandem status / watch against real processes', () => {
     assert.match(r.stdout, /^dashboard control token \(this run only\): \S{20,}$/m);
     assert.match(r.stdout, /^dashboard: http:\/\/127\.0\.0\.1:\d+\/ \(primary\)$/m);
     assert.match(r.stdout, /^dashboard: http:\/\/127\.0\.0\.1:\d+\/ \(secondary: it survives a failover\)$/m);
+    // The demo keeps its logs for a person to read; a test leaves nothing behind.
+    const logs = /\(logs: (\/\S+)\)/.exec(r.stdout);
+    assert.ok(logs !== null, `no logs directory named in ${r.stdout}`);
+    rmSync(logs[1], { recursive: true, force: true });
     const none = runTandem(['demo', '--monitor', '127.0.0.1:0', '--mode', 'none', '--duration', '1']);
     assert.equal(none.status, 2, none.stderr);
     assert.match(none.stderr, /--monitor: the dashboards watch protection.*\[ERR_CLI_USAGE\]/);
