@@ -48,7 +48,8 @@ export interface PauseRow {
 
 export interface EngineBenchResult {
   pause: PauseRow[];
-  stream: { mb_per_s: number; loopback_mb_per_s: number };
+  /** loopback_spread: the raw rate's upper quartile over its lower one, across counted rounds; a steady baseline stays near 1. */
+  stream: { mb_per_s: number; loopback_mb_per_s: number; loopback_spread: number };
   max_epochs_per_s: number;
   ram_scaling: { dirty_pages: number; pause_ms_small: number; pause_ms_large: number; large_mib: number };
 }
@@ -180,6 +181,13 @@ export async function precopyOnce(guest: PrimaryGuest, port: number, transport: 
   return { bytes, ms };
 }
 
+/** Most the raw baseline's upper quartile may be over its lower one for the stream's ratio to count. */
+const MAX_LOOPBACK_SPREAD = 1.5;
+
+/** The stream measurement's warm-up: at least two rounds and this long, at most STREAM_MAX_WARMUPS rounds. */
+const STREAM_WARMUP_MS = 4000;
+const STREAM_MAX_WARMUPS = 12;
+
 async function measureStream(mib: number, rounds: number, log: (l: string) => void): Promise<EngineBenchResult['stream']> {
   const guest = simGuest(mib);
   const secondary = await startPeer({ role: 'secondary', mib });
@@ -187,23 +195,31 @@ async function measureStream(mib: number, rounds: number, log: (l: string) => vo
   const stream: number[] = [];
   const raw: number[] = [];
   try {
-    // Two warm-up rounds: the first touch of the replica's memory faults every page in, and the JIT settles.
-    for (let r = -2; r < rounds; r++) {
+    // Warm-up, at least two rounds and STREAM_WARMUP_MS: the first touch of the replica's memory
+    // faults every page in, the JIT settles, and on this virtual machine memory touched anew (the
+    // kernel's socket buffers, Node's read buffers) is slow for seconds after a large allocation:
+    // raw TCP ran at a fifth of its speed for the first 2-3 s of a run.
+    const warmupEnds = now() + STREAM_WARMUP_MS;
+    let warmups = 0;
+    while (stream.length < rounds) {
+      const counted = (warmups >= 2 && now() >= warmupEnds) || warmups >= STREAM_MAX_WARMUPS;
       const p = await precopyOnce(guest, secondary.port);
       // One raw send swings more than the stream does from round to round (the scheduler,
       // the kernel's buffers): each round's baseline is the median of three, taken after the stream's.
       const l = median([await loopbackMs(sink.port, p.bytes), await loopbackMs(sink.port, p.bytes), await loopbackMs(sink.port, p.bytes)]);
-      if (r >= 0) {
+      if (counted) {
         stream.push(p.bytes / (p.ms * 1000));
         raw.push(p.bytes / (l * 1000));
-      }
-      log(`  stream round ${r + 1}: ${(p.bytes / 1e6).toFixed(0)} MB in ${p.ms.toFixed(0)} ms; raw loopback ${l.toFixed(0)} ms`);
+      } else warmups++;
+      log(`  stream ${counted ? `round ${stream.length}` : `warm-up ${warmups}`}: ${(p.bytes / 1e6).toFixed(0)} MB in ${p.ms.toFixed(0)} ms; raw loopback ${l.toFixed(0)} ms`);
     }
   } finally {
     await secondary.stop();
     await sink.stop();
   }
-  return { mb_per_s: Math.round(median(stream)), loopback_mb_per_s: Math.round(median(raw)) };
+  // Quartiles, not the extremes: one slow round is what the medians absorb; a baseline slow for a third of the run is not.
+  const spread = percentile(raw, 75) / percentile(raw, 25);
+  return { mb_per_s: Math.round(median(stream)), loopback_mb_per_s: Math.round(median(raw)), loopback_spread: Math.round(spread * 100) / 100 };
 }
 
 /** The guest and replica size of the epoch-rate measurement. */
@@ -273,6 +289,14 @@ export async function epochRate(seconds: number, port: number, transport: Transp
 export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBenchResult> {
   const { quick, log } = opts;
   const rounds = quick ? 15 : 41;
+  // The throughput figures first, on a process with nothing to free yet: the
+  // 4 GiB guest of the RAM scaling below, freed by a later garbage
+  // collection, once slowed the raw TCP baseline (the main thread sends for
+  // both) to a quarter of its speed for five rounds running.
+  const stream = await measureStream(quick ? 64 : 256, quick ? 3 : 9, log);
+  const max_epochs_per_s = await measureEpochRate(quick ? 1 : 3);
+  log(`  epochs/s with 100 dirty pages: ${max_epochs_per_s}`);
+
   const small = simGuest(256);
   const smallSession = await localSession(small);
   // The gather baseline's memory: as large as the guest's, every page written.
@@ -309,9 +333,6 @@ export async function benchEngine(opts: EngineBenchOptions): Promise<EngineBench
   const ram_scaling = { dirty_pages: scalingDirty, pause_ms_small: median(smallSamples), pause_ms_large: median(largeSamples), large_mib: largeMib };
   log(`  ram scaling at ${scalingDirty} dirty pages: 256 MiB ${ram_scaling.pause_ms_small.toFixed(3)} ms, ${largeMib} MiB ${ram_scaling.pause_ms_large.toFixed(3)} ms`);
 
-  const stream = await measureStream(quick ? 64 : 256, quick ? 3 : 5, log);
-  const max_epochs_per_s = await measureEpochRate(quick ? 1 : 3);
-  log(`  epochs/s with 100 dirty pages: ${max_epochs_per_s}`);
   return { pause, stream, max_epochs_per_s, ram_scaling };
 }
 
@@ -333,7 +354,15 @@ export function engineTargets(r: EngineBenchResult): TargetCheck[] {
   const scale = r.ram_scaling.pause_ms_large / r.ram_scaling.pause_ms_small;
   out.push({ what: `pause ${r.ram_scaling.large_mib} MiB / 256 MiB at ${r.ram_scaling.dirty_pages} dirty pages`, target: '<= 1.5', value: scale.toFixed(2), pass: scale <= 1.5 });
   const tput = r.stream.mb_per_s / r.stream.loopback_mb_per_s;
-  out.push({ what: 'stream / raw loopback TCP', target: '>= 0.70', value: `${tput.toFixed(2)} (${r.stream.mb_per_s} vs ${r.stream.loopback_mb_per_s} MB/s)`, pass: tput >= 0.7 });
+  // A baseline whose quartiles lie more than half apart was measured on a disturbed machine
+  // (it has run at a fifth of its speed for seconds): no ratio against it counts as met.
+  const steady = r.stream.loopback_spread <= MAX_LOOPBACK_SPREAD;
+  out.push({
+    what: 'stream / raw loopback TCP',
+    target: `>= 0.70, raw steady (spread <= ${MAX_LOOPBACK_SPREAD})`,
+    value: `${tput.toFixed(2)} (${r.stream.mb_per_s} vs ${r.stream.loopback_mb_per_s} MB/s; raw spread ${r.stream.loopback_spread.toFixed(2)}${steady ? '' : ', unsteady'})`,
+    pass: tput >= 0.7 && steady,
+  });
   out.push({ what: 'sustained epochs/s at 100 dirty pages', target: '>= 500', value: String(r.max_epochs_per_s), pass: r.max_epochs_per_s >= 500 });
   return out;
 }
