@@ -4,8 +4,8 @@
  * ICMP/ICMPv6. Only what the comparator needs is extracted (the fields that
  * name the connection, looked up in flows.ts; where the compared bytes are;
  * TCP sequence fields), and every length is checked against the bytes
- * actually present before it is used: a frame
- * whose headers contradict themselves gets a typed error naming the field.
+ * actually present before it is used: a frame whose headers contradict
+ * themselves gets a typed error naming the field.
  */
 import { ProxyError, ProxyErrorCodes as C } from './errors.js';
 

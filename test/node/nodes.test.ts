@@ -28,16 +28,25 @@ after(async () => {
   for (const s of stops.reverse()) await s();
 });
 
+/** A Remus secondary node listening on `host`, stopped after the tests. */
+async function startedSecondary(host: MemoryTransport): Promise<SecondaryNode> {
+  const cfg = config();
+  const secondary = new SecondaryNode({ cfg, mode: 'remus', binding: createBinding(cfg.domain), transport: host, logger: silent });
+  await secondary.start();
+  stops.push(() => secondary.stop('test'));
+  return secondary;
+}
+
+/** A Remus primary node reaching its secondary over `transport`. */
+const primaryNode = (transport: MemoryTransport, cfg: TandemConfig = config()): PrimaryNode =>
+  new PrimaryNode({ cfg, mode: 'remus', binding: createBinding(cfg.domain), transport, logger: silent });
+
 describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
   test('protected, the primary drops off the network: the secondary takes over with what was acknowledged, and the old primary is fenced when it is back', async () => {
     const secondaryHost = new MemoryTransport();
     const primaryHost = secondaryHost.peer();
-    const scfg = config();
-    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
-    await secondary.start();
-    stops.push(() => secondary.stop('test'));
-    const pcfg = config();
-    const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: primaryHost, logger: silent });
+    const secondary = await startedSecondary(secondaryHost);
+    const primary = primaryNode(primaryHost);
     const service = await primary.start();
     stops.push(() => primary.stop({ kind: 'signal', signal: 'test' }));
     const engine = primary.protection!;
@@ -68,12 +77,9 @@ describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
 
   test('a primary whose start fails after its secondary heard it stands the secondary down: the replica of an earlier run is not promoted by the silence', async () => {
     const secondaryHost = new MemoryTransport();
-    const scfg = config();
-    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
-    await secondary.start();
-    stops.push(() => secondary.stop('test'));
+    const secondary = await startedSecondary(secondaryHost);
     // An earlier run protected the domain and stood down: the secondary holds its replica.
-    const first = new PrimaryNode({ cfg: config(), mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost.peer(), logger: silent });
+    const first = primaryNode(secondaryHost.peer());
     await first.start();
     await firstValueFrom(first.protection!.state$.pipe(filter((s) => s.state === 'protected')));
     await first.stop({ kind: 'signal', signal: 'SIGTERM' });
@@ -86,7 +92,7 @@ describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
     stops.push(() => new Promise<void>((r) => busy.close(() => r())));
     const pcfg = config();
     pcfg.primary.service = { host: '127.0.0.1', port: (busy.address() as AddressInfo).port };
-    const second = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: secondaryHost.peer(), logger: silent });
+    const second = primaryNode(secondaryHost.peer(), pcfg);
     await assert.rejects(second.start(), /EADDRINUSE|address already in use/);
     // What it started goes, as the runners do after a failed start.
     stops.push(() => second.stop({ kind: 'signal', signal: 'test' }));
@@ -100,14 +106,10 @@ describe('PrimaryNode and SecondaryNode over the in-memory network', () => {
 
   test('a primary whose peer already runs a newer generation refuses to start: nothing is served', async () => {
     const secondaryHost = new MemoryTransport();
-    const scfg = config();
-    const secondary = new SecondaryNode({ cfg: scfg, mode: 'remus', binding: createBinding(scfg.domain), transport: secondaryHost, logger: silent });
-    await secondary.start();
-    stops.push(() => secondary.stop('test'));
+    const secondary = await startedSecondary(secondaryHost);
     // As after a failover: the secondary took generation 2.
     secondary.parts.heartbeat.promote();
-    const pcfg = config();
-    const primary = new PrimaryNode({ cfg: pcfg, mode: 'remus', binding: createBinding(pcfg.domain), transport: secondaryHost.peer(), logger: silent });
+    const primary = primaryNode(secondaryHost.peer());
     await assert.rejects(primary.start(), (e: unknown) => e instanceof TandemError && e.code === 'ERR_FENCED');
     assert.equal(primary.protection, undefined, 'no protection was started');
   });

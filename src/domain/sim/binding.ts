@@ -136,7 +136,8 @@ export class SimReplicaGuest extends SimMachine implements PageReplicaGuest {
       info: sim.info,
       writePages: (pfns, pages) => sim.writePages(pfns, pages),
       readPage: (pfn) => sim.readPage(pfn),
-      // The replica never runs while it is one: its RAM is written only by the stream.
+      // Lent out only for compressed pages, which a secondary offers only in Remus, where the
+      // replica does not run: its RAM is written by the stream alone (a COLO replica runs and is offered none).
       writablePage: (pfn) => sim.readPage(pfn),
       platformContext: () => sim.platformContext(),
       setPlatformContext: (ctx) => sim.setPlatformContext(ctx),
